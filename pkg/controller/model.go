@@ -1,0 +1,190 @@
+// Package controller owns deployd's deploy and rollback state machine: which
+// color of each service is active, how a new color is brought up, checked,
+// switched to and kept as a standby. It talks to the outside world only
+// through the small interfaces declared in ports.go.
+package controller
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Color is one of the two slots a service's containers live in.
+type Color string
+
+const (
+	NoColor Color = ""
+	Blue    Color = "blue"
+	Green   Color = "green"
+)
+
+// Other returns the color a deploy targets when c is active. With no active
+// color the first deploy goes to blue.
+func (c Color) Other() Color {
+	if c == Blue {
+		return Green
+	}
+	return Blue
+}
+
+// Valid reports whether c names a real color.
+func (c Color) Valid() bool { return c == Blue || c == Green }
+
+// Kind says what a deployment does.
+type Kind string
+
+const (
+	KindDeploy   Kind = "deploy"
+	KindRollback Kind = "rollback"
+)
+
+// Status is the life cycle of a deployment.
+type Status int
+
+const (
+	StatusQueued Status = iota
+	StatusRunning
+	StatusSucceeded
+	StatusFailed
+	StatusInterrupted
+)
+
+var statusNames = [...]string{"queued", "running", "succeeded", "failed", "interrupted"}
+
+func (s Status) String() string {
+	if s < 0 || int(s) >= len(statusNames) {
+		return fmt.Sprintf("status(%d)", int(s))
+	}
+	return statusNames[s]
+}
+
+// Done reports whether the deployment has reached a final status.
+func (s Status) Done() bool { return s >= StatusSucceeded }
+
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+func (s *Status) UnmarshalText(b []byte) error {
+	for i, n := range statusNames {
+		if n == string(b) {
+			*s = Status(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown deployment status %q", b)
+}
+
+// StepStatus is the life cycle of one step of a deployment.
+type StepStatus int
+
+const (
+	StepRunning StepStatus = iota
+	StepSucceeded
+	StepFailed
+	StepSkipped
+)
+
+var stepStatusNames = [...]string{"running", "succeeded", "failed", "skipped"}
+
+func (s StepStatus) String() string {
+	if s < 0 || int(s) >= len(stepStatusNames) {
+		return fmt.Sprintf("step_status(%d)", int(s))
+	}
+	return stepStatusNames[s]
+}
+
+func (s StepStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+func (s *StepStatus) UnmarshalText(b []byte) error {
+	for i, n := range stepStatusNames {
+		if n == string(b) {
+			*s = StepStatus(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown step status %q", b)
+}
+
+// Step names, in the order a deploy runs them.
+const (
+	StepPull      = "pull"
+	StepCleanup   = "cleanup"
+	StepPreDeploy = "pre_deploy"
+	StepStart     = "start"
+	StepHealth    = "health"
+	StepSwitch    = "switch"
+	StepRecord    = "record"
+	StepDrain     = "drain"
+	StepStandby   = "standby"
+)
+
+// Step is one recorded step of a deployment.
+type Step struct {
+	Name       string     `json:"name"`
+	Status     StepStatus `json:"status"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Message    string     `json:"message"`
+	// Output holds the tail of a command's output (the pre-deploy step).
+	Output string `json:"output,omitempty"`
+}
+
+// Trigger says who or what asked for a deployment.
+type Trigger struct {
+	Source string `json:"source"`
+	Actor  string `json:"actor"`
+	Commit string `json:"commit"`
+}
+
+// Deployment is the record of one deploy or rollback.
+type Deployment struct {
+	ID         string     `json:"id"`
+	Service    string     `json:"service"`
+	Kind       Kind       `json:"kind"`
+	Image      string     `json:"image"`
+	FromColor  Color      `json:"from_color"`
+	ToColor    Color      `json:"to_color"`
+	Status     Status     `json:"status"`
+	Error      string     `json:"error"`
+	Steps      []Step     `json:"steps"`
+	Trigger    Trigger    `json:"trigger"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// ServiceState is what the store keeps per service: which color serves
+// traffic and which one waits as the standby.
+type ServiceState struct {
+	Name         string    `json:"name"`
+	ActiveColor  Color     `json:"active_color"`
+	ActiveImage  string    `json:"active_image"`
+	StandbyColor Color     `json:"standby_color"`
+	StandbyImage string    `json:"standby_image"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// Container is a container of a service as the runtime reports it.
+type Container struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Service    string    `json:"-"`
+	Color      Color     `json:"-"`
+	Deployment string    `json:"-"`
+	Image      string    `json:"-"`
+	State      string    `json:"state"`  // created, running, restarting, exited, ...
+	Health     string    `json:"health"` // the last probe's verdict as deployd saw it, or the runtime's
+	Address    string    `json:"address"`
+	Restarts   int       `json:"-"`
+	StartedAt  time.Time `json:"-"`
+	ExitCode   int       `json:"-"`
+}
+
+// Running reports whether the container's process is up.
+func (c Container) Running() bool { return c.State == "running" }
+
+var serviceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// ValidServiceName reports whether name may be used as a service name: it
+// ends up in container names, labels and nginx config, so the grammar is
+// deliberately narrow.
+func ValidServiceName(name string) bool { return serviceNameRE.MatchString(name) }

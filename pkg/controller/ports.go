@@ -1,0 +1,76 @@
+package controller
+
+import (
+	"context"
+	"time"
+)
+
+// Runtime runs containers. dockerx implements it on the Docker Engine API.
+// Methods return errors wrapping ErrNotFound when an image or container does
+// not exist and ErrUnavailable when the engine cannot be reached.
+type Runtime interface {
+	// EnsureImage makes ref present locally according to policy; pulls are
+	// retried with backoff. A ref that exists nowhere wraps ErrNotFound.
+	EnsureImage(ctx context.Context, ref string, policy PullPolicy) error
+	// RunOneOff creates a container, runs it to completion and removes it.
+	// It blocks until the command ends or ctx is done; on ctx's end the
+	// container is killed and removed and ctx's error is returned.
+	RunOneOff(ctx context.Context, spec OneOffSpec) (OneOffResult, error)
+	// StartContainer creates and starts one replica and returns it with
+	// the address nginx and the prober reach it at.
+	StartContainer(ctx context.Context, spec ContainerSpec) (Container, error)
+	// Containers lists the service's deployd-managed containers, running or
+	// not, of every color, with their addresses when they run.
+	Containers(ctx context.Context, service string) ([]Container, error)
+	// InspectContainer returns one container's current state.
+	InspectContainer(ctx context.Context, id string) (Container, error)
+	// StartExisting starts a stopped container and returns its new state
+	// (the published port may have changed).
+	StartExisting(ctx context.Context, id string) (Container, error)
+	// StopContainer stops a container, giving it timeout to exit cleanly.
+	StopContainer(ctx context.Context, id string, timeout time.Duration) error
+	// RemoveContainer force-removes a container; a missing one is no error.
+	RemoveContainer(ctx context.Context, id string) error
+}
+
+// Router sends a service's traffic to a set of addresses. nginxconf
+// implements it by rendering an upstream file and reloading nginx.
+type Router interface {
+	// EnsurePlaceholder writes an upstream that answers 502 when the
+	// service has none yet, so a site config may reference it from day one.
+	// It does nothing when an upstream file already exists.
+	EnsurePlaceholder(ctx context.Context, service string) error
+	// Switch points the service at addrs and returns once nginx is proven
+	// to serve the new configuration. On any failure the previous upstream
+	// is restored (and nginx reloaded again if it had been) before the
+	// error is returned, so traffic is untouched. Switching to the
+	// addresses already in place does nothing.
+	Switch(ctx context.Context, service string, addrs []string) error
+}
+
+// Prober checks one replica's health endpoint once.
+type Prober interface {
+	// Probe returns nil when addr answers spec's path with the expected
+	// status and body within spec.Timeout, and an error saying what was
+	// wrong otherwise.
+	Probe(ctx context.Context, addr string, spec HealthSpec) error
+}
+
+// Store keeps services' state and deployments. Reads of a missing record
+// return an error wrapping ErrNotFound.
+type Store interface {
+	GetService(ctx context.Context, name string) (ServiceState, error)
+	PutService(ctx context.Context, s ServiceState) error
+	// PutDeployment creates or replaces a deployment record.
+	PutDeployment(ctx context.Context, d Deployment) error
+	// SaveSwitch records a new service state and its deployment in one
+	// transaction, so a crash cannot leave one without the other.
+	SaveSwitch(ctx context.Context, s ServiceState, d Deployment) error
+	GetDeployment(ctx context.Context, id string) (Deployment, error)
+	// ListDeployments returns deployments newest first; service "" means
+	// all services.
+	ListDeployments(ctx context.Context, service string, limit int) ([]Deployment, error)
+	// UnfinishedDeployments returns every deployment still queued or
+	// running, oldest first: after a crash these were interrupted.
+	UnfinishedDeployments(ctx context.Context) ([]Deployment, error)
+}

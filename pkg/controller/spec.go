@@ -1,0 +1,95 @@
+package controller
+
+import "time"
+
+// PullPolicy says when the runtime fetches an image from its registry.
+type PullPolicy string
+
+const (
+	PullAlways  PullPolicy = "always"
+	PullMissing PullPolicy = "missing"
+	PullNever   PullPolicy = "never"
+)
+
+// StandbyMode says what happens to the old color after a switch.
+type StandbyMode string
+
+const (
+	// StandbyRunning keeps the old color's containers running so a rollback
+	// is only a health check and an nginx switch.
+	StandbyRunning StandbyMode = "running"
+	// StandbyStopped stops (but keeps) the old color's containers.
+	StandbyStopped StandbyMode = "stopped"
+)
+
+// HealthSpec says how a replica is judged healthy.
+type HealthSpec struct {
+	Path             string
+	Interval         time.Duration
+	Timeout          time.Duration
+	HealthyThreshold int
+	StartTimeout     time.Duration
+	// ExpectStatus is the exact HTTP status wanted; 0 accepts any 2xx.
+	ExpectStatus int
+	// ExpectBody, when set, must appear in the response body.
+	ExpectBody string
+}
+
+// PreDeploySpec is the one-off command run in the new image before any
+// replica starts (database migrations, typically).
+type PreDeploySpec struct {
+	Command []string
+	Timeout time.Duration
+}
+
+// ServiceSpec is a service's configuration, validated by the caller.
+type ServiceSpec struct {
+	Name string
+	// Image is the repository that every deployed image must belong to,
+	// e.g. "registry.example.com/team/web" or "demoapp".
+	Image    string
+	Replicas int
+	Port     int
+	Env      map[string]string
+	// EnvFile is read at each deploy, so edits apply to the next one.
+	EnvFile       string
+	Network       string
+	RestartPolicy string
+	Pull          PullPolicy
+	Health        HealthSpec
+	PreDeploy     PreDeploySpec
+	Drain         time.Duration
+	Standby       StandbyMode
+}
+
+// ContainerSpec is everything the runtime needs to start one replica.
+type ContainerSpec struct {
+	Name          string
+	Image         string
+	Service       string
+	Color         Color
+	Deployment    string
+	Port          int
+	Env           []string // KEY=VALUE
+	Network       string
+	RestartPolicy string
+}
+
+// OneOffSpec describes a short-lived container, such as the pre-deploy
+// command, whose output and exit code are wanted.
+type OneOffSpec struct {
+	Name       string
+	Image      string
+	Service    string
+	Deployment string
+	Command    []string
+	Env        []string
+	Network    string
+}
+
+// OneOffResult is how a one-off container ended.
+type OneOffResult struct {
+	ExitCode int
+	// Output is the tail of stdout and stderr, interleaved.
+	Output string
+}
