@@ -188,3 +188,30 @@ var serviceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 // ends up in container names, labels and nginx config, so the grammar is
 // deliberately narrow.
 func ValidServiceName(name string) bool { return serviceNameRE.MatchString(name) }
+
+// DeployRequest asks for a new image of a service. Image is a tag of the
+// service's repository ("v2") or a full reference within it
+// ("demoapp:v2", "demoapp@sha256:...").
+type DeployRequest struct {
+	Image   string
+	Trigger Trigger
+}
+
+// ColorView is one color of a service: its image and its containers.
+type ColorView struct {
+	Image      string      `json:"image"`
+	Containers []Container `json:"containers"`
+}
+
+// ServiceView is a service as the API shows it: stored state joined with the
+// containers the runtime reports.
+type ServiceView struct {
+	Name         string              `json:"name"`
+	ActiveColor  Color               `json:"active_color"`
+	ActiveImage  string              `json:"active_image"`
+	StandbyColor Color               `json:"standby_color"`
+	StandbyImage string              `json:"standby_image"`
+	Colors       map[Color]ColorView `json:"colors"`
+	// Deployment is the running deployment, else the last one, else nil.
+	Deployment *Deployment `json:"deployment"`
+}
