@@ -1,0 +1,384 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Options wires a Controller to its ports.
+type Options struct {
+	Services []ServiceSpec
+	Runtime  Runtime
+	Router   Router
+	Prober   Prober
+	Store    Store
+	Logger   logrus.FieldLogger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Controller runs deploys and rollbacks, at most one at a time per service.
+// Its methods are safe for concurrent use.
+type Controller struct {
+	services map[string]ServiceSpec
+	names    []string
+	rt       Runtime
+	router   Router
+	prober   Prober
+	store    Store
+	log      logrus.FieldLogger
+	now      func() time.Time
+
+	// runCtx is the parent of every deploy; Close cancels it.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	wg        sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]*run // by service
+	closed  bool
+	lastID  time.Time
+}
+
+// run is a deployment in flight; the lock on its service is the entry in
+// Controller.running.
+type run struct {
+	id   string
+	done chan struct{}
+}
+
+// New returns a Controller. Call Start before serving requests and Close
+// when done.
+func New(o Options) *Controller {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Controller{
+		services:  make(map[string]ServiceSpec, len(o.Services)),
+		rt:        o.Runtime,
+		router:    o.Router,
+		prober:    o.Prober,
+		store:     o.Store,
+		log:       o.Logger,
+		now:       o.Now,
+		runCtx:    ctx,
+		cancelRun: cancel,
+		running:   make(map[string]*run),
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		l := logrus.New()
+		l.Out = discard{}
+		c.log = l
+	}
+	for _, s := range o.Services {
+		c.services[s.Name] = s
+		c.names = append(c.names, s.Name)
+	}
+	sort.Strings(c.names)
+	return c
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Close stops accepting deployments, cancels the running ones (each ends at
+// a safe point: before the switch its containers are removed, a switch in
+// progress completes) and waits for them until ctx is done.
+func (c *Controller) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancelRun()
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for running deployments: %w", ctx.Err())
+	}
+}
+
+func (c *Controller) spec(name string) (ServiceSpec, error) {
+	s, ok := c.services[name]
+	if !ok {
+		return ServiceSpec{}, Errorf(ENOTFOUND, "unknown service %q", name)
+	}
+	return s, nil
+}
+
+// state returns the stored state of a service, or its zero state before the
+// first deploy.
+func (c *Controller) state(ctx context.Context, name string) (ServiceState, error) {
+	st, err := c.store.GetService(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return ServiceState{Name: name}, nil
+	}
+	if err != nil {
+		return ServiceState{}, fmt.Errorf("load state of %s: %w", name, err)
+	}
+	return st, nil
+}
+
+// newID returns a deployment id that sorts by creation time: a UTC
+// timestamp with microseconds, kept strictly increasing within this
+// process, plus random bits against collisions across restarts.
+func (c *Controller) newID() string {
+	c.mu.Lock()
+	t := c.now().UTC().Truncate(time.Microsecond)
+	if !t.After(c.lastID) {
+		t = c.lastID.Add(time.Microsecond)
+	}
+	c.lastID = t
+	c.mu.Unlock()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return t.Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Deploy validates req, records a queued deployment and runs it in the
+// background. It returns at once with the recorded deployment. Errors:
+// ENOTFOUND for an unknown service, EINVALID or EFORBIDDEN for a bad image,
+// ECONFLICT (with DeploymentID) while another deployment of the service runs,
+// EUNAVAILABLE while shutting down.
+func (c *Controller) Deploy(ctx context.Context, service string, req DeployRequest) (Deployment, error) {
+	spec, err := c.spec(service)
+	if err != nil {
+		return Deployment{}, err
+	}
+	image, err := ResolveImage(spec.Image, req.Image)
+	if err != nil {
+		return Deployment{}, err
+	}
+	return c.launch(ctx, spec, KindDeploy, req.Trigger, func(st ServiceState) (Deployment, error) {
+		return Deployment{Image: image, FromColor: st.ActiveColor, ToColor: st.ActiveColor.Other()}, nil
+	})
+}
+
+// Rollback switches a service back to its standby color in the background.
+// Errors as Deploy; ECONFLICT also when the service has no standby.
+func (c *Controller) Rollback(ctx context.Context, service string, trigger Trigger) (Deployment, error) {
+	spec, err := c.spec(service)
+	if err != nil {
+		return Deployment{}, err
+	}
+	return c.launch(ctx, spec, KindRollback, trigger, func(st ServiceState) (Deployment, error) {
+		if !st.StandbyColor.Valid() || st.StandbyImage == "" {
+			return Deployment{}, Errorf(ECONFLICT, "service %s has no standby to roll back to", service)
+		}
+		return Deployment{Image: st.StandbyImage, FromColor: st.ActiveColor, ToColor: st.StandbyColor}, nil
+	})
+}
+
+// launch takes the service's lock, records the deployment that plan
+// describes and starts it.
+func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, trigger Trigger,
+	plan func(ServiceState) (Deployment, error)) (Deployment, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Deployment{}, Errorf(EUNAVAILABLE, "deployd is shutting down")
+	}
+	if r, busy := c.running[spec.Name]; busy {
+		c.mu.Unlock()
+		return Deployment{}, &Error{Code: ECONFLICT, DeploymentID: r.id,
+			Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, r.id)}
+	}
+	r := &run{done: make(chan struct{})}
+	c.running[spec.Name] = r
+	c.mu.Unlock()
+
+	d, err := c.record(ctx, spec, kind, trigger, plan)
+	if err != nil {
+		c.release(spec.Name, r)
+		return Deployment{}, err
+	}
+	r.id = d.ID
+
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.release(spec.Name, r)
+		c.execute(spec, d)
+	}()
+	return d, nil
+}
+
+func (c *Controller) record(ctx context.Context, spec ServiceSpec, kind Kind, trigger Trigger,
+	plan func(ServiceState) (Deployment, error)) (Deployment, error) {
+	st, err := c.state(ctx, spec.Name)
+	if err != nil {
+		return Deployment{}, err
+	}
+	d, err := plan(st)
+	if err != nil {
+		return Deployment{}, err
+	}
+	d.ID = c.newID()
+	d.Service = spec.Name
+	d.Kind = kind
+	d.Status = StatusQueued
+	d.Trigger = trigger
+	d.Steps = []Step{}
+	d.CreatedAt = c.now().UTC()
+	if err := c.store.PutDeployment(ctx, d); err != nil {
+		return Deployment{}, fmt.Errorf("record deployment: %w", err)
+	}
+	return d, nil
+}
+
+func (c *Controller) release(service string, r *run) {
+	c.mu.Lock()
+	if c.running[service] == r {
+		delete(c.running, service)
+	}
+	c.mu.Unlock()
+	close(r.done)
+}
+
+// Wait blocks until the deployment with the given id is no longer running
+// in this process or ctx is done, then returns its record.
+func (c *Controller) Wait(ctx context.Context, id string) (Deployment, error) {
+	c.mu.Lock()
+	var done chan struct{}
+	for _, r := range c.running {
+		if r.id == id {
+			done = r.done
+		}
+	}
+	c.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return Deployment{}, ctx.Err()
+		}
+	}
+	return c.Deployment(ctx, id)
+}
+
+// Services returns every configured service, sorted by name.
+func (c *Controller) Services(ctx context.Context) ([]ServiceView, error) {
+	views := make([]ServiceView, 0, len(c.names))
+	for _, name := range c.names {
+		v, err := c.Service(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		views = append(views, v)
+	}
+	return views, nil
+}
+
+// Service returns a service's state joined with its containers.
+func (c *Controller) Service(ctx context.Context, name string) (ServiceView, error) {
+	if _, err := c.spec(name); err != nil {
+		return ServiceView{}, err
+	}
+	st, err := c.state(ctx, name)
+	if err != nil {
+		return ServiceView{}, err
+	}
+	containers, err := c.rt.Containers(ctx, name)
+	if err != nil {
+		return ServiceView{}, unavailable("list containers of "+name, err)
+	}
+	v := ServiceView{
+		Name:         name,
+		ActiveColor:  st.ActiveColor,
+		ActiveImage:  st.ActiveImage,
+		StandbyColor: st.StandbyColor,
+		StandbyImage: st.StandbyImage,
+		Colors: map[Color]ColorView{
+			Blue:  {Containers: []Container{}},
+			Green: {Containers: []Container{}},
+		},
+	}
+	for _, ct := range containers {
+		cv, ok := v.Colors[ct.Color]
+		if !ok {
+			continue
+		}
+		cv.Containers = append(cv.Containers, ct)
+		cv.Image = ct.Image
+		v.Colors[ct.Color] = cv
+	}
+	// The store knows which image each color was deployed with even when
+	// its containers are gone.
+	for color, image := range map[Color]string{st.ActiveColor: st.ActiveImage, st.StandbyColor: st.StandbyImage} {
+		if cv, ok := v.Colors[color]; ok {
+			cv.Image = image
+			v.Colors[color] = cv
+		}
+	}
+	c.mu.Lock()
+	r := c.running[name]
+	c.mu.Unlock()
+	var last []Deployment
+	if r != nil && r.id != "" {
+		d, err := c.store.GetDeployment(ctx, r.id)
+		if err == nil {
+			last = []Deployment{d}
+		}
+	}
+	if last == nil {
+		if last, err = c.store.ListDeployments(ctx, name, 1); err != nil {
+			return ServiceView{}, fmt.Errorf("last deployment of %s: %w", name, err)
+		}
+	}
+	if len(last) > 0 {
+		v.Deployment = &last[0]
+	}
+	return v, nil
+}
+
+// Deployments lists deployments newest first, of one service or ("") all.
+func (c *Controller) Deployments(ctx context.Context, service string, limit int) ([]Deployment, error) {
+	if service != "" {
+		if _, err := c.spec(service); err != nil {
+			return nil, err
+		}
+	}
+	ds, err := c.store.ListDeployments(ctx, service, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	if ds == nil {
+		ds = []Deployment{}
+	}
+	return ds, nil
+}
+
+// Deployment returns one deployment; ENOTFOUND when there is none.
+func (c *Controller) Deployment(ctx context.Context, id string) (Deployment, error) {
+	d, err := c.store.GetDeployment(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Deployment{}, Errorf(ENOTFOUND, "no deployment %q", id)
+	}
+	if err != nil {
+		return Deployment{}, fmt.Errorf("load deployment %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// unavailable turns an ErrUnavailable from a port into an error users see
+// as 503, keeping the cause in the chain for the logs.
+func unavailable(what string, err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", Errorf(EUNAVAILABLE, "%s: docker engine unavailable", what), err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

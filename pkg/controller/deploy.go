@@ -1,0 +1,307 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// switchTimeout bounds a traffic switch. The switch runs detached from the
+// deploy's context: once nginx is being rewritten it must either finish or
+// restore, never stop halfway because the daemon is shutting down.
+const switchTimeout = 30 * time.Second
+
+// deploy brings up the target color with the new image, switches traffic
+// to it and keeps the old color as the standby. Until the switch, the
+// active color, its containers and the nginx upstream are never touched.
+func (r *deployRun) deploy(ctx context.Context) error {
+	rt := r.c.rt
+	target := r.d.ToColor
+
+	if err := r.step(ctx, StepPull, func(ctx context.Context, _ *Step) (string, error) {
+		if err := rt.EnsureImage(ctx, r.d.Image, r.spec.Pull); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("image %s present (pull policy %s)", r.d.Image, r.spec.Pull), nil
+	}); err != nil {
+		return err
+	}
+
+	if err := r.step(ctx, StepCleanup, func(ctx context.Context, _ *Step) (string, error) {
+		n, err := r.removeColor(ctx, target)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("removed %d old %s container(s)", n, target), nil
+	}); err != nil {
+		return err
+	}
+
+	env, err := r.env()
+	if err != nil {
+		return err
+	}
+
+	if err := r.step(ctx, StepPreDeploy, func(ctx context.Context, s *Step) (string, error) {
+		return r.preDeploy(ctx, env, s)
+	}); err != nil {
+		return err
+	}
+
+	var started []Container
+	if err := r.step(ctx, StepStart, func(ctx context.Context, _ *Step) (string, error) {
+		var err error
+		if started, err = r.startReplicas(ctx, target, env); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("started %d %s container(s)", len(started), target), nil
+	}); err != nil {
+		return err
+	}
+
+	if err := r.step(ctx, StepHealth, func(ctx context.Context, _ *Step) (string, error) {
+		return r.c.waitHealthy(ctx, r.spec.Health, started, r.spec.Health.HealthyThreshold)
+	}); err != nil {
+		return err
+	}
+
+	st, err := r.c.state(ctx, r.spec.Name)
+	if err != nil {
+		return err
+	}
+	next := ServiceState{
+		Name:         r.spec.Name,
+		ActiveColor:  target,
+		ActiveImage:  r.d.Image,
+		StandbyColor: st.ActiveColor,
+		StandbyImage: st.ActiveImage,
+	}
+	if err := r.switchTo(ctx, st, next, started); err != nil {
+		return err
+	}
+	return r.afterSwitch(ctx, st.ActiveColor)
+}
+
+// switchTo points nginx at the new containers and records the new state.
+// If the record cannot be written, traffic is moved back so that nginx and
+// the store never disagree.
+func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []Container) error {
+	return r.step(ctx, StepSwitch, func(ctx context.Context, _ *Step) (string, error) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchTimeout)
+		defer cancel()
+		if err := r.c.router.Switch(sctx, r.spec.Name, addresses(cs)); err != nil {
+			return "", err
+		}
+		next.UpdatedAt = r.c.now().UTC()
+		r.switched = true
+		// The switch step is recorded as succeeded in the same transaction
+		// as the new state.
+		d := r.d
+		d.Steps = append([]Step(nil), r.d.Steps...)
+		now := next.UpdatedAt
+		last := &d.Steps[len(d.Steps)-1]
+		last.Status, last.FinishedAt = StepSucceeded, &now
+		last.Message = fmt.Sprintf("traffic moved to %s", next.ActiveColor)
+		if err := r.c.store.SaveSwitch(sctx, next, d); err != nil {
+			r.switched = false
+			if rerr := r.restoreRouting(sctx, prev); rerr != nil {
+				return "", fmt.Errorf("record new state: %w (and moving traffic back failed: %v)", err, rerr)
+			}
+			return "", fmt.Errorf("record new state (traffic moved back): %w", err)
+		}
+		return last.Message, nil
+	})
+}
+
+// restoreRouting points nginx back at the running containers of prev's
+// active color, or at the placeholder when there is none.
+func (r *deployRun) restoreRouting(ctx context.Context, prev ServiceState) error {
+	if !prev.ActiveColor.Valid() {
+		return nil
+	}
+	cs, err := r.c.colorContainers(ctx, r.spec.Name, prev.ActiveColor)
+	if err != nil {
+		return err
+	}
+	return r.c.router.Switch(ctx, r.spec.Name, addresses(running(cs)))
+}
+
+// afterSwitch drains the old color and leaves it as the standby.
+func (r *deployRun) afterSwitch(ctx context.Context, old Color) error {
+	if !old.Valid() {
+		return nil
+	}
+	if err := r.step(ctx, StepDrain, func(ctx context.Context, _ *Step) (string, error) {
+		t := time.NewTimer(r.spec.Drain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return fmt.Sprintf("waited %s for in-flight requests on %s", r.spec.Drain, old), nil
+		case <-ctx.Done():
+			// Traffic has already moved; a shorter drain is the only cost.
+			return "drain cut short by shutdown", nil
+		}
+	}); err != nil {
+		return err
+	}
+	return r.step(context.WithoutCancel(ctx), StepStandby, func(ctx context.Context, _ *Step) (string, error) {
+		if r.spec.Standby != StandbyStopped {
+			return fmt.Sprintf("%s kept running as a warm standby", old), nil
+		}
+		cs, err := r.c.colorContainers(ctx, r.spec.Name, old)
+		if err != nil {
+			return "", err
+		}
+		for _, ct := range running(cs) {
+			if err := r.c.rt.StopContainer(ctx, ct.ID, 10*time.Second); err != nil {
+				return "", err
+			}
+		}
+		return fmt.Sprintf("%s stopped, kept as a cold standby", old), nil
+	})
+}
+
+// startReplicas creates and starts the configured number of containers of
+// color with the deployment's image.
+func (r *deployRun) startReplicas(ctx context.Context, color Color, env []string) ([]Container, error) {
+	var cs []Container
+	for i := 1; i <= r.spec.Replicas; i++ {
+		ct, err := r.c.rt.StartContainer(ctx, ContainerSpec{
+			Name:          fmt.Sprintf("%s-%s-%d", r.spec.Name, color, i),
+			Image:         r.d.Image,
+			Service:       r.spec.Name,
+			Color:         color,
+			Deployment:    r.d.ID,
+			Port:          r.spec.Port,
+			Env:           env,
+			Network:       r.spec.Network,
+			RestartPolicy: r.spec.RestartPolicy,
+		})
+		if err != nil {
+			return cs, err
+		}
+		cs = append(cs, ct)
+	}
+	return cs, nil
+}
+
+// removeColor removes every container of the service's given color.
+func (r *deployRun) removeColor(ctx context.Context, color Color) (int, error) {
+	cs, err := r.c.colorContainers(ctx, r.spec.Name, color)
+	if err != nil {
+		return 0, err
+	}
+	for _, ct := range cs {
+		if err := r.c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+			return 0, err
+		}
+	}
+	return len(cs), nil
+}
+
+// preDeployOutputLimit is how much of the pre-deploy command's output the
+// deployment record keeps (the end, where errors are).
+const preDeployOutputLimit = 16 << 10
+
+func (r *deployRun) preDeploy(ctx context.Context, env []string, s *Step) (string, error) {
+	pd := r.spec.PreDeploy
+	if len(pd.Command) == 0 {
+		return "no pre-deploy command", errSkipped
+	}
+	tctx, cancel := context.WithTimeout(ctx, pd.Timeout)
+	defer cancel()
+	res, err := r.c.rt.RunOneOff(tctx, OneOffSpec{
+		Name:       fmt.Sprintf("%s-predeploy-%s", r.spec.Name, shortID(r.d.ID)),
+		Image:      r.d.Image,
+		Service:    r.spec.Name,
+		Deployment: r.d.ID,
+		Command:    pd.Command,
+		Env:        env,
+		Network:    r.spec.Network,
+	})
+	s.Output = tail(res.Output, preDeployOutputLimit)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return "", fmt.Errorf("pre-deploy command timed out after %s", pd.Timeout)
+		}
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("pre-deploy command %q exited with code %d", strings.Join(pd.Command, " "), res.ExitCode)
+	}
+	return fmt.Sprintf("pre-deploy command %q succeeded", strings.Join(pd.Command, " ")), nil
+}
+
+// env is the containers' environment: the env file, then the configured
+// env on top (as docker compose does).
+func (r *deployRun) env() ([]string, error) {
+	vars := map[string]string{}
+	if r.spec.EnvFile != "" {
+		fileVars, err := readEnvFile(r.spec.EnvFile)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range fileVars {
+			vars[k] = v
+		}
+	}
+	for k, v := range r.spec.Env {
+		vars[k] = v
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env, nil
+}
+
+func (c *Controller) colorContainers(ctx context.Context, service string, color Color) ([]Container, error) {
+	all, err := c.rt.Containers(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	var cs []Container
+	for _, ct := range all {
+		if ct.Color == color {
+			cs = append(cs, ct)
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
+	return cs, nil
+}
+
+func running(cs []Container) []Container {
+	var out []Container
+	for _, ct := range cs {
+		if ct.Running() {
+			out = append(out, ct)
+		}
+	}
+	return out
+}
+
+func addresses(cs []Container) []string {
+	addrs := make([]string, 0, len(cs))
+	for _, ct := range cs {
+		addrs = append(addrs, ct.Address)
+	}
+	return addrs
+}
+
+func shortID(id string) string {
+	if i := strings.LastIndexByte(id, '-'); i >= 0 {
+		return id[i+1:]
+	}
+	return id
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}

@@ -1,0 +1,99 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// waitHealthy polls every replica until each has answered threshold
+// consecutive probes successfully, within spec.StartTimeout. It gives up at
+// once when a replica stops running or restarts: waiting for the timeout
+// would only delay a verdict that is already known.
+func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Container, threshold int) (string, error) {
+	if threshold < 1 {
+		threshold = 1
+	}
+	start := c.now()
+	ctx, cancel := context.WithTimeout(ctx, spec.StartTimeout)
+	defer cancel()
+
+	reps := make([]*replicaHealth, len(cs))
+	for i, ct := range cs {
+		reps[i] = &replicaHealth{Container: ct}
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				return "", fmt.Errorf("not healthy within %s: %s", spec.StartTimeout, unhealthyReport(reps, threshold))
+			}
+			return "", ctx.Err()
+		case <-timer.C:
+		}
+		healthy := 0
+		for _, rep := range reps {
+			if rep.streak >= threshold {
+				healthy++
+				continue
+			}
+			now, err := c.rt.InspectContainer(ctx, rep.ID)
+			if err != nil {
+				if ctx.Err() != nil {
+					continue // reported by the select above
+				}
+				return "", fmt.Errorf("inspect %s: %w", rep.Name, err)
+			}
+			if !now.Running() || now.Restarts > rep.Restarts {
+				return "", fmt.Errorf("container %s %s (exit code %d, %d restart(s)) before turning healthy",
+					rep.Name, exitVerb(now), now.ExitCode, now.Restarts)
+			}
+			if err := c.prober.Probe(ctx, rep.Address, spec); err != nil {
+				rep.streak, rep.lastErr = 0, err
+				continue
+			}
+			rep.streak++
+			if rep.streak >= threshold {
+				healthy++
+			}
+		}
+		if healthy == len(reps) {
+			return fmt.Sprintf("%d replica(s) healthy after %s", len(reps),
+				c.now().Sub(start).Round(time.Millisecond)), nil
+		}
+		timer.Reset(spec.Interval)
+	}
+}
+
+func exitVerb(ct Container) string {
+	if ct.State == "restarting" || ct.Running() {
+		return "restarted"
+	}
+	return "exited"
+}
+
+// replicaHealth is what waitHealthy knows of one replica.
+type replicaHealth struct {
+	Container
+	streak  int // consecutive successful probes
+	lastErr error
+}
+
+// unhealthyReport says, per replica not yet healthy, its last probe error.
+func unhealthyReport(reps []*replicaHealth, threshold int) string {
+	var parts []string
+	for _, r := range reps {
+		if r.streak >= threshold {
+			continue
+		}
+		msg := "no successful probe"
+		if r.lastErr != nil {
+			msg = r.lastErr.Error()
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s", r.Name, msg))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,138 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Start brings the world in line with the store after a start or a crash,
+// before any request is served:
+//   - every service gets a placeholder upstream if it has none, so nginx's
+//     site config can reference it from day one;
+//   - each service's upstream is pointed at the running containers of its
+//     recorded active color (stopped ones are started first), or at the
+//     placeholder before the first recorded deploy;
+//   - deployments left queued or running by a previous process are marked
+//     interrupted and the containers they created are removed, unless they
+//     became the active color.
+//
+// It returns the first error that leaves a service in an unknown state.
+func (c *Controller) Start(ctx context.Context) error {
+	for _, name := range c.names {
+		if err := c.router.EnsurePlaceholder(ctx, name); err != nil {
+			return fmt.Errorf("placeholder upstream for %s: %w", name, err)
+		}
+	}
+	// Routing first: an interrupted deploy may have moved traffic to the
+	// containers that are removed next.
+	for _, name := range c.names {
+		if err := c.restoreActive(ctx, name); err != nil {
+			return err
+		}
+	}
+	unfinished, err := c.store.UnfinishedDeployments(ctx)
+	if err != nil {
+		return fmt.Errorf("find interrupted deployments: %w", err)
+	}
+	for _, d := range unfinished {
+		if err := c.interrupt(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// interrupt closes a deployment that a previous process left unfinished.
+func (c *Controller) interrupt(ctx context.Context, d Deployment) error {
+	log := c.log.WithFields(logrus.Fields{"service": d.Service, "deployment": d.ID})
+	st, err := c.state(ctx, d.Service)
+	if err != nil {
+		return err
+	}
+	// A rollback only starts containers of the standby color, which stay
+	// the standby; a deploy's own containers are debris unless the switch
+	// was recorded before the crash.
+	if d.Kind == KindDeploy && d.ToColor != st.ActiveColor {
+		cs, err := c.rt.Containers(ctx, d.Service)
+		if err != nil {
+			return fmt.Errorf("list containers of %s: %w", d.Service, err)
+		}
+		for _, ct := range cs {
+			if ct.Deployment != d.ID {
+				continue
+			}
+			if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+				return fmt.Errorf("remove %s of interrupted deployment %s: %w", ct.Name, d.ID, err)
+			}
+			log.WithField("container", ct.Name).Info("removed container of interrupted deployment")
+		}
+	}
+	now := c.now().UTC()
+	step := "before its first step"
+	for i := range d.Steps {
+		if d.Steps[i].Status == StepRunning {
+			d.Steps[i].Status = StepFailed
+			d.Steps[i].FinishedAt = &now
+			d.Steps[i].Message = "interrupted: deployd stopped"
+		}
+		step = "during step " + d.Steps[i].Name
+	}
+	d.Status = StatusInterrupted
+	d.Error = "deployd stopped " + step
+	if d.Kind == KindDeploy && d.ToColor == st.ActiveColor {
+		d.Error += " after traffic had moved to " + string(st.ActiveColor)
+	}
+	d.FinishedAt = &now
+	if err := c.store.PutDeployment(ctx, d); err != nil {
+		return fmt.Errorf("mark deployment %s interrupted: %w", d.ID, err)
+	}
+	log.Warn(d.Error)
+	return nil
+}
+
+// restoreActive makes the service's upstream point at its active color's
+// running containers. Switch does nothing when that is already the case.
+func (c *Controller) restoreActive(ctx context.Context, name string) error {
+	log := c.log.WithField("service", name)
+	st, err := c.state(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !st.ActiveColor.Valid() {
+		// A first deploy killed between its switch and its record leaves
+		// nginx on containers that are about to be removed.
+		if err := c.router.Switch(ctx, name, nil); err != nil {
+			return fmt.Errorf("reset %s to its placeholder upstream: %w", name, err)
+		}
+		return nil
+	}
+	cs, err := c.colorContainers(ctx, name, st.ActiveColor)
+	if err != nil {
+		return fmt.Errorf("list containers of %s: %w", name, err)
+	}
+	for i, ct := range cs {
+		if ct.Running() {
+			continue
+		}
+		started, err := c.rt.StartExisting(ctx, ct.ID)
+		if err != nil {
+			log.WithError(err).WithField("container", ct.Name).Error("start stopped active container")
+			continue
+		}
+		cs[i] = started
+		log.WithField("container", ct.Name).Warn("started stopped container of the active color")
+	}
+	up := running(cs)
+	if len(up) == 0 {
+		// Pointing nginx anywhere else would serve a version nobody chose;
+		// leave it and say so loudly. The operator can roll back.
+		log.WithField("color", string(st.ActiveColor)).Error("active color has no running containers")
+		return nil
+	}
+	if err := c.router.Switch(ctx, name, addresses(up)); err != nil {
+		return fmt.Errorf("point %s at its active color %s: %w", name, st.ActiveColor, err)
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// saveTimeout bounds each write of a deployment record. Records are written
+// with a context detached from the deploy's, so that a deploy cancelled by
+// shutdown still leaves its final state on disk.
+const saveTimeout = 10 * time.Second
+
+// deployRun is one deployment being executed by its goroutine; only that
+// goroutine touches it.
+type deployRun struct {
+	c    *Controller
+	spec ServiceSpec
+	d    Deployment
+	log  logrus.FieldLogger
+	// switched is set once traffic has moved: from then on a failure must
+	// not remove the new color's containers.
+	switched bool
+}
+
+// execute runs a recorded deployment to its end and saves the outcome.
+func (c *Controller) execute(spec ServiceSpec, d Deployment) {
+	ctx := c.runCtx
+	r := &deployRun{c: c, spec: spec, d: d, log: c.log.WithFields(logrus.Fields{
+		"service": spec.Name, "deployment": d.ID, "kind": string(d.Kind), "color": string(d.ToColor),
+	})}
+	r.d.Status = StatusRunning
+	r.save()
+	r.log.WithField("image", d.Image).Info("deployment started")
+
+	var err error
+	switch d.Kind {
+	case KindRollback:
+		err = r.rollback(ctx)
+	default:
+		err = r.deploy(ctx)
+	}
+	r.finish(ctx, err)
+}
+
+// finish sets the final status and, for a failure before the switch,
+// removes what the deployment created.
+func (r *deployRun) finish(ctx context.Context, err error) {
+	now := r.c.now().UTC()
+	switch {
+	case err == nil:
+		r.d.Status = StatusSucceeded
+	case ctx.Err() != nil && !r.switched:
+		r.d.Status = StatusInterrupted
+		r.d.Error = "interrupted by shutdown: " + err.Error()
+	default:
+		r.d.Status = StatusFailed
+		r.d.Error = err.Error()
+	}
+	if err != nil && !r.switched && r.d.Kind == KindDeploy {
+		r.removeOwnContainers()
+	}
+	r.d.FinishedAt = &now
+	r.save()
+	entry := r.log.WithField("status", r.d.Status.String())
+	if err != nil {
+		entry.WithError(err).Warn("deployment ended")
+		return
+	}
+	entry.Info("deployment ended")
+}
+
+// removeOwnContainers removes the containers this deployment created. It
+// runs on a detached context: it is the cleanup for a cancelled deploy too.
+func (r *deployRun) removeOwnContainers() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.c.runCtx), time.Minute)
+	defer cancel()
+	cs, err := r.c.rt.Containers(ctx, r.spec.Name)
+	if err != nil {
+		r.log.WithError(err).Error("list containers to clean up failed; leftovers are removed by the next deploy")
+		return
+	}
+	for _, ct := range cs {
+		if ct.Deployment != r.d.ID {
+			continue
+		}
+		if err := r.c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+			r.log.WithError(err).WithField("container", ct.Name).Error("remove container of failed deployment")
+		}
+	}
+}
+
+// step records a step's start, runs fn and records its end. fn returns a
+// message for the record; errSkipped marks the step skipped.
+func (r *deployRun) step(ctx context.Context, name string, fn func(ctx context.Context, s *Step) (string, error)) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	r.d.Steps = append(r.d.Steps, Step{Name: name, Status: StepRunning, StartedAt: r.c.now().UTC()})
+	i := len(r.d.Steps) - 1
+	r.save()
+	log := r.log.WithField("step", name)
+	log.Debug("step started")
+
+	s := r.d.Steps[i]
+	msg, err := fn(ctx, &s)
+	now := r.c.now().UTC()
+	s.FinishedAt = &now
+	s.Message = msg
+	switch {
+	case errors.Is(err, errSkipped):
+		s.Status, err = StepSkipped, nil
+	case err != nil:
+		s.Status = StepFailed
+		if s.Message == "" {
+			s.Message = err.Error()
+		}
+		err = fmt.Errorf("%s: %w", name, err)
+	default:
+		s.Status = StepSucceeded
+	}
+	r.d.Steps[i] = s
+	r.save()
+	log.WithField("took", now.Sub(s.StartedAt).Round(time.Millisecond).String()).
+		WithField("status", s.Status.String()).Info(msg)
+	return err
+}
+
+var errSkipped = errors.New("skipped")
+
+// save writes the deployment record. A failed write is logged, not fatal:
+// the deploy itself must still reach a safe state.
+func (r *deployRun) save() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.c.runCtx), saveTimeout)
+	defer cancel()
+	if err := r.c.store.PutDeployment(ctx, r.d); err != nil {
+		r.log.WithError(err).Error("save deployment record")
+	}
+}
