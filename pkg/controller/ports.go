@@ -44,7 +44,8 @@ type Router interface {
 	// to serve the new configuration. On any failure the previous upstream
 	// is restored (and nginx reloaded again if it had been) before the
 	// error is returned, so traffic is untouched. Switching to the
-	// addresses already in place does nothing.
+	// addresses already in place does nothing. No addresses means the
+	// placeholder upstream.
 	Switch(ctx context.Context, service string, addrs []string) error
 }
 
