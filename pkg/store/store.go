@@ -1,0 +1,301 @@
+// Package store keeps deployd's state — services' colors and the record of
+// every deployment — in one embedded bbolt file. It implements
+// controller.Store.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// ErrLocked is returned by Open when another process (another deployd on the
+// same data dir) holds the database's exclusive lock.
+var ErrLocked = errors.New("database locked")
+
+// ErrSchema is returned by Open when the file was written with a schema this
+// build does not understand, typically by a newer deployd.
+var ErrSchema = errors.New("unsupported store schema")
+
+const (
+	bucketMeta        = "meta"
+	bucketServices    = "services"
+	bucketDeployments = "deployments"
+	keySchemaVersion  = "schema_version"
+
+	schemaVersion = 1
+
+	defaultOpenTimeout = time.Second
+	defaultListLimit   = 20
+	maxListLimit       = 500
+)
+
+// Options configures Open.
+type Options struct {
+	// Path is the database file; its parent directory is created (0700) if
+	// missing.
+	Path string
+	// OpenTimeout bounds the wait for the file lock; 0 means one second.
+	OpenTimeout time.Duration
+}
+
+// Store is a controller.Store on a bbolt file. It is safe for concurrent use.
+type Store struct {
+	db *bolt.DB
+}
+
+var _ controller.Store = (*Store)(nil)
+
+// Open opens or creates the database at o.Path. While it is open no other
+// process can open the same file: a second Open fails after o.OpenTimeout with
+// an error wrapping ErrLocked. A file with an unknown schema version fails
+// with an error wrapping ErrSchema. The caller owns the Store and must Close
+// it.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if o.Path == "" {
+		return nil, errors.New("open store: empty path")
+	}
+	timeout := o.OpenTimeout
+	if timeout <= 0 {
+		timeout = defaultOpenTimeout
+	}
+	// bbolt's lock wait cannot be cancelled, so let a nearer ctx deadline
+	// shorten it instead.
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < timeout {
+			timeout = max(left, time.Millisecond)
+		}
+	}
+	dir := filepath.Dir(o.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: create data dir: %w", err)
+	}
+	db, err := bolt.Open(o.Path, 0o600, &bolt.Options{Timeout: timeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open store: data dir %s is in use by another deployd (%w)", dir, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", o.Path, err)
+	}
+	if err := initSchema(db); err != nil {
+		// The schema error is the one worth reporting; a failing close of a
+		// file we only read adds nothing.
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", o.Path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// initSchema stamps a new file with the current schema version and refuses
+// files stamped with another one, before any bucket is touched.
+func initSchema(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
+		if err != nil {
+			return fmt.Errorf("create %s bucket: %w", bucketMeta, err)
+		}
+		if v := meta.Get([]byte(keySchemaVersion)); v != nil {
+			n, err := strconv.Atoi(string(v))
+			if err != nil || n != schemaVersion {
+				return fmt.Errorf("schema version %q, this deployd understands %d: %w", v, schemaVersion, ErrSchema)
+			}
+		} else if err := meta.Put([]byte(keySchemaVersion), []byte(strconv.Itoa(schemaVersion))); err != nil {
+			return fmt.Errorf("write schema version: %w", err)
+		}
+		for _, b := range []string{bucketServices, bucketDeployments} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return fmt.Errorf("create %s bucket: %w", b, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Close releases the file and its lock. Calls to other methods after Close
+// fail.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// GetService returns the stored state of the named service, or an error
+// wrapping controller.ErrNotFound.
+func (s *Store) GetService(ctx context.Context, name string) (controller.ServiceState, error) {
+	var st controller.ServiceState
+	if err := ctx.Err(); err != nil {
+		return st, fmt.Errorf("get service %q: %w", name, err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketServices)).Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("service %q: %w", name, controller.ErrNotFound)
+		}
+		if err := json.Unmarshal(v, &st); err != nil {
+			return fmt.Errorf("decode service %q: %w", name, err)
+		}
+		return nil
+	})
+	return st, err
+}
+
+// PutService creates or replaces the state of st.Name.
+func (s *Store) PutService(ctx context.Context, st controller.ServiceState) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put service %q: %w", st.Name, err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return putService(tx, st) })
+}
+
+// PutDeployment creates or replaces the deployment d.ID.
+func (s *Store) PutDeployment(ctx context.Context, d controller.Deployment) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put deployment %q: %w", d.ID, err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return putDeployment(tx, d) })
+}
+
+// SaveSwitch writes st and d in one transaction: either both are stored or
+// neither is.
+func (s *Store) SaveSwitch(ctx context.Context, st controller.ServiceState, d controller.Deployment) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("save switch of %q: %w", st.Name, err)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := putService(tx, st); err != nil {
+			return err
+		}
+		return putDeployment(tx, d)
+	})
+	if err != nil {
+		return fmt.Errorf("save switch of %q: %w", st.Name, err)
+	}
+	return nil
+}
+
+// GetDeployment returns the deployment with the given ID, or an error
+// wrapping controller.ErrNotFound.
+func (s *Store) GetDeployment(ctx context.Context, id string) (controller.Deployment, error) {
+	var d controller.Deployment
+	if err := ctx.Err(); err != nil {
+		return d, fmt.Errorf("get deployment %q: %w", id, err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketDeployments)).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("deployment %q: %w", id, controller.ErrNotFound)
+		}
+		var err error
+		d, err = decodeDeployment(id, v)
+		return err
+	})
+	return d, err
+}
+
+// ListDeployments returns up to limit deployments, newest first, of service
+// or of every service when service is "". A limit <= 0 means 20; limits are
+// capped at 500. It relies on deployment IDs sorting chronologically.
+func (s *Store) ListDeployments(ctx context.Context, service string, limit int) ([]controller.Deployment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	limit = min(limit, maxListLimit)
+	out := []controller.Deployment{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bucketDeployments)).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			d, err := decodeDeployment(string(k), v)
+			if err != nil {
+				return err
+			}
+			if service == "" || d.Service == service {
+				out = append(out, d)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	return out, nil
+}
+
+// UnfinishedDeployments returns every deployment still queued or running,
+// oldest first.
+func (s *Store) UnfinishedDeployments(ctx context.Context) ([]controller.Deployment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("unfinished deployments: %w", err)
+	}
+	out := []controller.Deployment{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketDeployments)).ForEach(func(k, v []byte) error {
+			d, err := decodeDeployment(string(k), v)
+			if err != nil {
+				return err
+			}
+			if d.Status == controller.StatusQueued || d.Status == controller.StatusRunning {
+				out = append(out, d)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unfinished deployments: %w", err)
+	}
+	return out, nil
+}
+
+func putService(tx *bolt.Tx, st controller.ServiceState) error {
+	if st.Name == "" {
+		return errors.New("put service: empty name")
+	}
+	v, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode service %q: %w", st.Name, err)
+	}
+	if err := tx.Bucket([]byte(bucketServices)).Put([]byte(st.Name), v); err != nil {
+		return fmt.Errorf("put service %q: %w", st.Name, err)
+	}
+	return nil
+}
+
+func putDeployment(tx *bolt.Tx, d controller.Deployment) error {
+	if d.ID == "" {
+		return errors.New("put deployment: empty id")
+	}
+	v, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encode deployment %q: %w", d.ID, err)
+	}
+	if err := tx.Bucket([]byte(bucketDeployments)).Put([]byte(d.ID), v); err != nil {
+		return fmt.Errorf("put deployment %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// decodeDeployment is safe on bbolt's transaction-scoped v because
+// json.Unmarshal copies every string it keeps.
+func decodeDeployment(id string, v []byte) (controller.Deployment, error) {
+	var d controller.Deployment
+	if err := json.Unmarshal(v, &d); err != nil {
+		return d, fmt.Errorf("decode deployment %q: %w", id, err)
+	}
+	return d, nil
+}
