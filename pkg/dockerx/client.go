@@ -1,0 +1,131 @@
+// Package dockerx adapts the Docker Engine API to controller.Runtime: it
+// starts, lists, stops and removes a service's containers by label, makes
+// images present, runs one-off commands and signals an nginx container.
+package dockerx
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/client"
+	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// callTimeout bounds every short Docker call (create, inspect, start, ...);
+// pulls and waits are bounded only by the caller's context.
+const callTimeout = 30 * time.Second
+
+const (
+	defaultPullRetries = 4
+	defaultPullBackoff = 500 * time.Millisecond
+	maxPullBackoff     = 5 * time.Second
+)
+
+// Options configures a Client.
+type Options struct {
+	// Host is the engine's address; "" means DOCKER_HOST, else the local
+	// socket.
+	Host string
+	// PublishPorts selects exec mode (nginx on the host): each replica's
+	// port is published on 127.0.0.1 with an ephemeral host port and
+	// Container.Address is "127.0.0.1:<hostport>". When false (docker
+	// mode: nginx and deployd in containers on the service network)
+	// Address is "<container name>:<port>".
+	PublishPorts bool
+	Logger       logrus.FieldLogger
+	// PullRetries is how many times a pull is tried in all (default 4);
+	// PullBackoff is the first wait between tries, doubled each time and
+	// capped at 5s (default 500ms).
+	PullRetries int
+	PullBackoff time.Duration
+}
+
+// Client talks to one Docker engine. It is safe for concurrent use.
+type Client struct {
+	api          *client.Client
+	publishPorts bool
+	log          logrus.FieldLogger
+	pullRetries  int
+	pullBackoff  time.Duration
+}
+
+var _ controller.Runtime = (*Client)(nil)
+
+// New connects to the engine and pings it. An unreachable engine returns an
+// error wrapping controller.ErrUnavailable.
+func New(ctx context.Context, o Options) (*Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if o.Host != "" {
+		opts = append(opts, client.WithHost(o.Host))
+	}
+	api, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	c := &Client{
+		api:          api,
+		publishPorts: o.PublishPorts,
+		log:          o.Logger,
+		pullRetries:  o.PullRetries,
+		pullBackoff:  o.PullBackoff,
+	}
+	if c.log == nil {
+		// A discarding logger rather than the global one: libraries never
+		// write to the process-wide logger behind the caller's back.
+		l := logrus.New()
+		l.Out = io.Discard
+		c.log = l
+	}
+	if c.pullRetries <= 0 {
+		c.pullRetries = defaultPullRetries
+	}
+	if c.pullBackoff <= 0 {
+		c.pullBackoff = defaultPullBackoff
+	}
+	if err := c.Ping(ctx); err != nil {
+		_ = api.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close releases the client's connections.
+func (c *Client) Close() error {
+	if err := c.api.Close(); err != nil {
+		return fmt.Errorf("close docker client: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the engine answers; an unreachable engine wraps
+// controller.ErrUnavailable.
+func (c *Client) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if _, err := c.api.Ping(ctx); err != nil {
+		// A ping that fails for any reason means the engine is not usable,
+		// not only when the socket refuses the connection.
+		return fmt.Errorf("ping docker engine: %w: %w", controller.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// wrapErr adds op to err and maps the engine's error classes onto the
+// controller's sentinels so callers can use errors.Is.
+func wrapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%s: %w: %w", op, controller.ErrUnavailable, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %w", op, controller.ErrNotFound, err)
+	default:
+		return fmt.Errorf("%s: %w", op, err)
+	}
+}

@@ -1,0 +1,166 @@
+package dockerx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// EnsureImage makes ref present locally according to policy. An image that
+// is absent and cannot be pulled wraps controller.ErrNotFound; an
+// unreachable engine wraps controller.ErrUnavailable.
+func (c *Client) EnsureImage(ctx context.Context, ref string, policy controller.PullPolicy) error {
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		return fmt.Errorf("ensure image %s: invalid reference: %w", ref, err)
+	}
+	log := c.log.WithField("image", ref)
+	switch policy {
+	case controller.PullNever:
+		present, err := c.imagePresent(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if !present {
+			return fmt.Errorf("image %s not found locally and the pull policy is never: %w", ref, controller.ErrNotFound)
+		}
+		return nil
+	case controller.PullMissing, "":
+		present, err := c.imagePresent(ctx, ref)
+		if err != nil || present {
+			return err
+		}
+	case controller.PullAlways:
+	default:
+		return fmt.Errorf("ensure image %s: unknown pull policy %q", ref, policy)
+	}
+
+	pullErr := c.pullWithRetry(ctx, ref)
+	if pullErr == nil {
+		log.Info("image pulled")
+		return nil
+	}
+	if errors.Is(pullErr, controller.ErrUnavailable) || ctx.Err() != nil {
+		return fmt.Errorf("pull image %s: %w", ref, pullErr)
+	}
+	// Whatever made the pull fail, an image that is not here cannot be
+	// run: say so in those words, which is what the deploy log shows.
+	present, err := c.imagePresent(ctx, ref)
+	if err == nil && !present {
+		if errors.Is(pullErr, controller.ErrNotFound) {
+			return fmt.Errorf("image %s not found locally and pull failed: %w", ref, pullErr)
+		}
+		return fmt.Errorf("image %s not found locally and pull failed: %w: %w", ref, controller.ErrNotFound, pullErr)
+	}
+	return fmt.Errorf("pull image %s: %w", ref, pullErr)
+}
+
+func (c *Client) imagePresent(ctx context.Context, ref string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := c.api.ImageInspect(ctx, ref)
+	switch {
+	case err == nil:
+		return true, nil
+	case cerrdefs.IsNotFound(err):
+		return false, nil
+	default:
+		return false, wrapErr("inspect image "+ref, err)
+	}
+}
+
+// pullWithRetry pulls ref, retrying transient failures with a doubling,
+// capped backoff. Failures that retrying cannot fix (the image or
+// repository does not exist, access denied, engine unreachable) end it at
+// once.
+func (c *Client) pullWithRetry(ctx context.Context, ref string) error {
+	wait := c.pullBackoff
+	var err error
+	for try := 1; ; try++ {
+		err = c.pull(ctx, ref)
+		if err == nil || permanentPullError(err) || try >= c.pullRetries {
+			return err
+		}
+		c.log.WithField("image", ref).WithField("try", try).WithError(err).Warn("pull failed, retrying")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last pull error: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, maxPullBackoff)
+	}
+}
+
+func permanentPullError(err error) bool {
+	return errors.Is(err, controller.ErrNotFound) || errors.Is(err, controller.ErrUnavailable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// pull runs one ImagePull and reads its progress stream to the end: the
+// engine reports most failures inside the stream, not as the HTTP status.
+func (c *Client) pull(ctx context.Context, ref string) error {
+	rc, err := c.api.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return classifyPullError(err)
+	}
+	defer func() { _ = rc.Close() }()
+	dec := json.NewDecoder(rc)
+	for {
+		var msg pullMessage
+		if err := dec.Decode(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read pull progress: %w", err)
+		}
+		if msg.ErrorDetail != nil || msg.Error != "" {
+			text := msg.Error
+			if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
+				text = msg.ErrorDetail.Message
+			}
+			return classifyPullError(errors.New(text))
+		}
+	}
+}
+
+// pullMessage is the part of the engine's JSON progress stream we read.
+type pullMessage struct {
+	Status      string `json:"status"`
+	Error       string `json:"error"`
+	ErrorDetail *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+}
+
+func classifyPullError(err error) error {
+	if client.IsErrConnectionFailed(err) {
+		return fmt.Errorf("%w: %w", controller.ErrUnavailable, err)
+	}
+	if cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("%w: %w", controller.ErrNotFound, err)
+	}
+	// How registries say an image does not exist (or is not ours to see)
+	// when the error arrives only as text inside the pull stream.
+	notFoundPhrases := []string{"manifest unknown", "not found", "pull access denied", "repository does not exist", "name unknown"}
+	msg := strings.ToLower(err.Error())
+	for _, p := range notFoundPhrases {
+		if strings.Contains(msg, p) {
+			return fmt.Errorf("%w: %w", controller.ErrNotFound, err)
+		}
+	}
+	return err
+}

@@ -1,0 +1,124 @@
+package dockerx
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// outputTail is how much of a one-off's output is kept: the end is where a
+// failing migration says what went wrong.
+const outputTail = 64 << 10
+
+// RunOneOff creates a container for spec, runs it to completion, collects
+// the tail of its output and removes it. It blocks until the command ends;
+// when ctx ends first the container is killed and removed and ctx's error
+// is returned wrapped. A non-zero exit is not an error: it is in the result.
+func (c *Client) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error) {
+	log := c.log.WithFields(logrus.Fields{"service": spec.Service, "deployment": spec.Deployment, "container": spec.Name})
+	cfg := &container.Config{
+		Image:  spec.Image,
+		Cmd:    spec.Command,
+		Env:    append(append([]string(nil), spec.Env...), serviceEnv(spec.Service, controller.NoColor, spec.Deployment)...),
+		Labels: oneOffLabels(spec),
+	}
+	hostCfg := &container.HostConfig{}
+	netCfg := networkConfig(hostCfg, spec.Network, spec.Name)
+
+	id, err := c.create(ctx, cfg, hostCfg, netCfg, spec.Name)
+	if err != nil {
+		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, err)
+	}
+	// Whatever happens from here, the container goes; a fresh context
+	// because ctx may be the reason we are leaving.
+	defer c.removeQuietly(ctx, id, log)
+
+	// No timeout: the wait lasts as long as the command. The wait is
+	// registered before the start so a command that exits at once is not
+	// missed.
+	waitCtx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	resC, errC := c.api.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
+
+	if err := c.start(ctx, id); err != nil {
+		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, err)
+	}
+
+	var exit int
+	select {
+	case res := <-resC:
+		if res.Error != nil && res.Error.Message != "" {
+			return controller.OneOffResult{}, fmt.Errorf("run %s: wait: %s", spec.Name, res.Error.Message)
+		}
+		exit = int(res.StatusCode)
+	case err := <-errC:
+		if ctx.Err() != nil {
+			c.killQuietly(ctx, id, log)
+			return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, ctx.Err())
+		}
+		return controller.OneOffResult{}, wrapErr("run "+spec.Name+": wait", err)
+	case <-ctx.Done():
+		c.killQuietly(ctx, id, log)
+		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, ctx.Err())
+	}
+
+	out, err := c.logsTail(ctx, id)
+	if err != nil {
+		return controller.OneOffResult{ExitCode: exit}, fmt.Errorf("run %s: %w", spec.Name, err)
+	}
+	log.WithField("exit_code", exit).Info("one-off finished")
+	return controller.OneOffResult{ExitCode: exit, Output: out}, nil
+}
+
+// logsTail returns the last outputTail bytes of a stopped container's
+// stdout and stderr, interleaved as the engine recorded them.
+func (c *Client) logsTail(ctx context.Context, id string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	rc, err := c.api.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return "", wrapErr("logs", err)
+	}
+	defer func() { _ = rc.Close() }()
+	tail := &tailBuffer{max: outputTail}
+	// A one-off runs without a TTY, so the stream is multiplexed.
+	if _, err := stdcopy.StdCopy(tail, tail, rc); err != nil {
+		return "", fmt.Errorf("read logs: %w", err)
+	}
+	return tail.String(), nil
+}
+
+func (c *Client) killQuietly(ctx context.Context, id string, log logrus.FieldLogger) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.api.ContainerKill(kctx, id, "KILL"); err != nil {
+		log.WithError(err).Warn("kill one-off")
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) >= t.max {
+		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
+		return n, nil
+	}
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return n, nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
