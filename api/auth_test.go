@@ -1,0 +1,260 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+)
+
+// concretePath fills a route's parameters with plausible values.
+func concretePath(p string) string {
+	p = strings.ReplaceAll(p, ":name", "web")
+	return strings.ReplaceAll(p, ":id", "d-42")
+}
+
+func TestAuth_EveryRouteButHealthzNeedsAToken(t *testing.T) {
+	h := newHarness(t)
+	routes := h.srv.App().GetRoutes(true)
+	if len(routes) == 0 {
+		t.Fatal("no routes registered")
+	}
+	seenAPI := 0
+	for _, r := range routes {
+		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
+			resp := h.do(t, r.Method, concretePath(r.Path), "", "")
+			if r.Path == "/healthz" {
+				wantStatus(t, resp, fiber.StatusOK)
+				return
+			}
+			seenAPI++
+			wantStatus(t, resp, fiber.StatusUnauthorized)
+			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, "Bearer")
+			}
+			if r.Method == fiber.MethodHead {
+				return // no body on HEAD
+			}
+			body := decodeJSON[errorBody](t, resp)
+			if body.Code != "unauthorized" || body.Error == "" {
+				t.Errorf("body = %+v, want code unauthorized and a message", body)
+			}
+		})
+	}
+	if seenAPI < 6 {
+		t.Errorf("walked %d API routes, want at least 6", seenAPI)
+	}
+	if calls := h.ctl.Calls(); len(calls) != 0 {
+		t.Errorf("controller called %d times without credentials, want 0: %+v", len(calls), calls)
+	}
+}
+
+func TestAuth_BadCredentialsAreUnauthorized(t *testing.T) {
+	tests := []struct {
+		name   string
+		header string
+	}{
+		{"no header", ""},
+		{"unknown token", "Bearer not-a-token"},
+		{"basic scheme", "Basic " + viewerSecret},
+		{"no scheme", viewerSecret},
+		{"empty bearer", "Bearer "},
+		{"token with space", "Bearer " + viewerSecret + " extra"},
+		{"prefix of a token", "Bearer " + viewerSecret[:len(viewerSecret)-1]},
+		{"token plus a byte", "Bearer " + viewerSecret + "x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/services", nil)
+			if tt.header != "" {
+				req.Header.Set("Authorization", tt.header)
+			}
+			resp, err := h.srv.App().Test(req, 5000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			wantStatus(t, resp, fiber.StatusUnauthorized)
+			if got := decodeJSON[errorBody](t, resp).Code; got != "unauthorized" {
+				t.Errorf("code = %q, want unauthorized", got)
+			}
+			if n := len(h.ctl.Calls()); n != 0 {
+				t.Errorf("controller called %d times, want 0", n)
+			}
+		})
+	}
+}
+
+func TestAuth_SchemeIsCaseInsensitive(t *testing.T) {
+	h := newHarness(t)
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/services", nil)
+	req.Header.Set("Authorization", "bearer "+viewerSecret)
+	resp, err := h.srv.App().Test(req, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	wantStatus(t, resp, fiber.StatusOK)
+}
+
+func TestAuth_RoleMatrix(t *testing.T) {
+	endpoints := []struct {
+		name, method, path, body, wantCall string
+		minRole                            Role
+		okStatus                           int
+	}{
+		{"list services", "GET", "/api/v1/services", "", "Services", RoleViewer, 200},
+		{"get service", "GET", "/api/v1/services/web", "", "Service", RoleViewer, 200},
+		{"list deployments", "GET", "/api/v1/deployments", "", "Deployments", RoleViewer, 200},
+		{"get deployment", "GET", "/api/v1/deployments/d-42", "", "Deployment", RoleViewer, 200},
+		{"deploy", "POST", "/api/v1/services/web/deployments", `{"image":"demoapp:v2"}`, "Deploy", RoleDeployer, 202},
+		{"rollback", "POST", "/api/v1/services/web/rollback", "", "Rollback", RoleOperator, 202},
+	}
+	tokens := []struct {
+		role   Role
+		secret string
+	}{{RoleViewer, viewerSecret}, {RoleDeployer, deployerSecret}, {RoleOperator, operatorSecret}}
+
+	for _, e := range endpoints {
+		for _, tok := range tokens {
+			t.Run(e.name+" as "+tok.role.String(), func(t *testing.T) {
+				h := newHarness(t)
+				resp := h.do(t, e.method, e.path, tok.secret, e.body)
+				calls := h.ctl.Calls()
+				if tok.role < e.minRole {
+					wantStatus(t, resp, fiber.StatusForbidden)
+					if got := decodeJSON[errorBody](t, resp).Code; got != "forbidden" {
+						t.Errorf("code = %q, want forbidden", got)
+					}
+					if len(calls) != 0 {
+						t.Errorf("controller called %+v, want no call", calls)
+					}
+					return
+				}
+				wantStatus(t, resp, e.okStatus)
+				if len(calls) != 1 || calls[0].method != e.wantCall {
+					t.Errorf("calls = %+v, want one %s", calls, e.wantCall)
+				}
+			})
+		}
+	}
+}
+
+func TestAuth_ZeroRoleTokenCanDoNothing(t *testing.T) {
+	logger, _ := logtest.NewNullLogger()
+	ctl := &fakeController{}
+	srv := New(Options{Controller: ctl, Tokens: []Token{{Name: "norole", Secret: "s3cret-value"}}, Logger: logger})
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/services", nil)
+	req.Header.Set("Authorization", "Bearer s3cret-value")
+	resp, err := srv.App().Test(req, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	wantStatus(t, resp, fiber.StatusForbidden)
+}
+
+func TestAuth_EmptySecretNeverAuthenticates(t *testing.T) {
+	logger, hook := logtest.NewNullLogger()
+	ctl := &fakeController{}
+	srv := New(Options{Controller: ctl, Tokens: []Token{{Name: "blank", Role: RoleOperator}}, Logger: logger})
+	for _, header := range []string{"Bearer ", "Bearer", ""} {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/services", nil)
+		req.Header.Set("Authorization", header)
+		resp, err := srv.App().Test(req, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != fiber.StatusUnauthorized {
+			t.Errorf("Authorization %q: status = %d, want 401", header, resp.StatusCode)
+		}
+	}
+	warned := false
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel && e.Data["token"] == "blank" {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Error("no warning about the token with an empty secret")
+	}
+}
+
+func TestAuth_TokenNameIsLoggedAndSecretNever(t *testing.T) {
+	h := newHarness(t)
+	resp := h.do(t, "GET", "/api/v1/services", viewerSecret, "")
+	wantStatus(t, resp, fiber.StatusOK)
+	resp = h.do(t, "GET", "/api/v1/services", "wrong-secret-value", "")
+	wantStatus(t, resp, fiber.StatusUnauthorized)
+
+	var found bool
+	for _, e := range h.hook.AllEntries() {
+		line, err := e.String()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(line, viewerSecret) || strings.Contains(line, "wrong-secret-value") {
+			t.Errorf("log line contains a secret: %s", line)
+		}
+		if e.Message == "request" && e.Data["token"] == "ci-viewer" && e.Data["status"] == 200 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no request log line with token ci-viewer and status 200 in %d entries", len(h.hook.AllEntries()))
+	}
+}
+
+func TestAuth_LookupPicksTheMatchingToken(t *testing.T) {
+	logger, _ := logtest.NewNullLogger()
+	a := newAuthenticator(testTokens, logger)
+	for _, tok := range testTokens {
+		got, ok := a.lookup(tok.Secret)
+		if !ok || got.name != tok.Name || got.role != tok.Role {
+			t.Errorf("lookup(%s) = %+v, %v; want %s", tok.Name, got, ok, tok.Name)
+		}
+	}
+	if got, ok := a.lookup("nope"); ok {
+		t.Errorf("lookup(unknown) = %+v, want no match", got)
+	}
+}
+
+func TestParseRole(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Role
+		wantErr bool
+	}{
+		{"viewer", RoleViewer, false},
+		{"deployer", RoleDeployer, false},
+		{"operator", RoleOperator, false},
+		{"Operator", 0, true},
+		{"admin", 0, true},
+		{"", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseRole(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseRole(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+		if err == nil && got.String() != tt.in {
+			t.Errorf("%v.String() = %q, want %q", got, got.String(), tt.in)
+		}
+	}
+	if !(RoleViewer < RoleDeployer && RoleDeployer < RoleOperator) {
+		t.Error("roles are not ordered viewer < deployer < operator")
+	}
+}
+
+func TestToken_StringHidesSecret(t *testing.T) {
+	tok := Token{Name: "ops", Role: RoleOperator, Secret: operatorSecret}
+	if s := tok.String(); strings.Contains(s, operatorSecret) {
+		t.Errorf("Token.String() = %q, leaks the secret", s)
+	}
+}

@@ -1,0 +1,77 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"unicode"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+const (
+	maxDeployBody = 64 << 10
+	maxFieldLen   = 256
+)
+
+// deployBody is the JSON body of POST /api/v1/services/:name/deployments.
+type deployBody struct {
+	Image  string `json:"image"`
+	Commit string `json:"commit"`
+	Actor  string `json:"actor"`
+}
+
+// decodeDeployBody parses a deploy request strictly: one JSON object, no
+// unknown fields, string values only, an image present. Every failure is an
+// EINVALID *controller.Error whose message says what is wrong. Whether the
+// image belongs to the service is the controller's call.
+func decodeDeployBody(b []byte) (deployBody, error) {
+	var body deployBody
+	if len(b) > maxDeployBody {
+		return body, controller.Errorf(controller.EINVALID, "request body is larger than %d KiB", maxDeployBody>>10)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return deployBody{}, invalidJSON(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return deployBody{}, controller.Errorf(controller.EINVALID, "request body must hold a single JSON object")
+	}
+	if body.Image == "" {
+		return deployBody{}, controller.Errorf(controller.EINVALID, "image is required")
+	}
+	for _, f := range []struct{ name, value string }{{"image", body.Image}, {"commit", body.Commit}, {"actor", body.Actor}} {
+		if len(f.value) > maxFieldLen {
+			return deployBody{}, controller.Errorf(controller.EINVALID, "%s is longer than %d bytes", f.name, maxFieldLen)
+		}
+		// These values end up in logs, labels and the status page.
+		for _, r := range f.value {
+			if unicode.IsControl(r) {
+				return deployBody{}, controller.Errorf(controller.EINVALID, "%s contains a control character", f.name)
+			}
+		}
+	}
+	return body, nil
+}
+
+func invalidJSON(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF):
+		return controller.Errorf(controller.EINVALID, "request body is empty; want a JSON object with an image")
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return controller.Errorf(controller.EINVALID, "request body must be a JSON object")
+		}
+		return controller.Errorf(controller.EINVALID, "%s must be a %s", typeErr.Field, typeErr.Type)
+	case errors.As(err, &syntaxErr):
+		return controller.Errorf(controller.EINVALID, "request body is not valid JSON (at byte %d)", syntaxErr.Offset)
+	default:
+		// Unknown fields and truncated input; encoding/json's text names
+		// the field and nothing secret.
+		return controller.Errorf(controller.EINVALID, "invalid request body: %s", err.Error())
+	}
+}

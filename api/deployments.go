@@ -1,0 +1,88 @@
+package api
+
+import (
+	"net/url"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+const (
+	defaultListLimit = 50
+	maxListLimit     = 500
+)
+
+func (s *Server) deploy(c *fiber.Ctx) error {
+	name, err := serviceParam(c)
+	if err != nil {
+		return err
+	}
+	body, err := decodeDeployBody(c.Body())
+	if err != nil {
+		return err
+	}
+	actor := body.Actor
+	if actor == "" {
+		actor = TokenName(c)
+	}
+	d, err := s.ctl.Deploy(c.UserContext(), name, controller.DeployRequest{
+		Image:   body.Image,
+		Trigger: controller.Trigger{Source: "api", Actor: actor, Commit: body.Commit},
+	})
+	if err != nil {
+		return err
+	}
+	return accepted(c, d)
+}
+
+func (s *Server) rollback(c *fiber.Ctx) error {
+	name, err := serviceParam(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.ctl.Rollback(c.UserContext(), name, controller.Trigger{Source: "api", Actor: TokenName(c)})
+	if err != nil {
+		return err
+	}
+	return accepted(c, d)
+}
+
+// accepted answers a started deployment: 202 and where to watch it.
+func accepted(c *fiber.Ctx, d controller.Deployment) error {
+	c.Location("/api/v1/deployments/" + url.PathEscape(d.ID))
+	return c.Status(fiber.StatusAccepted).JSON(presentDeployment(d))
+}
+
+func (s *Server) listDeployments(c *fiber.Ctx) error {
+	service := c.Query("service")
+	if service != "" && !controller.ValidServiceName(service) {
+		return controller.Errorf(controller.EINVALID, "service %q is not a valid service name", service)
+	}
+	limit := defaultListLimit
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxListLimit {
+			return controller.Errorf(controller.EINVALID, "limit must be an integer from 1 to %d, got %q", maxListLimit, raw)
+		}
+		limit = n
+	}
+	ds, err := s.ctl.Deployments(c.UserContext(), service, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]controller.Deployment, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, presentDeployment(d))
+	}
+	return c.JSON(fiber.Map{"deployments": out})
+}
+
+func (s *Server) getDeployment(c *fiber.Ctx) error {
+	d, err := s.ctl.Deployment(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(presentDeployment(d))
+}

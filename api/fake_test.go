@@ -1,0 +1,197 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// call is one recorded call to fakeController.
+type call struct {
+	method  string
+	service string
+	id      string
+	limit   int
+	req     controller.DeployRequest
+	trigger controller.Trigger
+}
+
+// fakeController records calls and answers with err when set, else with
+// its canned values.
+type fakeController struct {
+	mu    sync.Mutex
+	calls []call
+
+	err         error
+	service     controller.ServiceView
+	services    []controller.ServiceView
+	deployment  controller.Deployment
+	deployments []controller.Deployment
+	// block, when set, makes every call wait for it to close.
+	block chan struct{}
+	// entered is sent to as a call starts, when set.
+	entered chan struct{}
+}
+
+var _ Controller = (*fakeController)(nil)
+
+func (f *fakeController) record(c call) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, c)
+	block, entered := f.block, f.entered
+	f.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
+	}
+	if block != nil {
+		<-block
+	}
+	return f.err
+}
+
+func (f *fakeController) Calls() []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]call(nil), f.calls...)
+}
+
+func (f *fakeController) Services(ctx context.Context) ([]controller.ServiceView, error) {
+	if err := f.record(call{method: "Services"}); err != nil {
+		return nil, err
+	}
+	return f.services, nil
+}
+
+func (f *fakeController) Service(ctx context.Context, name string) (controller.ServiceView, error) {
+	if err := f.record(call{method: "Service", service: name}); err != nil {
+		return controller.ServiceView{}, err
+	}
+	return f.service, nil
+}
+
+func (f *fakeController) Deploy(ctx context.Context, service string, req controller.DeployRequest) (controller.Deployment, error) {
+	if err := f.record(call{method: "Deploy", service: service, req: req}); err != nil {
+		return controller.Deployment{}, err
+	}
+	return f.deployment, nil
+}
+
+func (f *fakeController) Rollback(ctx context.Context, service string, trigger controller.Trigger) (controller.Deployment, error) {
+	if err := f.record(call{method: "Rollback", service: service, trigger: trigger}); err != nil {
+		return controller.Deployment{}, err
+	}
+	return f.deployment, nil
+}
+
+func (f *fakeController) Deployments(ctx context.Context, service string, limit int) ([]controller.Deployment, error) {
+	if err := f.record(call{method: "Deployments", service: service, limit: limit}); err != nil {
+		return nil, err
+	}
+	return f.deployments, nil
+}
+
+func (f *fakeController) Deployment(ctx context.Context, id string) (controller.Deployment, error) {
+	if err := f.record(call{method: "Deployment", id: id}); err != nil {
+		return controller.Deployment{}, err
+	}
+	return f.deployment, nil
+}
+
+// Secrets of the test tokens.
+const (
+	viewerSecret   = "viewer-secret-0123456789"
+	deployerSecret = "deployer-secret-0123456789"
+	operatorSecret = "operator-secret-0123456789"
+)
+
+var testTokens = []Token{
+	{Name: "ci-viewer", Role: RoleViewer, Secret: viewerSecret},
+	{Name: "ci-deployer", Role: RoleDeployer, Secret: deployerSecret},
+	{Name: "ops", Role: RoleOperator, Secret: operatorSecret},
+}
+
+type harness struct {
+	srv  *Server
+	ctl  *fakeController
+	hook *logtest.Hook
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	logger, hook := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	ctl := &fakeController{deployment: sampleDeployment()}
+	srv := New(Options{Controller: ctl, Tokens: testTokens, Logger: logger})
+	return &harness{srv: srv, ctl: ctl, hook: hook}
+}
+
+// do sends one request through app.Test; secret "" sends no Authorization.
+func (h *harness) do(t *testing.T, method, target, secret, body string) *http.Response {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, target, r)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := h.srv.App().Test(req, 5000)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func decodeJSON[T any](t *testing.T, resp *http.Response) T {
+	t.Helper()
+	var v T
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode body %q: %v", b, err)
+	}
+	return v
+}
+
+func wantStatus(t *testing.T, resp *http.Response, want int) {
+	t.Helper()
+	if resp.StatusCode != want {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status = %d, want %d (body %s)", resp.StatusCode, want, b)
+	}
+}
+
+func sampleDeployment() controller.Deployment {
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	started := created.Add(time.Second)
+	return controller.Deployment{
+		ID:        "d-42",
+		Service:   "web",
+		Kind:      controller.KindDeploy,
+		Image:     "demoapp:v2",
+		FromColor: controller.Blue,
+		ToColor:   controller.Green,
+		Status:    controller.StatusQueued,
+		Steps:     []controller.Step{{Name: controller.StepPull, Status: controller.StepRunning, StartedAt: started, Message: "pulling"}},
+		Trigger:   controller.Trigger{Source: "api", Actor: "ci-deployer", Commit: "abc123"},
+		CreatedAt: created,
+	}
+}
