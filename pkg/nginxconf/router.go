@@ -1,0 +1,250 @@
+package nginxconf
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+const (
+	defaultConfirmTimeout = 5 * time.Second
+	defaultPollInterval   = 50 * time.Millisecond
+	// restoreGrace bounds the restore path, which runs even when the
+	// caller's context is already cancelled.
+	restoreGrace = 10 * time.Second
+)
+
+// Options configure a Router.
+type Options struct {
+	// Dir holds one <service>.conf per service; created (0755) if missing.
+	Dir string
+	// TemplatePath names a user text/template; "" uses the embedded one.
+	TemplatePath string
+	Driver       Driver
+	Logger       logrus.FieldLogger
+	// ReloadConfirmTimeout bounds the wait for new worker processes after
+	// a reload; default 5s.
+	ReloadConfirmTimeout time.Duration
+	// pollInterval is how often Workers is polled; tests shorten it.
+	pollInterval time.Duration
+}
+
+// Router implements controller.Router on one nginx. Its methods are safe
+// for concurrent use and serialized: an nginx reload is global, so two
+// services switching at once must not interleave their test and reload.
+type Router struct {
+	dir            string
+	tmpl           *template.Template
+	driver         Driver
+	log            logrus.FieldLogger
+	confirmTimeout time.Duration
+	pollInterval   time.Duration
+
+	mu sync.Mutex
+}
+
+var _ controller.Router = (*Router)(nil)
+
+// New checks o, creates o.Dir and parses the template, so that a bad
+// template is a startup error rather than a failed deploy.
+func New(o Options) (*Router, error) {
+	if o.Dir == "" {
+		return nil, errors.New("nginxconf: upstream dir is required")
+	}
+	if o.Driver == nil {
+		return nil, errors.New("nginxconf: driver is required")
+	}
+	if o.Logger == nil {
+		return nil, errors.New("nginxconf: logger is required")
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("nginxconf: create upstream dir: %w", err)
+	}
+	tmpl := DefaultTemplate()
+	if o.TemplatePath != "" {
+		text, err := os.ReadFile(o.TemplatePath)
+		if err != nil {
+			return nil, fmt.Errorf("nginxconf: read template: %w", err)
+		}
+		if tmpl, err = ParseTemplate(filepath.Base(o.TemplatePath), string(text)); err != nil {
+			return nil, fmt.Errorf("nginxconf: %w", err)
+		}
+	}
+	r := &Router{
+		dir:            o.Dir,
+		tmpl:           tmpl,
+		driver:         o.Driver,
+		log:            o.Logger,
+		confirmTimeout: o.ReloadConfirmTimeout,
+		pollInterval:   o.pollInterval,
+	}
+	if r.confirmTimeout <= 0 {
+		r.confirmTimeout = defaultConfirmTimeout
+	}
+	if r.pollInterval <= 0 {
+		r.pollInterval = defaultPollInterval
+	}
+	return r, nil
+}
+
+func (r *Router) path(service string) string {
+	return filepath.Join(r.dir, service+".conf")
+}
+
+// EnsurePlaceholder writes the placeholder upstream for service unless a
+// file for it already exists. It neither tests nor reloads nginx: it runs
+// before nginx may be able to start (the site config references upstreams
+// that do not exist yet), and a running nginx cannot reference an upstream
+// it has never loaded.
+func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
+	out, err := Render(r.tmpl, service, nil)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	path := r.path(service)
+	if _, err := os.Lstat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("placeholder %s: %w", service, err)
+	}
+	if err := writeAtomic(path, out); err != nil {
+		return fmt.Errorf("placeholder %s: %w", service, err)
+	}
+	r.log.WithField("service", service).Info("wrote placeholder upstream")
+	return nil
+}
+
+// Switch points service's upstream at addrs (none: the placeholder) and
+// returns once nginx runs workers started after the reload. On any failure
+// the previous file is restored, nginx is reloaded again if a reload had
+// been asked for, and the error is returned; errors from a driver that
+// cannot reach nginx wrap controller.ErrUnavailable. The restore runs to
+// completion even if ctx is cancelled midway.
+func (r *Router) Switch(ctx context.Context, service string, addrs []string) error {
+	out, err := Render(r.tmpl, service, addrs)
+	if err != nil {
+		return err
+	}
+	log := r.log.WithField("service", service)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+
+	path := r.path(service)
+	old, err := os.ReadFile(path)
+	existed := err == nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("switch %s: read current upstream: %w", service, err)
+	}
+	if existed && bytes.Equal(old, out) {
+		log.Debug("upstream unchanged, not reloading")
+		return nil
+	}
+
+	if err := writeAtomic(path, out); err != nil {
+		// The rename never happened or failed: the old file is intact.
+		return fmt.Errorf("switch %s: %w", service, err)
+	}
+	if err := r.driver.Test(ctx); err != nil {
+		return r.fail(ctx, log, service, path, old, existed, false, fmt.Errorf("switch %s: new upstream rejected: %w", service, err))
+	}
+	before, err := r.driver.Workers(ctx)
+	if err != nil {
+		return r.fail(ctx, log, service, path, old, existed, false, fmt.Errorf("switch %s: %w", service, err))
+	}
+	if err := r.driver.Reload(ctx); err != nil {
+		return r.fail(ctx, log, service, path, old, existed, true, fmt.Errorf("switch %s: %w", service, err))
+	}
+	if err := r.confirm(ctx, before); err != nil {
+		return r.fail(ctx, log, service, path, old, existed, true, fmt.Errorf("switch %s: %w", service, err))
+	}
+	log.WithField("servers", len(addrs)).Info("switched upstream")
+	return nil
+}
+
+// fail restores the previous upstream file (or removes the new one when
+// there was none), reloads nginx again if a reload had been requested, and
+// returns cause joined with any restore error.
+func (r *Router) fail(ctx context.Context, log logrus.FieldLogger, service, path string, old []byte, existed, reloaded bool, cause error) error {
+	// The caller's cancellation must not leave the new file in place.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.confirmTimeout+restoreGrace)
+	defer cancel()
+	log = log.WithError(cause)
+
+	var restoreErr error
+	if existed {
+		restoreErr = writeAtomic(path, old)
+	} else {
+		restoreErr = removeDurably(path)
+	}
+	if restoreErr != nil {
+		log.WithField("restore_error", restoreErr).Error("could not restore previous upstream")
+		return errors.Join(cause, fmt.Errorf("restore %s: %w", service, restoreErr))
+	}
+	if !reloaded {
+		log.Warn("upstream switch failed before reload; previous file restored")
+		return cause
+	}
+	// nginx may have loaded the new file; reload the restored one. Best
+	// effort: the error returned is the switch's.
+	before, err := r.driver.Workers(ctx)
+	if err == nil {
+		err = r.driver.Reload(ctx)
+	}
+	if err == nil {
+		err = r.confirm(ctx, before)
+	}
+	if err != nil {
+		log.WithField("reload_error", err).Error("upstream switch failed; previous file restored but reloading it failed")
+		return cause
+	}
+	log.Warn("upstream switch failed; previous file restored and reloaded")
+	return cause
+}
+
+// confirm polls Workers until one appears that is not in before. nginx -s
+// reload exits 0 even when the master rejects the config, and a master
+// that rejected it keeps its old workers, so new PIDs are the proof.
+func (r *Router) confirm(parent context.Context, before []int) error {
+	ctx, cancel := context.WithTimeout(parent, r.confirmTimeout)
+	defer cancel()
+	tick := time.NewTicker(r.pollInterval)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		now, err := r.driver.Workers(ctx)
+		if err != nil {
+			lastErr = err
+		} else {
+			for _, pid := range now {
+				if !slices.Contains(before, pid) {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err := parent.Err(); err != nil {
+				return fmt.Errorf("reload not confirmed: %w", err)
+			}
+			if lastErr != nil {
+				return fmt.Errorf("reload not confirmed within %s: %w", r.confirmTimeout, lastErr)
+			}
+			return fmt.Errorf("reload not confirmed within %s: no new nginx workers", r.confirmTimeout)
+		case <-tick.C:
+		}
+	}
+}
