@@ -1,0 +1,751 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+func noEnv(string) string { return "" }
+
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// minimal is the smallest valid configuration; bad-config cases append to it
+// or replace it.
+const minimal = `
+services:
+  web:
+    image: demoapp
+    port: 8000
+`
+
+func parse(t *testing.T, yml string) (*Config, error) {
+	t.Helper()
+	return parseConfig("config.yml", []byte(yml), "/etc/deployd", noEnv)
+}
+
+func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want []string
+	}{
+		{
+			name: "unknown service key",
+			yml:  minimal + "    bogus: 1\n",
+			want: []string{"config.yml:6: services.web.bogus: unknown key"},
+		},
+		{
+			name: "unknown top-level key",
+			yml:  "lisen: 1.2.3.4:80\n" + minimal,
+			want: []string{"config.yml:1: lisen: unknown key"},
+		},
+		{
+			name: "invalid duration",
+			yml:  minimal + "    health:\n      interval: 1x\n",
+			want: []string{`config.yml:7: services.web.health.interval: invalid duration "1x"`},
+		},
+		{
+			name: "duration without unit",
+			yml:  minimal + "    drain: 30\n",
+			want: []string{`services.web.drain: invalid duration "30": give a unit, e.g. 30s`},
+		},
+		{
+			name: "replicas zero",
+			yml:  minimal + "    replicas: 0\n",
+			want: []string{"config.yml:6: services.web.replicas: must be between 1 and 20, got 0"},
+		},
+		{
+			name: "replicas not an integer",
+			yml:  minimal + "    replicas: two\n",
+			want: []string{`config.yml:6: services.web.replicas: must be an integer, got "two"`},
+		},
+		{
+			name: "nginx mode",
+			yml:  "nginx:\n  mode: kubectl\n" + minimal,
+			want: []string{`config.yml:2: nginx.mode: must be exec or docker, got "kubectl"`},
+		},
+		{
+			name: "token role",
+			yml:  "auth:\n  tokens:\n    - name: a\n      role: admin\n      token_env: A\n" + minimal,
+			want: []string{`config.yml:4: auth.tokens[0].role: must be viewer, deployer or operator, got "admin"`},
+		},
+		{
+			name: "secret in the file",
+			yml:  "auth:\n  tokens:\n    - name: a\n      role: viewer\n      token: hunter2hunter2hunter2\n" + minimal,
+			want: []string{"config.yml:5: auth.tokens[0].token: secrets do not belong in the configuration file; name an environment variable with token_env or a file with token_file"},
+		},
+		{
+			name: "secret key also refused",
+			yml:  "auth:\n  tokens:\n    - name: a\n      role: viewer\n      secret: x\n" + minimal,
+			want: []string{"auth.tokens[0].secret: secrets do not belong", "token_env"},
+		},
+		{
+			name: "token needs exactly one source",
+			yml:  "auth:\n  tokens:\n    - name: a\n      role: viewer\n    - name: b\n      role: viewer\n      token_env: B\n      token_file: /b\n" + minimal,
+			want: []string{
+				"config.yml:3: auth.tokens[0]: one of token_env or token_file is required",
+				"config.yml:5: auth.tokens[1]: set token_env or token_file, not both",
+			},
+		},
+		{
+			name: "token names unique",
+			yml:  "auth:\n  tokens:\n    - {name: a, role: viewer, token_env: A}\n    - {name: a, role: viewer, token_env: B}\n" + minimal,
+			want: []string{`auth.tokens[1].name: duplicate token name "a" (also auth.tokens[0])`},
+		},
+		{
+			name: "token_env must be an env name",
+			yml:  "auth:\n  tokens:\n    - {name: a, role: viewer, token_env: 'A-B'}\n" + minimal,
+			want: []string{`auth.tokens[0].token_env: invalid environment variable name "A-B"`},
+		},
+		{
+			name: "duplicate key",
+			yml:  minimal + "    port: 9000\n",
+			want: []string{"config.yml:6: services.web.port: duplicate key (first defined on line 5)"},
+		},
+		{
+			name: "duplicate service",
+			yml:  minimal + "  web:\n    image: other\n",
+			want: []string{"config.yml:6: services.web: duplicate key (first defined on line 3)"},
+		},
+		{
+			name: "no services",
+			yml:  "listen: 127.0.0.1:7400\n",
+			want: []string{"services: at least one service is required"},
+		},
+		{
+			name: "empty file",
+			yml:  "",
+			want: []string{"services: at least one service is required"},
+		},
+		{
+			name: "services is a list",
+			yml:  "services: [web]\n",
+			want: []string{"config.yml:1: services: must be a mapping, got a list"},
+		},
+		{
+			name: "bad service name",
+			yml:  "services:\n  Web:\n    image: demoapp\n    port: 80\n",
+			want: []string{`config.yml:2: services.Web: invalid service name "Web"`},
+		},
+		{
+			name: "image with tag",
+			yml:  "services:\n  web:\n    image: demoapp:v1\n    port: 80\n",
+			want: []string{`config.yml:3: services.web.image: must be a repository without a tag, got "demoapp:v1"`},
+		},
+		{
+			name: "image with digest",
+			yml:  "services:\n  web:\n    image: demoapp@sha256:" + strings.Repeat("a", 64) + "\n    port: 80\n",
+			want: []string{"services.web.image: must be a repository without a digest"},
+		},
+		{
+			name: "image unparsable",
+			yml:  "services:\n  web:\n    image: Demo_App\n    port: 80\n",
+			want: []string{`services.web.image: invalid repository name "Demo_App"`},
+		},
+		{
+			name: "image missing points at the service",
+			yml:  "services:\n  web:\n    port: 80\n",
+			want: []string{"config.yml:2: services.web.image: is required"},
+		},
+		{
+			name: "port out of range",
+			yml:  "services:\n  web:\n    image: demoapp\n    port: 70000\n",
+			want: []string{"services.web.port: must be between 1 and 65535, got 70000"},
+		},
+		{
+			name: "port missing",
+			yml:  "services:\n  web:\n    image: demoapp\n",
+			want: []string{"services.web.port: must be between 1 and 65535, got 0"},
+		},
+		{
+			name: "env key invalid",
+			yml:  minimal + "    env:\n      1BAD: x\n      GOOD: y\n",
+			want: []string{`config.yml:7: services.web.env.1BAD: invalid environment variable name "1BAD"`},
+		},
+		{
+			name: "odd keys are quoted in the path",
+			yml:  minimal + "    env:\n      A.B: x\n",
+			want: []string{`config.yml:7: services.web.env["A.B"]: invalid environment variable name "A.B"`},
+		},
+		{
+			name: "env value not a scalar",
+			yml:  minimal + "    env:\n      A: [1]\n",
+			want: []string{"config.yml:7: services.web.env.A: must be a string, got a list"},
+		},
+		{
+			name: "restart",
+			yml:  minimal + "    restart: sometimes\n",
+			want: []string{`services.web.restart: must be no, always, unless-stopped or on-failure[:N], got "sometimes"`},
+		},
+		{
+			name: "pull",
+			yml:  minimal + "    pull: maybe\n",
+			want: []string{`services.web.pull: must be always, missing or never, got "maybe"`},
+		},
+		{
+			name: "standby",
+			yml:  minimal + "    standby: paused\n",
+			want: []string{`services.web.standby: must be running or stopped, got "paused"`},
+		},
+		{
+			name: "health path",
+			yml:  minimal + "    health: {path: health}\n",
+			want: []string{`services.web.health.path: must start with /, got "health"`},
+		},
+		{
+			name: "expect_status",
+			yml:  minimal + "    health: {expect_status: 42}\n",
+			want: []string{"services.web.health.expect_status: must be 0 (any 2xx) or an HTTP status 100-599, got 42"},
+		},
+		{
+			name: "health is a string",
+			yml:  minimal + "    health: /health\n",
+			want: []string{`services.web.health: must be a mapping, got "/health"`},
+		},
+		{
+			name: "pre_deploy command as a string",
+			yml:  minimal + "    pre_deploy:\n      command: ./manage.py migrate\n",
+			want: []string{`config.yml:7: services.web.pre_deploy.command: must be a list of strings`},
+		},
+		{
+			name: "negative timeout",
+			yml:  minimal + "    pre_deploy: {timeout: -1s}\n",
+			want: []string{"services.web.pre_deploy.timeout: must be greater than 0, got -1s"},
+		},
+		{
+			name: "docker mode needs container",
+			yml:  "nginx:\n  mode: docker\n" + minimal,
+			want: []string{"nginx.container: is required in docker mode"},
+		},
+		{
+			name: "exec mode needs commands",
+			yml:  "nginx:\n  test_command: []\n  reload_command: []\n" + minimal,
+			want: []string{"config.yml:2: nginx.test_command: must not be empty", "config.yml:3: nginx.reload_command: must not be empty"},
+		},
+		{
+			name: "log format",
+			yml:  "log_format: xml\n" + minimal,
+			want: []string{`config.yml:1: log_format: must be json or text, got "xml"`},
+		},
+		{
+			name: "listen",
+			yml:  "listen: 7400\n" + minimal,
+			want: []string{`config.yml:1: listen: must be host:port, got "7400"`},
+		},
+		{
+			name: "docker host scheme",
+			yml:  "docker:\n  host: /var/run/docker.sock\n" + minimal,
+			want: []string{"docker.host: must be a unix://"},
+		},
+		{
+			name: "bool-typed field mismatch via list item",
+			yml:  "auth:\n  tokens: {name: a}\n" + minimal,
+			want: []string{"config.yml:2: auth.tokens: must be a list, got a mapping"},
+		},
+		{
+			name: "merge keys refused",
+			yml:  "x: &h {path: /up}\nservices:\n  web:\n    image: demoapp\n    port: 80\n    health:\n      <<: *h\n",
+			want: []string{"x: unknown key", "services.web.health: merge keys (<<) are not supported"},
+		},
+		{
+			name: "second document",
+			yml:  minimal + "---\nlisten: :80\n",
+			want: []string{"config.yml:6: a configuration file holds one YAML document, found a second"},
+		},
+		{
+			name: "syntax error",
+			yml:  "services:\n  web: [\n",
+			want: []string{"config.yml: yaml: line"},
+		},
+		{
+			name: "all problems reported at once",
+			yml:  "log_format: xml\nnginx: {mode: k8s}\nservices:\n  web: {image: demoapp, port: 0, replicas: 99}\n",
+			want: []string{"log_format:", "nginx.mode:", "services.web.port:", "services.web.replicas: must be between 1 and 20, got 99"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.yml)
+			if err == nil {
+				t.Fatalf("parse succeeded with %+v, want an error containing %q", c, tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error = %q\nwant it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfig_SecretValueNeverInError(t *testing.T) {
+	const secret = "s3cr3t-value-that-must-not-leak"
+	_, err := parse(t, "auth:\n  tokens:\n    - name: a\n      role: viewer\n      token: "+secret+"\n"+minimal)
+	if err == nil {
+		t.Fatal("parse succeeded, want an error for an inline token")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("error %q contains the secret", err)
+	}
+}
+
+func TestLoadConfig_FullExample(t *testing.T) {
+	path := filepath.Join("testdata", "config", "full.yml")
+	c, err := LoadConfig(path, noEnv)
+	if err != nil {
+		t.Fatalf("LoadConfig(%s): %v", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := func(p string) string { return filepath.Join(abs, p) }
+
+	worker := DefaultServiceConfig()
+	worker.Image = "registry.example.com/team/worker"
+	worker.Port = 9000
+	worker.Pull = "always"
+	worker.Standby = "stopped"
+
+	want := &Config{
+		Listen:          "127.0.0.1:7400",
+		DataDir:         in("data"),
+		LogFormat:       "json",
+		ShutdownTimeout: 30 * time.Second,
+		Auth: AuthConfig{Tokens: []TokenConfig{
+			{Name: "admin", Role: "operator", TokenEnv: "DEPLOYD_ADMIN_TOKEN"},
+			{Name: "ci", Role: "deployer", TokenFile: in("secrets/ci_token")},
+		}},
+		Nginx: NginxConfig{
+			Mode:                 "exec",
+			UpstreamDir:          in("run/nginx/upstreams"),
+			TestCommand:          []string{"nginx", "-t"},
+			ReloadCommand:        []string{"nginx", "-s", "reload"},
+			PIDFile:              "/run/nginx.pid",
+			ReloadConfirmTimeout: 5 * time.Second,
+		},
+		Services: map[string]ServiceConfig{
+			"web": {
+				Image:    "demoapp",
+				Replicas: 2,
+				Port:     8000,
+				Env:      map[string]string{"APP_ENV": "production", "WORKERS": "4"},
+				EnvFile:  in("web.env"),
+				Network:  "deployd",
+				Restart:  "unless-stopped",
+				Pull:     "missing",
+				Health: HealthConfig{
+					Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
+					HealthyThreshold: 2, StartTimeout: time.Minute,
+				},
+				PreDeploy: PreDeployConfig{
+					Command: []string{"python", "manage.py", "migrate", "--noinput"},
+					Timeout: 5 * time.Minute,
+				},
+				Drain:   5 * time.Second,
+				Standby: "running",
+			},
+			"worker": worker,
+		},
+	}
+	c.origins = nil
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("config =\n%+v\nwant\n%+v", c, want)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings = %q, want none", w)
+	}
+}
+
+func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
+	c, err := parse(t, minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.DataDir = "/etc/deployd/data"
+	want.Nginx.UpstreamDir = "/etc/deployd/run/nginx/upstreams"
+	svc := DefaultServiceConfig()
+	svc.Image, svc.Port = "demoapp", 8000
+	want.Services = map[string]ServiceConfig{"web": svc}
+	c.origins = nil
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("config =\n%+v\nwant\n%+v", c, want)
+	}
+
+	wantSvc := ServiceConfig{
+		Replicas: 1, Restart: "unless-stopped", Pull: "missing",
+		Health: HealthConfig{Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
+			HealthyThreshold: 2, StartTimeout: 60 * time.Second},
+		PreDeploy: PreDeployConfig{Timeout: 5 * time.Minute},
+		Drain:     5 * time.Second,
+		Standby:   "running",
+	}
+	if got := DefaultServiceConfig(); !reflect.DeepEqual(got, wantSvc) {
+		t.Errorf("DefaultServiceConfig() = %+v, want %+v", got, wantSvc)
+	}
+	if got := c.Warnings(); len(got) != 1 || !strings.Contains(got[0], "auth.tokens is empty") {
+		t.Errorf("warnings = %q, want one about empty auth.tokens", got)
+	}
+}
+
+func TestLoadConfig_PartialSectionKeepsOtherDefaults(t *testing.T) {
+	c, err := parse(t, minimal+"    health:\n      path: /up\n    pre_deploy:\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Services["web"].Health
+	if h.Path != "/up" || h.Interval != time.Second || h.HealthyThreshold != 2 {
+		t.Errorf("health = %+v, want path /up with the other defaults", h)
+	}
+	if got, want := c.Services["web"].PreDeploy.Timeout, 5*time.Minute; got != want {
+		t.Errorf("pre_deploy.timeout = %s, want %s", got, want)
+	}
+}
+
+func TestLoadConfig_TopLevelXKeysHoldAnchorsForAliases(t *testing.T) {
+	yml := `
+x-health: &health
+  path: /up
+  interval: 3s
+services:
+  web:
+    image: demoapp
+    port: 8000
+    health: *health
+  api:
+    image: demoapp
+    port: 8001
+    health: *health
+`
+	c, err := parse(t, yml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web", "api"} {
+		h := c.Services[name].Health
+		if h.Path != "/up" || h.Interval != 3*time.Second || h.Timeout != 2*time.Second {
+			t.Errorf("%s health = %+v, want path /up, interval 3s, other defaults", name, h)
+		}
+	}
+}
+
+func TestLoadConfig_RelativePathsResolveAgainstConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	yml := `
+data_dir: state
+nginx:
+  upstream_dir: ../nginx/upstreams
+  template: tmpl/upstream.conf
+  pid_file: nginx.pid
+auth:
+  tokens:
+    - {name: a, role: viewer, token_file: secrets/a}
+    - {name: b, role: viewer, token_file: /abs/b}
+services:
+  web:
+    image: demoapp
+    port: 8000
+    env_file: web.env
+`
+	path := filepath.Join(dir, "deployd.yml")
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ field, got, want string }{
+		{"data_dir", c.DataDir, filepath.Join(dir, "state")},
+		{"nginx.upstream_dir", c.Nginx.UpstreamDir, filepath.Join(filepath.Dir(dir), "nginx", "upstreams")},
+		{"nginx.template", c.Nginx.Template, filepath.Join(dir, "tmpl", "upstream.conf")},
+		{"nginx.pid_file", c.Nginx.PIDFile, filepath.Join(dir, "nginx.pid")},
+		{"auth.tokens[0].token_file", c.Auth.Tokens[0].TokenFile, filepath.Join(dir, "secrets", "a")},
+		{"auth.tokens[1].token_file", c.Auth.Tokens[1].TokenFile, "/abs/b"},
+		{"services.web.env_file", c.Services["web"].EnvFile, filepath.Join(dir, "web.env")},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.field, tc.got, tc.want)
+		}
+	}
+}
+
+func TestLoadConfig_MissingFileIsNotExist(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yml"), noEnv)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestLoadConfig_EnvOverridesFile(t *testing.T) {
+	env := envMap(map[string]string{
+		"DEPLOYD_LISTEN":     "0.0.0.0:9999",
+		"DEPLOYD_DATA_DIR":   "/var/lib/deployd",
+		"DEPLOYD_LOG_FORMAT": "text",
+	})
+	c, err := parseConfig("config.yml", []byte("listen: 127.0.0.1:1\nlog_format: json\n"+minimal), "/etc/deployd", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "0.0.0.0:9999" || c.DataDir != "/var/lib/deployd" || c.LogFormat != "text" {
+		t.Errorf("listen, data_dir, log_format = %q, %q, %q; want the env values", c.Listen, c.DataDir, c.LogFormat)
+	}
+}
+
+func TestLoadConfig_BadEnvOverrideNamesTheVariable(t *testing.T) {
+	env := envMap(map[string]string{"DEPLOYD_LOG_FORMAT": "yaml"})
+	_, err := parseConfig("config.yml", []byte("log_format: json\n"+minimal), "/etc/deployd", env)
+	want := `env DEPLOYD_LOG_FORMAT: log_format: must be json or text, got "yaml"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	}
+}
+
+func TestConfigPath_FlagThenEnv(t *testing.T) {
+	tests := []struct {
+		flag, env, want string
+		wantErr         bool
+	}{
+		{flag: "/a.yml", env: "/b.yml", want: "/a.yml"},
+		{env: "/b.yml", want: "/b.yml"},
+		{wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ConfigPath(tt.flag, envMap(map[string]string{"DEPLOYD_CONFIG": tt.env}))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ConfigPath(%q) with DEPLOYD_CONFIG=%q = %q, %v; want %q, error %v", tt.flag, tt.env, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestServiceSpecs_SortedAndMapped(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("testdata", "config", "full.yml"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := c.ServiceSpecs()
+	if len(specs) != 2 || specs[0].Name != "web" || specs[1].Name != "worker" {
+		t.Fatalf("spec names = %v, want [web worker]", specNames(specs))
+	}
+	web := specs[0]
+	want := controller.ServiceSpec{
+		Name:          "web",
+		Image:         "demoapp",
+		Replicas:      2,
+		Port:          8000,
+		Env:           map[string]string{"APP_ENV": "production", "WORKERS": "4"},
+		EnvFile:       c.Services["web"].EnvFile,
+		Network:       "deployd",
+		RestartPolicy: "unless-stopped",
+		Pull:          controller.PullMissing,
+		Health: controller.HealthSpec{
+			Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
+			HealthyThreshold: 2, StartTimeout: time.Minute,
+		},
+		PreDeploy: controller.PreDeploySpec{
+			Command: []string{"python", "manage.py", "migrate", "--noinput"},
+			Timeout: 5 * time.Minute,
+		},
+		Drain:   5 * time.Second,
+		Standby: controller.StandbyRunning,
+	}
+	if !reflect.DeepEqual(web, want) {
+		t.Errorf("web spec =\n%+v\nwant\n%+v", web, want)
+	}
+	if specs[1].Pull != controller.PullAlways || specs[1].Standby != controller.StandbyStopped {
+		t.Errorf("worker pull, standby = %q, %q; want always, stopped", specs[1].Pull, specs[1].Standby)
+	}
+
+	// The specs must not alias the config: the controller may keep them.
+	web.Env["APP_ENV"] = "changed"
+	web.PreDeploy.Command[0] = "changed"
+	if c.Services["web"].Env["APP_ENV"] != "production" || c.Services["web"].PreDeploy.Command[0] != "python" {
+		t.Error("changing a spec changed the config")
+	}
+}
+
+func specNames(specs []controller.ServiceSpec) []string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	return names
+}
+
+func TestResolveTokens(t *testing.T) {
+	const (
+		long1 = "0123456789abcdef-one"
+		long2 = "0123456789abcdef-two"
+	)
+	files := map[string]string{
+		"/s/ci":      long2 + "\n",
+		"/s/crlf":    long2 + "\r\n",
+		"/s/empty":   "\n",
+		"/s/short":   "tiny-one\n",
+		"/s/same":    long1,
+		"/s/spaces":  "  " + long2 + "  \n",
+		"/s/nonexst": "",
+	}
+	readFile := func(p string) ([]byte, error) {
+		s, ok := files[p]
+		if !ok || p == "/s/nonexst" {
+			return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+		}
+		return []byte(s), nil
+	}
+	env := envMap(map[string]string{"ADMIN": long1, "SHORT": "tooshort"})
+
+	tests := []struct {
+		name    string
+		tokens  []TokenConfig
+		want    []ResolvedToken
+		wantErr []string
+	}{
+		{
+			name: "env and file",
+			tokens: []TokenConfig{
+				{Name: "admin", Role: "operator", TokenEnv: "ADMIN"},
+				{Name: "ci", Role: "deployer", TokenFile: "/s/ci"},
+			},
+			want: []ResolvedToken{
+				{Name: "admin", Role: "operator", Secret: long1},
+				{Name: "ci", Role: "deployer", Secret: long2},
+			},
+		},
+		{
+			name:   "file with CRLF ending",
+			tokens: []TokenConfig{{Name: "w", Role: "viewer", TokenFile: "/s/crlf"}},
+			want:   []ResolvedToken{{Name: "w", Role: "viewer", Secret: long2}},
+		},
+		{
+			name:   "only the trailing newline is trimmed",
+			tokens: []TokenConfig{{Name: "w", Role: "viewer", TokenFile: "/s/spaces"}},
+			want:   []ResolvedToken{{Name: "w", Role: "viewer", Secret: "  " + long2 + "  "}},
+		},
+		{
+			name:    "no tokens",
+			tokens:  nil,
+			want:    []ResolvedToken{},
+			wantErr: nil,
+		},
+		{
+			name:    "env unset",
+			tokens:  []TokenConfig{{Name: "admin", Role: "operator", TokenEnv: "UNSET"}},
+			wantErr: []string{"auth.tokens[0] (admin): environment variable UNSET is empty or unset"},
+		},
+		{
+			name:    "file missing",
+			tokens:  []TokenConfig{{Name: "ci", Role: "deployer", TokenFile: "/s/nonexst"}},
+			wantErr: []string{"auth.tokens[0] (ci): read token_file:", "/s/nonexst"},
+		},
+		{
+			name:    "file empty",
+			tokens:  []TokenConfig{{Name: "ci", Role: "deployer", TokenFile: "/s/empty"}},
+			wantErr: []string{"auth.tokens[0] (ci): token_file /s/empty is empty"},
+		},
+		{
+			name: "too short",
+			tokens: []TokenConfig{
+				{Name: "a", Role: "viewer", TokenEnv: "SHORT"},
+				{Name: "b", Role: "viewer", TokenFile: "/s/short"},
+			},
+			wantErr: []string{
+				"auth.tokens[0] (a): secret is shorter than 16 bytes",
+				"auth.tokens[1] (b): secret is shorter than 16 bytes",
+			},
+		},
+		{
+			name: "shared secret",
+			tokens: []TokenConfig{
+				{Name: "admin", Role: "operator", TokenEnv: "ADMIN"},
+				{Name: "copy", Role: "viewer", TokenFile: "/s/same"},
+			},
+			wantErr: []string{"auth.tokens[1] (copy): has the same secret as auth.tokens[0] (admin)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Config{Auth: AuthConfig{Tokens: tt.tokens}}
+			got, err := c.ResolveTokens(env, readFile)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("ResolveTokens: %v", err)
+				}
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Fatalf("tokens = %+v, want %+v", got, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ResolveTokens = %+v, want an error", got)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error = %q\nwant it to contain %q", err, w)
+				}
+			}
+			for _, secret := range []string{long1, long2, "tooshort", "tiny-one"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q reveals a secret", err)
+				}
+			}
+		})
+	}
+}
+
+func TestValidate_ConfigBuiltInCode(t *testing.T) {
+	c := DefaultConfig()
+	svc := DefaultServiceConfig()
+	svc.Image, svc.Port = "demoapp", 8000
+	c.Services = map[string]ServiceConfig{"web": svc}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	svc.Replicas = 0
+	c.Services["web"] = svc
+	err := c.Validate()
+	want := "services.web.replicas: must be between 1 and 20, got 0"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want exactly %q", err, want)
+	}
+}
+
+func FuzzLoadConfig(f *testing.F) {
+	full, err := os.ReadFile(filepath.Join("testdata", "config", "full.yml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(full)
+	f.Add([]byte(minimal))
+	f.Add([]byte(""))
+	f.Add([]byte("services: {web: {image: demoapp, port: 1, env: {A: *x}}}"))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("services:\n  web: &w\n    image: demoapp\n  api: *w\n  x: {<<: *w}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := parseConfig("fuzz.yml", data, "/etc/deployd", noEnv)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		// A configuration that loads must also validate and map cleanly.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("loaded config fails Validate: %v", err)
+		}
+		if got, want := len(c.ServiceSpecs()), len(c.Services); got != want {
+			t.Fatalf("ServiceSpecs returned %d specs, want %d", got, want)
+		}
+	})
+}
