@@ -120,7 +120,7 @@ func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []
 // active color, or at the placeholder when there is none.
 func (r *deployRun) restoreRouting(ctx context.Context, prev ServiceState) error {
 	if !prev.ActiveColor.Valid() {
-		return nil
+		return r.c.router.Switch(ctx, r.spec.Name, nil)
 	}
 	cs, err := r.c.colorContainers(ctx, r.spec.Name, prev.ActiveColor)
 	if err != nil {
