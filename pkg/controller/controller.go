@@ -187,6 +187,10 @@ func (c *Controller) Rollback(ctx context.Context, service string, trigger Trigg
 // describes and starts it.
 func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, trigger Trigger,
 	plan func(ServiceState) (Deployment, error)) (Deployment, error) {
+	// The id exists before the lock is taken so that a request refused as a
+	// conflict can always name the deployment holding the service, even
+	// while its record is still being written.
+	id := c.newID()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -197,16 +201,15 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 		return Deployment{}, &Error{Code: ECONFLICT, DeploymentID: r.id,
 			Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, r.id)}
 	}
-	r := &run{done: make(chan struct{})}
+	r := &run{id: id, done: make(chan struct{})}
 	c.running[spec.Name] = r
 	c.mu.Unlock()
 
-	d, err := c.record(ctx, spec, kind, trigger, plan)
+	d, err := c.record(ctx, id, spec, kind, trigger, plan)
 	if err != nil {
 		c.release(spec.Name, r)
 		return Deployment{}, err
 	}
-	r.id = d.ID
 
 	c.wg.Add(1)
 	go func() {
@@ -217,7 +220,7 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 	return d, nil
 }
 
-func (c *Controller) record(ctx context.Context, spec ServiceSpec, kind Kind, trigger Trigger,
+func (c *Controller) record(ctx context.Context, id string, spec ServiceSpec, kind Kind, trigger Trigger,
 	plan func(ServiceState) (Deployment, error)) (Deployment, error) {
 	st, err := c.state(ctx, spec.Name)
 	if err != nil {
@@ -227,7 +230,7 @@ func (c *Controller) record(ctx context.Context, spec ServiceSpec, kind Kind, tr
 	if err != nil {
 		return Deployment{}, err
 	}
-	d.ID = c.newID()
+	d.ID = id
 	d.Service = spec.Name
 	d.Kind = kind
 	d.Status = StatusQueued
