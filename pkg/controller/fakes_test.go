@@ -1,0 +1,573 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// The fakes below keep everything in memory so the state machine can be
+// driven through its failure paths quickly and deterministically. Every fake
+// is safe for concurrent use: the controller calls them from its deploy
+// goroutines while tests inspect them.
+
+var (
+	_ controller.Runtime = (*fakeRuntime)(nil)
+	_ controller.Router  = (*fakeRouter)(nil)
+	_ controller.Prober  = (*fakeProber)(nil)
+	_ controller.Store   = (*memStore)(nil)
+)
+
+// fakeContainer is a container with what Docker would keep as labels and
+// config.
+type fakeContainer struct {
+	controller.Container
+	Spec        controller.ContainerSpec
+	inspections int
+}
+
+// fakeRuntime is an in-memory controller.Runtime.
+type fakeRuntime struct {
+	mu         sync.Mutex
+	images     map[string]bool
+	containers map[string]*fakeContainer // by ID
+	nextID     int
+	nextAddr   int
+	calls      []string
+
+	// startFailAt makes the startFailAt-th StartContainer call (counted
+	// from when it is set, see failStartAt) fail after creating the
+	// container, as Docker does when create succeeds and start does not.
+	startFailAt int
+	startCalls  int
+	// oneOff decides how a one-off container ends; nil means exit 0.
+	oneOff func(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error)
+	// oneOffs records every one-off spec run.
+	oneOffs []controller.OneOffSpec
+	// onInspect may change a container's state on its n-th inspection
+	// (1-based), e.g. to make it exit or restart during the health wait.
+	onInspect func(ct *controller.Container, n int)
+}
+
+func newFakeRuntime(images ...string) *fakeRuntime {
+	rt := &fakeRuntime{images: map[string]bool{}, containers: map[string]*fakeContainer{}}
+	for _, im := range images {
+		rt.images[im] = true
+	}
+	return rt
+}
+
+func (rt *fakeRuntime) logCall(format string, args ...any) {
+	rt.calls = append(rt.calls, fmt.Sprintf(format, args...))
+}
+
+// addr hands out a fresh address; the caller holds rt.mu.
+func (rt *fakeRuntime) addr() string {
+	rt.nextAddr++
+	return fmt.Sprintf("10.0.0.%d:8000", rt.nextAddr)
+}
+
+func (rt *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy controller.PullPolicy) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("EnsureImage %s %s", ref, policy)
+	if !rt.images[ref] {
+		return fmt.Errorf("pull %s: manifest unknown: %w", ref, controller.ErrNotFound)
+	}
+	return nil
+}
+
+func (rt *fakeRuntime) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error) {
+	if err := ctx.Err(); err != nil {
+		return controller.OneOffResult{}, err
+	}
+	rt.mu.Lock()
+	rt.logCall("RunOneOff %s", spec.Name)
+	rt.oneOffs = append(rt.oneOffs, spec)
+	fn := rt.oneOff
+	rt.mu.Unlock()
+	if fn == nil {
+		return controller.OneOffResult{ExitCode: 0, Output: "ok\n"}, nil
+	}
+	return fn(ctx, spec)
+}
+
+// failStartAt makes the n-th StartContainer call from now fail.
+func (rt *fakeRuntime) failStartAt(n int) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.startCalls = 0
+	rt.startFailAt = n
+}
+
+func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.ContainerSpec) (controller.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return controller.Container{}, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("StartContainer %s", spec.Name)
+	if !rt.images[spec.Image] {
+		return controller.Container{}, fmt.Errorf("create %s: no such image %s: %w", spec.Name, spec.Image, controller.ErrNotFound)
+	}
+	for _, c := range rt.containers {
+		if c.Name == spec.Name {
+			return controller.Container{}, fmt.Errorf("create %s: name already in use by %s", spec.Name, c.ID)
+		}
+	}
+	rt.startCalls++
+	rt.nextID++
+	c := &fakeContainer{
+		Container: controller.Container{
+			ID:         fmt.Sprintf("c%03d", rt.nextID),
+			Name:       spec.Name,
+			Service:    spec.Service,
+			Color:      spec.Color,
+			Deployment: spec.Deployment,
+			Image:      spec.Image,
+			State:      "created",
+		},
+		Spec: spec,
+	}
+	c.Spec.Env = slices.Clone(spec.Env)
+	rt.containers[c.ID] = c
+	if rt.startFailAt > 0 && rt.startCalls == rt.startFailAt {
+		rt.startFailAt = 0
+		return controller.Container{}, fmt.Errorf("start %s: port is already allocated", spec.Name)
+	}
+	c.State = "running"
+	c.Address = rt.addr()
+	c.StartedAt = time.Now()
+	return c.Container, nil
+}
+
+func (rt *fakeRuntime) Containers(ctx context.Context, service string) ([]controller.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	// Map order on purpose: Docker promises no order either.
+	var cs []controller.Container
+	for _, c := range rt.containers {
+		if c.Service == service {
+			cs = append(cs, c.Container)
+		}
+	}
+	return cs, nil
+}
+
+func (rt *fakeRuntime) InspectContainer(ctx context.Context, id string) (controller.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return controller.Container{}, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	c, ok := rt.containers[id]
+	if !ok {
+		return controller.Container{}, fmt.Errorf("inspect %s: %w", id, controller.ErrNotFound)
+	}
+	c.inspections++
+	if rt.onInspect != nil {
+		rt.onInspect(&c.Container, c.inspections)
+	}
+	return c.Container, nil
+}
+
+func (rt *fakeRuntime) StartExisting(ctx context.Context, id string) (controller.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return controller.Container{}, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("StartExisting %s", id)
+	c, ok := rt.containers[id]
+	if !ok {
+		return controller.Container{}, fmt.Errorf("start %s: %w", id, controller.ErrNotFound)
+	}
+	if !c.Running() {
+		// A restarted container gets a new published port, so a new
+		// address: the controller must use the one returned here.
+		c.State = "running"
+		c.Address = rt.addr()
+		c.StartedAt = time.Now()
+	}
+	return c.Container, nil
+}
+
+func (rt *fakeRuntime) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("StopContainer %s", id)
+	c, ok := rt.containers[id]
+	if !ok {
+		return fmt.Errorf("stop %s: %w", id, controller.ErrNotFound)
+	}
+	c.State, c.Address, c.ExitCode = "exited", "", 0
+	return nil
+}
+
+func (rt *fakeRuntime) RemoveContainer(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("RemoveContainer %s", id)
+	delete(rt.containers, id)
+	return nil
+}
+
+// add puts a container in place as a previous process would have left it.
+func (rt *fakeRuntime) add(service string, color controller.Color, i int, image, deployment string, isRunning bool) controller.Container {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.nextID++
+	c := &fakeContainer{Container: controller.Container{
+		ID:         fmt.Sprintf("c%03d", rt.nextID),
+		Name:       fmt.Sprintf("%s-%s-%d", service, color, i),
+		Service:    service,
+		Color:      color,
+		Deployment: deployment,
+		Image:      image,
+		State:      "exited",
+	}}
+	if isRunning {
+		c.State = "running"
+		c.Address = rt.addr()
+	}
+	rt.containers[c.ID] = c
+	return c.Container
+}
+
+// list returns the service's containers sorted by name.
+func (rt *fakeRuntime) list(service string) []controller.Container {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var cs []controller.Container
+	for _, c := range rt.containers {
+		if c.Service == service {
+			cs = append(cs, c.Container)
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
+	return cs
+}
+
+// spec returns the ContainerSpec a container was created with.
+func (rt *fakeRuntime) spec(id string) controller.ContainerSpec {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if c, ok := rt.containers[id]; ok {
+		return c.Spec
+	}
+	return controller.ContainerSpec{}
+}
+
+// nameAt returns the name of the container at addr, "" if none.
+func (rt *fakeRuntime) nameAt(addr string) string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, c := range rt.containers {
+		if c.Address == addr {
+			return c.Name
+		}
+	}
+	return ""
+}
+
+func (rt *fakeRuntime) callLog() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Clone(rt.calls)
+}
+
+// countCalls counts logged calls starting with prefix.
+func (rt *fakeRuntime) countCalls(prefix string) int {
+	n := 0
+	for _, c := range rt.callLog() {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (rt *fakeRuntime) set(fn func(rt *fakeRuntime)) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	fn(rt)
+}
+
+// routerSwitch is one Switch call the fake router saw.
+type routerSwitch struct {
+	Service string
+	Addrs   []string
+	Err     error
+}
+
+// fakeRouter is an in-memory controller.Router. Like the real one, a
+// failed Switch leaves the previous addresses in place.
+type fakeRouter struct {
+	mu           sync.Mutex
+	addrs        map[string][]string // nil entry: the placeholder
+	placeholders map[string]bool
+	history      []routerSwitch
+	// fail, when set, decides whether a Switch fails.
+	fail func(service string, addrs []string) error
+}
+
+func newFakeRouter() *fakeRouter {
+	return &fakeRouter{addrs: map[string][]string{}, placeholders: map[string]bool{}}
+}
+
+func (r *fakeRouter) EnsurePlaceholder(ctx context.Context, service string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.addrs[service]; !ok {
+		r.addrs[service] = nil
+		r.placeholders[service] = true
+	}
+	return nil
+}
+
+func (r *fakeRouter) Switch(ctx context.Context, service string, addrs []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var err error
+	if r.fail != nil {
+		err = r.fail(service, addrs)
+	}
+	r.history = append(r.history, routerSwitch{Service: service, Addrs: slices.Clone(addrs), Err: err})
+	if err != nil {
+		return fmt.Errorf("reload nginx for %s (previous upstream restored): %w", service, err)
+	}
+	if len(addrs) == 0 {
+		r.addrs[service] = nil
+	} else {
+		r.addrs[service] = slices.Clone(addrs)
+	}
+	return nil
+}
+
+// current returns the service's addresses; nil means the placeholder.
+func (r *fakeRouter) current(service string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.addrs[service])
+}
+
+func (r *fakeRouter) switches() []routerSwitch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.history)
+}
+
+func (r *fakeRouter) setFail(fn func(service string, addrs []string) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fail = fn
+}
+
+// fakeProber answers probes from a verdict function keyed by the name of
+// the container at the probed address, so tests need not know addresses.
+type fakeProber struct {
+	rt      *fakeRuntime
+	mu      sync.Mutex
+	verdict func(name string, n int) error // nil: always healthy
+	probes  map[string]int                 // by container name
+}
+
+func newFakeProber(rt *fakeRuntime) *fakeProber {
+	return &fakeProber{rt: rt, probes: map[string]int{}}
+}
+
+func (p *fakeProber) Probe(ctx context.Context, addr string, spec controller.HealthSpec) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	name := p.rt.nameAt(addr)
+	p.mu.Lock()
+	p.probes[name]++
+	n := p.probes[name]
+	verdict := p.verdict
+	p.mu.Unlock()
+	if name == "" {
+		return fmt.Errorf("GET http://%s%s: connection refused", addr, spec.Path)
+	}
+	if verdict == nil {
+		return nil
+	}
+	return verdict(name, n)
+}
+
+func (p *fakeProber) setVerdict(fn func(name string, n int) error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.verdict = fn
+}
+
+func (p *fakeProber) count(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.probes[name]
+}
+
+func (p *fakeProber) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.probes = map[string]int{}
+}
+
+// memStore is an in-memory controller.Store.
+type memStore struct {
+	mu          sync.Mutex
+	services    map[string]controller.ServiceState
+	deployments map[string]controller.Deployment
+	// saveSwitchErr, when set, fails SaveSwitch without writing anything.
+	saveSwitchErr error
+	// onPut, when set, runs before each PutDeployment is applied, outside
+	// the lock, so a test can hold the controller at that point.
+	onPut func(d controller.Deployment)
+}
+
+func newMemStore() *memStore {
+	return &memStore{services: map[string]controller.ServiceState{}, deployments: map[string]controller.Deployment{}}
+}
+
+func (s *memStore) GetService(ctx context.Context, name string) (controller.ServiceState, error) {
+	if err := ctx.Err(); err != nil {
+		return controller.ServiceState{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.services[name]
+	if !ok {
+		return controller.ServiceState{}, fmt.Errorf("service %s: %w", name, controller.ErrNotFound)
+	}
+	return st, nil
+}
+
+func (s *memStore) PutService(ctx context.Context, st controller.ServiceState) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services[st.Name] = st
+	return nil
+}
+
+func (s *memStore) PutDeployment(ctx context.Context, d controller.Deployment) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	hook := s.onPut
+	s.mu.Unlock()
+	if hook != nil {
+		hook(d)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deployments[d.ID] = cloneDeployment(d)
+	return nil
+}
+
+func (s *memStore) SaveSwitch(ctx context.Context, st controller.ServiceState, d controller.Deployment) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.saveSwitchErr != nil {
+		return fmt.Errorf("save switch of %s: %w", st.Name, s.saveSwitchErr)
+	}
+	s.services[st.Name] = st
+	s.deployments[d.ID] = cloneDeployment(d)
+	return nil
+}
+
+func (s *memStore) GetDeployment(ctx context.Context, id string) (controller.Deployment, error) {
+	if err := ctx.Err(); err != nil {
+		return controller.Deployment{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.deployments[id]
+	if !ok {
+		return controller.Deployment{}, fmt.Errorf("deployment %s: %w", id, controller.ErrNotFound)
+	}
+	return cloneDeployment(d), nil
+}
+
+// sorted returns the deployments matching keep, oldest first (IDs sort by
+// creation time).
+func (s *memStore) sorted(keep func(controller.Deployment) bool) []controller.Deployment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ds []controller.Deployment
+	for _, d := range s.deployments {
+		if keep(d) {
+			ds = append(ds, cloneDeployment(d))
+		}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].ID < ds[j].ID })
+	return ds
+}
+
+func (s *memStore) ListDeployments(ctx context.Context, service string, limit int) ([]controller.Deployment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ds := s.sorted(func(d controller.Deployment) bool { return service == "" || d.Service == service })
+	slices.Reverse(ds)
+	if limit > 0 && len(ds) > limit {
+		ds = ds[:limit]
+	}
+	return ds, nil
+}
+
+func (s *memStore) UnfinishedDeployments(ctx context.Context) ([]controller.Deployment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.sorted(func(d controller.Deployment) bool { return !d.Status.Done() }), nil
+}
+
+func (s *memStore) service(name string) controller.ServiceState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.services[name]
+}
+
+func (s *memStore) set(fn func(s *memStore)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s)
+}
+
+// cloneDeployment copies d deeply enough that the controller's later
+// appends to its Steps cannot reach the stored copy.
+func cloneDeployment(d controller.Deployment) controller.Deployment {
+	d.Steps = slices.Clone(d.Steps)
+	return d
+}

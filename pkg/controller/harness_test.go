@@ -1,0 +1,280 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+const svc = "web"
+
+// testDeadline bounds every wait in this package's tests; the whole suite
+// runs in well under a second when nothing hangs.
+const testDeadline = 5 * time.Second
+
+// baseSpec is a two-replica service with intervals small enough that a
+// healthy deploy takes milliseconds.
+func baseSpec() controller.ServiceSpec {
+	return controller.ServiceSpec{
+		Name:          svc,
+		Image:         "demoapp",
+		Replicas:      2,
+		Port:          8000,
+		Env:           map[string]string{"APP_MODE": "production"},
+		Network:       "deployd",
+		RestartPolicy: "unless-stopped",
+		Pull:          controller.PullMissing,
+		Health: controller.HealthSpec{
+			Path:             "/health",
+			Interval:         5 * time.Millisecond,
+			Timeout:          100 * time.Millisecond,
+			HealthyThreshold: 2,
+			StartTimeout:     time.Second,
+		},
+		Standby: controller.StandbyRunning,
+	}
+}
+
+// harness is a Controller wired to fresh fakes.
+type harness struct {
+	t      *testing.T
+	spec   controller.ServiceSpec
+	rt     *fakeRuntime
+	router *fakeRouter
+	prober *fakeProber
+	store  *memStore
+	logs   *test.Hook
+	c      *controller.Controller
+}
+
+// newHarness builds a Controller for baseSpec changed by mutate. Start is
+// not called, so tests may seed the fakes first. The images demoapp:v1..v3
+// exist.
+func newHarness(t *testing.T, mutate ...func(*controller.ServiceSpec)) *harness {
+	t.Helper()
+	spec := baseSpec()
+	for _, m := range mutate {
+		m(&spec)
+	}
+	rt := newFakeRuntime("demoapp:v1", "demoapp:v2", "demoapp:v3")
+	logger, hook := test.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	h := &harness{
+		t:      t,
+		spec:   spec,
+		rt:     rt,
+		router: newFakeRouter(),
+		prober: newFakeProber(rt),
+		store:  newMemStore(),
+		logs:   hook,
+	}
+	h.c = controller.New(controller.Options{
+		Services: []controller.ServiceSpec{spec},
+		Runtime:  h.rt,
+		Router:   h.router,
+		Prober:   h.prober,
+		Store:    h.store,
+		Logger:   logger,
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+		defer cancel()
+		if err := h.c.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return h
+}
+
+func (h *harness) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	h.t.Cleanup(cancel)
+	return ctx
+}
+
+// deploy starts a deploy of image and waits for it to end.
+func (h *harness) deploy(image string) controller.Deployment {
+	h.t.Helper()
+	d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: image, Trigger: controller.Trigger{Source: "test"}})
+	if err != nil {
+		h.t.Fatalf("Deploy(%q): %v", image, err)
+	}
+	return h.wait(d.ID)
+}
+
+// rollback starts a rollback and waits for it to end.
+func (h *harness) rollback() controller.Deployment {
+	h.t.Helper()
+	d, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{Source: "test"})
+	if err != nil {
+		h.t.Fatalf("Rollback: %v", err)
+	}
+	return h.wait(d.ID)
+}
+
+func (h *harness) wait(id string) controller.Deployment {
+	h.t.Helper()
+	d, err := h.c.Wait(h.ctx(), id)
+	if err != nil {
+		h.t.Fatalf("Wait(%s): %v", id, err)
+	}
+	if !d.Status.Done() {
+		h.t.Fatalf("deployment %s status = %s after Wait, want a final status", id, d.Status)
+	}
+	return d
+}
+
+// deployOK deploys image and fails the test unless it succeeded.
+func (h *harness) deployOK(image string) controller.Deployment {
+	h.t.Helper()
+	d := h.deploy(image)
+	if d.Status != controller.StatusSucceeded {
+		h.t.Fatalf("deploy %s: status = %s (error %q), want succeeded", image, d.Status, d.Error)
+	}
+	return d
+}
+
+// colorContainers returns the service's containers of color, sorted by name.
+func (h *harness) colorContainers(color controller.Color) []controller.Container {
+	var cs []controller.Container
+	for _, c := range h.rt.list(svc) {
+		if c.Color == color {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+// activeSnapshot is everything a failed deploy must leave exactly as it
+// found it: the stored state, the active color's containers and where
+// traffic goes.
+type activeSnapshot struct {
+	State     controller.ServiceState
+	Active    []controller.Container
+	Upstream  []string
+	Placehold bool
+}
+
+func (h *harness) snapshot() activeSnapshot {
+	st := h.store.service(svc)
+	up := h.router.current(svc)
+	return activeSnapshot{
+		State:     st,
+		Active:    h.colorContainers(st.ActiveColor),
+		Upstream:  up,
+		Placehold: up == nil,
+	}
+}
+
+// ownContainers returns the containers labelled with deployment id.
+func (h *harness) ownContainers(id string) []controller.Container {
+	var cs []controller.Container
+	for _, c := range h.rt.list(svc) {
+		if c.Deployment == id {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+func addrsOf(cs []controller.Container) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Address)
+	}
+	return out
+}
+
+func namesOf(cs []controller.Container) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func stepNames(d controller.Deployment) []string {
+	var out []string
+	for _, s := range d.Steps {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func stepStatuses(d controller.Deployment) []string {
+	var out []string
+	for _, s := range d.Steps {
+		out = append(out, s.Name+"="+s.Status.String())
+	}
+	return out
+}
+
+func findStep(d controller.Deployment, name string) (controller.Step, bool) {
+	for _, s := range d.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return controller.Step{}, false
+}
+
+// failedSteps names the steps recorded as failed.
+func failedSteps(d controller.Deployment) []string {
+	var out []string
+	for _, s := range d.Steps {
+		if s.Status == controller.StepFailed {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// eventually polls cond until it holds or the test deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// runningStep returns a condition that holds once deployment id records
+// step as running.
+func (h *harness) runningStep(id, step string) func() bool {
+	return func() bool {
+		d, err := h.store.GetDeployment(context.Background(), id)
+		if err != nil {
+			return false
+		}
+		n := len(d.Steps)
+		return n > 0 && d.Steps[n-1].Name == step && d.Steps[n-1].Status == controller.StepRunning
+	}
+}
+
+func diff(got, want any) string {
+	if reflect.DeepEqual(got, want) {
+		return ""
+	}
+	return fmt.Sprintf("\n got: %+v\nwant: %+v", got, want)
+}
+
+func containsAll(s string, subs ...string) []string {
+	var missing []string
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			missing = append(missing, sub)
+		}
+	}
+	return missing
+}
