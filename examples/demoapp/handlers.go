@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+)
+
+// maxBody bounds what POST / reads; the body only exists so load tests can
+// send writes through nginx.
+const maxBody = 1 << 20
+
+// rootResponse tells a caller which deployment answered, so a test can see
+// traffic move from one color to the other.
+type rootResponse struct {
+	Version  string `json:"version"`
+	Color    string `json:"color"`
+	Hostname string `json:"hostname"`
+	Method   string `json:"method"`
+}
+
+type app struct {
+	cfg      config
+	hostname string
+}
+
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.root)
+	mux.HandleFunc("POST /{$}", a.root)
+	mux.HandleFunc("GET /health", a.health)
+	return mux
+}
+
+func (a *app) root(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		// Drain so keep-alive connections through nginx stay reusable.
+		if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, maxBody)); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading body: " + err.Error()})
+			return
+		}
+	}
+	w.Header().Set("X-App-Version", a.cfg.Version)
+	w.Header().Set("X-App-Color", a.cfg.Color)
+	writeJSON(w, http.StatusOK, rootResponse{
+		Version:  a.cfg.Version,
+		Color:    a.cfg.Color,
+		Hostname: a.hostname,
+		Method:   r.Method,
+	})
+}
+
+func (a *app) health(w http.ResponseWriter, r *http.Request) {
+	switch a.cfg.HealthMode {
+	case healthFailing:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
+		return
+	case healthUnhealthyBody:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "degraded"})
+		return
+	case healthSlow:
+		t := time.NewTimer(a.cfg.SlowHealthDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			// The prober gave up; nobody is left to answer.
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy", "database": "connected"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The status line is already out; an encoding error can only be a
+	// client that went away.
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,158 @@
+// Command demoapp stands in for a user's web application in deployd's demos
+// and integration tests. Its behaviour (version, health, crashes, startup and
+// migration timing) comes from environment variables so that a test can bake
+// a misbehaviour into an image tag; see config.go.
+//
+//	demoapp           serve HTTP on $PORT (default 8000)
+//	demoapp migrate   pretend to apply database migrations, exit $MIGRATE_EXIT
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// shutdownGrace is how long in-flight requests get after SIGTERM; it stays
+// under Docker's default 10s stop timeout so the exit is clean.
+const shutdownGrace = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: it returns the exit code. ctx ends on
+// SIGTERM/SIGINT.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "demoapp: %v\n", err)
+		return 2
+	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate":
+			return migrate(ctx, cfg, stdout, stderr)
+		default:
+			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command or migrate)\n", args[0])
+			return 2
+		}
+	}
+	if err := serve(ctx, cfg, nil, stdout); err != nil {
+		fmt.Fprintf(stderr, "demoapp: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// errCrash is the deliberate failure CRASH_AT_START and CRASH_AFTER ask for.
+var errCrash = errors.New("crashing as configured")
+
+// serve runs the HTTP server until ctx ends (a nil error: graceful
+// shutdown) or a configured crash. ready, when not nil, receives the
+// listening address once the server accepts connections.
+func serve(ctx context.Context, cfg config, ready chan<- string, stdout io.Writer) error {
+	if cfg.CrashAtStart {
+		return fmt.Errorf("CRASH_AT_START: %w", errCrash)
+	}
+	if err := sleep(ctx, cfg.StartupDelay); err != nil {
+		return nil // stopped while still starting: nothing to shut down
+	}
+	hostname, err := os.Hostname()
+	if err != nil {
+		hostname = "unknown"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	fmt.Fprintf(stdout, "demoapp %s (color %q) listening on %s\n", cfg.Version, cfg.Color, ln.Addr())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	a := &app{cfg: cfg, hostname: hostname}
+	return serveOn(ctx, ln, a.routes(), cfg.CrashAfter, stdout)
+}
+
+// serveOn serves h on ln until ctx ends, then shuts down gracefully: requests
+// whose handlers are running get shutdownGrace to finish. With crashAfter >
+// 0 it instead dies that long after start, without draining.
+func serveOn(ctx context.Context, ln net.Listener, h http.Handler, crashAfter time.Duration, stdout io.Writer) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	var crash <-chan time.Time
+	if crashAfter > 0 {
+		t := time.NewTimer(crashAfter)
+		defer t.Stop()
+		crash = t.C
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-crash:
+		// A crash does not drain: the point is to look like a dying process.
+		_ = srv.Close()
+		<-served
+		return fmt.Errorf("CRASH_AFTER %s: %w", crashAfter, errCrash)
+	case <-ctx.Done():
+	}
+
+	fmt.Fprintln(stdout, "demoapp: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-served // Serve returns ErrServerClosed as soon as Shutdown starts
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// migrate imitates `manage.py migrate`: output a deploy log can show, an
+// exit code the pre-deploy step must honour, and a delay for its timeout.
+func migrate(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
+	if err := sleep(ctx, cfg.MigrateDelay); err != nil {
+		fmt.Fprintln(stderr, "migrate: interrupted")
+		return 130
+	}
+	fmt.Fprintln(stdout, "Operations to perform:")
+	fmt.Fprintln(stdout, "  Apply all migrations: app")
+	fmt.Fprintln(stdout, "Running migrations:")
+	fmt.Fprintln(stdout, "  Applying app.0001_initial... OK")
+	if cfg.MigrateExit != 0 {
+		fmt.Fprintln(stdout, "  Applying app.0002_add_email... FAILED")
+		fmt.Fprintf(stderr, "migrate: django.db.utils.OperationalError: simulated failure (exit %d)\n", cfg.MigrateExit)
+		return cfg.MigrateExit
+	}
+	fmt.Fprintln(stdout, "  Applying app.0002_add_email... OK")
+	return 0
+}
+
+// sleep waits d or until ctx ends, whichever is first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
