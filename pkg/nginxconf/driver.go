@@ -29,6 +29,16 @@ type Driver interface {
 	Workers(ctx context.Context) ([]int, error)
 }
 
+// Retirer is optionally implemented by a Driver that can tell when old
+// workers have stopped accepting connections. nginx starts new workers
+// before it tells the old ones to quit, so for a moment after new workers
+// appear the old ones still accept connections with the old upstream.
+type Retirer interface {
+	// Retired reports whether every one of pids has exited or is shutting
+	// down (no longer accepting connections).
+	Retired(ctx context.Context, pids []int) (bool, error)
+}
+
 // ExecDriver drives an nginx running on this host by running commands and
 // reading /proc.
 type ExecDriver struct {
@@ -41,7 +51,10 @@ type ExecDriver struct {
 	PIDFile string
 }
 
-var _ Driver = (*ExecDriver)(nil)
+var (
+	_ Driver  = (*ExecDriver)(nil)
+	_ Retirer = (*ExecDriver)(nil)
+)
 
 // Test runs TestCommand.
 func (d *ExecDriver) Test(ctx context.Context) error {
@@ -74,6 +87,26 @@ func (d *ExecDriver) Workers(ctx context.Context) ([]int, error) {
 	return children("/proc", master)
 }
 
+// Retired reports whether each of pids has exited or retitled itself
+// "... is shutting down", which an nginx worker does once it has closed its
+// listening sockets.
+func (d *ExecDriver) Retired(ctx context.Context, pids []int) (bool, error) {
+	return retired("/proc", pids), nil
+}
+
+func retired(procDir string, pids []int) bool {
+	for _, pid := range pids {
+		cmdline, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "cmdline"))
+		if err != nil {
+			continue // exited
+		}
+		if !bytes.Contains(cmdline, []byte("shutting down")) {
+			return false
+		}
+	}
+	return true
+}
+
 // master returns the running master's PID; a missing PID file or a dead
 // PID means nginx is down, which wraps controller.ErrUnavailable.
 func (d *ExecDriver) master() (int, error) {
@@ -91,7 +124,16 @@ func (d *ExecDriver) master() (int, error) {
 	if err != nil || pid <= 0 {
 		return 0, fmt.Errorf("pid file %s holds %q, not a pid: %w", d.PIDFile, bytes.TrimSpace(b), controller.ErrUnavailable)
 	}
-	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
+	// A zombie still has a /proc entry until its parent reaps it, so the
+	// state matters, not only the entry.
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err == nil {
+		var state string
+		if state, _, err = parseStat(stat); err == nil && (state == "Z" || state == "X") {
+			err = errors.New("exited")
+		}
+	}
+	if err != nil {
 		return 0, fmt.Errorf("nginx master %d from %s not running: %w", pid, d.PIDFile, controller.ErrUnavailable)
 	}
 	return pid, nil
@@ -114,7 +156,7 @@ func children(procDir string, ppid int) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		parent, err := parseStatPPID(b)
+		_, parent, err := parseStat(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s/%d/stat: %w", procDir, pid, err)
 		}
@@ -125,23 +167,23 @@ func children(procDir string, ppid int) ([]int, error) {
 	return pids, nil
 }
 
-// parseStatPPID returns the parent PID from a /proc/<pid>/stat line:
-// "pid (comm) state ppid ...". comm may itself contain spaces and
+// parseStat returns the state and parent PID from a /proc/<pid>/stat
+// line: "pid (comm) state ppid ...". comm may itself contain spaces and
 // parentheses, so the fields after it start at the last ')'.
-func parseStatPPID(stat []byte) (int, error) {
+func parseStat(stat []byte) (state string, ppid int, err error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, errors.New("stat line has no ')'")
+		return "", 0, errors.New("stat line has no ')'")
 	}
 	fields := strings.Fields(string(stat[i+1:]))
 	if len(fields) < 2 {
-		return 0, errors.New("stat line too short")
+		return "", 0, errors.New("stat line too short")
 	}
-	ppid, err := strconv.Atoi(fields[1])
+	ppid, err = strconv.Atoi(fields[1])
 	if err != nil {
-		return 0, fmt.Errorf("stat ppid %q: %w", fields[1], err)
+		return "", 0, fmt.Errorf("stat ppid %q: %w", fields[1], err)
 	}
-	return ppid, nil
+	return fields[0], ppid, nil
 }
 
 // run runs argv and returns an error carrying its trimmed combined output.

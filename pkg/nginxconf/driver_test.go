@@ -14,29 +14,30 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-func TestParseStatPPID(t *testing.T) {
+func TestParseStat(t *testing.T) {
 	tests := []struct {
-		name string
-		stat string
-		want int
-		ok   bool
+		name      string
+		stat      string
+		wantState string
+		wantPPID  int
+		ok        bool
 	}{
-		{"plain", "1234 (nginx) S 1200 1200 1200 0 -1", 1200, true},
-		{"comm with spaces", "1234 (nginx: worker process) S 77 1200 1200", 77, true},
-		{"comm with parentheses", "1234 (a) b) (c) R 42 1 1", 42, true},
-		{"comm ending in paren and digits", "1234 (x) 9 9) S 5 1 1", 5, true},
-		{"no closing paren", "1234 nginx S 1200", 0, false},
-		{"truncated", "1234 (nginx) S", 0, false},
-		{"non-numeric ppid", "1234 (nginx) S x", 0, false},
+		{"plain", "1234 (nginx) S 1200 1200 1200 0 -1", "S", 1200, true},
+		{"comm with spaces", "1234 (nginx: worker process) S 77 1200 1200", "S", 77, true},
+		{"comm with parentheses", "1234 (a) b) (c) R 42 1 1", "R", 42, true},
+		{"comm ending in paren and digits", "1234 (x) 9 9) Z 5 1 1", "Z", 5, true},
+		{"no closing paren", "1234 nginx S 1200", "", 0, false},
+		{"truncated", "1234 (nginx) S", "", 0, false},
+		{"non-numeric ppid", "1234 (nginx) S x", "", 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseStatPPID([]byte(tt.stat))
+			state, ppid, err := parseStat([]byte(tt.stat))
 			if tt.ok != (err == nil) {
-				t.Fatalf("parseStatPPID(%q) error = %v, want ok=%v", tt.stat, err, tt.ok)
+				t.Fatalf("parseStat(%q) error = %v, want ok=%v", tt.stat, err, tt.ok)
 			}
-			if got != tt.want {
-				t.Fatalf("parseStatPPID(%q) = %d, want %d", tt.stat, got, tt.want)
+			if state != tt.wantState || ppid != tt.wantPPID {
+				t.Fatalf("parseStat(%q) = %q, %d; want %q, %d", tt.stat, state, ppid, tt.wantState, tt.wantPPID)
 			}
 		})
 	}
@@ -150,5 +151,37 @@ func TestExecDriver_MissingBinaryIsUnavailable(t *testing.T) {
 func TestExecDriver_NoCommandConfiguredIsAnError(t *testing.T) {
 	if err := (&ExecDriver{}).Test(context.Background()); err == nil {
 		t.Fatal("Test with no command succeeded, want error")
+	}
+}
+
+func TestRetired_OldWorkersShuttingDownOrGone(t *testing.T) {
+	proc := t.TempDir()
+	for pid, cmdline := range map[string]string{
+		"20": "nginx: worker process\x00",
+		"21": "nginx: worker process is shutting down\x00",
+	} {
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, "cmdline"), []byte(cmdline), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		pids []int
+		want bool
+	}{
+		{"exited", []int{22}, true},
+		{"shutting down", []int{21, 22}, true},
+		{"still serving", []int{20, 21}, false},
+		{"none", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retired(proc, tt.pids); got != tt.want {
+				t.Fatalf("retired(%v) = %v, want %v", tt.pids, got, tt.want)
+			}
+		})
 	}
 }

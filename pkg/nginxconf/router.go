@@ -228,12 +228,9 @@ func (r *Router) confirm(parent context.Context, before []int) error {
 		now, err := r.driver.Workers(ctx)
 		if err != nil {
 			lastErr = err
-		} else {
-			for _, pid := range now {
-				if !slices.Contains(before, pid) {
-					return nil
-				}
-			}
+		} else if slices.ContainsFunc(now, func(pid int) bool { return !slices.Contains(before, pid) }) {
+			r.awaitRetired(ctx, before)
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -244,6 +241,30 @@ func (r *Router) confirm(parent context.Context, before []int) error {
 				return fmt.Errorf("reload not confirmed within %s: %w", r.confirmTimeout, lastErr)
 			}
 			return fmt.Errorf("reload not confirmed within %s: no new nginx workers", r.confirmTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// awaitRetired waits, within ctx, until the old workers stop accepting
+// connections, when the driver can tell. The reload is already proven by
+// the new workers, so running out of time here is only logged.
+func (r *Router) awaitRetired(ctx context.Context, old []int) {
+	ret, ok := r.driver.(Retirer)
+	if !ok || len(old) == 0 {
+		return
+	}
+	tick := time.NewTicker(r.pollInterval / 5)
+	defer tick.Stop()
+	for {
+		done, err := ret.Retired(ctx, old)
+		if err == nil && done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			r.log.WithField("workers", old).Warn("old nginx workers still accepting connections after reload")
+			return
 		case <-tick.C:
 		}
 	}

@@ -483,3 +483,50 @@ func TestNew_CreatesUpstreamDir(t *testing.T) {
 		t.Fatalf("stat %s = %v, %v; want a directory", dir, fi, err)
 	}
 }
+
+// retiringNginx keeps old workers accepting for a few polls after a
+// reload, as nginx does before its old workers handle the quit signal.
+type retiringNginx struct {
+	*fakeNginx
+	polls     int
+	retiredAt int
+}
+
+func (r *retiringNginx) Retired(ctx context.Context, pids []int) (bool, error) {
+	r.polls++
+	return r.polls >= r.retiredAt, nil
+}
+
+func TestSwitch_WaitsForOldWorkersToRetire(t *testing.T) {
+	ng := &retiringNginx{fakeNginx: newFakeNginx(), retiredAt: 3}
+	r, _, hook := newTestRouter(t, ng)
+	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err != nil {
+		t.Fatal(err)
+	}
+	if ng.polls != 3 {
+		t.Fatalf("Retired polled %d times, want 3 (until the old workers retired)", ng.polls)
+	}
+	for _, e := range hook.AllEntries() {
+		if e.Level <= logrus.WarnLevel {
+			t.Fatalf("logged %q at %s, want no warning", e.Message, e.Level)
+		}
+	}
+}
+
+func TestSwitch_OldWorkersThatNeverRetireOnlyWarn(t *testing.T) {
+	ng := &retiringNginx{fakeNginx: newFakeNginx(), retiredAt: 1 << 30}
+	r, dir, hook := newTestRouter(t, ng)
+	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err != nil {
+		t.Fatalf("Switch = %v, want nil: new workers prove the reload", err)
+	}
+	if got := readFile(t, filepath.Join(dir, "web.conf")); !bytes.Contains(got, []byte("127.0.0.1:8001")) {
+		t.Fatalf("web.conf =\n%s\nwant the new upstream kept", got)
+	}
+	var warned bool
+	for _, e := range hook.AllEntries() {
+		warned = warned || (e.Level == logrus.WarnLevel && strings.Contains(e.Message, "still accepting"))
+	}
+	if !warned {
+		t.Fatal("no warning about old workers still accepting")
+	}
+}
