@@ -285,3 +285,19 @@ func TestTailBuffer_KeepsTheLastBytes(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseRestartPolicy(f *testing.F) {
+	for _, s := range []string{"", "no", "always", "unless-stopped", "on-failure", "on-failure:3", "on-failure:", ":1", "always:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parseRestartPolicy(s)
+		if err != nil {
+			return
+		}
+		// Whatever is accepted must be something the engine accepts too.
+		if verr := container.ValidateRestartPolicy(p); verr != nil {
+			t.Fatalf("parseRestartPolicy(%q) = %+v, which the engine rejects: %v", s, p, verr)
+		}
+	})
+}
