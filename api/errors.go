@@ -35,6 +35,13 @@ type errorBody struct {
 // handleError is fiber's ErrorHandler: it turns any error a handler returns
 // into the API's error JSON.
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	if RequestID(c) == "" {
+		// Fiber calls this directly, past the middleware, for requests it
+		// rejects while reading them (oversized bodies, timeouts).
+		id := newRequestID()
+		c.Locals(localRequestID, id)
+		c.Set(headerRequestID, id)
+	}
 	status, body := s.classify(c, err)
 	if status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, "Bearer")

@@ -195,3 +195,6 @@ func sampleDeployment() controller.Deployment {
 		CreatedAt: created,
 	}
 }
+
+// The real controller fits the interface the API declares.
+var _ Controller = (*controller.Controller)(nil)

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -57,22 +59,33 @@ func serve(t *testing.T, h *harness) string {
 func TestServe_BodyOverTheServerLimitIsRejected(t *testing.T) {
 	h := newHarness(t)
 	base := serve(t, h)
-	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/services/web/deployments", strings.NewReader(strings.Repeat("x", 2<<20)))
+	// Only the headers are sent: the server must refuse on the declared
+	// length alone, before reading a byte of the body.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+deployerSecret)
-	resp, err := http.DefaultClient.Do(req)
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = fmt.Fprintf(conn, "POST /api/v1/services/web/deployments HTTP/1.1\r\nHost: x\r\n"+
+		"Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		deployerSecret, 2<<20)
 	if err != nil {
-		// The server may close the connection before the client has sent
-		// everything; either way the controller must not be called.
-		t.Logf("request failed as the server cut it short: %v", err)
-	} else {
-		defer resp.Body.Close()
-		wantStatus(t, resp, fiber.StatusRequestEntityTooLarge)
-		if body := decodeJSON[errorBody](t, resp); body.Code != "invalid" || body.Error == "" {
-			t.Errorf("body = %+v, want code invalid and a message", body)
-		}
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	defer resp.Body.Close()
+	wantStatus(t, resp, fiber.StatusRequestEntityTooLarge)
+	if id := resp.Header.Get("X-Request-Id"); !validRequestID(id) {
+		t.Errorf("X-Request-Id = %q, want an id even on a rejected read", id)
+	}
+	if body := decodeJSON[errorBody](t, resp); body.Code != "invalid" || body.Error == "" {
+		t.Errorf("body = %+v, want code invalid and a message", body)
 	}
 	if calls := h.ctl.Calls(); len(calls) != 0 {
 		t.Errorf("controller called: %+v", calls)
