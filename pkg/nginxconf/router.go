@@ -158,41 +158,49 @@ func (r *Router) Switch(ctx context.Context, service string, addrs []string) err
 		// The rename never happened or failed: the old file is intact.
 		return fmt.Errorf("switch %s: %w", service, err)
 	}
+	prev := previous{service: service, path: path, data: old, existed: existed}
 	if err := r.driver.Test(ctx); err != nil {
-		return r.fail(ctx, log, service, path, old, existed, false, fmt.Errorf("switch %s: new upstream rejected: %w", service, err))
+		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: new upstream rejected: %w", service, err))
 	}
 	before, err := r.driver.Workers(ctx)
 	if err != nil {
-		return r.fail(ctx, log, service, path, old, existed, false, fmt.Errorf("switch %s: %w", service, err))
+		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: %w", service, err))
 	}
 	if err := r.driver.Reload(ctx); err != nil {
-		return r.fail(ctx, log, service, path, old, existed, true, fmt.Errorf("switch %s: %w", service, err))
+		return r.fail(ctx, log, prev, true, fmt.Errorf("switch %s: %w", service, err))
 	}
 	if err := r.confirm(ctx, before); err != nil {
-		return r.fail(ctx, log, service, path, old, existed, true, fmt.Errorf("switch %s: %w", service, err))
+		return r.fail(ctx, log, prev, true, fmt.Errorf("switch %s: %w", service, err))
 	}
 	log.WithField("servers", len(addrs)).Info("switched upstream")
 	return nil
 }
 
+// previous is what a service's upstream file held before a switch.
+type previous struct {
+	service, path string
+	data          []byte
+	existed       bool
+}
+
 // fail restores the previous upstream file (or removes the new one when
 // there was none), reloads nginx again if a reload had been requested, and
 // returns cause joined with any restore error.
-func (r *Router) fail(ctx context.Context, log logrus.FieldLogger, service, path string, old []byte, existed, reloaded bool, cause error) error {
+func (r *Router) fail(ctx context.Context, log logrus.FieldLogger, prev previous, reloaded bool, cause error) error {
 	// The caller's cancellation must not leave the new file in place.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.confirmTimeout+restoreGrace)
 	defer cancel()
 	log = log.WithError(cause)
 
 	var restoreErr error
-	if existed {
-		restoreErr = writeAtomic(path, old)
+	if prev.existed {
+		restoreErr = writeAtomic(prev.path, prev.data)
 	} else {
-		restoreErr = removeDurably(path)
+		restoreErr = removeDurably(prev.path)
 	}
 	if restoreErr != nil {
 		log.WithField("restore_error", restoreErr).Error("could not restore previous upstream")
-		return errors.Join(cause, fmt.Errorf("restore %s: %w", service, restoreErr))
+		return errors.Join(cause, fmt.Errorf("restore %s: %w", prev.service, restoreErr))
 	}
 	if !reloaded {
 		log.Warn("upstream switch failed before reload; previous file restored")
