@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/recover"
+	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -86,7 +86,7 @@ func New(o Options) *Server {
 	// Order matters: the request id exists before anything logs, the access
 	// log sees the final status (it runs the error handler itself), and
 	// recover sits inside it so a panic is logged as a 500.
-	s.app.Use(s.requestID, s.accessLog, recover.New(recover.Config{
+	s.app.Use(s.requestID, s.accessLog, fiberrecover.New(fiberrecover.Config{
 		EnableStackTrace:  true,
 		StackTraceHandler: s.logPanic,
 	}), s.requestContext)
