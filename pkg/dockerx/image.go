@@ -21,9 +21,13 @@ import (
 // is absent and cannot be pulled wraps controller.ErrNotFound; an
 // unreachable engine wraps controller.ErrUnavailable.
 func (c *Client) EnsureImage(ctx context.Context, ref string, policy controller.PullPolicy) error {
-	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
 		return fmt.Errorf("ensure image %s: invalid reference: %w", ref, err)
 	}
+	// "demoapp" means "demoapp:latest"; without the tag a pull would fetch
+	// every tag of the repository.
+	ref = reference.FamiliarString(reference.TagNameOnly(named))
 	log := c.log.WithField("image", ref)
 	switch policy {
 	case controller.PullNever:

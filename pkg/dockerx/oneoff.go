@@ -65,6 +65,8 @@ func (c *Client) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (con
 		return controller.OneOffResult{}, wrapErr("run "+spec.Name+": wait", err)
 	case <-ctx.Done():
 		c.killQuietly(ctx, id, log)
+		cancelWait()
+		drainWait(resC, errC)
 		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, ctx.Err())
 	}
 
@@ -74,6 +76,17 @@ func (c *Client) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (con
 	}
 	log.WithField("exit_code", exit).Info("one-off finished")
 	return controller.OneOffResult{ExitCode: exit, Output: out}, nil
+}
+
+// drainWait lets the engine client's wait goroutine finish: it sends its
+// result on an unbuffered channel and would block forever if nobody read it.
+// The wait's context is cancelled, so one of the two arrives promptly.
+func drainWait(resC <-chan container.WaitResponse, errC <-chan error) {
+	select {
+	case <-resC:
+	case <-errC:
+	case <-time.After(10 * time.Second):
+	}
 }
 
 // logsTail returns the last outputTail bytes of a stopped container's

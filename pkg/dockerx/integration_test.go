@@ -1,0 +1,298 @@
+package dockerx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/deployd/deployd/internal/testenv"
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// These tests run against the real Docker engine with a locally built demo
+// app image; testenv skips them (or fails them under CI=true) without one.
+
+// realClient returns a Client on the real engine in exec mode, an image of
+// the demo app and a service name no other test uses; the service's
+// containers are removed when the test ends, however it ends.
+func realClient(t *testing.T) (*Client, string, string) {
+	t.Helper()
+	cli := testenv.Docker(t)
+	image := testenv.DemoImage(t, cli, "deployd-dockerx-demo:v1", map[string]string{"APP_VERSION": "v1"})
+	svc := testenv.UniqueService(t)
+	t.Cleanup(func() { testenv.RemoveServiceContainers(t, cli, svc) })
+	log, _ := logtest.NewNullLogger()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := New(ctx, Options{PublishPorts: true, Logger: log, PullRetries: 2, PullBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, image, svc
+}
+
+// waitHealthy polls addr's /health until it answers 200 or the deadline.
+func waitHealthy(t *testing.T, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var last string
+	for {
+		code, body, err := testenv.Get(ctx, "http://"+addr+"/health")
+		if err == nil && code == http.StatusOK {
+			return
+		}
+		last = fmt.Sprintf("status %d, body %q, err %v", code, body, err)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("GET %s/health never answered 200; last: %s", addr, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func replicaSpec(svc, image string, color controller.Color, i int) controller.ContainerSpec {
+	return controller.ContainerSpec{
+		Name: fmt.Sprintf("%s-%s-%d", svc, color, i), Image: image, Service: svc, Color: color,
+		Deployment: "dep-1", Port: 8000, Env: []string{"APP_VERSION=v1"}, RestartPolicy: "unless-stopped",
+	}
+}
+
+func TestRuntime_ReplicasServeThroughPublishedPortsAndSurviveStopStart(t *testing.T) {
+	c, image, svc := realClient(t)
+	ctx := context.Background()
+
+	var started []controller.Container
+	for i := 1; i <= 2; i++ {
+		ctr, err := c.StartContainer(ctx, replicaSpec(svc, image, controller.Blue, i))
+		if err != nil {
+			t.Fatalf("StartContainer %d: %v", i, err)
+		}
+		if !strings.HasPrefix(ctr.Address, "127.0.0.1:") {
+			t.Fatalf("Address = %q, want 127.0.0.1:<port>", ctr.Address)
+		}
+		waitHealthy(t, ctr.Address)
+		started = append(started, ctr)
+	}
+	if started[0].Address == started[1].Address {
+		t.Fatalf("both replicas got address %s", started[0].Address)
+	}
+
+	// A one-off of the same service must not be listed as a replica.
+	if _, err := c.RunOneOff(ctx, controller.OneOffSpec{
+		Name: svc + "-oneoff", Image: image, Service: svc, Deployment: "dep-1", Command: []string{"migrate"},
+	}); err != nil {
+		t.Fatalf("RunOneOff: %v", err)
+	}
+
+	list, err := c.Containers(ctx, svc)
+	if err != nil {
+		t.Fatalf("Containers: %v", err)
+	}
+	if len(list) != 2 {
+		t.Fatalf("Containers = %d (%+v), want 2", len(list), list)
+	}
+	for _, got := range list {
+		if got.Service != svc || got.Color != controller.Blue || got.Deployment != "dep-1" || !got.Running() ||
+			got.Address == "" || got.Image != image || got.StartedAt.IsZero() || !strings.HasPrefix(got.Name, svc+"-blue-") {
+			t.Errorf("listed container = %+v, want a running blue replica of %s with an address", got, svc)
+		}
+	}
+
+	first := started[0]
+	if err := c.StopContainer(ctx, first.ID, 5*time.Second); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	stopped, err := c.InspectContainer(ctx, first.ID)
+	if err != nil {
+		t.Fatalf("InspectContainer: %v", err)
+	}
+	if stopped.Running() || stopped.Address != "" {
+		t.Fatalf("after stop: state %q address %q, want not running and no address", stopped.State, stopped.Address)
+	}
+
+	restarted, err := c.StartExisting(ctx, first.ID)
+	if err != nil {
+		t.Fatalf("StartExisting: %v", err)
+	}
+	if !restarted.Running() || restarted.Address == "" {
+		t.Fatalf("after StartExisting: %+v, want running with an address", restarted)
+	}
+	waitHealthy(t, restarted.Address)
+
+	if err := c.RemoveContainer(ctx, first.ID); err != nil {
+		t.Fatalf("RemoveContainer: %v", err)
+	}
+	if err := c.RemoveContainer(ctx, first.ID); err != nil {
+		t.Fatalf("second RemoveContainer: %v, want nil for a missing container", err)
+	}
+	if _, err := c.InspectContainer(ctx, first.ID); !errors.Is(err, controller.ErrNotFound) {
+		t.Fatalf("InspectContainer of a removed container: err = %v, want ErrNotFound", err)
+	}
+	list, err = c.Containers(ctx, svc)
+	if err != nil {
+		t.Fatalf("Containers: %v", err)
+	}
+	if len(list) != 1 || list[0].ID != started[1].ID {
+		t.Fatalf("Containers after remove = %+v, want only %s", list, started[1].Name)
+	}
+}
+
+func TestRunOneOff_ExitCodesAndOutput(t *testing.T) {
+	c, image, svc := realClient(t)
+	tests := []struct {
+		name     string
+		env      []string
+		wantExit int
+		wantOut  []string
+	}{
+		{name: "success", wantExit: 0, wantOut: []string{"Applying app.0002_add_email... OK"}},
+		{name: "failure", env: []string{"MIGRATE_EXIT=3"}, wantExit: 3, wantOut: []string{"Applying app.0002_add_email... FAILED", "simulated failure (exit 3)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := svc + "-migrate-" + tt.name
+			res, err := c.RunOneOff(context.Background(), controller.OneOffSpec{
+				Name: name, Image: image, Service: svc, Deployment: "dep-1", Command: []string{"migrate"}, Env: tt.env,
+			})
+			if err != nil {
+				t.Fatalf("RunOneOff: %v", err)
+			}
+			if res.ExitCode != tt.wantExit {
+				t.Errorf("exit = %d, want %d; output:\n%s", res.ExitCode, tt.wantExit, res.Output)
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(res.Output, w) {
+					t.Errorf("output lacks %q:\n%s", w, res.Output)
+				}
+			}
+			if _, err := c.InspectContainer(context.Background(), name); !errors.Is(err, controller.ErrNotFound) {
+				t.Errorf("one-off container after the run: err = %v, want ErrNotFound (removed)", err)
+			}
+		})
+	}
+}
+
+func TestRunOneOff_TimeoutKillsAndRemoves(t *testing.T) {
+	c, image, svc := realClient(t)
+	name := svc + "-migrate-slow"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+
+	start := time.Now()
+	_, err := c.RunOneOff(ctx, controller.OneOffSpec{
+		Name: name, Image: image, Service: svc, Deployment: "dep-1", Command: []string{"migrate"},
+		Env: []string{"MIGRATE_DELAY=1h"},
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("RunOneOff returned after %v, want soon after the 2s deadline", took)
+	}
+	if _, err := c.InspectContainer(context.Background(), name); !errors.Is(err, controller.ErrNotFound) {
+		t.Errorf("timed-out one-off: err = %v, want ErrNotFound (removed)", err)
+	}
+}
+
+func TestEnsureImage_RealEngine(t *testing.T) {
+	c, image, _ := realClient(t)
+	const absent = "deployd-dockerx-absent:v9"
+	tests := []struct {
+		name    string
+		ref     string
+		policy  controller.PullPolicy
+		wantErr error
+	}{
+		{name: "present, never", ref: image, policy: controller.PullNever},
+		{name: "present, missing", ref: image, policy: controller.PullMissing},
+		{name: "absent, never", ref: absent, policy: controller.PullNever, wantErr: controller.ErrNotFound},
+		{name: "absent, missing", ref: absent, policy: controller.PullMissing, wantErr: controller.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := c.EnsureImage(ctx, tt.ref, tt.policy)
+			if tt.wantErr == nil && err != nil {
+				t.Fatalf("EnsureImage: %v, want nil", err)
+			}
+			if tt.wantErr != nil {
+				t.Logf("error: %v", err)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("EnsureImage: err = %v, want %v", err, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.ref) || !strings.Contains(err.Error(), "not found locally") {
+					t.Errorf("err = %q, want it to name %s and say it is not found locally", err, tt.ref)
+				}
+			}
+			if took := time.Since(start); took > 8*time.Second {
+				t.Errorf("EnsureImage took %v, want well under 10s", took)
+			}
+		})
+	}
+}
+
+func TestStartContainer_DockerModeJoinsNetworkWithNameAlias(t *testing.T) {
+	cli := testenv.Docker(t)
+	image := testenv.DemoImage(t, cli, "deployd-dockerx-demo:v1", map[string]string{"APP_VERSION": "v1"})
+	svc := testenv.UniqueService(t)
+	t.Cleanup(func() { testenv.RemoveServiceContainers(t, cli, svc) })
+	ctx := context.Background()
+
+	netName := svc + "-net"
+	if _, err := cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: map[string]string{LabelService: svc}}); err != nil {
+		t.Fatalf("create network: %v", err)
+	}
+	// Registered after the containers' cleanup, so it runs before it:
+	// remove the containers first, then the network they were on.
+	t.Cleanup(func() {
+		testenv.RemoveServiceContainers(t, cli, svc)
+		if err := cli.NetworkRemove(context.Background(), netName); err != nil {
+			t.Errorf("remove network %s: %v", netName, err)
+		}
+	})
+
+	log, _ := logtest.NewNullLogger()
+	c, err := New(ctx, Options{PublishPorts: false, Logger: log})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+
+	spec := replicaSpec(svc, image, controller.Green, 1)
+	spec.Network = netName
+	ctr, err := c.StartContainer(ctx, spec)
+	if err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	if want := spec.Name + ":8000"; ctr.Address != want {
+		t.Errorf("Address = %q, want %q", ctr.Address, want)
+	}
+	insp, err := cli.ContainerInspect(ctx, ctr.ID)
+	if err != nil {
+		t.Fatalf("inspect: %v", err)
+	}
+	ep := insp.NetworkSettings.Networks[netName]
+	if ep == nil {
+		t.Fatalf("container is not on %s: %v", netName, insp.NetworkSettings.Networks)
+	}
+	if !slices.Contains(ep.Aliases, spec.Name) && !slices.Contains(ep.DNSNames, spec.Name) {
+		t.Errorf("aliases %v / DNS names %v lack %q", ep.Aliases, ep.DNSNames, spec.Name)
+	}
+	if len(insp.HostConfig.PortBindings) != 0 {
+		t.Errorf("PortBindings = %v, want none in docker mode", insp.HostConfig.PortBindings)
+	}
+	// The host reaches the bridge network directly; nginx would use the name.
+	waitHealthy(t, ep.IPAddress+":8000")
+}
