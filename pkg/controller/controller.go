@@ -203,15 +203,18 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 	}
 	r := &run{id: id, done: make(chan struct{})}
 	c.running[spec.Name] = r
+	// Added under the lock Close takes to set closed, so that Close waits
+	// for every launch that got past the check above.
+	c.wg.Add(1)
 	c.mu.Unlock()
 
 	d, err := c.record(ctx, id, spec, kind, trigger, plan)
 	if err != nil {
 		c.release(spec.Name, r)
+		c.wg.Done()
 		return Deployment{}, err
 	}
 
-	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer c.release(spec.Name, r)
