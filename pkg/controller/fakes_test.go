@@ -53,6 +53,8 @@ type fakeRuntime struct {
 	// onInspect may change a container's state on its n-th inspection
 	// (1-based), e.g. to make it exit or restart during the health wait.
 	onInspect func(ct *controller.Container, n int)
+	// containersErr, when set, fails Containers (an unreachable engine).
+	containersErr error
 }
 
 func newFakeRuntime(images ...string) *fakeRuntime {
@@ -156,6 +158,9 @@ func (rt *fakeRuntime) Containers(ctx context.Context, service string) ([]contro
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if rt.containersErr != nil {
+		return nil, fmt.Errorf("list containers of %s: %w", service, rt.containersErr)
+	}
 	// Map order on purpose: Docker promises no order either.
 	var cs []controller.Container
 	for _, c := range rt.containers {
