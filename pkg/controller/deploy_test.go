@@ -657,3 +657,24 @@ func TestClose_DuringHealthInterruptsAndRemovesNewContainers(t *testing.T) {
 		t.Errorf("Rollback after Close: code = %q (err %v), want %q", got, err, controller.EUNAVAILABLE)
 	}
 }
+
+// A chatty migration must not bloat the deployment record; the end of its
+// output, where the error is, is what is kept.
+func TestDeploy_PreDeployOutputKeepsOnlyTheTail(t *testing.T) {
+	h := newHarness(t, func(s *controller.ServiceSpec) {
+		s.PreDeploy = controller.PreDeploySpec{Command: []string{"migrate"}, Timeout: time.Second}
+	})
+	long := strings.Repeat("x", 20<<10) + "FATAL: the real error"
+	h.rt.set(func(rt *fakeRuntime) {
+		rt.oneOff = func(context.Context, controller.OneOffSpec) (controller.OneOffResult, error) {
+			return controller.OneOffResult{ExitCode: 1, Output: long}, nil
+		}
+	})
+
+	d := h.deploy("v1")
+
+	s, _ := findStep(d, controller.StepPreDeploy)
+	if len(s.Output) != 16<<10 || !strings.HasSuffix(s.Output, "FATAL: the real error") {
+		t.Errorf("pre_deploy output is %d bytes ending %q, want the last %d bytes", len(s.Output), s.Output[max(0, len(s.Output)-30):], 16<<10)
+	}
+}

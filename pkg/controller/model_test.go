@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -115,6 +116,30 @@ func TestColor_Other(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.c.Other(); got != tt.want {
 			t.Errorf("Color(%q).Other() = %q, want %q", tt.c, got, tt.want)
+		}
+	}
+}
+
+func TestValidServiceName(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"web", true},
+		{"web-2_api", true},
+		{"a" + strings.Repeat("b", 62), true},
+		{"a" + strings.Repeat("b", 63), false},
+		{"", false},
+		{"2web", false},
+		{"Web", false},
+		{"web.api", false},
+		{"web api", false},
+		{"web;", false},
+		{"-web", false},
+	}
+	for _, tt := range tests {
+		if got := controller.ValidServiceName(tt.name); got != tt.want {
+			t.Errorf("ValidServiceName(%q) = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -239,5 +241,35 @@ func TestStart_InterruptedRollbackKeepsStandbyContainers(t *testing.T) {
 	}
 	if d := h.stored(lostDeployID); d.Status != controller.StatusInterrupted {
 		t.Errorf("status = %s, want interrupted", d.Status)
+	}
+}
+
+// With the active color's containers gone there is no right place to send
+// traffic; Start must leave nginx alone and say so rather than route to
+// the standby, a version nobody chose.
+func TestStart_ActiveColorWithoutContainersLeavesUpstreamAndLogs(t *testing.T) {
+	h := newHarness(t)
+	h.seedService(controller.ServiceState{
+		ActiveColor: controller.Green, ActiveImage: "demoapp:v2",
+		StandbyColor: controller.Blue, StandbyImage: "demoapp:v1",
+	})
+	h.rt.add(svc, controller.Blue, 1, "demoapp:v1", oldDeployID, true)
+	if err := h.router.Switch(h.ctx(), svc, []string{"10.0.0.99:8000"}); err != nil {
+		t.Fatal(err)
+	}
+
+	h.start()
+
+	if got, want := h.router.current(svc), []string{"10.0.0.99:8000"}; !slices.Equal(got, want) {
+		t.Errorf("upstream = %v, want it left at %v", got, want)
+	}
+	found := false
+	for _, e := range h.logs.AllEntries() {
+		if e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "no running containers") && e.Data["service"] == svc {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no error logged for the active color without running containers")
 	}
 }
