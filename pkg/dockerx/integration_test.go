@@ -296,3 +296,31 @@ func TestStartContainer_DockerModeJoinsNetworkWithNameAlias(t *testing.T) {
 	// The host reaches the bridge network directly; nginx would use the name.
 	waitHealthy(t, ep.IPAddress+":8000")
 }
+
+// No nginx image can be built here, so the nginx control runs against a demo
+// app container: this proves the exec, attach and top plumbing on a real
+// engine; nginx's own behaviour is covered with the fake engine.
+func TestNginxContainer_RealEngineExecAndTop(t *testing.T) {
+	c, image, svc := realClient(t)
+	ctx := context.Background()
+	ctr, err := c.StartContainer(ctx, replicaSpec(svc, image, controller.Blue, 1))
+	if err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	n := c.NginxContainer(ctr.Name)
+
+	// The demo image has no nginx binary, so the exec fails with a non-zero exit.
+	if err := n.Test(ctx); err == nil || !strings.Contains(err.Error(), "exit") {
+		t.Errorf("Test in a container without nginx: err = %v, want a failed exit", err)
+	}
+	workers, err := n.Workers(ctx)
+	if err != nil {
+		t.Fatalf("Workers: %v", err)
+	}
+	if len(workers) != 0 {
+		t.Errorf("workers = %v, want none (the demo app has no children)", workers)
+	}
+	if ok, err := n.Retired(ctx, []int{1 << 30}); err != nil || !ok {
+		t.Errorf("Retired(nonexistent pid) = %v, %v; want true, nil", ok, err)
+	}
+}

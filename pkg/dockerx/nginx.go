@@ -5,13 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/deployd/deployd/pkg/controller"
 )
 
 // NginxContainer controls an nginx that runs as a container (docker mode):
@@ -95,20 +99,26 @@ func (n *NginxContainer) Reload(ctx context.Context) error {
 }
 
 // Workers returns the PIDs (as the host sees them) of the nginx master's
-// child processes, sorted. A reload is confirmed when this set changes.
+// child processes, sorted. A reload is confirmed when this set changes. A
+// missing or stopped container wraps controller.ErrUnavailable.
 func (n *NginxContainer) Workers(ctx context.Context) ([]int, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	insp, err := n.c.api.ContainerInspect(ctx, n.name)
+	if cerrdefs.IsNotFound(err) {
+		// For the router a missing nginx is a down nginx, not a missing
+		// record.
+		return nil, fmt.Errorf("nginx workers in %s: %w: %w", n.name, controller.ErrUnavailable, err)
+	}
 	if err != nil {
 		return nil, wrapErr("nginx workers in "+n.name, err)
 	}
 	if insp.State == nil || !insp.State.Running || insp.State.Pid == 0 {
-		return nil, fmt.Errorf("nginx workers in %s: container is not running", n.name)
+		return nil, fmt.Errorf("nginx workers in %s: container is not running: %w", n.name, controller.ErrUnavailable)
 	}
-	top, err := n.c.api.ContainerTop(ctx, n.name, nil)
+	top, err := n.top(ctx)
 	if err != nil {
-		return nil, wrapErr("nginx workers in "+n.name+": top", err)
+		return nil, err
 	}
 	workers, err := childPIDs(top, insp.State.Pid)
 	if err != nil {
@@ -117,17 +127,64 @@ func (n *NginxContainer) Workers(ctx context.Context) ([]int, error) {
 	return workers, nil
 }
 
-// childPIDs picks from a `ps` table the processes whose parent is parent.
-func childPIDs(top container.TopResponse, parent int) ([]int, error) {
-	pidCol, ppidCol := -1, -1
-	for i, t := range top.Titles {
-		switch strings.ToUpper(strings.TrimSpace(t)) {
-		case "PID":
-			pidCol = i
-		case "PPID":
-			ppidCol = i
+// Retired reports whether each of pids has left the container or retitled
+// itself "... is shutting down", which an nginx worker does once it has
+// closed its listening sockets after a reload.
+func (n *NginxContainer) Retired(ctx context.Context, pids []int) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	top, err := n.top(ctx)
+	if err != nil {
+		return false, err
+	}
+	return retired(top, pids)
+}
+
+func (n *NginxContainer) top(ctx context.Context) (container.TopResponse, error) {
+	top, err := n.c.api.ContainerTop(ctx, n.name, nil)
+	if err != nil {
+		return top, wrapErr("processes of "+n.name, err)
+	}
+	return top, nil
+}
+
+// retired reports whether none of pids appears in top except as a worker
+// that is shutting down.
+func retired(top container.TopResponse, pids []int) (bool, error) {
+	pidCol, cmdCol := column(top.Titles, "PID"), column(top.Titles, "CMD")
+	if cmdCol < 0 {
+		cmdCol = column(top.Titles, "COMMAND")
+	}
+	if pidCol < 0 || cmdCol < 0 {
+		return false, fmt.Errorf("top has no PID and CMD columns (titles %q)", top.Titles)
+	}
+	for _, row := range top.Processes {
+		if len(row) <= pidCol || len(row) <= cmdCol {
+			return false, fmt.Errorf("top row %q is shorter than its titles", row)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(row[pidCol]))
+		if err != nil {
+			return false, fmt.Errorf("top row %q: bad PID: %w", row, err)
+		}
+		if slices.Contains(pids, pid) && !strings.Contains(row[cmdCol], "shutting down") {
+			return false, nil
 		}
 	}
+	return true, nil
+}
+
+func column(titles []string, name string) int {
+	for i, t := range titles {
+		if strings.EqualFold(strings.TrimSpace(t), name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// childPIDs picks from a `ps` table the processes whose parent is parent.
+func childPIDs(top container.TopResponse, parent int) ([]int, error) {
+	pidCol, ppidCol := column(top.Titles, "PID"), column(top.Titles, "PPID")
 	if pidCol < 0 || ppidCol < 0 {
 		return nil, fmt.Errorf("top has no PID and PPID columns (titles %q)", top.Titles)
 	}

@@ -164,3 +164,51 @@ func TestChildPIDs(t *testing.T) {
 		})
 	}
 }
+
+func TestNginxContainer_StoppedOrMissingIsErrUnavailable(t *testing.T) {
+	f := newFakeEngine(t)
+	f.handle("GET /containers/stopped/json", fixture(t, "inspect_bbb222.json"))
+	c, _ := f.client(false)
+	for _, name := range []string{"stopped", "missing"} {
+		_, err := c.NginxContainer(name).Workers(context.Background())
+		if !errors.Is(err, controller.ErrUnavailable) {
+			t.Errorf("Workers of %s nginx: err = %v, want ErrUnavailable", name, err)
+		}
+	}
+}
+
+func TestRetired(t *testing.T) {
+	top := container.TopResponse{
+		Titles: []string{"UID", "PID", "PPID", "CMD"},
+		Processes: [][]string{
+			{"root", "10", "1", "nginx: master process nginx"},
+			{"101", "11", "10", "nginx: worker process is shutting down"},
+			{"101", "12", "10", "nginx: worker process"},
+			{"101", "13", "10", "nginx: worker process"},
+		},
+	}
+	tests := []struct {
+		name string
+		pids []int
+		want bool
+	}{
+		{"gone", []int{20, 21}, true},
+		{"shutting down or gone", []int{11, 20}, true},
+		{"one still serving", []int{11, 12}, false},
+		{"none asked", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := retired(top, tt.pids)
+			if err != nil {
+				t.Fatalf("retired: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("retired(%v) = %v, want %v", tt.pids, got, tt.want)
+			}
+		})
+	}
+	if _, err := retired(container.TopResponse{Titles: []string{"PID"}}, []int{1}); err == nil {
+		t.Error("retired without a CMD column succeeded, want an error")
+	}
+}
