@@ -154,11 +154,12 @@ func (r *Router) Switch(ctx context.Context, service string, addrs []string) err
 		return nil
 	}
 
-	if err := writeAtomic(path, out); err != nil {
-		// The rename never happened or failed: the old file is intact.
-		return fmt.Errorf("switch %s: %w", service, err)
-	}
 	prev := previous{service: service, path: path, data: old, existed: existed}
+	if err := writeAtomic(path, out); err != nil {
+		// Usually the rename never happened, but a failed directory fsync
+		// comes after it: restore either way.
+		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: %w", service, err))
+	}
 	if err := r.driver.Test(ctx); err != nil {
 		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: new upstream rejected: %w", service, err))
 	}
@@ -172,7 +173,7 @@ func (r *Router) Switch(ctx context.Context, service string, addrs []string) err
 	if err := r.confirm(ctx, before); err != nil {
 		return r.fail(ctx, log, prev, true, fmt.Errorf("switch %s: %w", service, err))
 	}
-	log.WithField("servers", len(addrs)).Info("switched upstream")
+	log.WithField("addrs", addrs).Info("switched upstream")
 	return nil
 }
 
