@@ -20,6 +20,12 @@ const switchTimeout = 30 * time.Second
 func (r *deployRun) deploy(ctx context.Context) error {
 	rt := r.c.rt
 	target := r.d.ToColor
+	// A broken env file must fail the deploy before cleanup removes the
+	// standby.
+	env, err := r.env()
+	if err != nil {
+		return err
+	}
 
 	if err := r.step(ctx, StepPull, func(ctx context.Context, _ *Step) (string, error) {
 		if err := rt.EnsureImage(ctx, r.d.Image, r.spec.Pull); err != nil {
@@ -37,11 +43,6 @@ func (r *deployRun) deploy(ctx context.Context) error {
 		}
 		return fmt.Sprintf("removed %d old %s container(s)", n, target), nil
 	}); err != nil {
-		return err
-	}
-
-	env, err := r.env()
-	if err != nil {
 		return err
 	}
 

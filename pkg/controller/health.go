@@ -36,10 +36,8 @@ func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Cont
 		}
 		healthy := 0
 		for _, rep := range reps {
-			if rep.streak >= threshold {
-				healthy++
-				continue
-			}
+			// Replicas that already passed are inspected too: one that dies
+			// while its siblings are still starting must not get traffic.
 			now, err := c.rt.InspectContainer(ctx, rep.ID)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -48,8 +46,12 @@ func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Cont
 				return "", fmt.Errorf("inspect %s: %w", rep.Name, err)
 			}
 			if !now.Running() || now.Restarts > rep.Restarts {
-				return "", fmt.Errorf("container %s %s (exit code %d, %d restart(s)) before turning healthy",
+				return "", fmt.Errorf("container %s %s (exit code %d, %d restart(s)) during the health check",
 					rep.Name, exitVerb(now), now.ExitCode, now.Restarts)
+			}
+			if rep.streak >= threshold {
+				healthy++
+				continue
 			}
 			if err := c.prober.Probe(ctx, rep.Address, spec); err != nil {
 				rep.streak, rep.lastErr = 0, err
