@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/api"
+	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/dockerx"
+	"github.com/deployd/deployd/pkg/health"
+	"github.com/deployd/deployd/pkg/nginxconf"
+	"github.com/deployd/deployd/pkg/store"
+)
+
+// These prove at compile time that the adapters fit the controller's ports.
+var (
+	_ controller.Runtime = (*dockerx.Client)(nil)
+	_ controller.Router  = (*nginxconf.Router)(nil)
+	_ controller.Prober  = (*health.Prober)(nil)
+	_ controller.Store   = (*store.Store)(nil)
+	_ nginxconf.Driver   = (*dockerx.NginxContainer)(nil)
+	_ api.Controller     = (*controller.Controller)(nil)
+)
+
+// Main is the whole daemon: the store, the Docker client, nginx, the
+// controller and the API server. Tests boot it on a free port with Run and
+// stop it with Close, exactly as the serve command does.
+type Main struct {
+	Config *Config
+	Getenv func(string) string
+	Logger *logrus.Logger
+
+	store    *store.Store
+	docker   *dockerx.Client
+	ctrl     *controller.Controller
+	server   *api.Server
+	ln       net.Listener
+	serveErr chan error
+}
+
+// NewMain returns a daemon for cfg logging to logOut.
+func NewMain(cfg *Config, getenv func(string) string, logOut io.Writer) *Main {
+	log := logrus.New()
+	log.Out = logOut
+	if cfg.LogFormat == "text" {
+		log.Formatter = &logrus.TextFormatter{FullTimestamp: true}
+	} else {
+		log.Formatter = &logrus.JSONFormatter{}
+	}
+	return &Main{Config: cfg, Getenv: getenv, Logger: log, serveErr: make(chan error, 1)}
+}
+
+// Run opens everything, recovers from an earlier crash and starts serving
+// the API in the background. It returns once the daemon is ready or failed
+// to start; on failure call Close to release what was opened.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	tokens, err := m.tokens()
+	if err != nil {
+		return err
+	}
+	if len(tokens) == 0 {
+		m.Logger.Warn("no API tokens configured: every /api/v1 request will be refused")
+	}
+
+	m.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "deployd.db")})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	m.docker, err = dockerx.New(ctx, dockerx.Options{
+		Host:         cfg.Docker.Host,
+		PublishPorts: cfg.Nginx.Mode == NginxModeExec,
+		Logger:       m.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("connect to docker: %w", err)
+	}
+	router, err := nginxconf.New(nginxconf.Options{
+		Dir:                  cfg.Nginx.UpstreamDir,
+		TemplatePath:         cfg.Nginx.Template,
+		Driver:               m.nginxDriver(),
+		Logger:               m.Logger,
+		ReloadConfirmTimeout: cfg.Nginx.ReloadConfirmTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
+	m.ctrl = controller.New(controller.Options{
+		Services: cfg.ServiceSpecs(),
+		Runtime:  m.docker,
+		Router:   router,
+		Prober:   health.NewProber(m.Logger),
+		Store:    m.store,
+		Logger:   m.Logger,
+	})
+	if err := m.ctrl.Start(ctx); err != nil {
+		return fmt.Errorf("recover state: %w", err)
+	}
+
+	m.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	m.server = api.New(api.Options{Controller: m.ctrl, Tokens: tokens, Logger: m.Logger})
+	go func() {
+		if err := m.server.Serve(m.ln); err != nil {
+			m.serveErr <- err
+		}
+	}()
+	return nil
+}
+
+func (m *Main) nginxDriver() nginxconf.Driver {
+	n := m.Config.Nginx
+	if n.Mode == NginxModeDocker {
+		return m.docker.NginxContainer(n.Container)
+	}
+	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: n.PIDFile}
+}
+
+func (m *Main) tokens() ([]api.Token, error) {
+	resolved, err := m.Config.ResolveTokens(m.Getenv, os.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	tokens := make([]api.Token, 0, len(resolved))
+	for _, t := range resolved {
+		role, err := api.ParseRole(t.Role)
+		if err != nil {
+			return nil, fmt.Errorf("token %s: %w", t.Name, err)
+		}
+		tokens = append(tokens, api.Token{Name: t.Name, Role: role, Secret: t.Secret})
+	}
+	return tokens, nil
+}
+
+// Addr is the address the API listens on, once Run has returned.
+func (m *Main) Addr() string {
+	if m.ln == nil {
+		return ""
+	}
+	return m.ln.Addr().String()
+}
+
+// Controller exposes the controller to in-process tests.
+func (m *Main) Controller() *controller.Controller { return m.ctrl }
+
+// ServeErr delivers an error if the API server stops on its own.
+func (m *Main) ServeErr() <-chan error { return m.serveErr }
+
+// Close shuts down in order: stop taking requests, let running deployments
+// reach a safe point, then close Docker and the store.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.server != nil {
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop API: %w", err))
+		}
+	} else if m.ln != nil {
+		errs = append(errs, m.ln.Close())
+	}
+	if m.ctrl != nil {
+		if err := m.ctrl.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop deployments: %w", err))
+		}
+	}
+	if m.docker != nil {
+		if err := m.docker.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close docker client: %w", err))
+		}
+	}
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

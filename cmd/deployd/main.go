@@ -1,0 +1,132 @@
+// Command deployd is a blue-green deployment controller for one Docker host
+// with nginx in front. See the README for the configuration and the API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `deployd: blue-green deploys for one Docker host with nginx in front.
+
+Usage:
+  deployd serve [--config PATH]   run the daemon (config also from DEPLOYD_CONFIG)
+  deployd check [--config PATH]   validate the configuration and exit
+  deployd version                 print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "deployd", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "deployd: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// loadConfigFlag parses --config and loads the configuration it names.
+func loadConfigFlag(name string, args []string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("deployd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default: $DEPLOYD_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	p, err := ConfigPath(*path, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return LoadConfig(p, os.Getenv)
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfigFlag("check", args, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "deployd: %v\n", err)
+		return 1
+	}
+	if _, err := cfg.ResolveTokens(os.Getenv, os.ReadFile); err != nil {
+		fmt.Fprintf(stderr, "deployd: %v\n", err)
+		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "configuration ok: %d service(s)\n", len(cfg.Services))
+	return 0
+}
+
+func serve(args []string, stderr io.Writer) int {
+	cfg, err := loadConfigFlag("serve", args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "deployd: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	m := NewMain(cfg, os.Getenv, stderr)
+	if err := m.Run(ctx); err != nil {
+		m.Logger.WithError(err).Error("deployd could not start")
+		closeMain(m, cfg)
+		return 1
+	}
+	m.Logger.WithField("listen", m.Addr()).WithField("version", version).Info("deployd started")
+
+	var code int
+	select {
+	case <-ctx.Done():
+		m.Logger.Info("shutting down")
+	case err := <-m.ServeErr():
+		m.Logger.WithError(err).Error("API server stopped")
+		code = 1
+	}
+	stop()
+	if err := closeMain(m, cfg); err != nil {
+		code = 1
+	}
+	return code
+}
+
+func closeMain(m *Main, cfg *Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		m.Logger.WithError(err).Error("shutdown")
+		return err
+	}
+	m.Logger.Info("deployd stopped")
+	return nil
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Makes sure what deployd's tests and demo need is here: nginx (Debian's
+# nginx-light) and a Docker engine that answers. Installs and starts what is
+# missing when run as root; otherwise says what to do.
+set -euo pipefail
+
+log() { printf 'ensure-deps: %s\n' "$*" >&2; }
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+		log "need root to run: $*"; return 1
+	fi
+}
+
+apt_updated=""
+apt_install() {
+	if [ -z "$apt_updated" ]; then
+		as_root apt-get update -qq
+		apt_updated=1
+	fi
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v go >/dev/null; then
+	log "the Go toolchain is missing (go 1.26 or newer)"
+	exit 1
+fi
+
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+	log "installing nginx-light"
+	apt_install nginx-light
+fi
+
+docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
+
+if ! docker_answers; then
+	if ! command -v dockerd >/dev/null; then
+		log "installing docker.io"
+		apt_install docker.io
+	fi
+	if ! docker_answers; then
+		log "starting dockerd"
+		as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+		for _ in $(seq 1 60); do
+			docker_answers && break
+			sleep 0.5
+		done
+	fi
+fi
+if ! docker_answers; then
+	log "the Docker engine does not answer (see /var/log/dockerd.log)"
+	exit 1
+fi
+log "nginx $(nginx -v 2>&1 | sed 's/.*\///'), docker engine $(docker version --format '{{.Server.Version}}')"
