@@ -80,7 +80,7 @@ services:
       start_timeout: 30s
       expect_body: healthy
     pre_deploy:
-      command: ["/demoapp", "migrate"]
+      command: ["migrate"]   # the image's entrypoint runs it, as "python manage.py migrate" would
       timeout: 1m
     drain: 2s
     standby: running
@@ -135,8 +135,9 @@ wait_for() {
 		case $status in succeeded|failed|interrupted) break ;; esac
 		sleep 0.2
 	done
-	printf '%s' "$body" | grep -o '"name":"[a-z_]*","status":"[a-z]*"[^}]*"message":"[^"]*"' |
-		sed -E 's/"name":"([a-z_]*)","status":"([a-z]*)".*"message":"([^"]*)"/   \1: \2 - \3/'
+	printf '%s' "$body" | grep -oE '"name":"[a-z_]+","status":"[a-z]+"[^}]*"message":"([^"\\]|\\.)*"' |
+		sed -E 's/"name":"([a-z_]+)","status":"([a-z]+)".*"message":"(.*)"$/   \1: \2 - \3/' | sed 's/\\"/"/g'
+	printf '%s' "$body" | grep -oE '"error":"([^"\\]|\\.)+"' | sed 's/^/   /' || true
 	echo "   => $status"
 	[ "$status" = succeeded ]
 }
