@@ -63,24 +63,31 @@ func (r *deployRun) deploy(ctx context.Context) error {
 		return err
 	}
 
+	return r.promote(ctx, started, r.spec.Health.HealthyThreshold)
+}
+
+// promote makes the deployment's containers of the target color live once
+// they are healthy: nginx moves to them, the store records them as active
+// with the previously active color as the standby, and the old color is
+// drained and kept according to the standby mode.
+func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) error {
 	if err := r.step(ctx, StepHealth, func(ctx context.Context, _ *Step) (string, error) {
-		return r.c.waitHealthy(ctx, r.spec.Health, started, r.spec.Health.HealthyThreshold)
+		return r.c.waitHealthy(ctx, r.spec.Health, cs, threshold)
 	}); err != nil {
 		return err
 	}
-
 	st, err := r.c.state(ctx, r.spec.Name)
 	if err != nil {
 		return err
 	}
 	next := ServiceState{
 		Name:         r.spec.Name,
-		ActiveColor:  target,
+		ActiveColor:  r.d.ToColor,
 		ActiveImage:  r.d.Image,
 		StandbyColor: st.ActiveColor,
 		StandbyImage: st.ActiveImage,
 	}
-	if err := r.switchTo(ctx, st, next, started); err != nil {
+	if err := r.switchTo(ctx, st, next, cs); err != nil {
 		return err
 	}
 	return r.afterSwitch(ctx, st.ActiveColor)

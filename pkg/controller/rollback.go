@@ -28,27 +28,7 @@ func (r *deployRun) rollback(ctx context.Context) error {
 		// or idling since; one good answer shows it still is.
 		threshold = 1
 	}
-	if err := r.step(ctx, StepHealth, func(ctx context.Context, _ *Step) (string, error) {
-		return r.c.waitHealthy(ctx, r.spec.Health, cs, threshold)
-	}); err != nil {
-		return err
-	}
-
-	st, err := r.c.state(ctx, r.spec.Name)
-	if err != nil {
-		return err
-	}
-	next := ServiceState{
-		Name:         r.spec.Name,
-		ActiveColor:  target,
-		ActiveImage:  st.StandbyImage,
-		StandbyColor: st.ActiveColor,
-		StandbyImage: st.ActiveImage,
-	}
-	if err := r.switchTo(ctx, st, next, cs); err != nil {
-		return err
-	}
-	return r.afterSwitch(ctx, st.ActiveColor)
+	return r.promote(ctx, cs, threshold)
 }
 
 // readyStandby makes sure the standby color has running containers and
