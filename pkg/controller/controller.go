@@ -42,6 +42,10 @@ type Controller struct {
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup
 
+	events *eventHub
+	// deliveryMu serializes webhook deliveries' check-then-deploy.
+	deliveryMu sync.Mutex
+
 	mu      sync.Mutex
 	running map[string]*run // by service
 	closed  bool
@@ -53,6 +57,13 @@ type Controller struct {
 type run struct {
 	id   string
 	done chan struct{}
+	// ctx is the deployment's own context: Cancel and Close end it with a
+	// cause that tells the deploy why.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// switching is set, under Controller.mu, when the deploy reaches the
+	// traffic switch: from then on it can no longer be cancelled.
+	switching bool
 }
 
 // New returns a Controller. Call Start before serving requests and Close
@@ -70,6 +81,7 @@ func New(o Options) *Controller {
 		runCtx:    ctx,
 		cancelRun: cancel,
 		running:   make(map[string]*run),
+		events:    newEventHub(),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -202,6 +214,7 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 			Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, r.id)}
 	}
 	r := &run{id: id, done: make(chan struct{})}
+	r.ctx, r.cancel = context.WithCancelCause(c.runCtx)
 	c.running[spec.Name] = r
 	// Added under the lock Close takes to set closed, so that Close waits
 	// for every launch that got past the check above.
@@ -214,11 +227,12 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 		c.wg.Done()
 		return Deployment{}, err
 	}
+	c.events.open(id).append(Event{Time: d.CreatedAt, Type: EventStatus, Status: StatusQueued.String()}, false)
 
 	go func() {
 		defer c.wg.Done()
 		defer c.release(spec.Name, r)
-		c.execute(spec, d)
+		c.execute(r, spec, d)
 	}()
 	return d, nil
 }
@@ -247,6 +261,7 @@ func (c *Controller) record(ctx context.Context, id string, spec ServiceSpec, ki
 }
 
 func (c *Controller) release(service string, r *run) {
+	r.cancel(nil)
 	c.mu.Lock()
 	if c.running[service] == r {
 		delete(c.running, service)

@@ -28,7 +28,7 @@ func (r *deployRun) deploy(ctx context.Context) error {
 	}
 
 	if err := r.step(ctx, StepPull, func(ctx context.Context, _ *Step) (string, error) {
-		if err := rt.EnsureImage(ctx, r.d.Image, r.spec.Pull); err != nil {
+		if err := rt.EnsureImage(ctx, r.d.Image, r.spec.Pull, r.progress); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("image %s present (pull policy %s)", r.d.Image, r.spec.Pull), nil
@@ -72,7 +72,7 @@ func (r *deployRun) deploy(ctx context.Context) error {
 // drained and kept according to the standby mode.
 func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) error {
 	if err := r.step(ctx, StepHealth, func(ctx context.Context, _ *Step) (string, error) {
-		return r.c.waitHealthy(ctx, r.spec.Health, cs, threshold)
+		return r.c.waitHealthy(ctx, r.spec.Health, cs, threshold, r.logLine)
 	}); err != nil {
 		return err
 	}
@@ -98,6 +98,9 @@ func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) 
 // the store never disagree.
 func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []Container) error {
 	return r.step(ctx, StepSwitch, func(ctx context.Context, _ *Step) (string, error) {
+		if err := r.c.enterSwitch(r.run); err != nil {
+			return "", err
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchTimeout)
 		defer cancel()
 		if err := r.c.router.Switch(sctx, r.spec.Name, addresses(cs)); err != nil {
@@ -231,6 +234,9 @@ func (r *deployRun) preDeploy(ctx context.Context, env []string, s *Step) (strin
 		Network:    r.spec.Network,
 	})
 	s.Output = tail(res.Output, preDeployOutputLimit)
+	for _, line := range outputLines(s.Output) {
+		r.logLine("%s", line)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return "", fmt.Errorf("pre-deploy command timed out after %s", pd.Timeout)

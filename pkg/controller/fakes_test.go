@@ -75,7 +75,7 @@ func (rt *fakeRuntime) addr() string {
 	return fmt.Sprintf("10.0.0.%d:8000", rt.nextAddr)
 }
 
-func (rt *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy controller.PullPolicy) error {
+func (rt *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy controller.PullPolicy, progress func(string)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -84,6 +84,9 @@ func (rt *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy contr
 	rt.logCall("EnsureImage %s %s", ref, policy)
 	if !rt.images[ref] {
 		return fmt.Errorf("pull %s: manifest unknown: %w", ref, controller.ErrNotFound)
+	}
+	if progress != nil {
+		progress("image " + ref + " is present")
 	}
 	return nil
 }

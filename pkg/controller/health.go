@@ -11,7 +11,10 @@ import (
 // consecutive probes successfully, within spec.StartTimeout. It gives up at
 // once when a replica stops running or restarts: waiting for the timeout
 // would only delay a verdict that is already known.
-func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Container, threshold int) (string, error) {
+//
+// note receives each probe's verdict for the progress stream.
+func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Container, threshold int,
+	note func(format string, args ...any)) (string, error) {
 	if threshold < 1 {
 		threshold = 1
 	}
@@ -55,9 +58,11 @@ func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Cont
 			}
 			if err := c.prober.Probe(ctx, rep.Address, spec); err != nil {
 				rep.streak, rep.lastErr = 0, err
+				note("%s: not healthy: %v", rep.Name, err)
 				continue
 			}
 			rep.streak++
+			note("%s: healthy (%d/%d)", rep.Name, rep.streak, threshold)
 			if rep.streak >= threshold {
 				healthy++
 			}

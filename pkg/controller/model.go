@@ -48,9 +48,10 @@ const (
 	StatusSucceeded
 	StatusFailed
 	StatusInterrupted
+	StatusCancelled
 )
 
-var statusNames = [...]string{"queued", "running", "succeeded", "failed", "interrupted"}
+var statusNames = [...]string{"queued", "running", "succeeded", "failed", "interrupted", "cancelled"}
 
 func (s Status) String() string {
 	if s < 0 || int(s) >= len(statusNames) {
@@ -131,9 +132,28 @@ type Step struct {
 
 // Trigger says who or what asked for a deployment.
 type Trigger struct {
-	Source string `json:"source"`
+	Source string `json:"source"` // api, webhook, cli, watchdog
 	Actor  string `json:"actor"`
 	Commit string `json:"commit"`
+	// Ref and Delivery come with webhook deploys: the git ref that was
+	// built and the delivery id that asked for it.
+	Ref      string `json:"ref,omitempty"`
+	Delivery string `json:"delivery,omitempty"`
+}
+
+// AuditEntry records one state-changing request: who asked for what, from
+// where, and what came of it. Entries are only ever appended.
+type AuditEntry struct {
+	ID           string    `json:"id"`
+	Time         time.Time `json:"time"`
+	Actor        string    `json:"actor"`   // a token name, or "webhook:<delivery>"
+	Action       string    `json:"action"`  // deploy, rollback, cancel, ...
+	Target       string    `json:"target"`  // the service or deployment acted on
+	Address      string    `json:"address"` // the client's address
+	Result       string    `json:"result"`  // "ok", or the error code
+	Status       int       `json:"status"`  // the HTTP status answered
+	DeploymentID string    `json:"deployment_id,omitempty"`
+	RequestID    string    `json:"request_id,omitempty"`
 }
 
 // Deployment is the record of one deploy or rollback.

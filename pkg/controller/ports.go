@@ -11,7 +11,8 @@ import (
 type Runtime interface {
 	// EnsureImage makes ref present locally according to policy; pulls are
 	// retried with backoff. A ref that exists nowhere wraps ErrNotFound.
-	EnsureImage(ctx context.Context, ref string, policy PullPolicy) error
+	// progress, when not nil, receives the pull's status lines.
+	EnsureImage(ctx context.Context, ref string, policy PullPolicy, progress func(string)) error
 	// RunOneOff creates a container, runs it to completion and removes it.
 	// It blocks until the command ends or ctx is done; on ctx's end the
 	// container is killed and removed and ctx's error is returned.
@@ -74,4 +75,14 @@ type Store interface {
 	// UnfinishedDeployments returns every deployment still queued or
 	// running, oldest first: after a crash these were interrupted.
 	UnfinishedDeployments(ctx context.Context) ([]Deployment, error)
+	// AppendAudit adds an entry to the audit trail, assigning its ID (the
+	// trail's order).
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// ListAudit returns the newest entries first.
+	ListAudit(ctx context.Context, limit int) ([]AuditEntry, error)
+	// GetDelivery returns the deployment a webhook delivery started;
+	// ErrNotFound when the delivery is new.
+	GetDelivery(ctx context.Context, key string) (string, error)
+	// PutDelivery remembers which deployment a delivery started.
+	PutDelivery(ctx context.Context, key, deploymentID string) error
 }

@@ -39,7 +39,7 @@ func (r *deployRun) readyStandby(ctx context.Context, color Color) ([]Container,
 		return nil, false, "", err
 	}
 	if len(cs) == 0 {
-		if err := r.c.rt.EnsureImage(ctx, r.d.Image, r.spec.Pull); err != nil {
+		if err := r.c.rt.EnsureImage(ctx, r.d.Image, r.spec.Pull, r.progress); err != nil {
 			return nil, false, "", err
 		}
 		env, err := r.env()

@@ -17,23 +17,27 @@ const saveTimeout = 10 * time.Second
 // deployRun is one deployment being executed by its goroutine; only that
 // goroutine touches it.
 type deployRun struct {
-	c    *Controller
-	spec ServiceSpec
-	d    Deployment
-	log  logrus.FieldLogger
+	c      *Controller
+	run    *run
+	spec   ServiceSpec
+	d      Deployment
+	log    logrus.FieldLogger
+	events *eventLog
 	// switched is set once traffic has moved: from then on a failure must
 	// not remove the new color's containers.
 	switched bool
 }
 
 // execute runs a recorded deployment to its end and saves the outcome.
-func (c *Controller) execute(spec ServiceSpec, d Deployment) {
-	ctx := c.runCtx
-	r := &deployRun{c: c, spec: spec, d: d, log: c.log.WithFields(logrus.Fields{
-		"service": spec.Name, "deployment": d.ID, "kind": string(d.Kind), "color": string(d.ToColor),
-	})}
+func (c *Controller) execute(run *run, spec ServiceSpec, d Deployment) {
+	ctx := run.ctx
+	r := &deployRun{c: c, run: run, spec: spec, d: d, events: c.events.open(d.ID),
+		log: c.log.WithFields(logrus.Fields{
+			"service": spec.Name, "deployment": d.ID, "kind": string(d.Kind), "color": string(d.ToColor),
+		})}
 	r.d.Status = StatusRunning
 	r.save()
+	r.emit(Event{Type: EventStatus, Status: StatusRunning.String()})
 	r.log.WithField("image", d.Image).Info("deployment started")
 
 	var err error
@@ -53,6 +57,9 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 	switch {
 	case err == nil:
 		r.d.Status = StatusSucceeded
+	case errors.Is(context.Cause(ctx), errCancelled) && !r.switched:
+		r.d.Status = StatusCancelled
+		r.d.Error = "cancelled by request during step " + r.lastStep()
 	case ctx.Err() != nil && !r.switched:
 		r.d.Status = StatusInterrupted
 		r.d.Error = "interrupted by shutdown: " + err.Error()
@@ -65,6 +72,8 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 	}
 	r.d.FinishedAt = &now
 	r.save()
+	r.events.append(Event{Time: now, Type: EventStatus, Status: r.d.Status.String(), Message: r.d.Error}, true)
+	r.c.events.retire(r.d.ID)
 	entry := r.log.WithField("status", r.d.Status.String())
 	if err != nil {
 		entry.WithError(err).Warn("deployment ended")
@@ -76,7 +85,7 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 // removeOwnContainers removes the containers this deployment created. It
 // runs on a detached context: it is the cleanup for a cancelled deploy too.
 func (r *deployRun) removeOwnContainers() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.c.runCtx), time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.run.ctx), time.Minute)
 	defer cancel()
 	cs, err := r.c.rt.Containers(ctx, r.spec.Name)
 	if err != nil {
@@ -102,6 +111,7 @@ func (r *deployRun) step(ctx context.Context, name string, fn func(ctx context.C
 	r.d.Steps = append(r.d.Steps, Step{Name: name, Status: StepRunning, StartedAt: r.c.now().UTC()})
 	i := len(r.d.Steps) - 1
 	r.save()
+	r.emit(Event{Type: EventStep, Step: name, Status: StepRunning.String()})
 	log := r.log.WithField("step", name)
 	log.Debug("step started")
 
@@ -124,6 +134,7 @@ func (r *deployRun) step(ctx context.Context, name string, fn func(ctx context.C
 	}
 	r.d.Steps[i] = s
 	r.save()
+	r.emit(Event{Type: EventStep, Step: name, Status: s.Status.String(), Message: s.Message})
 	log.WithField("took", now.Sub(s.StartedAt).Round(time.Millisecond).String()).
 		WithField("status", s.Status.String()).Info(msg)
 	return err
@@ -131,10 +142,34 @@ func (r *deployRun) step(ctx context.Context, name string, fn func(ctx context.C
 
 var errSkipped = errors.New("skipped")
 
+// emit adds an event to the deployment's progress stream.
+func (r *deployRun) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = r.c.now().UTC()
+	}
+	r.events.append(e, false)
+}
+
+// lastStep names the step the deployment is in or ended at.
+func (r *deployRun) lastStep() string {
+	if n := len(r.d.Steps); n > 0 {
+		return r.d.Steps[n-1].Name
+	}
+	return "queued"
+}
+
+// progress passes a port's progress lines into the stream.
+func (r *deployRun) progress(line string) { r.logLine("%s", line) }
+
+// logLine adds a line of the running step's output to the progress stream.
+func (r *deployRun) logLine(format string, args ...any) {
+	r.emit(Event{Type: EventLog, Step: r.lastStep(), Message: fmt.Sprintf(format, args...)})
+}
+
 // save writes the deployment record. A failed write is logged, not fatal:
 // the deploy itself must still reach a safe state.
 func (r *deployRun) save() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.c.runCtx), saveTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.run.ctx), saveTimeout)
 	defer cancel()
 	if err := r.c.store.PutDeployment(ctx, r.d); err != nil {
 		r.log.WithError(err).Error("save deployment record")

@@ -60,6 +60,9 @@ type ServiceSpec struct {
 	PreDeploy     PreDeploySpec
 	Drain         time.Duration
 	Standby       StandbyMode
+	// AllowedRefs, when not empty, lists the git refs a webhook deploy may
+	// come from (e.g. refs/heads/main).
+	AllowedRefs []string
 }
 
 // ContainerSpec is everything the runtime needs to start one replica.

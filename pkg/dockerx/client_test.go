@@ -47,7 +47,7 @@ func TestCalls_EngineGoneIsErrUnavailable(t *testing.T) {
 		"Inspect":     func() error { _, err := c.InspectContainer(ctx, "x"); return err }(),
 		"Stop":        c.StopContainer(ctx, "x", time.Second),
 		"Remove":      c.RemoveContainer(ctx, "x"),
-		"EnsureImage": c.EnsureImage(ctx, "demoapp:v1", controller.PullMissing),
+		"EnsureImage": c.EnsureImage(ctx, "demoapp:v1", controller.PullMissing, nil),
 		"Ping":        c.Ping(ctx),
 	}
 	for name, err := range checks {

@@ -19,8 +19,13 @@ import (
 
 // EnsureImage makes ref present locally according to policy. An image that
 // is absent and cannot be pulled wraps controller.ErrNotFound; an
-// unreachable engine wraps controller.ErrUnavailable.
-func (c *Client) EnsureImage(ctx context.Context, ref string, policy controller.PullPolicy) error {
+// unreachable engine wraps controller.ErrUnavailable. progress, when not
+// nil, receives a pull's status lines (one per layer and state, not every
+// byte count).
+func (c *Client) EnsureImage(ctx context.Context, ref string, policy controller.PullPolicy, progress func(string)) error {
+	if progress == nil {
+		progress = func(string) {}
+	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return fmt.Errorf("ensure image %s: invalid reference: %w", ref, err)
@@ -49,7 +54,8 @@ func (c *Client) EnsureImage(ctx context.Context, ref string, policy controller.
 		return fmt.Errorf("ensure image %s: unknown pull policy %q", ref, policy)
 	}
 
-	pullErr := c.pullWithRetry(ctx, ref)
+	progress("pulling " + ref)
+	pullErr := c.pullWithRetry(ctx, ref, progress)
 	if pullErr == nil {
 		log.Info("image pulled")
 		return nil
@@ -87,15 +93,16 @@ func (c *Client) imagePresent(ctx context.Context, ref string) (bool, error) {
 // capped backoff. Failures that retrying cannot fix (the image or
 // repository does not exist, access denied, engine unreachable) end it at
 // once.
-func (c *Client) pullWithRetry(ctx context.Context, ref string) error {
+func (c *Client) pullWithRetry(ctx context.Context, ref string, progress func(string)) error {
 	wait := c.pullBackoff
 	var err error
 	for try := 1; ; try++ {
-		err = c.pull(ctx, ref)
+		err = c.pull(ctx, ref, progress)
 		if err == nil || permanentPullError(err) || try >= c.pullRetries {
 			return err
 		}
 		c.log.WithField("image", ref).WithField("try", try).WithError(err).Warn("pull failed, retrying")
+		progress(fmt.Sprintf("pull failed (try %d of %d), retrying in %s: %v", try, c.pullRetries, wait, err))
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last pull error: %w)", ctx.Err(), err)
@@ -112,13 +119,16 @@ func permanentPullError(err error) bool {
 
 // pull runs one ImagePull and reads its progress stream to the end: the
 // engine reports most failures inside the stream, not as the HTTP status.
-func (c *Client) pull(ctx context.Context, ref string) error {
+func (c *Client) pull(ctx context.Context, ref string, progress func(string)) error {
 	rc, err := c.api.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
 		return classifyPullError(err)
 	}
 	defer func() { _ = rc.Close() }()
 	dec := json.NewDecoder(rc)
+	// The stream repeats "Downloading" with byte counts many times a
+	// second; only changes of a layer's state are worth a line.
+	lastStatus := map[string]string{}
 	for {
 		var msg pullMessage
 		if err := dec.Decode(&msg); err != nil {
@@ -137,11 +147,20 @@ func (c *Client) pull(ctx context.Context, ref string) error {
 			}
 			return classifyPullError(errors.New(text))
 		}
+		if msg.Status != "" && lastStatus[msg.ID] != msg.Status {
+			lastStatus[msg.ID] = msg.Status
+			if msg.ID != "" {
+				progress(msg.ID + ": " + msg.Status)
+			} else {
+				progress(msg.Status)
+			}
+		}
 	}
 }
 
 // pullMessage is the part of the engine's JSON progress stream we read.
 type pullMessage struct {
+	ID          string `json:"id"`
 	Status      string `json:"status"`
 	Error       string `json:"error"`
 	ErrorDetail *struct {

@@ -43,7 +43,7 @@ func TestEnsureImage_Policies(t *testing.T) {
 			}
 			c, _ := f.client(true)
 
-			err := c.EnsureImage(context.Background(), "demoapp:v1", tt.policy)
+			err := c.EnsureImage(context.Background(), "demoapp:v1", tt.policy, nil)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("EnsureImage: %v, want nil", err)
 			}
@@ -70,7 +70,7 @@ func TestEnsureImage_TransientPullFailureIsRetriedUntilItWorks(t *testing.T) {
 	})
 	c, hook := f.client(true)
 
-	if err := c.EnsureImage(context.Background(), "demoapp:v2", controller.PullAlways); err != nil {
+	if err := c.EnsureImage(context.Background(), "demoapp:v2", controller.PullAlways, nil); err != nil {
 		t.Fatalf("EnsureImage: %v, want nil after retries", err)
 	}
 	if got := pulls.Load(); got != 3 {
@@ -94,7 +94,7 @@ func TestEnsureImage_RegistryNotFoundStatusIsNotRetried(t *testing.T) {
 	})
 	c, _ := f.client(true)
 
-	err := c.EnsureImage(context.Background(), "demoapp:v9", controller.PullMissing)
+	err := c.EnsureImage(context.Background(), "demoapp:v9", controller.PullMissing, nil)
 	if !errors.Is(err, controller.ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
@@ -112,7 +112,7 @@ func TestEnsureImage_AlwaysWithLocalImageAndFailingPullIsNotNotFound(t *testing.
 	f.handle("POST /images/create", fixture(t, "pull_reset.jsonl"))
 	c, _ := f.client(true)
 
-	err := c.EnsureImage(context.Background(), "demoapp:v1", controller.PullAlways)
+	err := c.EnsureImage(context.Background(), "demoapp:v1", controller.PullAlways, nil)
 	if err == nil {
 		t.Fatal("EnsureImage succeeded, want the pull error (policy always)")
 	}
@@ -124,7 +124,7 @@ func TestEnsureImage_AlwaysWithLocalImageAndFailingPullIsNotNotFound(t *testing.
 func TestEnsureImage_InvalidReferenceIsRejectedWithoutCalls(t *testing.T) {
 	f := newFakeEngine(t)
 	c, _ := f.client(true)
-	if err := c.EnsureImage(context.Background(), "Demo App:v1", controller.PullMissing); err == nil {
+	if err := c.EnsureImage(context.Background(), "Demo App:v1", controller.PullMissing, nil); err == nil {
 		t.Fatal("EnsureImage accepted an invalid reference")
 	}
 	if got := len(f.requests("POST /images/create")); got != 0 {

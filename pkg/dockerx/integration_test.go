@@ -223,7 +223,7 @@ func TestEnsureImage_RealEngine(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
-			err := c.EnsureImage(ctx, tt.ref, tt.policy)
+			err := c.EnsureImage(ctx, tt.ref, tt.policy, nil)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("EnsureImage: %v, want nil", err)
 			}

@@ -1,0 +1,53 @@
+package controller
+
+import (
+	"context"
+	"errors"
+)
+
+// errCancelled is the cause a deployment's context ends with when a user
+// cancels it, as opposed to a shutdown.
+var errCancelled = errors.New("cancelled by request")
+
+// Cancel asks a running deployment to stop at its next safe point: its
+// containers are removed, traffic is untouched and it ends as cancelled.
+// It returns the deployment as it stands; use Wait for the outcome.
+// ENOTFOUND for an unknown id; ECONFLICT when the deployment has ended or
+// has begun switching traffic (a rollback is the way back then).
+func (c *Controller) Cancel(ctx context.Context, id string) (Deployment, error) {
+	c.mu.Lock()
+	var r *run
+	for _, x := range c.running {
+		if x.id == id {
+			r = x
+		}
+	}
+	if r != nil && r.switching {
+		c.mu.Unlock()
+		return Deployment{}, Errorf(ECONFLICT, "deployment %s is already switching traffic; roll back instead", id)
+	}
+	if r != nil {
+		r.cancel(errCancelled)
+	}
+	c.mu.Unlock()
+	d, err := c.Deployment(ctx, id)
+	if err != nil {
+		return Deployment{}, err
+	}
+	if r == nil {
+		return Deployment{}, Errorf(ECONFLICT, "deployment %s has already ended (%s)", id, d.Status)
+	}
+	return d, nil
+}
+
+// enterSwitch marks the run as past its last cancellable point. It fails
+// when the run was cancelled first.
+func (c *Controller) enterSwitch(r *run) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := r.ctx.Err(); err != nil {
+		return context.Cause(r.ctx)
+	}
+	r.switching = true
+	return nil
+}
