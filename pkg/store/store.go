@@ -1,6 +1,6 @@
-// Package store keeps deployd's state — services' colors and the record of
-// every deployment — in one embedded bbolt file. It implements
-// controller.Store.
+// Package store keeps deployd's state — services' colors, the record of
+// every deployment, the audit trail and the webhook deliveries seen — in one
+// embedded bbolt file. It implements controller.Store.
 package store
 
 import (
@@ -31,6 +31,8 @@ const (
 	bucketMeta        = "meta"
 	bucketServices    = "services"
 	bucketDeployments = "deployments"
+	bucketAudit       = "audit"
+	bucketDeliveries  = "deliveries"
 	keySchemaVersion  = "schema_version"
 
 	schemaVersion = 1
@@ -47,11 +49,15 @@ type Options struct {
 	Path string
 	// OpenTimeout bounds the wait for the file lock; 0 means one second.
 	OpenTimeout time.Duration
+	// Now is the clock that stamps and expires webhook deliveries; nil
+	// means time.Now.
+	Now func() time.Time
 }
 
 // Store is a controller.Store on a bbolt file. It is safe for concurrent use.
 type Store struct {
-	db *bolt.DB
+	db  *bolt.DB
+	now func() time.Time
 }
 
 var _ controller.Store = (*Store)(nil)
@@ -96,7 +102,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", o.Path, err)
 	}
-	return &Store{db: db}, nil
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, now: now}, nil
 }
 
 // initSchema stamps a new file with the current schema version and refuses
@@ -115,7 +125,12 @@ func initSchema(db *bolt.DB) error {
 		} else if err := meta.Put([]byte(keySchemaVersion), []byte(strconv.Itoa(schemaVersion))); err != nil {
 			return fmt.Errorf("write schema version: %w", err)
 		}
-		for _, b := range []string{bucketServices, bucketDeployments} {
+		// The audit and deliveries buckets came after schema 1 files were
+		// already in use. Adding a bucket changes no existing record, so
+		// they are created here for old and new files alike instead of
+		// bumping the schema version (which would lock out older builds
+		// for no reason).
+		for _, b := range []string{bucketServices, bucketDeployments, bucketAudit, bucketDeliveries} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return fmt.Errorf("create %s bucket: %w", b, err)
 			}

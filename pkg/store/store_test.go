@@ -352,6 +352,10 @@ func TestMethods_CancelledContextTouchesNothing(t *testing.T) {
 		"GetDeployment":         func() error { _, err := s.GetDeployment(ctx, "d1"); return err },
 		"ListDeployments":       func() error { _, err := s.ListDeployments(ctx, "", 0); return err },
 		"UnfinishedDeployments": func() error { _, err := s.UnfinishedDeployments(ctx); return err },
+		"AppendAudit":           func() error { return s.AppendAudit(ctx, controller.AuditEntry{Action: "deploy"}) },
+		"ListAudit":             func() error { _, err := s.ListAudit(ctx, 0); return err },
+		"PutDelivery":           func() error { return s.PutDelivery(ctx, "k1", "d1") },
+		"GetDelivery":           func() error { _, err := s.GetDelivery(ctx, "k1"); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
@@ -360,6 +364,12 @@ func TestMethods_CancelledContextTouchesNothing(t *testing.T) {
 	}
 	if _, err := s.GetService(t.Context(), "shop"); !errors.Is(err, controller.ErrNotFound) {
 		t.Fatalf("GetService after cancelled writes: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetDelivery(t.Context(), "k1"); !errors.Is(err, controller.ErrNotFound) {
+		t.Fatalf("GetDelivery after cancelled writes: err = %v, want ErrNotFound", err)
+	}
+	if es, err := s.ListAudit(t.Context(), 0); err != nil || len(es) != 0 {
+		t.Fatalf("ListAudit after cancelled writes = %v, %v; want [], nil", es, err)
 	}
 }
 
@@ -391,6 +401,106 @@ func TestOpen_ReopenAfterCloseKeepsEverything(t *testing.T) {
 	list, err := s.ListDeployments(t.Context(), "", 0)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("ListDeployments after reopen = %d items, %v; want 1", len(list), err)
+	}
+}
+
+func TestOpen_ReopenKeepsAuditTrailAndDeliveries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "deployd.db")
+	s, err := Open(t.Context(), Options{Path: path})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	for _, a := range []string{"deploy", "cancel"} {
+		if err := s.AppendAudit(t.Context(), controller.AuditEntry{Time: t0, Action: a}); err != nil {
+			t.Fatalf("AppendAudit: %v", err)
+		}
+	}
+	if err := s.PutDelivery(t.Context(), "k1", "d1"); err != nil {
+		t.Fatalf("PutDelivery: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openTest(t, path)
+	if got, err := s.GetDelivery(t.Context(), "k1"); err != nil || got != "d1" {
+		t.Fatalf("GetDelivery after reopen = %q, %v; want d1, nil", got, err)
+	}
+	// The sequence continues where it was: a reopened trail must not
+	// reuse keys and overwrite entries.
+	if err := s.AppendAudit(t.Context(), controller.AuditEntry{Time: t0, Action: "rollback"}); err != nil {
+		t.Fatalf("AppendAudit after reopen: %v", err)
+	}
+	es, err := s.ListAudit(t.Context(), 0)
+	if err != nil {
+		t.Fatalf("ListAudit after reopen: %v", err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.ID+" "+e.Action)
+	}
+	want := []string{"0000000000000003 rollback", "0000000000000002 cancel", "0000000000000001 deploy"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ListAudit after reopen = %v, want %v", got, want)
+	}
+}
+
+// A file written before the audit trail and deliveries existed has schema
+// 1 and only the services and deployments buckets; it must open as is.
+func TestOpen_SchemaOneFileWithoutNewBucketsGainsThem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "deployd.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatalf("bolt.Open: %v", err)
+	}
+	d := fullDeployment()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket([]byte(bucketMeta))
+		if err != nil {
+			return err
+		}
+		if err := meta.Put([]byte(keySchemaVersion), []byte("1")); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket([]byte(bucketServices)); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket([]byte(bucketDeployments)); err != nil {
+			return err
+		}
+		return putDeployment(tx, d)
+	}); err != nil {
+		t.Fatalf("write v1 file: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s := openTest(t, path)
+	if _, err := s.GetDeployment(t.Context(), d.ID); err != nil {
+		t.Fatalf("GetDeployment from the old file: %v", err)
+	}
+	if _, err := s.GetDelivery(t.Context(), "k1"); !errors.Is(err, controller.ErrNotFound) {
+		t.Fatalf("GetDelivery on the old file: err = %v, want ErrNotFound", err)
+	}
+	if err := s.PutDelivery(t.Context(), "k1", d.ID); err != nil {
+		t.Fatalf("PutDelivery on the old file: %v", err)
+	}
+	if err := s.AppendAudit(t.Context(), controller.AuditEntry{Action: "deploy"}); err != nil {
+		t.Fatalf("AppendAudit on the old file: %v", err)
+	}
+	if es, err := s.ListAudit(t.Context(), 0); err != nil || len(es) != 1 {
+		t.Fatalf("ListAudit on the old file = %v, %v; want one entry", es, err)
+	}
+	var version string
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		version = string(tx.Bucket([]byte(bucketMeta)).Get([]byte(keySchemaVersion)))
+		return nil
+	}); err != nil {
+		t.Fatalf("View: %v", err)
+	}
+	if version != "1" {
+		t.Fatalf("schema version after opening = %q, want it left at %q", version, "1")
 	}
 }
 
