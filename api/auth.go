@@ -83,11 +83,16 @@ type authenticator struct {
 	tokens []storedToken
 }
 
-func newAuthenticator(tokens []Token, log logrus.FieldLogger) *authenticator {
+func newAuthenticator(tokens []Token, webhookSecret []byte, log logrus.FieldLogger) *authenticator {
 	a := &authenticator{}
 	for _, t := range tokens {
 		if t.Secret == "" {
 			log.WithField("token", t.Name).Warn("ignoring API token with an empty secret")
+			continue
+		}
+		if len(webhookSecret) > 0 && subtle.ConstantTimeCompare([]byte(t.Secret), webhookSecret) == 1 {
+			// Whoever signs webhooks must not thereby hold an API token.
+			log.WithField("token", t.Name).Warn("ignoring API token whose secret is the webhook secret")
 			continue
 		}
 		a.tokens = append(a.tokens, storedToken{name: t.Name, role: t.Role, digest: sha256.Sum256([]byte(t.Secret))})
@@ -133,6 +138,12 @@ const (
 	localToken localKey = iota
 	localRequestID
 	localPanicked
+	// The audit middleware reads these: who acted when no token did (the
+	// webhook), what was acted on when the path does not say, and the
+	// deployment that resulted.
+	localActor
+	localTarget
+	localDeploymentID
 )
 
 // TokenName returns the name of the token that authenticated the request,

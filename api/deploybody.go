@@ -42,18 +42,64 @@ func decodeDeployBody(b []byte) (deployBody, error) {
 	if body.Image == "" {
 		return deployBody{}, controller.Errorf(controller.EINVALID, "image is required")
 	}
-	for _, f := range []struct{ name, value string }{{"image", body.Image}, {"commit", body.Commit}, {"actor", body.Actor}} {
+	if err := checkTextFields(field{"image", body.Image}, field{"commit", body.Commit}, field{"actor", body.Actor}); err != nil {
+		return deployBody{}, err
+	}
+	return body, nil
+}
+
+// webhookBody is the JSON body of POST /hooks/deploy.
+type webhookBody struct {
+	Service string `json:"service"`
+	Image   string `json:"image"`
+	Commit  string `json:"commit"`
+	Actor   string `json:"actor"`
+	Ref     string `json:"ref"`
+}
+
+// decodeWebhookBody parses a verified delivery as strictly as a deploy
+// request: one object, no unknown fields, strings only, a service and an
+// image present. Failures are EINVALID *controller.Error values.
+func decodeWebhookBody(b []byte) (webhookBody, error) {
+	var body webhookBody
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return webhookBody{}, invalidJSON(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return webhookBody{}, controller.Errorf(controller.EINVALID, "request body must hold a single JSON object")
+	}
+	if body.Service == "" {
+		return webhookBody{}, controller.Errorf(controller.EINVALID, "service is required")
+	}
+	if body.Image == "" {
+		return webhookBody{}, controller.Errorf(controller.EINVALID, "image is required")
+	}
+	err := checkTextFields(field{"service", body.Service}, field{"image", body.Image}, field{"commit", body.Commit},
+		field{"actor", body.Actor}, field{"ref", body.Ref})
+	if err != nil {
+		return webhookBody{}, err
+	}
+	return body, nil
+}
+
+type field struct{ name, value string }
+
+// checkTextFields bounds free-text values: they end up in logs, labels and
+// the status page.
+func checkTextFields(fields ...field) error {
+	for _, f := range fields {
 		if len(f.value) > maxFieldLen {
-			return deployBody{}, controller.Errorf(controller.EINVALID, "%s is longer than %d bytes", f.name, maxFieldLen)
+			return controller.Errorf(controller.EINVALID, "%s is longer than %d bytes", f.name, maxFieldLen)
 		}
-		// These values end up in logs, labels and the status page.
 		for _, r := range f.value {
 			if unicode.IsControl(r) {
-				return deployBody{}, controller.Errorf(controller.EINVALID, "%s contains a control character", f.name)
+				return controller.Errorf(controller.EINVALID, "%s contains a control character", f.name)
 			}
 		}
 	}
-	return body, nil
+	return nil
 }
 
 func invalidJSON(err error) error {

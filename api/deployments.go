@@ -49,8 +49,19 @@ func (s *Server) rollback(c *fiber.Ctx) error {
 	return accepted(c, d)
 }
 
-// accepted answers a started deployment: 202 and where to watch it.
+// cancel asks a running deployment to stop; it ends as cancelled later.
+func (s *Server) cancel(c *fiber.Ctx) error {
+	d, err := s.ctl.Cancel(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return accepted(c, d)
+}
+
+// accepted answers a started (or cancelling) deployment: 202 and where to
+// watch it.
 func accepted(c *fiber.Ctx, d controller.Deployment) error {
+	c.Locals(localDeploymentID, d.ID)
 	c.Location("/api/v1/deployments/" + url.PathEscape(d.ID))
 	return c.Status(fiber.StatusAccepted).JSON(presentDeployment(d))
 }

@@ -9,9 +9,13 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// codeMethodNotAllowed is the API's own code for a known path asked with the
-// wrong method; every other code is the controller's.
-const codeMethodNotAllowed = "method_not_allowed"
+// The API's own codes: a known path asked with the wrong method, and a
+// client refused for too many failed webhook signatures. Every other code
+// is the controller's.
+const (
+	codeMethodNotAllowed = "method_not_allowed"
+	codeRateLimited      = "rate_limited"
+)
 
 // codeStatus is the one map from error code to HTTP status.
 var codeStatus = map[string]int{
@@ -21,6 +25,7 @@ var codeStatus = map[string]int{
 	controller.ENOTFOUND:     fiber.StatusNotFound,
 	codeMethodNotAllowed:     fiber.StatusMethodNotAllowed,
 	controller.ECONFLICT:     fiber.StatusConflict,
+	codeRateLimited:          fiber.StatusTooManyRequests,
 	controller.EUNAVAILABLE:  fiber.StatusServiceUnavailable,
 	controller.EINTERNAL:     fiber.StatusInternalServerError,
 }
@@ -41,10 +46,11 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		id := newRequestID()
 		c.Locals(localRequestID, id)
 		c.Set(headerRequestID, id)
+		setSecurityHeaders(c)
 	}
 	status, body := s.classify(c, err)
 	if status == fiber.StatusUnauthorized {
-		c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
+		c.Set(fiber.HeaderWWWAuthenticate, authScheme(c))
 	}
 	if status >= fiber.StatusInternalServerError {
 		s.log.WithFields(requestFields(c)).WithError(err).Error("request failed")

@@ -42,6 +42,12 @@ type fakeController struct {
 	block chan struct{}
 	// entered is sent to as a call starts, when set.
 	entered chan struct{}
+	// events, when set, is the stream Events serves; else an empty,
+	// complete one.
+	events     *fakeEvents
+	deliveries map[string]bool
+	audit      []controller.AuditEntry
+	auditErr   error
 }
 
 var _ Controller = (*fakeController)(nil)
@@ -113,6 +119,7 @@ const (
 	viewerSecret   = "viewer-secret-0123456789"
 	deployerSecret = "deployer-secret-0123456789"
 	operatorSecret = "operator-secret-0123456789"
+	webhookSecret  = "webhook-secret-0123456789"
 )
 
 var testTokens = []Token{
@@ -132,7 +139,7 @@ func newHarness(t *testing.T) *harness {
 	logger, hook := logtest.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
 	ctl := &fakeController{deployment: sampleDeployment()}
-	srv := New(Options{Controller: ctl, Tokens: testTokens, Logger: logger})
+	srv := New(Options{Controller: ctl, Tokens: testTokens, WebhookSecret: []byte(webhookSecret), Logger: logger})
 	return &harness{srv: srv, ctl: ctl, hook: hook}
 }
 
@@ -198,3 +205,92 @@ func sampleDeployment() controller.Deployment {
 
 // The real controller fits the interface the API declares.
 var _ Controller = (*controller.Controller)(nil)
+
+func (f *fakeController) Events(ctx context.Context, id string, seq int) ([]controller.Event, <-chan struct{}, bool, error) {
+	if err := f.record(call{method: "Events", id: id, limit: seq}); err != nil {
+		return nil, nil, false, err
+	}
+	if f.events == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return nil, closed, true, nil
+	}
+	evs, changed, done := f.events.since(seq)
+	return evs, changed, done, nil
+}
+
+func (f *fakeController) Cancel(ctx context.Context, id string) (controller.Deployment, error) {
+	if err := f.record(call{method: "Cancel", id: id}); err != nil {
+		return controller.Deployment{}, err
+	}
+	return f.deployment, nil
+}
+
+func (f *fakeController) DeployDelivery(ctx context.Context, key, service string, req controller.DeployRequest) (controller.Deployment, bool, error) {
+	if err := f.record(call{method: "DeployDelivery", id: key, service: service, req: req}); err != nil {
+		return controller.Deployment{}, false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.deliveries == nil {
+		f.deliveries = map[string]bool{}
+	}
+	replayed := f.deliveries[key]
+	f.deliveries[key] = true
+	return f.deployment, replayed, nil
+}
+
+// RecordAudit is not counted among calls: tests that prove "the controller
+// was not called" mean its deploy paths; audit entries are checked apart.
+func (f *fakeController) RecordAudit(ctx context.Context, e controller.AuditEntry) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.audit = append(f.audit, e)
+	return f.auditErr
+}
+
+func (f *fakeController) Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error) {
+	if err := f.record(call{method: "Audit", limit: limit}); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]controller.AuditEntry(nil), f.audit...), nil
+}
+
+func (f *fakeController) AuditEntries() []controller.AuditEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]controller.AuditEntry(nil), f.audit...)
+}
+
+// fakeEvents is a deployment's event stream the test appends to.
+type fakeEvents struct {
+	mu      sync.Mutex
+	events  []controller.Event
+	done    bool
+	changed chan struct{}
+}
+
+func newFakeEvents() *fakeEvents { return &fakeEvents{changed: make(chan struct{})} }
+
+func (l *fakeEvents) add(typ, status, msg string, final bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, controller.Event{
+		Seq: len(l.events) + 1, Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Type: typ, Status: status, Message: msg,
+	})
+	l.done = final
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func (l *fakeEvents) since(seq int) ([]controller.Event, <-chan struct{}, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []controller.Event
+	if seq < len(l.events) {
+		out = append(out, l.events[seq:]...)
+	}
+	return out, l.changed, l.done
+}

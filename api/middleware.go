@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -98,4 +99,28 @@ func (s *Server) requestContext(c *fiber.Ctx) error {
 	defer cancel()
 	c.SetUserContext(ctx)
 	return c.Next()
+}
+
+// securityHeaders sets the headers every response carries; handleError sets
+// them too for the requests fiber rejects before any middleware runs.
+func (s *Server) securityHeaders(c *fiber.Ctx) error {
+	setSecurityHeaders(c)
+	return c.Next()
+}
+
+func setSecurityHeaders(c *fiber.Ctx) {
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderXFrameOptions, "DENY")
+	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
+	if p := c.Path(); hasPathPrefix(p, "/api") || hasPathPrefix(p, "/hooks") {
+		// Deployments, audit entries and tokens' views must not linger in
+		// shared or browser caches.
+		c.Set(fiber.HeaderCacheControl, "no-store")
+	}
+}
+
+// hasPathPrefix reports whether p is prefix or lies below it ("/api/v1"
+// but not "/apiary").
+func hasPathPrefix(p, prefix string) bool {
+	return p == prefix || strings.HasPrefix(p, prefix+"/")
 }

@@ -34,6 +34,22 @@ type Controller interface {
 	Deployments(ctx context.Context, service string, limit int) ([]controller.Deployment, error)
 	// Deployment returns ENOTFOUND for an unknown id.
 	Deployment(ctx context.Context, id string) (controller.Deployment, error)
+	// Events returns deployment id's progress after seq, a channel closed
+	// when more may be available, and whether the stream is complete.
+	// ENOTFOUND for an unknown id.
+	Events(ctx context.Context, id string, seq int) ([]controller.Event, <-chan struct{}, bool, error)
+	// Cancel asks a running deployment to stop; ENOTFOUND for an unknown
+	// id, ECONFLICT when it has ended or is already switching traffic.
+	Cancel(ctx context.Context, id string) (controller.Deployment, error)
+	// DeployDelivery is Deploy for a verified webhook delivery: a key seen
+	// before returns its deployment with replayed set and starts nothing.
+	// ENOTFOUND, EFORBIDDEN (image or ref not allowed) and ECONFLICT are
+	// decided before anything is written.
+	DeployDelivery(ctx context.Context, key, service string, req controller.DeployRequest) (d controller.Deployment, replayed bool, err error)
+	// RecordAudit appends one entry to the audit trail.
+	RecordAudit(ctx context.Context, e controller.AuditEntry) error
+	// Audit returns the newest audit entries first.
+	Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error)
 }
 
 // Options configures a Server. Controller and Logger are required.
@@ -42,14 +58,24 @@ type Options struct {
 	// Tokens are the API's bearer tokens. Tokens with an empty secret are
 	// ignored, so a missing secret in config can never mean "anyone".
 	Tokens []Token
-	Logger logrus.FieldLogger
+	// WebhookSecret is the HMAC key of POST /hooks/deploy. Without one the
+	// webhook answers 404: it is never open. A token whose secret equals
+	// it is ignored, so the webhook secret can never act as a token.
+	WebhookSecret []byte
+	Logger        logrus.FieldLogger
 }
 
+// fasthttp's ReadTimeout bounds reading a whole request, headers and body
+// together, so a slow client cannot hold a connection by trickling either.
+// WriteTimeout is set once per response; event streams extend it themselves
+// before each write (see events.go).
 const (
 	readTimeout  = 15 * time.Second
 	writeTimeout = 30 * time.Second
 	idleTimeout  = 120 * time.Second
-	bodyLimit    = 1 << 20
+	// bodyLimit is enforced by fasthttp while reading, before any handler;
+	// it is also the webhook's limit (maxWebhookBody).
+	bodyLimit = 1 << 20
 	// requestTimeout bounds the controller calls of one request; it is
 	// shorter than writeTimeout so the error still reaches the client.
 	requestTimeout = 25 * time.Second
@@ -61,16 +87,35 @@ type Server struct {
 	ctl  Controller
 	log  logrus.FieldLogger
 	auth *authenticator
+
+	webhookSecret []byte
+	failures      *failureLimiter
+	// now is the clock of webhook timestamps and the failure limiter.
+	now func() time.Time
+	// heartbeat is how often an idle event stream sends a comment.
+	heartbeat time.Duration
+
+	// streams ends with the server: Shutdown cancels it so that event
+	// streams, which never finish on their own, let Shutdown complete.
+	streams    context.Context
+	stopStream context.CancelFunc
 }
 
 // New builds the fiber app with every route registered. More routes (the
 // status page) may be added to App() before Serve.
 func New(o Options) *Server {
 	s := &Server{
-		ctl:  o.Controller,
-		log:  o.Logger,
-		auth: newAuthenticator(o.Tokens, o.Logger),
+		ctl:           o.Controller,
+		log:           o.Logger,
+		auth:          newAuthenticator(o.Tokens, o.WebhookSecret, o.Logger),
+		webhookSecret: append([]byte(nil), o.WebhookSecret...),
+		failures:      newFailureLimiter(maxSignatureFailures, failureWindow, maxTrackedClients),
+		now:           time.Now,
+		heartbeat:     heartbeatInterval,
 	}
+	// The server's own lifetime, owned by Shutdown; nothing a caller passes
+	// in outlives a request, and streams must outlive their handler.
+	s.streams, s.stopStream = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ReadTimeout:           readTimeout,
@@ -86,7 +131,7 @@ func New(o Options) *Server {
 	// Order matters: the request id exists before anything logs, the access
 	// log sees the final status (it runs the error handler itself), and
 	// recover sits inside it so a panic is logged as a 500.
-	s.app.Use(s.requestID, s.accessLog, fiberrecover.New(fiberrecover.Config{
+	s.app.Use(s.securityHeaders, s.requestID, s.accessLog, fiberrecover.New(fiberrecover.Config{
 		EnableStackTrace:  true,
 		StackTraceHandler: s.logPanic,
 	}), s.requestContext)
@@ -103,10 +148,18 @@ func (s *Server) routes() {
 	v1 := s.app.Group("/api/v1")
 	v1.Get("/services", s.authorize(RoleViewer), s.listServices)
 	v1.Get("/services/:name", s.authorize(RoleViewer), s.getService)
-	v1.Post("/services/:name/deployments", s.authorize(RoleDeployer), s.deploy)
-	v1.Post("/services/:name/rollback", s.authorize(RoleOperator), s.rollback)
+	// Mutating routes are audited; audit runs first so that it records
+	// refusals by authorize too.
+	v1.Post("/services/:name/deployments", s.audit("deploy", paramTarget("name")), s.authorize(RoleDeployer), s.deploy)
+	v1.Post("/services/:name/rollback", s.audit("rollback", paramTarget("name")), s.authorize(RoleOperator), s.rollback)
 	v1.Get("/deployments", s.authorize(RoleViewer), s.listDeployments)
 	v1.Get("/deployments/:id", s.authorize(RoleViewer), s.getDeployment)
+	v1.Get("/deployments/:id/events", s.authorize(RoleViewer), s.deploymentEvents)
+	v1.Post("/deployments/:id/cancel", s.audit("cancel", paramTarget("id")), s.authorize(RoleOperator), s.cancel)
+	v1.Get("/audit", s.authorize(RoleViewer), s.listAudit)
+	v1.Get("/openapi.yaml", s.authorize(RoleViewer), s.openAPI)
+
+	s.app.Post("/hooks/deploy", s.audit("webhook_deploy", nil), s.webhook)
 }
 
 // App returns the fiber app, for app.Test and for mounting more handlers.
@@ -120,10 +173,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting connections and waits for in-flight requests to
-// finish. When ctx ends first it returns ctx's error, leaving the remaining
+// Shutdown ends the event streams, stops accepting connections and waits
+// for in-flight requests to finish. When ctx ends first it returns ctx's error, leaving the remaining
 // connections to be closed by their timeouts.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Event streams first: fasthttp waits for every open response, and a
+	// stream only ends when told to.
+	s.stopStream()
 	if err := s.app.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("shut down api: %w", err)
 	}

@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+const (
+	defaultAuditLimit = 100
+	maxAuditLimit     = 1000
+	// auditTimeout bounds writing one entry after the response is decided;
+	// it does not depend on the request's own budget, which may be spent.
+	auditTimeout = 5 * time.Second
+	// maxTargetLen keeps a hostile path from bloating the trail.
+	maxTargetLen = 256
+)
+
+// paramTarget names the audited target by a route parameter.
+func paramTarget(name string) func(*fiber.Ctx) string {
+	return func(c *fiber.Ctx) string { return c.Params(name) }
+}
+
+// audit records one audit entry per request on a state-changing route,
+// after the handler and the middleware after it ran, refusals included.
+// target names what was acted on; nil means the handler sets localTarget.
+// It writes error responses itself so that the entry has the final status.
+func (s *Server) audit(action string, target func(*fiber.Ctx) string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		defer func() {
+			if v := recover(); v != nil {
+				// A panic is a 500 the recover middleware answers; record
+				// it before passing it on.
+				s.recordAudit(c, action, target, fiber.StatusInternalServerError, controller.EINTERNAL, "")
+				panic(v)
+			}
+		}()
+		err := c.Next()
+		result, depID := "ok", ""
+		if id, ok := c.Locals(localDeploymentID).(string); ok {
+			depID = id
+		}
+		if err != nil {
+			_, body := s.classify(c, err)
+			result = body.Code
+			if depID == "" {
+				depID = body.DeploymentID
+			}
+			if herr := s.handleError(c, err); herr != nil {
+				return herr
+			}
+		}
+		status := c.Response().StatusCode()
+		if err == nil && status >= fiber.StatusBadRequest {
+			result = codeForStatus(status)
+		}
+		s.recordAudit(c, action, target, status, result, depID)
+		return nil
+	}
+}
+
+func (s *Server) recordAudit(c *fiber.Ctx, action string, target func(*fiber.Ctx) string, status int, result, depID string) {
+	e := controller.AuditEntry{
+		Time:         s.now().UTC(),
+		Actor:        auditActor(c),
+		Action:       action,
+		Address:      c.IP(),
+		Result:       result,
+		Status:       status,
+		DeploymentID: depID,
+		RequestID:    RequestID(c),
+	}
+	if target != nil {
+		e.Target = target(c)
+	} else if t, ok := c.Locals(localTarget).(string); ok {
+		e.Target = t
+	}
+	if len(e.Target) > maxTargetLen {
+		e.Target = e.Target[:maxTargetLen]
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), auditTimeout)
+	defer cancel()
+	if err := s.ctl.RecordAudit(ctx, e); err != nil {
+		// The response is decided and maybe a deployment started; losing
+		// the entry must at least be loud.
+		s.log.WithFields(requestFields(c)).WithFields(logrus.Fields{
+			"action": action, "actor": e.Actor, "result": result, "deployment": depID,
+		}).WithError(err).Error("record audit entry")
+	}
+}
+
+// auditActor is the token's name, else who the handler says acted (the
+// webhook's delivery), else "anonymous".
+func auditActor(c *fiber.Ctx) string {
+	if n := TokenName(c); n != "" {
+		return n
+	}
+	if a, ok := c.Locals(localActor).(string); ok && a != "" {
+		return a
+	}
+	return "anonymous"
+}
+
+func (s *Server) listAudit(c *fiber.Ctx) error {
+	limit := defaultAuditLimit
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			return controller.Errorf(controller.EINVALID, "limit must be an integer from 1 to %d, got %q", maxAuditLimit, raw)
+		}
+		limit = n
+	}
+	es, err := s.ctl.Audit(c.UserContext(), limit)
+	if err != nil {
+		return err
+	}
+	if es == nil {
+		es = []controller.AuditEntry{}
+	}
+	return c.JSON(fiber.Map{"entries": es})
+}
