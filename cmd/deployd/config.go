@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/distribution/reference"
 
@@ -37,10 +39,15 @@ type Config struct {
 	origins map[string]string
 }
 
-// AuthConfig lists the API tokens. With no tokens the API refuses every
-// request except /healthz.
+// AuthConfig lists the API tokens and where the webhook secret lives. With
+// no tokens the API refuses every request except /healthz; with no webhook
+// secret POST /hooks/deploy refuses every delivery.
 type AuthConfig struct {
 	Tokens []TokenConfig `yaml:"tokens"`
+	// WebhookSecretEnv and WebhookSecretFile name where the HMAC secret of
+	// signed webhook deliveries lives; at most one is set.
+	WebhookSecretEnv  string `yaml:"webhook_secret_env"`
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
 }
 
 // Roles, weakest first; each includes the rights of those before it.
@@ -99,6 +106,9 @@ type ServiceConfig struct {
 	PreDeploy PreDeployConfig   `yaml:"pre_deploy"`
 	Drain     time.Duration     `yaml:"drain"`
 	Standby   string            `yaml:"standby"`
+	// AllowedRefs limits webhook deploys to these git refs; empty allows
+	// any ref.
+	AllowedRefs []string `yaml:"allowed_refs"`
 }
 
 // HealthConfig is how a replica is judged healthy.
@@ -176,6 +186,10 @@ func (s *ServiceConfig) applyDefaults() {
 }
 
 func (a *AuthConfig) unknownKeyHint(key string) string {
+	switch key {
+	case "webhook_secret", "webhook_token":
+		return "secrets do not belong in the configuration file; name an environment variable with webhook_secret_env or a file with webhook_secret_file"
+	}
 	return secretKeyHint(key)
 }
 
@@ -258,6 +272,7 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.Auth.Tokens {
 		abs(&c.Auth.Tokens[i].TokenFile)
 	}
+	abs(&c.Auth.WebhookSecretFile)
 	for name, s := range c.Services {
 		abs(&s.EnvFile)
 		c.Services[name] = s
@@ -288,6 +303,13 @@ func (c *Config) Warnings() []string {
 	var w []string
 	if len(c.Auth.Tokens) == 0 {
 		w = append(w, "auth.tokens is empty: the API refuses every request except /healthz")
+	}
+	if c.webhookConfigured() {
+		for _, name := range c.serviceNames() {
+			if len(c.Services[name].AllowedRefs) == 0 {
+				w = append(w, fmt.Sprintf("services.%s.allowed_refs is empty: a signed webhook may deploy it from any git ref", name))
+			}
+		}
 	}
 	return w
 }
@@ -393,6 +415,13 @@ func (c *Config) validateAuth(v *validator) {
 			v.addf(p+".token_env", "invalid environment variable name %q", t.TokenEnv)
 		}
 	}
+	a := c.Auth
+	switch {
+	case a.WebhookSecretEnv != "" && a.WebhookSecretFile != "":
+		v.addf("auth", "set webhook_secret_env or webhook_secret_file, not both")
+	case a.WebhookSecretEnv != "" && !envNameRE.MatchString(a.WebhookSecretEnv):
+		v.addf("auth.webhook_secret_env", "invalid environment variable name %q", a.WebhookSecretEnv)
+	}
 }
 
 func (c *Config) validateDocker(v *validator) {
@@ -491,6 +520,29 @@ func (s ServiceConfig) validate(v *validator, p, name string) {
 		v.addf(p+".drain", "must not be negative, got %s", s.Drain)
 	}
 	v.oneOf(p+".standby", s.Standby, string(controller.StandbyRunning), string(controller.StandbyStopped))
+	for i, ref := range s.AllowedRefs {
+		if msg := badGitRef(ref); msg != "" {
+			v.addf(fmt.Sprintf("%s.allowed_refs[%d]", p, i), "%s, got %q", msg, ref)
+		}
+	}
+}
+
+// badGitRef says what is wrong with ref as a full git ref name, or "" when
+// nothing is. Refs are compared exactly with what a webhook sends, so a
+// short name ("main") or a pattern would silently never match.
+func badGitRef(ref string) string {
+	switch {
+	case !strings.HasPrefix(ref, "refs/") || len(ref) == len("refs/"):
+		return "must be a full git ref such as refs/heads/main or refs/tags/v1"
+	case strings.IndexFunc(ref, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return "must not contain whitespace or control characters"
+	case strings.ContainsAny(ref, "~^:?*[\\"):
+		return "must be an exact ref, without patterns or the characters ~ ^ : ? * [ \\"
+	case strings.Contains(ref, "..") || strings.Contains(ref, "//") || strings.HasSuffix(ref, "/") ||
+		strings.HasSuffix(ref, ".lock") || strings.Contains(ref, "@{"):
+		return "is not a valid git ref name"
+	}
+	return ""
 }
 
 // validImage accepts a repository name only: a deploy names the tag or
@@ -561,8 +613,9 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 				Command: append([]string(nil), s.PreDeploy.Command...),
 				Timeout: s.PreDeploy.Timeout,
 			},
-			Drain:   s.Drain,
-			Standby: controller.StandbyMode(s.Standby),
+			Drain:       s.Drain,
+			Standby:     controller.StandbyMode(s.Standby),
+			AllowedRefs: append([]string(nil), s.AllowedRefs...),
 		})
 	}
 	return specs
@@ -616,4 +669,56 @@ func (c *Config) ResolveTokens(getenv func(string) string, readFile func(string)
 		return nil, err
 	}
 	return out, nil
+}
+
+// Limits on the webhook secret.
+const minWebhookSecretLength = 16
+
+func (c *Config) webhookConfigured() bool {
+	return c.Auth.WebhookSecretEnv != "" || c.Auth.WebhookSecretFile != ""
+}
+
+// ResolveWebhookSecret reads the webhook's HMAC secret through getenv or
+// readFile; nil, nil when none is configured. It refuses an empty, unreadable
+// or short (under 16 bytes) secret, and one equal to an API token's: a
+// signing secret lives in CI where a token would be worth more, so one leak
+// must not give away both. Tokens are resolved to compare, so their errors
+// are returned too. Errors never contain a secret. A file's trailing newline
+// is dropped, as for token files.
+func (c *Config) ResolveWebhookSecret(getenv func(string) string, readFile func(string) ([]byte, error)) ([]byte, error) {
+	var secret []byte
+	switch a := c.Auth; {
+	case a.WebhookSecretEnv != "" && a.WebhookSecretFile != "":
+		return nil, errors.New("auth: set webhook_secret_env or webhook_secret_file, not both")
+	case a.WebhookSecretEnv != "":
+		v := getenv(a.WebhookSecretEnv)
+		if v == "" {
+			return nil, fmt.Errorf("auth.webhook_secret_env: environment variable %s is empty or unset", a.WebhookSecretEnv)
+		}
+		secret = []byte(v)
+	case a.WebhookSecretFile != "":
+		b, err := readFile(a.WebhookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth.webhook_secret_file: %w", err)
+		}
+		secret = bytes.TrimRight(b, "\r\n")
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("auth.webhook_secret_file: %s is empty", a.WebhookSecretFile)
+		}
+	default:
+		return nil, nil
+	}
+	if len(secret) < minWebhookSecretLength {
+		return nil, fmt.Errorf("auth: webhook secret is shorter than %d bytes; generate a longer one (e.g. openssl rand -hex 32)", minWebhookSecretLength)
+	}
+	tokens, err := c.ResolveTokens(getenv, readFile)
+	if err != nil {
+		return nil, fmt.Errorf("resolve tokens to compare with the webhook secret: %w", err)
+	}
+	for i, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(t.Secret), secret) == 1 {
+			return nil, fmt.Errorf("auth: webhook secret is the same as the secret of auth.tokens[%d] (%s); give the webhook its own", i, t.Name)
+		}
+	}
+	return secret, nil
 }

@@ -268,6 +268,43 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{"config.yml: yaml: line"},
 		},
 		{
+			name: "both webhook secret sources",
+			yml:  "auth:\n  webhook_secret_env: HOOK\n  webhook_secret_file: /hook\n" + minimal,
+			want: []string{"config.yml:1: auth: set webhook_secret_env or webhook_secret_file, not both"},
+		},
+		{
+			name: "webhook_secret_env must be an env name",
+			yml:  "auth:\n  webhook_secret_env: 'HOOK SECRET'\n" + minimal,
+			want: []string{`config.yml:2: auth.webhook_secret_env: invalid environment variable name "HOOK SECRET"`},
+		},
+		{
+			name: "webhook secret in the file",
+			yml:  "auth:\n  webhook_secret: hunter2hunter2hunter2\n" + minimal,
+			want: []string{"config.yml:2: auth.webhook_secret: secrets do not belong in the configuration file; name an environment variable with webhook_secret_env"},
+		},
+		{
+			name: "allowed_refs short branch name",
+			yml:  minimal + "    allowed_refs: [main]\n",
+			want: []string{`config.yml:6: services.web.allowed_refs[0]: must be a full git ref such as refs/heads/main or refs/tags/v1, got "main"`},
+		},
+		{
+			name: "allowed_refs bad refs",
+			yml: minimal + "    allowed_refs:\n      - refs/heads/main\n      - 'refs/heads/my branch'\n      - refs/heads/*\n" +
+				"      - refs/heads/a..b\n      - refs/\n      - refs/heads/x/\n",
+			want: []string{
+				`services.web.allowed_refs[1]: must not contain whitespace or control characters, got "refs/heads/my branch"`,
+				`services.web.allowed_refs[2]: must be an exact ref, without patterns`,
+				`services.web.allowed_refs[3]: is not a valid git ref name, got "refs/heads/a..b"`,
+				`services.web.allowed_refs[4]: must be a full git ref`,
+				`services.web.allowed_refs[5]: is not a valid git ref name`,
+			},
+		},
+		{
+			name: "allowed_refs must be a list",
+			yml:  minimal + "    allowed_refs: refs/heads/main\n",
+			want: []string{`services.web.allowed_refs: must be a list of strings`},
+		},
+		{
 			name: "all problems reported at once",
 			yml:  "log_format: xml\nnginx: {mode: k8s}\nservices:\n  web: {image: demoapp, port: 0, replicas: 99}\n",
 			want: []string{"log_format:", "nginx.mode:", "services.web.port:", "services.web.replicas: must be between 1 and 20, got 99"},
@@ -316,6 +353,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 	worker.Port = 9000
 	worker.Pull = "always"
 	worker.Standby = "stopped"
+	worker.AllowedRefs = []string{"refs/heads/main", "refs/heads/release"}
 
 	want := &Config{
 		Listen:          "127.0.0.1:7400",
@@ -325,7 +363,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 		Auth: AuthConfig{Tokens: []TokenConfig{
 			{Name: "admin", Role: "operator", TokenEnv: "DEPLOYD_ADMIN_TOKEN"},
 			{Name: "ci", Role: "deployer", TokenFile: in("secrets/ci_token")},
-		}},
+		}, WebhookSecretEnv: "DEPLOYD_WEBHOOK_SECRET"},
 		Nginx: NginxConfig{
 			Mode:                 "exec",
 			UpstreamDir:          in("run/nginx/upstreams"),
@@ -352,8 +390,9 @@ func TestLoadConfig_FullExample(t *testing.T) {
 					Command: []string{"python", "manage.py", "migrate", "--noinput"},
 					Timeout: 5 * time.Minute,
 				},
-				Drain:   5 * time.Second,
-				Standby: "running",
+				Drain:       5 * time.Second,
+				Standby:     "running",
+				AllowedRefs: []string{"refs/heads/main"},
 			},
 			"worker": worker,
 		},
@@ -557,8 +596,9 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 			Command: []string{"python", "manage.py", "migrate", "--noinput"},
 			Timeout: 5 * time.Minute,
 		},
-		Drain:   5 * time.Second,
-		Standby: controller.StandbyRunning,
+		Drain:       5 * time.Second,
+		Standby:     controller.StandbyRunning,
+		AllowedRefs: []string{"refs/heads/main"},
 	}
 	if !reflect.DeepEqual(web, want) {
 		t.Errorf("web spec =\n%+v\nwant\n%+v", web, want)
@@ -570,7 +610,9 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 	// The specs must not alias the config: the controller may keep them.
 	web.Env["APP_ENV"] = "changed"
 	web.PreDeploy.Command[0] = "changed"
-	if c.Services["web"].Env["APP_ENV"] != "production" || c.Services["web"].PreDeploy.Command[0] != "python" {
+	web.AllowedRefs[0] = "changed"
+	if c.Services["web"].Env["APP_ENV"] != "production" || c.Services["web"].PreDeploy.Command[0] != "python" ||
+		c.Services["web"].AllowedRefs[0] != "refs/heads/main" {
 		t.Error("changing a spec changed the config")
 	}
 }
@@ -748,4 +790,139 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Fatalf("ServiceSpecs returned %d specs, want %d", got, want)
 		}
 	})
+}
+
+func TestResolveWebhookSecret(t *testing.T) {
+	const (
+		hook  = "webhook-secret-0123456789"
+		admin = "admin-token-0123456789"
+	)
+	files := map[string]string{
+		"/s/hook":  hook + "\n",
+		"/s/empty": "\r\n",
+		"/s/short": "tiny-hook\n",
+		"/s/admin": admin + "\n",
+	}
+	readFile := func(p string) ([]byte, error) {
+		s, ok := files[p]
+		if !ok {
+			return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+		}
+		return []byte(s), nil
+	}
+	env := envMap(map[string]string{"HOOK": hook, "ADMIN": admin, "SHORT": "0123456789abcde"})
+	adminToken := []TokenConfig{{Name: "admin", Role: "operator", TokenEnv: "ADMIN"}}
+
+	tests := []struct {
+		name    string
+		auth    AuthConfig
+		want    string
+		wantErr []string
+		wantIs  error
+	}{
+		{name: "not configured", auth: AuthConfig{Tokens: adminToken}},
+		{name: "from env", auth: AuthConfig{Tokens: adminToken, WebhookSecretEnv: "HOOK"}, want: hook},
+		{name: "from file without its newline", auth: AuthConfig{Tokens: adminToken, WebhookSecretFile: "/s/hook"}, want: hook},
+		{
+			name:    "env unset",
+			auth:    AuthConfig{WebhookSecretEnv: "UNSET"},
+			wantErr: []string{"auth.webhook_secret_env: environment variable UNSET is empty or unset"},
+		},
+		{
+			name:    "file missing",
+			auth:    AuthConfig{WebhookSecretFile: "/s/nope"},
+			wantErr: []string{"auth.webhook_secret_file:", "/s/nope"},
+			wantIs:  fs.ErrNotExist,
+		},
+		{
+			name:    "file empty",
+			auth:    AuthConfig{WebhookSecretFile: "/s/empty"},
+			wantErr: []string{"auth.webhook_secret_file: /s/empty is empty"},
+		},
+		{
+			name:    "15 bytes is too short",
+			auth:    AuthConfig{WebhookSecretEnv: "SHORT"},
+			wantErr: []string{"webhook secret is shorter than 16 bytes"},
+		},
+		{
+			name:    "short file",
+			auth:    AuthConfig{WebhookSecretFile: "/s/short"},
+			wantErr: []string{"webhook secret is shorter than 16 bytes"},
+		},
+		{
+			name: "same as a token's secret",
+			auth: AuthConfig{Tokens: []TokenConfig{
+				{Name: "viewer", Role: "viewer", TokenFile: "/s/hook"},
+				{Name: "admin", Role: "operator", TokenEnv: "ADMIN"},
+			}, WebhookSecretFile: "/s/admin"},
+			wantErr: []string{"webhook secret is the same as the secret of auth.tokens[1] (admin)"},
+		},
+		{
+			name:    "tokens that do not resolve",
+			auth:    AuthConfig{Tokens: []TokenConfig{{Name: "ci", Role: "deployer", TokenEnv: "UNSET"}}, WebhookSecretEnv: "HOOK"},
+			wantErr: []string{"resolve tokens to compare with the webhook secret", "auth.tokens[0] (ci): environment variable UNSET is empty or unset"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Config{Auth: tt.auth}
+			got, err := c.ResolveWebhookSecret(env, readFile)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("ResolveWebhookSecret: %v", err)
+				}
+				if tt.want == "" && got != nil {
+					t.Fatalf("secret = %q, want nil", got)
+				}
+				if string(got) != tt.want {
+					t.Fatalf("secret = %q, want %q", got, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ResolveWebhookSecret = %q, want an error", got)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error = %q\nwant it to contain %q", err, w)
+				}
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("errors.Is(%v, %v) = false, want true", err, tt.wantIs)
+			}
+			for _, secret := range []string{hook, admin, "0123456789abcde", "tiny-hook"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q reveals a secret", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfig_WebhookSecretFileResolvesAgainstConfigDir(t *testing.T) {
+	c, err := parse(t, "auth:\n  webhook_secret_file: secrets/hook\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Auth.WebhookSecretFile, "/etc/deployd/secrets/hook"; got != want {
+		t.Fatalf("webhook_secret_file = %q, want %q", got, want)
+	}
+}
+
+func TestWarnings_WebhookWithoutAllowedRefs(t *testing.T) {
+	c, err := parse(t, "auth:\n  webhook_secret_env: HOOK\n  tokens: [{name: a, role: viewer, token_env: A}]\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"services.web.allowed_refs is empty: a signed webhook may deploy it from any git ref"}
+	if got := c.Warnings(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("warnings = %q, want %q", got, want)
+	}
+	withoutHook, err := parse(t, "auth:\n  tokens: [{name: a, role: viewer, token_env: A}]\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := withoutHook.Warnings(); len(got) != 0 {
+		t.Fatalf("warnings without a webhook = %q, want none", got)
+	}
 }
