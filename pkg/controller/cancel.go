@@ -34,7 +34,9 @@ func (c *Controller) Cancel(ctx context.Context, id string) (Deployment, error) 
 	if err != nil {
 		return Deployment{}, err
 	}
-	if r == nil {
+	// A run still holding the service may already have written its final
+	// record: cancelling its context then changes nothing.
+	if r == nil || d.Status.Done() {
 		return Deployment{}, Errorf(ECONFLICT, "deployment %s has already ended (%s)", id, d.Status)
 	}
 	return d, nil

@@ -335,6 +335,9 @@ type fakeRouter struct {
 	history      []routerSwitch
 	// fail, when set, decides whether a Switch fails.
 	fail func(service string, addrs []string) error
+	// beforeSwitch, when set, runs at the start of each Switch outside the
+	// lock, so a test can hold a deploy inside its switch.
+	beforeSwitch func(service string)
 }
 
 func newFakeRouter() *fakeRouter {
@@ -357,6 +360,12 @@ func (r *fakeRouter) EnsurePlaceholder(ctx context.Context, service string) erro
 func (r *fakeRouter) Switch(ctx context.Context, service string, addrs []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	r.mu.Lock()
+	hook := r.beforeSwitch
+	r.mu.Unlock()
+	if hook != nil {
+		hook(service)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -387,6 +396,12 @@ func (r *fakeRouter) switches() []routerSwitch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.history)
+}
+
+func (r *fakeRouter) setBeforeSwitch(fn func(service string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.beforeSwitch = fn
 }
 
 func (r *fakeRouter) setFail(fn func(service string, addrs []string) error) {
@@ -455,13 +470,99 @@ type memStore struct {
 	// onPut, when set, runs before each PutDeployment is applied, outside
 	// the lock, so a test can hold the controller at that point.
 	onPut func(d controller.Deployment)
+
+	audit      []controller.AuditEntry // oldest first
+	deliveries map[string]string       // delivery key to deployment id
+	// reads and writes count calls by kind, so tests can prove that a
+	// refused request touched nothing.
+	reads, writes int
 }
 
 func newMemStore() *memStore {
-	return &memStore{services: map[string]controller.ServiceState{}, deployments: map[string]controller.Deployment{}}
+	return &memStore{
+		services:    map[string]controller.ServiceState{},
+		deployments: map[string]controller.Deployment{},
+		deliveries:  map[string]string{},
+	}
+}
+
+// countRead and countWrite take s.mu themselves; they are called before a
+// method takes it.
+func (s *memStore) countRead() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+}
+
+func (s *memStore) countWrite() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+}
+
+// accesses returns how many reads and writes the store has seen.
+func (s *memStore) accesses() (reads, writes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads, s.writes
+}
+
+func (s *memStore) AppendAudit(ctx context.Context, e controller.AuditEntry) error {
+	s.countWrite()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.ID == "" {
+		e.ID = fmt.Sprintf("%016d", len(s.audit)+1)
+	}
+	s.audit = append(s.audit, e)
+	return nil
+}
+
+func (s *memStore) ListAudit(ctx context.Context, limit int) ([]controller.AuditEntry, error) {
+	s.countRead()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.audit)
+	slices.Reverse(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+func (s *memStore) GetDelivery(ctx context.Context, key string) (string, error) {
+	s.countRead()
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.deliveries[key]
+	if !ok {
+		return "", fmt.Errorf("delivery %s: %w", key, controller.ErrNotFound)
+	}
+	return id, nil
+}
+
+func (s *memStore) PutDelivery(ctx context.Context, key, deploymentID string) error {
+	s.countWrite()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deliveries[key] = deploymentID
+	return nil
 }
 
 func (s *memStore) GetService(ctx context.Context, name string) (controller.ServiceState, error) {
+	s.countRead()
 	if err := ctx.Err(); err != nil {
 		return controller.ServiceState{}, err
 	}
@@ -475,6 +576,7 @@ func (s *memStore) GetService(ctx context.Context, name string) (controller.Serv
 }
 
 func (s *memStore) PutService(ctx context.Context, st controller.ServiceState) error {
+	s.countWrite()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -485,6 +587,7 @@ func (s *memStore) PutService(ctx context.Context, st controller.ServiceState) e
 }
 
 func (s *memStore) PutDeployment(ctx context.Context, d controller.Deployment) error {
+	s.countWrite()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -501,6 +604,7 @@ func (s *memStore) PutDeployment(ctx context.Context, d controller.Deployment) e
 }
 
 func (s *memStore) SaveSwitch(ctx context.Context, st controller.ServiceState, d controller.Deployment) error {
+	s.countWrite()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -515,6 +619,7 @@ func (s *memStore) SaveSwitch(ctx context.Context, st controller.ServiceState, d
 }
 
 func (s *memStore) GetDeployment(ctx context.Context, id string) (controller.Deployment, error) {
+	s.countRead()
 	if err := ctx.Err(); err != nil {
 		return controller.Deployment{}, err
 	}
@@ -543,6 +648,7 @@ func (s *memStore) sorted(keep func(controller.Deployment) bool) []controller.De
 }
 
 func (s *memStore) ListDeployments(ctx context.Context, service string, limit int) ([]controller.Deployment, error) {
+	s.countRead()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -555,6 +661,7 @@ func (s *memStore) ListDeployments(ctx context.Context, service string, limit in
 }
 
 func (s *memStore) UnfinishedDeployments(ctx context.Context) ([]controller.Deployment, error) {
+	s.countRead()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

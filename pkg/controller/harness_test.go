@@ -52,6 +52,7 @@ type harness struct {
 	prober *fakeProber
 	store  *memStore
 	logs   *test.Hook
+	logger *logrus.Logger
 	c      *controller.Controller
 }
 
@@ -75,6 +76,7 @@ func newHarness(t *testing.T, mutate ...func(*controller.ServiceSpec)) *harness 
 		prober: newFakeProber(rt),
 		store:  newMemStore(),
 		logs:   hook,
+		logger: logger,
 	}
 	h.c = controller.New(controller.Options{
 		Services: []controller.ServiceSpec{spec},
