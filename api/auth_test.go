@@ -119,6 +119,10 @@ func TestAuth_RoleMatrix(t *testing.T) {
 		{"get deployment", "GET", "/api/v1/deployments/d-42", "", "Deployment", RoleViewer, 200},
 		{"deploy", "POST", "/api/v1/services/web/deployments", `{"image":"demoapp:v2"}`, "Deploy", RoleDeployer, 202},
 		{"rollback", "POST", "/api/v1/services/web/rollback", "", "Rollback", RoleOperator, 202},
+		{"deployment events", "GET", "/api/v1/deployments/d-42/events", "", "Events", RoleViewer, 200},
+		{"cancel", "POST", "/api/v1/deployments/d-42/cancel", "", "Cancel", RoleOperator, 202},
+		{"audit", "GET", "/api/v1/audit", "", "Audit", RoleViewer, 200},
+		{"openapi", "GET", "/api/v1/openapi.yaml", "", "", RoleViewer, 200},
 	}
 	tokens := []struct {
 		role   Role
@@ -142,6 +146,12 @@ func TestAuth_RoleMatrix(t *testing.T) {
 					return
 				}
 				wantStatus(t, resp, e.okStatus)
+				if e.wantCall == "" {
+					if len(calls) != 0 {
+						t.Errorf("calls = %+v, want none", calls)
+					}
+					return
+				}
 				if len(calls) != 1 || calls[0].method != e.wantCall {
 					t.Errorf("calls = %+v, want one %s", calls, e.wantCall)
 				}
@@ -261,5 +271,38 @@ func TestToken_StringHidesSecret(t *testing.T) {
 	tok := Token{Name: "ops", Role: RoleOperator, Secret: operatorSecret}
 	if s := tok.String(); strings.Contains(s, operatorSecret) {
 		t.Errorf("Token.String() = %q, leaks the secret", s)
+	}
+}
+
+func TestAuth_WebhookSecretIsNotAToken(t *testing.T) {
+	tests := []struct {
+		name   string
+		tokens []Token
+	}{
+		{"no token has it", testTokens},
+		{"a token configured with it is ignored", append([]Token{{Name: "leaky", Role: RoleOperator, Secret: webhookSecret}}, testTokens...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logger, hook := logtest.NewNullLogger()
+			ctl := &fakeController{}
+			srv := New(Options{Controller: ctl, Tokens: tt.tokens, WebhookSecret: []byte(webhookSecret), Logger: logger})
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/services", nil)
+			req.Header.Set("Authorization", "Bearer "+webhookSecret)
+			resp, err := srv.App().Test(req, 5000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			wantStatus(t, resp, fiber.StatusUnauthorized)
+			if n := len(ctl.Calls()); n != 0 {
+				t.Errorf("controller called %d times, want 0", n)
+			}
+			for _, e := range hook.AllEntries() {
+				if s, _ := e.String(); strings.Contains(s, webhookSecret) {
+					t.Errorf("log line contains the webhook secret: %s", s)
+				}
+			}
+		})
 	}
 }
