@@ -186,3 +186,38 @@ func TestCancel_DeploymentThatJustEndedConflicts(t *testing.T) {
 		t.Errorf("status = %s, want failed, untouched by the refused cancel", end.Status)
 	}
 }
+
+// A rollback's target is the standby: cancelling it must leave the standby
+// containers in place for the next attempt.
+func TestCancel_RollbackBeforeSwitchKeepsStandbyAndTraffic(t *testing.T) {
+	h := newHarness(t, func(s *controller.ServiceSpec) { s.Health.StartTimeout = time.Minute })
+	h.deployOK("v1")
+	h.deployOK("v2")
+	before := h.snapshot()
+	standby := namesOf(h.colorContainers(controller.Blue))
+	h.prober.setVerdict(func(name string, _ int) error {
+		if strings.HasPrefix(name, "web-blue-") {
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	d, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{Source: "test"})
+	if err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	eventually(t, "rollback in its health step", h.runningStep(d.ID, controller.StepHealth))
+
+	if _, err := h.c.Cancel(h.ctx(), d.ID); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	end := h.wait(d.ID)
+	if end.Status != controller.StatusCancelled || end.Error != "cancelled by request during step health" {
+		t.Errorf("status = %s (%q), want cancelled during step health", end.Status, end.Error)
+	}
+	if got := namesOf(h.colorContainers(controller.Blue)); !slices.Equal(got, standby) {
+		t.Errorf("standby containers after the cancelled rollback = %v, want %v", got, standby)
+	}
+	if s := diff(h.snapshot(), before); s != "" {
+		t.Errorf("active color, its containers or the upstream changed:%s", s)
+	}
+}

@@ -299,3 +299,46 @@ func TestEvents_UnknownDeploymentIsNotFound(t *testing.T) {
 		t.Errorf("message = %q, want it to name the id", controller.ErrorMessage(err))
 	}
 }
+
+// A health check that fails for a long time must not grow the stream
+// without bound, and must not cost the stream its end.
+func TestEvents_RunawayLogKeepsFirstLinesAndFinalEvents(t *testing.T) {
+	h := newHarness(t, func(s *controller.ServiceSpec) {
+		s.Health.Interval = time.Microsecond
+		s.Health.StartTimeout = testDeadline
+	})
+	const failures = 3000 // per replica: 6000 log lines, more than a stream keeps
+	h.prober.setVerdict(func(_ string, n int) error {
+		if n <= failures {
+			return errors.New("502 Bad Gateway")
+		}
+		return nil
+	})
+	d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v1"})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	evs := collectEvents(t, h.c, d.ID, 0)
+	final := h.wait(d.ID)
+	if final.Status != controller.StatusSucceeded {
+		t.Fatalf("status = %s (%q), want succeeded", final.Status, final.Error)
+	}
+
+	checkSeqs(t, evs, 1)
+	const limit = 5000
+	if len(evs) > limit+10 {
+		t.Errorf("stream has %d events, want it capped near %d", len(evs), limit)
+	}
+	if len(evs) < limit {
+		t.Errorf("stream has %d events, want the cap of %d reached (the test produces more)", len(evs), limit)
+	}
+	if got, want := stepEvents(evs), wantStepEvents(final); !slices.Equal(got, want) {
+		t.Errorf("step events = %v, want %v: the cap drops only log lines", got, want)
+	}
+	if last := evs[len(evs)-1]; last.Type != controller.EventStatus || last.Status != "succeeded" {
+		t.Errorf("last event = %+v, want status succeeded", last)
+	}
+	if lines := logLines(evs); !slices.Contains(lines, "health: web-blue-1: not healthy: 502 Bad Gateway") {
+		t.Errorf("first failing probes missing from the kept lines")
+	}
+}
