@@ -291,6 +291,7 @@ func TestWebhook_BodyLimitIsExactlyOneMiB(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	wantStatus(t, resp, fiber.StatusRequestEntityTooLarge)
+	wantSecurityHeaders(t, resp, true)
 	if got := decodeJSON[errorBody](t, resp).Code; got != "invalid" {
 		t.Errorf("code = %q, want invalid", got)
 	}
