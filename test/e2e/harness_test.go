@@ -257,8 +257,18 @@ func (e *env) launch(name, config string) *daemon {
 	}()
 	e.t.Cleanup(func() {
 		d.stop()
+		log := d.stderr.String()
+		// The daemon is built with -race when the tests are: a race it
+		// reports is a failure of this test, not noise in a log.
+		if strings.Contains(log, "WARNING: DATA RACE") {
+			e.t.Errorf("deployd %s reported a data race", d.name)
+		}
+		if strings.Contains(log, e.token) {
+			e.t.Errorf("deployd %s logged the API token", d.name)
+			log = strings.ReplaceAll(log, e.token, "<token>")
+		}
 		if e.t.Failed() {
-			e.t.Logf("deployd %s log:\n%s", d.name, d.stderr.String())
+			e.t.Logf("deployd %s log:\n%s", d.name, log)
 		}
 	})
 	return d
