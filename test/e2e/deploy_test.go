@@ -208,6 +208,7 @@ func TestDeploy_MissingImageFails(t *testing.T) {
 		{"unknown service", "/api/v1/services/nosuchsvc/deployments", map[string]string{"image": "v1"}, e.token, http.StatusNotFound, controller.ENOTFOUND},
 		{"no token", deployments, map[string]string{"image": "v1"}, "", http.StatusUnauthorized, controller.EUNAUTHORIZED},
 		{"wrong token", deployments, map[string]string{"image": "v1"}, strings.Repeat("x", 48), http.StatusUnauthorized, controller.EUNAUTHORIZED},
+		{"rollback without a standby", "/api/v1/services/" + e.svc + "/rollback", nil, e.token, http.StatusConflict, controller.ECONFLICT},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,4 +309,30 @@ func TestDeploy_NginxConfigTestFailureTouchesNothing(t *testing.T) {
 		t.Fatalf("nginx workers = %v, want %v unchanged (no reload)", got, workers)
 	}
 	assertUntouched(e, v1, upstream, dep.ID)
+}
+
+func TestRollback_ToStoppedStandbyStartsItFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "v1", "v2")
+	cfg := defaultSvc()
+	cfg.Standby = "stopped"
+	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
+	v1 := d.mustSucceed("v1")
+	d.mustSucceed("v2")
+	e.assertServes("v2", "green")
+	blue := e.colorContainers("blue")
+	if len(blue) != 1 || blue[0].State != "exited" {
+		t.Fatalf("blue after v2 = %v, want one stopped (exited) container kept as a cold standby", blue)
+	}
+
+	rb := d.waitDeployment(d.rollback().ID)
+	if rb.Status != controller.StatusSucceeded {
+		t.Fatalf("rollback: status = %s (%s), want succeeded; steps %s", rb.Status, rb.Error, stepSummary(rb))
+	}
+	e.assertServes("v1", "blue")
+	// Started again, not recreated: the same deployment's container.
+	e.assertUpstreamIs(e.assertRunning("blue", 1, v1.ID))
+	if green := e.colorContainers("green"); len(green) != 1 || green[0].State != "exited" {
+		t.Fatalf("green after rollback = %v, want one stopped container", green)
+	}
 }

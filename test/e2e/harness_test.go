@@ -101,6 +101,7 @@ type svcConfig struct {
 	StartTimeout time.Duration
 	Drain        time.Duration
 	Restart      string
+	Standby      string
 	PreDeploy    []string
 	// TestCommand replaces nginx's config test command when set.
 	TestCommand []string
@@ -164,6 +165,10 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	if restart == "" {
 		restart = "unless-stopped"
 	}
+	standby := s.Standby
+	if standby == "" {
+		standby = "running"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `listen: 127.0.0.1:0
 data_dir: %s
@@ -195,9 +200,9 @@ services:
       healthy_threshold: 2
       start_timeout: %s
     drain: %s
-    standby: running
+    standby: %s
 `, q(e.dataDir), tokenEnv, q(e.ng.UpstreamDir), q(testCmd), q(e.ng.ReloadCommand), q(e.ng.PIDFile),
-		e.svc, repository, s.Replicas, q(restart), s.StartTimeout, s.Drain)
+		e.svc, repository, s.Replicas, q(restart), s.StartTimeout, s.Drain, q(standby))
 	if len(s.PreDeploy) > 0 {
 		fmt.Fprintf(&b, "    pre_deploy:\n      command: %s\n      timeout: 30s\n", q(s.PreDeploy))
 	}

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -99,8 +102,10 @@ func TestSecondDaemonOnSameDataDirRefuses(t *testing.T) {
 	cfgPath := e.writeConfig("deployd.yml", defaultSvc())
 	e.startDaemon("first", cfgPath)
 
+	start := time.Now()
 	second := e.launch("second", cfgPath)
 	code := second.waitExit(10 * time.Second)
+	elapsedUnder(t, "refusing to start", time.Since(start), 5*time.Second)
 	if code == 0 {
 		t.Fatalf("second daemon exit code = 0, want non-zero")
 	}
@@ -139,4 +144,37 @@ func TestSIGTERM_DuringDeployExitsCleanly(t *testing.T) {
 	blue := e.assertRunning("blue", 1, v1.ID)
 	e.assertUpstreamIs(blue)
 	e.assertServes("v1", "blue")
+}
+
+func TestKill9_DuringFirstDeployLeavesPlaceholder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "v2-slow")
+	cfgPath := e.writeConfig("deployd.yml", defaultSvc())
+	d := e.startDaemon("first", cfgPath)
+
+	slow := d.deploy("v2-slow")
+	d.waitStep(slow.ID, controller.StepHealth)
+	d.kill9()
+
+	d = e.startDaemon("second", cfgPath)
+	got := d.deployment(slow.ID)
+	if got.Status != controller.StatusInterrupted || !strings.Contains(got.Error, "step "+controller.StepHealth) {
+		t.Fatalf("killed first deployment: status %s error %q, want interrupted naming step health", got.Status, got.Error)
+	}
+	if all := e.containers(); len(all) != 0 {
+		t.Fatalf("containers after recovery = %v, want none", all)
+	}
+	if sv := d.service(); sv.ActiveColor != controller.NoColor {
+		t.Fatalf("active color = %q, want none before a successful deploy", sv.ActiveColor)
+	}
+	// Only the placeholder's down server may remain: nginx must not point
+	// at the removed containers.
+	e.assertUpstreamIs([]ctr{{Address: "127.0.0.1:1"}})
+	if up := string(e.upstream()); !strings.Contains(up, "server 127.0.0.1:1 down;") {
+		t.Fatalf("upstream after recovery is not a placeholder:\n%s", up)
+	}
+	status, body, err := testenv.Get(context.Background(), e.ng.URL+"/")
+	if err != nil || status != http.StatusBadGateway {
+		t.Fatalf("GET / through nginx = %d %q (%v), want 502 from the placeholder", status, body, err)
+	}
 }
