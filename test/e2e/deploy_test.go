@@ -92,11 +92,25 @@ func TestDeploy_V1ThenV2MovesTrafficAndRollbackReturnsIt(t *testing.T) {
 		t.Fatalf("service standby = %s %s, want blue ...:v1", sv.StandbyColor, sv.StandbyImage)
 	}
 
+	// The same sequential load through the rollback.
+	stop = make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		load = runLoad(e, stop)
+	}()
+	stopLoad = sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopLoad)
 	start := time.Now()
 	rb := d.rollback()
 	rbDone := d.waitDeployment(rb.ID)
 	took := time.Since(start)
+	stopLoad()
 	t.Logf("rollback to the warm standby took %s (API call to final status)", took.Round(time.Millisecond))
+	t.Logf("load during rollback: %d ok, %d failed, answers %v", load.ok, load.failed, load.versions)
+	if load.failed != 0 {
+		t.Errorf("requests failed during the rollback: %d (first: %v), want 0", load.failed, load.firstErr)
+	}
 	if rbDone.Status != controller.StatusSucceeded {
 		t.Fatalf("rollback status = %s (%s), want succeeded; steps %s", rbDone.Status, rbDone.Error, stepSummary(rbDone))
 	}

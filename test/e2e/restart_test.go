@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -177,4 +179,31 @@ func TestKill9_DuringFirstDeployLeavesPlaceholder(t *testing.T) {
 	if err != nil || status != http.StatusBadGateway {
 		t.Fatalf("GET / through nginx = %d %q (%v), want 502 from the placeholder", status, body, err)
 	}
+}
+
+func TestRestart_StartsStoppedActiveContainers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "v1")
+	cfgPath := e.writeConfig("deployd.yml", defaultSvc())
+	d := e.startDaemon("first", cfgPath)
+	v1 := d.mustSucceed("v1")
+	d.stop()
+
+	// The host rebooted without restarting the containers, say.
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	timeout := 5
+	if err := e.cli.ContainerStop(ctx, e.svc+"-blue-1", container.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatalf("stop blue-1: %v", err)
+	}
+	if _, err := e.viaNginx(); err == nil {
+		t.Fatal("nginx still answers with the active container stopped")
+	}
+
+	e.startDaemon("second", cfgPath)
+	blue := e.assertRunning("blue", 1, v1.ID)
+	// A restarted container gets a new ephemeral port: the upstream must
+	// follow it.
+	e.assertUpstreamIs(blue)
+	e.assertServes("v1", "blue")
 }
