@@ -43,6 +43,24 @@ func runLoad(e *env, stop <-chan struct{}) loadResult {
 	}
 }
 
+// startLoad runs runLoad in a goroutine until the returned function is
+// called (or the test ends), and returns its counts.
+func startLoad(e *env) func() loadResult {
+	stop := make(chan struct{})
+	done := make(chan loadResult, 1)
+	go func() { done <- runLoad(e, stop) }()
+	var res loadResult
+	finish := sync.OnceFunc(func() {
+		close(stop)
+		res = <-done
+	})
+	e.t.Cleanup(finish)
+	return func() loadResult {
+		finish()
+		return res
+	}
+}
+
 func TestDeploy_V1ThenV2MovesTrafficAndRollbackReturnsIt(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "v1", "v2")
@@ -59,24 +77,12 @@ func TestDeploy_V1ThenV2MovesTrafficAndRollbackReturnsIt(t *testing.T) {
 	e.assertUpstreamIs(blue)
 
 	// Sequential requests through nginx for the whole v1 -> v2 deploy.
-	stop := make(chan struct{})
-	var load loadResult
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		load = runLoad(e, stop)
-	}()
-	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopLoad)
+	stopLoad := startLoad(e)
 	v2 := d.mustSucceed("v2")
-	stopLoad()
+	load := stopLoad()
 	t.Logf("load during v1->v2: %d ok, %d failed, answers %v", load.ok, load.failed, load.versions)
 	if load.failed != 0 {
 		t.Errorf("requests failed during the switch: %d (first: %v), want 0", load.failed, load.firstErr)
-	}
-	if load.versions["v2/green"] == 0 && load.ok > 0 {
-		t.Logf("load never saw v2 (the switch came at the very end)")
 	}
 
 	e.assertServes("v2", "green")
@@ -93,19 +99,12 @@ func TestDeploy_V1ThenV2MovesTrafficAndRollbackReturnsIt(t *testing.T) {
 	}
 
 	// The same sequential load through the rollback.
-	stop = make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		load = runLoad(e, stop)
-	}()
-	stopLoad = sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopLoad)
+	stopLoad = startLoad(e)
 	start := time.Now()
 	rb := d.rollback()
 	rbDone := d.waitDeployment(rb.ID)
 	took := time.Since(start)
-	stopLoad()
+	load = stopLoad()
 	t.Logf("rollback to the warm standby took %s (API call to final status)", took.Round(time.Millisecond))
 	t.Logf("load during rollback: %d ok, %d failed, answers %v", load.ok, load.failed, load.versions)
 	if load.failed != 0 {
