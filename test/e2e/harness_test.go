@@ -1,0 +1,715 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/deployd/deployd/internal/testenv"
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+const (
+	// repository is the image repository every test service deploys from.
+	repository = "deployd-e2e-demo"
+	tokenEnv   = "DEPLOYD_E2E_TOKEN"
+
+	daemonStartTimeout = 30 * time.Second
+	daemonStopTimeout  = 20 * time.Second
+	deploymentTimeout  = 90 * time.Second
+	apiTimeout         = 10 * time.Second
+)
+
+// deploydBin is the daemon under test, built once by TestMain: building it
+// per test would dominate the run time.
+var deploydBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "deployd-e2e-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: temp dir: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	deploydBin = filepath.Join(dir, "deployd")
+	if err := buildDaemon(deploydBin); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// buildDaemon builds ./cmd/deployd from the module root, with the race
+// detector when the tests run with it, so daemon races fail here too.
+func buildDaemon(out string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/deployd")...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build deployd: %w\n%s", err, b)
+	}
+	return nil
+}
+
+// images the tests deploy; each tag has its behaviour baked in.
+var imageArgs = map[string]map[string]string{
+	"v1":       {"APP_VERSION": "v1"},
+	"v2":       {"APP_VERSION": "v2"},
+	"v2-fail":  {"APP_VERSION": "v2", "HEALTH_MODE": "failing"},
+	"v2-crash": {"APP_VERSION": "v2", "CRASH_AT_START": "1"},
+	"v2-slow":  {"APP_VERSION": "v2", "STARTUP_DELAY": "4s"},
+	"v2-mig3":  {"APP_VERSION": "v2", "MIGRATE_EXIT": "3"},
+}
+
+// svcConfig is the part of the daemon's config a test varies.
+type svcConfig struct {
+	Replicas     int
+	StartTimeout time.Duration
+	Drain        time.Duration
+	Restart      string
+	Standby      string
+	PreDeploy    []string
+	// TestCommand replaces nginx's config test command when set.
+	TestCommand []string
+}
+
+func defaultSvc() svcConfig {
+	return svcConfig{Replicas: 1, StartTimeout: 20 * time.Second, Drain: 200 * time.Millisecond}
+}
+
+// env is one test's world: a unique service, its own nginx, its own data
+// dir and token, and the Docker client to check the engine's state.
+type env struct {
+	t       *testing.T
+	cli     *client.Client
+	svc     string
+	ng      *testenv.Nginx
+	dir     string
+	dataDir string
+	token   string
+}
+
+// newEnv prepares a test's world and builds the images it names. Cleanups
+// run in reverse: daemons stop first, then nginx, then the containers go.
+func newEnv(t *testing.T, tags ...string) *env {
+	t.Helper()
+	cli := testenv.Docker(t)
+	svc := testenv.UniqueService(t)
+	t.Cleanup(func() { testenv.RemoveServiceContainers(t, cli, svc) })
+	for _, tag := range tags {
+		args, ok := imageArgs[tag]
+		if !ok {
+			t.Fatalf("no image args for tag %q", tag)
+		}
+		testenv.DemoImage(t, cli, repository+":"+tag, args)
+	}
+	ng := testenv.StartNginx(t, svc)
+	dir := t.TempDir()
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	return &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"), token: hex.EncodeToString(b[:])}
+}
+
+// writeConfig writes a daemon config named name for the service and
+// returns its path.
+func (e *env) writeConfig(name string, s svcConfig) string {
+	e.t.Helper()
+	q := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			e.t.Fatalf("config value %v: %v", v, err)
+		}
+		return string(b)
+	}
+	testCmd := e.ng.TestCommand
+	if s.TestCommand != nil {
+		testCmd = s.TestCommand
+	}
+	restart := s.Restart
+	if restart == "" {
+		restart = "unless-stopped"
+	}
+	standby := s.Standby
+	if standby == "" {
+		standby = "running"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `listen: 127.0.0.1:0
+data_dir: %s
+log_format: text
+shutdown_timeout: 10s
+auth:
+  tokens:
+    - name: e2e
+      role: operator
+      token_env: %s
+nginx:
+  mode: exec
+  upstream_dir: %s
+  test_command: %s
+  reload_command: %s
+  pid_file: %s
+  reload_confirm_timeout: 5s
+services:
+  %s:
+    image: %s
+    replicas: %d
+    port: 8000
+    restart: %s
+    pull: missing
+    health:
+      path: /health
+      interval: 100ms
+      timeout: 1s
+      healthy_threshold: 2
+      start_timeout: %s
+    drain: %s
+    standby: %s
+`, q(e.dataDir), tokenEnv, q(e.ng.UpstreamDir), q(testCmd), q(e.ng.ReloadCommand), q(e.ng.PIDFile),
+		e.svc, repository, s.Replicas, q(restart), s.StartTimeout, s.Drain, q(standby))
+	if len(s.PreDeploy) > 0 {
+		fmt.Fprintf(&b, "    pre_deploy:\n      command: %s\n      timeout: 30s\n", q(s.PreDeploy))
+	}
+	path := filepath.Join(e.dir, name)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		e.t.Fatalf("write config: %v", err)
+	}
+	return path
+}
+
+// syncBuffer collects a subprocess's stderr while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// daemon is a running deployd subprocess.
+type daemon struct {
+	e      *env
+	name   string
+	cmd    *exec.Cmd
+	url    string
+	stderr *syncBuffer
+	done   chan struct{} // closed when the process has been reaped
+	err    error         // Wait's result, valid after done
+}
+
+// launch starts deployd with config and returns without waiting for it to
+// be ready. The process is stopped (SIGTERM, then SIGKILL) at cleanup and
+// its log is shown if the test failed.
+func (e *env) launch(name, config string) *daemon {
+	e.t.Helper()
+	port := testenv.FreePort(e.t)
+	d := &daemon{e: e, name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), stderr: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(deploydBin, "serve", "--config", config)
+	d.cmd.Env = append(os.Environ(), tokenEnv+"="+e.token, "DEPLOYD_LISTEN=127.0.0.1:"+strconv.Itoa(port))
+	d.cmd.Stdout = d.stderr
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		e.t.Fatalf("start deployd: %v", err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	e.t.Cleanup(func() {
+		d.stop()
+		log := d.stderr.String()
+		// The daemon is built with -race when the tests are: a race it
+		// reports is a failure of this test, not noise in a log.
+		if strings.Contains(log, "WARNING: DATA RACE") {
+			e.t.Errorf("deployd %s reported a data race", d.name)
+		}
+		if strings.Contains(log, e.token) {
+			e.t.Errorf("deployd %s logged the API token", d.name)
+			log = strings.ReplaceAll(log, e.token, "<token>")
+		}
+		if e.t.Failed() {
+			e.t.Logf("deployd %s log:\n%s", d.name, log)
+		}
+	})
+	return d
+}
+
+// startDaemon launches deployd and waits until /healthz answers.
+func (e *env) startDaemon(name, config string) *daemon {
+	e.t.Helper()
+	d := e.launch(name, config)
+	deadline := time.Now().Add(daemonStartTimeout)
+	for {
+		select {
+		case <-d.done:
+			e.t.Fatalf("deployd %s exited at start (%v):\n%s", name, d.err, d.stderr.String())
+		default:
+		}
+		status, _, err := testenv.Get(context.Background(), d.url+"/healthz")
+		if err == nil && status == http.StatusOK {
+			return d
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("deployd %s not answering /healthz after %s:\n%s", name, daemonStartTimeout, d.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends the daemon gracefully, killing it if it lingers. Safe to call
+// more than once and after the process is gone.
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(daemonStopTimeout):
+		d.e.t.Errorf("deployd %s still running %s after SIGTERM; killing it", d.name, daemonStopTimeout)
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// kill9 kills the daemon with SIGKILL and waits until it is reaped.
+func (d *daemon) kill9() {
+	d.e.t.Helper()
+	if err := d.cmd.Process.Kill(); err != nil {
+		d.e.t.Fatalf("kill -9 deployd %s: %v", d.name, err)
+	}
+	<-d.done
+}
+
+// waitExit waits up to timeout for the process to end and returns its
+// exit code.
+func (d *daemon) waitExit(timeout time.Duration) int {
+	d.e.t.Helper()
+	select {
+	case <-d.done:
+	default:
+		select {
+		case <-d.done:
+		case <-time.After(timeout):
+			d.e.t.Fatalf("deployd %s still running after %s", d.name, timeout)
+		}
+	}
+	var ee *exec.ExitError
+	if errors.As(d.err, &ee) {
+		return ee.ExitCode()
+	}
+	if d.err != nil {
+		d.e.t.Fatalf("deployd %s: wait: %v", d.name, d.err)
+	}
+	return 0
+}
+
+// request does an API call with the test's token (or the given one) and
+// returns the status and body.
+func (d *daemon) request(method, path string, body any, token string) (int, []byte) {
+	d.e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			d.e.t.Fatalf("encode body: %v", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, d.url+path, rd)
+	if err != nil {
+		d.e.t.Fatalf("request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		d.e.t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, b
+}
+
+// apiError is the API's error JSON.
+type apiError struct {
+	Error        string `json:"error"`
+	Code         string `json:"code"`
+	DeploymentID string `json:"deployment_id"`
+}
+
+func decode[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %T from %q: %v", v, b, err)
+	}
+	return v
+}
+
+// deploy asks for image and returns the accepted deployment.
+func (d *daemon) deploy(image string) controller.Deployment {
+	d.e.t.Helper()
+	status, b := d.request(http.MethodPost, "/api/v1/services/"+d.e.svc+"/deployments",
+		map[string]string{"image": image, "actor": "e2e"}, d.e.token)
+	if status != http.StatusAccepted {
+		d.e.t.Fatalf("deploy %s: status = %d, want %d; body %s", image, status, http.StatusAccepted, b)
+	}
+	return decode[controller.Deployment](d.e.t, b)
+}
+
+// rollback asks for a rollback and returns the accepted deployment.
+func (d *daemon) rollback() controller.Deployment {
+	d.e.t.Helper()
+	status, b := d.request(http.MethodPost, "/api/v1/services/"+d.e.svc+"/rollback", nil, d.e.token)
+	if status != http.StatusAccepted {
+		d.e.t.Fatalf("rollback: status = %d, want %d; body %s", status, http.StatusAccepted, b)
+	}
+	return decode[controller.Deployment](d.e.t, b)
+}
+
+func (d *daemon) deployment(id string) controller.Deployment {
+	d.e.t.Helper()
+	status, b := d.request(http.MethodGet, "/api/v1/deployments/"+id, nil, d.e.token)
+	if status != http.StatusOK {
+		d.e.t.Fatalf("GET deployment %s: status = %d, want 200; body %s", id, status, b)
+	}
+	return decode[controller.Deployment](d.e.t, b)
+}
+
+func (d *daemon) service() controller.ServiceView {
+	d.e.t.Helper()
+	status, b := d.request(http.MethodGet, "/api/v1/services/"+d.e.svc, nil, d.e.token)
+	if status != http.StatusOK {
+		d.e.t.Fatalf("GET service: status = %d, want 200; body %s", status, b)
+	}
+	return decode[controller.ServiceView](d.e.t, b)
+}
+
+// waitDeployment polls a deployment until it reaches a final status.
+func (d *daemon) waitDeployment(id string) controller.Deployment {
+	d.e.t.Helper()
+	return d.waitFor(id, "a final status", func(dep controller.Deployment) bool { return dep.Status.Done() })
+}
+
+// waitStep polls a deployment until its step name is running.
+func (d *daemon) waitStep(id, name string) controller.Deployment {
+	d.e.t.Helper()
+	return d.waitFor(id, "step "+name+" running", func(dep controller.Deployment) bool {
+		if dep.Status.Done() {
+			d.e.t.Fatalf("deployment %s ended (%s: %s) before step %s ran", id, dep.Status, dep.Error, name)
+		}
+		s := lastStep(dep)
+		return s != nil && s.Name == name && s.Status == controller.StepRunning
+	})
+}
+
+func (d *daemon) waitFor(id, what string, ok func(controller.Deployment) bool) controller.Deployment {
+	d.e.t.Helper()
+	deadline := time.Now().Add(deploymentTimeout)
+	for {
+		dep := d.deployment(id)
+		if ok(dep) {
+			return dep
+		}
+		if time.Now().After(deadline) {
+			d.e.t.Fatalf("deployment %s: no %s after %s; now %s with steps %s", id, what, deploymentTimeout, dep.Status, stepSummary(dep))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// mustSucceed deploys image and fails the test unless it succeeds.
+func (d *daemon) mustSucceed(image string) controller.Deployment {
+	d.e.t.Helper()
+	dep := d.waitDeployment(d.deploy(image).ID)
+	if dep.Status != controller.StatusSucceeded {
+		d.e.t.Fatalf("deploy %s: status = %s (%s), want succeeded; steps %s", image, dep.Status, dep.Error, stepSummary(dep))
+	}
+	return dep
+}
+
+func lastStep(d controller.Deployment) *controller.Step {
+	if len(d.Steps) == 0 {
+		return nil
+	}
+	return &d.Steps[len(d.Steps)-1]
+}
+
+func findStep(d controller.Deployment, name string) *controller.Step {
+	for i := range d.Steps {
+		if d.Steps[i].Name == name {
+			return &d.Steps[i]
+		}
+	}
+	return nil
+}
+
+func stepSummary(d controller.Deployment) string {
+	parts := make([]string, 0, len(d.Steps))
+	for _, s := range d.Steps {
+		parts = append(parts, fmt.Sprintf("%s=%s(%s)", s.Name, s.Status, s.Message))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// appAnswer is what the demo app says at GET /.
+type appAnswer struct {
+	Version string `json:"version"`
+	Color   string `json:"color"`
+}
+
+// viaNginx does GET / through the test's nginx on a fresh connection.
+func (e *env) viaNginx() (appAnswer, error) {
+	status, body, err := testenv.Get(context.Background(), e.ng.URL+"/")
+	if err != nil {
+		return appAnswer{}, err
+	}
+	if status != http.StatusOK {
+		return appAnswer{}, fmt.Errorf("GET / through nginx: status %d, body %q", status, body)
+	}
+	var a appAnswer
+	if err := json.Unmarshal([]byte(body), &a); err != nil {
+		return appAnswer{}, fmt.Errorf("GET / through nginx: body %q: %w", body, err)
+	}
+	return a, nil
+}
+
+// assertServes checks nginx answers version/color, a few times in a row
+// so that every replica behind it is likely asked.
+func (e *env) assertServes(version, color string) {
+	e.t.Helper()
+	for range 4 {
+		got, err := e.viaNginx()
+		if err != nil {
+			e.t.Fatalf("nginx: %v", err)
+		}
+		if got.Version != version || got.Color != color {
+			e.t.Fatalf("nginx answers version %q color %q, want %q %q", got.Version, got.Color, version, color)
+		}
+	}
+}
+
+func (e *env) upstreamPath() string { return filepath.Join(e.ng.UpstreamDir, e.svc+".conf") }
+
+func (e *env) upstream() []byte {
+	e.t.Helper()
+	b, err := os.ReadFile(e.upstreamPath())
+	if err != nil {
+		e.t.Fatalf("read upstream: %v", err)
+	}
+	return b
+}
+
+// ctr is a container of the service as the engine reports it.
+type ctr struct {
+	Name    string
+	State   string
+	Labels  map[string]string
+	Address string // 127.0.0.1:<published port>, when running
+}
+
+// containers lists the service's containers, running or not, by name.
+func (e *env) containers() []ctr {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	list, err := e.cli.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", "deployd.service="+e.svc)),
+	})
+	if err != nil {
+		e.t.Fatalf("list containers: %v", err)
+	}
+	out := make([]ctr, 0, len(list))
+	for _, c := range list {
+		x := ctr{State: c.State, Labels: c.Labels}
+		if len(c.Names) > 0 {
+			x.Name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		for _, p := range c.Ports {
+			if p.PrivatePort == 8000 && p.PublicPort != 0 {
+				x.Address = "127.0.0.1:" + strconv.Itoa(int(p.PublicPort))
+			}
+		}
+		out = append(out, x)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// colorContainers returns the service's containers of one color.
+func (e *env) colorContainers(color string) []ctr {
+	e.t.Helper()
+	var out []ctr
+	for _, c := range e.containers() {
+		if c.Labels["deployd.color"] == color {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ofDeployment returns the service's containers labelled with deployment id.
+func (e *env) ofDeployment(id string) []ctr {
+	e.t.Helper()
+	var out []ctr
+	for _, c := range e.containers() {
+		if c.Labels["deployd.deployment"] == id {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// assertRunning checks color has exactly n running containers named
+// <svc>-<color>-1..n, all labelled for deployment dep.
+func (e *env) assertRunning(color string, n int, dep string) []ctr {
+	e.t.Helper()
+	cs := e.colorContainers(color)
+	if len(cs) != n {
+		e.t.Fatalf("%s containers = %d (%v), want %d", color, len(cs), cs, n)
+	}
+	for i, c := range cs {
+		want := fmt.Sprintf("%s-%s-%d", e.svc, color, i+1)
+		if c.Name != want {
+			e.t.Errorf("container %d name = %q, want %q", i, c.Name, want)
+		}
+		if c.State != "running" {
+			e.t.Errorf("container %s state = %q, want running", c.Name, c.State)
+		}
+		for k, v := range map[string]string{"deployd.managed": "true", "deployd.service": e.svc, "deployd.color": color, "deployd.deployment": dep} {
+			if c.Labels[k] != v {
+				e.t.Errorf("container %s label %s = %q, want %q", c.Name, k, c.Labels[k], v)
+			}
+		}
+	}
+	if e.t.Failed() {
+		e.t.FailNow()
+	}
+	return cs
+}
+
+// assertUpstreamIs checks the upstream file names exactly the addresses
+// of cs.
+func (e *env) assertUpstreamIs(cs []ctr) {
+	e.t.Helper()
+	up := string(e.upstream())
+	var got []string
+	for _, line := range strings.Split(up, "\n") {
+		f := strings.Fields(strings.TrimSpace(line))
+		if len(f) >= 2 && f[0] == "server" {
+			got = append(got, strings.TrimSuffix(f[1], ";"))
+		}
+	}
+	var want []string
+	for _, c := range cs {
+		want = append(want, c.Address)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		e.t.Fatalf("upstream servers = %v, want %v; file:\n%s", got, want, up)
+	}
+}
+
+// nginxWorkers returns the PIDs of the nginx master's children, read from
+// /proc; a reload replaces them.
+func (e *env) nginxWorkers() []int {
+	e.t.Helper()
+	master, err := e.ng.PID()
+	if err != nil {
+		e.t.Fatalf("nginx master: %v", err)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		e.t.Fatalf("read /proc: %v", err)
+	}
+	var pids []int
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// The command name may hold spaces and parens; fields after the
+		// last ')' are state, ppid, ...
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) >= 2 && f[1] == strconv.Itoa(master) {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+// elapsedUnder fails the test when took exceeds limit.
+func elapsedUnder(t *testing.T, what string, took, limit time.Duration) {
+	t.Helper()
+	if took > limit {
+		t.Fatalf("%s took %s, want under %s", what, took.Round(time.Millisecond), limit)
+	}
+}
