@@ -69,6 +69,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if len(tokens) == 0 {
 		m.Logger.Warn("no API tokens configured: every /api/v1 request will be refused")
 	}
+	webhookSecret, err := cfg.ResolveWebhookSecret(m.Getenv, os.ReadFile)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings() {
+		m.Logger.Warn(w)
+	}
 
 	m.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "deployd.db")})
 	if err != nil {
@@ -108,7 +115,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	m.server = api.New(api.Options{Controller: m.ctrl, Tokens: tokens, Logger: m.Logger})
+	m.server = api.New(api.Options{Controller: m.ctrl, Tokens: tokens, WebhookSecret: webhookSecret, Logger: m.Logger})
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil {
 			m.serveErr <- err

@@ -22,7 +22,7 @@ func main() {
 
 const usage = `deployd: blue-green deploys for one Docker host with nginx in front.
 
-Usage:
+Daemon commands:
   deployd serve [--config PATH]   run the daemon (config also from DEPLOYD_CONFIG)
   deployd check [--config PATH]   validate the configuration and exit
   deployd version                 print the version
@@ -30,10 +30,12 @@ Usage:
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage+"\n"+cliUsage)
 		return 2
 	}
 	switch args[0] {
+	case "deploy", "rollback", "cancel", "status", "history":
+		return runCLI(args, stdout, stderr, os.Getenv)
 	case "serve":
 		return serve(args[1:], stderr)
 	case "check":
@@ -42,10 +44,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "deployd", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\n"+cliUsage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "deployd: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "deployd: unknown command %q\n\n%s\n%s", args[0], usage, cliUsage)
 		return 2
 	}
 }
@@ -75,6 +77,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if _, err := cfg.ResolveTokens(os.Getenv, os.ReadFile); err != nil {
+		fmt.Fprintf(stderr, "deployd: %v\n", err)
+		return 1
+	}
+	if _, err := cfg.ResolveWebhookSecret(os.Getenv, os.ReadFile); err != nil {
 		fmt.Fprintf(stderr, "deployd: %v\n", err)
 		return 1
 	}
