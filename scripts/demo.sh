@@ -45,12 +45,16 @@ for v in v1 v2; do
 done
 docker images demoapp --format '   {{.Repository}}:{{.Tag}}  {{.Size}}'
 
-# A fresh token for this demo, kept out of the config file and the logs.
-if [ ! -s "$RUN/token" ]; then
-	(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/token")
-fi
-export DEPLOYD_ADMIN_TOKEN
+# A fresh token and webhook secret for this demo, kept out of the config
+# file and the logs.
+for f in token webhook-secret; do
+	if [ ! -s "$RUN/$f" ]; then
+		(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/$f")
+	fi
+done
+export DEPLOYD_ADMIN_TOKEN DEPLOYD_WEBHOOK_SECRET
 DEPLOYD_ADMIN_TOKEN=$(cat "$RUN/token")
+DEPLOYD_WEBHOOK_SECRET=$(cat "$RUN/webhook-secret")
 
 cat >"$RUN/deployd.yml" <<YAML
 listen: 127.0.0.1:$API_PORT
@@ -61,6 +65,7 @@ auth:
     - name: admin
       role: operator
       token_env: DEPLOYD_ADMIN_TOKEN
+  webhook_secret_env: DEPLOYD_WEBHOOK_SECRET
 nginx:
   mode: exec
   upstream_dir: ./nginx/upstreams
@@ -84,6 +89,7 @@ services:
       timeout: 1m
     drain: 2s
     standby: running
+    allowed_refs: [refs/heads/main]
 YAML
 
 cat >"$RUN/nginx/nginx.conf" <<NGINX
@@ -124,54 +130,41 @@ say "Starting nginx on http://127.0.0.1:$WEB_PORT (it answers 502 until the firs
 sleep 0.3
 printf '   GET / -> %s\n' "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$WEB_PORT/")"
 
-auth=(-H "Authorization: Bearer $DEPLOYD_ADMIN_TOKEN")
-
-# wait_for ID: polls the deployment until it ends and prints its steps.
-wait_for() {
-	local id=$1 body status
-	for _ in $(seq 1 600); do
-		body=$(curl -fs "${auth[@]}" "$API/api/v1/deployments/$id")
-		status=$(printf '%s' "$body" | grep -o '"status":"[a-z_]*"' | head -1 | cut -d'"' -f4)
-		case $status in succeeded|failed|interrupted) break ;; esac
-		sleep 0.2
-	done
-	printf '%s' "$body" | grep -oE '"name":"[a-z_]+","status":"[a-z]+"[^}]*"message":"([^"\\]|\\.)*"' |
-		sed -E 's/"name":"([a-z_]+)","status":"([a-z]+)".*"message":"(.*)"$/   \1: \2 - \3/' | sed 's/\\"/"/g'
-	printf '%s' "$body" | grep -oE '"error":"([^"\\]|\\.)+"' | sed 's/^/   /' || true
-	echo "   => $status"
-	[ "$status" = succeeded ]
-}
-
-deploy() {
-	local body id
-	body=$(curl -fs "${auth[@]}" -H 'Content-Type: application/json' \
-		-d "{\"image\":\"$1\",\"actor\":\"demo\",\"commit\":\"demo-$1\"}" "$API/api/v1/services/demoweb/deployments")
-	id=$(printf '%s' "$body" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
-	wait_for "$id"
-}
+# The client commands of the same binary talk to the daemon.
+export DEPLOYD_SERVER=$API DEPLOYD_TOKEN=$DEPLOYD_ADMIN_TOKEN
 
 show() {
 	printf '   GET http://127.0.0.1:%s/ -> %s\n' "$WEB_PORT" "$(curl -s "http://127.0.0.1:$WEB_PORT/")"
 }
 
-say "Deploying demoapp:v1 (first deploy goes to blue)"
-deploy v1
+say "Deploying demoapp:v1 with the CLI (first deploy goes to blue): deployd deploy --wait"
+bin/deployd deploy --service demoweb --image v1 --commit demo-v1 --actor demo --wait
 show
 
-say "Deploying demoapp:v2 (goes to green; blue stays as a warm standby)"
-deploy v2
+say "Deploying demoapp:v2 through the signed webhook, as GitHub Actions does (goes to green)"
+body='{"service":"demoweb","image":"v2","commit":"demo-v2","actor":"demo","ref":"refs/heads/main"}'
+sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$DEPLOYD_WEBHOOK_SECRET" | awk '{print $NF}')
+answer=$(curl -fsS -H "X-Hub-Signature-256: sha256=$sig" -H "X-GitHub-Delivery: demo-$(date +%s%N)" \
+	-H 'Content-Type: application/json' --data-binary "$body" "$API/hooks/deploy")
+url=$(printf '%s' "$answer" | grep -o '"url":"[^"]*"' | cut -d'"' -f4)
+echo "   202 Accepted: $url"
+echo "   following its live events ($url/events):"
+curl -sN -H "Authorization: Bearer $DEPLOYD_TOKEN" "$API$url/events" | sed -n 's/^data: /     /p'
 show
 
-say "Rolling back (traffic returns to the warm blue standby)"
-body=$(curl -fs "${auth[@]}" -X POST "$API/api/v1/services/demoweb/rollback")
-wait_for "$(printf '%s' "$body" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)"
+say "Rolling back (traffic returns to the warm blue standby): deployd rollback --wait"
+bin/deployd rollback --service demoweb --wait
 show
+
+bin/deployd status
 
 say "deployd keeps running. Try:"
 cat <<TXT
-   export DEPLOYD_ADMIN_TOKEN=\$(cat run/demo/token)
-   curl -s -H "Authorization: Bearer \$DEPLOYD_ADMIN_TOKEN" $API/api/v1/services/demoweb
-   curl -s -H "Authorization: Bearer \$DEPLOYD_ADMIN_TOKEN" -d '{"image":"v2"}' $API/api/v1/services/demoweb/deployments
+   export DEPLOYD_SERVER=$API DEPLOYD_TOKEN=\$(cat run/demo/token)
+   bin/deployd deploy --service demoweb --image v2 --wait
+   bin/deployd history
+   curl -s -H "Authorization: Bearer \$DEPLOYD_TOKEN" $API/api/v1/services/demoweb
+   curl -s -H "Authorization: Bearer \$DEPLOYD_TOKEN" $API/api/v1/audit
    curl -s http://127.0.0.1:$WEB_PORT/        # the app, through nginx
    docker ps --filter label=deployd.service=demoweb
    tail -f run/demo/deployd.log

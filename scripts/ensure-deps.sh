@@ -26,6 +26,10 @@ if ! command -v go >/dev/null; then
 	exit 1
 fi
 
+for tool in curl openssl; do
+	command -v "$tool" >/dev/null || apt_install "$tool"
+done
+
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
 	log "installing nginx-light"
 	apt_install nginx-light
