@@ -33,6 +33,11 @@ const (
 	// repository is the image repository every test service deploys from.
 	repository = "deployd-e2e-demo"
 	tokenEnv   = "DEPLOYD_E2E_TOKEN"
+	// viewerTokenEnv holds a read-only token every daemon accepts too.
+	viewerTokenEnv = "DEPLOYD_E2E_VIEWER_TOKEN"
+	// webhookSecretEnv holds the webhook secret; the daemon reads it only
+	// when the config names it (svcConfig.Webhook).
+	webhookSecretEnv = "DEPLOYD_E2E_WEBHOOK_SECRET"
 
 	daemonStartTimeout = 30 * time.Second
 	daemonStopTimeout  = 20 * time.Second
@@ -105,6 +110,9 @@ type svcConfig struct {
 	PreDeploy    []string
 	// TestCommand replaces nginx's config test command when set.
 	TestCommand []string
+	// Webhook turns on POST /hooks/deploy with the env's webhook secret.
+	Webhook     bool
+	AllowedRefs []string
 }
 
 func defaultSvc() svcConfig {
@@ -120,7 +128,10 @@ type env struct {
 	ng      *testenv.Nginx
 	dir     string
 	dataDir string
-	token   string
+	token   string // an operator's
+	viewer  string // a viewer's token
+	// webhookSecret signs webhook deliveries of configs with Webhook set.
+	webhookSecret string
 }
 
 // newEnv prepares a test's world and builds the images it names. Cleanups
@@ -139,11 +150,18 @@ func newEnv(t *testing.T, tags ...string) *env {
 	}
 	ng := testenv.StartNginx(t, svc)
 	dir := t.TempDir()
+	return &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"),
+		token: randomSecret(t), viewer: randomSecret(t), webhookSecret: randomSecret(t)}
+}
+
+// randomSecret returns 48 random hex digits, for tokens and secrets.
+func randomSecret(t *testing.T) string {
+	t.Helper()
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatalf("token: %v", err)
+		t.Fatalf("random secret: %v", err)
 	}
-	return &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"), token: hex.EncodeToString(b[:])}
+	return hex.EncodeToString(b[:])
 }
 
 // writeConfig writes a daemon config named name for the service and
@@ -169,6 +187,10 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	if standby == "" {
 		standby = "running"
 	}
+	webhookLine := ""
+	if s.Webhook {
+		webhookLine = "  webhook_secret_env: " + webhookSecretEnv + "\n"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `listen: 127.0.0.1:0
 data_dir: %s
@@ -179,7 +201,10 @@ auth:
     - name: e2e
       role: operator
       token_env: %s
-nginx:
+    - name: e2e-viewer
+      role: viewer
+      token_env: %s
+%snginx:
   mode: exec
   upstream_dir: %s
   test_command: %s
@@ -201,10 +226,13 @@ services:
       start_timeout: %s
     drain: %s
     standby: %s
-`, q(e.dataDir), tokenEnv, q(e.ng.UpstreamDir), q(testCmd), q(e.ng.ReloadCommand), q(e.ng.PIDFile),
+`, q(e.dataDir), tokenEnv, viewerTokenEnv, webhookLine, q(e.ng.UpstreamDir), q(testCmd), q(e.ng.ReloadCommand), q(e.ng.PIDFile),
 		e.svc, repository, s.Replicas, q(restart), s.StartTimeout, s.Drain, q(standby))
 	if len(s.PreDeploy) > 0 {
 		fmt.Fprintf(&b, "    pre_deploy:\n      command: %s\n      timeout: 30s\n", q(s.PreDeploy))
+	}
+	if len(s.AllowedRefs) > 0 {
+		fmt.Fprintf(&b, "    allowed_refs: %s\n", q(s.AllowedRefs))
 	}
 	path := filepath.Join(e.dir, name)
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -250,7 +278,8 @@ func (e *env) launch(name, config string) *daemon {
 	port := testenv.FreePort(e.t)
 	d := &daemon{e: e, name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), stderr: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(deploydBin, "serve", "--config", config)
-	d.cmd.Env = append(os.Environ(), tokenEnv+"="+e.token, "DEPLOYD_LISTEN=127.0.0.1:"+strconv.Itoa(port))
+	d.cmd.Env = append(os.Environ(), tokenEnv+"="+e.token, viewerTokenEnv+"="+e.viewer,
+		webhookSecretEnv+"="+e.webhookSecret, "DEPLOYD_LISTEN=127.0.0.1:"+strconv.Itoa(port))
 	d.cmd.Stdout = d.stderr
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -268,9 +297,11 @@ func (e *env) launch(name, config string) *daemon {
 		if strings.Contains(log, "WARNING: DATA RACE") {
 			e.t.Errorf("deployd %s reported a data race", d.name)
 		}
-		if strings.Contains(log, e.token) {
-			e.t.Errorf("deployd %s logged the API token", d.name)
-			log = strings.ReplaceAll(log, e.token, "<token>")
+		for what, secret := range map[string]string{"the API token": e.token, "the viewer token": e.viewer, "the webhook secret": e.webhookSecret} {
+			if strings.Contains(log, secret) {
+				e.t.Errorf("deployd %s logged %s", d.name, what)
+				log = strings.ReplaceAll(log, secret, "<secret>")
+			}
 		}
 		if e.t.Failed() {
 			e.t.Logf("deployd %s log:\n%s", d.name, log)
