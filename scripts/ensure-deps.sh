@@ -26,7 +26,7 @@ if ! command -v go >/dev/null; then
 	exit 1
 fi
 
-for tool in curl openssl; do
+for tool in curl openssl jq; do
 	command -v "$tool" >/dev/null || apt_install "$tool"
 done
 
