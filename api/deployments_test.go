@@ -264,10 +264,12 @@ func sampleService() controller.ServiceView {
 
 func checkServiceShape(t *testing.T, raw json.RawMessage) {
 	t.Helper()
-	s := wantKeys(t, "service", raw, "name", "active_color", "active_image", "standby_color", "standby_image", "colors", "deployment")
+	// The keys, plus what the status page needs.
+	s := wantKeys(t, "service", raw, "name", "active_color", "active_image", "standby_color", "standby_image", "colors", "deployment",
+		"standby_warm", "active_deployment")
 	colors := wantKeys(t, "colors", s["colors"], "blue", "green")
 	blue := wantKeys(t, "blue", colors["blue"], "image", "containers")
-	wantKeys(t, "container", firstOf(t, blue["containers"]), "id", "name", "state", "health", "address")
+	wantKeys(t, "container", firstOf(t, blue["containers"]), "id", "name", "state", "health", "address", "restarts", "started_at")
 	green := wantKeys(t, "green", colors["green"], "image", "containers")
 	if got := string(green["containers"]); got != "[]" {
 		t.Errorf("green containers = %s, want []", got)

@@ -31,12 +31,23 @@ type Config struct {
 	Auth            AuthConfig               `yaml:"auth"`
 	Docker          DockerConfig             `yaml:"docker"`
 	Nginx           NginxConfig              `yaml:"nginx"`
+	Web             WebConfig                `yaml:"web"`
 	Services        map[string]ServiceConfig `yaml:"services"`
 
 	// origins maps a field path to where its value came from
 	// ("deployd.yml:12", "env DEPLOYD_LISTEN") so that Validate can point
 	// at it. Nil for a Config built in code.
 	origins map[string]string
+}
+
+// WebConfig tunes the status page's login sessions.
+type WebConfig struct {
+	// SessionTTL is how long a login lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// SecureCookies marks the session cookie Secure even when deployd
+	// itself serves plain HTTP, as it does behind a TLS-terminating nginx.
+	// Requests that arrive over TLS always get Secure cookies.
+	SecureCookies bool `yaml:"secure_cookies"`
 }
 
 // AuthConfig lists the API tokens and where the webhook secret lives. With
@@ -106,6 +117,9 @@ type ServiceConfig struct {
 	PreDeploy PreDeployConfig   `yaml:"pre_deploy"`
 	Drain     time.Duration     `yaml:"drain"`
 	Standby   string            `yaml:"standby"`
+	// RepositoryURL is the http(s) address of the source repository, for
+	// commit links on the status page.
+	RepositoryURL string `yaml:"repository_url"`
 	// AllowedRefs limits webhook deploys to these git refs; empty allows
 	// any ref.
 	AllowedRefs []string `yaml:"allowed_refs"`
@@ -148,6 +162,7 @@ func DefaultConfig() *Config {
 		DataDir:         "./data",
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
+		Web:             WebConfig{SessionTTL: 12 * time.Hour},
 		Nginx: NginxConfig{
 			Mode:                 NginxModeExec,
 			UpstreamDir:          "./run/nginx/upstreams",
@@ -378,6 +393,9 @@ func (c *Config) Validate() error {
 	v.positive("shutdown_timeout", c.ShutdownTimeout)
 
 	c.validateAuth(v)
+	if c.Web.SessionTTL < time.Minute || c.Web.SessionTTL > 30*24*time.Hour {
+		v.addf("web.session_ttl", "must be between 1m and 720h, got %s", c.Web.SessionTTL)
+	}
 	c.validateDocker(v)
 	c.validateNginx(v)
 
@@ -520,6 +538,11 @@ func (s ServiceConfig) validate(v *validator, p, name string) {
 		v.addf(p+".drain", "must not be negative, got %s", s.Drain)
 	}
 	v.oneOf(p+".standby", s.Standby, string(controller.StandbyRunning), string(controller.StandbyStopped))
+	if s.RepositoryURL != "" {
+		if u, err := url.Parse(s.RepositoryURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			v.addf(p+".repository_url", "must be an http or https URL without credentials, got %q", s.RepositoryURL)
+		}
+	}
 	for i, ref := range s.AllowedRefs {
 		if msg := badGitRef(ref); msg != "" {
 			v.addf(fmt.Sprintf("%s.allowed_refs[%d]", p, i), "%s, got %q", msg, ref)
@@ -613,9 +636,10 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 				Command: append([]string(nil), s.PreDeploy.Command...),
 				Timeout: s.PreDeploy.Timeout,
 			},
-			Drain:       s.Drain,
-			Standby:     controller.StandbyMode(s.Standby),
-			AllowedRefs: append([]string(nil), s.AllowedRefs...),
+			Drain:         s.Drain,
+			Standby:       controller.StandbyMode(s.Standby),
+			AllowedRefs:   append([]string(nil), s.AllowedRefs...),
+			RepositoryURL: strings.TrimRight(s.RepositoryURL, "/"),
 		})
 	}
 	return specs

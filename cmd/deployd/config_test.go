@@ -283,6 +283,16 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{"config.yml:2: auth.webhook_secret: secrets do not belong in the configuration file; name an environment variable with webhook_secret_env"},
 		},
 		{
+			name: "repository_url not http",
+			yml:  minimal + "    repository_url: javascript:alert(1)\n",
+			want: []string{`config.yml:6: services.web.repository_url: must be an http or https URL without credentials, got "javascript:alert(1)"`},
+		},
+		{
+			name: "session ttl too short",
+			yml:  "web:\n  session_ttl: 10s\n" + minimal,
+			want: []string{`config.yml:2: web.session_ttl: must be between 1m and 720h, got 10s`},
+		},
+		{
 			name: "allowed_refs short branch name",
 			yml:  minimal + "    allowed_refs: [main]\n",
 			want: []string{`config.yml:6: services.web.allowed_refs[0]: must be a full git ref such as refs/heads/main or refs/tags/v1, got "main"`},
@@ -364,6 +374,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			{Name: "admin", Role: "operator", TokenEnv: "DEPLOYD_ADMIN_TOKEN"},
 			{Name: "ci", Role: "deployer", TokenFile: in("secrets/ci_token")},
 		}, WebhookSecretEnv: "DEPLOYD_WEBHOOK_SECRET"},
+		Web: WebConfig{SessionTTL: 12 * time.Hour},
 		Nginx: NginxConfig{
 			Mode:                 "exec",
 			UpstreamDir:          in("run/nginx/upstreams"),
@@ -392,7 +403,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 				},
 				Drain:       5 * time.Second,
 				Standby:     "running",
-				AllowedRefs: []string{"refs/heads/main"},
+				AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
 			},
 			"worker": worker,
 		},
@@ -598,7 +609,7 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 		},
 		Drain:       5 * time.Second,
 		Standby:     controller.StandbyRunning,
-		AllowedRefs: []string{"refs/heads/main"},
+		AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
 	}
 	if !reflect.DeepEqual(web, want) {
 		t.Errorf("web spec =\n%+v\nwant\n%+v", web, want)

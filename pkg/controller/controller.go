@@ -306,7 +306,8 @@ func (c *Controller) Services(ctx context.Context) ([]ServiceView, error) {
 
 // Service returns a service's state joined with its containers.
 func (c *Controller) Service(ctx context.Context, name string) (ServiceView, error) {
-	if _, err := c.spec(name); err != nil {
+	spec, err := c.spec(name)
+	if err != nil {
 		return ServiceView{}, err
 	}
 	st, err := c.state(ctx, name)
@@ -327,6 +328,7 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 			Blue:  {Containers: []Container{}},
 			Green: {Containers: []Container{}},
 		},
+		RepositoryURL: spec.RepositoryURL,
 	}
 	for _, ct := range containers {
 		cv, ok := v.Colors[ct.Color]
@@ -343,6 +345,14 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		if cv, ok := v.Colors[color]; ok {
 			cv.Image = image
 			v.Colors[color] = cv
+		}
+	}
+	if sb, ok := v.Colors[st.StandbyColor]; ok && len(sb.Containers) > 0 {
+		v.StandbyWarm = len(running(sb.Containers)) == len(sb.Containers)
+	}
+	if st.ActiveDeployment != "" {
+		if d, err := c.store.GetDeployment(ctx, st.ActiveDeployment); err == nil {
+			v.ActiveDeployment = &d
 		}
 	}
 	c.mu.Lock()

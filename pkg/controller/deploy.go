@@ -81,11 +81,16 @@ func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) 
 		return err
 	}
 	next := ServiceState{
-		Name:         r.spec.Name,
-		ActiveColor:  r.d.ToColor,
-		ActiveImage:  r.d.Image,
-		StandbyColor: st.ActiveColor,
-		StandbyImage: st.ActiveImage,
+		Name:              r.spec.Name,
+		ActiveColor:       r.d.ToColor,
+		ActiveImage:       r.d.Image,
+		ActiveDeployment:  r.d.ID,
+		StandbyColor:      st.ActiveColor,
+		StandbyImage:      st.ActiveImage,
+		StandbyDeployment: st.ActiveDeployment,
+	}
+	if r.d.Kind == KindRollback {
+		next.ActiveDeployment = st.StandbyDeployment
 	}
 	if err := r.switchTo(ctx, st, next, cs); err != nil {
 		return err

@@ -70,7 +70,7 @@ func TestDeploy_FirstDeployGoesBlueAndSwitches(t *testing.T) {
 	if got, want := h.router.current(svc), addrsOf(cs); !slices.Equal(got, want) {
 		t.Errorf("upstream = %v, want %v", got, want)
 	}
-	want := controller.ServiceState{Name: svc, ActiveColor: controller.Blue, ActiveImage: "demoapp:v1"}
+	want := controller.ServiceState{Name: svc, ActiveColor: controller.Blue, ActiveImage: "demoapp:v1", ActiveDeployment: d.ID}
 	got := h.store.service(svc)
 	got.UpdatedAt = time.Time{}
 	if s := diff(got, want); s != "" {

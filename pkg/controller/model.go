@@ -175,12 +175,17 @@ type Deployment struct {
 // ServiceState is what the store keeps per service: which color serves
 // traffic and which one waits as the standby.
 type ServiceState struct {
-	Name         string    `json:"name"`
-	ActiveColor  Color     `json:"active_color"`
-	ActiveImage  string    `json:"active_image"`
-	StandbyColor Color     `json:"standby_color"`
-	StandbyImage string    `json:"standby_image"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	Name         string `json:"name"`
+	ActiveColor  Color  `json:"active_color"`
+	ActiveImage  string `json:"active_image"`
+	StandbyColor Color  `json:"standby_color"`
+	StandbyImage string `json:"standby_image"`
+	// ActiveDeployment and StandbyDeployment name the deploys that put each
+	// color's image there (a rollback swaps them), so "who deployed what"
+	// survives rollbacks.
+	ActiveDeployment  string    `json:"active_deployment,omitempty"`
+	StandbyDeployment string    `json:"standby_deployment,omitempty"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 // Container is a container of a service as the runtime reports it.
@@ -194,8 +199,8 @@ type Container struct {
 	State      string    `json:"state"`  // created, running, restarting, exited, ...
 	Health     string    `json:"health"` // the last probe's verdict as deployd saw it, or the runtime's
 	Address    string    `json:"address"`
-	Restarts   int       `json:"-"`
-	StartedAt  time.Time `json:"-"`
+	Restarts   int       `json:"restarts"`
+	StartedAt  time.Time `json:"started_at"`
 	ExitCode   int       `json:"-"`
 }
 
@@ -232,6 +237,14 @@ type ServiceView struct {
 	StandbyColor Color               `json:"standby_color"`
 	StandbyImage string              `json:"standby_image"`
 	Colors       map[Color]ColorView `json:"colors"`
+	// StandbyWarm says the standby's containers all run, so a rollback is
+	// only a probe and an nginx switch.
+	StandbyWarm bool `json:"standby_warm"`
+	// ActiveDeployment is the deploy that put the active image in place:
+	// who deployed it, when, from which commit.
+	ActiveDeployment *Deployment `json:"active_deployment"`
 	// Deployment is the running deployment, else the last one, else nil.
 	Deployment *Deployment `json:"deployment"`
+	// RepositoryURL, when configured, is where commits link to.
+	RepositoryURL string `json:"repository_url,omitempty"`
 }

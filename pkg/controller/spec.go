@@ -60,6 +60,9 @@ type ServiceSpec struct {
 	PreDeploy     PreDeploySpec
 	Drain         time.Duration
 	Standby       StandbyMode
+	// RepositoryURL is the http(s) address of the source repository; the
+	// status page links commits to <RepositoryURL>/commit/<sha>.
+	RepositoryURL string
 	// AllowedRefs, when not empty, lists the git refs a webhook deploy may
 	// come from (e.g. refs/heads/main).
 	AllowedRefs []string
