@@ -200,3 +200,21 @@ func TestRollback_HealthFailureLeavesTrafficUntouched(t *testing.T) {
 		t.Errorf("standby containers changed:%s", s)
 	}
 }
+
+func TestRollback_ActiveDeploymentNamesTheDeployThatBuiltTheImage(t *testing.T) {
+	h := newHarness(t)
+	v1 := h.deployOK("v1")
+	v2 := h.deployOK("v2")
+	if st := h.store.service(svc); st.ActiveDeployment != v2.ID || st.StandbyDeployment != v1.ID {
+		t.Fatalf("after v2: active/standby deployment = %s/%s, want %s/%s", st.ActiveDeployment, st.StandbyDeployment, v2.ID, v1.ID)
+	}
+
+	h.rollback()
+
+	// The rollback moved traffic, but v1 is still the image deploy v1
+	// built, with its commit and actor: that is what the status page shows.
+	st := h.store.service(svc)
+	if st.ActiveDeployment != v1.ID || st.StandbyDeployment != v2.ID {
+		t.Errorf("after rollback: active/standby deployment = %s/%s, want %s/%s", st.ActiveDeployment, st.StandbyDeployment, v1.ID, v2.ID)
+	}
+}
