@@ -1,0 +1,44 @@
+package auth
+
+import "testing"
+
+func TestSameOrigin(t *testing.T) {
+	tests := []struct {
+		name                string
+		host, origin, fetch string
+		want                bool
+	}{
+		{"no headers: a non-browser client", "deployd.example:8080", "", "", true},
+		{"same origin by both", "deployd.example:8080", "http://deployd.example:8080", "same-origin", true},
+		{"same origin by Origin only", "deployd.example:8080", "http://deployd.example:8080", "", true},
+		{"same origin by Sec-Fetch-Site only", "deployd.example:8080", "", "same-origin", true},
+		{"user-initiated navigation", "deployd.example", "", "none", true},
+		{"default http port on one side", "deployd.example", "http://deployd.example:80", "", true},
+		{"default https port on one side", "deployd.example:443", "https://deployd.example", "", true},
+		{"host case differs", "Deployd.Example", "http://deployd.example", "", true},
+		{"loopback with port", "127.0.0.1:34567", "http://127.0.0.1:34567", "same-origin", true},
+		{"IPv6 literal", "[::1]:8080", "http://[::1]:8080", "", true},
+		{"cross-site", "deployd.example", "", "cross-site", false},
+		{"cross-site despite matching Origin", "deployd.example", "http://deployd.example", "cross-site", false},
+		{"same-site sibling", "deployd.example", "", "same-site", false},
+		{"unknown Sec-Fetch-Site", "deployd.example", "", "whatever", false},
+		{"Sec-Fetch-Site in capitals", "deployd.example", "", "CROSS-SITE", false},
+		{"other host", "deployd.example", "http://evil.example", "", false},
+		{"other host that contains ours", "deployd.example", "http://deployd.example.evil.example", "", false},
+		{"other port", "deployd.example:8080", "http://deployd.example:8081", "", false},
+		{"https origin against the http port", "deployd.example:80", "https://deployd.example", "", false},
+		{"https origin, Host without port (behind TLS)", "deployd.example", "https://deployd.example", "same-origin", true},
+		{"null origin", "deployd.example", "null", "", false},
+		{"garbage origin", "deployd.example", "::not a url", "", false},
+		{"origin without scheme", "deployd.example", "deployd.example", "", false},
+		{"non-http scheme", "deployd.example", "file://deployd.example", "", false},
+		{"empty host with an Origin", "", "http://deployd.example", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SameOrigin(tt.host, tt.origin, tt.fetch); got != tt.want {
+				t.Errorf("SameOrigin(%q, %q, %q) = %v, want %v", tt.host, tt.origin, tt.fetch, got, tt.want)
+			}
+		})
+	}
+}
