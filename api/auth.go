@@ -1,121 +1,31 @@
 package api
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
-	"fmt"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// Role is what a token may do. Roles are ordered: each one may do everything
-// the roles below it may. The zero Role may do nothing.
-type Role int
-
-const (
-	RoleViewer Role = iota + 1
-	RoleDeployer
-	RoleOperator
-)
-
-var roleNames = map[Role]string{
-	RoleViewer:   "viewer",
-	RoleDeployer: "deployer",
-	RoleOperator: "operator",
-}
-
-func (r Role) String() string {
-	if n, ok := roleNames[r]; ok {
-		return n
+// apiTokens drops any token whose secret is the webhook secret: whoever
+// signs webhooks must not thereby hold an API token.
+func apiTokens(tokens []auth.Token, webhookSecret []byte, log logrus.FieldLogger) []auth.Token {
+	if len(webhookSecret) == 0 {
+		return tokens
 	}
-	return fmt.Sprintf("role(%d)", int(r))
-}
-
-// ParseRole parses "viewer", "deployer" or "operator".
-func ParseRole(s string) (Role, error) {
-	for r, n := range roleNames {
-		if n == s {
-			return r, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown role %q (want viewer, deployer or operator)", s)
-}
-
-func (r Role) MarshalText() ([]byte, error) {
-	if _, ok := roleNames[r]; !ok {
-		return nil, fmt.Errorf("marshal %s: not a role", r)
-	}
-	return []byte(r.String()), nil
-}
-
-// UnmarshalText lets config decoders read roles by name.
-func (r *Role) UnmarshalText(b []byte) error {
-	p, err := ParseRole(string(b))
-	if err != nil {
-		return err
-	}
-	*r = p
-	return nil
-}
-
-// Token is a bearer token of the API. Name identifies the holder in logs
-// and deployment triggers; Secret is never logged.
-type Token struct {
-	Name   string
-	Role   Role
-	Secret string
-}
-
-// String keeps the secret out of anything that formats a Token.
-func (t Token) String() string { return fmt.Sprintf("token %q (%s)", t.Name, t.Role) }
-
-type storedToken struct {
-	name   string
-	role   Role
-	digest [sha256.Size]byte
-}
-
-type authenticator struct {
-	tokens []storedToken
-}
-
-func newAuthenticator(tokens []Token, webhookSecret []byte, log logrus.FieldLogger) *authenticator {
-	a := &authenticator{}
+	out := make([]auth.Token, 0, len(tokens))
 	for _, t := range tokens {
-		if t.Secret == "" {
-			log.WithField("token", t.Name).Warn("ignoring API token with an empty secret")
-			continue
-		}
-		if len(webhookSecret) > 0 && subtle.ConstantTimeCompare([]byte(t.Secret), webhookSecret) == 1 {
-			// Whoever signs webhooks must not thereby hold an API token.
+		if t.Secret != "" && subtle.ConstantTimeCompare([]byte(t.Secret), webhookSecret) == 1 {
 			log.WithField("token", t.Name).Warn("ignoring API token whose secret is the webhook secret")
 			continue
 		}
-		a.tokens = append(a.tokens, storedToken{name: t.Name, role: t.Role, digest: sha256.Sum256([]byte(t.Secret))})
+		out = append(out, t)
 	}
-	return a
-}
-
-// lookup finds the token whose secret is presented. It compares fixed-size
-// digests with every token, without stopping at a match, so neither the
-// secrets' lengths nor which token matched shows in the timing.
-func (a *authenticator) lookup(secret string) (storedToken, bool) {
-	d := sha256.Sum256([]byte(secret))
-	found := -1
-	for i := range a.tokens {
-		eq := subtle.ConstantTimeCompare(d[:], a.tokens[i].digest[:])
-		// Keep the first match: found stays -1 until eq is 1 and found < 0.
-		take := eq & subtle.ConstantTimeEq(int32(found), -1)
-		found = subtle.ConstantTimeSelect(take, i, found)
-	}
-	if found < 0 {
-		return storedToken{}, false
-	}
-	return a.tokens[found], true
+	return out
 }
 
 // bearer extracts the credentials of an "Authorization: Bearer <secret>"
@@ -132,6 +42,11 @@ func bearer(header string) (string, bool) {
 	return secret, true
 }
 
+// headerSecFetchSite is set by browsers on every request they send: whether
+// the page that caused it is of our origin ("same-origin"), a sibling
+// ("same-site"), foreign ("cross-site") or none ("none", a typed URL).
+const headerSecFetchSite = "Sec-Fetch-Site"
+
 type localKey int
 
 const (
@@ -139,36 +54,84 @@ const (
 	localRequestID
 	localPanicked
 	// The audit middleware reads these: who acted when no token did (the
-	// webhook), what was acted on when the path does not say, and the
-	// deployment that resulted.
+	// webhook, or whose cookie a refused cross-site request carried), what
+	// was acted on when the path does not say, and the deployment that
+	// resulted.
 	localActor
 	localTarget
 	localDeploymentID
 )
 
 // TokenName returns the name of the token that authenticated the request,
-// or "" before authentication.
+// directly or through a session, or "" before authentication.
 func TokenName(c *fiber.Ctx) string {
 	n, _ := c.Locals(localToken).(string)
 	return n
 }
 
-// authorize admits requests that carry a known token whose role is at
-// least min.
-func (s *Server) authorize(min Role) fiber.Handler {
+// authorize admits requests whose token, presented as a bearer token or
+// through a session cookie, has a role of at least min.
+func (s *Server) authorize(min auth.Role) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		secret, ok := bearer(c.Get(fiber.HeaderAuthorization))
-		if !ok {
-			return controller.Errorf(controller.EUNAUTHORIZED, "missing or malformed Authorization header; want \"Bearer <token>\"")
+		id, err := s.authenticate(c)
+		if err != nil {
+			return err
 		}
-		t, ok := s.auth.lookup(secret)
-		if !ok {
-			return controller.Errorf(controller.EUNAUTHORIZED, "unknown token")
-		}
-		c.Locals(localToken, t.name)
-		if t.role < min {
-			return controller.Errorf(controller.EFORBIDDEN, "token %q has role %s; this needs %s", t.name, t.role, min)
+		c.Locals(localToken, id.Name)
+		if id.Role < min {
+			return controller.Errorf(controller.EFORBIDDEN, "token %q has role %s; this needs %s", id.Name, id.Role, min)
 		}
 		return c.Next()
 	}
+}
+
+// authenticate finds who sent the request. An Authorization header, when
+// present, decides alone: a bad one is refused even if a cookie came too.
+// Without one, a session cookie is accepted; on requests that may change
+// state it must come with the session's CSRF token and from our own
+// origin, since a browser attaches the cookie to requests other sites
+// make it send.
+func (s *Server) authenticate(c *fiber.Ctx) (auth.Identity, error) {
+	if h := c.Get(fiber.HeaderAuthorization); h != "" {
+		secret, ok := bearer(h)
+		if !ok {
+			return auth.Identity{}, controller.Errorf(controller.EUNAUTHORIZED, "malformed Authorization header; want \"Bearer <token>\"")
+		}
+		id, ok := s.auth.Lookup(secret)
+		if !ok {
+			return auth.Identity{}, controller.Errorf(controller.EUNAUTHORIZED, "unknown token")
+		}
+		return id, nil
+	}
+	cookie := c.Cookies(auth.CookieName)
+	if cookie == "" || s.sessions == nil {
+		return auth.Identity{}, controller.Errorf(controller.EUNAUTHORIZED, "missing Authorization header; want \"Bearer <token>\" or a login session")
+	}
+	sess, ok := s.sessions.Get(cookie)
+	if !ok {
+		return auth.Identity{}, controller.Errorf(controller.EUNAUTHORIZED, "session expired or logged out; log in again")
+	}
+	if safeMethod(c.Method()) {
+		return sess.Identity, nil
+	}
+	// The audit trail of a refused forgery names whose cookie it rode on,
+	// without the request counting as that token's.
+	c.Locals(localActor, sess.Name)
+	if !auth.SameOrigin(string(c.Request().Host()), c.Get(fiber.HeaderOrigin), c.Get(headerSecFetchSite)) {
+		s.log.WithFields(requestFields(c)).WithFields(logrus.Fields{
+			"session_of": sess.Name, "origin": c.Get(fiber.HeaderOrigin), "sec_fetch_site": c.Get(headerSecFetchSite),
+		}).Warn("cross-site request with a session cookie refused")
+		return auth.Identity{}, controller.Errorf(controller.EFORBIDDEN, "cross-site request refused")
+	}
+	if subtle.ConstantTimeCompare([]byte(c.Get(auth.CSRFHeader)), []byte(sess.CSRF)) != 1 {
+		s.log.WithFields(requestFields(c)).WithField("session_of", sess.Name).Warn("request with a session cookie and a missing or wrong CSRF token refused")
+		return auth.Identity{}, controller.Errorf(controller.EFORBIDDEN, "missing or wrong CSRF token")
+	}
+	return sess.Identity, nil
+}
+
+// safeMethod reports whether a method must not change state, so a cookie
+// alone may authenticate it.
+func safeMethod(m string) bool {
+	return m == fiber.MethodGet || m == fiber.MethodHead
 }

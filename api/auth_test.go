@@ -9,6 +9,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/deployd/deployd/pkg/auth"
 )
 
 // concretePath fills a route's parameters with plausible values.
@@ -110,24 +112,24 @@ func TestAuth_SchemeIsCaseInsensitive(t *testing.T) {
 func TestAuth_RoleMatrix(t *testing.T) {
 	endpoints := []struct {
 		name, method, path, body, wantCall string
-		minRole                            Role
+		minRole                            auth.Role
 		okStatus                           int
 	}{
-		{"list services", "GET", "/api/v1/services", "", "Services", RoleViewer, 200},
-		{"get service", "GET", "/api/v1/services/web", "", "Service", RoleViewer, 200},
-		{"list deployments", "GET", "/api/v1/deployments", "", "Deployments", RoleViewer, 200},
-		{"get deployment", "GET", "/api/v1/deployments/d-42", "", "Deployment", RoleViewer, 200},
-		{"deploy", "POST", "/api/v1/services/web/deployments", `{"image":"demoapp:v2"}`, "Deploy", RoleDeployer, 202},
-		{"rollback", "POST", "/api/v1/services/web/rollback", "", "Rollback", RoleOperator, 202},
-		{"deployment events", "GET", "/api/v1/deployments/d-42/events", "", "Events", RoleViewer, 200},
-		{"cancel", "POST", "/api/v1/deployments/d-42/cancel", "", "Cancel", RoleOperator, 202},
-		{"audit", "GET", "/api/v1/audit", "", "Audit", RoleViewer, 200},
-		{"openapi", "GET", "/api/v1/openapi.yaml", "", "", RoleViewer, 200},
+		{"list services", "GET", "/api/v1/services", "", "Services", auth.RoleViewer, 200},
+		{"get service", "GET", "/api/v1/services/web", "", "Service", auth.RoleViewer, 200},
+		{"list deployments", "GET", "/api/v1/deployments", "", "Deployments", auth.RoleViewer, 200},
+		{"get deployment", "GET", "/api/v1/deployments/d-42", "", "Deployment", auth.RoleViewer, 200},
+		{"deploy", "POST", "/api/v1/services/web/deployments", `{"image":"demoapp:v2"}`, "Deploy", auth.RoleDeployer, 202},
+		{"rollback", "POST", "/api/v1/services/web/rollback", "", "Rollback", auth.RoleOperator, 202},
+		{"deployment events", "GET", "/api/v1/deployments/d-42/events", "", "Events", auth.RoleViewer, 200},
+		{"cancel", "POST", "/api/v1/deployments/d-42/cancel", "", "Cancel", auth.RoleOperator, 202},
+		{"audit", "GET", "/api/v1/audit", "", "Audit", auth.RoleViewer, 200},
+		{"openapi", "GET", "/api/v1/openapi.yaml", "", "", auth.RoleViewer, 200},
 	}
 	tokens := []struct {
-		role   Role
+		role   auth.Role
 		secret string
-	}{{RoleViewer, viewerSecret}, {RoleDeployer, deployerSecret}, {RoleOperator, operatorSecret}}
+	}{{auth.RoleViewer, viewerSecret}, {auth.RoleDeployer, deployerSecret}, {auth.RoleOperator, operatorSecret}}
 
 	for _, e := range endpoints {
 		for _, tok := range tokens {
@@ -163,7 +165,7 @@ func TestAuth_RoleMatrix(t *testing.T) {
 func TestAuth_ZeroRoleTokenCanDoNothing(t *testing.T) {
 	logger, _ := logtest.NewNullLogger()
 	ctl := &fakeController{}
-	srv := New(Options{Controller: ctl, Tokens: []Token{{Name: "norole", Secret: "s3cret-value"}}, Logger: logger})
+	srv := New(Options{Controller: ctl, Tokens: []auth.Token{{Name: "norole", Secret: "s3cret-value"}}, Logger: logger})
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/services", nil)
 	req.Header.Set("Authorization", "Bearer s3cret-value")
 	resp, err := srv.App().Test(req, 5000)
@@ -177,7 +179,7 @@ func TestAuth_ZeroRoleTokenCanDoNothing(t *testing.T) {
 func TestAuth_EmptySecretNeverAuthenticates(t *testing.T) {
 	logger, hook := logtest.NewNullLogger()
 	ctl := &fakeController{}
-	srv := New(Options{Controller: ctl, Tokens: []Token{{Name: "blank", Role: RoleOperator}}, Logger: logger})
+	srv := New(Options{Controller: ctl, Tokens: []auth.Token{{Name: "blank", Role: auth.RoleOperator}}, Logger: logger})
 	for _, header := range []string{"Bearer ", "Bearer", ""} {
 		req := httptest.NewRequest(http.MethodGet, "/api/v1/services", nil)
 		req.Header.Set("Authorization", header)
@@ -226,61 +228,13 @@ func TestAuth_TokenNameIsLoggedAndSecretNever(t *testing.T) {
 	}
 }
 
-func TestAuth_LookupPicksTheMatchingToken(t *testing.T) {
-	logger, _ := logtest.NewNullLogger()
-	a := newAuthenticator(testTokens, nil, logger)
-	for _, tok := range testTokens {
-		got, ok := a.lookup(tok.Secret)
-		if !ok || got.name != tok.Name || got.role != tok.Role {
-			t.Errorf("lookup(%s) = %+v, %v; want %s", tok.Name, got, ok, tok.Name)
-		}
-	}
-	if got, ok := a.lookup("nope"); ok {
-		t.Errorf("lookup(unknown) = %+v, want no match", got)
-	}
-}
-
-func TestParseRole(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Role
-		wantErr bool
-	}{
-		{"viewer", RoleViewer, false},
-		{"deployer", RoleDeployer, false},
-		{"operator", RoleOperator, false},
-		{"Operator", 0, true},
-		{"admin", 0, true},
-		{"", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := ParseRole(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("ParseRole(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-		if err == nil && got.String() != tt.in {
-			t.Errorf("%v.String() = %q, want %q", got, got.String(), tt.in)
-		}
-	}
-	if !(RoleViewer < RoleDeployer && RoleDeployer < RoleOperator) {
-		t.Error("roles are not ordered viewer < deployer < operator")
-	}
-}
-
-func TestToken_StringHidesSecret(t *testing.T) {
-	tok := Token{Name: "ops", Role: RoleOperator, Secret: operatorSecret}
-	if s := tok.String(); strings.Contains(s, operatorSecret) {
-		t.Errorf("Token.String() = %q, leaks the secret", s)
-	}
-}
-
 func TestAuth_WebhookSecretIsNotAToken(t *testing.T) {
 	tests := []struct {
 		name   string
-		tokens []Token
+		tokens []auth.Token
 	}{
 		{"no token has it", testTokens},
-		{"a token configured with it is ignored", append([]Token{{Name: "leaky", Role: RoleOperator, Secret: webhookSecret}}, testTokens...)},
+		{"a token configured with it is ignored", append([]auth.Token{{Name: "leaky", Role: auth.RoleOperator, Secret: webhookSecret}}, testTokens...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

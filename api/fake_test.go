@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -122,10 +123,10 @@ const (
 	webhookSecret  = "webhook-secret-0123456789"
 )
 
-var testTokens = []Token{
-	{Name: "ci-viewer", Role: RoleViewer, Secret: viewerSecret},
-	{Name: "ci-deployer", Role: RoleDeployer, Secret: deployerSecret},
-	{Name: "ops", Role: RoleOperator, Secret: operatorSecret},
+var testTokens = []auth.Token{
+	{Name: "ci-viewer", Role: auth.RoleViewer, Secret: viewerSecret},
+	{Name: "ci-deployer", Role: auth.RoleDeployer, Secret: deployerSecret},
+	{Name: "ops", Role: auth.RoleOperator, Secret: operatorSecret},
 }
 
 type harness struct {

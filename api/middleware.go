@@ -108,13 +108,21 @@ func (s *Server) securityHeaders(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// contentSecurityPolicy allows nothing inline and nothing from elsewhere:
+// whatever a deploy request put into an actor, commit, image or error text
+// stays inert text on the status page even if escaping ever failed.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
 func setSecurityHeaders(c *fiber.Ctx) {
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 	c.Set(fiber.HeaderXFrameOptions, "DENY")
 	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
-	if p := c.Path(); hasPathPrefix(p, "/api") || hasPathPrefix(p, "/hooks") {
-		// Deployments, audit entries and tokens' views must not linger in
-		// shared or browser caches.
+	c.Set(fiber.HeaderContentSecurityPolicy, contentSecurityPolicy)
+	if !hasPathPrefix(c.Path(), "/static") {
+		// Deployments, audit entries, pages showing them and CSRF tokens
+		// must not linger in shared or browser caches. Static assets hold
+		// nothing private; their handler picks their caching.
 		c.Set(fiber.HeaderCacheControl, "no-store")
 	}
 }

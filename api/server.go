@@ -14,6 +14,7 @@ import (
 	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -52,12 +53,28 @@ type Controller interface {
 	Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error)
 }
 
+// Pages are the status page's routes. The API declares what it needs of
+// them so that it does not depend on the page's package.
+type Pages interface {
+	// Register adds the page's routes. They get the API's middleware
+	// (request ids, access log, security headers) but no authentication:
+	// the pages do their own, redirecting to their login.
+	Register(r fiber.Router)
+}
+
 // Options configures a Server. Controller and Logger are required.
 type Options struct {
 	Controller Controller
 	// Tokens are the API's bearer tokens. Tokens with an empty secret are
 	// ignored, so a missing secret in config can never mean "anyone".
-	Tokens []Token
+	Tokens []auth.Token
+	// Sessions, when set, lets a session cookie (auth.CookieName) stand in
+	// for a bearer token: the status page's logins. Requests that change
+	// state must then also carry the session's CSRF token and come from
+	// our own origin. Nil: bearer tokens only.
+	Sessions *auth.Sessions
+	// Pages, when set, registers the status page's routes after the API's.
+	Pages Pages
 	// WebhookSecret is the HMAC key of POST /hooks/deploy. Without one the
 	// webhook answers 404: it is never open. A token whose secret equals
 	// it is ignored, so the webhook secret can never act as a token.
@@ -86,10 +103,13 @@ type Server struct {
 	app  *fiber.App
 	ctl  Controller
 	log  logrus.FieldLogger
-	auth *authenticator
+	auth *auth.Authenticator
+	// sessions is nil when no page logs anyone in.
+	sessions *auth.Sessions
 
 	webhookSecret []byte
-	failures      *failureLimiter
+	// failures counts failed webhook signatures per client address.
+	failures *auth.Limiter
 	// now is the clock of webhook timestamps and the failure limiter.
 	now func() time.Time
 	// heartbeat is how often an idle event stream sends a comment.
@@ -107,12 +127,15 @@ func New(o Options) *Server {
 	s := &Server{
 		ctl:           o.Controller,
 		log:           o.Logger,
-		auth:          newAuthenticator(o.Tokens, o.WebhookSecret, o.Logger),
+		auth:          auth.NewAuthenticator(apiTokens(o.Tokens, o.WebhookSecret, o.Logger), o.Logger),
+		sessions:      o.Sessions,
 		webhookSecret: append([]byte(nil), o.WebhookSecret...),
-		failures:      newFailureLimiter(maxSignatureFailures, failureWindow, maxTrackedClients),
 		now:           time.Now,
 		heartbeat:     heartbeatInterval,
 	}
+	// Through s.now, so that tests moving the server's clock move the
+	// limiter's too.
+	s.failures = auth.NewLimiter(maxSignatureFailures, failureWindow, maxTrackedClients, func() time.Time { return s.now() })
 	// The server's own lifetime, owned by Shutdown; nothing a caller passes
 	// in outlives a request, and streams must outlive their handler.
 	s.streams, s.stopStream = context.WithCancel(context.Background())
@@ -137,6 +160,11 @@ func New(o Options) *Server {
 	}), s.requestContext)
 
 	s.routes()
+	if o.Pages != nil {
+		// After the API's routes, so that a page's pattern can never
+		// shadow one of them.
+		o.Pages.Register(s.app)
+	}
 	return s
 }
 
@@ -146,18 +174,18 @@ func (s *Server) routes() {
 	})
 
 	v1 := s.app.Group("/api/v1")
-	v1.Get("/services", s.authorize(RoleViewer), s.listServices)
-	v1.Get("/services/:name", s.authorize(RoleViewer), s.getService)
+	v1.Get("/services", s.authorize(auth.RoleViewer), s.listServices)
+	v1.Get("/services/:name", s.authorize(auth.RoleViewer), s.getService)
 	// Mutating routes are audited; audit runs first so that it records
 	// refusals by authorize too.
-	v1.Post("/services/:name/deployments", s.audit("deploy", paramTarget("name")), s.authorize(RoleDeployer), s.deploy)
-	v1.Post("/services/:name/rollback", s.audit("rollback", paramTarget("name")), s.authorize(RoleOperator), s.rollback)
-	v1.Get("/deployments", s.authorize(RoleViewer), s.listDeployments)
-	v1.Get("/deployments/:id", s.authorize(RoleViewer), s.getDeployment)
-	v1.Get("/deployments/:id/events", s.authorize(RoleViewer), s.deploymentEvents)
-	v1.Post("/deployments/:id/cancel", s.audit("cancel", paramTarget("id")), s.authorize(RoleOperator), s.cancel)
-	v1.Get("/audit", s.authorize(RoleViewer), s.listAudit)
-	v1.Get("/openapi.yaml", s.authorize(RoleViewer), s.openAPI)
+	v1.Post("/services/:name/deployments", s.audit("deploy", paramTarget("name")), s.authorize(auth.RoleDeployer), s.deploy)
+	v1.Post("/services/:name/rollback", s.audit("rollback", paramTarget("name")), s.authorize(auth.RoleOperator), s.rollback)
+	v1.Get("/deployments", s.authorize(auth.RoleViewer), s.listDeployments)
+	v1.Get("/deployments/:id", s.authorize(auth.RoleViewer), s.getDeployment)
+	v1.Get("/deployments/:id/events", s.authorize(auth.RoleViewer), s.deploymentEvents)
+	v1.Post("/deployments/:id/cancel", s.audit("cancel", paramTarget("id")), s.authorize(auth.RoleOperator), s.cancel)
+	v1.Get("/audit", s.authorize(auth.RoleViewer), s.listAudit)
+	v1.Get("/openapi.yaml", s.authorize(auth.RoleViewer), s.openAPI)
 
 	s.app.Post("/hooks/deploy", s.audit("webhook_deploy", nil), s.webhook)
 }

@@ -136,7 +136,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	}
 	addr := c.IP()
 	now := s.now()
-	if wait, blocked := s.failures.blocked(addr, now); blocked {
+	if wait, blocked := s.failures.Blocked(addr); blocked {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds(wait)))
 		return controller.Errorf(codeRateLimited, "too many failed signatures from this address; retry later")
 	}
@@ -149,7 +149,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		delivery = c.Get(headerIdempotency)
 	}
 	if err := s.authenticateWebhook(c, body, now); err != nil {
-		s.signatureFailed(addr, delivery, err, now)
+		s.signatureFailed(addr, delivery, err)
 		return controller.Errorf(controller.EUNAUTHORIZED, "%s", err.Error())
 	}
 
@@ -198,12 +198,13 @@ type webhookResponse struct {
 // signatureFailed logs a refused delivery and counts it against the
 // client's address. The secret, the signature and the body stay out of
 // the log; a delivery id that is not an id is not repeated either.
-func (s *Server) signatureFailed(addr, delivery string, reason error, now time.Time) {
+func (s *Server) signatureFailed(addr, delivery string, reason error) {
 	if !validRequestID(delivery) {
 		delivery = "(invalid)"
 	}
 	f := logrus.Fields{"address": addr, "delivery": delivery, "reason": reason.Error()}
-	if s.failures.fail(addr, now) {
+	s.failures.Fail(addr)
+	if _, blocked := s.failures.Blocked(addr); blocked {
 		s.log.WithFields(f).Warn("webhook signature rejected; address is now rate limited")
 		return
 	}

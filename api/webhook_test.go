@@ -355,34 +355,6 @@ func TestWebhook_FailedSignaturesAreLoggedAndRateLimited(t *testing.T) {
 	}
 }
 
-func TestFailureLimiter(t *testing.T) {
-	start := time.Unix(1_750_000_000, 0)
-	l := newFailureLimiter(3, time.Minute, 2)
-	for i := range 3 {
-		if _, blocked := l.blocked("a", start); blocked {
-			t.Fatalf("blocked after %d failures, want not before 3", i)
-		}
-		l.fail("a", start)
-	}
-	if wait, blocked := l.blocked("a", start.Add(15*time.Second)); !blocked || wait != 45*time.Second {
-		t.Errorf("blocked = %v, %v; want true, 45s", blocked, wait)
-	}
-	if _, blocked := l.blocked("b", start); blocked {
-		t.Error("another address is blocked")
-	}
-	if _, blocked := l.blocked("a", start.Add(time.Minute)); blocked {
-		t.Error("still blocked after the window")
-	}
-
-	// Many addresses never grow the map beyond its bound.
-	for i := range 100 {
-		l.fail("x"+strconv.Itoa(i), start.Add(time.Duration(i)*time.Second))
-	}
-	if n := len(l.clients); n > 2 {
-		t.Errorf("tracking %d addresses, want at most 2", n)
-	}
-}
-
 func TestRetryAfterSecondsRoundsUp(t *testing.T) {
 	tests := []struct {
 		in   time.Duration

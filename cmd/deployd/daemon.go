@@ -8,10 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/api"
+	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/dockerx"
 	"github.com/deployd/deployd/pkg/health"
@@ -115,7 +117,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	m.server = api.New(api.Options{Controller: m.ctrl, Tokens: tokens, WebhookSecret: webhookSecret, Logger: m.Logger})
+	m.server = api.New(api.Options{
+		Controller: m.ctrl, Tokens: tokens, WebhookSecret: webhookSecret, Logger: m.Logger,
+		Sessions: auth.NewSessions(cfg.Web.SessionTTL, time.Now),
+	})
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil {
 			m.serveErr <- err
@@ -132,18 +137,18 @@ func (m *Main) nginxDriver() nginxconf.Driver {
 	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: n.PIDFile}
 }
 
-func (m *Main) tokens() ([]api.Token, error) {
+func (m *Main) tokens() ([]auth.Token, error) {
 	resolved, err := m.Config.ResolveTokens(m.Getenv, os.ReadFile)
 	if err != nil {
 		return nil, err
 	}
-	tokens := make([]api.Token, 0, len(resolved))
+	tokens := make([]auth.Token, 0, len(resolved))
 	for _, t := range resolved {
-		role, err := api.ParseRole(t.Role)
+		role, err := auth.ParseRole(t.Role)
 		if err != nil {
 			return nil, fmt.Errorf("token %s: %w", t.Name, err)
 		}
-		tokens = append(tokens, api.Token{Name: t.Name, Role: role, Secret: t.Secret})
+		tokens = append(tokens, auth.Token{Name: t.Name, Role: role, Secret: t.Secret})
 	}
 	return tokens, nil
 }
