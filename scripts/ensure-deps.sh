@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what deployd's tests and demo need is here: nginx (Debian's
-# nginx-light) and a Docker engine that answers. Installs and starts what is
-# missing when run as root; otherwise says what to do.
+# nginx-light), Chromium for the status page's browser tests and a Docker
+# engine that answers. Installs and starts what is missing when run as root;
+# otherwise says what to do.
 set -euo pipefail
 
 log() { printf 'ensure-deps: %s\n' "$*" >&2; }
@@ -33,6 +34,11 @@ done
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
 	log "installing nginx-light"
 	apt_install nginx-light
+fi
+
+if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then
+	log "installing chromium (the status page's browser tests drive it headless)"
+	apt_install chromium
 fi
 
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
