@@ -162,12 +162,15 @@ func TestSecurityHeaders_OnEveryResponse(t *testing.T) {
 		want                 int
 		noStore              bool
 	}{
-		{"GET", "/healthz", "", 200, false},
-		{"GET", "/nope", "", 404, false},
+		{"GET", "/healthz", "", 200, true},
+		{"GET", "/nope", "", 404, true},
 		{"GET", "/api/v1/services", viewerSecret, 200, true},
 		{"GET", "/api/v1/services", "", 401, true},
 		{"GET", "/api/v1/openapi.yaml", viewerSecret, 200, true},
 		{"POST", "/hooks/deploy", "", 401, true},
+		{"GET", "/", "", 303, true},
+		{"GET", "/login", "", 200, true},
+		{"GET", "/static/app.css", "", 200, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -175,6 +178,9 @@ func TestSecurityHeaders_OnEveryResponse(t *testing.T) {
 			resp := h.do(t, tt.method, tt.path, tt.secret, "")
 			wantStatus(t, resp, tt.want)
 			wantSecurityHeaders(t, resp, tt.noStore)
+			if !tt.noStore && resp.Header.Get("Cache-Control") == "no-store" {
+				t.Errorf("Cache-Control = no-store on %s, want the handler's caching", tt.path)
+			}
 		})
 	}
 }
@@ -185,6 +191,8 @@ func wantSecurityHeaders(t *testing.T, resp *http.Response, noStore bool) {
 		"X-Content-Type-Options": "nosniff",
 		"X-Frame-Options":        "DENY",
 		"Referrer-Policy":        "no-referrer",
+		"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+			"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 	}
 	if noStore {
 		want["Cache-Control"] = "no-store"

@@ -19,18 +19,39 @@ func concretePath(p string) string {
 	return strings.ReplaceAll(p, ":id", "d-42")
 }
 
-func TestAuth_EveryRouteButHealthzNeedsAToken(t *testing.T) {
+// isAPIPath tells the API's routes from the status page's.
+func isAPIPath(p string) bool {
+	return p == "/healthz" || hasPathPrefix(p, "/api") || hasPathPrefix(p, "/hooks")
+}
+
+func TestAuth_EveryRouteButHealthzNeedsATokenOrIsAPage(t *testing.T) {
 	h := newHarness(t)
 	routes := h.srv.App().GetRoutes(true)
 	if len(routes) == 0 {
 		t.Fatal("no routes registered")
 	}
-	seenAPI := 0
+	seenAPI, seenPages := 0, 0
 	for _, r := range routes {
 		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
-			resp := h.do(t, r.Method, concretePath(r.Path), "", "")
+			path := strings.ReplaceAll(concretePath(r.Path), "*", "app.css")
+			resp := h.do(t, r.Method, path, "", "")
 			if r.Path == "/healthz" {
 				wantStatus(t, resp, fiber.StatusOK)
+				return
+			}
+			if !isAPIPath(r.Path) {
+				// Pages are public (login, assets) or send the browser to
+				// the login page; they never answer with data.
+				seenPages++
+				switch resp.StatusCode {
+				case fiber.StatusOK:
+				case fiber.StatusSeeOther:
+					if got := resp.Header.Get("Location"); got != "/login" {
+						t.Errorf("Location = %q, want /login", got)
+					}
+				default:
+					t.Errorf("status = %d, want 200 or 303 to /login", resp.StatusCode)
+				}
 				return
 			}
 			seenAPI++
@@ -53,7 +74,10 @@ func TestAuth_EveryRouteButHealthzNeedsAToken(t *testing.T) {
 		})
 	}
 	if seenAPI < 11 {
-		t.Errorf("walked %d routes besides /healthz, want at least 11", seenAPI)
+		t.Errorf("walked %d API routes besides /healthz, want at least 11", seenAPI)
+	}
+	if seenPages < 3 {
+		t.Errorf("walked %d page routes, want at least 3 (/, /login, /static/*)", seenPages)
 	}
 	if calls := h.ctl.Calls(); len(calls) != 0 {
 		t.Errorf("controller called %d times without credentials, want 0: %+v", len(calls), calls)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
@@ -130,18 +131,72 @@ var testTokens = []auth.Token{
 }
 
 type harness struct {
-	srv  *Server
-	ctl  *fakeController
-	hook *logtest.Hook
+	srv      *Server
+	ctl      *fakeController
+	hook     *logtest.Hook
+	sessions *auth.Sessions
+	// clock is the sessions' clock.
+	clock *testClock
 }
+
+// sessionTTL is the harness's session lifetime.
+const sessionTTL = time.Hour
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	logger, hook := logtest.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
 	ctl := &fakeController{deployment: sampleDeployment()}
-	srv := New(Options{Controller: ctl, Tokens: testTokens, WebhookSecret: []byte(webhookSecret), Logger: logger})
-	return &harness{srv: srv, ctl: ctl, hook: hook}
+	clock := &testClock{t: time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC)}
+	sessions := auth.NewSessions(sessionTTL, clock.Now)
+	srv := New(Options{
+		Controller: ctl, Tokens: testTokens, WebhookSecret: []byte(webhookSecret), Logger: logger,
+		Sessions: sessions, Pages: fakePages{sessions: sessions},
+	})
+	return &harness{srv: srv, ctl: ctl, hook: hook, sessions: sessions, clock: clock}
+}
+
+// testClock is a clock tests move by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// fakePages stands in for the status page: the same public and
+// redirecting routes, without templates.
+type fakePages struct{ sessions *auth.Sessions }
+
+var _ Pages = fakePages{}
+
+func (p fakePages) Register(r fiber.Router) {
+	r.Get("/", func(c *fiber.Ctx) error {
+		if _, ok := p.sessions.Get(c.Cookies(auth.CookieName)); !ok {
+			return c.Redirect("/login", fiber.StatusSeeOther)
+		}
+		c.Type("html")
+		return c.SendString("<p>status</p>")
+	})
+	r.Get("/login", func(c *fiber.Ctx) error {
+		c.Type("html")
+		return c.SendString(`<form id="login-form"></form>`)
+	})
+	r.Get("/static/*", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+		c.Type("css")
+		return c.SendString("body{}")
+	})
 }
 
 // do sends one request through app.Test; secret "" sends no Authorization.
