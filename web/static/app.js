@@ -1,0 +1,395 @@
+// deployd status page. Plain JavaScript, no build step. The page is
+// rendered by the server; this script only
+//   - asks for confirmation and calls the REST API for the buttons,
+//   - streams a running deployment's steps and log over SSE,
+//   - swaps in server-rendered partials when something changed,
+//   - keeps relative times fresh.
+// Every DOM write is textContent/setAttribute, or a partial our own server
+// rendered with html/template (no inline script or style: the CSP forbids
+// them anyway).
+'use strict';
+
+(function () {
+  const CARD_REFRESH_MS = 10000;
+  const CLOCK_MS = 30000;
+  const ELAPSED_MS = 1000;
+  const MAX_LOG_LINES = 2000;
+  const FINAL = new Set(['succeeded', 'failed', 'interrupted', 'cancelled']);
+
+  // streams maps a deployment id to its EventSource; one per deployment.
+  const streams = new Map();
+  let refreshing = false;
+
+  function csrfToken() {
+    const m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.getAttribute('content') : '';
+  }
+
+  function flash(text, ok) {
+    const el = document.getElementById('flash');
+    if (!el) return;
+    el.textContent = text;
+    el.className = ok ? 'ok' : 'error';
+  }
+
+  // ---- time formatting (mirrors the server's template funcs) ----
+
+  function relTime(then, now) {
+    let s = Math.round((now - then) / 1000);
+    if (s < 45) return 'just now';
+    const m = Math.round(s / 60);
+    if (m < 60) return m + ' min ago';
+    const h = Math.floor(m / 60);
+    if (h < 24) return h + ' h ago';
+    return Math.floor(h / 24) + ' d ago';
+  }
+
+  function uptime(then, now) {
+    const s = Math.max(0, Math.floor((now - then) / 1000));
+    if (s < 60) return s + ' s';
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + ' min';
+    const h = Math.floor(m / 60);
+    if (h < 24) return h + ' h ' + (m % 60) + ' min';
+    return Math.floor(h / 24) + ' d ' + (h % 24) + ' h';
+  }
+
+  function duration(ms) {
+    if (ms < 0) ms = 0;
+    if (ms < 60000) return (ms / 1000).toFixed(1) + ' s';
+    const s = Math.floor(ms / 1000);
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + ' min ' + (s % 60) + ' s';
+    return Math.floor(m / 60) + ' h ' + (m % 60) + ' min';
+  }
+
+  function updateClocks(root) {
+    const now = Date.now();
+    (root || document).querySelectorAll('time.reltime[datetime]').forEach((t) => {
+      const then = Date.parse(t.getAttribute('datetime'));
+      if (!isNaN(then)) t.textContent = relTime(then, now);
+    });
+    (root || document).querySelectorAll('time.uptime[datetime]').forEach((t) => {
+      const then = Date.parse(t.getAttribute('datetime'));
+      if (!isNaN(then)) t.textContent = uptime(then, now);
+    });
+  }
+
+  function updateElapsed() {
+    const now = Date.now();
+    document.querySelectorAll('li.step[data-status="running"][data-started]').forEach((li) => {
+      const then = Date.parse(li.getAttribute('data-started'));
+      const el = li.querySelector('.step-elapsed');
+      if (el && !isNaN(then)) el.textContent = duration(now - then);
+    });
+  }
+
+  // ---- confirmation dialog ----
+
+  // confirmAction resolves true only when the user pressed the yes button;
+  // Esc, the no button and closing the dialog all mean no.
+  function confirmAction(message) {
+    const dialog = document.getElementById('confirm-dialog');
+    if (!dialog || typeof dialog.showModal !== 'function') {
+      return Promise.resolve(window.confirm(message));
+    }
+    const yes = document.getElementById('confirm-yes');
+    const no = document.getElementById('confirm-no');
+    document.getElementById('confirm-message').textContent = message;
+    return new Promise((resolve) => {
+      const onYes = () => dialog.close('yes');
+      const onNo = () => dialog.close('no');
+      const onClose = () => {
+        yes.removeEventListener('click', onYes);
+        no.removeEventListener('click', onNo);
+        dialog.removeEventListener('close', onClose);
+        resolve(dialog.returnValue === 'yes');
+      };
+      yes.addEventListener('click', onYes);
+      no.addEventListener('click', onNo);
+      dialog.addEventListener('close', onClose);
+      dialog.returnValue = '';
+      dialog.showModal();
+      // The safe choice has the focus, so a stray Enter does nothing harmful.
+      no.focus();
+    });
+  }
+
+  // ---- REST calls ----
+
+  async function api(method, path, body) {
+    const headers = { 'Accept': 'application/json', 'X-CSRF-Token': csrfToken() };
+    const init = { method: method, credentials: 'same-origin', headers: headers };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (e) {
+      return { ok: false, status: 0, error: 'deployd did not answer: ' + e.message };
+    }
+    let data = null;
+    try {
+      data = await res.json();
+    } catch (e) {
+      data = null;
+    }
+    if (res.ok) return { ok: true, status: res.status, data: data };
+    let msg = (data && data.error) ? data.error : ('HTTP ' + res.status);
+    if (res.status === 401) msg = 'Your session has ended; log in again. (' + msg + ')';
+    if (res.status === 403) msg = 'Refused (403): ' + msg;
+    if (res.status === 409) msg = 'Not now (409): ' + msg;
+    return { ok: false, status: res.status, error: msg, data: data };
+  }
+
+  async function onRollback(btn) {
+    const service = btn.getAttribute('data-service');
+    if (!(await confirmAction(btn.getAttribute('data-confirm')))) return;
+    btn.disabled = true;
+    const r = await api('POST', '/api/v1/services/' + encodeURIComponent(service) + '/rollback');
+    btn.disabled = false;
+    if (!r.ok) { flash(r.error, false); return; }
+    flash('Rollback of ' + service + ' started (' + r.data.id + ').', true);
+    await refreshCard(service);
+  }
+
+  async function onCancel(btn) {
+    const id = btn.getAttribute('data-deployment');
+    const msg = btn.getAttribute('data-confirm') || ('Cancel deployment ' + id + '?');
+    if (!(await confirmAction(msg))) return;
+    btn.disabled = true;
+    const r = await api('POST', '/api/v1/deployments/' + encodeURIComponent(id) + '/cancel');
+    btn.disabled = false;
+    if (!r.ok) { flash(r.error, false); return; }
+    flash('Cancelling ' + id + '; the deployment stops at its next safe point.', true);
+  }
+
+  async function onRedeploy(btn) {
+    const service = btn.getAttribute('data-service');
+    const body = { image: btn.getAttribute('data-image') };
+    const commit = btn.getAttribute('data-commit');
+    if (commit) body.commit = commit;
+    if (!(await confirmAction(btn.getAttribute('data-confirm')))) return;
+    btn.disabled = true;
+    const r = await api('POST', '/api/v1/services/' + encodeURIComponent(service) + '/deployments', body);
+    btn.disabled = false;
+    if (!r.ok) { flash(r.error, false); return; }
+    flash('Deploy of ' + body.image + ' to ' + service + ' started (' + r.data.id + ').', true);
+    await refreshCard(service);
+    await refreshHistory();
+  }
+
+  document.addEventListener('click', (ev) => {
+    const btn = ev.target instanceof Element ? ev.target.closest('button') : null;
+    if (!btn || btn.disabled) return;
+    if (btn.classList.contains('rollback')) { ev.preventDefault(); onRollback(btn); }
+    else if (btn.classList.contains('cancel')) { ev.preventDefault(); onCancel(btn); }
+    else if (btn.classList.contains('redeploy')) { ev.preventDefault(); onRedeploy(btn); }
+  });
+
+  // ---- partials ----
+
+  async function fetchPartial(path) {
+    let res;
+    try {
+      res = await fetch(path, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } });
+    } catch (e) {
+      return null;
+    }
+    if (res.status === 401) {
+      window.location.assign('/login');
+      return null;
+    }
+    if (!res.ok) return null;
+    const tpl = document.createElement('template');
+    tpl.innerHTML = await res.text();
+    return tpl.content.firstElementChild;
+  }
+
+  async function refreshCard(service) {
+    const old = document.getElementById('service-' + service);
+    if (!old) return;
+    const fresh = await fetchPartial('/partials/services/' + encodeURIComponent(service));
+    if (!fresh || !fresh.matches('section.service')) return;
+    // A deployment already streaming keeps its node, so the log gathered so
+    // far survives the swap.
+    const oldLive = old.querySelector('.deployment-live[data-deployment]');
+    const newLive = fresh.querySelector('.deployment-live[data-deployment]');
+    if (oldLive && newLive && oldLive.getAttribute('data-deployment') === newLive.getAttribute('data-deployment')) {
+      const cancelNew = newLive.querySelector('button.cancel');
+      const cancelOld = oldLive.querySelector('button.cancel');
+      if (!cancelNew && cancelOld) cancelOld.remove();
+      newLive.replaceWith(oldLive);
+    }
+    const focused = document.activeElement;
+    const hadFocus = focused && old.contains(focused) ? focused.className : null;
+    old.replaceWith(fresh);
+    if (hadFocus) {
+      const again = fresh.querySelector('.' + hadFocus.split(' ')[0]);
+      if (again) again.focus();
+    }
+    updateClocks(fresh);
+    watchLive(fresh);
+  }
+
+  async function refreshHistory() {
+    const old = document.getElementById('history-section');
+    if (!old) return;
+    const fresh = await fetchPartial('/partials/history');
+    if (!fresh || fresh.id !== 'history-section') return;
+    if (old.contains(document.activeElement)) return; // do not yank a focused button away
+    old.replaceWith(fresh);
+    updateClocks(fresh);
+  }
+
+  async function refreshAll() {
+    if (refreshing || document.visibilityState !== 'visible') return;
+    refreshing = true;
+    try {
+      const cards = Array.from(document.querySelectorAll('section.service[data-service]'));
+      for (const c of cards) {
+        await refreshCard(c.getAttribute('data-service'));
+      }
+      await refreshHistory();
+    } finally {
+      refreshing = false;
+    }
+  }
+
+  // ---- live deployments ----
+
+  function stepItem(live, name) {
+    const list = live.querySelector('ol.steps');
+    if (!list) return null;
+    for (const li of list.querySelectorAll('li.step')) {
+      if (li.getAttribute('data-step') === name) return li;
+    }
+    const li = document.createElement('li');
+    li.className = 'step';
+    li.setAttribute('data-step', name);
+    for (const cls of ['step-name', 'step-status', 'step-elapsed']) {
+      const span = document.createElement('span');
+      span.className = cls;
+      li.appendChild(span);
+      li.appendChild(document.createTextNode(' '));
+    }
+    li.querySelector('.step-name').textContent = name;
+    list.appendChild(li);
+    return li;
+  }
+
+  function onStep(live, ev) {
+    const li = stepItem(live, ev.step);
+    if (!li) return;
+    li.setAttribute('data-status', ev.status);
+    li.querySelector('.step-status').textContent = ev.status;
+    const t = Date.parse(ev.time);
+    if (ev.status === 'running') {
+      if (!isNaN(t)) li.setAttribute('data-started', ev.time);
+    } else {
+      const started = Date.parse(li.getAttribute('data-started'));
+      if (!isNaN(t) && !isNaN(started)) li.querySelector('.step-elapsed').textContent = duration(t - started);
+    }
+    if (ev.message) {
+      let m = li.querySelector('.step-message');
+      if (!m) {
+        m = document.createElement('span');
+        m.className = 'step-message';
+        li.appendChild(m);
+      }
+      m.textContent = ev.message;
+    }
+  }
+
+  function appendLog(live, line) {
+    const pre = live.querySelector('pre.log');
+    if (!pre) return;
+    pre.appendChild(document.createTextNode(line + '\n'));
+    while (pre.childNodes.length > MAX_LOG_LINES) pre.removeChild(pre.firstChild);
+    pre.scrollTop = pre.scrollHeight;
+  }
+
+  function finished(id, live) {
+    const es = streams.get(id);
+    if (es) es.close();
+    streams.delete(id);
+    const card = live.closest('section.service');
+    if (card) {
+      refreshCard(card.getAttribute('data-service'));
+      refreshHistory();
+    } else if (live.closest('.deployment-page')) {
+      // The detail page shows the final record, error included.
+      window.location.reload();
+    }
+  }
+
+  // currentLive finds the node of deployment id now in the document: a card
+  // swap may have moved it.
+  function currentLive(id) {
+    for (const el of document.querySelectorAll('.deployment-live[data-deployment]')) {
+      if (el.getAttribute('data-deployment') === id) return el;
+    }
+    return null;
+  }
+
+  function watch(id) {
+    if (streams.has(id)) return;
+    const es = new EventSource('/api/v1/deployments/' + encodeURIComponent(id) + '/events');
+    streams.set(id, es);
+    const parse = (msg) => { try { return JSON.parse(msg.data); } catch (e) { return null; } };
+    es.addEventListener('step', (msg) => {
+      const ev = parse(msg); const live = currentLive(id);
+      if (ev && live) onStep(live, ev);
+    });
+    es.addEventListener('log', (msg) => {
+      const ev = parse(msg); const live = currentLive(id);
+      if (ev && live) appendLog(live, (ev.step ? '[' + ev.step + '] ' : '') + ev.message);
+    });
+    es.addEventListener('status', (msg) => {
+      const ev = parse(msg); const live = currentLive(id);
+      if (!ev || !live) return;
+      const st = live.querySelector('.live-status');
+      if (st) { st.textContent = ev.status; st.setAttribute('data-status', ev.status); }
+      if (ev.message) appendLog(live, ev.status + ': ' + ev.message);
+      if (FINAL.has(ev.status)) {
+        const service = live.getAttribute('data-service') || '';
+        flash(service + ' ' + id + ' ' + ev.status + (ev.message ? ': ' + ev.message : '.'), ev.status === 'succeeded');
+        finished(id, live);
+      }
+    });
+    es.addEventListener('error', () => {
+      // A stream that ended with its deployment is closed above; one the
+      // server refused (404, 401) is closed by the browser. Either way the
+      // card's next refresh shows the truth.
+      if (es.readyState === EventSource.CLOSED) {
+        streams.delete(id);
+        const live = currentLive(id);
+        if (live) finished(id, live);
+      }
+    });
+  }
+
+  function watchLive(root) {
+    (root || document).querySelectorAll('.deployment-live[data-deployment]').forEach((live) => {
+      watch(live.getAttribute('data-deployment'));
+    });
+  }
+
+  function start() {
+    updateClocks();
+    watchLive();
+    setInterval(updateClocks, CLOCK_MS);
+    setInterval(updateElapsed, ELAPSED_MS);
+    if (document.querySelector('section.service[data-service]')) {
+      setInterval(refreshAll, CARD_REFRESH_MS);
+    }
+  }
+
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', start);
+  } else {
+    start();
+  }
+})();

@@ -1,0 +1,233 @@
+package web
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/deployd/deployd/pkg/auth"
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// The views below are what the templates render: the controller's values
+// plus the words and permissions the page derives from them. Buttons appear
+// only for roles the API would let through; the API checks again anyway.
+
+// cardView is one service card.
+type cardView struct {
+	controller.ServiceView
+	Now time.Time
+
+	Commit     string
+	CommitURL  string
+	Actor      string
+	DeployedAt time.Time
+	// StandbyState is "warm", "cold" or "none".
+	StandbyState string
+	Tables       []colorTable
+
+	// Live is the running (or queued) deployment, if any.
+	Live          *controller.Deployment
+	CanCancel     bool
+	CancelConfirm string
+
+	CanRollback     bool
+	RollbackConfirm string
+}
+
+// colorTable is one color's containers.
+type colorTable struct {
+	Color      controller.Color
+	Role       string // "active", "standby" or ""
+	Image      string
+	Containers []controller.Container
+}
+
+func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
+	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v)}
+	if d := v.ActiveDeployment; d != nil {
+		cv.Commit = d.Trigger.Commit
+		cv.Actor = d.Trigger.Actor
+		cv.DeployedAt = d.CreatedAt
+		cv.CommitURL = commitURL(v.RepositoryURL, cv.Commit)
+	}
+	for _, col := range []controller.Color{controller.Blue, controller.Green} {
+		t := colorTable{Color: col, Image: v.Colors[col].Image, Containers: v.Colors[col].Containers}
+		switch col {
+		case v.ActiveColor:
+			t.Role = "active"
+		case v.StandbyColor:
+			t.Role = "standby"
+		}
+		cv.Tables = append(cv.Tables, t)
+	}
+	if d := v.Deployment; d != nil && !d.Status.Done() {
+		cv.Live = d
+		cv.CanCancel = role >= auth.RoleOperator
+		cv.CancelConfirm = cancelConfirm(*d, v.ActiveColor)
+	}
+	if role >= auth.RoleOperator && v.StandbyColor.Valid() {
+		cv.CanRollback = true
+		cv.RollbackConfirm = rollbackConfirm(v)
+	}
+	return cv
+}
+
+func standbyState(v controller.ServiceView) string {
+	switch {
+	case !v.StandbyColor.Valid():
+		return "none"
+	case v.StandbyWarm:
+		return "warm"
+	default:
+		return "cold"
+	}
+}
+
+// rollbackConfirm says exactly what a rollback will do, and how long it
+// will take: a warm standby only needs a probe and an nginx switch.
+func rollbackConfirm(v controller.ServiceView) string {
+	how := "is warm: traffic moves in about a second."
+	if !v.StandbyWarm {
+		how = "is cold: its containers are started and checked first, which takes longer."
+	}
+	return fmt.Sprintf("Switch %s from %s (%s) back to %s (%s)? %s %s",
+		v.Name, colorKey(v.ActiveColor), v.ActiveImage, colorKey(v.StandbyColor), v.StandbyImage,
+		colorName(v.StandbyColor), how)
+}
+
+func cancelConfirm(d controller.Deployment, active controller.Color) string {
+	stays := "Traffic stays where it is."
+	if active.Valid() {
+		stays = fmt.Sprintf("Traffic stays on %s.", colorKey(active))
+	}
+	return fmt.Sprintf("Cancel the running %s of %s (%s to %s)? %s",
+		d.Kind, d.Service, d.Image, colorKey(d.ToColor), stays)
+}
+
+func redeployConfirm(d controller.Deployment) string {
+	return fmt.Sprintf("Deploy %s to %s again? It starts on the standby color, and traffic switches only once it is healthy.",
+		d.Image, d.Service)
+}
+
+// historyView is the history table.
+type historyView struct {
+	Now  time.Time
+	Rows []historyRow
+}
+
+type historyRow struct {
+	controller.Deployment
+	Duration        string
+	CanRedeploy     bool
+	RedeployConfirm string
+}
+
+func newHistoryView(ds []controller.Deployment, role auth.Role, now time.Time) historyView {
+	h := historyView{Now: now}
+	for _, d := range ds {
+		r := historyRow{Deployment: d, Duration: deploymentDuration(d, now)}
+		if role >= auth.RoleDeployer && d.Image != "" && d.Status.Done() {
+			r.CanRedeploy = true
+			r.RedeployConfirm = redeployConfirm(d)
+		}
+		h.Rows = append(h.Rows, r)
+	}
+	return h
+}
+
+// deploymentDuration is how long d took, or has taken so far.
+func deploymentDuration(d controller.Deployment, now time.Time) string {
+	end := now
+	if d.FinishedAt != nil {
+		end = *d.FinishedAt
+	} else if d.Status.Done() {
+		return "–"
+	}
+	return duration(end.Sub(d.CreatedAt))
+}
+
+// stepView is one step of a deployment as the step list shows it.
+type stepView struct {
+	Name       string
+	Status     string
+	Message    string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Finished   bool
+	Elapsed    string
+}
+
+func newStepView(now time.Time, s controller.Step) stepView {
+	v := stepView{Name: s.Name, Status: s.Status.String(), Message: s.Message, StartedAt: s.StartedAt}
+	end := now
+	if s.FinishedAt != nil {
+		v.Finished = true
+		v.FinishedAt = *s.FinishedAt
+		end = *s.FinishedAt
+	}
+	v.Elapsed = duration(end.Sub(s.StartedAt))
+	return v
+}
+
+// deploymentView is the deployment page.
+type deploymentView struct {
+	controller.Deployment
+	CommitURL     string
+	Duration      string
+	Running       bool
+	StepViews     []stepView
+	LogLines      []string
+	CanCancel     bool
+	CancelConfirm string
+}
+
+func newDeploymentView(d controller.Deployment, repoURL string, role auth.Role, now time.Time) deploymentView {
+	v := deploymentView{
+		Deployment: d,
+		CommitURL:  commitURL(repoURL, d.Trigger.Commit),
+		Duration:   deploymentDuration(d, now),
+		Running:    !d.Status.Done(),
+	}
+	for _, s := range d.Steps {
+		v.StepViews = append(v.StepViews, newStepView(now, s))
+	}
+	if v.Running {
+		// The script streams the whole log, history first; rendering it
+		// here too would show every line twice.
+		v.CanCancel = role >= auth.RoleOperator
+		v.CancelConfirm = cancelConfirm(d, d.FromColor)
+		return v
+	}
+	v.LogLines = recordLog(d)
+	return v
+}
+
+// recordLog rebuilds a finished deployment's log from its record: each
+// step's outcome and output, then the final status and error.
+func recordLog(d controller.Deployment) []string {
+	var lines []string
+	for _, s := range d.Steps {
+		line := fmt.Sprintf("[%s] %s", s.Name, s.Status)
+		if s.Message != "" {
+			line += ": " + s.Message
+		}
+		lines = append(lines, line)
+		for _, out := range outputLines(s.Output) {
+			lines = append(lines, fmt.Sprintf("[%s] %s", s.Name, out))
+		}
+	}
+	final := d.Status.String()
+	if d.Error != "" {
+		final += ": " + d.Error
+	}
+	return append(lines, final)
+}
+
+func outputLines(out string) []string {
+	out = strings.TrimRight(out, "\n")
+	if out == "" {
+		return nil
+	}
+	return strings.Split(out, "\n")
+}
