@@ -42,3 +42,19 @@ func TestSameOrigin(t *testing.T) {
 		})
 	}
 }
+
+func FuzzSameOrigin(f *testing.F) {
+	f.Add("deployd.example:8080", "http://deployd.example:8080", "same-origin")
+	f.Add("deployd.example", "null", "")
+	f.Add("[::1]:80", "http://[::1]", "none")
+	f.Add("", "https://", "cross-site")
+	f.Fuzz(func(t *testing.T, host, origin, fetch string) {
+		got := SameOrigin(host, origin, fetch)
+		if got && (fetch == "cross-site" || fetch == "same-site") {
+			t.Fatalf("SameOrigin(%q, %q, %q) = true for a cross-site request", host, origin, fetch)
+		}
+		if got && origin == "null" {
+			t.Fatalf("SameOrigin(%q, null, %q) = true", host, fetch)
+		}
+	})
+}
