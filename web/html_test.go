@@ -236,13 +236,26 @@ func oneText(t *testing.T, toks []token, name string, classes ...string) string 
 	return strings.TrimSpace(innerText(toks, idx[0]))
 }
 
-// assertInert fails when doc holds anything that could run script or
-// style: a <script> other than our deferred app.js with an empty body, any
-// on* or style attribute, a <style> element, an <img>/<iframe>/<object>,
-// or a javascript:/data: URL in an href, src or action.
+// assertInert fails the test when doc holds anything that could run script
+// or style (see inertProblems).
 func assertInert(t *testing.T, label, doc string) {
 	t.Helper()
-	toks := tokenize(t, doc)
+	for _, p := range inertProblems(doc) {
+		t.Errorf("%s: %s", label, p)
+	}
+}
+
+// inertProblems lists what in doc could run script or style: a <script>
+// other than our deferred app.js with an empty body, any on* or style
+// attribute, a repeated attribute, a <style>, <img>, <iframe> or similar
+// element, or an href, src or action that is not a local or http(s) URL.
+func inertProblems(doc string) []string {
+	toks, err := tokenizeHTML(doc)
+	if err != nil {
+		return []string{"unreadable HTML: " + err.Error()}
+	}
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	for i, tok := range toks {
 		if tok.kind != tokStart {
 			continue
@@ -250,33 +263,65 @@ func assertInert(t *testing.T, label, doc string) {
 		switch tok.name {
 		case "script":
 			if tok.attrs["src"] != "/static/app.js" || len(tok.order) != 2 || tok.order[1] != "defer" {
-				t.Errorf("%s: unexpected <script %v>", label, tok.attrs)
+				bad("unexpected <script %v>", tok.attrs)
 			}
 			if i+1 < len(toks) && toks[i+1].kind == tokText {
-				t.Errorf("%s: <script> has an inline body %q", label, toks[i+1].text)
+				bad("<script> has an inline body %q", toks[i+1].text)
 			}
 		case "style", "img", "iframe", "object", "embed", "svg", "base":
-			t.Errorf("%s: unexpected <%s> element", label, tok.name)
+			bad("unexpected <%s> element", tok.name)
 		}
 		seen := map[string]bool{}
 		for _, name := range tok.order {
 			if seen[name] {
-				t.Errorf("%s: <%s> repeats attribute %s (injected?)", label, tok.name, name)
+				bad("<%s> repeats attribute %s (injected?)", tok.name, name)
 			}
 			seen[name] = true
 			if strings.HasPrefix(name, "on") {
-				t.Errorf("%s: <%s> has event handler attribute %s=%q", label, tok.name, name, tok.attrs[name])
+				bad("<%s> has event handler attribute %s=%q", tok.name, name, tok.attrs[name])
 			}
 			if name == "style" {
-				t.Errorf("%s: <%s> has a style attribute", label, tok.name)
+				bad("<%s> has a style attribute", tok.name)
 			}
 			if name == "href" || name == "src" || name == "action" || name == "formaction" {
 				v := strings.ToLower(strings.TrimSpace(tok.attrs[name]))
 				local := strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//")
 				if !local && !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
-					t.Errorf("%s: <%s %s=%q> is not a plain http(s) or local URL", label, tok.name, name, tok.attrs[name])
+					bad("<%s %s=%q> is not a plain http(s) or local URL", tok.name, name, tok.attrs[name])
 				}
 			}
 		}
+	}
+	return out
+}
+
+func TestInertProblems_CatchesLiveMarkup(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		bad  bool
+	}{
+		{"our script", `<script src="/static/app.js" defer></script>`, false},
+		{"escaped text", `<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>`, false},
+		{"escaped attribute", `<b data-image="x&#34;&gt;&lt;img src=x onerror=alert(1)&gt;">x</b>`, false},
+		{"inline script", `<script>alert(1)</script>`, true},
+		{"our script with a body", `<script src="/static/app.js" defer>alert(1)</script>`, true},
+		{"event handler", `<b onclick="x()">x</b>`, true},
+		{"injected image", `<b data-image="x"><img src=x onerror=alert(1)>">`, true},
+		{"style attribute", `<p style="color:red">x</p>`, true},
+		{"style element", `<style>p{}</style>`, true},
+		{"javascript link", `<a href="javascript:alert(1)">x</a>`, true},
+		{"entity-hidden javascript link", `<a href="&#106;avascript:alert(1)">x</a>`, true},
+		{"protocol-relative link", `<a href="//evil.example/">x</a>`, true},
+		{"repeated attribute", `<a href="/" href="/x">x</a>`, true},
+		{"stray angle bracket", `<p>a < b</p>`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := inertProblems(tt.doc)
+			if (len(got) > 0) != tt.bad {
+				t.Errorf("inertProblems(%q) = %q, want problems: %v", tt.doc, got, tt.bad)
+			}
+		})
 	}
 }

@@ -197,7 +197,7 @@ func (p *Pages) session(c *fiber.Ctx) (auth.Session, bool) {
 func (p *Pages) dashboard(c *fiber.Ctx) error {
 	s, ok := p.session(c)
 	if !ok {
-		return c.Redirect("/login", fiber.StatusSeeOther)
+		return seeOther(c, "/login")
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), pageTimeout)
 	defer cancel()
@@ -229,7 +229,7 @@ func (p *Pages) history(ctx context.Context, role auth.Role, now time.Time) (his
 func (p *Pages) deploymentPage(c *fiber.Ctx) error {
 	s, ok := p.session(c)
 	if !ok {
-		return c.Redirect("/login", fiber.StatusSeeOther)
+		return seeOther(c, "/login")
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), pageTimeout)
 	defer cancel()
@@ -377,6 +377,13 @@ func (p *Pages) renderPartial(c *fiber.Ctx, name string, data any) error {
 	return c.Send(buf.Bytes())
 }
 
+// seeOther redirects after a form post or to the login page; 303 makes
+// the browser follow with a GET.
+func seeOther(c *fiber.Ctx, to string) error {
+	noStore(c)
+	return c.Redirect(to, fiber.StatusSeeOther)
+}
+
 // noStore keeps pages out of caches: they show who deployed what, and the
 // layout carries the session's CSRF token.
 func noStore(c *fiber.Ctx) { c.Set(fiber.HeaderCacheControl, "no-store") }
@@ -388,7 +395,7 @@ func sameOrigin(c *fiber.Ctx) bool {
 
 func (p *Pages) loginPage(c *fiber.Ctx) error {
 	if _, ok := p.session(c); ok {
-		return c.Redirect("/", fiber.StatusSeeOther)
+		return seeOther(c, "/")
 	}
 	return p.renderLogin(c, fiber.StatusOK, "")
 }
@@ -447,7 +454,7 @@ func (p *Pages) login(c *fiber.Ctx) error {
 		SameSite: fiber.CookieSameSiteStrictMode,
 	})
 	log.WithField("token", id.Name).Info("logged in")
-	return c.Redirect("/", fiber.StatusSeeOther)
+	return seeOther(c, "/")
 }
 
 // logout revokes the session server-side, so a copied cookie dies with it.
@@ -476,5 +483,5 @@ func (p *Pages) logout(c *fiber.Ctx) error {
 		HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteStrictMode,
 	})
-	return c.Redirect("/login", fiber.StatusSeeOther)
+	return seeOther(c, "/login")
 }

@@ -1,0 +1,501 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployd/deployd/pkg/auth"
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+func TestDashboard_FollowsTheDOMContract(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(auth.RoleViewer)
+	toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
+
+	var csrf string
+	for _, i := range elements(toks, "meta") {
+		if toks[i].attrs["name"] == "csrf-token" {
+			csrf = toks[i].attrs["content"]
+		}
+	}
+	if csrf != s.CSRF {
+		t.Errorf("meta csrf-token = %q, want the session's", csrf)
+	}
+	if got := one(t, toks, "body").attrs["data-role"]; got != "viewer" {
+		t.Errorf("body data-role = %q, want viewer", got)
+	}
+
+	sections := elements(toks, "section", "service")
+	if len(sections) != 2 {
+		t.Fatalf("service sections = %d, want 2", len(sections))
+	}
+	web := toks[sections[0]]
+	if web.attrs["id"] != "service-web" || web.attrs["data-service"] != "web" {
+		t.Errorf("first card = %v, want id service-web, data-service web", web.attrs)
+	}
+	card := cardTokens(t, toks, "web")
+
+	badge := one(t, card, "", "active-color")
+	if badge.attrs["data-color"] != "green" {
+		t.Errorf(".active-color data-color = %q, want green", badge.attrs["data-color"])
+	}
+	checks := []struct {
+		class, want string
+	}{
+		{"active-color", "active color: GREEN"},
+		{"active-image", "app:v2"},
+		{"active-commit", "0123456789ab"},
+		{"active-by", "alice"},
+		{"active-when", "12 min ago"},
+		{"standby-color", "BLUE"},
+		{"standby-image", "app:v1"},
+		{"standby-state", "warm"},
+	}
+	for _, c := range checks {
+		if got := oneText(t, card, "", c.class); got != c.want {
+			t.Errorf(".%s = %q, want %q", c.class, got, c.want)
+		}
+	}
+	commit := one(t, card, "a", "active-commit")
+	if want := "https://git.example.com/acme/web/commit/0123456789abcdef0123"; commit.attrs["href"] != want {
+		t.Errorf("commit href = %q, want %q", commit.attrs["href"], want)
+	}
+	when := one(t, card, "time", "active-when")
+	if when.attrs["datetime"] != "2025-05-01T11:48:00Z" || when.attrs["title"] == "" {
+		t.Errorf("active-when = %v, want datetime 2025-05-01T11:48:00Z and a title", when.attrs)
+	}
+
+	tables := elements(card, "table", "containers")
+	if len(tables) != 2 || card[tables[0]].attrs["data-color"] != "blue" || card[tables[1]].attrs["data-color"] != "green" {
+		t.Fatalf("container tables = %d, want blue and green", len(tables))
+	}
+	blue := innerText(card, tables[0])
+	for _, want := range []string{"web-blue-1", "running", "healthy", "3 h 0 min"} {
+		if !strings.Contains(blue, want) {
+			t.Errorf("blue containers table %q lacks %q", blue, want)
+		}
+	}
+
+	// The running deploy of api is live on its card.
+	api := cardTokens(t, toks, "api")
+	live := one(t, api, "div", "deployment-live")
+	if live.attrs["data-deployment"] != "dep-run" {
+		t.Errorf("deployment-live data-deployment = %q, want dep-run", live.attrs["data-deployment"])
+	}
+	one(t, api, "ol", "steps")
+	one(t, api, "pre", "log")
+	steps := elements(api, "li", "step")
+	if len(steps) != 2 {
+		t.Fatalf("steps = %d, want 2", len(steps))
+	}
+	if got := api[steps[0]].attrs; got["data-step"] != "pull" || got["data-status"] != "succeeded" {
+		t.Errorf("first step = %v, want pull succeeded", got)
+	}
+	if got := strings.Join(strings.Fields(innerText(api, steps[0])), " "); got != "pull succeeded 1.2 s" {
+		t.Errorf("first step text = %q, want %q", got, "pull succeeded 1.2 s")
+	}
+	if got := api[steps[1]].attrs; got["data-step"] != "start" || got["data-status"] != "running" {
+		t.Errorf("second step = %v, want start running", got)
+	}
+	if got := oneText(t, api, "", "standby-state"); got != "none" {
+		t.Errorf("api standby-state = %q, want none", got)
+	}
+	if got := oneText(t, api, "", "active-commit"); got != "unknown" {
+		t.Errorf("api commit without an active deployment = %q, want unknown", got)
+	}
+
+	rows := elements(toks, "tr", "deployment")
+	if len(rows) != 3 {
+		t.Fatalf("history rows = %d, want 3", len(rows))
+	}
+	var history, audit bool
+	for _, i := range elements(toks, "table") {
+		history = history || toks[i].attrs["id"] == "history"
+		audit = audit || toks[i].attrs["id"] == "audit"
+	}
+	if !history || !audit {
+		t.Errorf("table#history %v, table#audit %v, want both", history, audit)
+	}
+	failRow := rowTokens(t, toks, "dep-fail")
+	if got := oneText(t, failRow, "", "status"); got != "failed" {
+		t.Errorf("failed row .status = %q, want failed", got)
+	}
+	if got := one(t, failRow, "a", "details").attrs["href"]; got != "/deployments/dep-fail" {
+		t.Errorf("details link = %q, want /deployments/dep-fail", got)
+	}
+	if got := oneText(t, failRow, "", "duration"); got != "1 min 2 s" {
+		t.Errorf("failed row duration = %q, want 1 min 2 s", got)
+	}
+
+	flash := false
+	for _, i := range elements(toks, "p") {
+		a := toks[i].attrs
+		flash = flash || (a["id"] == "flash" && a["role"] == "status" && a["aria-live"] == "polite")
+	}
+	if !flash {
+		t.Error(`no <p id="flash" role="status" aria-live="polite">`)
+	}
+	for _, id := range []string{"confirm-dialog", "confirm-message", "confirm-yes", "confirm-no", "logout-form"} {
+		if !hasID(toks, id) {
+			t.Errorf("no element #%s", id)
+		}
+	}
+}
+
+func hasID(toks []token, id string) bool {
+	for _, tok := range toks {
+		if tok.kind == tokStart && tok.attrs["id"] == id {
+			return true
+		}
+	}
+	return false
+}
+
+// subtree returns the tokens of the element starting at toks[i].
+func subtree(toks []token, i int) []token {
+	depth := 0
+	for j := i + 1; j < len(toks); j++ {
+		switch toks[j].kind {
+		case tokStart:
+			if !voidElements[toks[j].name] {
+				depth++
+			}
+		case tokEnd:
+			if depth == 0 {
+				return toks[i : j+1]
+			}
+			depth--
+		}
+	}
+	return toks[i:]
+}
+
+func cardTokens(t *testing.T, toks []token, service string) []token {
+	t.Helper()
+	for _, i := range elements(toks, "section", "service") {
+		if toks[i].attrs["data-service"] == service {
+			return subtree(toks, i)
+		}
+	}
+	t.Fatalf("no card for %s", service)
+	return nil
+}
+
+func rowTokens(t *testing.T, toks []token, id string) []token {
+	t.Helper()
+	for _, i := range elements(toks, "tr", "deployment") {
+		if toks[i].attrs["data-id"] == id {
+			return subtree(toks, i)
+		}
+	}
+	t.Fatalf("no history row for %s", id)
+	return nil
+}
+
+func TestDashboard_ViewerSeesNoActionButtons(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(auth.RoleViewer)
+	toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
+	for _, cls := range []string{"rollback", "cancel", "redeploy"} {
+		if n := len(elements(toks, "button", cls)); n != 0 {
+			t.Errorf("viewer sees %d button.%s, want 0", n, cls)
+		}
+	}
+}
+
+func TestDashboard_ButtonsFollowRoles(t *testing.T) {
+	tests := []struct {
+		role                         auth.Role
+		rollback, cancel, redeploy int
+	}{
+		{auth.RoleViewer, 0, 0, 0},
+		// History holds two finished deployments and one running one.
+		{auth.RoleDeployer, 0, 0, 2},
+		{auth.RoleOperator, 1, 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role.String(), func(t *testing.T) {
+			f := newFixture(t)
+			s := f.session(tt.role)
+			toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
+			got := []int{len(elements(toks, "button", "rollback")), len(elements(toks, "button", "cancel")), len(elements(toks, "button", "redeploy"))}
+			want := []int{tt.rollback, tt.cancel, tt.redeploy}
+			for i, cls := range []string{"rollback", "cancel", "redeploy"} {
+				if got[i] != want[i] {
+					t.Errorf("button.%s = %d, want %d", cls, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestDashboard_OperatorRollbackButtonSaysExactlyWhatHappens(t *testing.T) {
+	tests := []struct {
+		name string
+		warm bool
+		want string
+	}{
+		{"warm standby", true, "Switch web from green (app:v2) back to blue (app:v1)? Blue is warm: traffic moves in about a second."},
+		{"cold standby", false, "Switch web from green (app:v2) back to blue (app:v1)? Blue is cold: its containers are started and checked first, which takes longer."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.ctl.services[0].StandbyWarm = tt.warm
+			s := f.session(auth.RoleOperator)
+			toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
+
+			btn := one(t, cardTokens(t, toks, "web"), "button", "rollback")
+			if btn.attrs["data-service"] != "web" {
+				t.Errorf("rollback data-service = %q, want web", btn.attrs["data-service"])
+			}
+			if got := btn.attrs["data-confirm"]; got != tt.want {
+				t.Errorf("data-confirm = %q\nwant          %q", got, tt.want)
+			}
+			// api has no standby: nothing to roll back to, so no button.
+			if n := len(elements(cardTokens(t, toks, "api"), "button", "rollback")); n != 0 {
+				t.Errorf("api (no standby) rollback buttons = %d, want 0", n)
+			}
+			cancel := one(t, cardTokens(t, toks, "api"), "button", "cancel")
+			if cancel.attrs["data-deployment"] != "dep-run" || cancel.attrs["data-confirm"] == "" {
+				t.Errorf("cancel button = %v, want data-deployment dep-run and a confirm text", cancel.attrs)
+			}
+			redeploy := one(t, rowTokens(t, toks, "dep-2"), "button", "redeploy")
+			if redeploy.attrs["data-service"] != "web" || redeploy.attrs["data-image"] != "app:v2" || redeploy.attrs["data-confirm"] == "" {
+				t.Errorf("redeploy button = %v", redeploy.attrs)
+			}
+		})
+	}
+}
+
+// hostileFixture puts script-shaped values everywhere a deploy request,
+// webhook or config can put text.
+func hostileFixture(f *fixture) {
+	const (
+		actor  = "<script>alert(1)</script>"
+		commit = "javascript:alert(1)"
+		image  = `x"><img src=x onerror=alert(1)>`
+		errMsg = "boom</pre><script>alert(2)</script>"
+	)
+	svc := &f.ctl.services[0]
+	svc.ActiveImage = image
+	svc.StandbyImage = image
+	svc.ActiveDeployment.Trigger = controller.Trigger{Source: "api", Actor: actor, Commit: commit}
+	svc.Colors[controller.Green] = controller.ColorView{Image: image, Containers: []controller.Container{
+		{Name: actor, State: image, Health: errMsg, StartedAt: testNow.Add(-time.Minute)},
+	}}
+	f.ctl.services[1].RepositoryURL = "javascript:alert(1)//"
+	f.ctl.services[1].ActiveDeployment = &controller.Deployment{Trigger: controller.Trigger{Actor: actor, Commit: commit}, CreatedAt: testNow}
+	run := f.ctl.services[1].Deployment
+	run.Image = image
+	run.Steps = append(run.Steps, controller.Step{Name: actor, Status: controller.StepFailed, StartedAt: testNow, Message: errMsg})
+	for i := range f.ctl.deployments {
+		d := &f.ctl.deployments[i]
+		d.Image = image
+		d.Trigger.Actor = actor
+		d.Trigger.Commit = commit
+		d.Trigger.Ref = errMsg
+		d.Error = errMsg
+		for j := range d.Steps {
+			d.Steps[j].Output = errMsg + "\n" + actor
+			d.Steps[j].Message = errMsg
+		}
+	}
+	f.ctl.audit = append(f.ctl.audit, controller.AuditEntry{ID: "a2", Time: testNow, Actor: actor, Action: image, Target: errMsg, Address: actor, Result: errMsg})
+}
+
+func TestPages_HostileValuesAreEscapedAndInert(t *testing.T) {
+	f := newFixture(t)
+	hostileFixture(f)
+	s := f.session(auth.RoleOperator)
+	for _, path := range []string{"/", "/deployments/dep-fail", "/deployments/dep-run", "/partials/services/web", "/partials/services/api", "/partials/history"} {
+		t.Run(path, func(t *testing.T) {
+			body := f.page(t, path, &s, http.StatusOK)
+			assertInert(t, path, body)
+			if strings.Contains(body, "<script>alert") || strings.Contains(body, "<img") || strings.Contains(body, "</pre><script>") {
+				t.Errorf("raw hostile markup in %s", path)
+			}
+		})
+	}
+
+	toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
+	web := cardTokens(t, toks, "web")
+	if got := oneText(t, web, "", "active-by"); got != "<script>alert(1)</script>" {
+		t.Errorf("actor shown as %q, want the literal text", got)
+	}
+	if got := oneText(t, web, "", "active-image"); got != `x"><img src=x onerror=alert(1)>` {
+		t.Errorf("image shown as %q, want the literal text", got)
+	}
+	// The commit link stays inside the repository however odd the commit.
+	link := one(t, web, "a", "active-commit")
+	if !strings.HasPrefix(link.attrs["href"], "https://git.example.com/acme/web/commit/") {
+		t.Errorf("commit href = %q, want inside the repository", link.attrs["href"])
+	}
+	// A repository URL that is not http(s) is never linked.
+	api := cardTokens(t, toks, "api")
+	if n := len(elements(api, "a", "active-commit")); n != 0 {
+		t.Errorf("api commit links = %d, want 0 for a javascript: repository URL", n)
+	}
+	if got := oneText(t, api, "", "active-commit"); got != "javascript:a" {
+		t.Errorf("api commit text = %q, want the plain short form", got)
+	}
+
+	dtoks := tokenize(t, f.page(t, "/deployments/dep-fail", &s, http.StatusOK))
+	if got := oneText(t, dtoks, "p", "deployment-error"); got != "boom</pre><script>alert(2)</script>" {
+		t.Errorf(".deployment-error = %q, want the literal error text", got)
+	}
+}
+
+func TestPages_NoInlineScriptStyleOrEventHandlers(t *testing.T) {
+	f := newFixture(t)
+	pages := []struct {
+		path   string
+		role   auth.Role
+		status int
+	}{
+		{"/login", 0, http.StatusOK},
+		{"/", auth.RoleOperator, http.StatusOK},
+		{"/", auth.RoleViewer, http.StatusOK},
+		{"/deployments/dep-fail", auth.RoleOperator, http.StatusOK},
+		{"/deployments/dep-run", auth.RoleOperator, http.StatusOK},
+		{"/deployments/dep-2", auth.RoleViewer, http.StatusOK},
+		{"/deployments/nope", auth.RoleViewer, http.StatusNotFound},
+		{"/partials/services/web", auth.RoleOperator, http.StatusOK},
+		{"/partials/services/api", auth.RoleOperator, http.StatusOK},
+		{"/partials/history", auth.RoleDeployer, http.StatusOK},
+	}
+	for _, p := range pages {
+		var s *auth.Session
+		if p.role != 0 {
+			sess := f.session(p.role)
+			s = &sess
+		}
+		body := f.page(t, p.path, s, p.status)
+		assertInert(t, p.path, body)
+		if strings.Contains(body, "style=") {
+			t.Errorf("%s contains style=", p.path)
+		}
+	}
+}
+
+func TestPages_AreNotCached(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(auth.RoleViewer)
+	for _, path := range []string{"/", "/login", "/deployments/dep-2", "/partials/history", "/partials/services/web"} {
+		resp, _ := f.do(t, getReq(path, &s))
+		if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("GET %s: Cache-Control = %q, want no-store", path, got)
+		}
+	}
+}
+
+func TestPartials_ServiceRendersOneCard(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(auth.RoleOperator)
+	body := f.page(t, "/partials/services/web", &s, http.StatusOK)
+	if strings.Contains(body, "<html") || strings.Contains(body, "<body") {
+		t.Error("partial holds a whole page")
+	}
+	toks := tokenize(t, body)
+	var first token
+	for _, tok := range toks {
+		if tok.kind == tokStart {
+			first = tok
+			break
+		}
+	}
+	if first.name != "section" || !first.hasClass("service") || first.attrs["id"] != "service-web" {
+		t.Fatalf("partial starts with <%s %v>, want section.service#service-web", first.name, first.attrs)
+	}
+	if n := len(elements(toks, "section", "service")); n != 1 {
+		t.Errorf("cards = %d, want 1", n)
+	}
+	one(t, toks, "button", "rollback")
+
+	f.page(t, "/partials/services/nope", &s, http.StatusNotFound)
+	f.page(t, "/partials/services/NOT..valid", &s, http.StatusNotFound)
+
+	htoks := tokenize(t, f.page(t, "/partials/history", &s, http.StatusOK))
+	if n := len(elements(htoks, "tr", "deployment")); n != 3 {
+		t.Errorf("history partial rows = %d, want 3", n)
+	}
+}
+
+func TestDeploymentPage_ShowsStepsErrorAndLog(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(auth.RoleViewer)
+	toks := tokenize(t, f.page(t, "/deployments/dep-fail", &s, http.StatusOK))
+
+	if got := oneText(t, toks, "p", "deployment-error"); got != "health check failed: 500 from /health" {
+		t.Errorf(".deployment-error = %q", got)
+	}
+	steps := elements(toks, "li", "step")
+	if len(steps) != 2 || toks[steps[1]].attrs["data-step"] != "health" || toks[steps[1]].attrs["data-status"] != "failed" {
+		t.Fatalf("steps = %d, want pre_deploy and a failed health", len(steps))
+	}
+	log := oneText(t, toks, "pre", "log")
+	for _, want := range []string{"[pre_deploy] migrated 3", "[health] failed: 500 from /health", "failed: health check failed: 500 from /health"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	// A finished deployment is not streamed.
+	if n := len(elements(toks, "", "deployment-live")); n != 0 {
+		t.Errorf("finished deployment has %d .deployment-live, want 0", n)
+	}
+
+	// A running one is, and its log comes from the stream only.
+	rtoks := tokenize(t, f.page(t, "/deployments/dep-run", &s, http.StatusOK))
+	live := one(t, rtoks, "div", "deployment-live")
+	if live.attrs["data-deployment"] != "dep-run" {
+		t.Errorf("live data-deployment = %q, want dep-run", live.attrs["data-deployment"])
+	}
+	if got := oneText(t, rtoks, "pre", "log"); got != "" {
+		t.Errorf("running deployment's rendered log = %q, want empty", got)
+	}
+	if n := len(elements(rtoks, "button", "cancel")); n != 0 {
+		t.Errorf("viewer sees %d cancel buttons", n)
+	}
+	if n := len(elements(rtoks, "p", "deployment-error")); n != 0 {
+		t.Errorf("running deployment shows %d errors", n)
+	}
+
+	body := f.page(t, "/deployments/nope", &s, http.StatusNotFound)
+	if !strings.Contains(body, `no deployment &#34;nope&#34;`) {
+		t.Errorf("404 page lacks the message:\n%s", body)
+	}
+}
+
+func TestStatic_ServesEmbeddedAssetsWithTypeAndShortMaxAge(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		path, ctype string
+	}{
+		{"/static/app.js", "text/javascript"},
+		{"/static/app.css", "text/css"},
+	}
+	for _, tt := range tests {
+		resp, body := f.do(t, getReq(tt.path, nil))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: status = %d, want 200", tt.path, resp.StatusCode)
+		}
+		if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, tt.ctype) {
+			t.Errorf("GET %s: Content-Type = %q, want %s", tt.path, got, tt.ctype)
+		}
+		if got := resp.Header.Get("Cache-Control"); got != "public, max-age=300" {
+			t.Errorf("GET %s: Cache-Control = %q", tt.path, got)
+		}
+		if len(body) < 100 {
+			t.Errorf("GET %s: body of %d bytes", tt.path, len(body))
+		}
+	}
+	for _, path := range []string{"/static/nope.js", "/static/", "/static/../web.go", "/static/%2e%2e/web.go"} {
+		resp, _ := f.do(t, getReq(path, nil))
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: status = %d, want 404", path, resp.StatusCode)
+		}
+	}
+}
