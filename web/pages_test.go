@@ -208,7 +208,7 @@ func TestDashboard_ViewerSeesNoActionButtons(t *testing.T) {
 
 func TestDashboard_ButtonsFollowRoles(t *testing.T) {
 	tests := []struct {
-		role                         auth.Role
+		role                       auth.Role
 		rollback, cancel, redeploy int
 	}{
 		{auth.RoleViewer, 0, 0, 0},
