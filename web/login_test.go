@@ -250,3 +250,22 @@ func TestPages_WithoutSessionRedirectOrRefuse(t *testing.T) {
 		t.Errorf("login button id = %q, want login-submit", got)
 	}
 }
+
+func TestLogin_SameOriginWithPortIsAccepted(t *testing.T) {
+	f := newFixture(t)
+	req := postForm("/login", url.Values{"token": {viewerSecret}}, nil)
+	req.Host = "127.0.0.1:8080"
+	req.Header.Set("Origin", "http://127.0.0.1:8080")
+	resp, body := f.do(t, req)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("status = %d, want %d\n%s", resp.StatusCode, http.StatusSeeOther, body)
+	}
+	sessionCookie(t, resp)
+
+	req = postForm("/login", url.Values{"token": {viewerSecret}}, nil)
+	req.Host = "127.0.0.1:8080"
+	req.Header.Set("Origin", "http://127.0.0.1:9090")
+	if resp, _ := f.do(t, req); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("other port: status = %d, want %d", resp.StatusCode, http.StatusForbidden)
+	}
+}
