@@ -19,6 +19,7 @@ import (
 	"github.com/deployd/deployd/pkg/health"
 	"github.com/deployd/deployd/pkg/nginxconf"
 	"github.com/deployd/deployd/pkg/store"
+	"github.com/deployd/deployd/web"
 )
 
 // These prove at compile time that the adapters fit the controller's ports.
@@ -29,6 +30,15 @@ var (
 	_ controller.Store   = (*store.Store)(nil)
 	_ nginxconf.Driver   = (*dockerx.NginxContainer)(nil)
 	_ api.Controller     = (*controller.Controller)(nil)
+	_ web.Controller     = (*controller.Controller)(nil)
+	_ api.Pages          = (*web.Pages)(nil)
+)
+
+// Login attempts from one address are limited, so a token cannot be
+// guessed through the login form; the key count bounds the limiter's memory.
+const (
+	loginFailuresPerMinute = 10
+	limiterKeys            = 10000
 )
 
 // Main is the whole daemon: the store, the Docker client, nginx, the
@@ -117,9 +127,20 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	// The page and the API share one session store: the page logs in, the
+	// API serves the page's requests with that session.
+	sessions := auth.NewSessions(cfg.Web.SessionTTL, time.Now)
+	pages := web.New(web.Options{
+		Controller:    m.ctrl,
+		Auth:          auth.NewAuthenticator(tokens, m.Logger),
+		Sessions:      sessions,
+		LoginLimiter:  auth.NewLimiter(loginFailuresPerMinute, time.Minute, limiterKeys, time.Now),
+		SecureCookies: cfg.Web.SecureCookies,
+		Logger:        m.Logger,
+	})
 	m.server = api.New(api.Options{
 		Controller: m.ctrl, Tokens: tokens, WebhookSecret: webhookSecret, Logger: m.Logger,
-		Sessions: auth.NewSessions(cfg.Web.SessionTTL, time.Now),
+		Sessions: sessions, Pages: pages,
 	})
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil {
