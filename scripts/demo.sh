@@ -160,6 +160,7 @@ bin/deployd status
 
 say "deployd keeps running. Try:"
 cat <<TXT
+   open $API/ and log in with the token in run/demo/token   # the status page, with its Rollback button
    export DEPLOYD_SERVER=$API DEPLOYD_TOKEN=\$(cat run/demo/token)
    bin/deployd deploy --service demoweb --image v2 --wait
    bin/deployd history
