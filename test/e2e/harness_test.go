@@ -113,6 +113,8 @@ type svcConfig struct {
 	// Webhook turns on POST /hooks/deploy with the env's webhook secret.
 	Webhook     bool
 	AllowedRefs []string
+	// RepositoryURL makes the status page link commits.
+	RepositoryURL string
 }
 
 func defaultSvc() svcConfig {
@@ -233,6 +235,9 @@ services:
 	}
 	if len(s.AllowedRefs) > 0 {
 		fmt.Fprintf(&b, "    allowed_refs: %s\n", q(s.AllowedRefs))
+	}
+	if s.RepositoryURL != "" {
+		fmt.Fprintf(&b, "    repository_url: %s\n", q(s.RepositoryURL))
 	}
 	path := filepath.Join(e.dir, name)
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
