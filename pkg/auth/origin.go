@@ -18,13 +18,19 @@ import (
 // know, an Origin of "null" (sandboxed frames, data: URLs, some redirects)
 // or one that does not parse, and an Origin whose host and port differ
 // from host.
+//
+// One exception: Origin "null" with Sec-Fetch-Site "same-origin" is a form
+// post from one of our own pages. The pages send Referrer-Policy:
+// no-referrer, under which browsers serialize a form post's Origin as
+// "null"; Sec-Fetch-Site cannot be set by a page, so it settles the question.
 func SameOrigin(host, origin, secFetchSite string) bool {
-	switch strings.ToLower(secFetchSite) {
+	site := strings.ToLower(secFetchSite)
+	switch site {
 	case "", "same-origin", "none":
 	default:
 		return false
 	}
-	if origin == "" {
+	if origin == "" || (origin == "null" && site == "same-origin") {
 		return true
 	}
 	u, err := url.Parse(origin)
