@@ -46,6 +46,10 @@ type Controller struct {
 	// deliveryMu serializes webhook deliveries' check-then-deploy.
 	deliveryMu sync.Mutex
 
+	// verdicts holds the last probe result per container id, shown where
+	// the runtime knows no health of its own.
+	verdicts *verdicts
+
 	mu      sync.Mutex
 	running map[string]*run // by service
 	closed  bool
@@ -82,6 +86,7 @@ func New(o Options) *Controller {
 		cancelRun: cancel,
 		running:   make(map[string]*run),
 		events:    newEventHub(),
+		verdicts:  &verdicts{byID: map[string]string{}},
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -334,6 +339,9 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		cv, ok := v.Colors[ct.Color]
 		if !ok {
 			continue
+		}
+		if ct.Health == "" && ct.Running() {
+			ct.Health = c.verdicts.get(ct.ID)
 		}
 		cv.Containers = append(cv.Containers, ct)
 		cv.Image = ct.Image

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -57,10 +58,12 @@ func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Cont
 				continue
 			}
 			if err := c.prober.Probe(ctx, rep.Address, spec); err != nil {
+				c.verdicts.set(rep.ID, HealthUnhealthy)
 				rep.streak, rep.lastErr = 0, err
 				note("%s: not healthy: %v", rep.Name, err)
 				continue
 			}
+			c.verdicts.set(rep.ID, HealthHealthy)
 			rep.streak++
 			note("%s: healthy (%d/%d)", rep.Name, rep.streak, threshold)
 			if rep.streak >= threshold {
@@ -103,4 +106,40 @@ func unhealthyReport(reps []*replicaHealth, threshold int) string {
 		parts = append(parts, fmt.Sprintf("%s: %s", r.Name, msg))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// Health verdicts as deployd's own probes last saw them.
+const (
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+)
+
+// maxVerdicts bounds the verdict map: containers come and go, and the
+// oldest verdicts are of containers long removed.
+const maxVerdicts = 1024
+
+// verdicts remembers the last probe result per container.
+type verdicts struct {
+	mu    sync.Mutex
+	byID  map[string]string
+	order []string
+}
+
+func (v *verdicts) set(id, verdict string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.byID[id]; !ok {
+		v.order = append(v.order, id)
+		if len(v.order) > maxVerdicts {
+			delete(v.byID, v.order[0])
+			v.order = v.order[1:]
+		}
+	}
+	v.byID[id] = verdict
+}
+
+func (v *verdicts) get(id string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.byID[id]
 }

@@ -42,6 +42,12 @@ func TestService_ShowsRunningDeploymentThenTheLastOne(t *testing.T) {
 	if v.ActiveColor != controller.Blue {
 		t.Errorf("active color during the deploy = %s, want blue", v.ActiveColor)
 	}
+	// Without a Docker healthcheck the view shows deployd's own last probe.
+	for _, ct := range v.Colors[controller.Green].Containers {
+		if ct.Health != controller.HealthUnhealthy {
+			t.Errorf("%s health while booting = %q, want %q", ct.Name, ct.Health, controller.HealthUnhealthy)
+		}
+	}
 
 	close(release)
 	h.wait(d.ID)
@@ -51,6 +57,11 @@ func TestService_ShowsRunningDeploymentThenTheLastOne(t *testing.T) {
 	}
 	if v.Deployment == nil || v.Deployment.ID != d.ID || v.Deployment.Status != controller.StatusSucceeded {
 		t.Errorf("service deployment = %+v, want the finished %s", v.Deployment, d.ID)
+	}
+	for _, ct := range v.Colors[controller.Green].Containers {
+		if ct.Health != controller.HealthHealthy {
+			t.Errorf("%s health after the deploy = %q, want %q", ct.Name, ct.Health, controller.HealthHealthy)
+		}
 	}
 }
 
