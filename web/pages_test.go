@@ -103,8 +103,8 @@ func TestDashboard_FollowsTheDOMContract(t *testing.T) {
 	if got := oneText(t, api, "", "standby-state"); got != "none" {
 		t.Errorf("api standby-state = %q, want none", got)
 	}
-	if got := oneText(t, api, "", "active-commit"); got != "unknown" {
-		t.Errorf("api commit without an active deployment = %q, want unknown", got)
+	if got := oneText(t, api, "", "active-commit"); got != "—" {
+		t.Errorf("api commit without an active deployment = %q, want —", got)
 	}
 
 	rows := elements(toks, "tr", "deployment")
@@ -193,6 +193,67 @@ func rowTokens(t *testing.T, toks []token, id string) []token {
 	}
 	t.Fatalf("no history row for %s", id)
 	return nil
+}
+
+func TestDashboard_MissingValuesAreMutedDashesAndHealthIsSpelledOut(t *testing.T) {
+	f := newFixture(t)
+	svc := &f.ctl.services[0]
+	svc.ActiveDeployment = nil
+	svc.StandbyImage = ""
+	svc.Colors[controller.Green] = controller.ColorView{Image: "app:v2", Containers: []controller.Container{
+		{Name: "web-green-1", State: "running", Health: "healthy", StartedAt: testNow.Add(-time.Minute)},
+		{Name: "web-green-2", State: "running", Health: "unhealthy", StartedAt: testNow.Add(-time.Minute)},
+		{Name: "web-green-3", State: "running", Health: "", StartedAt: testNow.Add(-time.Minute)},
+		{Name: "web-green-4", State: "exited", Health: ""},
+	}}
+	s := f.session(auth.RoleViewer)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	for _, class := range []string{"active-commit", "active-by", "active-when", "standby-image"} {
+		idx := elements(card, "", class)
+		if len(idx) != 1 {
+			t.Fatalf(".%s elements = %d, want 1", class, len(idx))
+		}
+		if got := strings.TrimSpace(innerText(card, idx[0])); got != "—" {
+			t.Errorf(".%s = %q, want —", class, got)
+		}
+		if len(elements(subtree(card, idx[0]), "", "missing")) != 1 {
+			t.Errorf(".%s is not marked .missing (muted)", class)
+		}
+	}
+
+	rows := elements(card, "tr", "container")
+	tests := []struct {
+		name, health, uptime string
+		muted                bool
+	}{
+		{"web-green-1", "healthy", "1 min", false},
+		{"web-green-2", "unhealthy", "1 min", false},
+		{"web-green-3", "—", "1 min", true},
+		{"web-green-4", "—", "—", true},
+	}
+	if len(rows) != 1+len(tests) { // web-blue-1 comes first
+		t.Fatalf("container rows = %d, want %d", len(rows), 1+len(tests))
+	}
+	for i, tt := range tests {
+		row := subtree(card, rows[i+1])
+		if got := oneText(t, row, "td", "c-name"); got != tt.name {
+			t.Fatalf("row %d name = %q, want %q", i+1, got, tt.name)
+		}
+		health := elements(row, "td", "c-health")
+		if got := strings.TrimSpace(innerText(row, health[0])); got != tt.health {
+			t.Errorf("%s health = %q, want %q", tt.name, got, tt.health)
+		}
+		if got := row[health[0]].attrs["data-health"]; got != strings.Trim(tt.health, "—") {
+			t.Errorf("%s data-health = %q, want %q (the CSS colors healthy and unhealthy by it)", tt.name, got, strings.Trim(tt.health, "—"))
+		}
+		if muted := len(elements(subtree(row, health[0]), "span", "missing")) == 1; muted != tt.muted {
+			t.Errorf("%s health muted = %v, want %v", tt.name, muted, tt.muted)
+		}
+		if got := strings.TrimSpace(oneText(t, row, "td", "c-uptime")); got != tt.uptime {
+			t.Errorf("%s uptime = %q, want %q", tt.name, got, tt.uptime)
+		}
+	}
 }
 
 func TestDashboard_ViewerSeesNoActionButtons(t *testing.T) {

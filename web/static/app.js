@@ -355,7 +355,11 @@
       if (ev.message) appendLog(live, ev.status + ': ' + ev.message);
       if (FINAL.has(ev.status)) {
         const service = live.getAttribute('data-service') || '';
-        flash(service + ' ' + id + ' ' + ev.status + (ev.message ? ': ' + ev.message : '.'), ev.status === 'succeeded');
+        const kind = live.getAttribute('data-kind') || 'deployment';
+        // "Rollback of web succeeded." reads better than the deployment's
+        // id, which the history row and its details link still carry.
+        flash(kind.charAt(0).toUpperCase() + kind.slice(1) + ' of ' + service + ' ' + ev.status +
+          (ev.message ? ': ' + ev.message : '.'), ev.status === 'succeeded');
         finished(id, live);
       }
     });
