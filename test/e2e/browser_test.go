@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -37,33 +38,71 @@ const (
 )
 
 const (
-	// repositoryURL and commit make the page link the active commit.
+	// repositoryURL and the commits make the page link the active commit.
 	repositoryURL = "https://git.example.com/shop/web"
-	commit        = "0123456789abcdef0123456789abcdef01234567"
-	// deployer is who the v2 deploy says pushed it (the trigger's actor).
-	deployer = "octocat"
+	v1Commit      = "3f2c1e9a7b5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b"
+	v2Commit      = "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
+	// v1Deployer and v2Deployer are who the deploys say pushed them (the
+	// trigger's actor), different so the card shows whose image is active.
+	v1Deployer = "octocat"
+	v2Deployer = "hubot"
+
+	// readmeService is the service name in the README's picture; any
+	// other run uses a unique name.
+	readmeService = "web"
 )
 
 // greenOverWarmBlue starts a daemon whose service has v1 on blue and then
-// v2 (with a commit, by octocat) on green, so blue is a warm standby a
-// rollback can return to.
-func greenOverWarmBlue(t *testing.T) (*env, *daemon) {
+// v2 on green (each with a commit and an actor), so blue is a warm standby
+// a rollback can return to. readme names the service "web" when the run
+// updates the README's picture.
+func greenOverWarmBlue(t *testing.T, readme bool) (*env, *daemon) {
 	t.Helper()
-	e := newEnv(t, "v1", "v2")
+	var e *env
+	if readme && os.Getenv(updateScreenshotEnv) == "1" {
+		e = newNamedEnv(t, readmeService, "v1", "v2")
+	} else {
+		e = newEnv(t, "v1", "v2")
+	}
 	cfg := defaultSvc()
 	cfg.RepositoryURL = repositoryURL
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
-	d.mustSucceed("v1")
-	status, b := d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/deployments",
-		map[string]string{"image": "v2", "commit": commit, "actor": deployer}, e.token)
-	if status != http.StatusAccepted {
-		t.Fatalf("deploy v2: status = %d, want %d; body %s", status, http.StatusAccepted, b)
-	}
-	if dep := d.waitDeployment(decode[controller.Deployment](t, b).ID); dep.Status != controller.StatusSucceeded {
-		t.Fatalf("deploy v2: %s (%s), want succeeded; steps %s", dep.Status, dep.Error, stepSummary(dep))
+	for _, v := range []struct{ image, commit, actor string }{{"v1", v1Commit, v1Deployer}, {"v2", v2Commit, v2Deployer}} {
+		status, b := d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/deployments",
+			map[string]string{"image": v.image, "commit": v.commit, "actor": v.actor}, e.token)
+		if status != http.StatusAccepted {
+			t.Fatalf("deploy %s: status = %d, want %d; body %s", v.image, status, http.StatusAccepted, b)
+		}
+		if dep := d.waitDeployment(decode[controller.Deployment](t, b).ID); dep.Status != controller.StatusSucceeded {
+			t.Fatalf("deploy %s: %s (%s), want succeeded; steps %s", v.image, dep.Status, dep.Error, stepSummary(dep))
+		}
 	}
 	e.assertServes("v2", "green")
 	return e, d
+}
+
+// newNamedEnv is newEnv with a fixed service name, for the README's
+// picture only. It refuses to start when containers of that service
+// already exist: they are not this test's to clean up.
+func newNamedEnv(t *testing.T, svc string, tags ...string) *env {
+	t.Helper()
+	cli := testenv.Docker(t)
+	probe := &env{t: t, cli: cli, svc: svc}
+	if cs := probe.containers(); len(cs) > 0 {
+		t.Fatalf("containers of service %q already exist (%s, ...); remove them before updating the README picture", svc, cs[0].Name)
+	}
+	t.Cleanup(func() { testenv.RemoveServiceContainers(t, cli, svc) })
+	for _, tag := range tags {
+		args, ok := imageArgs[tag]
+		if !ok {
+			t.Fatalf("no image args for tag %q", tag)
+		}
+		testenv.DemoImage(t, cli, repository+":"+tag, args)
+	}
+	ng := testenv.StartNginx(t, svc)
+	dir := t.TempDir()
+	return &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"),
+		token: randomSecret(t), viewer: randomSecret(t), webhookSecret: randomSecret(t)}
 }
 
 // phoneFits checks the page does not scroll sideways at phone width: wide
@@ -176,7 +215,7 @@ func postWithCookie(t *testing.T, d *daemon, path string, cookie *network.Cookie
 
 func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	t.Parallel()
-	e, d := greenOverWarmBlue(t)
+	e, d := greenOverWarmBlue(t, true)
 	sv := d.service()
 	b := newBrowser(t)
 	b.login(d, e.token)
@@ -190,7 +229,7 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 		".active-image":  sv.ActiveImage,
 		".standby-image": sv.StandbyImage,
 		".standby-state": "warm",
-		".active-by":     deployer,
+		".active-by":     v2Deployer,
 	} {
 		if got := b.text(card(e.svc, sel)); got != want {
 			t.Errorf("%s = %q, want %q", sel, got, want)
@@ -198,7 +237,7 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	}
 	link := eval[string](b, fmt.Sprintf(`(() => { const a = document.querySelector(%s);
 		return a && a.tagName === 'A' ? a.href : ''; })()`, jsString(card(e.svc, ".active-commit"))))
-	if want := repositoryURL + "/commit/" + commit; link != want {
+	if want := repositoryURL + "/commit/" + v2Commit; link != want {
 		t.Errorf(".active-commit links to %q, want a link to %q", link, want)
 	}
 	if dt := run(b, "when", chromedp.AttributeValue(chromedp.CSS(card(e.svc, "time.active-when")), "datetime")).Value; !isRFC3339(dt) {
@@ -264,8 +303,8 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	}
 	b.waitTrue("the rollback in the history", `document.querySelectorAll("#history tr.deployment").length >= 3`, liveTimeout)
 
-	if got := b.text(card(e.svc, ".active-by")); got != "e2e" {
-		t.Errorf(".active-by after rollback = %q, want e2e (who deployed v1)", got)
+	if got := b.text(card(e.svc, ".active-by")); got != v1Deployer {
+		t.Errorf(".active-by after rollback = %q, want %s (who deployed v1)", got, v1Deployer)
 	}
 	paths := b.screenshot("after-rollback")
 	updateReadmeScreenshot(t, paths[desktop.name])
@@ -273,7 +312,7 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 
 func TestBrowser_ViewerSeesNoRollbackButton(t *testing.T) {
 	t.Parallel()
-	e, d := greenOverWarmBlue(t)
+	e, d := greenOverWarmBlue(t, false)
 	b := newBrowser(t)
 	b.login(d, e.viewer)
 
@@ -306,7 +345,7 @@ func TestBrowser_ViewerSeesNoRollbackButton(t *testing.T) {
 
 func TestBrowser_ForgedCrossSitePOSTIsRefused(t *testing.T) {
 	t.Parallel()
-	e, d := greenOverWarmBlue(t)
+	e, d := greenOverWarmBlue(t, false)
 	b := newBrowser(t)
 	b.login(d, e.token)
 
