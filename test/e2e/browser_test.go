@@ -19,7 +19,6 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -79,30 +78,6 @@ func greenOverWarmBlue(t *testing.T, readme bool) (*env, *daemon) {
 	}
 	e.assertServes("v2", "green")
 	return e, d
-}
-
-// newNamedEnv is newEnv with a fixed service name, for the README's
-// picture only. It refuses to start when containers of that service
-// already exist: they are not this test's to clean up.
-func newNamedEnv(t *testing.T, svc string, tags ...string) *env {
-	t.Helper()
-	cli := testenv.Docker(t)
-	probe := &env{t: t, cli: cli, svc: svc}
-	if cs := probe.containers(); len(cs) > 0 {
-		t.Fatalf("containers of service %q already exist (%s, ...); remove them before updating the README picture", svc, cs[0].Name)
-	}
-	t.Cleanup(func() { testenv.RemoveServiceContainers(t, cli, svc) })
-	for _, tag := range tags {
-		args, ok := imageArgs[tag]
-		if !ok {
-			t.Fatalf("no image args for tag %q", tag)
-		}
-		testenv.DemoImage(t, cli, repository+":"+tag, args)
-	}
-	ng := testenv.StartNginx(t, svc)
-	dir := t.TempDir()
-	return &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"),
-		token: randomSecret(t), viewer: randomSecret(t), webhookSecret: randomSecret(t)}
 }
 
 // phoneFits checks the page does not scroll sideways at phone width: wide

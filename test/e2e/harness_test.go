@@ -140,8 +140,19 @@ type env struct {
 // run in reverse: daemons stop first, then nginx, then the containers go.
 func newEnv(t *testing.T, tags ...string) *env {
 	t.Helper()
+	return newNamedEnv(t, testenv.UniqueService(t), tags...)
+}
+
+// newNamedEnv is newEnv for a service of a given name. It refuses to start
+// when containers of that service exist already, because its cleanup would
+// remove containers that are not its own.
+func newNamedEnv(t *testing.T, svc string, tags ...string) *env {
+	t.Helper()
 	cli := testenv.Docker(t)
-	svc := testenv.UniqueService(t)
+	probe := &env{t: t, cli: cli, svc: svc}
+	if cs := probe.containers(); len(cs) > 0 {
+		t.Fatalf("containers of service %q already exist (%s, ...); remove them first", svc, cs[0].Name)
+	}
 	t.Cleanup(func() { testenv.RemoveServiceContainers(t, cli, svc) })
 	for _, tag := range tags {
 		args, ok := imageArgs[tag]
