@@ -30,6 +30,15 @@ var codeStatus = map[string]int{
 	controller.EINTERNAL:     fiber.StatusInternalServerError,
 }
 
+// StatusOf returns the HTTP status for err's code, so that pages served
+// beside the API answer with the same statuses.
+func StatusOf(err error) int {
+	if status, ok := codeStatus[controller.ErrorCode(err)]; ok {
+		return status
+	}
+	return fiber.StatusInternalServerError
+}
+
 // errorBody is the JSON of every error response.
 type errorBody struct {
 	Error        string `json:"error"`

@@ -23,6 +23,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -288,7 +289,7 @@ func (p *Pages) partialUnauthorized(c *fiber.Ctx) error {
 }
 
 func (p *Pages) partialError(c *fiber.Ctx, err error) error {
-	status := errorStatus(err)
+	status := api.StatusOf(err)
 	if status >= fiber.StatusInternalServerError {
 		p.log.WithError(err).WithField("path", c.Path()).Error("render partial")
 	}
@@ -324,7 +325,7 @@ func (p *Pages) notFound(c *fiber.Ctx) error {
 // fail renders err as an error page: its message when it is one a user can
 // act on, "internal error" otherwise (logged in full).
 func (p *Pages) fail(c *fiber.Ctx, s *auth.Session, err error) error {
-	status := errorStatus(err)
+	status := api.StatusOf(err)
 	if status >= fiber.StatusInternalServerError {
 		p.log.WithError(err).WithField("path", c.Path()).Error("render page")
 	}
@@ -335,20 +336,6 @@ func (p *Pages) fail(c *fiber.Ctx, s *auth.Session, err error) error {
 	pg := p.newPage(title, s)
 	pg.Error = controller.ErrorMessage(err)
 	return p.render(c, status, "error", pg)
-}
-
-func errorStatus(err error) int {
-	switch controller.ErrorCode(err) {
-	case controller.ENOTFOUND:
-		return fiber.StatusNotFound
-	case controller.EINVALID:
-		return fiber.StatusBadRequest
-	case controller.EFORBIDDEN:
-		return fiber.StatusForbidden
-	case controller.EUNAVAILABLE:
-		return fiber.StatusServiceUnavailable
-	}
-	return fiber.StatusInternalServerError
 }
 
 // render executes a whole page into a buffer first, so a template error
