@@ -33,7 +33,11 @@ const (
 	bucketDeployments = "deployments"
 	bucketAudit       = "audit"
 	bucketDeliveries  = "deliveries"
-	keySchemaVersion  = "schema_version"
+	// bucketByService holds one nested bucket per service whose keys are
+	// that service's deployment ids, so listing one service's history does
+	// not decode every other service's records.
+	bucketByService  = "deployments_by_service"
+	keySchemaVersion = "schema_version"
 
 	schemaVersion = 1
 
@@ -135,8 +139,37 @@ func initSchema(db *bolt.DB) error {
 				return fmt.Errorf("create %s bucket: %w", b, err)
 			}
 		}
+		if tx.Bucket([]byte(bucketByService)) == nil {
+			return buildServiceIndex(tx)
+		}
 		return nil
 	})
+}
+
+// buildServiceIndex creates the per-service index, filling it from the
+// deployments of a file written before the index existed.
+func buildServiceIndex(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucket([]byte(bucketByService)); err != nil {
+		return fmt.Errorf("create %s bucket: %w", bucketByService, err)
+	}
+	return tx.Bucket([]byte(bucketDeployments)).ForEach(func(k, v []byte) error {
+		d, err := decodeDeployment(string(k), v)
+		if err != nil {
+			return err
+		}
+		return indexDeployment(tx, d)
+	})
+}
+
+func indexDeployment(tx *bolt.Tx, d controller.Deployment) error {
+	b, err := tx.Bucket([]byte(bucketByService)).CreateBucketIfNotExists([]byte(d.Service))
+	if err != nil {
+		return fmt.Errorf("index deployment %q: %w", d.ID, err)
+	}
+	if err := b.Put([]byte(d.ID), []byte{}); err != nil {
+		return fmt.Errorf("index deployment %q: %w", d.ID, err)
+	}
+	return nil
 }
 
 // Close releases the file and its lock. Calls to other methods after Close
@@ -234,15 +267,33 @@ func (s *Store) ListDeployments(ctx context.Context, service string, limit int) 
 	limit = min(limit, maxListLimit)
 	out := []controller.Deployment{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket([]byte(bucketDeployments)).Cursor()
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+		records := tx.Bucket([]byte(bucketDeployments))
+		if service == "" {
+			c := records.Cursor()
+			for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+				d, err := decodeDeployment(string(k), v)
+				if err != nil {
+					return err
+				}
+				out = append(out, d)
+			}
+			return nil
+		}
+		index := tx.Bucket([]byte(bucketByService)).Bucket([]byte(service))
+		if index == nil {
+			return nil
+		}
+		c := index.Cursor()
+		for k, _ := c.Last(); k != nil && len(out) < limit; k, _ = c.Prev() {
+			v := records.Get(k)
+			if v == nil {
+				return fmt.Errorf("index names deployment %q, which is missing", k)
+			}
 			d, err := decodeDeployment(string(k), v)
 			if err != nil {
 				return err
 			}
-			if service == "" || d.Service == service {
-				out = append(out, d)
-			}
+			out = append(out, d)
 		}
 		return nil
 	})
@@ -302,7 +353,7 @@ func putDeployment(tx *bolt.Tx, d controller.Deployment) error {
 	if err := tx.Bucket([]byte(bucketDeployments)).Put([]byte(d.ID), v); err != nil {
 		return fmt.Errorf("put deployment %q: %w", d.ID, err)
 	}
-	return nil
+	return indexDeployment(tx, d)
 }
 
 // decodeDeployment is safe on bbolt's transaction-scoped v because

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -465,10 +466,16 @@ func TestOpen_SchemaOneFileWithoutNewBucketsGainsThem(t *testing.T) {
 		if _, err := tx.CreateBucket([]byte(bucketServices)); err != nil {
 			return err
 		}
-		if _, err := tx.CreateBucket([]byte(bucketDeployments)); err != nil {
+		b, err := tx.CreateBucket([]byte(bucketDeployments))
+		if err != nil {
 			return err
 		}
-		return putDeployment(tx, d)
+		// As the first version wrote it: the record, no service index.
+		v, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(d.ID), v)
 	}); err != nil {
 		t.Fatalf("write v1 file: %v", err)
 	}
@@ -479,6 +486,10 @@ func TestOpen_SchemaOneFileWithoutNewBucketsGainsThem(t *testing.T) {
 	s := openTest(t, path)
 	if _, err := s.GetDeployment(t.Context(), d.ID); err != nil {
 		t.Fatalf("GetDeployment from the old file: %v", err)
+	}
+	// The per-service index is built from the old records at open.
+	if ds, err := s.ListDeployments(t.Context(), d.Service, 10); err != nil || len(ds) != 1 || ds[0].ID != d.ID {
+		t.Fatalf("ListDeployments(%s) on the old file = %v, %v; want its one deployment", d.Service, ds, err)
 	}
 	if _, err := s.GetDelivery(t.Context(), "k1"); !errors.Is(err, controller.ErrNotFound) {
 		t.Fatalf("GetDelivery on the old file: err = %v, want ErrNotFound", err)
