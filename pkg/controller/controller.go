@@ -21,6 +21,14 @@ type Options struct {
 	Prober   Prober
 	Store    Store
 	Logger   logrus.FieldLogger
+	// Notifier and Observer may be nil: nothing is sent or recorded.
+	Notifier Notifier
+	Observer Observer
+	// Hook may be nil; see Hook.
+	Hook Hook
+	// Watch and Retention configure the watchdog, bake and retention.
+	Watch     WatchSpec
+	Retention RetentionSpec
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -63,4 +63,7 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrUnavailable: a dependency (Docker engine, nginx) cannot be reached.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrConflict: the runtime refuses because something still uses the
+	// object (an image a container runs).
+	ErrConflict = errors.New("conflict")
 )

@@ -49,9 +49,12 @@ const (
 	StatusFailed
 	StatusInterrupted
 	StatusCancelled
+	// StatusRolledBack: the deploy switched traffic, then its new color
+	// failed during bake and traffic went back to the previous color.
+	StatusRolledBack
 )
 
-var statusNames = [...]string{"queued", "running", "succeeded", "failed", "interrupted", "cancelled"}
+var statusNames = [...]string{"queued", "running", "succeeded", "failed", "interrupted", "cancelled", "rolled_back"}
 
 func (s Status) String() string {
 	if s < 0 || int(s) >= len(statusNames) {

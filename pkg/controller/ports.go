@@ -32,6 +32,23 @@ type Runtime interface {
 	StopContainer(ctx context.Context, id string, timeout time.Duration) error
 	// RemoveContainer force-removes a container; a missing one is no error.
 	RemoveContainer(ctx context.Context, id string) error
+	// Ping reports whether the engine answers; ErrUnavailable when not.
+	Ping(ctx context.Context) error
+	// OneOffs lists the service's one-off containers (pre-deploy runs)
+	// that still exist, for the reconciler to sweep.
+	OneOffs(ctx context.Context, service string) ([]Container, error)
+	// Images lists the local images of a repository, newest first.
+	Images(ctx context.Context, repository string) ([]Image, error)
+	// RemoveImage removes an image by id; one still used by a container
+	// is not removed and wraps ErrConflict.
+	RemoveImage(ctx context.Context, id string) error
+}
+
+// Image is a local image of a service's repository.
+type Image struct {
+	ID      string
+	Tags    []string // full references, e.g. "demoapp:v2"
+	Created time.Time
 }
 
 // Router sends a service's traffic to a set of addresses. nginxconf
@@ -48,6 +65,11 @@ type Router interface {
 	// addresses already in place does nothing. No addresses means the
 	// placeholder upstream.
 	Switch(ctx context.Context, service string, addrs []string) error
+	// InSync reports whether the service's upstream file is exactly what
+	// Switch(addrs) would write; a missing or hand-edited file is not.
+	InSync(ctx context.Context, service string, addrs []string) (bool, error)
+	// Check runs nginx's config test, for readiness.
+	Check(ctx context.Context) error
 }
 
 // Prober checks one replica's health endpoint once.
@@ -85,4 +107,64 @@ type Store interface {
 	GetDelivery(ctx context.Context, key string) (string, error)
 	// PutDelivery remembers which deployment a delivery started.
 	PutDelivery(ctx context.Context, key, deploymentID string) error
+	// Ping reports whether the store is open and readable.
+	Ping(ctx context.Context) error
 }
+
+// Notifier tells people about deploys and repairs. Notify must not block:
+// implementations queue and deliver in the background, and a failed
+// delivery never affects a deploy.
+type Notifier interface {
+	Notify(n Notification)
+}
+
+// Notification kinds.
+const (
+	NotifyDeployStarted    = "deploy_started"
+	NotifyDeploySucceeded  = "deploy_succeeded"
+	NotifyDeployFailed     = "deploy_failed"
+	NotifyRolledBack       = "rolled_back"
+	NotifyServiceUnhealthy = "service_unhealthy"
+	NotifyRepair           = "repair"
+)
+
+// Notification is one event worth telling people about.
+type Notification struct {
+	Kind       string    `json:"kind"`
+	Service    string    `json:"service"`
+	Deployment string    `json:"deployment,omitempty"`
+	Image      string    `json:"image,omitempty"`
+	Color      Color     `json:"color,omitempty"`
+	Actor      string    `json:"actor,omitempty"`
+	Message    string    `json:"message"`
+	Time       time.Time `json:"time"`
+}
+
+// Observer records what the controller does, for metrics. Its methods must
+// be cheap and must not block.
+type Observer interface {
+	// DeploymentFinished is called once per deployment with its final
+	// record (status, kind, steps with their times).
+	DeploymentFinished(d Deployment)
+	// Switched records how long a traffic switch took.
+	Switched(service string, kind Kind, took time.Duration)
+	// HealthCheckFailed counts a failed probe of a replica.
+	HealthCheckFailed(service string)
+	// ServiceState publishes the active color and whether a standby is
+	// available, and whether the watchdog sees the active color healthy.
+	ServiceState(service string, active Color, standbyAvailable, healthy bool)
+	// Repaired counts a reconciler repair of the given kind.
+	Repaired(service, kind string)
+}
+
+// Hook is called at named points of a deploy (see the Point constants).
+// It exists so that fault-injection tests can stop the process at an exact
+// step; production wiring leaves it nil.
+type Hook func(point string)
+
+// Points at which the Hook is called.
+const (
+	PointAfterStart   = "after-start"   // replicas started, before health checks
+	PointDuringHealth = "during-health" // after the first health probe round
+	PointBeforeSave   = "before-save"   // nginx switched, new state not yet recorded
+)

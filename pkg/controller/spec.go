@@ -63,6 +63,12 @@ type ServiceSpec struct {
 	// RepositoryURL is the http(s) address of the source repository; the
 	// status page links commits to <RepositoryURL>/commit/<sha>.
 	RepositoryURL string
+	// Bake, when positive, is how long a new color is watched after the
+	// switch; a failure then switches back to the previous color.
+	Bake time.Duration
+	// AutoRollback lets the watchdog roll back to a healthy warm standby
+	// when the active color stays unhealthy.
+	AutoRollback bool
 	// AllowedRefs, when not empty, lists the git refs a webhook deploy may
 	// come from (e.g. refs/heads/main).
 	AllowedRefs []string
@@ -98,4 +104,21 @@ type OneOffResult struct {
 	ExitCode int
 	// Output is the tail of stdout and stderr, interleaved.
 	Output string
+}
+
+// WatchSpec is how the watchdog judges an active color after its deploy.
+type WatchSpec struct {
+	// UnhealthyThreshold is how many consecutive failed probe rounds make
+	// a color unhealthy.
+	UnhealthyThreshold int
+	// Interval is the time between probe rounds during bake (the
+	// scheduler sets it for the regular watchdog runs).
+	Interval time.Duration
+}
+
+// RetentionSpec bounds what old images and stopped containers are kept.
+type RetentionSpec struct {
+	// Images is how many of a service's images to keep besides the active
+	// and standby ones.
+	Images int
 }
