@@ -55,14 +55,156 @@ type fakeRuntime struct {
 	onInspect func(ct *controller.Container, n int)
 	// containersErr, when set, fails Containers (an unreachable engine).
 	containersErr error
+	// pingErr, when set, fails Ping (wrap controller.ErrUnavailable for
+	// an unreachable engine).
+	pingErr error
+	// imageMeta holds the local images by id; every ref in images has one.
+	imageMeta map[string]*controller.Image
+	// oneOffLeft are one-off containers still present (see addOneOff).
+	oneOffLeft []controller.Container
+	// removeImageErr, when set, decides whether RemoveImage fails.
+	removeImageErr func(id string) error
 }
 
 func newFakeRuntime(images ...string) *fakeRuntime {
-	rt := &fakeRuntime{images: map[string]bool{}, containers: map[string]*fakeContainer{}}
-	for _, im := range images {
-		rt.images[im] = true
+	rt := &fakeRuntime{images: map[string]bool{}, containers: map[string]*fakeContainer{},
+		imageMeta: map[string]*controller.Image{}}
+	// Images given later are newer, as if built one after the other.
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, im := range images {
+		rt.addImageLocked("sha256:"+im, base.Add(time.Duration(i)*time.Hour), im)
 	}
 	return rt
+}
+
+// addImage makes a local image with the given id, creation time and tags
+// (full references such as "demoapp:v4").
+func (rt *fakeRuntime) addImage(id string, created time.Time, tags ...string) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.addImageLocked(id, created, tags...)
+}
+
+func (rt *fakeRuntime) addImageLocked(id string, created time.Time, tags ...string) {
+	rt.imageMeta[id] = &controller.Image{ID: id, Tags: slices.Clone(tags), Created: created}
+	for _, t := range tags {
+		rt.images[t] = true
+	}
+}
+
+// addOneOff leaves a one-off container behind, as a crashed pre-deploy
+// run would.
+func (rt *fakeRuntime) addOneOff(service, name, deployment string) controller.Container {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.nextID++
+	c := controller.Container{ID: fmt.Sprintf("c%03d", rt.nextID), Name: name, Service: service,
+		Deployment: deployment, State: "exited"}
+	rt.oneOffLeft = append(rt.oneOffLeft, c)
+	return c
+}
+
+func (rt *fakeRuntime) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("Ping")
+	if rt.pingErr != nil {
+		return fmt.Errorf("ping docker: %w", rt.pingErr)
+	}
+	return nil
+}
+
+func (rt *fakeRuntime) OneOffs(ctx context.Context, service string) ([]controller.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.containersErr != nil {
+		return nil, fmt.Errorf("list one-offs of %s: %w", service, rt.containersErr)
+	}
+	var cs []controller.Container
+	for _, c := range rt.oneOffLeft {
+		if c.Service == service {
+			cs = append(cs, c)
+		}
+	}
+	return cs, nil
+}
+
+func (rt *fakeRuntime) Images(ctx context.Context, repository string) ([]controller.Image, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var out []controller.Image
+	for _, im := range rt.imageMeta {
+		for _, t := range im.Tags {
+			if repoOf(t) == repository {
+				cp := *im
+				cp.Tags = slices.Clone(im.Tags)
+				out = append(out, cp)
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// repoOf strips the tag or digest from a reference.
+func repoOf(ref string) string {
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		ref = ref[:i]
+	}
+	return ref
+}
+
+func (rt *fakeRuntime) RemoveImage(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("RemoveImage %s", id)
+	im, ok := rt.imageMeta[id]
+	if !ok {
+		return fmt.Errorf("remove image %s: %w", id, controller.ErrNotFound)
+	}
+	if rt.removeImageErr != nil {
+		if err := rt.removeImageErr(id); err != nil {
+			return fmt.Errorf("remove image %s: %w", id, err)
+		}
+	}
+	for _, c := range rt.containers {
+		if slices.Contains(im.Tags, c.Image) || c.Image == id {
+			return fmt.Errorf("remove image %s: used by container %s: %w", id, c.Name, controller.ErrConflict)
+		}
+	}
+	delete(rt.imageMeta, id)
+	for _, t := range im.Tags {
+		delete(rt.images, t)
+	}
+	return nil
+}
+
+// imageIDs returns the ids of the local images, sorted.
+func (rt *fakeRuntime) imageIDs() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var ids []string
+	for id := range rt.imageMeta {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 func (rt *fakeRuntime) logCall(format string, args ...any) {
@@ -338,10 +480,62 @@ type fakeRouter struct {
 	// beforeSwitch, when set, runs at the start of each Switch outside the
 	// lock, so a test can hold a deploy inside its switch.
 	beforeSwitch func(service string)
+	// edited marks upstreams changed by hand since the last Switch.
+	edited map[string]bool
+	// checkErr, when set, fails Check (nginx's config test).
+	checkErr error
 }
 
 func newFakeRouter() *fakeRouter {
-	return &fakeRouter{addrs: map[string][]string{}, placeholders: map[string]bool{}}
+	return &fakeRouter{addrs: map[string][]string{}, placeholders: map[string]bool{}, edited: map[string]bool{}}
+}
+
+// InSync is false for a service without an upstream, one edited by hand
+// (see handEdit) or one pointing elsewhere.
+func (r *fakeRouter) InSync(ctx context.Context, service string, addrs []string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.addrs[service]
+	if !ok || r.edited[service] {
+		return false, nil
+	}
+	if len(addrs) == 0 {
+		return cur == nil, nil
+	}
+	return slices.Equal(cur, addrs), nil
+}
+
+func (r *fakeRouter) Check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checkErr != nil {
+		return fmt.Errorf("nginx -t: %w", r.checkErr)
+	}
+	return nil
+}
+
+// handEdit simulates someone editing (or, with gone, deleting) the
+// service's upstream file.
+func (r *fakeRouter) handEdit(service string, gone bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gone {
+		delete(r.addrs, service)
+		return
+	}
+	r.edited[service] = true
+}
+
+func (r *fakeRouter) setCheckErr(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checkErr = err
 }
 
 func (r *fakeRouter) EnsurePlaceholder(ctx context.Context, service string) error {
@@ -382,6 +576,7 @@ func (r *fakeRouter) Switch(ctx context.Context, service string, addrs []string)
 	} else {
 		r.addrs[service] = slices.Clone(addrs)
 	}
+	delete(r.edited, service)
 	return nil
 }
 
@@ -476,6 +671,20 @@ type memStore struct {
 	// reads and writes count calls by kind, so tests can prove that a
 	// refused request touched nothing.
 	reads, writes int
+	// pingErr, when set, fails Ping.
+	pingErr error
+}
+
+func (s *memStore) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pingErr != nil {
+		return fmt.Errorf("store: %w", s.pingErr)
+	}
+	return nil
 }
 
 func newMemStore() *memStore {
@@ -685,4 +894,159 @@ func (s *memStore) set(fn func(s *memStore)) {
 func cloneDeployment(d controller.Deployment) controller.Deployment {
 	d.Steps = slices.Clone(d.Steps)
 	return d
+}
+
+// fakeNotifier records notifications.
+type fakeNotifier struct {
+	mu    sync.Mutex
+	notes []controller.Notification
+}
+
+func (n *fakeNotifier) Notify(note controller.Notification) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.notes = append(n.notes, note)
+}
+
+// all returns every notification so far, oldest first.
+func (n *fakeNotifier) all() []controller.Notification {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.notes)
+}
+
+// kinds returns the kinds of the notifications so far, oldest first.
+func (n *fakeNotifier) kinds() []string {
+	var out []string
+	for _, note := range n.all() {
+		out = append(out, note.Kind)
+	}
+	return out
+}
+
+// ofKind returns the notifications of one kind.
+func (n *fakeNotifier) ofKind(kind string) []controller.Notification {
+	var out []controller.Notification
+	for _, note := range n.all() {
+		if note.Kind == kind {
+			out = append(out, note)
+		}
+	}
+	return out
+}
+
+// observedState is one ServiceState call.
+type observedState struct {
+	Service          string
+	Active           controller.Color
+	StandbyAvailable bool
+	Healthy          bool
+}
+
+// fakeObserver records what the controller reports for metrics.
+type fakeObserver struct {
+	mu             sync.Mutex
+	finished       []controller.Deployment
+	switchedKinds  []controller.Kind
+	healthFailures map[string]int
+	states         []observedState
+	repairs        []string // "service/kind"
+}
+
+func newFakeObserver() *fakeObserver {
+	return &fakeObserver{healthFailures: map[string]int{}}
+}
+
+func (o *fakeObserver) DeploymentFinished(d controller.Deployment) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.finished = append(o.finished, cloneDeployment(d))
+}
+
+func (o *fakeObserver) Switched(service string, kind controller.Kind, took time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.switchedKinds = append(o.switchedKinds, kind)
+}
+
+func (o *fakeObserver) HealthCheckFailed(service string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.healthFailures[service]++
+}
+
+func (o *fakeObserver) ServiceState(service string, active controller.Color, standbyAvailable, healthy bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.states = append(o.states, observedState{service, active, standbyAvailable, healthy})
+}
+
+func (o *fakeObserver) Repaired(service, kind string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.repairs = append(o.repairs, service+"/"+kind)
+}
+
+func (o *fakeObserver) finishedDeployments() []controller.Deployment {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.finished)
+}
+
+func (o *fakeObserver) switches() []controller.Kind {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.switchedKinds)
+}
+
+func (o *fakeObserver) failures(service string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.healthFailures[service]
+}
+
+func (o *fakeObserver) stateCalls() []observedState {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.states)
+}
+
+// lastState returns the last ServiceState call, ok false when none.
+func (o *fakeObserver) lastState() (observedState, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.states) == 0 {
+		return observedState{}, false
+	}
+	return o.states[len(o.states)-1], true
+}
+
+func (o *fakeObserver) repairList() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.repairs)
+}
+
+// fakeHook records the points the controller reaches; at, when set, runs
+// at each point (outside the lock).
+type fakeHook struct {
+	mu     sync.Mutex
+	points []string
+	at     func(point string)
+}
+
+func (h *fakeHook) hook(point string) {
+	h.mu.Lock()
+	h.points = append(h.points, point)
+	fn := h.at
+	h.mu.Unlock()
+	if fn != nil {
+		fn(point)
+	}
+}
+
+func (h *fakeHook) reached() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.points)
 }

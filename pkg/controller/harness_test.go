@@ -53,13 +53,27 @@ type harness struct {
 	store  *memStore
 	logs   *test.Hook
 	logger *logrus.Logger
+	notes  *fakeNotifier
+	obs    *fakeObserver
+	hooks  *fakeHook
 	c      *controller.Controller
 }
+
+// testWatch is the watchdog configuration tests run with: bake rounds a
+// few milliseconds apart.
+var testWatch = controller.WatchSpec{UnhealthyThreshold: 2, Interval: 5 * time.Millisecond}
 
 // newHarness builds a Controller for baseSpec changed by mutate. Start is
 // not called, so tests may seed the fakes first. The images demoapp:v1..v3
 // exist.
 func newHarness(t *testing.T, mutate ...func(*controller.ServiceSpec)) *harness {
+	t.Helper()
+	return newHarnessWith(t, nil, mutate...)
+}
+
+// newHarnessWith is newHarness with a chance to change the Options (the
+// Watch spec, say) before the Controller is built.
+func newHarnessWith(t *testing.T, opts func(*controller.Options), mutate ...func(*controller.ServiceSpec)) *harness {
 	t.Helper()
 	spec := baseSpec()
 	for _, m := range mutate {
@@ -77,15 +91,26 @@ func newHarness(t *testing.T, mutate ...func(*controller.ServiceSpec)) *harness 
 		store:  newMemStore(),
 		logs:   hook,
 		logger: logger,
+		notes:  &fakeNotifier{},
+		obs:    newFakeObserver(),
+		hooks:  &fakeHook{},
 	}
-	h.c = controller.New(controller.Options{
+	o := controller.Options{
 		Services: []controller.ServiceSpec{spec},
 		Runtime:  h.rt,
 		Router:   h.router,
 		Prober:   h.prober,
 		Store:    h.store,
 		Logger:   logger,
-	})
+		Notifier: h.notes,
+		Observer: h.obs,
+		Hook:     h.hooks.hook,
+		Watch:    testWatch,
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	h.c = controller.New(o)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 		defer cancel()
