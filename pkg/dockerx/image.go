@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
@@ -186,4 +188,67 @@ func classifyPullError(err error) error {
 		}
 	}
 	return err
+}
+
+// Images lists the local images of repository ("demoapp",
+// "registry.example.com/team/web"), newest first. Each image's Tags are the
+// references of that repository only, in familiar form ("demoapp:v2");
+// images of the repository known only by digest have no tags.
+func (c *Client) Images(ctx context.Context, repository string) ([]controller.Image, error) {
+	repo, err := reference.ParseNormalizedNamed(repository)
+	if err != nil {
+		return nil, fmt.Errorf("list images of %s: invalid repository: %w", repository, err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	// The engine's reference filter matches a bare name against every tag
+	// of it; the tags are checked again below because the filter is a
+	// glob and would also match other repositories' names.
+	list, err := c.api.ImageList(lctx, image.ListOptions{
+		Filters: filters.NewArgs(filters.Arg("reference", reference.FamiliarName(repo))),
+	})
+	if err != nil {
+		return nil, wrapErr("list images of "+repository, err)
+	}
+	out := make([]controller.Image, 0, len(list))
+	for _, s := range list {
+		img := controller.Image{ID: s.ID, Created: time.Unix(s.Created, 0).UTC()}
+		ours := false
+		for _, t := range s.RepoTags {
+			named, err := reference.ParseNormalizedNamed(t)
+			if err != nil || named.Name() != repo.Name() {
+				continue
+			}
+			ours = true
+			img.Tags = append(img.Tags, reference.FamiliarString(named))
+		}
+		for _, d := range s.RepoDigests {
+			if named, err := reference.ParseNormalizedNamed(d); err == nil && named.Name() == repo.Name() {
+				ours = true
+			}
+		}
+		if ours {
+			out = append(out, img)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// RemoveImage removes an image by id, pruning its untagged parents. An
+// image a container still uses (or one tagged in several repositories) is
+// left alone and the error wraps controller.ErrConflict; a missing image is
+// no error.
+func (c *Client) RemoveImage(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := c.api.ImageRemove(ctx, id, image.RemoveOptions{PruneChildren: true})
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err):
+		return nil
+	case cerrdefs.IsConflict(err):
+		return fmt.Errorf("remove image %s: %w: %w", id, controller.ErrConflict, err)
+	default:
+		return wrapErr("remove image "+id, err)
+	}
 }

@@ -3,6 +3,7 @@ package dockerx
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -135,3 +136,32 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string { return string(t.buf) }
+
+// OneOffs lists the service's one-off containers that still exist in any
+// state. RunOneOff removes its container itself, so these are what a killed
+// deployd left behind, or a run still in progress.
+func (c *Client) OneOffs(ctx context.Context, service string) ([]controller.Container, error) {
+	lctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	args := serviceFilter(service)
+	args.Add("label", LabelOneOff+"=true")
+	list, err := c.api.ContainerList(lctx, container.ListOptions{All: true, Filters: args})
+	if err != nil {
+		return nil, wrapErr("list one-offs of "+service, err)
+	}
+	out := make([]controller.Container, 0, len(list))
+	for _, s := range list {
+		ctr := controller.Container{
+			ID:         s.ID,
+			Service:    s.Labels[LabelService],
+			Deployment: s.Labels[LabelDeployment],
+			Image:      s.Image,
+			State:      string(s.State),
+		}
+		if len(s.Names) > 0 {
+			ctr.Name = strings.TrimPrefix(s.Names[0], "/")
+		}
+		out = append(out, ctr)
+	}
+	return out, nil
+}
