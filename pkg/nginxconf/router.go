@@ -36,9 +36,24 @@ type Options struct {
 	// ReloadConfirmTimeout bounds the wait for new worker processes after
 	// a reload; default 5s.
 	ReloadConfirmTimeout time.Duration
+	// Hook, when set, is called at the named points of a switch (see
+	// PointAfterUpstreamWritten and PointAfterReload) with the router's
+	// lock held; it exists for fault-injection tests and must not call
+	// back into the Router.
+	Hook func(point string)
 	// pollInterval is how often Workers is polled; tests shorten it.
 	pollInterval time.Duration
 }
+
+// Points of a switch at which Options.Hook is called.
+const (
+	// PointAfterUpstreamWritten: the new upstream file is in place, nginx
+	// has neither tested nor loaded it.
+	PointAfterUpstreamWritten = "after-upstream-written"
+	// PointAfterReload: nginx is proven to serve the new upstream, the
+	// switch has not returned yet.
+	PointAfterReload = "after-reload"
+)
 
 // Router implements controller.Router on one nginx. Its methods are safe
 // for concurrent use and serialized: an nginx reload is global, so two
@@ -50,6 +65,7 @@ type Router struct {
 	log            logrus.FieldLogger
 	confirmTimeout time.Duration
 	pollInterval   time.Duration
+	hook           func(point string)
 
 	mu sync.Mutex
 }
@@ -88,6 +104,10 @@ func New(o Options) (*Router, error) {
 		log:            o.Logger,
 		confirmTimeout: o.ReloadConfirmTimeout,
 		pollInterval:   o.pollInterval,
+		hook:           o.Hook,
+	}
+	if r.hook == nil {
+		r.hook = func(string) {}
 	}
 	if r.confirmTimeout <= 0 {
 		r.confirmTimeout = defaultConfirmTimeout
@@ -160,6 +180,7 @@ func (r *Router) Switch(ctx context.Context, service string, addrs []string) err
 		// comes after it: restore either way.
 		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: %w", service, err))
 	}
+	r.hook(PointAfterUpstreamWritten)
 	if err := r.driver.Test(ctx); err != nil {
 		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: new upstream rejected: %w", service, err))
 	}
@@ -173,7 +194,38 @@ func (r *Router) Switch(ctx context.Context, service string, addrs []string) err
 	if err := r.confirm(ctx, before); err != nil {
 		return r.fail(ctx, log, prev, true, fmt.Errorf("switch %s: %w", service, err))
 	}
+	r.hook(PointAfterReload)
 	log.WithField("addrs", addrs).Info("switched upstream")
+	return nil
+}
+
+// InSync reports whether service's upstream file holds exactly the bytes
+// Switch(addrs) would write. A missing file is not in sync; a file that
+// cannot be read is an error.
+func (r *Router) InSync(ctx context.Context, service string, addrs []string) (bool, error) {
+	want, err := Render(r.tmpl, service, addrs)
+	if err != nil {
+		return false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got, err := os.ReadFile(r.path(service))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read upstream of %s: %w", service, err)
+	}
+	return bytes.Equal(got, want), nil
+}
+
+// Check runs nginx's config test. It does not take the router's lock: a
+// switch replaces files atomically, so the test sees a whole config either
+// way, and readiness should not wait for a reload to be confirmed.
+func (r *Router) Check(ctx context.Context) error {
+	if err := r.driver.Test(ctx); err != nil {
+		return fmt.Errorf("nginx config test: %w", err)
+	}
 	return nil
 }
 
