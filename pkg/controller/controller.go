@@ -44,6 +44,14 @@ type Controller struct {
 	store    Store
 	log      logrus.FieldLogger
 	now      func() time.Time
+	notifier Notifier
+	observer Observer
+	hook     Hook
+	watchCfg WatchSpec
+	retain   RetentionSpec
+
+	// watch is the watchdog's memory of each service between rounds.
+	watch *watchBook
 
 	// runCtx is the parent of every deploy; Close cancels it.
 	runCtx    context.Context
@@ -95,9 +103,30 @@ func New(o Options) *Controller {
 		running:   make(map[string]*run),
 		events:    newEventHub(),
 		verdicts:  &verdicts{byID: map[string]string{}},
+		notifier:  o.Notifier,
+		observer:  o.Observer,
+		hook:      o.Hook,
+		watchCfg:  o.Watch,
+		retain:    o.Retention,
+		watch:     &watchBook{byService: map[string]*watchEntry{}},
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.notifier == nil {
+		c.notifier = noopNotifier{}
+	}
+	if c.observer == nil {
+		c.observer = noopObserver{}
+	}
+	if c.hook == nil {
+		c.hook = func(string) {}
+	}
+	if c.watchCfg.UnhealthyThreshold <= 0 {
+		c.watchCfg.UnhealthyThreshold = defaultUnhealthyThreshold
+	}
+	if c.watchCfg.Interval <= 0 {
+		c.watchCfg.Interval = defaultWatchInterval
 	}
 	if c.log == nil {
 		l := logrus.New()
@@ -178,7 +207,8 @@ func (c *Controller) newID() string {
 // background. It returns at once with the recorded deployment. Errors:
 // ENOTFOUND for an unknown service, EINVALID or EFORBIDDEN for a bad image,
 // ECONFLICT (with DeploymentID) while another deployment of the service runs,
-// EUNAVAILABLE while shutting down.
+// EUNAVAILABLE while shutting down or when the Docker engine does not
+// answer (then nothing is recorded).
 func (c *Controller) Deploy(ctx context.Context, service string, req DeployRequest) (Deployment, error) {
 	spec, err := c.spec(service)
 	if err != nil {
@@ -212,6 +242,11 @@ func (c *Controller) Rollback(ctx context.Context, service string, trigger Trigg
 // describes and starts it.
 func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, trigger Trigger,
 	plan func(ServiceState) (Deployment, error)) (Deployment, error) {
+	// A deploy that cannot reach Docker would only record a failure; the
+	// caller learns at once, and the history stays free of them.
+	if err := c.pingRuntime(ctx); err != nil {
+		return Deployment{}, err
+	}
 	// The id exists before the lock is taken so that a request refused as a
 	// conflict can always name the deployment holding the service, even
 	// while its record is still being written.

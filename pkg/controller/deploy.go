@@ -62,6 +62,7 @@ func (r *deployRun) deploy(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	r.c.hook(PointAfterStart)
 
 	return r.promote(ctx, started, r.spec.Health.HealthyThreshold)
 }
@@ -72,7 +73,7 @@ func (r *deployRun) deploy(ctx context.Context) error {
 // drained and kept according to the standby mode.
 func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) error {
 	if err := r.step(ctx, StepHealth, func(ctx context.Context, _ *Step) (string, error) {
-		return r.c.waitHealthy(ctx, r.spec.Health, cs, threshold, r.logLine)
+		return r.c.waitHealthy(ctx, r.spec.Name, r.spec.Health, cs, threshold, r.logLine)
 	}); err != nil {
 		return err
 	}
@@ -95,6 +96,11 @@ func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) 
 	if err := r.switchTo(ctx, st, next, cs); err != nil {
 		return err
 	}
+	if r.d.Kind == KindDeploy && r.spec.Bake > 0 {
+		if err := r.bake(ctx, st, cs); err != nil {
+			return err
+		}
+	}
 	return r.afterSwitch(ctx, st.ActiveColor)
 }
 
@@ -102,7 +108,7 @@ func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) 
 // If the record cannot be written, traffic is moved back so that nginx and
 // the store never disagree.
 func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []Container) error {
-	return r.step(ctx, StepSwitch, func(ctx context.Context, _ *Step) (string, error) {
+	return r.step(ctx, StepSwitch, func(ctx context.Context, s *Step) (string, error) {
 		if err := r.c.enterSwitch(r.run); err != nil {
 			return "", err
 		}
@@ -111,6 +117,7 @@ func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []
 		if err := r.c.router.Switch(sctx, r.spec.Name, addresses(cs)); err != nil {
 			return "", err
 		}
+		r.c.hook(PointBeforeSave)
 		next.UpdatedAt = r.c.now().UTC()
 		r.switched = true
 		// The switch step is recorded as succeeded in the same transaction
@@ -128,6 +135,7 @@ func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []
 			}
 			return "", fmt.Errorf("record new state (traffic moved back): %w", err)
 		}
+		r.c.observer.Switched(r.spec.Name, r.d.Kind, r.c.now().Sub(s.StartedAt))
 		return last.Message, nil
 	})
 }

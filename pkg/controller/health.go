@@ -13,8 +13,9 @@ import (
 // once when a replica stops running or restarts: waiting for the timeout
 // would only delay a verdict that is already known.
 //
-// note receives each probe's verdict for the progress stream.
-func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Container, threshold int,
+// note receives each probe's verdict for the progress stream. The Hook
+// is called at PointDuringHealth after the first round of probes.
+func (c *Controller) waitHealthy(ctx context.Context, service string, spec HealthSpec, cs []Container, threshold int,
 	note func(format string, args ...any)) (string, error) {
 	if threshold < 1 {
 		threshold = 1
@@ -29,7 +30,7 @@ func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Cont
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for {
+	for round := 1; ; round++ {
 		select {
 		case <-ctx.Done():
 			if ctx.Err() == context.DeadlineExceeded {
@@ -59,6 +60,7 @@ func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Cont
 			}
 			if err := c.prober.Probe(ctx, rep.Address, spec); err != nil {
 				c.verdicts.set(rep.ID, HealthUnhealthy)
+				c.observer.HealthCheckFailed(service)
 				rep.streak, rep.lastErr = 0, err
 				note("%s: not healthy: %v", rep.Name, err)
 				continue
@@ -69,6 +71,9 @@ func (c *Controller) waitHealthy(ctx context.Context, spec HealthSpec, cs []Cont
 			if rep.streak >= threshold {
 				healthy++
 			}
+		}
+		if round == 1 {
+			c.hook(PointDuringHealth)
 		}
 		if healthy == len(reps) {
 			return fmt.Sprintf("%d replica(s) healthy after %s", len(reps),

@@ -118,8 +118,10 @@ const (
 	StepHealth    = "health"
 	StepSwitch    = "switch"
 	StepRecord    = "record"
-	StepDrain     = "drain"
-	StepStandby   = "standby"
+	// StepBake watches the new color after the switch (ServiceSpec.Bake).
+	StepBake    = "bake"
+	StepDrain   = "drain"
+	StepStandby = "standby"
 )
 
 // Step is one recorded step of a deployment.

@@ -41,6 +41,9 @@ func (c *Controller) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, name := range c.names {
+		c.publishState(ctx, name)
+	}
 	return nil
 }
 

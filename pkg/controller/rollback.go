@@ -21,6 +21,7 @@ func (r *deployRun) rollback(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	r.c.hook(PointAfterStart)
 
 	threshold := r.spec.Health.HealthyThreshold
 	if warm {

@@ -26,6 +26,9 @@ type deployRun struct {
 	// switched is set once traffic has moved: from then on a failure must
 	// not remove the new color's containers.
 	switched bool
+	// bakedOut is set when the bake failed and traffic went back to the
+	// previous color: the deployment ends rolled back.
+	bakedOut bool
 }
 
 // execute runs a recorded deployment to its end and saves the outcome.
@@ -39,6 +42,11 @@ func (c *Controller) execute(run *run, spec ServiceSpec, d Deployment) {
 	r.save()
 	r.emit(Event{Type: EventStatus, Status: StatusRunning.String()})
 	r.log.WithField("image", d.Image).Info("deployment started")
+	if d.Kind == KindRollback {
+		c.notifyf(NotifyDeployStarted, r.d, d.Trigger.Actor, "rollback of %s to %s (%s) started", d.Service, d.ToColor, d.Image)
+	} else {
+		c.notifyf(NotifyDeployStarted, r.d, d.Trigger.Actor, "deploy of %s to %s started", d.Image, d.ToColor)
+	}
 
 	var err error
 	switch d.Kind {
@@ -55,6 +63,9 @@ func (c *Controller) execute(run *run, spec ServiceSpec, d Deployment) {
 func (r *deployRun) finish(ctx context.Context, err error) {
 	now := r.c.now().UTC()
 	switch {
+	case r.bakedOut:
+		r.d.Status = StatusRolledBack
+		r.d.Error = err.Error()
 	case err == nil:
 		r.d.Status = StatusSucceeded
 	case errors.Is(context.Cause(ctx), errCancelled) && !r.switched:
@@ -74,12 +85,42 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 	r.save()
 	r.events.append(Event{Time: now, Type: EventStatus, Status: r.d.Status.String(), Message: r.d.Error}, true)
 	r.c.events.retire(r.d.ID)
+	r.c.observer.DeploymentFinished(r.d)
+	r.notifyEnd()
+	if r.switched || r.bakedOut {
+		// Traffic moved to other containers: the watchdog's count so far
+		// was about the ones it left.
+		r.c.watch.reset(r.spec.Name)
+	}
+	r.c.publishState(context.WithoutCancel(ctx), r.spec.Name)
 	entry := r.log.WithField("status", r.d.Status.String())
 	if err != nil {
 		entry.WithError(err).Warn("deployment ended")
 		return
 	}
 	entry.Info("deployment ended")
+}
+
+// notifyEnd tells people how the deployment ended.
+func (r *deployRun) notifyEnd() {
+	d, actor := r.d, r.d.Trigger.Actor
+	switch {
+	case d.Status == StatusRolledBack:
+		r.c.notifyf(NotifyRolledBack, d, "bake", "deploy of %s rolled back by bake: %s", d.Image, d.Error)
+	case d.Status == StatusSucceeded && d.Kind == KindRollback:
+		r.c.notifyf(NotifyRolledBack, d, actor, "%s rolled back to %s (%s) by %s", d.Service, d.ToColor, d.Image, orUnknown(actor))
+	case d.Status == StatusSucceeded:
+		r.c.notifyf(NotifyDeploySucceeded, d, actor, "%s deployed to %s", d.Image, d.ToColor)
+	default:
+		r.c.notifyf(NotifyDeployFailed, d, actor, "%s of %s %s: %s", d.Kind, d.Image, d.Status, d.Error)
+	}
+}
+
+func orUnknown(actor string) string {
+	if actor == "" {
+		return "unknown"
+	}
+	return actor
 }
 
 // removeOwnContainers removes the containers this deployment created. It

@@ -12,7 +12,9 @@ import (
 // a key seen before returns the deployment it started, with replayed set,
 // and starts nothing. The service's allowed refs are enforced here
 // (EFORBIDDEN). Every check that can refuse the request runs before
-// anything is written.
+// anything is written; Deploy's ping of the Docker engine (EUNAVAILABLE)
+// comes before the delivery is remembered, while a replay of a known
+// delivery is answered even when the engine is away.
 func (c *Controller) DeployDelivery(ctx context.Context, key, service string, req DeployRequest) (d Deployment, replayed bool, err error) {
 	spec, err := c.spec(service)
 	if err != nil {

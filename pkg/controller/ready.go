@@ -1,0 +1,51 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// readyTimeout bounds each dependency check of Ready and the Docker ping
+// before a deploy: an engine that does not answer within it is as good as
+// gone for a request waiting on it.
+const readyTimeout = 3 * time.Second
+
+// Ready reports whether deployd can do its work: the store is readable,
+// the Docker engine answers and nginx's config test passes. It returns nil
+// or an EUNAVAILABLE *Error whose message names every dependency that
+// failed ("store: ...; docker: ...; nginx: ...").
+func (c *Controller) Ready(ctx context.Context) error {
+	checks := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"store", c.store.Ping},
+		{"docker", c.rt.Ping},
+		{"nginx", c.router.Check},
+	}
+	var failed []string
+	for _, ch := range checks {
+		cctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		err := ch.fn(cctx)
+		cancel()
+		if err != nil {
+			failed = append(failed, ch.name+": "+err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return Errorf(EUNAVAILABLE, "%s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// pingRuntime checks that the Docker engine answers before a request
+// records anything.
+func (c *Controller) pingRuntime(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := c.rt.Ping(pctx); err != nil {
+		return &Error{Code: EUNAVAILABLE, Message: "docker engine unavailable: " + err.Error()}
+	}
+	return nil
+}
