@@ -1,0 +1,195 @@
+// Package metrics records what the controller does as Prometheus metrics
+// and serves them.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// Source of a deployment the watchdog started; its successful rollbacks are
+// the automatic ones.
+const watchdogSource = "watchdog"
+
+// Metrics holds deployd's collectors in a registry of its own, so tests and
+// several daemons in one process never collide. It is safe for concurrent
+// use; its methods never block.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	deployments         *prometheus.CounterVec
+	deploymentDuration  *prometheus.HistogramVec
+	stepDuration        *prometheus.HistogramVec
+	switchDuration      *prometheus.HistogramVec
+	healthCheckFailures *prometheus.CounterVec
+	activeColor         *prometheus.GaugeVec
+	standbyAvailable    *prometheus.GaugeVec
+	serviceHealthy      *prometheus.GaugeVec
+	autoRollbacks       *prometheus.CounterVec
+	repairs             *prometheus.CounterVec
+	notificationFails   *prometheus.CounterVec
+}
+
+var _ controller.Observer = (*Metrics)(nil)
+
+// New returns Metrics with deployd's metrics and the Go and process
+// collectors registered.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		deployments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deployd_deployments_total",
+			Help: "Finished deployments by service, kind (deploy, rollback) and result (their final status).",
+		}, []string{"service", "kind", "result"}),
+		deploymentDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "deployd_deployment_duration_seconds",
+			Help: "Time from a deployment's creation to its end.",
+			// Deploys wait on image pulls, migrations and health checks:
+			// seconds to tens of minutes.
+			Buckets: []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800},
+		}, []string{"service", "kind"}),
+		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "deployd_step_duration_seconds",
+			Help:    "Time each deployment step took.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"step"}),
+		switchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "deployd_switch_duration_seconds",
+			Help: "Time a traffic switch (upstream write, config test, reload, confirmation) took, by kind.",
+			// A switch is an nginx reload: milliseconds, seconds when slow.
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"service", "kind"}),
+		healthCheckFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deployd_health_check_failures_total",
+			Help: "Failed health probes of a service's replicas.",
+		}, []string{"service"}),
+		activeColor: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "deployd_active_color",
+			Help: "1 for the color that serves a service's traffic, 0 for the other.",
+		}, []string{"service", "color"}),
+		standbyAvailable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "deployd_standby_available",
+			Help: "1 when a service has a warm standby color to roll back to.",
+		}, []string{"service"}),
+		serviceHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "deployd_service_healthy",
+			Help: "1 when the watchdog last found the service's active color healthy.",
+		}, []string{"service"}),
+		autoRollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deployd_auto_rollbacks_total",
+			Help: "Rollbacks the watchdog made by itself that succeeded.",
+		}, []string{"service"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deployd_reconciler_repairs_total",
+			Help: "Repairs the reconciler made, by kind.",
+		}, []string{"service", "kind"}),
+		notificationFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deployd_notification_failures_total",
+			Help: "Notifications a target did not get (refused after retries, or dropped).",
+		}, []string{"target"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.deployments, m.deploymentDuration, m.stepDuration, m.switchDuration,
+		m.healthCheckFailures, m.activeColor, m.standbyAvailable, m.serviceHealthy,
+		m.autoRollbacks, m.repairs, m.notificationFails,
+	)
+	return m
+}
+
+// InitServices creates the per-service counters at zero, so that rate and
+// increase queries (and alerts on them) see a series before the first
+// event rather than none.
+func (m *Metrics) InitServices(services []string) {
+	for _, s := range services {
+		m.healthCheckFailures.WithLabelValues(s)
+		m.autoRollbacks.WithLabelValues(s)
+	}
+}
+
+// InitTargets does what InitServices does for notification targets.
+func (m *Metrics) InitTargets(targets []string) {
+	for _, t := range targets {
+		m.notificationFails.WithLabelValues(t)
+	}
+}
+
+// DeploymentFinished counts d by its final status and records its duration
+// and its finished steps' durations. A successful rollback the watchdog
+// started also counts as an automatic rollback.
+func (m *Metrics) DeploymentFinished(d controller.Deployment) {
+	kind := string(d.Kind)
+	m.deployments.WithLabelValues(d.Service, kind, d.Status.String()).Inc()
+	if d.FinishedAt != nil && !d.CreatedAt.IsZero() {
+		m.deploymentDuration.WithLabelValues(d.Service, kind).Observe(seconds(d.FinishedAt.Sub(d.CreatedAt)))
+	}
+	for _, s := range d.Steps {
+		if s.FinishedAt == nil || s.Status == controller.StepSkipped || s.StartedAt.IsZero() {
+			continue
+		}
+		m.stepDuration.WithLabelValues(s.Name).Observe(seconds(s.FinishedAt.Sub(s.StartedAt)))
+	}
+	if d.Kind == controller.KindRollback && d.Trigger.Source == watchdogSource && d.Status == controller.StatusSucceeded {
+		m.autoRollbacks.WithLabelValues(d.Service).Inc()
+	}
+}
+
+// Switched records a traffic switch's duration.
+func (m *Metrics) Switched(service string, kind controller.Kind, took time.Duration) {
+	m.switchDuration.WithLabelValues(service, string(kind)).Observe(seconds(took))
+}
+
+// HealthCheckFailed counts one failed probe.
+func (m *Metrics) HealthCheckFailed(service string) {
+	m.healthCheckFailures.WithLabelValues(service).Inc()
+}
+
+// ServiceState publishes a service's active color (both colors' series, so
+// the old one drops to 0), standby availability and health.
+func (m *Metrics) ServiceState(service string, active controller.Color, standbyAvailable, healthy bool) {
+	for _, c := range []controller.Color{controller.Blue, controller.Green} {
+		m.activeColor.WithLabelValues(service, string(c)).Set(boolValue(c == active))
+	}
+	m.standbyAvailable.WithLabelValues(service).Set(boolValue(standbyAvailable))
+	m.serviceHealthy.WithLabelValues(service).Set(boolValue(healthy))
+}
+
+// Repaired counts one reconciler repair.
+func (m *Metrics) Repaired(service, kind string) {
+	m.repairs.WithLabelValues(service, kind).Inc()
+}
+
+// NotificationFailed counts a notification target did not get; it fits
+// notify.New's onFailure.
+func (m *Metrics) NotificationFailed(target string) {
+	m.notificationFails.WithLabelValues(target).Inc()
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is the registry behind Handler, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+func seconds(d time.Duration) float64 {
+	if d < 0 {
+		return 0
+	}
+	return d.Seconds()
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
