@@ -69,7 +69,9 @@ var _ controller.Store = (*Store)(nil)
 // Open opens or creates the database at o.Path. While it is open no other
 // process can open the same file: a second Open fails after o.OpenTimeout with
 // an error wrapping ErrLocked. A file with an unknown schema version fails
-// with an error wrapping ErrSchema. The caller owns the Store and must Close
+// with an error wrapping ErrSchema. An existing file that is damaged
+// (truncated, emptied, scribbled over) fails with a *CorruptError wrapping
+// ErrCorrupt, never with a fresh empty store. The caller owns the Store and must Close
 // it.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
@@ -93,14 +95,22 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create data dir: %w", err)
 	}
-	db, err := bolt.Open(o.Path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := openChecked(o.Path, &bolt.Options{Timeout: timeout})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store: data dir %s is in use by another deployd (%w)", dir, ErrLocked)
+	}
+	var corrupt *CorruptError
+	if errors.As(err, &corrupt) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", o.Path, err)
 	}
-	if err := initSchema(db); err != nil {
+	if err := guard(o.Path, func() error { return initSchema(db) }); err != nil {
+		if errors.As(err, &corrupt) {
+			closeQuietly(db)
+			return nil, err
+		}
 		// The schema error is the one worth reporting; a failing close of a
 		// file we only read adds nothing.
 		_ = db.Close()
@@ -168,6 +178,24 @@ func indexDeployment(tx *bolt.Tx, d controller.Deployment) error {
 	}
 	if err := b.Put([]byte(d.ID), []byte{}); err != nil {
 		return fmt.Errorf("index deployment %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Ping reports whether the store is open and readable, with a read
+// transaction; after Close it fails.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ping store: %w", err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte(bucketMeta)) == nil {
+			return errors.New("meta bucket missing")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ping store: %w", err)
 	}
 	return nil
 }
