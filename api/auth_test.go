@@ -21,10 +21,10 @@ func concretePath(p string) string {
 
 // isAPIPath tells the API's routes from the status page's.
 func isAPIPath(p string) bool {
-	return p == "/healthz" || hasPathPrefix(p, "/api") || hasPathPrefix(p, "/hooks")
+	return p == "/healthz" || p == "/readyz" || p == "/metrics" || hasPathPrefix(p, "/api") || hasPathPrefix(p, "/hooks")
 }
 
-func TestAuth_EveryRouteButHealthzNeedsATokenOrIsAPage(t *testing.T) {
+func TestAuth_EveryRouteButHealthzAndReadyzNeedsATokenOrIsAPage(t *testing.T) {
 	h := newHarness(t)
 	routes := h.srv.App().GetRoutes(true)
 	if len(routes) == 0 {
@@ -35,7 +35,7 @@ func TestAuth_EveryRouteButHealthzNeedsATokenOrIsAPage(t *testing.T) {
 		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
 			path := strings.ReplaceAll(concretePath(r.Path), "*", "app.css")
 			resp := h.do(t, r.Method, path, "", "")
-			if r.Path == "/healthz" {
+			if r.Path == "/healthz" || r.Path == "/readyz" {
 				wantStatus(t, resp, fiber.StatusOK)
 				return
 			}
@@ -73,8 +73,8 @@ func TestAuth_EveryRouteButHealthzNeedsATokenOrIsAPage(t *testing.T) {
 			}
 		})
 	}
-	if seenAPI < 11 {
-		t.Errorf("walked %d API routes besides /healthz, want at least 11", seenAPI)
+	if seenAPI < 12 {
+		t.Errorf("walked %d API routes besides /healthz and /readyz, want at least 12 (with /metrics)", seenAPI)
 	}
 	if seenPages < 3 {
 		t.Errorf("walked %d page routes, want at least 3 (/, /login, /static/*)", seenPages)

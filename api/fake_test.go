@@ -50,6 +50,10 @@ type fakeController struct {
 	deliveries map[string]bool
 	audit      []controller.AuditEntry
 	auditErr   error
+	// readyErr is what Ready answers. Ready is not recorded as a call:
+	// probes reach it without credentials, and tests count the calls that
+	// need them.
+	readyErr error
 }
 
 var _ Controller = (*fakeController)(nil)
@@ -151,10 +155,16 @@ func newHarness(t *testing.T) *harness {
 	sessions := auth.NewSessions(sessionTTL, clock.Now)
 	srv := New(Options{
 		Controller: ctl, Tokens: testTokens, WebhookSecret: []byte(webhookSecret), Logger: logger,
-		Sessions: sessions, Pages: fakePages{sessions: sessions},
+		Sessions: sessions, Pages: fakePages{sessions: sessions}, Metrics: fakeMetrics,
 	})
 	return &harness{srv: srv, ctl: ctl, hook: hook, sessions: sessions, clock: clock}
 }
+
+// fakeMetrics stands in for the Prometheus handler.
+var fakeMetrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	_, _ = io.WriteString(w, "deployd_fake_metric 1\n")
+})
 
 // testClock is a clock tests move by hand.
 type testClock struct {
@@ -312,6 +322,18 @@ func (f *fakeController) Audit(ctx context.Context, limit int) ([]controller.Aud
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]controller.AuditEntry(nil), f.audit...), nil
+}
+
+func (f *fakeController) Ready(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.readyErr
+}
+
+func (f *fakeController) setReadyErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.readyErr = err
 }
 
 func (f *fakeController) AuditEntries() []controller.AuditEntry {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -47,6 +48,9 @@ type Controller interface {
 	// ENOTFOUND, EFORBIDDEN (image or ref not allowed) and ECONFLICT are
 	// decided before anything is written.
 	DeployDelivery(ctx context.Context, key, service string, req controller.DeployRequest) (d controller.Deployment, replayed bool, err error)
+	// Ready returns nil when the store, the Docker engine and nginx answer,
+	// else an error saying which does not; it must answer within ctx.
+	Ready(ctx context.Context) error
 	// RecordAudit appends one entry to the audit trail.
 	RecordAudit(ctx context.Context, e controller.AuditEntry) error
 	// Audit returns the newest audit entries first.
@@ -79,6 +83,10 @@ type Options struct {
 	// webhook answers 404: it is never open. A token whose secret equals
 	// it is ignored, so the webhook secret can never act as a token.
 	WebhookSecret []byte
+	// Metrics, when set, is served at GET /metrics (Prometheus format) to
+	// viewer tokens, or to anyone when MetricsPublic is set.
+	Metrics       http.Handler
+	MetricsPublic bool
 	Logger        logrus.FieldLogger
 }
 
@@ -160,6 +168,7 @@ func New(o Options) *Server {
 	}), s.requestContext)
 
 	s.routes()
+	s.observeRoutes(o.Metrics, o.MetricsPublic)
 	if o.Pages != nil {
 		// After the API's routes, so that a page's pattern can never
 		// shadow one of them.
