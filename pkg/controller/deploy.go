@@ -158,7 +158,10 @@ func (r *deployRun) afterSwitch(ctx context.Context, old Color) error {
 	if !old.Valid() {
 		return nil
 	}
-	if err := r.step(ctx, StepDrain, func(ctx context.Context, _ *Step) (string, error) {
+	// Detached like the standby step: a shutdown that began after the
+	// switch only shortens the drain, it must not fail a deploy whose
+	// traffic has already moved.
+	if err := r.step(context.WithoutCancel(ctx), StepDrain, func(_ context.Context, _ *Step) (string, error) {
 		t := time.NewTimer(r.spec.Drain)
 		defer t.Stop()
 		select {
