@@ -92,6 +92,9 @@ func (c *Controller) interrupt(ctx context.Context, d Deployment) error {
 		return fmt.Errorf("mark deployment %s interrupted: %w", d.ID, err)
 	}
 	log.Warn(d.Error)
+	// The process that ran it could not report its end; this one does.
+	c.observer.DeploymentFinished(d)
+	c.notifyf(NotifyDeployFailed, d, d.Trigger.Actor, "%s of %s interrupted: %s", d.Kind, d.Image, d.Error)
 	return nil
 }
 

@@ -264,3 +264,19 @@ func (h *harness) failColor(color controller.Color) {
 		return nil
 	})
 }
+
+func TestStart_ReportsInterruptedDeploymentsAsFinished(t *testing.T) {
+	h := newHarness(t)
+	h.seedDeployment(lostDeployID, controller.KindDeploy, controller.NoColor, controller.Blue, "demoapp:v1", "pull", "start")
+
+	h.start()
+
+	fin := h.obs.finishedDeployments()
+	if len(fin) != 1 || fin[0].ID != lostDeployID || fin[0].Status != controller.StatusInterrupted {
+		t.Fatalf("finished = %+v, want %s interrupted", fin, lostDeployID)
+	}
+	notes := h.notes.ofKind(controller.NotifyDeployFailed)
+	if len(notes) != 1 || notes[0].Deployment != lostDeployID || !strings.Contains(notes[0].Message, "interrupted") {
+		t.Errorf("deploy_failed notifications = %+v, want one saying %s was interrupted", notes, lostDeployID)
+	}
+}

@@ -92,7 +92,9 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 		// was about the ones it left.
 		r.c.watch.reset(r.spec.Name)
 	}
-	r.c.publishState(context.WithoutCancel(ctx), r.spec.Name)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	r.c.publishState(sctx, r.spec.Name)
+	cancel()
 	entry := r.log.WithField("status", r.d.Status.String())
 	if err != nil {
 		entry.WithError(err).Warn("deployment ended")
