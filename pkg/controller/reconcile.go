@@ -1,0 +1,209 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Repair kinds the reconciler reports to the Observer and in notifications.
+const (
+	RepairUpstream        = "upstream"
+	RepairOrphanContainer = "orphan_container"
+	RepairOrphanOneOff    = "orphan_oneoff"
+)
+
+// Reconcile runs one reconciler pass over every configured service and
+// returns how many repairs it made. A service is skipped while a deployment
+// of it runs, and no deployment of it can start while its pass runs, so
+// the reconciler never fights a deploy. Per service it
+//   - rewrites and reloads an upstream that no longer points at the active
+//     color's running containers (edited or deleted by hand), or that is not
+//     the placeholder before the first deploy;
+//   - removes deployd-labelled containers of a color that is neither active
+//     nor standby, and one-off containers no running deployment owns;
+//   - reports (log, notification, Observer) an active color without running
+//     containers, without moving traffic: which version should serve is the
+//     operator's call.
+//
+// The error joins what kept services from being reconciled (the Docker
+// engine or nginx unavailable); the other services are still handled.
+func (c *Controller) Reconcile(ctx context.Context) (int, error) {
+	total := 0
+	var errs []error
+	for _, name := range c.names {
+		n, err := c.reconcileService(ctx, name)
+		total += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reconcile %s: %w", name, err))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// hold takes the service's deployment lock for a background pass. It
+// returns false, taking nothing, while a deployment runs or after Close.
+// While held, Deploy and Rollback of the service answer ECONFLICT.
+func (c *Controller) hold(service string) (release func(), ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, false
+	}
+	if _, busy := c.running[service]; busy {
+		return nil, false
+	}
+	// An entry without a deployment id: nothing can Wait for or Cancel it,
+	// and the service view shows no running deployment.
+	r := &run{done: make(chan struct{})}
+	r.ctx, r.cancel = context.WithCancelCause(c.runCtx)
+	c.running[service] = r
+	return func() { c.release(service, r) }, true
+}
+
+func (c *Controller) reconcileService(ctx context.Context, name string) (int, error) {
+	release, ok := c.hold(name)
+	if !ok {
+		c.log.WithField("service", name).Debug("reconcile: deployment running, skipped")
+		return 0, nil
+	}
+	defer release()
+	log := c.log.WithField("service", name)
+
+	st, err := c.state(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	all, err := c.rt.Containers(ctx, name)
+	if err != nil {
+		return 0, unavailable("list containers of "+name, err)
+	}
+	repairs := 0
+	var errs []error
+
+	n, err := c.reconcileUpstream(ctx, st, all, log)
+	repairs += n
+	if err != nil {
+		errs = append(errs, err)
+	}
+	n, err = c.removeOrphans(ctx, st, all, log)
+	repairs += n
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return repairs, errors.Join(errs...)
+}
+
+// reconcileUpstream puts back the upstream the store says should be there.
+func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all []Container, log logrus.FieldLogger) (int, error) {
+	var want []string
+	if st.ActiveColor.Valid() {
+		cs := sortedByName(ofColor(all, st.ActiveColor))
+		up := running(cs)
+		if len(up) == 0 {
+			c.reportNoActive(st, log)
+			return 0, nil
+		}
+		want = addresses(up)
+	}
+	inSync, err := c.router.InSync(ctx, st.Name, want)
+	if err != nil {
+		return 0, fmt.Errorf("compare upstream of %s: %w", st.Name, err)
+	}
+	if inSync {
+		return 0, nil
+	}
+	if err := c.router.Switch(ctx, st.Name, want); err != nil {
+		return 0, fmt.Errorf("restore upstream of %s: %w", st.Name, err)
+	}
+	msg := fmt.Sprintf("upstream of %s was not what deployd wrote; rewrote it for the active color %s and reloaded nginx",
+		st.Name, st.ActiveColor)
+	if !st.ActiveColor.Valid() {
+		msg = fmt.Sprintf("upstream of %s pointed somewhere before any deploy; reset it to the placeholder", st.Name)
+	}
+	c.repaired(st, RepairUpstream, msg, log.WithField("addrs", want))
+	return 1, nil
+}
+
+// reportNoActive says, without touching traffic, that the active color's
+// containers are gone.
+func (c *Controller) reportNoActive(st ServiceState, log logrus.FieldLogger) {
+	log.WithField("color", string(st.ActiveColor)).Error("reconcile: active color has no running containers")
+	c.notifyState(NotifyServiceUnhealthy, st, "reconciler",
+		fmt.Sprintf("active color %s of %s has no running containers", st.ActiveColor, st.Name))
+	c.observer.ServiceState(st.Name, st.ActiveColor, st.StandbyColor.Valid() && st.StandbyImage != "", false)
+}
+
+// removeOrphans removes containers no color or deployment accounts for.
+// The caller holds the service's lock, so no deployment of it runs and
+// every one-off left is debris.
+func (c *Controller) removeOrphans(ctx context.Context, st ServiceState, all []Container, log logrus.FieldLogger) (int, error) {
+	repairs := 0
+	var errs []error
+	if st.ActiveColor.Valid() {
+		for _, ct := range all {
+			if ct.Color == st.ActiveColor || (st.StandbyColor.Valid() && ct.Color == st.StandbyColor) {
+				continue
+			}
+			if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+				errs = append(errs, fmt.Errorf("remove orphan container %s: %w", ct.Name, err))
+				continue
+			}
+			repairs++
+			c.repaired(st, RepairOrphanContainer,
+				fmt.Sprintf("removed container %s of %s (color %q, deployment %s): it belongs to neither the active nor the standby color",
+					ct.Name, st.Name, ct.Color, ct.Deployment),
+				log.WithFields(logrus.Fields{"container": ct.Name, "color": string(ct.Color), "deployment": ct.Deployment}))
+		}
+	} else if len(all) > 0 {
+		// With no recorded active color the store cannot say which
+		// containers are debris; removing them could take down what
+		// nginx serves. Start removes an interrupted first deploy's.
+		log.WithField("containers", len(all)).Warn("reconcile: containers exist but no active color is recorded; leaving them")
+	}
+	oneOffs, err := c.rt.OneOffs(ctx, st.Name)
+	if err != nil {
+		return repairs, errors.Join(append(errs, unavailable("list one-offs of "+st.Name, err))...)
+	}
+	for _, ct := range oneOffs {
+		if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove orphan one-off %s: %w", ct.Name, err))
+			continue
+		}
+		repairs++
+		c.repaired(st, RepairOrphanOneOff,
+			fmt.Sprintf("removed one-off container %s of %s left by deployment %s", ct.Name, st.Name, ct.Deployment),
+			log.WithFields(logrus.Fields{"container": ct.Name, "deployment": ct.Deployment}))
+	}
+	return repairs, errors.Join(errs...)
+}
+
+// repaired logs, notifies and counts one repair.
+func (c *Controller) repaired(st ServiceState, kind, msg string, log logrus.FieldLogger) {
+	log.WithField("repair", kind).Warn("reconcile: " + msg)
+	c.notifyState(NotifyRepair, st, "reconciler", msg)
+	c.observer.Repaired(st.Name, kind)
+}
+
+func ofColor(all []Container, color Color) []Container {
+	var cs []Container
+	for _, ct := range all {
+		if ct.Color == color {
+			cs = append(cs, ct)
+		}
+	}
+	return cs
+}
+
+func sortedByName(cs []Container) []Container {
+	out := slices.Clone(cs)
+	slices.SortFunc(out, func(a, b Container) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

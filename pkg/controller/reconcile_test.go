@@ -1,0 +1,217 @@
+package controller_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// deployedTwice leaves green active (v2) and blue the running standby (v1).
+func deployedTwice(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t)
+	if err := h.c.Start(h.ctx()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	h.deployOK("v1")
+	h.deployOK("v2")
+	return h
+}
+
+func (h *harness) reconcile() int {
+	h.t.Helper()
+	n, err := h.c.Reconcile(h.ctx())
+	if err != nil {
+		h.t.Fatalf("Reconcile: %v", err)
+	}
+	return n
+}
+
+func TestReconcile_RewritesHandEditedOrDeletedUpstream(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		name := map[bool]string{false: "edited", true: "deleted"}[gone]
+		t.Run(name, func(t *testing.T) {
+			h := deployedTwice(t)
+			want := addrsOf(running(h.colorContainers(controller.Green)))
+			h.router.handEdit(svc, gone)
+
+			if n := h.reconcile(); n != 1 {
+				t.Fatalf("repairs = %d, want 1", n)
+			}
+			if got := h.router.current(svc); !slices.Equal(got, want) {
+				t.Errorf("upstream = %v, want the active color's %v", got, want)
+			}
+			if got, want := h.obs.repairList(), []string{"web/upstream"}; !slices.Equal(got, want) {
+				t.Errorf("observed repairs = %v, want %v", got, want)
+			}
+			notes := h.notes.ofKind(controller.NotifyRepair)
+			if len(notes) != 1 || notes[0].Service != svc || notes[0].Color != controller.Green {
+				t.Errorf("repair notifications = %+v, want one for %s/green", notes, svc)
+			}
+			if n := h.reconcile(); n != 0 {
+				t.Errorf("second pass repairs = %d, want 0", n)
+			}
+		})
+	}
+}
+
+func TestReconcile_InSyncServiceIsLeftAlone(t *testing.T) {
+	h := deployedTwice(t)
+	before := len(h.router.switches())
+	if n := h.reconcile(); n != 0 {
+		t.Fatalf("repairs = %d, want 0", n)
+	}
+	if got := len(h.router.switches()); got != before {
+		t.Errorf("switches = %d, want %d (no reload)", got, before)
+	}
+	if got := h.notes.ofKind(controller.NotifyRepair); len(got) != 0 {
+		t.Errorf("repair notifications = %+v, want none", got)
+	}
+	if got := h.rt.countCalls("RemoveContainer"); got != 0 {
+		t.Errorf("RemoveContainer calls = %d, want 0: active and standby are kept", got)
+	}
+}
+
+func TestReconcile_NoDeployYetResetsUpstreamToPlaceholder(t *testing.T) {
+	h := newHarness(t)
+	if err := h.c.Start(h.ctx()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	// Someone pointed the service at something by hand.
+	if err := h.router.Switch(h.ctx(), svc, []string{"10.0.0.9:80"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.reconcile(); n != 1 {
+		t.Fatalf("repairs = %d, want 1", n)
+	}
+	if got := h.router.current(svc); got != nil {
+		t.Errorf("upstream = %v, want the placeholder", got)
+	}
+}
+
+func TestReconcile_RemovesOrphanContainersAndOneOffs(t *testing.T) {
+	h := newHarness(t)
+	if err := h.c.Start(h.ctx()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	h.deployOK("v1") // blue active, no standby
+	orphan := h.rt.add(svc, controller.Green, 1, "demoapp:v3", "gone-deployment", true)
+	unlabelled := h.rt.add(svc, controller.NoColor, 1, "demoapp:v3", "", false)
+	oneOff := h.rt.addOneOff(svc, "web-pre-x", "gone-deployment")
+	active := h.colorContainers(controller.Blue)
+
+	if n := h.reconcile(); n != 3 {
+		t.Fatalf("repairs = %d, want 3", n)
+	}
+	for _, ct := range []controller.Container{orphan, unlabelled, oneOff} {
+		if !slices.Contains(h.rt.callLog(), "RemoveContainer "+ct.ID) {
+			t.Errorf("%s (%s) was not removed; calls %v", ct.Name, ct.ID, h.rt.callLog())
+		}
+	}
+	if got := h.colorContainers(controller.Blue); diff(got, active) != "" {
+		t.Errorf("active containers changed:%s", diff(got, active))
+	}
+	got := h.obs.repairList()
+	slices.Sort(got)
+	if want := []string{"web/orphan_container", "web/orphan_container", "web/orphan_oneoff"}; !slices.Equal(got, want) {
+		t.Errorf("observed repairs = %v, want %v", got, want)
+	}
+}
+
+func TestReconcile_NoActiveColorRecordedLeavesContainers(t *testing.T) {
+	h := newHarness(t)
+	if err := h.c.Start(h.ctx()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	h.rt.add(svc, controller.Blue, 1, "demoapp:v1", "unknown", true)
+	h.reconcile()
+	if got := h.rt.countCalls("RemoveContainer"); got != 0 {
+		t.Errorf("RemoveContainer calls = %d, want 0 without a recorded active color", got)
+	}
+}
+
+func TestReconcile_ActiveColorWithoutContainersIsReportedNotRerouted(t *testing.T) {
+	h := deployedTwice(t)
+	before := h.router.current(svc)
+	h.rt.set(func(rt *fakeRuntime) {
+		for _, c := range rt.containers {
+			if c.Color == controller.Green {
+				c.State, c.Address = "exited", ""
+			}
+		}
+	})
+	switches := len(h.router.switches())
+
+	if n := h.reconcile(); n != 0 {
+		t.Fatalf("repairs = %d, want 0: a missing active color is reported, not repaired", n)
+	}
+	if got := len(h.router.switches()); got != switches {
+		t.Errorf("switches = %d, want %d: traffic must not move", got, switches)
+	}
+	if got := h.router.current(svc); !slices.Equal(got, before) {
+		t.Errorf("upstream = %v, want unchanged %v", got, before)
+	}
+	notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
+	if len(notes) != 1 || missing(notes[0].Message, "no running containers") {
+		t.Errorf("unhealthy notifications = %+v, want one saying the active color has no running containers", notes)
+	}
+	st, ok := h.obs.lastState()
+	if !ok || st.Healthy || st.Active != controller.Green {
+		t.Errorf("last observed state = %+v, %v; want green unhealthy", st, ok)
+	}
+}
+
+func TestReconcile_SkipsServiceWhileDeploying(t *testing.T) {
+	h := deployedTwice(t)
+	h.router.handEdit(svc, false)
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.router.setBeforeSwitch(func(string) {
+		close(entered)
+		<-release
+	})
+	d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v3"})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	<-entered
+	n, err := h.c.Reconcile(h.ctx())
+	h.router.setBeforeSwitch(nil)
+	close(release)
+	if err != nil || n != 0 {
+		t.Fatalf("Reconcile during a deploy = %d, %v; want 0, nil", n, err)
+	}
+	h.wait(d.ID)
+}
+
+func TestReconcile_DeployWaitsOutAPassInsteadOfRacingIt(t *testing.T) {
+	h := deployedTwice(t)
+	h.router.handEdit(svc, false)
+	var deployErr error
+	h.router.setBeforeSwitch(func(string) {
+		// Inside the reconciler's own switch: the service is held.
+		_, deployErr = h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v3"})
+	})
+	if n := h.reconcile(); n != 1 {
+		t.Fatalf("repairs = %d, want 1", n)
+	}
+	var e *controller.Error
+	if !errors.As(deployErr, &e) || e.Code != controller.ECONFLICT {
+		t.Fatalf("Deploy during a reconcile pass = %v, want ECONFLICT", deployErr)
+	}
+	h.router.setBeforeSwitch(nil)
+	h.deployOK("v3")
+}
+
+func running(cs []controller.Container) []controller.Container {
+	var out []controller.Container
+	for _, c := range cs {
+		if c.Running() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func missing(s, sub string) bool { return len(containsAll(s, sub)) > 0 }
