@@ -19,6 +19,7 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/notify"
 )
 
 // Config is deployd's configuration file. Build one with LoadConfig (or
@@ -33,6 +34,11 @@ type Config struct {
 	Nginx           NginxConfig              `yaml:"nginx"`
 	Web             WebConfig                `yaml:"web"`
 	Services        map[string]ServiceConfig `yaml:"services"`
+	Watch           WatchConfig              `yaml:"watch"`
+	Reconcile       ReconcileConfig          `yaml:"reconcile"`
+	Retention       RetentionConfig          `yaml:"retention"`
+	Metrics         MetricsConfig            `yaml:"metrics"`
+	Notify          []NotifyConfig           `yaml:"notify"`
 
 	// origins maps a field path to where its value came from
 	// ("deployd.yml:12", "env DEPLOYD_LISTEN") so that Validate can point
@@ -103,6 +109,68 @@ type NginxConfig struct {
 	ReloadConfirmTimeout time.Duration `yaml:"reload_confirm_timeout"`
 }
 
+// WatchConfig is the watchdog: how often the active colors are probed and
+// how many failed rounds in a row make one unhealthy. Bake uses the same
+// rules.
+type WatchConfig struct {
+	Interval           time.Duration `yaml:"interval"`
+	UnhealthyThreshold int           `yaml:"unhealthy_threshold"`
+}
+
+// ReconcileConfig is how often the store, Docker and the upstream files are
+// compared and repaired.
+type ReconcileConfig struct {
+	Interval time.Duration `yaml:"interval"`
+}
+
+// RetentionConfig bounds the old images and stopped containers kept per
+// service, besides the active and standby ones.
+type RetentionConfig struct {
+	Images   int           `yaml:"images"`
+	Interval time.Duration `yaml:"interval"`
+}
+
+// MetricsConfig is GET /metrics.
+type MetricsConfig struct {
+	// Public serves metrics without a token, for a Prometheus that cannot
+	// send one; the metrics name services and images.
+	Public bool `yaml:"public"`
+}
+
+// Notification target types.
+const (
+	NotifyTypeWebhook = notify.TypeWebhook
+	NotifyTypeSlack   = notify.TypeSlack
+)
+
+// NotifyConfig is one notification target. Its URL and secret never sit in
+// the file: a Slack webhook's URL is itself a secret.
+type NotifyConfig struct {
+	Name       string   `yaml:"name"`
+	Type       string   `yaml:"type"`
+	URLEnv     string   `yaml:"url_env"`
+	URLFile    string   `yaml:"url_file"`
+	SecretEnv  string   `yaml:"secret_env"`
+	SecretFile string   `yaml:"secret_file"`
+	Events     []string `yaml:"events"`
+}
+
+func (n *NotifyConfig) unknownKeyHint(key string) string {
+	switch key {
+	case "url", "webhook_url":
+		return "a webhook URL is a secret and does not belong in the configuration file; name an environment variable with url_env or a file with url_file"
+	case "secret", "token", "password":
+		return "secrets do not belong in the configuration file; name an environment variable with secret_env or a file with secret_file"
+	}
+	return ""
+}
+
+// notifyEvents are the kinds a target may filter on.
+var notifyEvents = []string{
+	controller.NotifyDeployStarted, controller.NotifyDeploySucceeded, controller.NotifyDeployFailed,
+	controller.NotifyRolledBack, controller.NotifyServiceUnhealthy, controller.NotifyRepair,
+}
+
 // ServiceConfig is one service; see controller.ServiceSpec for meanings.
 type ServiceConfig struct {
 	Image     string            `yaml:"image"`
@@ -123,6 +191,10 @@ type ServiceConfig struct {
 	// AllowedRefs limits webhook deploys to these git refs; empty allows
 	// any ref.
 	AllowedRefs []string `yaml:"allowed_refs"`
+	// Bake watches a new color this long after the switch; 0 disables.
+	Bake time.Duration `yaml:"bake"`
+	// AutoRollback lets the watchdog roll back to a healthy standby.
+	AutoRollback bool `yaml:"auto_rollback"`
 }
 
 // HealthConfig is how a replica is judged healthy.
@@ -150,8 +222,11 @@ type ResolvedToken struct {
 
 // Limits checked by Validate.
 const (
-	maxReplicas    = 20
-	minTokenLength = 16
+	maxReplicas           = 20
+	minTokenLength        = 16
+	maxUnhealthyThreshold = 100
+	maxRetainedImages     = 1000
+	minNotifySecretLength = 16
 )
 
 // DefaultConfig returns the configuration used for every key the file
@@ -163,6 +238,9 @@ func DefaultConfig() *Config {
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
 		Web:             WebConfig{SessionTTL: 12 * time.Hour},
+		Watch:           WatchConfig{Interval: 10 * time.Second, UnhealthyThreshold: 3},
+		Reconcile:       ReconcileConfig{Interval: 30 * time.Second},
+		Retention:       RetentionConfig{Images: 5, Interval: time.Hour},
 		Nginx: NginxConfig{
 			Mode:                 NginxModeExec,
 			UpstreamDir:          "./run/nginx/upstreams",
@@ -288,6 +366,10 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&c.Auth.Tokens[i].TokenFile)
 	}
 	abs(&c.Auth.WebhookSecretFile)
+	for i := range c.Notify {
+		abs(&c.Notify[i].URLFile)
+		abs(&c.Notify[i].SecretFile)
+	}
 	for name, s := range c.Services {
 		abs(&s.EnvFile)
 		c.Services[name] = s
@@ -398,6 +480,8 @@ func (c *Config) Validate() error {
 	}
 	c.validateDocker(v)
 	c.validateNginx(v)
+	c.validateJobs(v)
+	c.validateNotify(v)
 
 	if len(c.Services) == 0 {
 		v.addf("services", "at least one service is required")
@@ -481,6 +565,56 @@ func (c *Config) validateNginx(v *validator) {
 	v.positive("nginx.reload_confirm_timeout", n.ReloadConfirmTimeout)
 }
 
+func (c *Config) validateJobs(v *validator) {
+	v.positive("watch.interval", c.Watch.Interval)
+	if t := c.Watch.UnhealthyThreshold; t < 1 || t > maxUnhealthyThreshold {
+		v.addf("watch.unhealthy_threshold", "must be between 1 and %d, got %d", maxUnhealthyThreshold, t)
+	}
+	v.positive("reconcile.interval", c.Reconcile.Interval)
+	if n := c.Retention.Images; n < 0 || n > maxRetainedImages {
+		v.addf("retention.images", "must be between 0 and %d, got %d", maxRetainedImages, n)
+	}
+	v.positive("retention.interval", c.Retention.Interval)
+}
+
+func (c *Config) validateNotify(v *validator) {
+	names := map[string]int{}
+	for i, n := range c.Notify {
+		p := fmt.Sprintf("notify[%d]", i)
+		if n.Name == "" {
+			v.addf(p+".name", "is required")
+		} else if first, dup := names[n.Name]; dup {
+			v.addf(p+".name", "duplicate target name %q (also notify[%d])", n.Name, first)
+		} else {
+			names[n.Name] = i
+		}
+		v.oneOf(p+".type", n.Type, NotifyTypeWebhook, NotifyTypeSlack)
+		switch {
+		case n.URLEnv == "" && n.URLFile == "":
+			v.addf(p, "one of url_env or url_file is required")
+		case n.URLEnv != "" && n.URLFile != "":
+			v.addf(p, "set url_env or url_file, not both")
+		case n.URLEnv != "" && !envNameRE.MatchString(n.URLEnv):
+			v.addf(p+".url_env", "invalid environment variable name %q", n.URLEnv)
+		}
+		switch {
+		case n.SecretEnv != "" && n.SecretFile != "":
+			v.addf(p, "set secret_env or secret_file, not both")
+		case n.SecretEnv != "" && !envNameRE.MatchString(n.SecretEnv):
+			v.addf(p+".secret_env", "invalid environment variable name %q", n.SecretEnv)
+		}
+		for j, e := range n.Events {
+			known := false
+			for _, k := range notifyEvents {
+				known = known || e == k
+			}
+			if !known {
+				v.addf(fmt.Sprintf("%s.events[%d]", p, j), "must be one of %s, got %q", strings.Join(notifyEvents, ", "), e)
+			}
+		}
+	}
+}
+
 func validCommand(v *validator, path string, cmd []string) {
 	if len(cmd) == 0 {
 		v.addf(path, "must not be empty")
@@ -536,6 +670,9 @@ func (s ServiceConfig) validate(v *validator, p, name string) {
 	v.positive(p+".pre_deploy.timeout", s.PreDeploy.Timeout)
 	if s.Drain < 0 {
 		v.addf(p+".drain", "must not be negative, got %s", s.Drain)
+	}
+	if s.Bake < 0 {
+		v.addf(p+".bake", "must not be negative, got %s", s.Bake)
 	}
 	v.oneOf(p+".standby", s.Standby, string(controller.StandbyRunning), string(controller.StandbyStopped))
 	if s.RepositoryURL != "" {
@@ -640,9 +777,90 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 			Standby:       controller.StandbyMode(s.Standby),
 			AllowedRefs:   append([]string(nil), s.AllowedRefs...),
 			RepositoryURL: strings.TrimRight(s.RepositoryURL, "/"),
+			Bake:          s.Bake,
+			AutoRollback:  s.AutoRollback,
 		})
 	}
 	return specs
+}
+
+// WatchSpec is the watchdog's and bake's configuration for the controller.
+func (c *Config) WatchSpec() controller.WatchSpec {
+	return controller.WatchSpec{UnhealthyThreshold: c.Watch.UnhealthyThreshold, Interval: c.Watch.Interval}
+}
+
+// RetentionSpec is the retention configuration for the controller.
+func (c *Config) RetentionSpec() controller.RetentionSpec {
+	return controller.RetentionSpec{Images: c.Retention.Images}
+}
+
+// ResolveNotifyTargets reads every notification target's URL and optional
+// signing secret through getenv or readFile. It refuses missing or empty
+// values, URLs that are not http(s) with a host, and secrets under 16
+// bytes. Errors name the target and never contain a URL or a secret (a
+// Slack URL's path is its credential). Files lose their trailing newline.
+func (c *Config) ResolveNotifyTargets(getenv func(string) string, readFile func(string) ([]byte, error)) ([]notify.Target, error) {
+	var errs []error
+	out := make([]notify.Target, 0, len(c.Notify))
+	for i, n := range c.Notify {
+		label := fmt.Sprintf("notify[%d] (%s)", i, n.Name)
+		rawURL, err := readSecretValue(getenv, readFile, n.URLEnv, n.URLFile, "url")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", label, err))
+			continue
+		}
+		if u, err := url.Parse(string(rawURL)); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: the url is not an http or https URL with a host", label))
+			continue
+		}
+		var secret []byte
+		if n.SecretEnv != "" || n.SecretFile != "" {
+			secret, err = readSecretValue(getenv, readFile, n.SecretEnv, n.SecretFile, "secret")
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", label, err))
+				continue
+			}
+			if len(secret) < minNotifySecretLength {
+				errs = append(errs, fmt.Errorf("%s: secret is shorter than %d bytes; generate a longer one (e.g. openssl rand -hex 32)", label, minNotifySecretLength))
+				continue
+			}
+		}
+		out = append(out, notify.Target{
+			Name: n.Name, Type: n.Type, URL: string(rawURL), Secret: secret,
+			Events: append([]string(nil), n.Events...),
+		})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readSecretValue reads what key_env or key_file names; exactly one is
+// expected to be set. Errors never contain the value.
+func readSecretValue(getenv func(string) string, readFile func(string) ([]byte, error), env, file, key string) ([]byte, error) {
+	switch {
+	case env != "" && file != "":
+		return nil, fmt.Errorf("set %s_env or %s_file, not both", key, key)
+	case env != "":
+		v := getenv(env)
+		if v == "" {
+			return nil, fmt.Errorf("%s_env: environment variable %s is empty or unset", key, env)
+		}
+		return []byte(v), nil
+	case file != "":
+		b, err := readFile(file)
+		if err != nil {
+			// A PathError names the file, never its content.
+			return nil, fmt.Errorf("read %s_file: %w", key, err)
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			return nil, fmt.Errorf("%s_file %s is empty", key, file)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("neither %s_env nor %s_file is set", key, key)
 }
 
 // ResolveTokens reads every token's secret through getenv or readFile. It

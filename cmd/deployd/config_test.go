@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/notify"
 )
 
 func noEnv(string) string { return "" }
@@ -374,7 +375,15 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			{Name: "admin", Role: "operator", TokenEnv: "DEPLOYD_ADMIN_TOKEN"},
 			{Name: "ci", Role: "deployer", TokenFile: in("secrets/ci_token")},
 		}, WebhookSecretEnv: "DEPLOYD_WEBHOOK_SECRET"},
-		Web: WebConfig{SessionTTL: 12 * time.Hour},
+		Web:       WebConfig{SessionTTL: 12 * time.Hour},
+		Watch:     WatchConfig{Interval: 10 * time.Second, UnhealthyThreshold: 3},
+		Reconcile: ReconcileConfig{Interval: 30 * time.Second},
+		Retention: RetentionConfig{Images: 5, Interval: time.Hour},
+		Notify: []NotifyConfig{
+			{Name: "chat", Type: "slack", URLEnv: "DEPLOYD_SLACK_URL"},
+			{Name: "audit-log", Type: "webhook", URLFile: in("secrets/notify_url"), SecretFile: in("secrets/notify_secret"),
+				Events: []string{"deploy_failed", "rolled_back", "service_unhealthy", "repair"}},
+		},
 		Nginx: NginxConfig{
 			Mode:                 "exec",
 			UpstreamDir:          in("run/nginx/upstreams"),
@@ -404,6 +413,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 				Drain:       5 * time.Second,
 				Standby:     "running",
 				AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
+				Bake: 2 * time.Minute, AutoRollback: true,
 			},
 			"worker": worker,
 		},
@@ -610,6 +620,7 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 		Drain:       5 * time.Second,
 		Standby:     controller.StandbyRunning,
 		AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
+		Bake: 2 * time.Minute, AutoRollback: true,
 	}
 	if !reflect.DeepEqual(web, want) {
 		t.Errorf("web spec =\n%+v\nwant\n%+v", web, want)
@@ -935,5 +946,160 @@ func TestWarnings_WebhookWithoutAllowedRefs(t *testing.T) {
 	}
 	if got := withoutHook.Warnings(); len(got) != 0 {
 		t.Fatalf("warnings without a webhook = %q, want none", got)
+	}
+}
+
+func TestLoadConfig_BadReliabilityConfigsNameTheField(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want []string
+	}{
+		{"watch interval zero", "watch:\n  interval: 0s\n" + minimal,
+			[]string{"config.yml:2: watch.interval: must be greater than 0, got 0s"}},
+		{"threshold zero", "watch:\n  unhealthy_threshold: 0\n" + minimal,
+			[]string{"config.yml:2: watch.unhealthy_threshold: must be between 1 and 100, got 0"}},
+		{"threshold too high", "watch:\n  unhealthy_threshold: 101\n" + minimal,
+			[]string{"watch.unhealthy_threshold: must be between 1 and 100, got 101"}},
+		{"reconcile interval negative", "reconcile:\n  interval: -1s\n" + minimal,
+			[]string{"config.yml:2: reconcile.interval: must be greater than 0, got -1s"}},
+		{"retention images negative", "retention:\n  images: -1\n" + minimal,
+			[]string{"config.yml:2: retention.images: must be between 0 and 1000, got -1"}},
+		{"retention images too many", "retention:\n  images: 1001\n" + minimal,
+			[]string{"retention.images: must be between 0 and 1000, got 1001"}},
+		{"retention interval without unit", "retention:\n  interval: 60\n" + minimal,
+			[]string{`retention.interval: invalid duration "60": give a unit, e.g. 60s`}},
+		{"metrics public not a bool", "metrics:\n  public: maybe\n" + minimal,
+			[]string{"config.yml:2: metrics.public:"}},
+		{"bake negative", minimal + "    bake: -1m\n",
+			[]string{"config.yml:6: services.web.bake: must not be negative, got -1m0s"}},
+		{"auto_rollback not a bool", minimal + "    auto_rollback: sometimes\n",
+			[]string{"config.yml:6: services.web.auto_rollback:"}},
+		{"notify type", "notify:\n  - name: a\n    type: email\n    url_env: A\n" + minimal,
+			[]string{`config.yml:3: notify[0].type: must be webhook or slack, got "email"`}},
+		{"notify without url", "notify:\n  - name: a\n    type: slack\n" + minimal,
+			[]string{"notify[0]: one of url_env or url_file is required"}},
+		{"notify with both urls", "notify:\n  - name: a\n    type: slack\n    url_env: A\n    url_file: /f\n" + minimal,
+			[]string{"notify[0]: set url_env or url_file, not both"}},
+		{"notify url in the file", "notify:\n  - name: a\n    type: slack\n    url: https://hooks.example.com/T0/B0/secretpath\n" + minimal,
+			[]string{"config.yml:4: notify[0].url: a webhook URL is a secret", "url_env"}},
+		{"notify secret in the file", "notify:\n  - name: a\n    type: webhook\n    url_env: A\n    secret: abc\n" + minimal,
+			[]string{"config.yml:5: notify[0].secret: secrets do not belong", "secret_env"}},
+		{"notify both secrets", "notify:\n  - name: a\n    type: webhook\n    url_env: A\n    secret_env: S\n    secret_file: /s\n" + minimal,
+			[]string{"notify[0]: set secret_env or secret_file, not both"}},
+		{"notify bad env name", "notify:\n  - name: a\n    type: webhook\n    url_env: 1A\n" + minimal,
+			[]string{`notify[0].url_env: invalid environment variable name "1A"`}},
+		{"notify duplicate names", "notify:\n  - {name: a, type: slack, url_env: A}\n  - {name: a, type: slack, url_env: B}\n" + minimal,
+			[]string{`config.yml:3: notify[1].name: duplicate target name "a" (also notify[0])`}},
+		{"notify name missing", "notify:\n  - {type: slack, url_env: A}\n" + minimal,
+			[]string{"notify[0].name: is required"}},
+		{"notify unknown event", "notify:\n  - {name: a, type: slack, url_env: A, events: [deployed]}\n" + minimal,
+			[]string{`notify[0].events[0]: must be one of deploy_started, deploy_succeeded, deploy_failed, rolled_back, service_unhealthy, repair, got "deployed"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(t, tt.yml)
+			if err == nil {
+				t.Fatal("parse succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error = %q\nwant it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "secretpath") {
+				t.Errorf("error %q contains the URL", err)
+			}
+		})
+	}
+}
+
+func TestConfig_WatchAndRetentionSpecs(t *testing.T) {
+	c, err := parse(t, "watch:\n  interval: 5s\n  unhealthy_threshold: 4\nretention:\n  images: 0\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.WatchSpec(), (controller.WatchSpec{UnhealthyThreshold: 4, Interval: 5 * time.Second}); got != want {
+		t.Errorf("WatchSpec() = %+v, want %+v", got, want)
+	}
+	if got, want := c.RetentionSpec(), (controller.RetentionSpec{Images: 0}); got != want {
+		t.Errorf("RetentionSpec() = %+v, want %+v", got, want)
+	}
+	if c.Retention.Interval != time.Hour || c.Reconcile.Interval != 30*time.Second || c.Metrics.Public {
+		t.Errorf("defaults = retention %s, reconcile %s, public %v; want 1h, 30s, false", c.Retention.Interval, c.Reconcile.Interval, c.Metrics.Public)
+	}
+}
+
+func TestResolveNotifyTargets(t *testing.T) {
+	const (
+		slackURL = "https://hooks.slack.example/services/T0/B0/secretpath"
+		hookURL  = "https://ops.example.com/deployd"
+		secret   = "notify-signing-secret-0123"
+	)
+	files := map[string]string{
+		"/s/url":    hookURL + "\n",
+		"/s/secret": secret + "\n",
+		"/s/short":  "tiny-s3cr\n",
+		"/s/empty":  "\n",
+	}
+	readFile := func(p string) ([]byte, error) {
+		if v, ok := files[p]; ok {
+			return []byte(v), nil
+		}
+		return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+	}
+	env := envMap(map[string]string{"SLACK_URL": slackURL, "BAD_URL": "ftp://x/secretpath", "NO_HOST": "https:///secretpath"})
+
+	tests := []struct {
+		name    string
+		notify  []NotifyConfig
+		want    []notify.Target
+		wantErr string
+	}{
+		{"none", nil, []notify.Target{}, ""},
+		{"env url and file url with secret", []NotifyConfig{
+			{Name: "chat", Type: "slack", URLEnv: "SLACK_URL"},
+			{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretFile: "/s/secret", Events: []string{"repair"}},
+		}, []notify.Target{
+			{Name: "chat", Type: "slack", URL: slackURL},
+			{Name: "hook", Type: "webhook", URL: hookURL, Secret: []byte(secret), Events: []string{"repair"}},
+		}, ""},
+		{"unset env", []NotifyConfig{{Name: "chat", Type: "slack", URLEnv: "MISSING"}}, nil,
+			"notify[0] (chat): url_env: environment variable MISSING is empty or unset"},
+		{"missing file", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/nope"}}, nil,
+			"notify[0] (hook): read url_file: open /s/nope"},
+		{"empty file", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/empty"}}, nil,
+			"notify[0] (hook): url_file /s/empty is empty"},
+		{"not http", []NotifyConfig{{Name: "chat", Type: "slack", URLEnv: "BAD_URL"}}, nil,
+			"notify[0] (chat): the url is not an http or https URL with a host"},
+		{"no host", []NotifyConfig{{Name: "chat", Type: "slack", URLEnv: "NO_HOST"}}, nil,
+			"notify[0] (chat): the url is not an http or https URL with a host"},
+		{"short secret", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretFile: "/s/short"}}, nil,
+			"notify[0] (hook): secret is shorter than 16 bytes"},
+		{"unset secret env", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretEnv: "NOPE"}}, nil,
+			"notify[0] (hook): secret_env: environment variable NOPE is empty or unset"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Config{Notify: tt.notify}
+			got, err := c.ResolveNotifyTargets(env, readFile)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+				}
+				for _, leak := range []string{"secretpath", secret, "tiny-s3cr"} {
+					if strings.Contains(err.Error(), leak) {
+						t.Fatalf("error %q contains a URL or secret", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error = %v, want none", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("targets = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }
