@@ -194,3 +194,40 @@ func TestBake_CancelIsRefusedDuringBake(t *testing.T) {
 		t.Errorf("Cancel during bake = %v, want %s", err, controller.ECONFLICT)
 	}
 }
+
+func TestBake_FailedSwitchBackLeavesTrafficOnNewColor(t *testing.T) {
+	h := newHarness(t, withBake(5*time.Second))
+	h.deployOK("v1")
+	blueAddrs := addrsOf(h.colorContainers(controller.Blue))
+	h.prober.setVerdict(func(name string, n int) error {
+		if strings.Contains(name, "-green-") && n > 2 {
+			return errNope
+		}
+		return nil
+	})
+	h.router.setFail(func(service string, addrs []string) error {
+		if slices.Equal(addrs, blueAddrs) {
+			return errNope
+		}
+		return nil
+	})
+
+	d := h.deploy("v2")
+
+	if d.Status != controller.StatusFailed {
+		t.Fatalf("status = %s (%q), want failed", d.Status, d.Error)
+	}
+	if missing := containsAll(d.Error, "bake", "traffic stays on green", "switch back"); len(missing) > 0 {
+		t.Errorf("error = %q, missing %q", d.Error, missing)
+	}
+	green := h.colorContainers(controller.Green)
+	if len(green) != h.spec.Replicas {
+		t.Fatalf("green containers = %v, want %d kept: they serve traffic", namesOf(green), h.spec.Replicas)
+	}
+	if got := h.router.current(svc); !slices.Equal(got, addrsOf(green)) {
+		t.Errorf("upstream = %v, want green %v", got, addrsOf(green))
+	}
+	if st := h.store.service(svc); st.ActiveColor != controller.Green || st.StandbyColor != controller.Blue {
+		t.Errorf("state = %+v, want green active with blue standby, as nginx says", st)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -216,3 +217,27 @@ func TestWatch_DockerUnreachableIsAnErrorNotAFailedRound(t *testing.T) {
 }
 
 var errNope = errors.New("GET /health: 500")
+
+func TestWatch_SkipsServiceWhileItDeploys(t *testing.T) {
+	h := newHarness(t, func(s *controller.ServiceSpec) { s.Health.StartTimeout = 300 * time.Millisecond })
+	h.deployOK("v1")
+	blue := h.colorContainers(controller.Blue)
+	h.rt.set(func(rt *fakeRuntime) { rt.containers[blue[0].ID].State = "exited" })
+	h.failColor(controller.Green) // the deploy stays in its health step
+	d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	eventually(t, "health step", h.runningStep(d.ID, controller.StepHealth))
+
+	h.watchRounds(3)
+
+	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
+		t.Errorf("unhealthy notifications during a deploy = %+v, want none", got)
+	}
+	h.wait(d.ID)
+	h.watchRounds(2)
+	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 1 {
+		t.Errorf("unhealthy notifications after the deploy = %d, want 1", len(got))
+	}
+}
