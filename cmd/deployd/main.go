@@ -25,6 +25,7 @@ const usage = `deployd: blue-green deploys for one Docker host with nginx in fro
 Daemon commands:
   deployd serve [--config PATH]   run the daemon (config also from DEPLOYD_CONFIG)
   deployd check [--config PATH]   validate the configuration and exit
+  deployd recover [--config PATH] rebuild a corrupted store from Docker and nginx
   deployd version                 print the version
 `
 
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "check":
 		return check(args[1:], stdout, stderr)
+	case "recover":
+		return runRecover(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "deployd", version)
 		return 0
