@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -17,21 +18,26 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/dockerx"
 	"github.com/deployd/deployd/pkg/health"
+	"github.com/deployd/deployd/pkg/metrics"
 	"github.com/deployd/deployd/pkg/nginxconf"
+	"github.com/deployd/deployd/pkg/notify"
 	"github.com/deployd/deployd/pkg/store"
 	"github.com/deployd/deployd/web"
 )
 
 // These prove at compile time that the adapters fit the controller's ports.
 var (
-	_ controller.Runtime = (*dockerx.Client)(nil)
-	_ controller.Router  = (*nginxconf.Router)(nil)
-	_ controller.Prober  = (*health.Prober)(nil)
-	_ controller.Store   = (*store.Store)(nil)
-	_ nginxconf.Driver   = (*dockerx.NginxContainer)(nil)
-	_ api.Controller     = (*controller.Controller)(nil)
-	_ web.Controller     = (*controller.Controller)(nil)
-	_ api.Pages          = (*web.Pages)(nil)
+	_ controller.Runtime  = (*dockerx.Client)(nil)
+	_ controller.Router   = (*nginxconf.Router)(nil)
+	_ controller.Prober   = (*health.Prober)(nil)
+	_ controller.Store    = (*store.Store)(nil)
+	_ controller.Notifier = (*notify.Notifier)(nil)
+	_ controller.Observer = (*metrics.Metrics)(nil)
+	_ jobRunner           = (*controller.Controller)(nil)
+	_ nginxconf.Driver    = (*dockerx.NginxContainer)(nil)
+	_ api.Controller      = (*controller.Controller)(nil)
+	_ web.Controller      = (*controller.Controller)(nil)
+	_ api.Pages           = (*web.Pages)(nil)
 )
 
 // Login attempts from one address are limited, so a token cannot be
@@ -40,6 +46,21 @@ const (
 	loginFailuresPerMinute = 10
 	limiterKeys            = 10000
 )
+
+// faultPointEnv names a deploy step at which deployd kills itself with
+// SIGKILL, so that crash-recovery tests can stop it exactly there. Unset in
+// production.
+const faultPointEnv = "DEPLOYD_FAULT_POINT"
+
+// faultPoints are the points a fault hook can stop at.
+var faultPoints = []string{
+	controller.PointAfterStart, controller.PointDuringHealth, controller.PointBeforeSave,
+	nginxconf.PointAfterUpstreamWritten, nginxconf.PointAfterReload,
+}
+
+// notifierCloseTimeout bounds how long shutdown spends delivering queued
+// notifications, out of what is left of the shutdown budget.
+const notifierCloseTimeout = 5 * time.Second
 
 // Main is the whole daemon: the store, the Docker client, nginx, the
 // controller and the API server. Tests boot it on a free port with Run and
@@ -52,6 +73,9 @@ type Main struct {
 	store    *store.Store
 	docker   *dockerx.Client
 	ctrl     *controller.Controller
+	metrics  *metrics.Metrics
+	notifier *notify.Notifier
+	jobs     *Jobs
 	server   *api.Server
 	ln       net.Listener
 	serveErr chan error
@@ -85,9 +109,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	notifyTargets, err := cfg.ResolveNotifyTargets(m.Getenv, os.ReadFile)
+	if err != nil {
+		return err
+	}
 	for _, w := range cfg.Warnings() {
 		m.Logger.Warn(w)
 	}
+	hook := m.faultHook()
 
 	m.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "deployd.db")})
 	if err != nil {
@@ -107,20 +136,48 @@ func (m *Main) Run(ctx context.Context) error {
 		Driver:               m.nginxDriver(),
 		Logger:               m.Logger,
 		ReloadConfirmTimeout: cfg.Nginx.ReloadConfirmTimeout,
+		Hook:                 hook,
 	})
 	if err != nil {
 		return fmt.Errorf("nginx: %w", err)
 	}
+	m.metrics = metrics.New()
+	specs := cfg.ServiceSpecs()
+	serviceNames := make([]string, 0, len(specs))
+	for _, s := range specs {
+		serviceNames = append(serviceNames, s.Name)
+	}
+	m.metrics.InitServices(serviceNames)
+	targetNames := make([]string, 0, len(notifyTargets))
+	for _, t := range notifyTargets {
+		targetNames = append(targetNames, t.Name)
+	}
+	m.metrics.InitTargets(targetNames)
+	m.notifier = notify.New(notifyTargets, m.Logger, m.metrics.NotificationFailed)
+
 	m.ctrl = controller.New(controller.Options{
-		Services: cfg.ServiceSpecs(),
-		Runtime:  m.docker,
-		Router:   router,
-		Prober:   health.NewProber(m.Logger),
-		Store:    m.store,
-		Logger:   m.Logger,
+		Services:  specs,
+		Runtime:   m.docker,
+		Router:    router,
+		Prober:    health.NewProber(m.Logger),
+		Store:     m.store,
+		Logger:    m.Logger,
+		Notifier:  m.notifier,
+		Observer:  m.metrics,
+		Hook:      hook,
+		Watch:     cfg.WatchSpec(),
+		Retention: cfg.RetentionSpec(),
 	})
 	if err := m.ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)
+	}
+	m.jobs, err = StartJobs(m.ctrl, jobIntervals{
+		Watch:     cfg.Watch.Interval,
+		Reconcile: cfg.Reconcile.Interval,
+		Retain:    cfg.Retention.Interval,
+	}, m.Logger)
+	if err != nil {
+		return err
 	}
 
 	m.ln, err = net.Listen("tcp", cfg.Listen)
@@ -141,6 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.server = api.New(api.Options{
 		Controller: m.ctrl, Tokens: tokens, WebhookSecret: webhookSecret, Logger: m.Logger,
 		Sessions: sessions, Pages: pages,
+		Metrics: m.metrics.Handler(), MetricsPublic: cfg.Metrics.Public,
 	})
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil {
@@ -148,6 +206,33 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// faultHook returns nil unless DEPLOYD_FAULT_POINT names a point; then a
+// hook that SIGKILLs this process when a deploy reaches that point. SIGKILL,
+// not an exit: nothing may run on the way out, exactly as with kill -9.
+func (m *Main) faultHook() controller.Hook {
+	point := m.Getenv(faultPointEnv)
+	if point == "" {
+		return nil
+	}
+	known := false
+	for _, p := range faultPoints {
+		known = known || p == point
+	}
+	log := m.Logger.WithField("point", point)
+	if !known {
+		log.WithField("points", faultPoints).Warn(faultPointEnv + " names no known point; it will never fire")
+	} else {
+		log.Warn(faultPointEnv + " is set: deployd kills itself when a deploy reaches this point")
+	}
+	return func(p string) {
+		if p != point {
+			return
+		}
+		log.Error("fault point reached: killing deployd with SIGKILL")
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
 }
 
 func (m *Main) nginxDriver() nginxconf.Driver {
@@ -188,8 +273,9 @@ func (m *Main) Controller() *controller.Controller { return m.ctrl }
 // ServeErr delivers an error if the API server stops on its own.
 func (m *Main) ServeErr() <-chan error { return m.serveErr }
 
-// Close shuts down in order: stop taking requests, let running deployments
-// reach a safe point, then close Docker and the store.
+// Close shuts down in order: stop taking requests, stop the scheduled jobs,
+// let running deployments reach a safe point, deliver queued notifications
+// (briefly), then close Docker and the store.
 func (m *Main) Close(ctx context.Context) error {
 	var errs []error
 	if m.server != nil {
@@ -199,9 +285,24 @@ func (m *Main) Close(ctx context.Context) error {
 	} else if m.ln != nil {
 		errs = append(errs, m.ln.Close())
 	}
+	if m.jobs != nil {
+		if err := m.jobs.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop jobs: %w", err))
+		}
+	}
 	if m.ctrl != nil {
 		if err := m.ctrl.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop deployments: %w", err))
+		}
+	}
+	if m.notifier != nil {
+		nctx, cancel := context.WithTimeout(ctx, notifierCloseTimeout)
+		err := m.notifier.Close(nctx)
+		cancel()
+		if err != nil {
+			// Undelivered notifications are logged and counted; they must
+			// not fail the shutdown of a daemon that stopped cleanly.
+			m.Logger.WithError(err).Warn("notifications left undelivered at shutdown")
 		}
 	}
 	if m.docker != nil {
