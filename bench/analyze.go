@@ -49,6 +49,15 @@ type strategyResult struct {
 	// Switch start → first response from the new color / last from the old.
 	FirstNew dist `json:"switch_to_first_new"`
 	LastOld  dist `json:"switch_to_last_old"`
+	// Switch end (deployd: reload confirmed) → last response from the old
+	// color; 0 when none came after the end.
+	LastOldAfterEnd dist `json:"switch_end_to_last_old"`
+	// Deploys' and rollbacks' step durations, p50 by step name.
+	DeploySteps   map[string]float64 `json:"deploy_steps_p50_ms,omitempty"`
+	RollbackSteps map[string]float64 `json:"rollback_steps_p50_ms,omitempty"`
+	// Deploys and rollbacks: API call to the deployment's end.
+	DeployTotal   dist `json:"deploy_total"`
+	RollbackTotal dist `json:"rollback_total"`
 	// API call → every response from the target color (rollbacks only).
 	Rollback dist `json:"rollback_latency"`
 	// Deploys only: total − health step, and the same without the drain.
@@ -94,7 +103,9 @@ func analyzePhase(p *phase) strategyResult {
 	recs := slices.Clone(p.Records)
 	slices.SortFunc(recs, func(a, b record) int { return cmpInt64(a.done(), b.done()) })
 
-	var firstNew, lastOld, rollback, overhead, noDrain, downtime, lat []float64
+	var firstNew, lastOld, lastOldEnd, depTotal, rbTotal []float64
+	steps := map[string]map[string][]float64{}
+	var rollback, overhead, noDrain, downtime, lat []float64
 	for i, s := range p.Switches {
 		next := int64(math.MaxInt64)
 		if i+1 < len(p.Switches) {
@@ -107,8 +118,10 @@ func analyzePhase(p *phase) strategyResult {
 			}
 			if v, ok := lastResponse(recs, s.Start, next, from); ok {
 				lastOld = append(lastOld, ms(max(0, v-s.Start)))
+				lastOldEnd = append(lastOldEnd, ms(max(0, v-s.End)))
 			} else {
 				lastOld = append(lastOld, 0)
+				lastOldEnd = append(lastOldEnd, 0)
 			}
 			if s.Label == "rollback" {
 				if v, ok := lastNotResponse(recs, s.Call, next, to); ok {
@@ -122,6 +135,19 @@ func analyzePhase(p *phase) strategyResult {
 			overhead = append(overhead, ms(s.TotalNs-s.HealthNs))
 			noDrain = append(noDrain, ms(s.TotalNs-s.HealthNs-s.DrainNs))
 		}
+		if s.TotalNs > 0 {
+			if s.Label == "rollback" {
+				rbTotal = append(rbTotal, ms(s.TotalNs))
+			} else {
+				depTotal = append(depTotal, ms(s.TotalNs))
+			}
+		}
+		for name, v := range s.StepsMs {
+			if steps[s.Label] == nil {
+				steps[s.Label] = map[string][]float64{}
+			}
+			steps[s.Label][name] = append(steps[s.Label][name], v)
+		}
 		if s.Ready > 0 {
 			downtime = append(downtime, ms(s.Ready-s.Start))
 		}
@@ -134,6 +160,9 @@ func analyzePhase(p *phase) strategyResult {
 	r.FirstNew, r.LastOld, r.Rollback = distOf(firstNew), distOf(lastOld), distOf(rollback)
 	r.Overhead, r.OverheadNoDrain, r.Downtime = distOf(overhead), distOf(noDrain), distOf(downtime)
 	r.Latency = distOf(lat)
+	r.LastOldAfterEnd = distOf(lastOldEnd)
+	r.DeployTotal, r.RollbackTotal = distOf(depTotal), distOf(rbTotal)
+	r.DeploySteps, r.RollbackSteps = stepP50(steps["deploy"]), stepP50(steps["rollback"])
 	if fp := p.Footprint; fp != nil {
 		fs := &footprintStats{footprint: *fp, StatusAPI: distOf(fp.StatusLatMs)}
 		if fp.Deployments > 0 {
@@ -270,4 +299,15 @@ func timeline(recs []record, d time.Duration) []bucketStat {
 		}
 	}
 	return b
+}
+
+func stepP50(m map[string][]float64) map[string]float64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		out[k] = distOf(v).P50
+	}
+	return out
 }

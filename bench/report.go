@@ -88,6 +88,15 @@ func printTable(out io.Writer, res *result) {
 		if s.Name == strategyRecreate && s.Downtime.N > 0 {
 			fmt.Fprintf(out, "recreate: stop call → new container healthy p50 %.0f ms, max %.0f ms\n", s.Downtime.P50, s.Downtime.Max)
 		}
+		if s.LastOldAfterEnd.N > 0 {
+			fmt.Fprintf(out, "%s: switch end → last old-color response p50 %.0f ms, p99 %.0f ms\n", s.Name, s.LastOldAfterEnd.P50, s.LastOldAfterEnd.P99)
+		}
+		if s.DeployTotal.N > 0 {
+			fmt.Fprintf(out, "%s: deploy total p50 %.0f ms, steps p50: %s\n", s.Name, s.DeployTotal.P50, stepsText(s.DeploySteps))
+		}
+		if s.RollbackTotal.N > 0 {
+			fmt.Fprintf(out, "%s: rollback total p50 %.0f ms, steps p50: %s\n", s.Name, s.RollbackTotal.P50, stepsText(s.RollbackSteps))
+		}
 		if f := s.Footprint; f != nil {
 			fmt.Fprintf(out, "deployd: deploy overhead (total − health) p50 %.0f ms (%.0f ms without the %s drain); RSS idle %.1f MiB, peak during deploys %.1f MiB;\n",
 				s.Overhead.P50, s.OverheadNoDrain.P50, drainText(s.Switches), mib(f.IdleRSS), mib(f.PeakRSS))
@@ -188,4 +197,15 @@ func writeFileAtomic(path string, b []byte) error {
 		return fmt.Errorf("rename into %s: %w", path, err)
 	}
 	return nil
+}
+
+// stepsText lists step p50s in the order a deploy runs them.
+func stepsText(m map[string]float64) string {
+	var parts []string
+	for _, name := range []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "record", "drain", "standby"} {
+		if v, ok := m[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f", name, v))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

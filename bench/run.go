@@ -22,7 +22,7 @@ const (
 	buildTimeout   = 5 * time.Minute
 	cleanupTimeout = time.Minute
 	sampleEvery    = 100 * time.Millisecond
-	minSettle      = 300 * time.Millisecond
+	minSettle      = time.Second
 )
 
 // image tags the benchmark deploys; each bakes its version in.
@@ -48,6 +48,8 @@ type switchEvent struct {
 	TotalNs      int64  `json:"total_ns,omitempty"`
 	HealthNs     int64  `json:"health_ns,omitempty"`
 	DrainNs      int64  `json:"drain_ns,omitempty"`
+	// StepsMs is each step's duration, by step name.
+	StepsMs map[string]float64 `json:"steps_ms,omitempty"`
 	// Set for recreate: when the new container first answered /health.
 	Ready int64 `json:"ready_ns,omitempty"`
 }

@@ -84,10 +84,12 @@ func (w *world) runDeployd(ctx context.Context) (*phase, error) {
 		fp.Deployments++
 		ev.DeploymentID = dep.ID
 		ev.From, ev.To = colorName(dep.FromColor), colorName(dep.ToColor)
+		ev.StepsMs = map[string]float64{}
 		for _, s := range dep.Steps {
 			if s.FinishedAt == nil {
 				continue
 			}
+			ev.StepsMs[s.Name] += ms(int64(s.FinishedAt.Sub(s.StartedAt)))
 			switch s.Name {
 			case controller.StepSwitch:
 				ev.Start = int64(s.StartedAt.Sub(start))
@@ -185,6 +187,35 @@ func (w *world) startRecreate(ctx context.Context) error {
 	}
 	if err := w.ng.Reload(ctx); err != nil {
 		return err
+	}
+	// The reload is asynchronous: until the old workers have gone, a new
+	// connection may still meet the placeholder upstream's 502.
+	return waitAnswers(ctx, w.ng.URL+"/"+w.rcSvc+"/", 5)
+}
+
+// waitAnswers polls url on fresh connections until it answers 200 n times
+// in a row, for at most 10 s.
+func waitAnswers(ctx context.Context, url string, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	for ok := 0; ok < n; {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("request %s: %w", url, err)
+		}
+		if resp, err := hc.Do(req); err == nil && resp.StatusCode == http.StatusOK {
+			resp.Body.Close()
+			ok++
+		} else {
+			if err == nil {
+				resp.Body.Close()
+			}
+			ok = 0
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("%s does not answer 200 %d times in a row: %w", url, n, err)
+		}
 	}
 	return nil
 }
