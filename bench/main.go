@@ -84,6 +84,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.Rate, "rate", o.Rate, "fixed total request rate per second (0: as fast as the clients go)")
 	fs.IntVar(&o.PostEvery, "post-every", o.PostEvery, "every Nth request of a client is a POST (0: GET only)")
 	fs.Var(durationFlag{&o.PerCycle}, "duration-per-cycle", "least time between two switches: a duration, short ("+shortCycle.String()+") or full ("+fullCycle.String()+")")
+	fs.DurationVar(&o.Settle, "settle", o.Settle, "least time after a switch ends before the next starts")
 	fs.StringVar(&o.Name, "name", o.Name, "result name: writes <out>/<name>.json and <out>/<name>.svg")
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "result directory")
 	strategies := fs.String("strategies", strings.Join(o.Strategies, ","), "comma-separated strategies to run, in order: deployd, recreate, reload")

@@ -29,6 +29,8 @@ type options struct {
 	NginxMainExtra string        `json:"nginx_main_extra"`
 	// Tail is how long the load keeps running after a phase's last switch.
 	Tail time.Duration `json:"tail_ns"`
+	// Settle is the least time after a switch before the next one.
+	Settle time.Duration `json:"settle_ns"`
 	// MaxRecords bounds the memory of one phase's results.
 	MaxRecords int `json:"max_records"`
 	// Service names deployd's service; the recreate strategy's container
@@ -49,6 +51,7 @@ func defaultOptions() options {
 		Strategies:   []string{strategyDeployd, strategyRecreate, strategyReload},
 		NginxWorkers: 2,
 		Tail:         1500 * time.Millisecond,
+		Settle:       time.Second,
 		MaxRecords:   20_000_000,
 	}
 }
@@ -67,6 +70,8 @@ func (o options) validate() error {
 		return fmt.Errorf("-post-every %d: want 0 or more", o.PostEvery)
 	case !validName.MatchString(o.Name):
 		return fmt.Errorf("-name %q: want letters, digits, dot, dash, underscore", o.Name)
+	case o.Settle < 0:
+		return fmt.Errorf("-settle %s: want 0 or more", o.Settle)
 	case o.NginxWorkers < 1:
 		return fmt.Errorf("-nginx-workers %d: want at least 1", o.NginxWorkers)
 	case len(o.Strategies) == 0:

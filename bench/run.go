@@ -22,7 +22,6 @@ const (
 	buildTimeout   = 5 * time.Minute
 	cleanupTimeout = time.Minute
 	sampleEvery    = 100 * time.Millisecond
-	minSettle      = time.Second
 )
 
 // image tags the benchmark deploys; each bakes its version in.
@@ -301,10 +300,10 @@ func (w *world) runPhase(ctx context.Context, strategy, target string, act func(
 			return nil, err
 		}
 		p.Switches = append(p.Switches, ev)
-		// At least minSettle after the action, so that traffic is seen on
+		// At least Settle after the action, so that traffic is seen on
 		// the new version before the next switch even when the action
 		// itself took longer than a cycle.
-		if err := sleepCtx(ctx, max(w.opts.PerCycle-time.Since(t0), minSettle)); err != nil {
+		if err := sleepCtx(ctx, max(w.opts.PerCycle-time.Since(t0), w.opts.Settle)); err != nil {
 			return nil, err
 		}
 	}
