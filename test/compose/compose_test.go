@@ -406,4 +406,3 @@ func (s *stack) wantApp(t *testing.T, version, color string) {
 		t.Fatalf("plain HTTP: status %d, Location %q; want %d to %q", status, h.Get("Location"), http.StatusMovedPermanently, want)
 	}
 }
-

@@ -130,4 +130,3 @@ func mustWrite(t *testing.T, path, body string, mode os.FileMode) {
 		t.Fatalf("write %s: %v", path, err)
 	}
 }
-
