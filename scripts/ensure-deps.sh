@@ -62,3 +62,11 @@ if ! docker_answers; then
 	exit 1
 fi
 log "nginx $(nginx -v 2>&1 | sed 's/.*\///'), docker engine $(docker version --format '{{.Server.Version}}')"
+
+# The compose stack's CI test (test/compose) drives docker-compose (1.29 from
+# Debian, or Compose v2 as a plugin is not enough: the test calls the
+# docker-compose command).
+if ! command -v docker-compose >/dev/null; then
+	log "installing docker-compose"
+	apt_install docker-compose
+fi

@@ -74,3 +74,5 @@ func selfSignedCert(t *testing.T, dir string) {
 		"-keyout", "privkey.pem", "-out", "fullchain.pem", "-days", "2", "-subj", "/CN=localhost",
 		"-addext", "subjectAltName=DNS:localhost,DNS:deployd.localhost,DNS:app.localhost,IP:127.0.0.1")
 }
+
+var lookPath = exec.LookPath
