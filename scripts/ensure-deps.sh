@@ -63,9 +63,8 @@ if ! docker_answers; then
 fi
 log "nginx $(nginx -v 2>&1 | sed 's/.*\///'), docker engine $(docker version --format '{{.Server.Version}}')"
 
-# The compose stack's CI test (test/compose) drives docker-compose (1.29 from
-# Debian, or Compose v2 as a plugin is not enough: the test calls the
-# docker-compose command).
+# The compose stack's test (test/compose) runs the docker-compose command
+# (Debian ships 1.29; the Compose v2 plugin alone does not provide it).
 if ! command -v docker-compose >/dev/null; then
 	log "installing docker-compose"
 	apt_install docker-compose
