@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test lint demo demo-stop clean
+.PHONY: build test lint demo demo-stop clean bench bench-short
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/deployd ./cmd/deployd
@@ -14,6 +14,16 @@ test:
 	bash scripts/ensure-deps.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The zero-downtime benchmark (real Docker engine and nginx): deployd's
+# blue-green switch against recreate and a bare nginx reload, under load.
+# Writes bench/results/<name>.json and .svg.
+BENCH_DATE ?= $(shell date -u +%Y-%m-%d)
+bench:
+	$(GO) run ./bench -k 10 -c 16 -name full-$(BENCH_DATE)
+
+bench-short:
+	$(GO) run ./bench -k 2 -duration-per-cycle short -name short
 
 lint:
 	$(GO) vet ./...

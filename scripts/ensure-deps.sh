@@ -62,3 +62,10 @@ if ! docker_answers; then
 	exit 1
 fi
 log "nginx $(nginx -v 2>&1 | sed 's/.*\///'), docker engine $(docker version --format '{{.Server.Version}}')"
+
+# The compose stack's test (test/compose) runs the docker-compose command
+# (Debian ships 1.29; the Compose v2 plugin alone does not provide it).
+if ! command -v docker-compose >/dev/null; then
+	log "installing docker-compose"
+	apt_install docker-compose
+fi

@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -26,6 +28,7 @@ Daemon commands:
   deployd serve [--config PATH]   run the daemon (config also from DEPLOYD_CONFIG)
   deployd check [--config PATH]   validate the configuration and exit
   deployd recover [--config PATH] rebuild a corrupted store from Docker and nginx
+  deployd ping [--url URL]        exit 0 when the daemon answers /healthz (for container health checks)
   deployd version                 print the version
 `
 
@@ -43,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args[1:], stdout, stderr)
 	case "recover":
 		return runRecover(args[1:], stdout, stderr)
+	case "ping":
+		return ping(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "deployd", version)
 		return 0
@@ -138,4 +143,35 @@ func closeMain(m *Main, cfg *Config) error {
 	}
 	m.Logger.Info("deployd stopped")
 	return nil
+}
+
+// ping is a health check for images without curl: it asks a running
+// daemon's /healthz and exits non-zero unless it answers 200.
+func ping(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("deployd ping", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://127.0.0.1:7400/healthz", "the daemon's health endpoint")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "deployd ping: %v\n", err)
+		return 2
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "deployd ping: %v\n", err)
+		return 1
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "deployd ping: %s answered %s\n", *url, resp.Status)
+		return 1
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
 }

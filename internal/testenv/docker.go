@@ -1,40 +1,24 @@
 package testenv
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"maps"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+
+	"github.com/deployd/deployd/internal/lab"
 )
 
 const (
-	demoPackage = "github.com/deployd/deployd/examples/demoapp"
 	// serviceLabel is the label deployd puts on every container it starts.
-	serviceLabel = "deployd.service"
-	// imageLabel marks images built here, so they can be found and pruned
-	// by hand (`docker image prune -a --filter label=deployd.test`).
-	imageLabel = "deployd.test"
-
+	serviceLabel   = "deployd.service"
 	pingTimeout    = 5 * time.Second
 	buildTimeout   = 3 * time.Minute
 	cleanupTimeout = time.Minute
@@ -44,10 +28,9 @@ const (
 // contract is "once per test process": building the binary and the images
 // for every test would dominate the run time.
 var (
-	demoBinaryOnce sync.Once
-	demoBinaryPath string
-	demoSrcDir     string
-	demoBinaryErr  error
+	demoAppOnce  sync.Once
+	demoAppBuilt lab.DemoApp
+	demoAppErr   error
 
 	imagesMu sync.Mutex
 	images   = map[string]*imageBuild{}
@@ -90,91 +73,23 @@ func Docker(t testing.TB) *client.Client {
 // temp file and rename it into place.
 func DemoBinary(t testing.TB) string {
 	t.Helper()
-	demoBinaryOnce.Do(func() {
-		demoSrcDir, demoBinaryPath, demoBinaryErr = buildDemoBinary()
+	return demoApp(t).Binary
+}
+
+func demoApp(t testing.TB) lab.DemoApp {
+	t.Helper()
+	demoAppOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		// The test's working directory is its package directory, inside
+		// this module, so `go list` finds the demo app wherever the
+		// checkout is.
+		demoAppBuilt, demoAppErr = lab.BuildDemoApp(ctx)
 	})
-	if demoBinaryErr != nil {
-		t.Fatalf("build demo app: %v", demoBinaryErr)
+	if demoAppErr != nil {
+		t.Fatalf("build demo app: %v", demoAppErr)
 	}
-	return demoBinaryPath
-}
-
-func buildDemoBinary() (srcDir, binPath string, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-
-	// The test's working directory is its package directory, inside this
-	// module, so `go list` finds the demo app wherever the checkout is.
-	out, err := exec.CommandContext(ctx, "go", "list", "-f", "{{.Dir}}", demoPackage).Output()
-	if err != nil {
-		return "", "", fmt.Errorf("locate %s: %w%s", demoPackage, err, stderrOf(err))
-	}
-	srcDir = strings.TrimSpace(string(out))
-
-	key, err := sourceHash(srcDir)
-	if err != nil {
-		return "", "", err
-	}
-	dir := filepath.Join(os.TempDir(), "deployd-demoapp-"+key[:16])
-	binPath = filepath.Join(dir, "demoapp")
-	if fi, err := os.Stat(binPath); err == nil && fi.Mode().IsRegular() {
-		return srcDir, binPath, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", fmt.Errorf("create %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, "demoapp-*.tmp")
-	if err != nil {
-		return "", "", fmt.Errorf("create temp binary: %w", err)
-	}
-	tmpPath := tmp.Name()
-	if err := tmp.Close(); err != nil {
-		return "", "", fmt.Errorf("close %s: %w", tmpPath, err)
-	}
-	defer os.Remove(tmpPath) // a no-op once renamed
-
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmpPath, ".")
-	cmd.Dir = srcDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build in %s: %w\n%s", srcDir, err, out)
-	}
-	if err := os.Rename(tmpPath, binPath); err != nil {
-		return "", "", fmt.Errorf("install %s: %w", binPath, err)
-	}
-	return srcDir, binPath, nil
-}
-
-// sourceHash identifies a demo app build: every file of its directory that
-// is not a test or a local build output, plus the toolchain.
-func sourceHash(dir string) (string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", dir, err)
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s %s\n", runtime.Version(), runtime.GOARCH)
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return "", fmt.Errorf("hash demo app sources: %w", err)
-		}
-		fmt.Fprintf(h, "%s %d\n", name, len(b))
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func stderrOf(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		return "\n" + string(ee.Stderr)
-	}
-	return ""
+	return demoAppBuilt
 }
 
 // DemoImage builds an image named ref (e.g. "deployd-test-demo:v1-fail")
@@ -186,7 +101,7 @@ func stderrOf(err error) string {
 // megabytes and the next run reuses their layers.
 func DemoImage(t testing.TB, cli *client.Client, ref string, buildArgs map[string]string) string {
 	t.Helper()
-	bin := DemoBinary(t)
+	app := demoApp(t)
 
 	imagesMu.Lock()
 	b, ok := images[ref]
@@ -202,104 +117,12 @@ func DemoImage(t testing.TB, cli *client.Client, ref string, buildArgs map[strin
 	b.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 		defer cancel()
-		b.err = buildImage(ctx, cli, ref, bin, filepath.Join(demoSrcDir, "Dockerfile"), buildArgs)
+		b.err = app.BuildImage(ctx, cli, ref, buildArgs)
 	})
 	if b.err != nil {
 		t.Fatalf("build image %s: %v", ref, b.err)
 	}
 	return ref
-}
-
-func buildImage(ctx context.Context, cli *client.Client, ref, binPath, dockerfilePath string, buildArgs map[string]string) error {
-	tarball, err := buildContext(binPath, dockerfilePath)
-	if err != nil {
-		return err
-	}
-	args := make(map[string]*string, len(buildArgs))
-	for k, v := range buildArgs {
-		args[k] = &v
-	}
-	resp, err := cli.ImageBuild(ctx, bytes.NewReader(tarball), build.ImageBuildOptions{
-		Tags:        []string{ref},
-		Dockerfile:  "Dockerfile",
-		BuildArgs:   args,
-		Labels:      map[string]string{imageLabel: "demoapp"},
-		Remove:      true,
-		ForceRemove: true,
-		// The engine here is 20.10 with the classic builder; BuildKit
-		// would need a session the plain API call does not provide.
-		Version: build.BuilderV1,
-	})
-	if err != nil {
-		return fmt.Errorf("image build request: %w", err)
-	}
-	defer resp.Body.Close()
-	return readBuildStream(resp.Body)
-}
-
-// readBuildStream consumes the engine's JSON progress messages. A failed
-// build still answers 200; the failure is an "error" message in the stream.
-func readBuildStream(r io.Reader) error {
-	var log []string
-	dec := json.NewDecoder(r)
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read build output: %w", err)
-		}
-		if s := strings.TrimSpace(msg.Stream); s != "" {
-			log = append(log, s)
-		}
-		if msg.Error != "" || msg.ErrorDetail.Message != "" {
-			tail := log[max(0, len(log)-10):]
-			return fmt.Errorf("%s%s\nbuild output (tail):\n%s", msg.Error, detail(msg.ErrorDetail.Message, msg.Error), strings.Join(tail, "\n"))
-		}
-	}
-}
-
-func detail(d, e string) string {
-	if d == "" || d == e {
-		return ""
-	}
-	return ": " + d
-}
-
-// buildContext is a tar holding the Dockerfile and the binary as "demoapp",
-// which is all the Dockerfile copies.
-func buildContext(binPath, dockerfilePath string) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name, path string
-		mode       int64
-	}{
-		{"Dockerfile", dockerfilePath, 0o644},
-		{"demoapp", binPath, 0o755},
-	} {
-		b, err := os.ReadFile(f.path)
-		if err != nil {
-			return nil, fmt.Errorf("build context: %w", err)
-		}
-		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(b)), ModTime: time.Unix(0, 0)}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("build context: %s: %w", f.name, err)
-		}
-		if _, err := tw.Write(b); err != nil {
-			return nil, fmt.Errorf("build context: %s: %w", f.name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("build context: %w", err)
-	}
-	return buf.Bytes(), nil
 }
 
 // RemoveServiceContainers force-removes every container labelled

@@ -187,7 +187,7 @@ func TestStartNginx_PlaceholderAnswers502(t *testing.T) {
 		}
 	}
 	// 502 for the documented reason, not because nginx is broken.
-	if log := readTail(filepath.Join(ng.Prefix, "logs", "error.log")); !strings.Contains(log, "no live upstreams") {
+	if log := ng.ErrorLogTail(); !strings.Contains(log, "no live upstreams") {
 		t.Fatalf("error log does not explain the 502 with \"no live upstreams\":\n%s", log)
 	}
 }

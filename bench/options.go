@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Strategy names.
+const (
+	strategyDeployd  = "deployd"
+	strategyRecreate = "recreate"
+	strategyReload   = "reload"
+)
+
+// options is one benchmark run's configuration; it is written into the
+// JSON result as is.
+type options struct {
+	K              int           `json:"k"`
+	C              int           `json:"c"`
+	Rate           int           `json:"rate"`
+	PostEvery      int           `json:"post_every"`
+	PerCycle       time.Duration `json:"duration_per_cycle_ns"`
+	Name           string        `json:"name"`
+	OutDir         string        `json:"-"`
+	Strategies     []string      `json:"strategies"`
+	NginxWorkers   int           `json:"nginx_workers"`
+	NginxHTTPExtra string        `json:"nginx_http_extra"`
+	NginxMainExtra string        `json:"nginx_main_extra"`
+	// Tail is how long the load keeps running after a phase's last switch.
+	Tail time.Duration `json:"tail_ns"`
+	// Settle is the least time after a switch before the next one.
+	Settle time.Duration `json:"settle_ns"`
+	// MaxRecords bounds the memory of one phase's results.
+	MaxRecords int `json:"max_records"`
+	// Service names deployd's service; the recreate strategy's container
+	// is Service+"rc". Empty means a random name.
+	Service string `json:"-"`
+	// Race builds deployd with the race detector (slow; off by default).
+	Race bool `json:"race"`
+}
+
+func defaultOptions() options {
+	return options{
+		K:            10,
+		C:            16,
+		PostEvery:    4,
+		PerCycle:     fullCycle,
+		Name:         "full",
+		OutDir:       "bench/results",
+		Strategies:   []string{strategyDeployd, strategyRecreate, strategyReload},
+		NginxWorkers: 2,
+		Tail:         1500 * time.Millisecond,
+		Settle:       time.Second,
+		MaxRecords:   20_000_000,
+	}
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (o options) validate() error {
+	switch {
+	case o.K < 1:
+		return fmt.Errorf("-k %d: want at least 1", o.K)
+	case o.C < 1 || o.C > 1024:
+		return fmt.Errorf("-c %d: want 1..1024", o.C)
+	case o.Rate < 0:
+		return fmt.Errorf("-rate %d: want 0 (max) or more", o.Rate)
+	case o.PostEvery < 0:
+		return fmt.Errorf("-post-every %d: want 0 or more", o.PostEvery)
+	case !validName.MatchString(o.Name):
+		return fmt.Errorf("-name %q: want letters, digits, dot, dash, underscore", o.Name)
+	case o.Settle < 0:
+		return fmt.Errorf("-settle %s: want 0 or more", o.Settle)
+	case o.NginxWorkers < 1:
+		return fmt.Errorf("-nginx-workers %d: want at least 1", o.NginxWorkers)
+	case len(o.Strategies) == 0:
+		return fmt.Errorf("-strategies: name at least one")
+	}
+	for _, s := range o.Strategies {
+		switch s {
+		case strategyDeployd, strategyRecreate, strategyReload:
+		default:
+			return fmt.Errorf("-strategies: unknown strategy %q (want deployd, recreate, reload)", s)
+		}
+	}
+	return nil
+}
+
+func (o options) has(strategy string) bool {
+	for _, s := range o.Strategies {
+		if s == strategy {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/deployd/deployd/internal/lab"
+)
+
+// machine describes where a run happened.
+type machine struct {
+	CPUs          int    `json:"cpus"`
+	CPUModel      string `json:"cpu_model"`
+	MemoryBytes   int64  `json:"memory_bytes"`
+	Kernel        string `json:"kernel"`
+	GoVersion     string `json:"go_version"`
+	NginxVersion  string `json:"nginx_version"`
+	DockerVersion string `json:"docker_version"`
+}
+
+func machineFacts(ctx context.Context, cli *client.Client) machine {
+	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(rest); len(f) > 0 {
+					kb, _ := strconv.ParseInt(f[0], 10, 64)
+					m.MemoryBytes = kb * 1024
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+				break
+			}
+		}
+	}
+	if bin, err := lab.FindNginx(); err == nil {
+		// nginx -v writes to stderr.
+		if out, err := exec.CommandContext(ctx, bin, "-v").CombinedOutput(); err == nil {
+			m.NginxVersion = strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: ")
+		}
+	}
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if v, err := cli.ServerVersion(vctx); err == nil {
+		m.DockerVersion = v.Version + " (API " + v.APIVersion + ")"
+	}
+	return m
+}
+
+func printTable(out io.Writer, res *result) {
+	m := res.Machine
+	fmt.Fprintf(out, "\nzero-downtime benchmark %q: K=%d, C=%d, %s, 1 in %d requests a POST, nginx %d workers\n",
+		res.Options.Name, res.Options.K, res.Options.C, rateText(res.Options.Rate), res.Options.PostEvery, res.Options.NginxWorkers)
+	fmt.Fprintf(out, "machine: %d CPUs (%s), %.1f GiB, Linux %s, nginx %s, Docker %s\n\n",
+		m.CPUs, m.CPUModel, float64(m.MemoryBytes)/(1<<30), m.Kernel, m.NginxVersion, m.DockerVersion)
+
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	fmt.Fprintln(tw, "strategy\tswitches\trequests\tRPS\tfailed GET\tfailed POST\tin windows\tswitch→first new p50/p99/max ms\tswitch→last old p50/p99/max ms\trollback p50/p99 ms\t")
+	for _, s := range res.Strategies {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.Name, len(s.Switches), s.Requests, s.RPS,
+			failText(s.Failures.GET), failText(s.Failures.POST), s.Failures.InWindow,
+			dist3(s.FirstNew), dist3(s.LastOld), dist2(s.Rollback))
+	}
+	tw.Flush()
+	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx; a window is switch start −100 ms … switch end +1 s.")
+	for _, s := range res.Strategies {
+		if s.Name == strategyRecreate && s.Downtime.N > 0 {
+			fmt.Fprintf(out, "recreate: stop call → new container healthy p50 %.0f ms, max %.0f ms\n", s.Downtime.P50, s.Downtime.Max)
+		}
+		if s.LastOldAfterEnd.N > 0 {
+			fmt.Fprintf(out, "%s: switch end → last old-color response p50 %.0f ms, p99 %.0f ms\n", s.Name, s.LastOldAfterEnd.P50, s.LastOldAfterEnd.P99)
+		}
+		if s.DeployTotal.N > 0 {
+			fmt.Fprintf(out, "%s: deploy total p50 %.0f ms, steps p50: %s\n", s.Name, s.DeployTotal.P50, stepsText(s.DeploySteps))
+		}
+		if s.RollbackTotal.N > 0 {
+			fmt.Fprintf(out, "%s: rollback total p50 %.0f ms, steps p50: %s\n", s.Name, s.RollbackTotal.P50, stepsText(s.RollbackSteps))
+		}
+		if f := s.Footprint; f != nil {
+			fmt.Fprintf(out, "deployd: deploy overhead (total − health) p50 %.0f ms (%.0f ms without the %s drain); RSS idle %.1f MiB, peak during deploys %.1f MiB;\n",
+				s.Overhead.P50, s.OverheadNoDrain.P50, drainText(s.Switches), mib(f.IdleRSS), mib(f.PeakRSS))
+			fmt.Fprintf(out, "         CPU %.3f s per deployment (%d deployments); GET /api/v1/services/{name} during deploys p50 %.2f ms, p99 %.2f ms (%d calls, %d errors)\n",
+				f.CPUPerDeploy, f.Deployments, f.StatusAPI.P50, f.StatusAPI.P99, f.StatusAPI.N, f.StatusErrs)
+		}
+	}
+	fmt.Fprintln(out)
+}
+
+func drainText(sw []switchEvent) string {
+	for _, s := range sw {
+		if s.DrainNs > 0 {
+			return time.Duration(s.DrainNs).Round(10 * time.Millisecond).String()
+		}
+	}
+	return "0s"
+}
+
+func rateText(r int) string {
+	if r == 0 {
+		return "max rate"
+	}
+	return fmt.Sprintf("%d req/s", r)
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func failText(m map[string]int) string {
+	total := 0
+	var parts []string
+	for k := kindOK + 1; k < numKinds; k++ {
+		if n := m[kindNames[k]]; n > 0 {
+			total += n
+			parts = append(parts, fmt.Sprintf("%s %d", kindNames[k], n))
+		}
+	}
+	if total == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
+}
+
+func dist3(d dist) string {
+	if d.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f / %.0f / %.0f", d.P50, d.P99, d.Max)
+}
+
+func dist2(d dist) string {
+	if d.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f / %.0f", d.P50, d.P99)
+}
+
+// writeResults writes <dir>/<name>.json and <dir>/<name>.svg, each through
+// a temp file renamed into place so a reader never sees half a result.
+func writeResults(dir, name string, res *result, phases []*phase) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("results dir: %w", err)
+	}
+	res.Command = "go run ./bench " + strings.Join(os.Args[1:], " ")
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, name+".json"), append(b, '\n')); err != nil {
+		return err
+	}
+	var svg bytes.Buffer
+	renderSVG(&svg, res)
+	return writeFileAtomic(filepath.Join(dir, name+".svg"), svg.Bytes())
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return nil
+}
+
+// stepsText lists step p50s in the order a deploy runs them.
+func stepsText(m map[string]float64) string {
+	var parts []string
+	for _, name := range []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "record", "drain", "standby"} {
+		if v, ok := m[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f", name, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
