@@ -60,26 +60,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// loadConfigFlag parses --config and loads the configuration it names.
-func loadConfigFlag(name string, args []string, stderr io.Writer) (*Config, error) {
+// loadConfigFlag parses --config and loads the configuration it names,
+// returning its path too.
+func loadConfigFlag(name string, args []string, stderr io.Writer) (*Config, string, error) {
 	fs := flag.NewFlagSet("deployd "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: $DEPLOYD_CONFIG)")
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	p, err := ConfigPath(*path, os.Getenv)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return LoadConfig(p, os.Getenv)
+	cfg, err := LoadConfig(p, os.Getenv)
+	return cfg, p, err
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfigFlag("check", args, stderr)
+	cfg, _, err := loadConfigFlag("check", args, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "deployd: %v\n", err)
 		return 1
@@ -100,7 +102,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(args []string, stderr io.Writer) int {
-	cfg, err := loadConfigFlag("serve", args, stderr)
+	cfg, path, err := loadConfigFlag("serve", args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -113,7 +115,7 @@ func serve(args []string, stderr io.Writer) int {
 
 	m := NewMain(cfg, os.Getenv, stderr)
 	if err := m.Run(ctx); err != nil {
-		m.Logger.WithError(err).Error("deployd could not start")
+		m.Logger.WithError(withRecoverCommand(err, path)).Error("deployd could not start")
 		closeMain(m, cfg)
 		return 1
 	}

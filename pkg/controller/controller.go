@@ -252,14 +252,29 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 	// while its record is still being written.
 	id := c.newID()
 	c.mu.Lock()
-	if c.closed {
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return Deployment{}, Errorf(EUNAVAILABLE, "deployd is shutting down")
+		}
+		r, busy := c.running[spec.Name]
+		if !busy {
+			break
+		}
+		if r.id != "" {
+			c.mu.Unlock()
+			return Deployment{}, &Error{Code: ECONFLICT, DeploymentID: r.id,
+				Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, r.id)}
+		}
+		// A reconciler or retention pass holds the service for a moment;
+		// the request waits for it rather than failing.
 		c.mu.Unlock()
-		return Deployment{}, Errorf(EUNAVAILABLE, "deployd is shutting down")
-	}
-	if r, busy := c.running[spec.Name]; busy {
-		c.mu.Unlock()
-		return Deployment{}, &Error{Code: ECONFLICT, DeploymentID: r.id,
-			Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, r.id)}
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return Deployment{}, fmt.Errorf("wait for a maintenance pass on %s: %w", spec.Name, ctx.Err())
+		}
+		c.mu.Lock()
 	}
 	r := &run{id: id, done: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancelCause(c.runCtx)

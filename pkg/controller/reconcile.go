@@ -50,7 +50,7 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 
 // hold takes the service's deployment lock for a background pass. It
 // returns false, taking nothing, while a deployment runs or after Close.
-// While held, Deploy and Rollback of the service answer ECONFLICT.
+// While held, Deploy and Rollback of the service wait for it to be released.
 func (c *Controller) hold(service string) (release func(), ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

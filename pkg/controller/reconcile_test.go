@@ -188,20 +188,38 @@ func TestReconcile_SkipsServiceWhileDeploying(t *testing.T) {
 func TestReconcile_DeployWaitsOutAPassInsteadOfRacingIt(t *testing.T) {
 	h := deployedTwice(t)
 	h.router.handEdit(svc, false)
-	var deployErr error
+	type result struct {
+		d   controller.Deployment
+		err error
+	}
+	deployed := make(chan result, 1)
+	passDone := make(chan struct{})
 	h.router.setBeforeSwitch(func(string) {
-		// Inside the reconciler's own switch: the service is held.
-		_, deployErr = h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v3"})
+		h.router.setBeforeSwitch(nil)
+		// Inside the reconciler's own switch the service is held: a deploy
+		// asked for now must wait for the pass, not race it or fail.
+		go func() {
+			d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v3"})
+			select {
+			case <-passDone:
+			default:
+				err = errors.New("Deploy returned while the reconcile pass still held the service")
+			}
+			deployed <- result{d, err}
+		}()
 	})
-	if n := h.reconcile(); n != 1 {
+	n := h.reconcile()
+	close(passDone)
+	if n != 1 {
 		t.Fatalf("repairs = %d, want 1", n)
 	}
-	var e *controller.Error
-	if !errors.As(deployErr, &e) || e.Code != controller.ECONFLICT {
-		t.Fatalf("Deploy during a reconcile pass = %v, want ECONFLICT", deployErr)
+	r := <-deployed
+	if r.err != nil {
+		t.Fatalf("Deploy during a reconcile pass: %v, want it accepted once the pass ends", r.err)
 	}
-	h.router.setBeforeSwitch(nil)
-	h.deployOK("v3")
+	if d := h.wait(r.d.ID); d.Status != controller.StatusSucceeded {
+		t.Fatalf("deploy after the pass: status = %s (%q), want succeeded", d.Status, d.Error)
+	}
 }
 
 func running(cs []controller.Container) []controller.Container {
