@@ -60,6 +60,11 @@ func openChecked(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 		// there is gone, so this is damage, not a first start.
 		return nil, &CorruptError{Path: path, Cause: errors.New("file is empty")}
 	}
+	if existed > 0 {
+		if err := checkNotTruncated(path); err != nil {
+			return nil, &CorruptError{Path: path, Cause: err}
+		}
+	}
 	err = guard(path, func() error {
 		var err error
 		db, err = bolt.Open(path, 0o600, opts)

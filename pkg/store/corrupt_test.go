@@ -218,3 +218,27 @@ func TestMoveAside_RenamesWithTimestampAndRefusesWhileLocked(t *testing.T) {
 		t.Errorf("MoveAside of a missing file = %q, %v; want \"\", nil", to, err)
 	}
 }
+
+// A damaged file must not stay locked by the process that found it damaged:
+// `deployd recover` opens the store, then moves the damaged file aside.
+func TestOpen_DamagedFileLeavesNoLockBehind(t *testing.T) {
+	orig := writtenStore(t)
+	data, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{100, 4096, 3 * 4096, len(data) / 8, len(data) / 3, len(data) / 2} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "deployd.db")
+			if err := os.WriteFile(path, data[:size], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := openDamaged(t, path); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open of a file truncated to %d of %d bytes = %v, want ErrCorrupt", size, len(data), err)
+			}
+			if _, err := MoveAside(t.Context(), path, time.Now()); err != nil {
+				t.Fatalf("MoveAside after the failed Open = %v, want the file moved", err)
+			}
+		})
+	}
+}
