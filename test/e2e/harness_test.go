@@ -38,6 +38,8 @@ const (
 	// webhookSecretEnv holds the webhook secret; the daemon reads it only
 	// when the config names it (svcConfig.Webhook).
 	webhookSecretEnv = "DEPLOYD_E2E_WEBHOOK_SECRET"
+	notifyURLEnv     = "DEPLOYD_E2E_NOTIFY_URL"
+	notifySecretEnv  = "DEPLOYD_E2E_NOTIFY_SECRET"
 
 	daemonStartTimeout = 30 * time.Second
 	daemonStopTimeout  = 20 * time.Second
@@ -98,6 +100,8 @@ var imageArgs = map[string]map[string]string{
 	"v2-crash": {"APP_VERSION": "v2", "CRASH_AT_START": "1"},
 	"v2-slow":  {"APP_VERSION": "v2", "STARTUP_DELAY": "4s"},
 	"v2-mig3":  {"APP_VERSION": "v2", "MIGRATE_EXIT": "3"},
+	// v2-crash2s turns healthy, then dies two seconds after it started.
+	"v2-crash2s": {"APP_VERSION": "v2", "CRASH_AFTER": "2s"},
 }
 
 // svcConfig is the part of the daemon's config a test varies.
@@ -115,6 +119,19 @@ type svcConfig struct {
 	AllowedRefs []string
 	// RepositoryURL makes the status page link commits.
 	RepositoryURL string
+	// DockerHost replaces the default Docker socket when set.
+	DockerHost string
+	// WatchInterval and UnhealthyThreshold configure the watchdog (and
+	// bake) when WatchInterval is set.
+	WatchInterval      time.Duration
+	UnhealthyThreshold int
+	// ReconcileInterval configures the reconciler when set.
+	ReconcileInterval time.Duration
+	Bake              time.Duration
+	AutoRollback      bool
+	// Notify adds a signed webhook target whose URL and secret the daemon
+	// reads from notifyURLEnv and notifySecretEnv (see env.notifyURL).
+	Notify bool
 }
 
 func defaultSvc() svcConfig {
@@ -134,6 +151,10 @@ type env struct {
 	viewer  string // a viewer's token
 	// webhookSecret signs webhook deliveries of configs with Webhook set.
 	webhookSecret string
+	// notifyURL is the notification receiver of configs with Notify set;
+	// notifySecret signs what is sent there.
+	notifyURL    string
+	notifySecret string
 }
 
 // newEnv prepares a test's world and builds the images it names. Cleanups
@@ -164,7 +185,7 @@ func newNamedEnv(t *testing.T, svc string, tags ...string) *env {
 	ng := testenv.StartNginx(t, svc)
 	dir := t.TempDir()
 	return &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"),
-		token: randomSecret(t), viewer: randomSecret(t), webhookSecret: randomSecret(t)}
+		token: randomSecret(t), viewer: randomSecret(t), webhookSecret: randomSecret(t), notifySecret: randomSecret(t)}
 }
 
 // randomSecret returns 48 random hex digits, for tokens and secrets.
@@ -250,6 +271,24 @@ services:
 	if s.RepositoryURL != "" {
 		fmt.Fprintf(&b, "    repository_url: %s\n", q(s.RepositoryURL))
 	}
+	if s.Bake > 0 {
+		fmt.Fprintf(&b, "    bake: %s\n", s.Bake)
+	}
+	if s.AutoRollback {
+		b.WriteString("    auto_rollback: true\n")
+	}
+	if s.DockerHost != "" {
+		fmt.Fprintf(&b, "docker:\n  host: %s\n", q(s.DockerHost))
+	}
+	if s.WatchInterval > 0 {
+		fmt.Fprintf(&b, "watch:\n  interval: %s\n  unhealthy_threshold: %d\n", s.WatchInterval, max(s.UnhealthyThreshold, 1))
+	}
+	if s.ReconcileInterval > 0 {
+		fmt.Fprintf(&b, "reconcile:\n  interval: %s\n", s.ReconcileInterval)
+	}
+	if s.Notify {
+		fmt.Fprintf(&b, "notify:\n  - name: e2e-receiver\n    type: webhook\n    url_env: %s\n    secret_env: %s\n", notifyURLEnv, notifySecretEnv)
+	}
 	path := filepath.Join(e.dir, name)
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		e.t.Fatalf("write config: %v", err)
@@ -287,15 +326,20 @@ type daemon struct {
 }
 
 // launch starts deployd with config and returns without waiting for it to
-// be ready. The process is stopped (SIGTERM, then SIGKILL) at cleanup and
-// its log is shown if the test failed.
-func (e *env) launch(name, config string) *daemon {
+// be ready; extraEnv ("K=V") is added to its environment. The process is
+// stopped (SIGTERM, then SIGKILL) at cleanup and its log is shown if the
+// test failed.
+func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	e.t.Helper()
 	port := testenv.FreePort(e.t)
 	d := &daemon{e: e, name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), stderr: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(deploydBin, "serve", "--config", config)
 	d.cmd.Env = append(os.Environ(), tokenEnv+"="+e.token, viewerTokenEnv+"="+e.viewer,
 		webhookSecretEnv+"="+e.webhookSecret, "DEPLOYD_LISTEN=127.0.0.1:"+strconv.Itoa(port))
+	if e.notifyURL != "" {
+		d.cmd.Env = append(d.cmd.Env, notifyURLEnv+"="+e.notifyURL, notifySecretEnv+"="+e.notifySecret)
+	}
+	d.cmd.Env = append(d.cmd.Env, extraEnv...)
 	d.cmd.Stdout = d.stderr
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -313,7 +357,7 @@ func (e *env) launch(name, config string) *daemon {
 		if strings.Contains(log, "WARNING: DATA RACE") {
 			e.t.Errorf("deployd %s reported a data race", d.name)
 		}
-		for what, secret := range map[string]string{"the API token": e.token, "the viewer token": e.viewer, "the webhook secret": e.webhookSecret} {
+		for what, secret := range map[string]string{"the API token": e.token, "the viewer token": e.viewer, "the webhook secret": e.webhookSecret, "the notification secret": e.notifySecret} {
 			if strings.Contains(log, secret) {
 				e.t.Errorf("deployd %s logged %s", d.name, what)
 				log = strings.ReplaceAll(log, secret, "<secret>")
@@ -326,10 +370,11 @@ func (e *env) launch(name, config string) *daemon {
 	return d
 }
 
-// startDaemon launches deployd and waits until /healthz answers.
-func (e *env) startDaemon(name, config string) *daemon {
+// startDaemon launches deployd (with extraEnv, see launch) and waits until
+// /healthz answers.
+func (e *env) startDaemon(name, config string, extraEnv ...string) *daemon {
 	e.t.Helper()
-	d := e.launch(name, config)
+	d := e.launch(name, config, extraEnv...)
 	deadline := time.Now().Add(daemonStartTimeout)
 	for {
 		select {
