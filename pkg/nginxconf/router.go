@@ -219,12 +219,19 @@ func (r *Router) InSync(ctx context.Context, service string, addrs []string) (bo
 	return bytes.Equal(got, want), nil
 }
 
-// Check runs nginx's config test. It does not take the router's lock: a
-// switch replaces files atomically, so the test sees a whole config either
-// way, and readiness should not wait for a reload to be confirmed.
+// Check runs nginx's config test and checks the master runs (an error
+// wrapping controller.ErrUnavailable when it does not). It does not take the
+// router's lock: a switch replaces files atomically, so the test sees a
+// whole config either way, and readiness should not wait for a reload to be
+// confirmed.
 func (r *Router) Check(ctx context.Context) error {
 	if err := r.driver.Test(ctx); err != nil {
 		return fmt.Errorf("nginx config test: %w", err)
+	}
+	// The config test passes with nginx stopped, yet every switch would
+	// fail: a stopped nginx is not ready.
+	if _, err := r.driver.Workers(ctx); err != nil {
+		return fmt.Errorf("nginx not running: %w", err)
 	}
 	return nil
 }

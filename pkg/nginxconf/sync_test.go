@@ -3,6 +3,7 @@ package nginxconf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/deployd/deployd/pkg/controller"
 )
 
 func TestInSync_TrueOnlyForWhatSwitchWouldWrite(t *testing.T) {
@@ -58,6 +61,15 @@ func TestCheck_ReportsTheConfigTest(t *testing.T) {
 	ng.testErr = errors.New("nginx: [emerg] unexpected end of file")
 	if err := r.Check(context.Background()); !errors.Is(err, ng.testErr) {
 		t.Fatalf("Check = %v, want it to wrap %v", err, ng.testErr)
+	}
+}
+
+func TestCheck_StoppedNginxIsUnavailable(t *testing.T) {
+	ng := newFakeNginx()
+	r, _, _ := newTestRouter(t, ng)
+	ng.workersErr = fmt.Errorf("pid file missing, nginx not running: %w", controller.ErrUnavailable)
+	if err := r.Check(context.Background()); !errors.Is(err, controller.ErrUnavailable) {
+		t.Fatalf("Check with nginx stopped = %v, want it to wrap controller.ErrUnavailable", err)
 	}
 }
 
