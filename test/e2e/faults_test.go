@@ -191,8 +191,28 @@ func TestFault_Kill9AtEachPointRecovers(t *testing.T) {
 
 // readyz returns GET /readyz's status.
 func (d *daemon) readyz() (int, error) {
-	status, _, err := testenv.Get(context.Background(), d.url+"/readyz")
+	status, _, err := d.readyzBody()
 	return status, err
+}
+
+// readyzBody returns GET /readyz's status and body.
+func (d *daemon) readyzBody() (int, string, error) {
+	return testenv.Get(context.Background(), d.url+"/readyz")
+}
+
+// assertUnready checks GET /readyz answers 503 with a reason naming what.
+func (d *daemon) assertUnready(what string) {
+	d.e.t.Helper()
+	eventually(d.e.t, 10*time.Second, "GET /readyz answers 503 naming "+what, func() error {
+		status, body, err := d.readyzBody()
+		if err != nil {
+			return err
+		}
+		if status != http.StatusServiceUnavailable || !strings.Contains(body, what) {
+			return fmt.Errorf("status %d body %q", status, body)
+		}
+		return nil
+	})
 }
 
 func TestFault_DockerAwayThenBack(t *testing.T) {
@@ -214,21 +234,16 @@ func TestFault_DockerAwayThenBack(t *testing.T) {
 	proxy.Cut()
 	cutAt := time.Now()
 
-	eventually(t, 10*time.Second, "GET /readyz answers 503 with Docker away", func() error {
-		status, err := d.readyz()
-		if err != nil {
-			return err
-		}
-		if status != http.StatusServiceUnavailable {
-			return fmt.Errorf("status %d", status)
-		}
-		return nil
-	})
+	d.assertUnready("docker")
 	t.Logf("readyz answered 503 %s after the cut", time.Since(cutAt).Round(time.Millisecond))
 	status, body := d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/deployments",
 		map[string]string{"image": "v2", "actor": "e2e"}, e.token)
 	if status != http.StatusServiceUnavailable || decode[apiError](t, body).Code != "unavailable" {
 		t.Fatalf("deploy with Docker away = %d %s, want 503 code unavailable", status, body)
+	}
+	status, body = d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/rollback", nil, e.token)
+	if status != http.StatusServiceUnavailable || decode[apiError](t, body).Code != "unavailable" {
+		t.Fatalf("rollback with Docker away = %d %s, want 503 code unavailable", status, body)
 	}
 	got := d.waitDeployment(slow.ID)
 	if got.Status != controller.StatusFailed && got.Status != controller.StatusInterrupted {
@@ -465,8 +480,11 @@ next:
 func TestFault_UpstreamEditedByHandIsRepaired(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "v1")
+	rcv, url := startReceiver(t)
+	e.notifyURL = url
 	cfg := defaultSvc()
 	cfg.ReconcileInterval = 500 * time.Millisecond
+	cfg.Notify = true
 	cfgPath := e.writeConfig("deployd.yml", cfg)
 	d := e.startDaemon("first", cfgPath)
 	v1 := d.mustSucceed("v1")
@@ -518,6 +536,12 @@ func TestFault_UpstreamEditedByHandIsRepaired(t *testing.T) {
 		}
 		return nil
 	})
+	eventually(t, faultTimeout, "repair notifications", func() error {
+		if got := rcv.ofKind(controller.NotifyRepair); len(got) < 2 {
+			return fmt.Errorf("%d repair notifications, want 2", len(got))
+		}
+		return nil
+	})
 }
 
 func TestFault_NginxDownOrRejectingConfig(t *testing.T) {
@@ -563,6 +587,7 @@ func TestFault_NginxDownOrRejectingConfig(t *testing.T) {
 	if err := os.WriteFile(e.ng.ConfPath, append(append([]byte{}, conf...), "\nno_such_directive on;\n"...), 0o644); err != nil {
 		t.Fatalf("break nginx.conf: %v", err)
 	}
+	d.assertUnready("nginx")
 	failsAtSwitch("rejecting its config", "no_such_directive")
 	e.assertServes("v1", "blue")
 	if err := os.WriteFile(e.ng.ConfPath, conf, 0o644); err != nil {
@@ -575,6 +600,7 @@ func TestFault_NginxDownOrRejectingConfig(t *testing.T) {
 	if err := e.ng.Stop(ctx); err != nil {
 		t.Fatalf("stop nginx: %v", err)
 	}
+	d.assertUnready("nginx")
 	failsAtSwitch("stopped", "nginx")
 	e.assertUpstreamIs(blue)
 }
