@@ -193,7 +193,7 @@ func (c *Client) waitAddress(ctx context.Context, id string) (controller.Contain
 		select {
 		case <-ctx.Done():
 			return ctr, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
