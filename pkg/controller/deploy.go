@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -192,12 +193,14 @@ func (r *deployRun) afterSwitch(ctx context.Context, old Color) error {
 }
 
 // startReplicas creates and starts the configured number of containers of
-// color with the deployment's image.
+// color with the deployment's image. The replicas start in parallel: each
+// start is a few Docker round trips, and a deploy should not pay them one
+// after another.
 func (r *deployRun) startReplicas(ctx context.Context, color Color, env []string) ([]Container, error) {
-	var cs []Container
-	for i := 1; i <= r.spec.Replicas; i++ {
+	cs := make([]Container, r.spec.Replicas)
+	err := forEachParallel(r.spec.Replicas, func(i int) error {
 		ct, err := r.c.rt.StartContainer(ctx, ContainerSpec{
-			Name:          fmt.Sprintf("%s-%s-%d", r.spec.Name, color, i),
+			Name:          fmt.Sprintf("%s-%s-%d", r.spec.Name, color, i+1),
 			Image:         r.d.Image,
 			Service:       r.spec.Name,
 			Color:         color,
@@ -207,26 +210,49 @@ func (r *deployRun) startReplicas(ctx context.Context, color Color, env []string
 			Network:       r.spec.Network,
 			RestartPolicy: r.spec.RestartPolicy,
 		})
-		if err != nil {
-			return cs, err
-		}
-		cs = append(cs, ct)
+		cs[i] = ct
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return cs, nil
 }
 
-// removeColor removes every container of the service's given color.
+// removeColor removes every container of the service's given color, in
+// parallel.
 func (r *deployRun) removeColor(ctx context.Context, color Color) (int, error) {
 	cs, err := r.c.colorContainers(ctx, r.spec.Name, color)
 	if err != nil {
 		return 0, err
 	}
-	for _, ct := range cs {
-		if err := r.c.rt.RemoveContainer(ctx, ct.ID); err != nil {
-			return 0, err
-		}
+	if err := forEachParallel(len(cs), func(i int) error {
+		return r.c.rt.RemoveContainer(ctx, cs[i].ID)
+	}); err != nil {
+		return 0, err
 	}
 	return len(cs), nil
+}
+
+// forEachParallel runs fn(0..n-1) concurrently and returns the first error
+// by index once all have returned.
+func forEachParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // preDeployOutputLimit is how much of the pre-deploy command's output the

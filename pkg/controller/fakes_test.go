@@ -41,11 +41,11 @@ type fakeRuntime struct {
 	nextAddr   int
 	calls      []string
 
-	// startFailAt makes the startFailAt-th StartContainer call (counted
-	// from when it is set, see failStartAt) fail after creating the
-	// container, as Docker does when create succeeds and start does not.
+	// startFailAt makes the next start of replica number startFailAt
+	// (see failStartAt) fail after creating the container, as Docker does
+	// when create succeeds and start does not. Replicas start in parallel,
+	// so the replica is named, not the call's position.
 	startFailAt int
-	startCalls  int
 	// oneOff decides how a one-off container ends; nil means exit 0.
 	oneOff func(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error)
 	// oneOffs records every one-off spec run.
@@ -248,11 +248,10 @@ func (rt *fakeRuntime) RunOneOff(ctx context.Context, spec controller.OneOffSpec
 	return fn(ctx, spec)
 }
 
-// failStartAt makes the n-th StartContainer call from now fail.
+// failStartAt makes the next start of replica n (1-based) fail.
 func (rt *fakeRuntime) failStartAt(n int) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.startCalls = 0
 	rt.startFailAt = n
 }
 
@@ -271,7 +270,6 @@ func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.Conta
 			return controller.Container{}, fmt.Errorf("create %s: name already in use by %s", spec.Name, c.ID)
 		}
 	}
-	rt.startCalls++
 	rt.nextID++
 	c := &fakeContainer{
 		Container: controller.Container{
@@ -287,7 +285,7 @@ func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.Conta
 	}
 	c.Spec.Env = slices.Clone(spec.Env)
 	rt.containers[c.ID] = c
-	if rt.startFailAt > 0 && rt.startCalls == rt.startFailAt {
+	if rt.startFailAt > 0 && strings.HasSuffix(spec.Name, fmt.Sprintf("-%d", rt.startFailAt)) {
 		rt.startFailAt = 0
 		return controller.Container{}, fmt.Errorf("start %s: port is already allocated", spec.Name)
 	}

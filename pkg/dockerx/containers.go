@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -77,24 +78,44 @@ func (c *Client) Containers(ctx context.Context, service string) ([]controller.C
 	if err != nil {
 		return nil, wrapErr("list containers of "+service, err)
 	}
-	out := make([]controller.Container, 0, len(list))
-	for _, s := range list {
+	// Inspect in parallel: the status page and every deploy step list
+	// containers, and the engine is slowest exactly while a deploy runs.
+	type result struct {
+		ctr controller.Container
+		err error
+	}
+	results := make([]result, len(list))
+	var wg sync.WaitGroup
+	for i, s := range list {
 		if isOneOff(s.Labels) {
+			results[i].err = errSkip
 			continue
 		}
-		ctr, err := c.InspectContainer(ctx, s.ID)
-		if errors.Is(err, controller.ErrNotFound) {
-			// Removed between the list and the inspect: it is gone, which
-			// is what a fresh list would say too.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctr, err := c.InspectContainer(ctx, s.ID)
+			results[i] = result{ctr, err}
+		}()
+	}
+	wg.Wait()
+	out := make([]controller.Container, 0, len(list))
+	for _, r := range results {
+		switch {
+		case errors.Is(r.err, errSkip), errors.Is(r.err, controller.ErrNotFound):
+			// A one-off, or removed between the list and the inspect: it
+			// is gone, which is what a fresh list would say too.
 			continue
+		case r.err != nil:
+			return nil, fmt.Errorf("list containers of %s: %w", service, r.err)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("list containers of %s: %w", service, err)
-		}
-		out = append(out, ctr)
+		out = append(out, r.ctr)
 	}
 	return out, nil
 }
+
+// errSkip marks a listed container that Containers leaves out.
+var errSkip = errors.New("skip")
 
 // InspectContainer returns one container's state; a missing container wraps
 // controller.ErrNotFound.
@@ -193,7 +214,7 @@ func (c *Client) waitAddress(ctx context.Context, id string) (controller.Contain
 		select {
 		case <-ctx.Done():
 			return ctr, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

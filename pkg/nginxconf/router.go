@@ -19,7 +19,7 @@ import (
 
 const (
 	defaultConfirmTimeout = 5 * time.Second
-	defaultPollInterval   = 50 * time.Millisecond
+	defaultPollInterval   = 10 * time.Millisecond
 	// restoreGrace bounds the restore path, which runs even when the
 	// caller's context is already cancelled.
 	restoreGrace = 10 * time.Second
