@@ -15,6 +15,13 @@ var errCancelled = errors.New("cancelled by request")
 // ENOTFOUND for an unknown id; ECONFLICT when the deployment has ended or
 // has begun switching traffic (a rollback is the way back then).
 func (c *Controller) Cancel(ctx context.Context, id string) (Deployment, error) {
+	d, err := c.Deployment(ctx, id)
+	if err != nil {
+		return Deployment{}, err
+	}
+	if d.Status.Done() {
+		return Deployment{}, Errorf(ECONFLICT, "deployment %s has already ended (%s)", id, d.Status)
+	}
 	c.mu.Lock()
 	var r *run
 	for _, x := range c.running {
@@ -22,22 +29,20 @@ func (c *Controller) Cancel(ctx context.Context, id string) (Deployment, error) 
 			r = x
 		}
 	}
-	if r != nil && r.switching {
+	switch {
+	case r == nil:
+		c.mu.Unlock()
+		return Deployment{}, Errorf(ECONFLICT, "deployment %s is not running in this deployd", id)
+	case r.switching:
 		c.mu.Unlock()
 		return Deployment{}, Errorf(ECONFLICT, "deployment %s is already switching traffic; roll back instead", id)
 	}
-	if r != nil {
-		r.cancel(errCancelled)
-	}
+	r.cancel(errCancelled)
 	c.mu.Unlock()
-	d, err := c.Deployment(ctx, id)
-	if err != nil {
-		return Deployment{}, err
-	}
-	// A run still holding the service may already have written its final
-	// record: cancelling its context then changes nothing.
-	if r == nil || d.Status.Done() {
-		return Deployment{}, Errorf(ECONFLICT, "deployment %s has already ended (%s)", id, d.Status)
+	// A run still holding the service may have written its final record
+	// just before the cancel: then the cancel changed nothing.
+	if after, err := c.Deployment(ctx, id); err == nil && after.Status.Done() && after.Status != StatusCancelled {
+		return Deployment{}, Errorf(ECONFLICT, "deployment %s has already ended (%s)", id, after.Status)
 	}
 	return d, nil
 }
