@@ -383,6 +383,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			{Name: "chat", Type: "slack", URLEnv: "DEPLOYD_SLACK_URL"},
 			{Name: "audit-log", Type: "webhook", URLFile: in("secrets/notify_url"), SecretFile: in("secrets/notify_secret"),
 				Events: []string{"deploy_failed", "rolled_back", "service_unhealthy", "repair"}},
+			{Name: "ops", Type: "webhook", URLEnv: "DEPLOYD_OPS_HOOK_URL", SecretEnv: "DEPLOYD_OPS_HOOK_SECRET"},
 		},
 		Nginx: NginxConfig{
 			Mode:                 "exec",
