@@ -14,8 +14,13 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/atomicfile"
 	"github.com/deployd/deployd/pkg/controller"
 )
+
+// upstreamFileMode lets nginx, which may run as another user, read the
+// upstream files.
+const upstreamFileMode = 0o644
 
 const (
 	defaultConfirmTimeout = 5 * time.Second
@@ -140,7 +145,7 @@ func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("placeholder %s: %w", service, err)
 	}
-	if err := writeAtomic(path, out); err != nil {
+	if err := atomicfile.Write(path, out, upstreamFileMode); err != nil {
 		return fmt.Errorf("placeholder %s: %w", service, err)
 	}
 	r.log.WithField("service", service).Info("wrote placeholder upstream")
@@ -175,7 +180,7 @@ func (r *Router) Switch(ctx context.Context, service string, addrs []string) err
 	}
 
 	prev := previous{service: service, path: path, data: old, existed: existed}
-	if err := writeAtomic(path, out); err != nil {
+	if err := atomicfile.Write(path, out, upstreamFileMode); err != nil {
 		// Usually the rename never happened, but a failed directory fsync
 		// comes after it: restore either way.
 		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: %w", service, err))
@@ -254,9 +259,9 @@ func (r *Router) fail(ctx context.Context, log logrus.FieldLogger, prev previous
 
 	var restoreErr error
 	if prev.existed {
-		restoreErr = writeAtomic(prev.path, prev.data)
+		restoreErr = atomicfile.Write(prev.path, prev.data, upstreamFileMode)
 	} else {
-		restoreErr = removeDurably(prev.path)
+		restoreErr = atomicfile.Remove(prev.path)
 	}
 	if restoreErr != nil {
 		log.WithField("restore_error", restoreErr).Error("could not restore previous upstream")

@@ -13,6 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/deployd/deployd/internal/atomicfile"
 )
 
 // ErrCorrupt is wrapped by Open's error when the file exists but cannot be
@@ -222,23 +224,8 @@ func MoveAside(ctx context.Context, path string, now time.Time) (string, error) 
 	if err := os.Rename(path, to); err != nil {
 		return "", fmt.Errorf("move store aside: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return "", fmt.Errorf("move store aside: %w", err)
 	}
 	return to, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("sync dir %s: close: %w", dir, err)
-	}
-	return nil
 }

@@ -1,4 +1,6 @@
-package nginxconf
+// Package atomicfile writes and removes files durably: a reader sees the
+// old bytes or the new ones, never a mix, and the change survives a crash.
+package atomicfile
 
 import (
 	"errors"
@@ -7,9 +9,9 @@ import (
 	"path/filepath"
 )
 
-// writeAtomic replaces path with data so that a reader (nginx) sees either
-// the old bytes or the new ones, never a mix, even across a crash.
-func writeAtomic(path string, data []byte) (err error) {
+// Write replaces path with data through a temp file in the same directory:
+// write, fsync, rename, fsync the directory. The file gets mode perm.
+func Write(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -21,8 +23,7 @@ func writeAtomic(path string, data []byte) (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	// nginx may run as another user and must read the file.
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(perm); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -40,19 +41,19 @@ func writeAtomic(path string, data []byte) (err error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-// removeDurably deletes path; a missing file is no error.
-func removeDurably(path string) error {
+// Remove deletes path durably; a missing file is no error.
+func Remove(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
+// SyncDir makes a rename or removal in dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
