@@ -84,6 +84,9 @@ type run struct {
 	// switching is set, under Controller.mu, when the deploy reaches the
 	// traffic switch: from then on it can no longer be cancelled.
 	switching bool
+	// finishing is set, under Controller.mu, just before the final record
+	// is written; the service is released right after.
+	finishing bool
 }
 
 // New returns a Controller. Call Start before serving requests and Close
@@ -261,13 +264,14 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 		if !busy {
 			break
 		}
-		if r.id != "" {
+		if r.id != "" && !r.finishing {
 			c.mu.Unlock()
 			return Deployment{}, &Error{Code: ECONFLICT, DeploymentID: r.id,
 				Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, r.id)}
 		}
-		// A reconciler or retention pass holds the service for a moment;
-		// the request waits for it rather than failing.
+		// A reconciler or retention pass holds the service for a moment,
+		// or a deployment is writing its final record: the request waits
+		// for the release rather than failing.
 		c.mu.Unlock()
 		select {
 		case <-r.done:

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -676,5 +677,49 @@ func TestDeploy_PreDeployOutputKeepsOnlyTheTail(t *testing.T) {
 	s, _ := findStep(d, controller.StepPreDeploy)
 	if len(s.Output) != 16<<10 || !strings.HasSuffix(s.Output, "FATAL: the real error") {
 		t.Errorf("pre_deploy output is %d bytes ending %q, want the last %d bytes", len(s.Output), s.Output[max(0, len(s.Output)-30):], 16<<10)
+	}
+}
+
+// A client that sees a deployment's final status and asks for the next one
+// at once must not be refused as busy while the first is still releasing
+// the service.
+func TestDeploy_NextDeployRightAfterTheFinalRecordIsAccepted(t *testing.T) {
+	h := newHarness(t)
+	type result struct {
+		d   controller.Deployment
+		err error
+	}
+	next := make(chan result, 1)
+	var once sync.Once
+	h.store.set(func(s *memStore) {
+		s.onPut = func(d controller.Deployment) {
+			if d.Image != "demoapp:v1" || d.Status != controller.StatusSucceeded {
+				return
+			}
+			// The final record is being written and the service not yet
+			// released: exactly the moment such a client would ask.
+			once.Do(func() {
+				go func() {
+					d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
+					next <- result{d, err}
+				}()
+				// Hold the final write until the request has been answered
+				// (refused while the service is still held) or has waited a
+				// while, which is what it should do until the release.
+				select {
+				case r := <-next:
+					next <- r
+				case <-time.After(200 * time.Millisecond):
+				}
+			})
+		}
+	})
+	h.deployOK("v1")
+	r := <-next
+	if r.err != nil {
+		t.Fatalf("Deploy right after the previous one ended: %v, want it accepted", r.err)
+	}
+	if d := h.wait(r.d.ID); d.Status != controller.StatusSucceeded {
+		t.Fatalf("second deploy: status = %s (%q), want succeeded", d.Status, d.Error)
 	}
 }

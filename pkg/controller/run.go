@@ -82,6 +82,12 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 		r.removeOwnContainers()
 	}
 	r.d.FinishedAt = &now
+	// From the final record on, a client may see the deployment as ended
+	// and ask for the next one: that request waits for the release rather
+	// than being refused as busy.
+	r.c.mu.Lock()
+	r.run.finishing = true
+	r.c.mu.Unlock()
 	r.save()
 	r.events.append(Event{Time: now, Type: EventStatus, Status: r.d.Status.String(), Message: r.d.Error}, true)
 	r.c.events.retire(r.d.ID)
