@@ -133,9 +133,13 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 }
 
 // reportNoActive says, without touching traffic, that the active color's
-// containers are gone.
+// containers are gone. It notifies once per episode, shared with the
+// watchdog, which sees the same failure; the log says it every pass.
 func (c *Controller) reportNoActive(st ServiceState, log logrus.FieldLogger) {
 	log.WithField("color", string(st.ActiveColor)).Error("reconcile: active color has no running containers")
+	if !c.watch.markUnhealthy(st.Name, st) {
+		return
+	}
 	c.notifyState(NotifyServiceUnhealthy, st, "reconciler",
 		fmt.Sprintf("active color %s of %s has no running containers", st.ActiveColor, st.Name))
 	c.observer.ServiceState(st.Name, st.ActiveColor, st.StandbyColor.Valid() && st.StandbyImage != "", false)

@@ -161,6 +161,18 @@ func TestReconcile_ActiveColorWithoutContainersIsReportedNotRerouted(t *testing.
 	if !ok || st.Healthy || st.Active != controller.Green {
 		t.Errorf("last observed state = %+v, %v; want green unhealthy", st, ok)
 	}
+
+	// The next passes, and the watchdog seeing the same failure, tell no
+	// one again: one episode, one notification.
+	h.reconcile()
+	for range 3 {
+		if err := h.c.Watch(h.ctx()); err != nil {
+			t.Fatalf("Watch: %v", err)
+		}
+	}
+	if got := len(h.notes.ofKind(controller.NotifyServiceUnhealthy)); got != 1 {
+		t.Errorf("unhealthy notifications after more passes and watchdog rounds = %d, want still 1", got)
+	}
 }
 
 func TestReconcile_SkipsServiceWhileDeploying(t *testing.T) {

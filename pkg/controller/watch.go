@@ -48,6 +48,25 @@ func (b *watchBook) reset(service string) {
 	delete(b.byService, service)
 }
 
+// markUnhealthy records that the service's active color st is known to be
+// unhealthy, from outside a watchdog round (the reconciler finding its
+// containers gone). It reports whether this starts the episode, so that
+// people are told once whoever notices first.
+func (b *watchBook) markUnhealthy(service string, st ServiceState) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.byService[service]
+	if e == nil || e.color != st.ActiveColor || e.deployment != st.ActiveDeployment {
+		e = &watchEntry{color: st.ActiveColor, deployment: st.ActiveDeployment}
+		b.byService[service] = e
+	}
+	if e.unhealthy {
+		return false
+	}
+	e.unhealthy = true
+	return true
+}
+
 // verdict is what a round changed for a service.
 type verdict int
 
