@@ -69,3 +69,10 @@ if ! command -v docker-compose >/dev/null; then
 	log "installing docker-compose"
 	apt_install docker-compose
 fi
+
+# promtool checks the shipped alert rules; Debian ships it in the prometheus
+# package. Without an init system nothing starts the server it brings.
+if ! command -v promtool >/dev/null; then
+	log "installing prometheus (for promtool)"
+	apt_install prometheus
+fi

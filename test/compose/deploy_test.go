@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deployd/deployd/internal/testenv"
 )
 
 func TestHostConfigExamples_PassDeploydCheck(t *testing.T) {
@@ -127,13 +129,15 @@ func TestAlertRules_AreCompleteAndUseDeploydMetrics(t *testing.T) {
 	}
 }
 
-// promtool ships with Debian's prometheus package, which also brings a
-// server; it is not installed by scripts/ensure-deps.sh, so this check
-// skips without it even in CI (the test above always runs).
+// promtool ships with Debian's prometheus package, which
+// scripts/ensure-deps.sh installs; in CI a missing promtool is a failure.
 func TestPrometheusFiles_PassPromtool(t *testing.T) {
 	root := repoRoot(t)
 	promtool, err := lookPath("promtool")
 	if err != nil {
+		if testenv.InCI() {
+			t.Fatal("promtool is not installed; scripts/ensure-deps.sh installs it (Debian package prometheus)")
+		}
 		t.Skip("promtool is not installed (apt-get install prometheus); TestAlertRules_AreCompleteAndUseDeploydMetrics checks the rules without it")
 	}
 	run(t, root, nil, time.Minute, promtool, "check", "rules", "deploy/prometheus/alerts.yml")
