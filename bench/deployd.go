@@ -7,14 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/deployd/deployd/internal/lab"
@@ -31,37 +28,6 @@ const (
 	deploymentPolling = 20 * time.Millisecond
 )
 
-// moduleRoot is the directory of go.mod, found through the go command so
-// the program works from any directory inside the checkout.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside the deployd module (go env GOMOD is empty)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// buildDeployd builds ./cmd/deployd into dir and returns the binary. It is
-// built without the race detector unless asked: the benchmark measures the
-// daemon's cost, which -race multiplies.
-func buildDeployd(ctx context.Context, root, dir string, race bool) (string, error) {
-	out := filepath.Join(dir, "deployd")
-	args := []string{"build", "-o", out}
-	if race {
-		args = append(args, "-race")
-	}
-	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/deployd")...)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build deployd: %w\n%s", err, b)
-	}
-	return out, nil
-}
-
 func randomHex(n int) (string, error) {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -70,16 +36,12 @@ func randomHex(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// daemon is a running deployd subprocess.
+// daemon is a running deployd subprocess serving the benchmark's service.
 type daemon struct {
-	cmd     *exec.Cmd
-	url     string
+	*lab.Daemon
 	svc     string
 	token   string
 	logPath string
-	done    chan struct{}
-	err     error // Wait's result, valid after done
-	client  *http.Client
 }
 
 // writeDaemonConfig writes deployd's config for one service deployed from
@@ -129,13 +91,9 @@ services:
 }
 
 // startDaemon starts deployd and waits until /healthz answers. The caller
-// must call stop.
+// must call Stop.
 func startDaemon(ctx context.Context, bin, config, svc, logPath string) (*daemon, error) {
 	token, err := randomHex(24)
-	if err != nil {
-		return nil, err
-	}
-	port, err := lab.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -144,62 +102,16 @@ func startDaemon(ctx context.Context, bin, config, svc, logPath string) (*daemon
 		return nil, fmt.Errorf("deployd log: %w", err)
 	}
 	defer logf.Close() // the child has its own copy
-	d := &daemon{url: "http://127.0.0.1:" + strconv.Itoa(port), svc: svc, token: token, logPath: logPath,
-		done: make(chan struct{}), client: &http.Client{Timeout: apiTimeout}}
-	d.cmd = exec.Command(bin, "serve", "--config", config)
-	d.cmd.Env = append(os.Environ(), tokenEnv+"="+token, "DEPLOYD_LISTEN=127.0.0.1:"+strconv.Itoa(port))
-	d.cmd.Stdout = logf
-	d.cmd.Stderr = logf
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start deployd: %w", err)
+	d := &daemon{svc: svc, token: token, logPath: logPath}
+	d.Daemon, err = lab.StartDaemon(ctx, lab.DaemonOptions{
+		Bin: bin, Config: config, Env: []string{tokenEnv + "=" + token},
+		Output: logf, StopTimeout: daemonStopLimit,
+	}, daemonStartLimit)
+	if err != nil {
+		return nil, fmt.Errorf("%w:\n%s", err, d.logTail())
 	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	deadline := time.Now().Add(daemonStartLimit)
-	for {
-		select {
-		case <-d.done:
-			return nil, fmt.Errorf("deployd exited at start (%v):\n%s", d.err, d.logTail())
-		default:
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url+"/healthz", nil)
-		if err != nil {
-			return nil, fmt.Errorf("healthz request: %w", err)
-		}
-		if resp, err := d.client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d, nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			d.stop()
-			return nil, fmt.Errorf("deployd not answering /healthz after %s:\n%s", daemonStartLimit, d.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return d, nil
 }
-
-// stop ends deployd with SIGTERM, killing it if it lingers. Safe to call
-// more than once.
-func (d *daemon) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(daemonStopLimit):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-}
-
-func (d *daemon) pid() int { return d.cmd.Process.Pid }
 
 // logTail is the end of deployd's log, with the token scrubbed.
 func (d *daemon) logTail() string {
@@ -214,35 +126,14 @@ func (d *daemon) logTail() string {
 // call does an API request and decodes a JSON answer into out, failing on
 // any status but want.
 func (d *daemon) call(ctx context.Context, method, path string, body any, want int, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encode body: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, d.url+path, rd)
+	status, b, err := d.Do(ctx, method, path, body, d.token)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+d.token)
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read body: %w", method, path, err)
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(b))
+	if status != want {
+		return fmt.Errorf("%s %s: status %d, want %d: %s", method, path, status, want, bytes.TrimSpace(b))
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {

@@ -158,7 +158,7 @@ func (w *world) setup(ctx context.Context) error {
 	}
 	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
-	root, err := moduleRoot(bctx)
+	root, err := lab.ModuleRoot(bctx)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (w *world) setup(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bin, binErr = buildDeployd(bctx, root, w.tmp, w.opts.Race)
+			bin, binErr = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race)
 		}()
 	}
 	app, err := lab.BuildDemoApp(bctx)
@@ -204,7 +204,7 @@ func (w *world) setup(ctx context.Context) error {
 	// Every strategy but recreate sends its load to deployd's service, so
 	// deployd always runs; it is idle outside its own phase.
 	if bin == "" {
-		if bin, err = buildDeployd(bctx, root, w.tmp, w.opts.Race); err != nil {
+		if bin, err = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race); err != nil {
 			return err
 		}
 	}
@@ -234,7 +234,9 @@ func (w *world) setup(ctx context.Context) error {
 // nginx, each with its own deadline so one failure does not skip the rest.
 func (w *world) teardown() {
 	if w.d != nil {
-		w.d.stop()
+		if err := w.d.Stop(); err != nil {
+			w.log.WithError(err).Warn("stop deployd")
+		}
 	}
 	if w.cli != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)

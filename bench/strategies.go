@@ -24,7 +24,7 @@ import (
 // runDeployd deploys v2 and rolls back, K times, while sampling deployd's
 // memory and CPU and timing GET /api/v1/services/{name}.
 func (w *world) runDeployd(ctx context.Context) (*phase, error) {
-	pid := w.d.pid()
+	pid := w.d.PID()
 	fp := &footprint{}
 	cpu0, err := cpuSeconds(pid)
 	if err != nil {

@@ -51,13 +51,13 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 func (d *daemon) assertKilled(timeout time.Duration) {
 	d.e.t.Helper()
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(timeout):
 		d.e.t.Fatalf("deployd %s still running %s after the deploy started; the fault point never fired", d.name, timeout)
 	}
-	ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	ws, ok := d.ProcessState().Sys().(syscall.WaitStatus)
 	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		d.e.t.Fatalf("deployd %s ended with %v, want killed by SIGKILL", d.name, d.cmd.ProcessState)
+		d.e.t.Fatalf("deployd %s ended with %v, want killed by SIGKILL", d.name, d.ProcessState())
 	}
 }
 

@@ -8,16 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/deployd/deployd/internal/lab"
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -62,34 +60,19 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	deploydBin = filepath.Join(dir, "deployd")
-	if err := buildDaemon(deploydBin); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// With the race detector when the tests run with it, so daemon races
+	// fail here too.
+	root, err := lab.ModuleRoot(ctx)
+	if err == nil {
+		deploydBin, err = lab.BuildDeployd(ctx, root, dir, raceEnabled)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
 	return m.Run()
-}
-
-// buildDaemon builds ./cmd/deployd from the module root, with the race
-// detector when the tests run with it, so daemon races fail here too.
-func buildDaemon(out string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	args := []string{"build", "-o", out}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/deployd")...)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build deployd: %w\n%s", err, b)
-	}
-	return nil
 }
 
 // images the tests deploy; each tag has its behaviour baked in.
@@ -316,13 +299,11 @@ func (b *syncBuffer) String() string {
 
 // daemon is a running deployd subprocess.
 type daemon struct {
+	*lab.Daemon
 	e      *env
 	name   string
-	cmd    *exec.Cmd
-	url    string
+	url    string // the embedded URL, under the name the tests use
 	stderr *syncBuffer
-	done   chan struct{} // closed when the process has been reaped
-	err    error         // Wait's result, valid after done
 }
 
 // launch starts deployd with config and returns without waiting for it to
@@ -331,24 +312,20 @@ type daemon struct {
 // test failed.
 func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	e.t.Helper()
-	port := testenv.FreePort(e.t)
-	d := &daemon{e: e, name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), stderr: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(deploydBin, "serve", "--config", config)
-	d.cmd.Env = append(os.Environ(), tokenEnv+"="+e.token, viewerTokenEnv+"="+e.viewer,
-		webhookSecretEnv+"="+e.webhookSecret, "DEPLOYD_LISTEN=127.0.0.1:"+strconv.Itoa(port))
+	env := []string{tokenEnv + "=" + e.token, viewerTokenEnv + "=" + e.viewer, webhookSecretEnv + "=" + e.webhookSecret}
 	if e.notifyURL != "" {
-		d.cmd.Env = append(d.cmd.Env, notifyURLEnv+"="+e.notifyURL, notifySecretEnv+"="+e.notifySecret)
+		env = append(env, notifyURLEnv+"="+e.notifyURL, notifySecretEnv+"="+e.notifySecret)
 	}
-	d.cmd.Env = append(d.cmd.Env, extraEnv...)
-	d.cmd.Stdout = d.stderr
-	d.cmd.Stderr = d.stderr
-	if err := d.cmd.Start(); err != nil {
+	d := &daemon{e: e, name: name, stderr: &syncBuffer{}}
+	var err error
+	d.Daemon, err = lab.LaunchDaemon(lab.DaemonOptions{
+		Bin: deploydBin, Config: config, Env: append(env, extraEnv...),
+		Output: d.stderr, StopTimeout: daemonStopTimeout,
+	})
+	if err != nil {
 		e.t.Fatalf("start deployd: %v", err)
 	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
+	d.url = d.URL
 	e.t.Cleanup(func() {
 		d.stop()
 		log := d.stderr.String()
@@ -375,108 +352,58 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 func (e *env) startDaemon(name, config string, extraEnv ...string) *daemon {
 	e.t.Helper()
 	d := e.launch(name, config, extraEnv...)
-	deadline := time.Now().Add(daemonStartTimeout)
-	for {
-		select {
-		case <-d.done:
-			e.t.Fatalf("deployd %s exited at start (%v):\n%s", name, d.err, d.stderr.String())
-		default:
+	if err := d.WaitHealthy(context.Background(), daemonStartTimeout); err != nil {
+		if errors.Is(err, lab.ErrDaemonExited) {
+			e.t.Fatalf("deployd %s exited at start (%v):\n%s", name, d.ExitErr(), d.stderr.String())
 		}
-		status, _, err := testenv.Get(context.Background(), d.url+"/healthz")
-		if err == nil && status == http.StatusOK {
-			return d
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("deployd %s not answering /healthz after %s:\n%s", name, daemonStartTimeout, d.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		e.t.Fatalf("deployd %s not answering /healthz after %s:\n%s", name, daemonStartTimeout, d.stderr.String())
 	}
+	return d
 }
 
 // stop ends the daemon gracefully, killing it if it lingers. Safe to call
 // more than once and after the process is gone.
 func (d *daemon) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(daemonStopTimeout):
+	if err := d.Stop(); errors.Is(err, lab.ErrDaemonKilled) {
 		d.e.t.Errorf("deployd %s still running %s after SIGTERM; killing it", d.name, daemonStopTimeout)
-		_ = d.cmd.Process.Kill()
-		<-d.done
+	} else if err != nil {
+		d.e.t.Errorf("stop deployd %s: %v", d.name, err)
 	}
 }
 
 // kill9 kills the daemon with SIGKILL and waits until it is reaped.
 func (d *daemon) kill9() {
 	d.e.t.Helper()
-	if err := d.cmd.Process.Kill(); err != nil {
+	if err := d.Kill9(); err != nil {
 		d.e.t.Fatalf("kill -9 deployd %s: %v", d.name, err)
 	}
-	<-d.done
 }
 
 // waitExit waits up to timeout for the process to end and returns its
 // exit code.
 func (d *daemon) waitExit(timeout time.Duration) int {
 	d.e.t.Helper()
-	select {
-	case <-d.done:
-	default:
-		select {
-		case <-d.done:
-		case <-time.After(timeout):
-			d.e.t.Fatalf("deployd %s still running after %s", d.name, timeout)
-		}
+	code, err := d.Wait(timeout)
+	if errors.Is(err, lab.ErrDaemonStillRunning) {
+		d.e.t.Fatalf("deployd %s still running after %s", d.name, timeout)
 	}
-	var ee *exec.ExitError
-	if errors.As(d.err, &ee) {
-		return ee.ExitCode()
+	if err != nil {
+		d.e.t.Fatalf("deployd %s: wait: %v", d.name, err)
 	}
-	if d.err != nil {
-		d.e.t.Fatalf("deployd %s: wait: %v", d.name, d.err)
-	}
-	return 0
+	return code
 }
 
 // request does an API call with the test's token (or the given one) and
 // returns the status and body.
 func (d *daemon) request(method, path string, body any, token string) (int, []byte) {
 	d.e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			d.e.t.Fatalf("encode body: %v", err)
-		}
-		rd = bytes.NewReader(b)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, d.url+path, rd)
+	status, b, err := d.Do(ctx, method, path, body, token)
 	if err != nil {
-		d.e.t.Fatalf("request: %v", err)
+		d.e.t.Fatalf("%v", err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		d.e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		d.e.t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp.StatusCode, b
+	return status, b
 }
 
 // apiError is the API's error JSON.
