@@ -1,9 +1,9 @@
 package controller_test
 
 import (
-	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -205,27 +205,29 @@ func TestReconcile_DeployWaitsOutAPassInsteadOfRacingIt(t *testing.T) {
 		err error
 	}
 	deployed := make(chan result, 1)
-	passDone := make(chan struct{})
+	answeredDuringPass := false
 	h.router.setBeforeSwitch(func(string) {
 		h.router.setBeforeSwitch(nil)
 		// Inside the reconciler's own switch the service is held: a deploy
 		// asked for now must wait for the pass, not race it or fail.
 		go func() {
 			d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v3"})
-			select {
-			case <-passDone:
-			default:
-				err = errors.New("Deploy returned while the reconcile pass still held the service")
-			}
 			deployed <- result{d, err}
 		}()
+		select {
+		case r := <-deployed:
+			answeredDuringPass = true
+			deployed <- r
+		case <-time.After(200 * time.Millisecond):
+		}
 	})
-	n := h.reconcile()
-	close(passDone)
-	if n != 1 {
+	if n := h.reconcile(); n != 1 {
 		t.Fatalf("repairs = %d, want 1", n)
 	}
 	r := <-deployed
+	if answeredDuringPass {
+		t.Fatalf("Deploy answered while the reconcile pass held the service (err %v), want it to wait", r.err)
+	}
 	if r.err != nil {
 		t.Fatalf("Deploy during a reconcile pass: %v, want it accepted once the pass ends", r.err)
 	}
