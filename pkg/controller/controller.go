@@ -233,12 +233,27 @@ func (c *Controller) Rollback(ctx context.Context, service string, trigger Trigg
 	if err != nil {
 		return Deployment{}, err
 	}
+	return c.launch(ctx, spec, KindRollback, trigger, rollbackPlan)
+}
+
+// rollbackFrom starts a rollback only if the service is still in state
+// seen: an automatic rollback decided on a color must never be applied
+// after traffic moved, when "the standby" may be the color that died.
+func (c *Controller) rollbackFrom(ctx context.Context, spec ServiceSpec, seen ServiceState, trigger Trigger) (Deployment, error) {
 	return c.launch(ctx, spec, KindRollback, trigger, func(st ServiceState) (Deployment, error) {
-		if !st.StandbyColor.Valid() || st.StandbyImage == "" {
-			return Deployment{}, Errorf(ECONFLICT, "service %s has no standby to roll back to", service)
+		if st.ActiveColor != seen.ActiveColor || st.ActiveDeployment != seen.ActiveDeployment {
+			return Deployment{}, Errorf(ECONFLICT, "traffic of %s moved to %s since %s was judged unhealthy",
+				st.Name, st.ActiveColor, seen.ActiveColor)
 		}
-		return Deployment{Image: st.StandbyImage, FromColor: st.ActiveColor, ToColor: st.StandbyColor}, nil
+		return rollbackPlan(st)
 	})
+}
+
+func rollbackPlan(st ServiceState) (Deployment, error) {
+	if !st.StandbyColor.Valid() || st.StandbyImage == "" {
+		return Deployment{}, Errorf(ECONFLICT, "service %s has no standby to roll back to", st.Name)
+	}
+	return Deployment{Image: st.StandbyImage, FromColor: st.ActiveColor, ToColor: st.StandbyColor}, nil
 }
 
 // launch takes the service's lock, records the deployment that plan

@@ -197,18 +197,34 @@ func (r *deployRun) afterSwitch(ctx context.Context, old Color) error {
 // start is a few Docker round trips, and a deploy should not pay them one
 // after another.
 func (r *deployRun) startReplicas(ctx context.Context, color Color, env []string) ([]Container, error) {
-	cs := make([]Container, r.spec.Replicas)
-	err := forEachParallel(r.spec.Replicas, func(i int) error {
-		ct, err := r.c.rt.StartContainer(ctx, ContainerSpec{
-			Name:          fmt.Sprintf("%s-%s-%d", r.spec.Name, color, i+1),
-			Image:         r.d.Image,
-			Service:       r.spec.Name,
+	return r.c.startReplicas(ctx, r.spec, color, r.d.Image, r.d.ID, env, allReplicas(r.spec.Replicas))
+}
+
+// allReplicas lists replica numbers 1..n.
+func allReplicas(n int) []int {
+	nums := make([]int, n)
+	for i := range nums {
+		nums[i] = i + 1
+	}
+	return nums
+}
+
+// startReplicas creates and starts the given replica numbers of a color of
+// the service, in parallel, labelled with deployment.
+func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color Color, image, deployment string,
+	env []string, nums []int) ([]Container, error) {
+	cs := make([]Container, len(nums))
+	err := forEachParallel(len(nums), func(i int) error {
+		ct, err := c.rt.StartContainer(ctx, ContainerSpec{
+			Name:          replicaName(spec.Name, color, nums[i]),
+			Image:         image,
+			Service:       spec.Name,
 			Color:         color,
-			Deployment:    r.d.ID,
-			Port:          r.spec.Port,
+			Deployment:    deployment,
+			Port:          spec.Port,
 			Env:           env,
-			Network:       r.spec.Network,
-			RestartPolicy: r.spec.RestartPolicy,
+			Network:       spec.Network,
+			RestartPolicy: spec.RestartPolicy,
 		})
 		cs[i] = ct
 		return err
@@ -217,6 +233,11 @@ func (r *deployRun) startReplicas(ctx context.Context, color Color, env []string
 		return nil, err
 	}
 	return cs, nil
+}
+
+// replicaName is the container name of replica n (from 1) of a color.
+func replicaName(service string, color Color, n int) string {
+	return fmt.Sprintf("%s-%s-%d", service, color, n)
 }
 
 // removeColor removes every container of the service's given color, in
@@ -293,10 +314,14 @@ func (r *deployRun) preDeploy(ctx context.Context, env []string, s *Step) (strin
 
 // env is the containers' environment: the env file, then the configured
 // env on top (as docker compose does).
-func (r *deployRun) env() ([]string, error) {
+func (r *deployRun) env() ([]string, error) { return specEnv(r.spec) }
+
+// specEnv is the environment of a service's replicas: its env file, read
+// now, overridden by the spec's own variables, sorted.
+func specEnv(spec ServiceSpec) ([]string, error) {
 	vars := map[string]string{}
-	if r.spec.EnvFile != "" {
-		fileVars, err := readEnvFile(r.spec.EnvFile)
+	if spec.EnvFile != "" {
+		fileVars, err := readEnvFile(spec.EnvFile)
 		if err != nil {
 			return nil, err
 		}
@@ -304,7 +329,7 @@ func (r *deployRun) env() ([]string, error) {
 			vars[k] = v
 		}
 	}
-	for k, v := range r.spec.Env {
+	for k, v := range spec.Env {
 		vars[k] = v
 	}
 	env := make([]string, 0, len(vars))

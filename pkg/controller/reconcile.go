@@ -74,44 +74,85 @@ func (c *Controller) reconcileService(ctx context.Context, name string) (int, er
 		c.log.WithField("service", name).Debug("reconcile: deployment running, skipped")
 		return 0, nil
 	}
-	defer release()
-	log := c.log.WithField("service", name)
+	p, err := c.reconcileHeld(ctx, c.services[name])
+	release()
+	// Acting on a dead active color may start a rollback, which takes the
+	// service's lock: only after the pass has released it.
+	if p.activeDown != nil {
+		c.escalate(ctx, c.services[name], p.state, "reconciler", p.activeDown)
+	}
+	return p.repairs, err
+}
 
-	st, err := c.state(ctx, name)
+// pass is what one service's reconciler pass did and found.
+type pass struct {
+	repairs int
+	state   ServiceState
+	// activeDown is set when the active color is left without running
+	// containers: to be escalated once the service is released.
+	activeDown error
+}
+
+// reconcileHeld is the pass itself; the caller holds the service.
+func (c *Controller) reconcileHeld(ctx context.Context, spec ServiceSpec) (pass, error) {
+	log := c.log.WithField("service", spec.Name)
+	st, err := c.state(ctx, spec.Name)
 	if err != nil {
-		return 0, err
+		return pass{}, err
 	}
-	all, err := c.rt.Containers(ctx, name)
+	p := pass{state: st}
+	all, err := c.rt.Containers(ctx, spec.Name)
 	if err != nil {
-		return 0, unavailable("list containers of "+name, err)
+		return p, unavailable("list containers of "+spec.Name, err)
 	}
-	repairs := 0
 	var errs []error
+	restarted := false
+	if st.ActiveColor.Valid() && len(running(ofColor(all, st.ActiveColor))) == 0 {
+		p.activeDown = fmt.Errorf("active color %s has no running containers", st.ActiveColor)
+		log.WithField("color", string(st.ActiveColor)).Error("reconcile: active color has no running containers")
+		// A warm standby takes traffic at once through escalate's rollback;
+		// otherwise the active color comes back as it was recorded.
+		if !spec.AutoRollback || c.standbyUnfit(ctx, spec, st) != "" {
+			n, err := c.restartActive(ctx, spec, st, ofColor(all, st.ActiveColor), log)
+			p.repairs += n
+			restarted = n > 0
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if n > 0 {
+				if all, err = c.rt.Containers(ctx, spec.Name); err != nil {
+					return p, errors.Join(append(errs, unavailable("list containers of "+spec.Name, err))...)
+				}
+				if len(running(ofColor(all, st.ActiveColor))) > 0 {
+					p.activeDown = nil
+				}
+			}
+		}
+	}
 
-	n, err := c.reconcileUpstream(ctx, st, all, log)
-	repairs += n
+	if p.activeDown == nil {
+		n, err := c.reconcileUpstream(ctx, st, all, restarted, log)
+		p.repairs += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n, err := c.removeOrphans(ctx, st, all, log)
+	p.repairs += n
 	if err != nil {
 		errs = append(errs, err)
 	}
-	n, err = c.removeOrphans(ctx, st, all, log)
-	repairs += n
-	if err != nil {
-		errs = append(errs, err)
-	}
-	return repairs, errors.Join(errs...)
+	return p, errors.Join(errs...)
 }
 
 // reconcileUpstream puts back the upstream the store says should be there.
-func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all []Container, log logrus.FieldLogger) (int, error) {
+// After restarted, the active color's replicas came back on new addresses:
+// the rewrite is part of that repair, not one of its own.
+func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all []Container, restarted bool,
+	log logrus.FieldLogger) (int, error) {
 	var want []string
 	if st.ActiveColor.Valid() {
-		cs := sortedByName(ofColor(all, st.ActiveColor))
-		up := running(cs)
-		if len(up) == 0 {
-			c.reportNoActive(st, log)
-			return 0, nil
-		}
-		want = addresses(up)
+		want = addresses(running(sortedByName(ofColor(all, st.ActiveColor))))
 	}
 	inSync, err := c.router.InSync(ctx, st.Name, want)
 	if err != nil {
@@ -123,6 +164,10 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 	if err := c.router.Switch(ctx, st.Name, want); err != nil {
 		return 0, fmt.Errorf("restore upstream of %s: %w", st.Name, err)
 	}
+	if restarted {
+		log.WithField("addrs", want).Info("reconcile: upstream points at the restarted active color")
+		return 0, nil
+	}
 	msg := fmt.Sprintf("upstream of %s was not what deployd wrote; rewrote it for the active color %s and reloaded nginx",
 		st.Name, st.ActiveColor)
 	if !st.ActiveColor.Valid() {
@@ -130,19 +175,6 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 	}
 	c.repaired(st, RepairUpstream, msg, log.WithField("addrs", want))
 	return 1, nil
-}
-
-// reportNoActive says, without touching traffic, that the active color's
-// containers are gone. It notifies once per episode, shared with the
-// watchdog, which sees the same failure; the log says it every pass.
-func (c *Controller) reportNoActive(st ServiceState, log logrus.FieldLogger) {
-	log.WithField("color", string(st.ActiveColor)).Error("reconcile: active color has no running containers")
-	if !c.watch.markUnhealthy(st.Name, st) {
-		return
-	}
-	c.notifyState(NotifyServiceUnhealthy, st, "reconciler",
-		fmt.Sprintf("active color %s of %s has no running containers", st.ActiveColor, st.Name))
-	c.observer.ServiceState(st.Name, st.ActiveColor, st.StandbyColor.Valid() && st.StandbyImage != "", false)
 }
 
 // removeOrphans removes containers no color or deployment accounts for.

@@ -132,49 +132,6 @@ func TestReconcile_NoActiveColorRecordedLeavesContainers(t *testing.T) {
 	}
 }
 
-func TestReconcile_ActiveColorWithoutContainersIsReportedNotRerouted(t *testing.T) {
-	h := deployedTwice(t)
-	before := h.router.current(svc)
-	h.rt.set(func(rt *fakeRuntime) {
-		for _, c := range rt.containers {
-			if c.Color == controller.Green {
-				c.State, c.Address = "exited", ""
-			}
-		}
-	})
-	switches := len(h.router.switches())
-
-	if n := h.reconcile(); n != 0 {
-		t.Fatalf("repairs = %d, want 0: a missing active color is reported, not repaired", n)
-	}
-	if got := len(h.router.switches()); got != switches {
-		t.Errorf("switches = %d, want %d: traffic must not move", got, switches)
-	}
-	if got := h.router.current(svc); !slices.Equal(got, before) {
-		t.Errorf("upstream = %v, want unchanged %v", got, before)
-	}
-	notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
-	if len(notes) != 1 || missing(notes[0].Message, "no running containers") {
-		t.Errorf("unhealthy notifications = %+v, want one saying the active color has no running containers", notes)
-	}
-	st, ok := h.obs.lastState()
-	if !ok || st.Healthy || st.Active != controller.Green {
-		t.Errorf("last observed state = %+v, %v; want green unhealthy", st, ok)
-	}
-
-	// The next passes, and the watchdog seeing the same failure, tell no
-	// one again: one episode, one notification.
-	h.reconcile()
-	for range 3 {
-		if err := h.c.Watch(h.ctx()); err != nil {
-			t.Fatalf("Watch: %v", err)
-		}
-	}
-	if got := len(h.notes.ofKind(controller.NotifyServiceUnhealthy)); got != 1 {
-		t.Errorf("unhealthy notifications after more passes and watchdog rounds = %d, want still 1", got)
-	}
-}
-
 func TestReconcile_SkipsServiceWhileDeploying(t *testing.T) {
 	h := deployedTwice(t)
 	h.router.handEdit(svc, false)

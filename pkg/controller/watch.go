@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sirupsen/logrus"
 )
 
 // Watchdog defaults for a zero WatchSpec.
@@ -17,28 +16,46 @@ const (
 	defaultWatchInterval      = 10 * time.Second
 )
 
-// watchEntry is what the watchdog remembers of one service between rounds.
+// watchEntry is what the controller remembers of one service's active
+// color between watchdog rounds and reconciler passes.
 type watchEntry struct {
 	// color and deployment identify what was watched: when either changes
 	// (a deploy or rollback happened) the count starts over.
 	color      Color
 	deployment string
 	failures   int // consecutive failed rounds
-	unhealthy  bool
+	// declared is set once the episode was announced (logged, notified,
+	// observed), by whichever of the watchdog and the reconciler noticed
+	// first; a passing round ends the episode.
+	declared bool
+	// rollingBack is set while an automatic rollback of this episode is
+	// being started and stays set once it was: one episode, one rollback.
+	rollingBack bool
 }
 
-// watchBook holds the watchdog's entries; Watch rounds and deploys both
-// touch it.
+// watchBook holds the entries. Watch rounds, reconciler passes and deploys
+// all touch it, possibly at the same moment.
 type watchBook struct {
 	mu        sync.Mutex
 	byService map[string]*watchEntry
+}
+
+// entry returns the service's entry for the active color of st, starting
+// a fresh one when traffic moved since the last. The caller holds b.mu.
+func (b *watchBook) entry(service string, st ServiceState) *watchEntry {
+	e := b.byService[service]
+	if e == nil || e.color != st.ActiveColor || e.deployment != st.ActiveDeployment {
+		e = &watchEntry{color: st.ActiveColor, deployment: st.ActiveDeployment}
+		b.byService[service] = e
+	}
+	return e
 }
 
 func (b *watchBook) unhealthy(service string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.byService[service]
-	return e != nil && e.unhealthy
+	return e != nil && e.declared
 }
 
 // reset forgets a service's count, after traffic moved to other containers.
@@ -48,59 +65,55 @@ func (b *watchBook) reset(service string) {
 	delete(b.byService, service)
 }
 
-// markUnhealthy records that the service's active color st is known to be
-// unhealthy, from outside a watchdog round (the reconciler finding its
-// containers gone). It reports whether this starts the episode, so that
-// people are told once whoever notices first.
-func (b *watchBook) markUnhealthy(service string, st ServiceState) bool {
+// declare marks the active color of st unhealthy. It reports whether this
+// starts the episode, so that people are told once whoever notices first.
+func (b *watchBook) declare(service string, st ServiceState) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e := b.byService[service]
-	if e == nil || e.color != st.ActiveColor || e.deployment != st.ActiveDeployment {
-		e = &watchEntry{color: st.ActiveColor, deployment: st.ActiveDeployment}
-		b.byService[service] = e
-	}
-	if e.unhealthy {
+	e := b.entry(service, st)
+	if e.declared {
 		return false
 	}
-	e.unhealthy = true
+	e.declared = true
 	return true
 }
 
-// verdict is what a round changed for a service.
-type verdict int
-
-const (
-	verdictNone      verdict = iota
-	verdictUnhealthy         // the threshold was just reached
-	verdictRecovered         // a passing round after an unhealthy episode
-)
-
-// record adds a round's result and says whether it starts or ends an
-// unhealthy episode; within an episode it reports nothing new, so people
-// are told once.
-func (b *watchBook) record(service string, st ServiceState, failed bool, threshold int) (verdict, int) {
+// claimRollback reserves the episode's automatic rollback for the caller.
+// It returns false when another caller holds it or already started it.
+func (b *watchBook) claimRollback(service string, st ServiceState) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e := b.byService[service]
-	if e == nil || e.color != st.ActiveColor || e.deployment != st.ActiveDeployment {
-		e = &watchEntry{color: st.ActiveColor, deployment: st.ActiveDeployment}
-		b.byService[service] = e
+	e := b.entry(service, st)
+	if e.rollingBack {
+		return false
 	}
+	e.rollingBack = true
+	return true
+}
+
+// unclaimRollback gives the claim back when no rollback was started, so a
+// later round may try again.
+func (b *watchBook) unclaimRollback(service string, st ServiceState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.byService[service]; e != nil && e.color == st.ActiveColor && e.deployment == st.ActiveDeployment {
+		e.rollingBack = false
+	}
+}
+
+// record adds a round's result. It returns the consecutive failures so far
+// and whether a passing round just ended an unhealthy episode.
+func (b *watchBook) record(service string, st ServiceState, failed bool) (failures int, recovered bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.entry(service, st)
 	if !failed {
-		was := e.unhealthy
-		e.failures, e.unhealthy = 0, false
-		if was {
-			return verdictRecovered, 0
-		}
-		return verdictNone, 0
+		recovered = e.declared
+		e.failures, e.declared, e.rollingBack = 0, false, false
+		return 0, recovered
 	}
 	e.failures++
-	if e.failures >= threshold && !e.unhealthy {
-		e.unhealthy = true
-		return verdictUnhealthy, e.failures
-	}
-	return verdictNone, e.failures
+	return e.failures, false
 }
 
 // Watch runs one watchdog round over every service: the containers of
@@ -157,52 +170,22 @@ func (c *Controller) watchService(ctx context.Context, spec ServiceSpec) error {
 	if c.busy(spec.Name) {
 		return nil
 	}
-	v, failures := c.watch.record(spec.Name, st, problem != nil, c.watchCfg.UnhealthyThreshold)
+	failures, recovered := c.watch.record(spec.Name, st, problem != nil)
 	log = log.WithField("color", string(st.ActiveColor))
-	switch v {
-	case verdictRecovered:
+	switch {
+	case recovered:
 		log.Info("active color healthy again")
 		c.publishState(ctx, spec.Name)
-	case verdictUnhealthy:
-		c.unhealthy(ctx, spec, st, problem, failures, log)
-	default:
-		if problem != nil {
-			log.WithError(problem).WithField("failures", failures).Warn("watchdog round failed")
-		}
+	case problem != nil && failures >= c.watchCfg.UnhealthyThreshold:
+		// Every round past the threshold escalates again: the episode is
+		// announced and rolled back once, but a rollback that could not
+		// start yet (the standby not warm, a deploy in the way) is retried.
+		c.escalate(ctx, spec, st, "watchdog",
+			fmt.Errorf("failed %d consecutive health rounds: %w", failures, problem))
+	case problem != nil:
+		log.WithError(problem).WithField("failures", failures).Warn("watchdog round failed")
 	}
 	return nil
-}
-
-// unhealthy reports a service whose active color failed too many rounds
-// and rolls it back when it may and can.
-func (c *Controller) unhealthy(ctx context.Context, spec ServiceSpec, st ServiceState, problem error,
-	failures int, log logrus.FieldLogger) {
-	msg := fmt.Sprintf("%s (%s, %s) failed %d consecutive health rounds: %v",
-		spec.Name, st.ActiveColor, st.ActiveImage, failures, problem)
-	log.WithError(problem).WithField("failures", failures).Error("active color unhealthy")
-	c.publishState(ctx, spec.Name)
-	if !spec.AutoRollback {
-		c.notifyState(NotifyServiceUnhealthy, st, "watchdog", msg)
-		return
-	}
-	if why := c.standbyUnfit(ctx, spec, st); why != "" {
-		log.WithField("reason", why).Warn("not rolling back automatically")
-		c.notifyState(NotifyServiceUnhealthy, st, "watchdog", msg+"; no automatic rollback: "+why)
-		return
-	}
-	c.notifyState(NotifyServiceUnhealthy, st, "watchdog",
-		msg+fmt.Sprintf("; rolling back to %s (%s)", st.StandbyColor, st.StandbyImage))
-	d, err := c.Rollback(ctx, spec.Name, Trigger{Source: "watchdog", Actor: "watchdog"})
-	entry := AuditEntry{Actor: "watchdog", Action: "rollback", Target: spec.Name, Result: "ok", DeploymentID: d.ID}
-	if err != nil {
-		entry.Result = ErrorCode(err)
-		log.WithError(err).Error("automatic rollback refused")
-	} else {
-		log.WithField("deployment", d.ID).Warn("automatic rollback started")
-	}
-	if aerr := c.RecordAudit(ctx, entry); aerr != nil {
-		log.WithError(aerr).Error("record automatic rollback in the audit trail")
-	}
 }
 
 // standbyUnfit says why the standby cannot take traffic at once, or ""
