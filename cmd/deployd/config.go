@@ -121,6 +121,9 @@ type WatchConfig struct {
 // compared and repaired.
 type ReconcileConfig struct {
 	Interval time.Duration `yaml:"interval"`
+	// OnContainerExit also runs a service's pass as soon as Docker reports
+	// one of its containers died, instead of at the next interval.
+	OnContainerExit bool `yaml:"on_container_exit"`
 }
 
 // RetentionConfig bounds the old images and stopped containers kept per
@@ -239,7 +242,7 @@ func DefaultConfig() *Config {
 		ShutdownTimeout: 30 * time.Second,
 		Web:             WebConfig{SessionTTL: 12 * time.Hour},
 		Watch:           WatchConfig{Interval: 10 * time.Second, UnhealthyThreshold: 3},
-		Reconcile:       ReconcileConfig{Interval: 30 * time.Second},
+		Reconcile:       ReconcileConfig{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention:       RetentionConfig{Images: 5, Interval: time.Hour},
 		Nginx: NginxConfig{
 			Mode:                 NginxModeExec,

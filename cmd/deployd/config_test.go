@@ -377,7 +377,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 		}, WebhookSecretEnv: "DEPLOYD_WEBHOOK_SECRET"},
 		Web:       WebConfig{SessionTTL: 12 * time.Hour},
 		Watch:     WatchConfig{Interval: 10 * time.Second, UnhealthyThreshold: 3},
-		Reconcile: ReconcileConfig{Interval: 30 * time.Second},
+		Reconcile: ReconcileConfig{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention: RetentionConfig{Images: 5, Interval: time.Hour},
 		Notify: []NotifyConfig{
 			{Name: "chat", Type: "slack", URLEnv: "DEPLOYD_SLACK_URL"},

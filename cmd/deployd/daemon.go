@@ -165,6 +165,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Notifier:  m.notifier,
 		Observer:  m.metrics,
 		Hook:      hook,
+		Exits:     m.exitFeed(),
 		Watch:     cfg.WatchSpec(),
 		Retention: cfg.RetentionSpec(),
 	})
@@ -233,6 +234,15 @@ func (m *Main) faultHook() controller.Hook {
 		log.Error("fault point reached: killing deployd with SIGKILL")
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
+}
+
+// exitFeed is Docker's event stream when the reconciler is to follow
+// container exits, else nil.
+func (m *Main) exitFeed() controller.ExitFeed {
+	if !m.Config.Reconcile.OnContainerExit {
+		return nil
+	}
+	return m.docker
 }
 
 func (m *Main) nginxDriver() nginxconf.Driver {

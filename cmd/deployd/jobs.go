@@ -18,6 +18,8 @@ type jobRunner interface {
 	Reconcile(ctx context.Context) (int, error)
 	// Retain runs one retention pass and says how much it removed.
 	Retain(ctx context.Context) (int, error)
+	// FollowExits reacts to container exits until ctx ends.
+	FollowExits(ctx context.Context)
 }
 
 // jobIntervals are the periods of the scheduled jobs.
@@ -29,15 +31,18 @@ type jobIntervals struct {
 // cancelled context; runs normally end as soon as it is cancelled.
 const jobsStopTimeout = 10 * time.Second
 
-// Jobs runs the watchdog, the reconciler and retention on their intervals.
-// Each job runs as a singleton: a run still going when the next is due
-// makes that next one be skipped, never run alongside. Close stops them.
+// Jobs runs the watchdog, the reconciler and retention on their intervals,
+// and follows container exits between them. Each scheduled job runs as a
+// singleton: a run still going when the next is due makes that next one be
+// skipped, never run alongside. Close stops them all.
 type Jobs struct {
 	sched gocron.Scheduler
 	// cancel ends the context of every run, so Close need not wait for a
 	// long pass to finish on its own.
 	cancel context.CancelFunc
 	log    logrus.FieldLogger
+	// followed is closed when the exit follower has returned.
+	followed chan struct{}
 }
 
 // StartJobs schedules and starts the jobs; the first runs come one interval
@@ -52,7 +57,7 @@ func StartJobs(r jobRunner, iv jobIntervals, log logrus.FieldLogger) (*Jobs, err
 		return nil, fmt.Errorf("create scheduler: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	j := &Jobs{sched: sched, cancel: cancel, log: log}
+	j := &Jobs{sched: sched, cancel: cancel, log: log, followed: make(chan struct{})}
 
 	jobs := []struct {
 		name     string
@@ -101,6 +106,10 @@ func StartJobs(r jobRunner, iv jobIntervals, log logrus.FieldLogger) (*Jobs, err
 		}
 	}
 	sched.Start()
+	go func() {
+		defer close(j.followed)
+		r.FollowExits(ctx)
+	}()
 	return j, nil
 }
 
@@ -121,7 +130,12 @@ func (j *Jobs) Close(ctx context.Context) error {
 	if err := j.sched.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("stop scheduler: %w", err)
 	}
-	return nil
+	select {
+	case <-j.followed:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop following container exits: %w", ctx.Err())
+	}
 }
 
 // gocronLogger routes the scheduler's own logging into logrus at debug: it

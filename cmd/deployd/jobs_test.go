@@ -15,6 +15,8 @@ import (
 // fakeRunner counts runs and tracks how many of one job overlap.
 type fakeRunner struct {
 	watch, reconcile, retain atomic.Int32
+	// following counts FollowExits calls that have not returned.
+	following atomic.Int32
 	// watchBlocks makes Watch wait for its context to end.
 	watchBlocks bool
 	running     atomic.Int32
@@ -48,6 +50,12 @@ func (f *fakeRunner) Watch(ctx context.Context) error {
 func (f *fakeRunner) Reconcile(ctx context.Context) (int, error) {
 	f.reconcile.Add(1)
 	return f.repairs, nil
+}
+
+func (f *fakeRunner) FollowExits(ctx context.Context) {
+	f.following.Add(1)
+	defer f.following.Add(-1)
+	<-ctx.Done()
 }
 
 func (f *fakeRunner) Retain(ctx context.Context) (int, error) {
@@ -145,6 +153,16 @@ func TestJobs_NothingRunsAfterClose(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if after := r.watch.Load() + r.reconcile.Load() + r.retain.Load(); after != before {
 		t.Fatalf("runs after Close = %d, want 0", after-before)
+	}
+}
+
+func TestJobs_ExitFollowerRunsUntilClose(t *testing.T) {
+	r := &fakeRunner{}
+	j, _ := startTestJobs(t, r, jobIntervals{Watch: time.Hour, Reconcile: time.Hour, Retain: time.Hour})
+	waitFor(t, "the exit follower to start", func() bool { return r.following.Load() == 1 })
+	closeJobs(t, j)
+	if got := r.following.Load(); got != 0 {
+		t.Fatalf("exit followers still running after Close = %d, want 0", got)
 	}
 }
 

@@ -26,6 +26,12 @@ type Options struct {
 	Observer Observer
 	// Hook may be nil; see Hook.
 	Hook Hook
+	// Exits may be nil: then only the scheduled rounds notice dead
+	// containers. See FollowExits.
+	Exits ExitFeed
+	// ExitSettle is how long FollowExits lets a service settle after a
+	// container exit before its pass; zero means defaultExitSettle.
+	ExitSettle time.Duration
 	// Watch and Retention configure the watchdog, bake and retention.
 	Watch     WatchSpec
 	Retention RetentionSpec
@@ -47,6 +53,8 @@ type Controller struct {
 	notifier Notifier
 	observer Observer
 	hook     Hook
+	exits    ExitFeed
+	settle   time.Duration
 	watchCfg WatchSpec
 	retain   RetentionSpec
 
@@ -109,6 +117,8 @@ func New(o Options) *Controller {
 		notifier:  o.Notifier,
 		observer:  o.Observer,
 		hook:      o.Hook,
+		exits:     o.Exits,
+		settle:    o.ExitSettle,
 		watchCfg:  o.Watch,
 		retain:    o.Retention,
 		watch:     &watchBook{byService: map[string]*watchEntry{}},
@@ -124,6 +134,9 @@ func New(o Options) *Controller {
 	}
 	if c.hook == nil {
 		c.hook = func(string) {}
+	}
+	if c.settle <= 0 {
+		c.settle = defaultExitSettle
 	}
 	if c.watchCfg.UnhealthyThreshold <= 0 {
 		c.watchCfg.UnhealthyThreshold = defaultUnhealthyThreshold

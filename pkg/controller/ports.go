@@ -44,6 +44,16 @@ type Runtime interface {
 	RemoveImage(ctx context.Context, id string) error
 }
 
+// ExitFeed reports, as they happen, that containers of deployd's services
+// stopped. dockerx implements it on the Engine's event stream.
+type ExitFeed interface {
+	// FollowExits calls fn with the service of each replica (one-offs
+	// excepted) that dies or is removed, until ctx ends or the stream
+	// breaks. It blocks; it returns ctx's error after ctx ends, otherwise
+	// the stream's error. fn must not block.
+	FollowExits(ctx context.Context, fn func(service string)) error
+}
+
 // Image is a local image of a service's repository.
 type Image struct {
 	ID      string

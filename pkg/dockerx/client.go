@@ -91,6 +91,12 @@ func New(ctx context.Context, o Options) (*Client, error) {
 		_ = api.Close()
 		return nil, err
 	}
+	// Negotiate now rather than on the first call: the event stream reads
+	// the version without the lock the other calls negotiate under, so a
+	// lazy negotiation would race with it.
+	nctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	api.NegotiateAPIVersion(nctx)
 	return c, nil
 }
 
