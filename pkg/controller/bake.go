@@ -91,8 +91,7 @@ func (r *deployRun) bakeRound(ctx context.Context, cs []Container) (dead, failed
 		case err != nil:
 			return nil, fmt.Errorf("inspect %s: %w", ct.Name, err)
 		case !cur.Running() || cur.Restarts > ct.Restarts:
-			return fmt.Errorf("container %s %s (exit code %d, %d restart(s)) during bake",
-				ct.Name, exitVerb(cur), cur.ExitCode, cur.Restarts), nil
+			return fmt.Errorf("container %s %s during bake", ct.Name, r.c.deathReport(ctx, cur)), nil
 		}
 		now = append(now, cur)
 	}

@@ -106,6 +106,46 @@ func TestBake_ExitedContainerSwitchesBackAtOnce(t *testing.T) {
 	wantSwitchedBack(t, h, blue, v1)
 }
 
+func TestBake_RestartedContainerReportsTheExitCodeOfItsDeath(t *testing.T) {
+	tests := []struct {
+		name       string
+		deathCodes map[string]int
+		want       string
+	}{
+		{"death on record", map[string]int{"web-green-2": 2}, "container web-green-2 restarted (exit code 2, 1 restart(s)) during bake"},
+		// Never the new process's 0: that would name a death that did
+		// not happen.
+		{"death forgotten", nil, "container web-green-2 restarted (exit code unknown, 1 restart(s)) during bake"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withBake(time.Minute))
+			v1 := h.deployOK("v1")
+			blue := h.colorContainers(controller.Blue)
+			// Green's second replica dies after its health check and its
+			// restart policy starts it again: running, exit code 0.
+			h.rt.set(func(rt *fakeRuntime) {
+				rt.deathCodes = tt.deathCodes
+				rt.onInspect = func(ct *controller.Container, n int) {
+					if ct.Name == "web-green-2" && n >= 3 {
+						ct.Restarts = 1
+					}
+				}
+			})
+
+			d := h.deploy("v2")
+
+			if d.Status != controller.StatusRolledBack {
+				t.Fatalf("status = %s (%q), want rolled_back", d.Status, d.Error)
+			}
+			if !strings.Contains(d.Error, tt.want) {
+				t.Errorf("error = %q, want it to contain %q", d.Error, tt.want)
+			}
+			wantSwitchedBack(t, h, blue, v1)
+		})
+	}
+}
+
 func TestBake_HealthyColorGoesOnToDrainAndStandby(t *testing.T) {
 	h := newHarness(t, withBake(30*time.Millisecond))
 	h.deployOK("v1")

@@ -330,6 +330,7 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 					return nil
 				})
 				h.rt.set(func(rt *fakeRuntime) {
+					rt.deathCodes = map[string]int{"web-green-1": 2}
 					rt.onInspect = func(c *controller.Container, n int) {
 						if c.Name == "web-green-1" && n == 3 {
 							c.Restarts = 1
@@ -337,8 +338,9 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 					}
 				})
 			},
-			image:          "v2",
-			wantErr:        []string{"health", "container web-green-1 restarted", "1 restart(s)"},
+			image: "v2",
+			// The exit code is the death's, not the running new process's 0.
+			wantErr:        []string{"health", "container web-green-1 restarted (exit code 2, 1 restart(s))"},
 			wantFailedStep: controller.StepHealth,
 			maxTook:        time.Second,
 		},

@@ -53,6 +53,10 @@ type fakeRuntime struct {
 	// onInspect may change a container's state on its n-th inspection
 	// (1-based), e.g. to make it exit or restart during the health wait.
 	onInspect func(ct *controller.Container, n int)
+	// deathCodes are, by container name, the exit codes LastExitCode
+	// reports for running containers: of the death before their restart,
+	// which Docker no longer shows in the container's state.
+	deathCodes map[string]int
 	// containersErr, when set, fails Containers (an unreachable engine).
 	containersErr error
 	// pingErr, when set, fails Ping (wrap controller.ErrUnavailable for
@@ -329,6 +333,30 @@ func (rt *fakeRuntime) InspectContainer(ctx context.Context, id string) (control
 		rt.onInspect(&c.Container, c.inspections)
 	}
 	return c.Container, nil
+}
+
+// LastExitCode reports a stopped container's ExitCode and a running one's
+// deathCodes entry; ErrNotFound when there is none, as when the engine
+// has forgotten the death.
+func (rt *fakeRuntime) LastExitCode(ctx context.Context, id string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("LastExitCode %s", id)
+	c, ok := rt.containers[id]
+	if !ok {
+		return 0, fmt.Errorf("last exit code of %s: %w", id, controller.ErrNotFound)
+	}
+	if !c.Running() {
+		return c.ExitCode, nil
+	}
+	code, ok := rt.deathCodes[c.Name]
+	if !ok {
+		return 0, fmt.Errorf("last exit code of %s: no death on record: %w", id, controller.ErrNotFound)
+	}
+	return code, nil
 }
 
 func (rt *fakeRuntime) StartExisting(ctx context.Context, id string) (controller.Container, error) {

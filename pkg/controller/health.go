@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,8 +52,7 @@ func (c *Controller) waitHealthy(ctx context.Context, service string, spec Healt
 				return "", fmt.Errorf("inspect %s: %w", rep.Name, err)
 			}
 			if !now.Running() || now.Restarts > rep.Restarts {
-				return "", fmt.Errorf("container %s %s (exit code %d, %d restart(s)) during the health check",
-					rep.Name, exitVerb(now), now.ExitCode, now.Restarts)
+				return "", fmt.Errorf("container %s %s during the health check", rep.Name, c.deathReport(ctx, now))
 			}
 			if rep.streak >= threshold {
 				healthy++
@@ -83,11 +83,22 @@ func (c *Controller) waitHealthy(ctx context.Context, service string, spec Healt
 	}
 }
 
-func exitVerb(ct Container) string {
+// deathReport says how a container that stopped or restarted ended, e.g.
+// "restarted (exit code 2, 1 restart(s))", for a failure reason.
+func (c *Controller) deathReport(ctx context.Context, ct Container) string {
+	verb, code := "exited", strconv.Itoa(ct.ExitCode)
 	if ct.State == "restarting" || ct.Running() {
-		return "restarted"
+		verb = "restarted"
 	}
-	return "exited"
+	if ct.Running() {
+		// Up again after its restart, ct.ExitCode is the new process's (0),
+		// which says nothing about the death; the runtime remembers that.
+		code = "unknown"
+		if n, err := c.rt.LastExitCode(ctx, ct.ID); err == nil {
+			code = strconv.Itoa(n)
+		}
+	}
+	return fmt.Sprintf("%s (exit code %s, %d restart(s))", verb, code, ct.Restarts)
 }
 
 // replicaHealth is what waitHealthy knows of one replica.

@@ -25,6 +25,12 @@ type Runtime interface {
 	Containers(ctx context.Context, service string) ([]Container, error)
 	// InspectContainer returns one container's current state.
 	InspectContainer(ctx context.Context, id string) (Container, error)
+	// LastExitCode returns the exit code of the container's most recent
+	// death. Container.ExitCode cannot tell it once a restart policy has
+	// started the container again: it is then the new process's (0 while
+	// it runs). It wraps ErrNotFound when the container is gone, never
+	// died, or the runtime no longer remembers the death.
+	LastExitCode(ctx context.Context, id string) (int, error)
 	// StartExisting starts a stopped container and returns its new state
 	// (the published port may have changed).
 	StartExisting(ctx context.Context, id string) (Container, error)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
@@ -322,5 +323,64 @@ func TestNginxContainer_RealEngineExecAndTop(t *testing.T) {
 	}
 	if ok, err := n.Retired(ctx, []int{1 << 30}); err != nil || !ok {
 		t.Errorf("Retired(nonexistent pid) = %v, %v; want true, nil", ok, err)
+	}
+}
+
+func TestLastExitCode_RestartedContainerReportsItsDeathNotItsNewRun(t *testing.T) {
+	c, image, svc := realClient(t)
+	ctx := context.Background()
+	// Each run pretends to migrate for 3s and exits 2; Docker restarts it
+	// once. The test looks during the second run.
+	created, err := c.api.ContainerCreate(ctx,
+		&container.Config{
+			Image: image, Cmd: []string{"migrate"}, Env: []string{"MIGRATE_EXIT=2", "MIGRATE_DELAY=3s"},
+			Labels: map[string]string{LabelManaged: "true", LabelService: svc},
+		},
+		&container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyOnFailure, MaximumRetryCount: 1}},
+		nil, nil, svc+"-dies-2")
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if err := c.api.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if code, err := c.LastExitCode(ctx, created.ID); !errors.Is(err, controller.ErrNotFound) {
+		t.Errorf("LastExitCode before any death = %d, %v, want ErrNotFound", code, err)
+	}
+
+	restarted := waitRestartedAndRunning(t, c, created.ID)
+	t.Logf("inspect of the restarted container: state %s, exit code %d", restarted.State, restarted.ExitCode)
+
+	got, err := c.LastExitCode(ctx, created.ID)
+	if err != nil {
+		t.Fatalf("LastExitCode: %v", err)
+	}
+	if got != 2 {
+		t.Errorf("LastExitCode = %d, want 2, the death's", got)
+	}
+	// The answer must have come from the restarted container, not from
+	// the second run's own death.
+	if now, err := c.InspectContainer(ctx, created.ID); err != nil || !now.Running() || now.Restarts != 1 {
+		t.Fatalf("after LastExitCode: %+v, %v; want still in its second run (too slow an engine?)", now, err)
+	}
+}
+
+// waitRestartedAndRunning polls until the container runs again after one
+// restart.
+func waitRestartedAndRunning(t *testing.T, c *Client, id string) controller.Container {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ct, err := c.InspectContainer(context.Background(), id)
+		if err != nil {
+			t.Fatalf("inspect: %v", err)
+		}
+		if ct.Running() && ct.Restarts == 1 {
+			return ct
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s never ran again after a restart; last %+v", id, ct)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
