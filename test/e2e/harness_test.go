@@ -110,6 +110,9 @@ type svcConfig struct {
 	UnhealthyThreshold int
 	// ReconcileInterval configures the reconciler when set.
 	ReconcileInterval time.Duration
+	// IgnoreExits turns off the reconciler's following of container exits,
+	// leaving dead containers to the scheduled rounds.
+	IgnoreExits bool
 	Bake              time.Duration
 	AutoRollback      bool
 	// Notify adds a signed webhook target whose URL and secret the daemon
@@ -266,8 +269,14 @@ services:
 	if s.WatchInterval > 0 {
 		fmt.Fprintf(&b, "watch:\n  interval: %s\n  unhealthy_threshold: %d\n", s.WatchInterval, max(s.UnhealthyThreshold, 1))
 	}
-	if s.ReconcileInterval > 0 {
-		fmt.Fprintf(&b, "reconcile:\n  interval: %s\n", s.ReconcileInterval)
+	if s.ReconcileInterval > 0 || s.IgnoreExits {
+		b.WriteString("reconcile:\n")
+		if s.ReconcileInterval > 0 {
+			fmt.Fprintf(&b, "  interval: %s\n", s.ReconcileInterval)
+		}
+		if s.IgnoreExits {
+			b.WriteString("  on_container_exit: false\n")
+		}
 	}
 	if s.Notify {
 		fmt.Fprintf(&b, "notify:\n  - name: e2e-receiver\n    type: webhook\n    url_env: %s\n    secret_env: %s\n", notifyURLEnv, notifySecretEnv)
