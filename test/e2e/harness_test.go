@@ -112,9 +112,9 @@ type svcConfig struct {
 	ReconcileInterval time.Duration
 	// IgnoreExits turns off the reconciler's following of container exits,
 	// leaving dead containers to the scheduled rounds.
-	IgnoreExits bool
-	Bake              time.Duration
-	AutoRollback      bool
+	IgnoreExits  bool
+	Bake         time.Duration
+	AutoRollback bool
 	// Notify adds a signed webhook target whose URL and secret the daemon
 	// reads from notifyURLEnv and notifySecretEnv (see env.notifyURL).
 	Notify bool
