@@ -135,15 +135,27 @@ type Step struct {
 	Output string `json:"output,omitempty"`
 }
 
+// Sources of deployments deployd starts by itself: their actor is the
+// same word.
+const (
+	SourceWatchdog   = "watchdog"
+	SourceReconciler = "reconciler"
+)
+
 // Trigger says who or what asked for a deployment.
 type Trigger struct {
-	Source string `json:"source"` // api, webhook, cli, watchdog
+	Source string `json:"source"` // api, webhook, cli, or SourceWatchdog or SourceReconciler
 	Actor  string `json:"actor"`
 	Commit string `json:"commit"`
 	// Ref and Delivery come with webhook deploys: the git ref that was
 	// built and the delivery id that asked for it.
 	Ref      string `json:"ref,omitempty"`
 	Delivery string `json:"delivery,omitempty"`
+}
+
+// Automatic reports whether deployd started the deployment by itself.
+func (t Trigger) Automatic() bool {
+	return t.Source == SourceWatchdog || t.Source == SourceReconciler
 }
 
 // AuditEntry records one state-changing request: who asked for what, from

@@ -79,7 +79,7 @@ func (c *Controller) reconcileService(ctx context.Context, name string) (int, er
 	// Acting on a dead active color may start a rollback, which takes the
 	// service's lock: only after the pass has released it.
 	if p.activeDown != nil {
-		c.escalate(ctx, c.services[name], p.state, "reconciler", p.activeDown)
+		c.escalate(ctx, c.services[name], p.state, SourceReconciler, p.activeDown)
 	}
 	return p.repairs, err
 }
@@ -224,7 +224,7 @@ func (c *Controller) removeOrphans(ctx context.Context, st ServiceState, all []C
 // repaired logs, notifies and counts one repair.
 func (c *Controller) repaired(st ServiceState, kind, msg string, log logrus.FieldLogger) {
 	log.WithField("repair", kind).Warn("reconcile: " + msg)
-	c.notifyState(NotifyRepair, st, "reconciler", msg)
+	c.notifyState(NotifyRepair, st, SourceReconciler, msg)
 	c.observer.Repaired(st.Name, kind)
 }
 

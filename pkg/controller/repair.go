@@ -61,7 +61,7 @@ func (c *Controller) restartActive(ctx context.Context, spec ServiceSpec, st Ser
 	}
 	up := restarted + created
 	err := errors.Join(errs...)
-	entry := AuditEntry{Actor: "reconciler", Action: "repair", Target: spec.Name, Result: "ok",
+	entry := AuditEntry{Actor: SourceReconciler, Action: "repair", Target: spec.Name, Result: "ok",
 		DeploymentID: st.ActiveDeployment}
 	if up == 0 {
 		entry.Result = ErrorCode(err)

@@ -179,7 +179,7 @@ func (c *Controller) watchService(ctx context.Context, spec ServiceSpec) error {
 		// Every round past the threshold escalates again: the episode is
 		// announced and rolled back once, but a rollback that could not
 		// start yet (the standby not warm, a deploy in the way) is retried.
-		c.escalate(ctx, spec, st, "watchdog",
+		c.escalate(ctx, spec, st, SourceWatchdog,
 			fmt.Errorf("failed %d consecutive health rounds: %w", failures, problem))
 	case problem != nil:
 		log.WithError(problem).WithField("failures", failures).Warn("watchdog round failed")

@@ -13,10 +13,6 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// Source of a deployment the watchdog started; its successful rollbacks are
-// the automatic ones.
-const watchdogSource = "watchdog"
-
 // Metrics holds deployd's collectors in a registry of its own, so tests and
 // several daemons in one process never collide. It is safe for concurrent
 // use; its methods never block.
@@ -83,7 +79,7 @@ func New() *Metrics {
 		}, []string{"service"}),
 		autoRollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "deployd_auto_rollbacks_total",
-			Help: "Rollbacks the watchdog made by itself that succeeded.",
+			Help: "Rollbacks deployd made by itself (watchdog or reconciler) that succeeded.",
 		}, []string{"service"}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "deployd_reconciler_repairs_total",
@@ -136,7 +132,7 @@ func (m *Metrics) DeploymentFinished(d controller.Deployment) {
 		}
 		m.stepDuration.WithLabelValues(s.Name).Observe(seconds(s.FinishedAt.Sub(s.StartedAt)))
 	}
-	if d.Kind == controller.KindRollback && d.Trigger.Source == watchdogSource && d.Status == controller.StatusSucceeded {
+	if d.Kind == controller.KindRollback && d.Trigger.Automatic() && d.Status == controller.StatusSucceeded {
 		m.autoRollbacks.WithLabelValues(d.Service).Inc()
 	}
 }

@@ -88,7 +88,7 @@ deployd_step_duration_seconds_count{step="start"} 1
 	}
 }
 
-func TestDeploymentFinished_AutoRollbackOnlyForSuccessfulWatchdogRollbacks(t *testing.T) {
+func TestDeploymentFinished_AutoRollbackOnlyForSuccessfulAutomaticRollbacks(t *testing.T) {
 	tests := []struct {
 		name   string
 		kind   controller.Kind
@@ -97,6 +97,7 @@ func TestDeploymentFinished_AutoRollbackOnlyForSuccessfulWatchdogRollbacks(t *te
 		want   float64
 	}{
 		{"watchdog rollback succeeded", controller.KindRollback, "watchdog", controller.StatusSucceeded, 1},
+		{"reconciler rollback succeeded", controller.KindRollback, "reconciler", controller.StatusSucceeded, 1},
 		{"watchdog rollback failed", controller.KindRollback, "watchdog", controller.StatusFailed, 0},
 		{"operator rollback", controller.KindRollback, "api", controller.StatusSucceeded, 0},
 		{"watchdog deploy", controller.KindDeploy, "watchdog", controller.StatusSucceeded, 0},
