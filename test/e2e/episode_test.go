@@ -127,8 +127,7 @@ type episodeCase struct {
 	// exits keeps the reconciler following container exits (the default).
 	exits bool
 	// actor is who must roll back; "" when either may.
-	actor  string
-	trials int // 0: trials(t)
+	actor string
 }
 
 func (c episodeCase) watchRound() (time.Duration, int) {
@@ -157,7 +156,7 @@ func TestFault_DeadActiveColorRolledBackOnceWhoeverNotices(t *testing.T) {
 		{name: "both, watch 500ms x3, reconcile 1.5s", watch: 500 * time.Millisecond, threshold: 3, reconcile: 1500 * time.Millisecond},
 		{name: "both, watch 500ms x2, reconcile 1s", watch: 500 * time.Millisecond, threshold: 2, reconcile: time.Second},
 		{name: "exit feed first, shipped intervals", exits: true, actor: "reconciler"},
-		{name: "shipped defaults, no exit feed", trials: 1},
+		{name: "shipped defaults, no exit feed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,10 +181,7 @@ func runEpisodes(t *testing.T, tc episodeCase) {
 	d := e.startDaemon("first", e.writeConfig("deployd.yml", cfg))
 	round, threshold := tc.watchRound()
 	bound := round*time.Duration(threshold) + round
-	n := tc.trials
-	if n == 0 {
-		n = trials(t)
-	}
+	n := trials(t)
 
 	d.mustSucceed("v1")
 	var took []time.Duration
