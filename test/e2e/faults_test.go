@@ -400,6 +400,9 @@ func TestFault_WatchdogAutoRollback(t *testing.T) {
 	cfg.AutoRollback = true
 	cfg.WatchInterval = 300 * time.Millisecond
 	cfg.UnhealthyThreshold = 2
+	// The watchdog is what this test is about: the exit feed would notice
+	// the kill first.
+	cfg.IgnoreExits = true
 	cfg.Notify = true
 	cfgPath := e.writeConfig("deployd.yml", cfg)
 	d := e.startDaemon("first", cfgPath)
