@@ -206,6 +206,8 @@ func TestSlackText(t *testing.T) {
 			"deployd: api rolled back: api:v1 on blue by watchdog"},
 		{"multi-line message folds", controller.Notification{Kind: controller.NotifyDeployFailed, Service: "web", Message: "health:\n  timeout\n"},
 			"deployd: web deploy failed: health: timeout"},
+		{"interrupted by shutdown", controller.Notification{Kind: controller.NotifyDeployInterrupted, Service: "web", Image: "web:v3", Color: controller.Green, Message: "deploy of web:v3 interrupted"},
+			"deployd: web deploy interrupted: web:v3 on green: deploy of web:v3 interrupted"},
 		{"markup escaped", controller.Notification{Kind: controller.NotifyRepair, Service: "web", Message: "<!channel> a&b"},
 			"deployd: web repaired: &lt;!channel&gt; a&amp;b"},
 		{"unknown kind spelled as is", controller.Notification{Kind: "something_new", Service: "web"},
