@@ -171,7 +171,7 @@ func (n *NotifyConfig) unknownKeyHint(key string) string {
 // notifyEvents are the kinds a target may filter on.
 var notifyEvents = []string{
 	controller.NotifyDeployStarted, controller.NotifyDeploySucceeded, controller.NotifyDeployFailed,
-	controller.NotifyRolledBack, controller.NotifyServiceUnhealthy, controller.NotifyRepair,
+	controller.NotifyDeployInterrupted, controller.NotifyRolledBack, controller.NotifyServiceUnhealthy, controller.NotifyRepair,
 }
 
 // ServiceConfig is one service; see controller.ServiceSpec for meanings.

@@ -995,7 +995,7 @@ func TestLoadConfig_BadReliabilityConfigsNameTheField(t *testing.T) {
 		{"notify name missing", "notify:\n  - {type: slack, url_env: A}\n" + minimal,
 			[]string{"notify[0].name: is required"}},
 		{"notify unknown event", "notify:\n  - {name: a, type: slack, url_env: A, events: [deployed]}\n" + minimal,
-			[]string{`notify[0].events[0]: must be one of deploy_started, deploy_succeeded, deploy_failed, rolled_back, service_unhealthy, repair, got "deployed"`}},
+			[]string{`notify[0].events[0]: must be one of deploy_started, deploy_succeeded, deploy_failed, deploy_interrupted, rolled_back, service_unhealthy, repair, got "deployed"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,7 @@ var (
 	_ controller.Prober   = (*health.Prober)(nil)
 	_ controller.Store    = (*store.Store)(nil)
 	_ controller.Notifier = (*notify.Notifier)(nil)
+	_ notify.Outbox       = (*store.Store)(nil)
 	_ controller.Observer = (*metrics.Metrics)(nil)
 	_ jobRunner           = (*controller.Controller)(nil)
 	_ nginxconf.Driver    = (*dockerx.NginxContainer)(nil)
@@ -58,9 +59,13 @@ var faultPoints = []string{
 	nginxconf.PointAfterUpstreamWritten, nginxconf.PointAfterReload,
 }
 
-// notifierCloseTimeout bounds how long shutdown spends delivering queued
-// notifications, out of what is left of the shutdown budget.
-const notifierCloseTimeout = 5 * time.Second
+// notifierCloseTimeout bounds how long shutdown spends sending queued
+// notifications, out of what is left of the shutdown budget. A healthy
+// target takes milliseconds for a queue; a failing one is not retried at
+// shutdown, and what it did not get stays in the store and is sent after
+// the next start. So this only cuts short a request to a target that
+// hangs.
+const notifierCloseTimeout = time.Second
 
 // Main is the whole daemon: the store, the Docker client, nginx, the
 // controller and the API server. Tests boot it on a free port with Run and
@@ -153,7 +158,12 @@ func (m *Main) Run(ctx context.Context) error {
 		targetNames = append(targetNames, t.Name)
 	}
 	m.metrics.InitTargets(targetNames)
-	m.notifier = notify.New(notifyTargets, m.Logger, m.metrics.NotificationFailed)
+	m.notifier = notify.New(ctx, notify.Options{
+		Targets:   notifyTargets,
+		Logger:    m.Logger,
+		OnFailure: m.metrics.NotificationFailed,
+		Outbox:    m.store,
+	})
 
 	m.ctrl = controller.New(controller.Options{
 		Services:  specs,
@@ -285,7 +295,7 @@ func (m *Main) ServeErr() <-chan error { return m.serveErr }
 
 // Close shuts down in order: stop taking requests, stop the scheduled jobs,
 // let running deployments reach a safe point, deliver queued notifications
-// (briefly), then close Docker and the store.
+// (briefly; the store keeps the rest), then close Docker and the store.
 func (m *Main) Close(ctx context.Context) error {
 	var errs []error
 	if m.server != nil {
@@ -310,8 +320,9 @@ func (m *Main) Close(ctx context.Context) error {
 		err := m.notifier.Close(nctx)
 		cancel()
 		if err != nil {
-			// Undelivered notifications are logged and counted; they must
-			// not fail the shutdown of a daemon that stopped cleanly.
+			// The store keeps what is not delivered yet; anything lost
+			// besides is logged and counted, and must not fail the
+			// shutdown of a daemon that stopped cleanly.
 			m.Logger.WithError(err).Warn("notifications left undelivered at shutdown")
 		}
 	}

@@ -644,6 +644,12 @@ func TestClose_DuringHealthInterruptsAndRemovesNewContainers(t *testing.T) {
 	if !strings.Contains(got.Error, "health") {
 		t.Errorf("error = %q, want it to name the health step", got.Error)
 	}
+	if notes := h.notes.ofKind(controller.NotifyDeployInterrupted); len(notes) != 1 || notes[0].Deployment != d.ID {
+		t.Errorf("deploy_interrupted notifications = %+v, want one for %s", notes, d.ID)
+	}
+	if notes := h.notes.ofKind(controller.NotifyDeployFailed); len(notes) != 0 {
+		t.Errorf("deploy_failed notifications = %+v, want none for an interrupted deployment", notes)
+	}
 	if own := h.ownContainers(d.ID); len(own) > 0 {
 		t.Errorf("containers of the interrupted deployment left behind: %v", namesOf(own))
 	}

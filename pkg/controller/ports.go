@@ -136,12 +136,15 @@ type Notifier interface {
 
 // Notification kinds.
 const (
-	NotifyDeployStarted    = "deploy_started"
-	NotifyDeploySucceeded  = "deploy_succeeded"
-	NotifyDeployFailed     = "deploy_failed"
-	NotifyRolledBack       = "rolled_back"
-	NotifyServiceUnhealthy = "service_unhealthy"
-	NotifyRepair           = "repair"
+	NotifyDeployStarted   = "deploy_started"
+	NotifyDeploySucceeded = "deploy_succeeded"
+	NotifyDeployFailed    = "deploy_failed"
+	// NotifyDeployInterrupted: deployd stopped (SIGTERM, a crash) before
+	// the deployment ended; the deployment did not fail on its own.
+	NotifyDeployInterrupted = "deploy_interrupted"
+	NotifyRolledBack        = "rolled_back"
+	NotifyServiceUnhealthy  = "service_unhealthy"
+	NotifyRepair            = "repair"
 )
 
 // Notification is one event worth telling people about.

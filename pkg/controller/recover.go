@@ -94,7 +94,7 @@ func (c *Controller) interrupt(ctx context.Context, d Deployment) error {
 	log.Warn(d.Error)
 	// The process that ran it could not report its end; this one does.
 	c.observer.DeploymentFinished(d)
-	c.notifyf(NotifyDeployFailed, d, d.Trigger.Actor, "%s of %s interrupted: %s", d.Kind, d.Image, d.Error)
+	c.notifyf(NotifyDeployInterrupted, d, d.Trigger.Actor, "%s of %s interrupted: %s", d.Kind, d.Image, d.Error)
 	return nil
 }
 

@@ -275,8 +275,11 @@ func TestStart_ReportsInterruptedDeploymentsAsFinished(t *testing.T) {
 	if len(fin) != 1 || fin[0].ID != lostDeployID || fin[0].Status != controller.StatusInterrupted {
 		t.Fatalf("finished = %+v, want %s interrupted", fin, lostDeployID)
 	}
-	notes := h.notes.ofKind(controller.NotifyDeployFailed)
+	notes := h.notes.ofKind(controller.NotifyDeployInterrupted)
 	if len(notes) != 1 || notes[0].Deployment != lostDeployID || !strings.Contains(notes[0].Message, "interrupted") {
-		t.Errorf("deploy_failed notifications = %+v, want one saying %s was interrupted", notes, lostDeployID)
+		t.Errorf("deploy_interrupted notifications = %+v, want one saying %s was interrupted", notes, lostDeployID)
+	}
+	if failed := h.notes.ofKind(controller.NotifyDeployFailed); len(failed) != 0 {
+		t.Errorf("deploy_failed notifications = %+v, want none for an interrupted deployment", failed)
 	}
 }

@@ -119,6 +119,8 @@ func (r *deployRun) notifyEnd() {
 		r.c.notifyf(NotifyRolledBack, d, actor, "%s rolled back to %s (%s) by %s", d.Service, d.ToColor, d.Image, orUnknown(actor))
 	case d.Status == StatusSucceeded:
 		r.c.notifyf(NotifyDeploySucceeded, d, actor, "%s deployed to %s", d.Image, d.ToColor)
+	case d.Status == StatusInterrupted:
+		r.c.notifyf(NotifyDeployInterrupted, d, actor, "%s of %s interrupted: %s", d.Kind, d.Image, d.Error)
 	default:
 		r.c.notifyf(NotifyDeployFailed, d, actor, "%s of %s %s: %s", d.Kind, d.Image, d.Status, d.Error)
 	}

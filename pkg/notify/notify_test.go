@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +33,7 @@ func fastSettings() settings {
 type received struct {
 	header http.Header
 	body   []byte
+	at     time.Time
 }
 
 // receiver records deliveries and answers with status(n) for the n-th
@@ -56,7 +58,7 @@ func newReceiver(t *testing.T, status func(n int32) int) *receiver {
 		}
 		if code >= 200 && code < 300 {
 			r.mu.Lock()
-			r.got = append(r.got, received{header: req.Header.Clone(), body: body})
+			r.got = append(r.got, received{header: req.Header.Clone(), body: body, at: time.Now()})
 			r.mu.Unlock()
 		}
 		w.WriteHeader(code)
@@ -94,10 +96,19 @@ func (f *failures) count(target string) int {
 
 func newTestNotifier(t *testing.T, targets []Target, s settings) (*Notifier, *failures, *logtest.Hook) {
 	t.Helper()
+	return newTestNotifierWith(t, Options{Targets: targets}, s)
+}
+
+// newTestNotifierWith starts a Notifier with o, logging to a test hook and
+// counting failures; it is closed at cleanup.
+func newTestNotifierWith(t *testing.T, o Options, s settings) (*Notifier, *failures, *logtest.Hook) {
+	t.Helper()
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
 	f := &failures{}
-	n := newNotifier(targets, log, f.record, s)
+	o.Logger = log
+	o.OnFailure = f.record
+	n := newNotifier(t.Context(), o, s)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -106,13 +117,30 @@ func newTestNotifier(t *testing.T, targets []Target, s settings) (*Notifier, *fa
 	return n, f, hook
 }
 
-// closeAndWait delivers everything queued.
+// closeAndWait closes n, which sends what is queued to healthy targets.
 func closeAndWait(t *testing.T, n *Notifier) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := n.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+}
+
+// eventually polls cond every 5ms until it returns nil, and fails the
+// test with its last error after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -206,6 +234,8 @@ func TestSlackText(t *testing.T) {
 			"deployd: api rolled back: api:v1 on blue by watchdog"},
 		{"multi-line message folds", controller.Notification{Kind: controller.NotifyDeployFailed, Service: "web", Message: "health:\n  timeout\n"},
 			"deployd: web deploy failed: health: timeout"},
+		{"interrupted by shutdown", controller.Notification{Kind: controller.NotifyDeployInterrupted, Service: "web", Image: "web:v3", Color: controller.Green, Message: "deploy of web:v3 interrupted"},
+			"deployd: web deploy interrupted: web:v3 on green: deploy of web:v3 interrupted"},
 		{"markup escaped", controller.Notification{Kind: controller.NotifyRepair, Service: "web", Message: "<!channel> a&b"},
 			"deployd: web repaired: &lt;!channel&gt; a&amp;b"},
 		{"unknown kind spelled as is", controller.Notification{Kind: "something_new", Service: "web"},
@@ -229,10 +259,13 @@ func TestWebhook_RetriesServerErrorsThenDelivers(t *testing.T) {
 	})
 	n, f, _ := newTestNotifier(t, []Target{{Name: "hook", Type: TypeWebhook, URL: r.srv.URL}}, fastSettings())
 	n.Notify(sample)
+	eventually(t, 5*time.Second, "delivered", func() error {
+		if got := len(r.deliveries()); got != 1 {
+			return fmt.Errorf("deliveries = %d, want 1", got)
+		}
+		return nil
+	})
 	closeAndWait(t, n)
-	if got := len(r.deliveries()); got != 1 {
-		t.Fatalf("deliveries = %d, want 1", got)
-	}
 	if got := r.calls.Load(); got != 3 {
 		t.Fatalf("calls = %d, want 3", got)
 	}
@@ -247,11 +280,13 @@ func TestWebhook_PermanentFailureIsCountedAndLoggedWithoutTheURL(t *testing.T) {
 	secret := []byte("signing-secret-0123456789")
 	n, f, hook := newTestNotifier(t, []Target{{Name: "hook", Type: TypeSlack, URL: r.srv.URL + secretPath, Secret: secret}}, fastSettings())
 	n.Notify(sample)
+	eventually(t, 5*time.Second, "given up", func() error {
+		if c := f.count("hook"); c != 1 {
+			return fmt.Errorf("failures = %d, want 1", c)
+		}
+		return nil
+	})
 	closeAndWait(t, n)
-
-	if c := f.count("hook"); c != 1 {
-		t.Fatalf("failures = %d, want 1", c)
-	}
 	if got, want := r.calls.Load(), int32(4); got != want {
 		t.Fatalf("calls = %d, want %d (1 + RetryMax 3)", got, want)
 	}
@@ -276,10 +311,13 @@ func TestWebhook_UnreachableReceiverIsCountedWithoutTheURL(t *testing.T) {
 	r.srv.Close() // nothing listens any more
 	n, f, hook := newTestNotifier(t, []Target{{Name: "gone", Type: TypeWebhook, URL: u}}, fastSettings())
 	n.Notify(sample)
+	eventually(t, 5*time.Second, "given up", func() error {
+		if c := f.count("gone"); c != 1 {
+			return fmt.Errorf("failures = %d, want 1", c)
+		}
+		return nil
+	})
 	closeAndWait(t, n)
-	if c := f.count("gone"); c != 1 {
-		t.Fatalf("failures = %d, want 1", c)
-	}
 	for _, e := range hook.AllEntries() {
 		line, _ := e.String()
 		if strings.Contains(line, "secretpath") {
@@ -348,7 +386,7 @@ func TestNotify_FullQueueDropsAndCountsWithoutBlocking(t *testing.T) {
 	}
 }
 
-func TestClose_GivesUpAtDeadlineAndStopsTheGoroutine(t *testing.T) {
+func TestClose_WithoutOutboxDropsAndCountsAtDeadlineAndStopsTheGoroutines(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -367,8 +405,8 @@ func TestClose_GivesUpAtDeadlineAndStopsTheGoroutine(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := n.Close(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Close = %v, want DeadlineExceeded", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrDropped) {
+		t.Fatalf("Close = %v, want ErrDropped and DeadlineExceeded", err)
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("Close took %s, want it bounded by its context", took)
@@ -376,7 +414,7 @@ func TestClose_GivesUpAtDeadlineAndStopsTheGoroutine(t *testing.T) {
 	select {
 	case <-n.done:
 	default:
-		t.Fatal("delivery goroutine still running after Close returned")
+		t.Fatal("delivery goroutines still running after Close returned")
 	}
 	if got := f.count("slow"); got != 2 {
 		t.Fatalf("failures = %d, want 2 (both abandoned)", got)

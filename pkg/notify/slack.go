@@ -7,12 +7,13 @@ import (
 )
 
 var kindPhrases = map[string]string{
-	controller.NotifyDeployStarted:    "deploy started",
-	controller.NotifyDeploySucceeded:  "deploy succeeded",
-	controller.NotifyDeployFailed:     "deploy failed",
-	controller.NotifyRolledBack:       "rolled back",
-	controller.NotifyServiceUnhealthy: "unhealthy",
-	controller.NotifyRepair:           "repaired",
+	controller.NotifyDeployStarted:     "deploy started",
+	controller.NotifyDeploySucceeded:   "deploy succeeded",
+	controller.NotifyDeployFailed:      "deploy failed",
+	controller.NotifyDeployInterrupted: "deploy interrupted",
+	controller.NotifyRolledBack:        "rolled back",
+	controller.NotifyServiceUnhealthy:  "unhealthy",
+	controller.NotifyRepair:            "repaired",
 }
 
 // SlackText renders a notification as the one line a chat shows, e.g.

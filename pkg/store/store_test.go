@@ -357,6 +357,12 @@ func TestMethods_CancelledContextTouchesNothing(t *testing.T) {
 		"ListAudit":             func() error { _, err := s.ListAudit(ctx, 0); return err },
 		"PutDelivery":           func() error { return s.PutDelivery(ctx, "k1", "d1") },
 		"GetDelivery":           func() error { _, err := s.GetDelivery(ctx, "k1"); return err },
+		"AddNotification": func() error {
+			_, err := s.AddNotification(ctx, []string{"ops"}, controller.Notification{Kind: controller.NotifyRepair})
+			return err
+		},
+		"DeleteNotification":   func() error { return s.DeleteNotification(ctx, "ops", "0000000000000001") },
+		"PendingNotifications": func() error { _, err := s.PendingNotifications(ctx); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
@@ -371,6 +377,9 @@ func TestMethods_CancelledContextTouchesNothing(t *testing.T) {
 	}
 	if es, err := s.ListAudit(t.Context(), 0); err != nil || len(es) != 0 {
 		t.Fatalf("ListAudit after cancelled writes = %v, %v; want [], nil", es, err)
+	}
+	if p, err := s.PendingNotifications(t.Context()); err != nil || len(p) != 0 {
+		t.Fatalf("PendingNotifications after cancelled writes = %v, %v; want none", p, err)
 	}
 }
 
@@ -446,8 +455,8 @@ func TestOpen_ReopenKeepsAuditTrailAndDeliveries(t *testing.T) {
 	}
 }
 
-// A file written before the audit trail and deliveries existed has schema
-// 1 and only the services and deployments buckets; it must open as is.
+// A file written before the audit trail, deliveries and notifications
+// existed has schema 1 and only the services and deployments buckets; it must open as is.
 func TestOpen_SchemaOneFileWithoutNewBucketsGainsThem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "deployd.db")
 	db, err := bolt.Open(path, 0o600, nil)
@@ -502,6 +511,12 @@ func TestOpen_SchemaOneFileWithoutNewBucketsGainsThem(t *testing.T) {
 	}
 	if es, err := s.ListAudit(t.Context(), 0); err != nil || len(es) != 1 {
 		t.Fatalf("ListAudit on the old file = %v, %v; want one entry", es, err)
+	}
+	if p, err := s.PendingNotifications(t.Context()); err != nil || len(p) != 0 {
+		t.Fatalf("PendingNotifications on the old file = %v, %v; want none", p, err)
+	}
+	if _, err := s.AddNotification(t.Context(), []string{"ops"}, controller.Notification{Kind: controller.NotifyRepair}); err != nil {
+		t.Fatalf("AddNotification on the old file: %v", err)
 	}
 	var version string
 	if err := s.db.View(func(tx *bolt.Tx) error {

@@ -38,6 +38,8 @@ const (
 	webhookSecretEnv = "DEPLOYD_E2E_WEBHOOK_SECRET"
 	notifyURLEnv     = "DEPLOYD_E2E_NOTIFY_URL"
 	notifySecretEnv  = "DEPLOYD_E2E_NOTIFY_SECRET"
+	// notifyURL2Env holds the URL of the second, unsigned target.
+	notifyURL2Env = "DEPLOYD_E2E_NOTIFY_URL_2"
 
 	daemonStartTimeout = 30 * time.Second
 	daemonStopTimeout  = 20 * time.Second
@@ -118,6 +120,9 @@ type svcConfig struct {
 	// Notify adds a signed webhook target whose URL and secret the daemon
 	// reads from notifyURLEnv and notifySecretEnv (see env.notifyURL).
 	Notify bool
+	// Notify2 adds a second webhook target, e2e-second, whose URL the
+	// daemon reads from notifyURL2Env (see env.notifyURL2).
+	Notify2 bool
 }
 
 func defaultSvc() svcConfig {
@@ -141,6 +146,8 @@ type env struct {
 	// notifySecret signs what is sent there.
 	notifyURL    string
 	notifySecret string
+	// notifyURL2 is the second target of configs with Notify2 set.
+	notifyURL2 string
 }
 
 // newEnv prepares a test's world and builds the images it names. Cleanups
@@ -278,8 +285,14 @@ services:
 			b.WriteString("  on_container_exit: false\n")
 		}
 	}
+	if s.Notify || s.Notify2 {
+		b.WriteString("notify:\n")
+	}
 	if s.Notify {
-		fmt.Fprintf(&b, "notify:\n  - name: e2e-receiver\n    type: webhook\n    url_env: %s\n    secret_env: %s\n", notifyURLEnv, notifySecretEnv)
+		fmt.Fprintf(&b, "  - name: e2e-receiver\n    type: webhook\n    url_env: %s\n    secret_env: %s\n", notifyURLEnv, notifySecretEnv)
+	}
+	if s.Notify2 {
+		fmt.Fprintf(&b, "  - name: e2e-second\n    type: webhook\n    url_env: %s\n", notifyURL2Env)
 	}
 	path := filepath.Join(e.dir, name)
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -324,6 +337,9 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	env := []string{tokenEnv + "=" + e.token, viewerTokenEnv + "=" + e.viewer, webhookSecretEnv + "=" + e.webhookSecret}
 	if e.notifyURL != "" {
 		env = append(env, notifyURLEnv+"="+e.notifyURL, notifySecretEnv+"="+e.notifySecret)
+	}
+	if e.notifyURL2 != "" {
+		env = append(env, notifyURL2Env+"="+e.notifyURL2)
 	}
 	d := &daemon{e: e, name: name, stderr: &syncBuffer{}}
 	var err error
