@@ -257,11 +257,17 @@ func TestWebhook_RetriesServerErrorsThenDelivers(t *testing.T) {
 		}
 		return http.StatusNoContent
 	})
-	n, f, _ := newTestNotifier(t, []Target{{Name: "hook", Type: TypeWebhook, URL: r.srv.URL}}, fastSettings())
+	// The outbox tells when the notifier, not only the receiver, knows the
+	// delivery succeeded: Close before that would cut the answer short.
+	outbox := newMemOutbox()
+	n, f, _ := newTestNotifierWith(t, Options{Targets: []Target{{Name: "hook", Type: TypeWebhook, URL: r.srv.URL}}, Outbox: outbox}, fastSettings())
 	n.Notify(sample)
 	eventually(t, 5*time.Second, "delivered", func() error {
 		if got := len(r.deliveries()); got != 1 {
 			return fmt.Errorf("deliveries = %d, want 1", got)
+		}
+		if left := outbox.pending("hook"); len(left) != 0 {
+			return fmt.Errorf("outbox still holds %v", left)
 		}
 		return nil
 	})
