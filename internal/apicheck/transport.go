@@ -52,18 +52,25 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !IsAPIPath(req.URL.Path) {
-		return resp, nil
+	t.Check(resp)
+	return resp, nil
+}
+
+// Check checks resp, whose Request must be set, as RoundTrip does: for
+// answers read without the transport, such as a request written on a raw
+// connection. Failures go to Report.
+func (t *Transport) Check(resp *http.Response) {
+	if resp.Request == nil || !IsAPIPath(resp.Request.URL.Path) {
+		return
 	}
-	c, err := t.load(req)
+	c, err := t.load(resp.Request)
 	if err != nil {
 		t.Report(err)
-		return resp, nil
+		return
 	}
 	if err := c.Check(resp); err != nil {
 		t.Report(err)
 	}
-	return resp, nil
 }
 
 // load returns the document's checker, fetching it on first use. A failed
