@@ -135,9 +135,14 @@ func (c *Checker) Check(resp *http.Response) error {
 		return fmt.Errorf("%s: not in the OpenAPI document: %w", what, err)
 	}
 	opts := &openapi3filter.Options{
-		IncludeResponseStatus:   true,
-		MultiError:              true,
-		SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.EnableFormatValidation()},
+		IncludeResponseStatus: true,
+		MultiError:            true,
+		SchemaValidationOptions: []openapi3.SchemaValidationOption{
+			openapi3.EnableFormatValidation(),
+			// The path and the reason say what is wrong; kin-openapi's dump
+			// of the schema and the value runs to hundreds of lines.
+			openapi3.DisableSchemaErrorDetails(),
+		},
 	}
 	in := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: &openapi3filter.RequestValidationInput{
