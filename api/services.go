@@ -53,6 +53,10 @@ func presentService(v controller.ServiceView) controller.ServiceView {
 		colors[col] = cv
 	}
 	v.Colors = colors
+	if v.ActiveDeployment != nil {
+		d := presentDeployment(*v.ActiveDeployment)
+		v.ActiveDeployment = &d
+	}
 	if v.Deployment != nil {
 		d := presentDeployment(*v.Deployment)
 		v.Deployment = &d

@@ -82,6 +82,10 @@ type DaemonOptions struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL;
 	// 20s when zero.
 	StopTimeout time.Duration
+	// Transport carries Do's requests and the /healthz probes, e.g. one
+	// that checks each answer; nil means a plain http.Transport that
+	// ignores proxy settings.
+	Transport http.RoundTripper
 }
 
 // Daemon is a running `deployd serve` subprocess, started by LaunchDaemon
@@ -106,10 +110,14 @@ func LaunchDaemon(o DaemonOptions) (*Daemon, error) {
 		return nil, err
 	}
 	listen := "127.0.0.1:" + strconv.Itoa(port)
+	transport := o.Transport
+	if transport == nil {
+		transport = &http.Transport{Proxy: nil}
+	}
 	d := &Daemon{
 		URL:         "http://" + listen,
 		stopTimeout: o.StopTimeout,
-		client:      &http.Client{Transport: &http.Transport{Proxy: nil}},
+		client:      &http.Client{Transport: transport},
 		done:        make(chan struct{}),
 	}
 	if d.stopTimeout <= 0 {
@@ -189,6 +197,10 @@ func (d *Daemon) healthy(ctx context.Context) bool {
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
 }
+
+// Client is the client of Do and the /healthz probes, for requests Do
+// cannot make (streams, cookies, custom headers).
+func (d *Daemon) Client() *http.Client { return d.client }
 
 // Do sends one API request and returns the status and the whole body. A
 // non-nil body is sent as JSON; token, when set, as a bearer token. Any

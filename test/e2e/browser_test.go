@@ -176,7 +176,7 @@ func postWithCookie(t *testing.T, d *daemon, path string, cookie *network.Cookie
 	if csrf != "" {
 		req.Header.Set(csrfHeader, csrf)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.Client().Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}

@@ -34,7 +34,7 @@ func (d *daemon) readEvents(id, token string) []received {
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.Client().Do(req)
 	if err != nil {
 		t.Fatalf("GET events: %v", err)
 	}

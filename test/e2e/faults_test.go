@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/nginxconf"
 	"github.com/deployd/deployd/pkg/notify"
@@ -197,7 +196,10 @@ func (d *daemon) readyz() (int, error) {
 
 // readyzBody returns GET /readyz's status and body.
 func (d *daemon) readyzBody() (int, string, error) {
-	return testenv.Get(context.Background(), d.url+"/readyz")
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	status, b, err := d.Do(ctx, http.MethodGet, "/readyz", nil, "")
+	return status, string(b), err
 }
 
 // assertUnready checks GET /readyz answers 503 with a reason naming what.
@@ -251,8 +253,8 @@ func TestFault_DockerAwayThenBack(t *testing.T) {
 			got.Status, got.Error, stepSummary(got))
 	}
 	t.Logf("deploy running at the cut ended %s: %s", got.Status, got.Error)
-	if status, _, err := testenv.Get(context.Background(), d.url+"/healthz"); err != nil || status != http.StatusOK {
-		t.Fatalf("GET /healthz with Docker away = %d (%v), want 200: the daemon must stay up", status, err)
+	if status, _ := d.request(http.MethodGet, "/healthz", nil, ""); status != http.StatusOK {
+		t.Fatalf("GET /healthz with Docker away = %d, want 200: the daemon must stay up", status)
 	}
 	e.assertServes("v1", "blue")
 

@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/deployd/deployd/internal/apicheck"
 	"github.com/deployd/deployd/internal/lab"
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
@@ -326,6 +327,46 @@ type daemon struct {
 	name   string
 	url    string // the embedded URL, under the name the tests use
 	stderr *syncBuffer
+	// contract checks every answer of the daemon's API against the
+	// OpenAPI document the daemon serves. Requests go through Client()
+	// (Do uses it), so that none escapes the check.
+	contract *apicheck.Transport
+	breaches *contractBreaches
+}
+
+// contractBreaches collects the answers that broke the OpenAPI document;
+// the test fails with them when the daemon stops. It keeps the first
+// maxBreaches and counts the rest: a test polling a deployment would
+// otherwise repeat one breach hundreds of times. Safe for concurrent use.
+type contractBreaches struct {
+	mu      sync.Mutex
+	errs    []error
+	dropped int
+}
+
+const maxBreaches = 10
+
+func (b *contractBreaches) add(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.errs) == maxBreaches {
+		b.dropped++
+		return
+	}
+	b.errs = append(b.errs, err)
+}
+
+// report fails t with the breaches, if any.
+func (b *contractBreaches) report(t *testing.T, daemon string) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, err := range b.errs {
+		t.Errorf("deployd %s broke its OpenAPI document: %v", daemon, err)
+	}
+	if b.dropped > 0 {
+		t.Errorf("deployd %s broke its OpenAPI document %d more times", daemon, b.dropped)
+	}
 }
 
 // launch starts deployd with config and returns without waiting for it to
@@ -341,11 +382,12 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	if e.notifyURL2 != "" {
 		env = append(env, notifyURL2Env+"="+e.notifyURL2)
 	}
-	d := &daemon{e: e, name: name, stderr: &syncBuffer{}}
+	d := &daemon{e: e, name: name, stderr: &syncBuffer{}, breaches: &contractBreaches{}}
+	d.contract = &apicheck.Transport{Base: &http.Transport{Proxy: nil}, Token: e.viewer, Report: d.breaches.add}
 	var err error
 	d.Daemon, err = lab.LaunchDaemon(lab.DaemonOptions{
 		Bin: deploydBin, Config: config, Env: append(env, extraEnv...),
-		Output: d.stderr, StopTimeout: daemonStopTimeout,
+		Output: d.stderr, StopTimeout: daemonStopTimeout, Transport: d.contract,
 	})
 	if err != nil {
 		e.t.Fatalf("start deployd: %v", err)
@@ -353,6 +395,7 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	d.url = d.URL
 	e.t.Cleanup(func() {
 		d.stop()
+		d.breaches.report(e.t, d.name)
 		log := d.stderr.String()
 		// The daemon is built with -race when the tests are: a race it
 		// reports is a failure of this test, not noise in a log.

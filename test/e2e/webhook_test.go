@@ -233,7 +233,7 @@ func (d *daemon) postHook(body []byte, headers map[string]string) (int, []byte) 
 	if len(body) > 1<<20 {
 		return d.postEarlyAnswered(req)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.Client().Do(req)
 	if err != nil {
 		d.e.t.Fatalf("POST /hooks/deploy: %v", err)
 	}
@@ -279,6 +279,8 @@ func (d *daemon) postEarlyAnswered(req *http.Request) (int, []byte) {
 		d.e.t.Fatalf("POST /hooks/deploy: read response: %v", err)
 	}
 	defer resp.Body.Close()
+	// Read past the client, so checked here.
+	d.contract.Check(resp)
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
 		d.e.t.Fatalf("POST /hooks/deploy: read body: %v", err)
