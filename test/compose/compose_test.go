@@ -169,6 +169,13 @@ func startStack(t *testing.T, cli *client.Client, dc string) *stack {
 	// Registered after down, so it runs before it: the app's containers
 	// hold the backend network, which down removes.
 	t.Cleanup(func() { removeAppContainers(t, cli) })
+	// Registered last, so it runs first: a running deployd would start the
+	// active color again as soon as its containers are removed.
+	t.Cleanup(func() {
+		if out, err := runErr(root, env, composeTimeout, dc, append(args, "stop", "--timeout", "10", "deployd")...); err != nil {
+			t.Errorf("docker-compose stop deployd: %v\n%s", err, s.redact(out))
+		}
+	})
 	out, err := runErr(root, env, composeTimeout, dc, append(args, "up", "-d", "--no-build")...)
 	if err != nil {
 		t.Fatalf("docker-compose up: %v\n%s", err, s.redact(out))
