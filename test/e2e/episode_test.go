@@ -154,7 +154,8 @@ func TestFault_DeadActiveColorRolledBackOnceWhoeverNotices(t *testing.T) {
 		// The settings under which the watchdog never rolled back once
 		// the reconciler had noticed first.
 		{name: "both, watch 500ms x3, reconcile 1.5s", watch: 500 * time.Millisecond, threshold: 3, reconcile: 1500 * time.Millisecond},
-		{name: "both, watch 500ms x2, reconcile 1s", watch: 500 * time.Millisecond, threshold: 2, reconcile: time.Second},
+		// Both notice within the same half second, in either order.
+		{name: "both, watch 250ms x2, reconcile 500ms", watch: 250 * time.Millisecond, threshold: 2, reconcile: 500 * time.Millisecond},
 		{name: "exit feed first, shipped intervals", exits: true, actor: "reconciler"},
 		{name: "shipped defaults, no exit feed"},
 	}
