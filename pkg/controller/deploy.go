@@ -110,7 +110,7 @@ func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) 
 // the store never disagree.
 func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []Container) error {
 	return r.step(ctx, StepSwitch, func(ctx context.Context, s *Step) (string, error) {
-		if err := r.c.enterSwitch(r.run); err != nil {
+		if err := r.c.enterSwitch(r.lease); err != nil {
 			return "", err
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchTimeout)

@@ -48,26 +48,6 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 	return total, errors.Join(errs...)
 }
 
-// hold takes the service's deployment lock for a background pass. It
-// returns false, taking nothing, while a deployment runs or after Close.
-// While held, Deploy and Rollback of the service wait for it to be released.
-func (c *Controller) hold(service string) (release func(), ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, false
-	}
-	if _, busy := c.running[service]; busy {
-		return nil, false
-	}
-	// An entry without a deployment id: nothing can Wait for or Cancel it,
-	// and the service view shows no running deployment.
-	r := &run{done: make(chan struct{})}
-	r.ctx, r.cancel = context.WithCancelCause(c.runCtx)
-	c.running[service] = r
-	return func() { c.release(service, r) }, true
-}
-
 func (c *Controller) reconcileService(ctx context.Context, name string) (int, error) {
 	release, ok := c.hold(name)
 	if !ok {
