@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 )
@@ -132,7 +130,7 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 	log logrus.FieldLogger) (int, error) {
 	var want []string
 	if st.ActiveColor.Valid() {
-		want = addresses(running(sortedByName(ofColor(all, st.ActiveColor))))
+		want = addresses(running(ofColor(all, st.ActiveColor)))
 	}
 	inSync, err := c.router.InSync(ctx, st.Name, want)
 	if err != nil {
@@ -206,20 +204,4 @@ func (c *Controller) repaired(st ServiceState, kind, msg string, log logrus.Fiel
 	log.WithField("repair", kind).Warn("reconcile: " + msg)
 	c.notifyState(NotifyRepair, st, SourceReconciler, msg)
 	c.observer.Repaired(st.Name, kind)
-}
-
-func ofColor(all []Container, color Color) []Container {
-	var cs []Container
-	for _, ct := range all {
-		if ct.Color == color {
-			cs = append(cs, ct)
-		}
-	}
-	return cs
-}
-
-func sortedByName(cs []Container) []Container {
-	out := slices.Clone(cs)
-	slices.SortFunc(out, func(a, b Container) int { return strings.Compare(a.Name, b.Name) })
-	return out
 }
