@@ -285,7 +285,7 @@ func (r *deployRun) preDeploy(ctx context.Context, env []string, s *Step) (strin
 		Network:    r.spec.Network,
 	})
 	s.Output = tail(res.Output, preDeployOutputLimit)
-	for _, line := range outputLines(s.Output) {
+	for _, line := range OutputLines(s.Output) {
 		r.logLine("%s", line)
 	}
 	if err != nil {
