@@ -67,8 +67,9 @@ type Controller struct {
 	wg        sync.WaitGroup
 
 	events *eventHub
-	// deliveryMu serializes webhook deliveries' check-then-deploy.
-	deliveryMu sync.Mutex
+	// deliveries serializes the check-then-deploy of copies of one webhook
+	// delivery; deliveries with other keys go on meanwhile.
+	deliveries keyLock
 
 	// probeResults holds the last probe result per container id, shown
 	// where the runtime knows no health of its own.

@@ -691,6 +691,9 @@ type memStore struct {
 	// onPut, when set, runs before each PutDeployment is applied, outside
 	// the lock, so a test can hold the controller at that point.
 	onPut func(d controller.Deployment)
+	// onGetDelivery, when set, runs at the start of each GetDelivery,
+	// outside the lock, so a test can make one delivery slow.
+	onGetDelivery func(key string)
 
 	audit      []controller.AuditEntry // oldest first
 	deliveries map[string]string       // delivery key to deployment id
@@ -775,6 +778,12 @@ func (s *memStore) GetDelivery(ctx context.Context, key string) (string, error) 
 	s.countRead()
 	if err := ctx.Err(); err != nil {
 		return "", err
+	}
+	s.mu.Lock()
+	hook := s.onGetDelivery
+	s.mu.Unlock()
+	if hook != nil {
+		hook(key)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

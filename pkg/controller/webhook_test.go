@@ -3,6 +3,7 @@ package controller_test
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -163,5 +164,70 @@ func TestDeployDelivery_ConcurrentCopiesStartOneDeployment(t *testing.T) {
 	}
 	if n := h.rt.countCalls("StartContainer"); n != h.spec.Replicas {
 		t.Errorf("StartContainer calls = %d, want %d (one deploy)", n, h.spec.Replicas)
+	}
+}
+
+func TestDeployDelivery_SlowDeliveryHoldsUpNoOtherService(t *testing.T) {
+	api := baseSpec()
+	api.Name = "api"
+	h := newHarnessWith(t, func(o *controller.Options) { o.Services = append(o.Services, api) })
+	inLookup := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	releaseSlow := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseSlow)
+	h.store.set(func(s *memStore) {
+		s.onGetDelivery = func(key string) {
+			if key == "slow-web" {
+				close(inLookup)
+				<-release
+			}
+		}
+	})
+	ctx := h.ctx()
+
+	slow := make(chan error, 1)
+	go func() {
+		_, _, err := h.c.DeployDelivery(ctx, "slow-web", svc, webhookRequest("v1", "refs/heads/main"))
+		slow <- err
+	}()
+	select {
+	case <-inLookup:
+	case <-time.After(testDeadline):
+		t.Fatal("the web delivery never looked up its key")
+	}
+
+	type result struct {
+		d   controller.Deployment
+		err error
+	}
+	fast := make(chan result, 1)
+	go func() {
+		d, _, err := h.c.DeployDelivery(ctx, "fast-api", api.Name, webhookRequest("v1", "refs/heads/main"))
+		fast <- result{d, err}
+	}()
+	select {
+	case r := <-fast:
+		if r.err != nil {
+			t.Fatalf("api delivery: %v", r.err)
+		}
+		if end := h.wait(r.d.ID); end.Service != api.Name || end.Status != controller.StatusSucceeded {
+			t.Errorf("api delivery's deploy = %s %s (%q), want api succeeded", end.Service, end.Status, end.Error)
+		}
+	case <-time.After(testDeadline):
+		t.Fatal("the api delivery waited for web's slow one")
+	}
+
+	releaseSlow()
+	select {
+	case err := <-slow:
+		if err != nil {
+			t.Fatalf("web delivery: %v", err)
+		}
+	case <-time.After(testDeadline):
+		t.Fatal("the web delivery did not finish once released")
+	}
+	if n := h.deploymentCount(); n != 2 {
+		t.Errorf("deployments = %d, want 2 (one per service)", n)
 	}
 }
