@@ -272,6 +272,11 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 			wantErr:        []string{"pre_deploy", "timed out after 30ms"},
 			wantFailedStep: controller.StepPreDeploy,
 			maxTook:        time.Second,
+			check: func(t *testing.T, h *harness, d controller.Deployment) {
+				if s, _ := findStep(d, controller.StepPreDeploy); s.Output != "" {
+					t.Errorf("pre_deploy output = %q, want none: the runtime returns none for a killed command", s.Output)
+				}
+			},
 		},
 		{
 			name:           "second replica fails to start",

@@ -46,7 +46,8 @@ type fakeRuntime struct {
 	// when create succeeds and start does not. Replicas start in parallel,
 	// so the replica is named, not the call's position.
 	startFailAt int
-	// oneOff decides how a one-off container ends; nil means exit 0.
+	// oneOff decides how a one-off container ends; nil means exit 0. As
+	// with dockerx, a one-off ended by its context yields no result.
 	oneOff func(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error)
 	// oneOffs records every one-off spec run.
 	oneOffs []controller.OneOffSpec
@@ -249,7 +250,13 @@ func (rt *fakeRuntime) RunOneOff(ctx context.Context, spec controller.OneOffSpec
 	if fn == nil {
 		return controller.OneOffResult{ExitCode: 0, Output: "ok\n"}, nil
 	}
-	return fn(ctx, spec)
+	res, err := fn(ctx, spec)
+	if err != nil && ctx.Err() != nil {
+		// dockerx kills and removes a one-off whose context ends, and
+		// reads neither its exit code nor its output.
+		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, ctx.Err())
+	}
+	return res, err
 }
 
 // failStartAt makes the next start of replica n (1-based) fail.
