@@ -20,12 +20,7 @@ func TestCancel_BeforeSwitchRemovesContainersAndKeepsTraffic(t *testing.T) {
 		h.deployOK("v1")
 		before := h.snapshot()
 		switchesBefore := len(h.router.switches())
-		h.prober.setVerdict(func(name string, _ int) error {
-			if strings.HasPrefix(name, "web-green-") {
-				return errors.New("still booting")
-			}
-			return nil
-		})
+		h.prober.failUntil("web-green-", errors.New("still booting"), nil)
 		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
 		if err != nil {
 			t.Fatalf("Deploy: %v", err)
@@ -203,12 +198,7 @@ func TestCancel_RollbackBeforeSwitchKeepsStandbyAndTraffic(t *testing.T) {
 		h.deployOK("v2")
 		before := h.snapshot()
 		standby := namesOf(h.colorContainers(controller.Blue))
-		h.prober.setVerdict(func(name string, _ int) error {
-			if strings.HasPrefix(name, "web-blue-") {
-				return errors.New("connection refused")
-			}
-			return nil
-		})
+		h.prober.failUntil("web-blue-", errors.New("connection refused"), nil)
 		d, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{Source: "test"})
 		if err != nil {
 			t.Fatalf("Rollback: %v", err)

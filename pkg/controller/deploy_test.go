@@ -300,12 +300,7 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 			name:   "health never OK",
 			mutate: func(s *controller.ServiceSpec) { s.Health.StartTimeout = 150 * time.Millisecond },
 			setup: func(h *harness) {
-				h.prober.setVerdict(func(name string, _ int) error {
-					if isGreen(name) {
-						return errors.New("GET /health: status 503, want 2xx")
-					}
-					return nil
-				})
+				h.prober.failUntil("web-green-", errors.New("GET /health: status 503, want 2xx"), nil)
 			},
 			image:          "v2",
 			wantErr:        []string{"health", "not healthy within 150ms", "web-green-1: GET /health: status 503, want 2xx", "web-green-2:"},
@@ -316,12 +311,7 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 			name:   "container exits during health fails fast",
 			mutate: func(s *controller.ServiceSpec) { s.Health.StartTimeout = 5 * time.Second },
 			setup: func(h *harness) {
-				h.prober.setVerdict(func(name string, _ int) error {
-					if isGreen(name) {
-						return errors.New("connection refused")
-					}
-					return nil
-				})
+				h.prober.failUntil("web-green-", errors.New("connection refused"), nil)
 				h.rt.set(func(rt *fakeRuntime) {
 					rt.onInspect = func(c *controller.Container, n int) {
 						if c.Name == "web-green-2" && n >= 2 {
@@ -339,12 +329,7 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 			name:   "container restarts during health fails fast",
 			mutate: func(s *controller.ServiceSpec) { s.Health.StartTimeout = 5 * time.Second },
 			setup: func(h *harness) {
-				h.prober.setVerdict(func(name string, _ int) error {
-					if isGreen(name) {
-						return errors.New("connection refused")
-					}
-					return nil
-				})
+				h.prober.failUntil("web-green-", errors.New("connection refused"), nil)
 				h.rt.set(func(rt *fakeRuntime) {
 					rt.deathCodes = map[string]int{"web-green-1": 2}
 					rt.onInspect = func(c *controller.Container, n int) {
@@ -516,14 +501,7 @@ func TestDeploy_BusyServiceConflicts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		release := make(chan struct{})
-		h.prober.setVerdict(func(string, int) error {
-			select {
-			case <-release:
-				return nil
-			default:
-				return errors.New("still booting")
-			}
-		})
+		h.prober.failUntil("", errors.New("still booting"), release)
 		first, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v1"})
 		if err != nil {
 			t.Fatalf("first Deploy: %v", err)
@@ -644,12 +622,7 @@ func TestClose_DuringHealthInterruptsAndRemovesNewContainers(t *testing.T) {
 		h := newHarness(t, func(s *controller.ServiceSpec) { s.Health.StartTimeout = time.Minute })
 		h.deployOK("v1")
 		before := h.snapshot()
-		h.prober.setVerdict(func(name string, _ int) error {
-			if strings.HasPrefix(name, "web-green-") {
-				return errors.New("still booting")
-			}
-			return nil
-		})
+		h.prober.failUntil("web-green-", errors.New("still booting"), nil)
 		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
 		if err != nil {
 			t.Fatalf("Deploy: %v", err)

@@ -191,14 +191,7 @@ func TestEvents_LateSubscriberGetsHistoryFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(s *controller.ServiceSpec) { s.Health.StartTimeout = time.Minute })
 		release := make(chan struct{})
-		h.prober.setVerdict(func(string, int) error {
-			select {
-			case <-release:
-				return nil
-			default:
-				return errors.New("still booting")
-			}
-		})
+		h.prober.failUntil("", errors.New("still booting"), release)
 		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v1"})
 		if err != nil {
 			t.Fatalf("Deploy: %v", err)

@@ -676,6 +676,23 @@ func (p *fakeProber) setVerdict(fn func(name string, n int) error) {
 	p.verdict = fn
 }
 
+// failUntil makes every probe of a container whose name starts with
+// prefix ("" for all) fail with err until release is closed (never, for a
+// nil release); the other containers answer.
+func (p *fakeProber) failUntil(prefix string, err error, release <-chan struct{}) {
+	p.setVerdict(func(name string, _ int) error {
+		if !strings.HasPrefix(name, prefix) {
+			return nil
+		}
+		select {
+		case <-release:
+			return nil
+		default:
+			return err
+		}
+	})
+}
+
 func (p *fakeProber) count(name string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -3,7 +3,6 @@ package controller_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -272,12 +271,7 @@ func (h *harness) lastDeployment() controller.Deployment {
 
 // failColor makes every probe of color's containers fail.
 func (h *harness) failColor(color controller.Color) {
-	h.prober.setVerdict(func(name string, n int) error {
-		if strings.Contains(name, "-"+string(color)+"-") {
-			return fmt.Errorf("GET /health: 500")
-		}
-		return nil
-	})
+	h.prober.failUntil(svc+"-"+string(color)+"-", errors.New("GET /health: 500"), nil)
 }
 
 func TestStart_ReportsInterruptedDeploymentsAsFinished(t *testing.T) {

@@ -17,17 +17,7 @@ func TestService_ShowsRunningDeploymentThenTheLastOne(t *testing.T) {
 		h := newHarness(t)
 		h.deployOK("v1")
 		release := make(chan struct{})
-		h.prober.setVerdict(func(name string, _ int) error {
-			if !strings.HasPrefix(name, "web-green-") {
-				return nil
-			}
-			select {
-			case <-release:
-				return nil
-			default:
-				return errors.New("still booting")
-			}
-		})
+		h.prober.failUntil("web-green-", errors.New("still booting"), release)
 		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
 		if err != nil {
 			t.Fatalf("Deploy: %v", err)
