@@ -799,23 +799,30 @@ func (s *memStore) ListAudit(ctx context.Context, limit int) ([]controller.Audit
 }
 
 func (s *memStore) GetDelivery(ctx context.Context, key string) (string, error) {
-	s.countRead()
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
 	s.mu.Lock()
 	hook := s.onGetDelivery
 	s.mu.Unlock()
-	if hook != nil {
+	if hook != nil && ctx.Err() == nil {
 		hook(key)
+	}
+	return lookup(ctx, s, func() map[string]string { return s.deliveries }, "delivery", key)
+}
+
+// lookup counts a read and returns the entry key of the map that pick
+// returns under s.mu, or an error wrapping ErrNotFound that names what.
+func lookup[V any](ctx context.Context, s *memStore, pick func() map[string]V, what, key string) (V, error) {
+	s.countRead()
+	var zero V
+	if err := ctx.Err(); err != nil {
+		return zero, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id, ok := s.deliveries[key]
+	v, ok := pick()[key]
 	if !ok {
-		return "", fmt.Errorf("delivery %s: %w", key, controller.ErrNotFound)
+		return zero, fmt.Errorf("%s %s: %w", what, key, controller.ErrNotFound)
 	}
-	return id, nil
+	return v, nil
 }
 
 func (s *memStore) PutDelivery(ctx context.Context, key, deploymentID string) error {
@@ -830,17 +837,7 @@ func (s *memStore) PutDelivery(ctx context.Context, key, deploymentID string) er
 }
 
 func (s *memStore) GetService(ctx context.Context, name string) (controller.ServiceState, error) {
-	s.countRead()
-	if err := ctx.Err(); err != nil {
-		return controller.ServiceState{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.services[name]
-	if !ok {
-		return controller.ServiceState{}, fmt.Errorf("service %s: %w", name, controller.ErrNotFound)
-	}
-	return st, nil
+	return lookup(ctx, s, func() map[string]controller.ServiceState { return s.services }, "service", name)
 }
 
 func (s *memStore) PutService(ctx context.Context, st controller.ServiceState) error {
@@ -887,17 +884,8 @@ func (s *memStore) SaveSwitch(ctx context.Context, st controller.ServiceState, d
 }
 
 func (s *memStore) GetDeployment(ctx context.Context, id string) (controller.Deployment, error) {
-	s.countRead()
-	if err := ctx.Err(); err != nil {
-		return controller.Deployment{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d, ok := s.deployments[id]
-	if !ok {
-		return controller.Deployment{}, fmt.Errorf("deployment %s: %w", id, controller.ErrNotFound)
-	}
-	return cloneDeployment(d), nil
+	d, err := lookup(ctx, s, func() map[string]controller.Deployment { return s.deployments }, "deployment", id)
+	return cloneDeployment(d), err
 }
 
 // sorted returns the deployments matching keep, oldest first (IDs sort by
