@@ -188,6 +188,26 @@ func (h *harness) colorContainers(color controller.Color) []controller.Container
 	return cs
 }
 
+// duringSwitch starts a deploy of image, holds it inside the router's
+// Switch while fn runs, then lets it go on and waits for its end.
+func (h *harness) duringSwitch(image string, fn func()) controller.Deployment {
+	h.t.Helper()
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.router.setBeforeSwitch(func(string) {
+		close(entered)
+		<-release
+	})
+	d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: image})
+	if err != nil {
+		h.t.Fatalf("Deploy(%q): %v", image, err)
+	}
+	<-entered
+	fn()
+	h.router.setBeforeSwitch(nil)
+	close(release)
+	return h.wait(d.ID)
+}
+
 // activeSnapshot is everything a failed deploy must leave exactly as it
 // found it: the stored state, the active color's containers and where
 // traffic goes.

@@ -147,23 +147,12 @@ func TestReconcile_SkipsServiceWhileDeploying(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := deployedTwice(t)
 		h.router.handEdit(svc, false)
-		entered, release := make(chan struct{}), make(chan struct{})
-		h.router.setBeforeSwitch(func(string) {
-			close(entered)
-			<-release
-		})
-		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v3"})
-		if err != nil {
-			t.Fatalf("Deploy: %v", err)
-		}
-		<-entered
-		n, err := h.c.Reconcile(h.ctx())
-		h.router.setBeforeSwitch(nil)
-		close(release)
+		var n int
+		var err error
+		h.duringSwitch("v3", func() { n, err = h.c.Reconcile(h.ctx()) })
 		if err != nil || n != 0 {
 			t.Fatalf("Reconcile during a deploy = %d, %v; want 0, nil", n, err)
 		}
-		h.wait(d.ID)
 	})
 }
 

@@ -144,20 +144,9 @@ func TestRetain_SkipsServiceWhileDeploying(t *testing.T) {
 		h := retentionHarness(t, 0)
 		h.addOldImages(1)
 		h.deployOK("v1")
-		entered, release := make(chan struct{}), make(chan struct{})
-		h.router.setBeforeSwitch(func(string) {
-			close(entered)
-			<-release
-		})
-		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
-		if err != nil {
-			t.Fatalf("Deploy: %v", err)
-		}
-		<-entered
-		n, rerr := h.c.Retain(h.ctx())
-		h.router.setBeforeSwitch(nil)
-		close(release)
-		h.wait(d.ID)
+		var n int
+		var rerr error
+		h.duringSwitch("v2", func() { n, rerr = h.c.Retain(h.ctx()) })
 		if rerr != nil || n != 0 {
 			t.Fatalf("Retain during a deploy = %d, %v; want 0, nil", n, rerr)
 		}
