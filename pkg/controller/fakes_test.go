@@ -123,16 +123,23 @@ func (rt *fakeRuntime) Ping(ctx context.Context) error {
 }
 
 func (rt *fakeRuntime) OneOffs(ctx context.Context, service string) ([]controller.Container, error) {
+	return rt.listOf(ctx, "one-offs", service, func() []controller.Container { return rt.oneOffLeft })
+}
+
+// listOf returns the containers of service among those all returns under
+// rt.mu, or fails as an unreachable engine would (containersErr) to list
+// what.
+func (rt *fakeRuntime) listOf(ctx context.Context, what, service string, all func() []controller.Container) ([]controller.Container, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.containersErr != nil {
-		return nil, fmt.Errorf("list one-offs of %s: %w", service, rt.containersErr)
+		return nil, fmt.Errorf("list %s of %s: %w", what, service, rt.containersErr)
 	}
 	var cs []controller.Container
-	for _, c := range rt.oneOffLeft {
+	for _, c := range all() {
 		if c.Service == service {
 			cs = append(cs, c)
 		}
@@ -307,22 +314,14 @@ func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.Conta
 }
 
 func (rt *fakeRuntime) Containers(ctx context.Context, service string) ([]controller.Container, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.containersErr != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", service, rt.containersErr)
-	}
-	// Map order on purpose: Docker promises no order either.
-	var cs []controller.Container
-	for _, c := range rt.containers {
-		if c.Service == service {
+	return rt.listOf(ctx, "containers", service, func() []controller.Container {
+		// Map order on purpose: Docker promises no order either.
+		cs := make([]controller.Container, 0, len(rt.containers))
+		for _, c := range rt.containers {
 			cs = append(cs, c.Container)
 		}
-	}
-	return cs, nil
+		return cs
+	})
 }
 
 func (rt *fakeRuntime) InspectContainer(ctx context.Context, id string) (controller.Container, error) {
