@@ -206,5 +206,3 @@ func running(cs []controller.Container) []controller.Container {
 	}
 	return out
 }
-
-func missing(s, sub string) bool { return len(containsAll(s, sub)) > 0 }
