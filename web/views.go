@@ -2,7 +2,6 @@ package web
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/deployd/deployd/pkg/auth"
@@ -213,7 +212,7 @@ func recordLog(d controller.Deployment) []string {
 			line += ": " + s.Message
 		}
 		lines = append(lines, line)
-		for _, out := range outputLines(s.Output) {
+		for _, out := range controller.OutputLines(s.Output) {
 			lines = append(lines, fmt.Sprintf("[%s] %s", s.Name, out))
 		}
 	}
@@ -222,12 +221,4 @@ func recordLog(d controller.Deployment) []string {
 		final += ": " + d.Error
 	}
 	return append(lines, final)
-}
-
-func outputLines(out string) []string {
-	out = strings.TrimRight(out, "\n")
-	if out == "" {
-		return nil
-	}
-	return strings.Split(out, "\n")
 }

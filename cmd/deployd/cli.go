@@ -78,6 +78,19 @@ func usagef(format string, args ...any) error {
 	return fmt.Errorf(format, args...)
 }
 
+// required returns a validate func that fails with msg while any of flags
+// is empty.
+func required(msg string, flags ...*string) func() error {
+	return func() error {
+		for _, f := range flags {
+			if *f == "" {
+				return usagef("%s", msg)
+			}
+		}
+		return nil
+	}
+}
+
 func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, cliUsage)
@@ -100,12 +113,7 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer,
 		commit := fs.String("commit", "", "the commit the image was built from, for the record")
 		actor := fs.String("actor", "", "who asked, for the record (default: the token's name)")
 		w := registerWait(fs)
-		validate = func() error {
-			if *service == "" || *image == "" {
-				return usagef("deploy needs --service and --image")
-			}
-			return nil
-		}
+		validate = required("deploy needs --service and --image", service, image)
 		run = func(ctx context.Context, c *cli) error {
 			cctx, cancel := callCtx(ctx)
 			defer cancel()
@@ -118,12 +126,7 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer,
 	case "rollback":
 		service := fs.String("service", "", "the service to roll back to its standby color (required)")
 		w := registerWait(fs)
-		validate = func() error {
-			if *service == "" {
-				return usagef("rollback needs --service")
-			}
-			return nil
-		}
+		validate = required("rollback needs --service", service)
 		run = func(ctx context.Context, c *cli) error {
 			cctx, cancel := callCtx(ctx)
 			defer cancel()
@@ -135,12 +138,7 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 	case "cancel":
 		id := fs.String("id", "", "the deployment to cancel (required)")
-		validate = func() error {
-			if *id == "" {
-				return usagef("cancel needs --id")
-			}
-			return nil
-		}
+		validate = required("cancel needs --id", id)
 		run = func(ctx context.Context, c *cli) error {
 			cctx, cancel := callCtx(ctx)
 			defer cancel()

@@ -628,8 +628,6 @@ func validCommand(v *validator, path string, cmd []string) {
 	}
 }
 
-var restartRE = regexp.MustCompile(`^(no|always|unless-stopped|on-failure(:[1-9][0-9]{0,5})?)$`)
-
 func (s ServiceConfig) validate(v *validator, p, name string) {
 	if !controller.ValidServiceName(name) {
 		v.addf(p, "invalid service name %q: use lowercase letters, digits, '-' and '_', starting with a letter, at most 63 characters", name)
@@ -646,7 +644,7 @@ func (s ServiceConfig) validate(v *validator, p, name string) {
 			v.addf(joinKey(p+".env", k), "invalid environment variable name %q", k)
 		}
 	}
-	if !restartRE.MatchString(s.Restart) {
+	if _, err := controller.ParseRestartPolicy(s.Restart); err != nil {
 		v.addf(p+".restart", "must be no, always, unless-stopped or on-failure[:N], got %q", s.Restart)
 	}
 	v.oneOf(p+".pull", s.Pull, string(controller.PullAlways), string(controller.PullMissing), string(controller.PullNever))

@@ -1,28 +1,12 @@
 package auth
 
 import (
-	"sync"
 	"time"
+
+	"github.com/deployd/deployd/internal/xtest"
 )
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newFakeClock returns a clock tests move by hand, at a fixed start.
+func newFakeClock() *xtest.Clock {
+	return xtest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }

@@ -23,38 +23,26 @@ func (c *Controller) Cancel(ctx context.Context, id string) (Deployment, error) 
 		return Deployment{}, Errorf(ECONFLICT, "deployment %s has already ended (%s)", id, d.Status)
 	}
 	c.mu.Lock()
-	var r *run
-	for _, x := range c.running {
+	var l *lease
+	for _, x := range c.leases {
 		if x.id == id {
-			r = x
+			l = x
 		}
 	}
 	switch {
-	case r == nil:
+	case l == nil:
 		c.mu.Unlock()
 		return Deployment{}, Errorf(ECONFLICT, "deployment %s is not running in this deployd", id)
-	case r.switching:
+	case l.switching:
 		c.mu.Unlock()
 		return Deployment{}, Errorf(ECONFLICT, "deployment %s is already switching traffic; roll back instead", id)
 	}
-	r.cancel(errCancelled)
+	l.cancel(errCancelled)
 	c.mu.Unlock()
-	// A run still holding the service may have written its final record
+	// A deployment still holding the service may have written its final record
 	// just before the cancel: then the cancel changed nothing.
 	if after, err := c.Deployment(ctx, id); err == nil && after.Status.Done() && after.Status != StatusCancelled {
 		return Deployment{}, Errorf(ECONFLICT, "deployment %s has already ended (%s)", id, after.Status)
 	}
 	return d, nil
-}
-
-// enterSwitch marks the run as past its last cancellable point. It fails
-// when the run was cancelled first.
-func (c *Controller) enterSwitch(r *run) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := r.ctx.Err(); err != nil {
-		return context.Cause(r.ctx)
-	}
-	r.switching = true
-	return nil
 }

@@ -67,34 +67,18 @@ type Controller struct {
 	wg        sync.WaitGroup
 
 	events *eventHub
-	// deliveryMu serializes webhook deliveries' check-then-deploy.
-	deliveryMu sync.Mutex
+	// deliveries serializes the check-then-deploy of copies of one webhook
+	// delivery; deliveries with other keys go on meanwhile.
+	deliveries keyLock
 
-	// verdicts holds the last probe result per container id, shown where
-	// the runtime knows no health of its own.
-	verdicts *verdicts
+	// probeResults holds the last probe result per container id, shown
+	// where the runtime knows no health of its own.
+	probeResults *probeResults
 
-	mu      sync.Mutex
-	running map[string]*run // by service
-	closed  bool
-	lastID  time.Time
-}
-
-// run is a deployment in flight; the lock on its service is the entry in
-// Controller.running.
-type run struct {
-	id   string
-	done chan struct{}
-	// ctx is the deployment's own context: Cancel and Close end it with a
-	// cause that tells the deploy why.
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	// switching is set, under Controller.mu, when the deploy reaches the
-	// traffic switch: from then on it can no longer be cancelled.
-	switching bool
-	// finishing is set, under Controller.mu, just before the final record
-	// is written; the service is released right after.
-	finishing bool
+	mu     sync.Mutex
+	leases map[string]*lease // by service
+	closed bool
+	lastID time.Time
 }
 
 // New returns a Controller. Call Start before serving requests and Close
@@ -102,26 +86,26 @@ type run struct {
 func New(o Options) *Controller {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{
-		services:  make(map[string]ServiceSpec, len(o.Services)),
-		rt:        o.Runtime,
-		router:    o.Router,
-		prober:    o.Prober,
-		store:     o.Store,
-		log:       o.Logger,
-		now:       o.Now,
-		runCtx:    ctx,
-		cancelRun: cancel,
-		running:   make(map[string]*run),
-		events:    newEventHub(),
-		verdicts:  &verdicts{byID: map[string]string{}},
-		notifier:  o.Notifier,
-		observer:  o.Observer,
-		hook:      o.Hook,
-		exits:     o.Exits,
-		settle:    o.ExitSettle,
-		watchCfg:  o.Watch,
-		retain:    o.Retention,
-		watch:     &watchBook{byService: map[string]*watchEntry{}},
+		services:     make(map[string]ServiceSpec, len(o.Services)),
+		rt:           o.Runtime,
+		router:       o.Router,
+		prober:       o.Prober,
+		store:        o.Store,
+		log:          o.Logger,
+		now:          o.Now,
+		runCtx:       ctx,
+		cancelRun:    cancel,
+		leases:       make(map[string]*lease),
+		events:       newEventHub(),
+		probeResults: &probeResults{byID: map[string]string{}},
+		notifier:     o.Notifier,
+		observer:     o.Observer,
+		hook:         o.Hook,
+		exits:        o.Exits,
+		settle:       o.ExitSettle,
+		watchCfg:     o.Watch,
+		retain:       o.Retention,
+		watch:        &watchBook{byService: map[string]*watchEntry{}},
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -288,29 +272,29 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 			c.mu.Unlock()
 			return Deployment{}, Errorf(EUNAVAILABLE, "deployd is shutting down")
 		}
-		r, busy := c.running[spec.Name]
+		held, busy := c.leases[spec.Name]
 		if !busy {
 			break
 		}
-		if r.id != "" && !r.finishing {
+		if held.id != "" && !held.finishing {
 			c.mu.Unlock()
-			return Deployment{}, &Error{Code: ECONFLICT, DeploymentID: r.id,
-				Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, r.id)}
+			return Deployment{}, &Error{Code: ECONFLICT, DeploymentID: held.id,
+				Message: fmt.Sprintf("service %s is busy with deployment %s", spec.Name, held.id)}
 		}
 		// A reconciler or retention pass holds the service for a moment,
 		// or a deployment is writing its final record: the request waits
 		// for the release rather than failing.
 		c.mu.Unlock()
 		select {
-		case <-r.done:
+		case <-held.done:
 		case <-ctx.Done():
 			return Deployment{}, fmt.Errorf("wait for a maintenance pass on %s: %w", spec.Name, ctx.Err())
 		}
 		c.mu.Lock()
 	}
-	r := &run{id: id, done: make(chan struct{})}
-	r.ctx, r.cancel = context.WithCancelCause(c.runCtx)
-	c.running[spec.Name] = r
+	l := &lease{id: id, done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancelCause(c.runCtx)
+	c.leases[spec.Name] = l
 	// Added under the lock Close takes to set closed, so that Close waits
 	// for every launch that got past the check above.
 	c.wg.Add(1)
@@ -318,7 +302,7 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 
 	d, err := c.record(ctx, id, spec, kind, trigger, plan)
 	if err != nil {
-		c.release(spec.Name, r)
+		c.release(spec.Name, l)
 		c.wg.Done()
 		return Deployment{}, err
 	}
@@ -326,8 +310,8 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 
 	go func() {
 		defer c.wg.Done()
-		defer c.release(spec.Name, r)
-		c.execute(r, spec, d)
+		defer c.release(spec.Name, l)
+		c.execute(l, spec, d)
 	}()
 	return d, nil
 }
@@ -355,24 +339,14 @@ func (c *Controller) record(ctx context.Context, id string, spec ServiceSpec, ki
 	return d, nil
 }
 
-func (c *Controller) release(service string, r *run) {
-	r.cancel(nil)
-	c.mu.Lock()
-	if c.running[service] == r {
-		delete(c.running, service)
-	}
-	c.mu.Unlock()
-	close(r.done)
-}
-
 // Wait blocks until the deployment with the given id is no longer running
 // in this process or ctx is done, then returns its record.
 func (c *Controller) Wait(ctx context.Context, id string) (Deployment, error) {
 	c.mu.Lock()
 	var done chan struct{}
-	for _, r := range c.running {
-		if r.id == id {
-			done = r.done
+	for _, l := range c.leases {
+		if l.id == id {
+			done = l.done
 		}
 	}
 	c.mu.Unlock()
@@ -431,7 +405,7 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 			continue
 		}
 		if ct.Health == "" && ct.Running() {
-			ct.Health = c.verdicts.get(ct.ID)
+			ct.Health = c.probeResults.get(ct.ID)
 		}
 		cv.Containers = append(cv.Containers, ct)
 		cv.Image = ct.Image
@@ -454,11 +428,11 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		}
 	}
 	c.mu.Lock()
-	r := c.running[name]
+	l := c.leases[name]
 	c.mu.Unlock()
 	var last []Deployment
-	if r != nil && r.id != "" {
-		d, err := c.store.GetDeployment(ctx, r.id)
+	if l != nil && l.id != "" {
+		d, err := c.store.GetDeployment(ctx, l.id)
 		if err == nil {
 			last = []Deployment{d}
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // switchTimeout bounds a traffic switch. The switch runs detached from the
@@ -110,7 +112,7 @@ func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) 
 // the store never disagree.
 func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []Container) error {
 	return r.step(ctx, StepSwitch, func(ctx context.Context, s *Step) (string, error) {
-		if err := r.c.enterSwitch(r.run); err != nil {
+		if err := r.c.enterSwitch(r.lease); err != nil {
 			return "", err
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchTimeout)
@@ -214,22 +216,27 @@ func allReplicas(n int) []int {
 func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color Color, image, deployment string,
 	env []string, nums []int) ([]Container, error) {
 	cs := make([]Container, len(nums))
-	err := forEachParallel(len(nums), func(i int) error {
-		ct, err := c.rt.StartContainer(ctx, ContainerSpec{
-			Name:          replicaName(spec.Name, color, nums[i]),
-			Image:         image,
-			Service:       spec.Name,
-			Color:         color,
-			Deployment:    deployment,
-			Port:          spec.Port,
-			Env:           env,
-			Network:       spec.Network,
-			RestartPolicy: spec.RestartPolicy,
+	// A plain Group, not WithContext: a failed start does not cut its
+	// siblings short; the failed deploy removes every container it made.
+	var g errgroup.Group
+	for i, n := range nums {
+		g.Go(func() error {
+			ct, err := c.rt.StartContainer(ctx, ContainerSpec{
+				Name:          replicaName(spec.Name, color, n),
+				Image:         image,
+				Service:       spec.Name,
+				Color:         color,
+				Deployment:    deployment,
+				Port:          spec.Port,
+				Env:           env,
+				Network:       spec.Network,
+				RestartPolicy: spec.RestartPolicy,
+			})
+			cs[i] = ct
+			return err
 		})
-		cs[i] = ct
-		return err
-	})
-	if err != nil {
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return cs, nil
@@ -247,33 +254,14 @@ func (r *deployRun) removeColor(ctx context.Context, color Color) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := forEachParallel(len(cs), func(i int) error {
-		return r.c.rt.RemoveContainer(ctx, cs[i].ID)
-	}); err != nil {
+	var g errgroup.Group
+	for _, ct := range cs {
+		g.Go(func() error { return r.c.rt.RemoveContainer(ctx, ct.ID) })
+	}
+	if err := g.Wait(); err != nil {
 		return 0, err
 	}
 	return len(cs), nil
-}
-
-// forEachParallel runs fn(0..n-1) concurrently and returns the first error
-// by index once all have returned.
-func forEachParallel(n int, fn func(i int) error) error {
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fn(i)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // preDeployOutputLimit is how much of the pre-deploy command's output the
@@ -297,7 +285,7 @@ func (r *deployRun) preDeploy(ctx context.Context, env []string, s *Step) (strin
 		Network:    r.spec.Network,
 	})
 	s.Output = tail(res.Output, preDeployOutputLimit)
-	for _, line := range outputLines(s.Output) {
+	for _, line := range OutputLines(s.Output) {
 		r.logLine("%s", line)
 	}
 	if err != nil {
@@ -340,19 +328,26 @@ func specEnv(spec ServiceSpec) ([]string, error) {
 	return env, nil
 }
 
+// colorContainers lists the service's containers of color, sorted by name.
 func (c *Controller) colorContainers(ctx context.Context, service string, color Color) ([]Container, error) {
 	all, err := c.rt.Containers(ctx, service)
 	if err != nil {
 		return nil, err
 	}
+	return ofColor(all, color), nil
+}
+
+// ofColor returns the containers of color among all, sorted by name: the
+// runtime promises no order, and nginx's upstream should not change with it.
+func ofColor(all []Container, color Color) []Container {
 	var cs []Container
 	for _, ct := range all {
 		if ct.Color == color {
 			cs = append(cs, ct)
 		}
 	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
-	return cs, nil
+	slices.SortFunc(cs, func(a, b Container) int { return strings.Compare(a.Name, b.Name) })
+	return cs
 }
 
 func running(cs []Container) []Container {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -131,14 +132,16 @@ func TestAutoRollback_WhoeverNoticesFirstRollsBackOnce(t *testing.T) {
 			// each time.
 			for trial := range 25 {
 				t.Run(fmt.Sprint(trial), func(t *testing.T) {
-					h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
-					h.deployOK("v1")
-					h.deployOK("v2")
-					h.killColor(controller.Green)
+					synctest.Test(t, func(t *testing.T) {
+						h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
+						h.deployOK("v1")
+						h.deployOK("v2")
+						h.killColor(controller.Green)
 
-					tt.notice(h)
+						tt.notice(h)
 
-					wantOneAutoRollback(t, h, tt.actors...)
+						wantOneAutoRollback(t, h, tt.actors...)
+					})
 				})
 			}
 		})
@@ -146,48 +149,52 @@ func TestAutoRollback_WhoeverNoticesFirstRollsBackOnce(t *testing.T) {
 }
 
 func TestAutoRollback_RetriedOnceTheStandbyAnswers(t *testing.T) {
-	h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
-	h.deployOK("v1")
-	h.deployOK("v2")
-	// Green is dead and blue, the standby, fails its probe for a while.
-	h.killColor(controller.Green)
-	h.failColor(controller.Blue)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
+		h.deployOK("v1")
+		h.deployOK("v2")
+		// Green is dead and blue, the standby, fails its probe for a while.
+		h.killColor(controller.Green)
+		h.failColor(controller.Blue)
 
-	h.watchRounds(testWatch.UnhealthyThreshold + 1)
-	if n := len(h.rollbacks()); n != 0 {
-		t.Fatalf("rollbacks while the standby fails its probe = %d, want 0", n)
-	}
-	notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
-	if len(notes) != 1 || !strings.Contains(notes[0].Message, "no automatic rollback") {
-		t.Fatalf("unhealthy notifications = %+v, want one saying no automatic rollback yet", notes)
-	}
+		h.watchRounds(testWatch.UnhealthyThreshold + 1)
+		if n := len(h.rollbacks()); n != 0 {
+			t.Fatalf("rollbacks while the standby fails its probe = %d, want 0", n)
+		}
+		notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
+		if len(notes) != 1 || !strings.Contains(notes[0].Message, "no automatic rollback") {
+			t.Fatalf("unhealthy notifications = %+v, want one saying no automatic rollback yet", notes)
+		}
 
-	h.prober.setVerdict(nil)
-	h.watchRounds(1)
+		h.prober.setVerdict(nil)
+		h.watchRounds(1)
 
-	wantOneAutoRollback(t, h, "watchdog")
+		wantOneAutoRollback(t, h, "watchdog")
+	})
 }
 
 func TestAutoRollback_VerdictOnColorNoLongerActiveIsDropped(t *testing.T) {
-	h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
-	h.deployOK("v1")
-	h.deployOK("v2")
-	h.killColor(controller.Green)
-	h.watchRounds(testWatch.UnhealthyThreshold - 1)
-	// A person rolls back before the watchdog reaches its threshold; the
-	// watchdog's next failed count is about a color that no longer serves.
-	h.wait(h.rollback().ID)
-	h.killColor(controller.Green)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
+		h.deployOK("v1")
+		h.deployOK("v2")
+		h.killColor(controller.Green)
+		h.watchRounds(testWatch.UnhealthyThreshold - 1)
+		// A person rolls back before the watchdog reaches its threshold; the
+		// watchdog's next failed count is about a color that no longer serves.
+		h.wait(h.rollback().ID)
+		h.killColor(controller.Green)
 
-	h.watchRounds(testWatch.UnhealthyThreshold + 1)
-	h.reconcileQuiet()
+		h.watchRounds(testWatch.UnhealthyThreshold + 1)
+		h.reconcileQuiet()
 
-	if n := len(h.rollbacks()); n != 1 {
-		t.Fatalf("rollbacks = %d, want only the person's: green is the standby now", n)
-	}
-	if st := h.store.service(svc); st.ActiveColor != controller.Blue {
-		t.Errorf("active = %s, want blue", st.ActiveColor)
-	}
+		if n := len(h.rollbacks()); n != 1 {
+			t.Fatalf("rollbacks = %d, want only the person's: green is the standby now", n)
+		}
+		if st := h.store.service(svc); st.ActiveColor != controller.Blue {
+			t.Errorf("active = %s, want blue", st.ActiveColor)
+		}
+	})
 }
 
 func TestReconcile_DeadActiveColorWithoutWarmStandbyIsRestarted(t *testing.T) {
@@ -208,90 +215,94 @@ func TestReconcile_DeadActiveColorWithoutWarmStandbyIsRestarted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mutate := func(*controller.ServiceSpec) {}
-			if tt.mutate != nil {
-				mutate = tt.mutate
-			}
-			h := newHarness(t, mutate)
-			h.deployOK("v1")
-			v2 := h.deployOK("v2")
-			before := h.store.service(svc)
-			tt.kill(h)
-			calls := h.rt.countCalls(tt.calls)
-
-			if n := h.reconcile(); n < h.spec.Replicas {
-				t.Fatalf("repairs = %d, want at least %d", n, h.spec.Replicas)
-			}
-
-			if got := h.rt.countCalls(tt.calls) - calls; got != h.spec.Replicas {
-				t.Errorf("%s calls = %d, want %d", tt.calls, got, h.spec.Replicas)
-			}
-			green := h.colorContainers(controller.Green)
-			if len(running(green)) != h.spec.Replicas {
-				t.Fatalf("running green containers = %v, want %d", namesOf(green), h.spec.Replicas)
-			}
-			for _, ct := range green {
-				if ct.Image != "demoapp:v2" || ct.Deployment != v2.ID {
-					t.Errorf("container %s = image %s deployment %s, want demoapp:v2 of %s", ct.Name, ct.Image, ct.Deployment, v2.ID)
+			synctest.Test(t, func(t *testing.T) {
+				mutate := func(*controller.ServiceSpec) {}
+				if tt.mutate != nil {
+					mutate = tt.mutate
 				}
-			}
-			if got, want := h.router.current(svc), addrsOf(green); !slices.Equal(got, want) {
-				t.Errorf("upstream = %v, want the restarted containers %v", got, want)
-			}
-			if got := h.store.service(svc); got != before {
-				t.Errorf("state = %+v, want unchanged %+v", got, before)
-			}
-			if n := len(h.rollbacks()); n != 0 {
-				t.Errorf("rollbacks = %d, want 0", n)
-			}
-			repairs := h.notes.ofKind(controller.NotifyRepair)
-			if len(repairs) != 1 || !strings.Contains(repairs[0].Message, "had no running containers") || repairs[0].Actor != "reconciler" {
-				t.Errorf("repair notifications = %+v, want one for the restarted active color", repairs)
-			}
-			if got, want := h.obs.repairList(), []string{svc + "/" + controller.RepairActiveRestarted}; !slices.Equal(got, want) {
-				t.Errorf("observed repairs = %v, want %v", got, want)
-			}
-			audit, err := h.c.Audit(h.ctx(), 10)
-			if err != nil {
-				t.Fatalf("Audit: %v", err)
-			}
-			if len(audit) != 1 || audit[0].Action != "repair" || audit[0].Actor != "reconciler" || audit[0].Result != "ok" {
-				t.Errorf("audit = %+v, want one ok repair by the reconciler", audit)
-			}
+				h := newHarness(t, mutate)
+				h.deployOK("v1")
+				v2 := h.deployOK("v2")
+				before := h.store.service(svc)
+				tt.kill(h)
+				calls := h.rt.countCalls(tt.calls)
 
-			// The next rounds find a healthy service and nothing to do.
-			h.watchRounds(testWatch.UnhealthyThreshold + 1)
-			if n := h.reconcile(); n != 0 {
-				t.Errorf("repairs on the next pass = %d, want 0", n)
-			}
-			if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
-				t.Errorf("unhealthy notifications = %+v, want none: the pass repaired before any round failed", got)
-			}
+				if n := h.reconcile(); n < h.spec.Replicas {
+					t.Fatalf("repairs = %d, want at least %d", n, h.spec.Replicas)
+				}
+
+				if got := h.rt.countCalls(tt.calls) - calls; got != h.spec.Replicas {
+					t.Errorf("%s calls = %d, want %d", tt.calls, got, h.spec.Replicas)
+				}
+				green := h.colorContainers(controller.Green)
+				if len(running(green)) != h.spec.Replicas {
+					t.Fatalf("running green containers = %v, want %d", namesOf(green), h.spec.Replicas)
+				}
+				for _, ct := range green {
+					if ct.Image != "demoapp:v2" || ct.Deployment != v2.ID {
+						t.Errorf("container %s = image %s deployment %s, want demoapp:v2 of %s", ct.Name, ct.Image, ct.Deployment, v2.ID)
+					}
+				}
+				if got, want := h.router.current(svc), addrsOf(green); !slices.Equal(got, want) {
+					t.Errorf("upstream = %v, want the restarted containers %v", got, want)
+				}
+				if got := h.store.service(svc); got != before {
+					t.Errorf("state = %+v, want unchanged %+v", got, before)
+				}
+				if n := len(h.rollbacks()); n != 0 {
+					t.Errorf("rollbacks = %d, want 0", n)
+				}
+				repairs := h.notes.ofKind(controller.NotifyRepair)
+				if len(repairs) != 1 || !strings.Contains(repairs[0].Message, "had no running containers") || repairs[0].Actor != "reconciler" {
+					t.Errorf("repair notifications = %+v, want one for the restarted active color", repairs)
+				}
+				if got, want := h.obs.repairList(), []string{svc + "/" + controller.RepairActiveRestarted}; !slices.Equal(got, want) {
+					t.Errorf("observed repairs = %v, want %v", got, want)
+				}
+				audit, err := h.c.Audit(h.ctx(), 10)
+				if err != nil {
+					t.Fatalf("Audit: %v", err)
+				}
+				if len(audit) != 1 || audit[0].Action != "repair" || audit[0].Actor != "reconciler" || audit[0].Result != "ok" {
+					t.Errorf("audit = %+v, want one ok repair by the reconciler", audit)
+				}
+
+				// The next rounds find a healthy service and nothing to do.
+				h.watchRounds(testWatch.UnhealthyThreshold + 1)
+				if n := h.reconcile(); n != 0 {
+					t.Errorf("repairs on the next pass = %d, want 0", n)
+				}
+				if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
+					t.Errorf("unhealthy notifications = %+v, want none: the pass repaired before any round failed", got)
+				}
+			})
 		})
 	}
 }
 
 func TestReconcile_FailedRestartIsReportedOnceAndRetried(t *testing.T) {
-	h := newHarness(t)
-	h.deployOK("v1")
-	h.deployOK("v2")
-	h.removeColorContainers(controller.Green)
-	// The active image was pruned and cannot be pulled: nothing can come
-	// back until it can.
-	h.rt.set(func(rt *fakeRuntime) { delete(rt.images, "demoapp:v2") })
-	for range 3 {
-		if _, err := h.c.Reconcile(h.ctx()); err == nil {
-			t.Fatal("Reconcile = nil, want the failed restart")
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.deployOK("v1")
+		h.deployOK("v2")
+		h.removeColorContainers(controller.Green)
+		// The active image was pruned and cannot be pulled: nothing can come
+		// back until it can.
+		h.rt.set(func(rt *fakeRuntime) { delete(rt.images, "demoapp:v2") })
+		for range 3 {
+			if _, err := h.c.Reconcile(h.ctx()); err == nil {
+				t.Fatal("Reconcile = nil, want the failed restart")
+			}
 		}
-	}
-	notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
-	if len(notes) != 1 || !strings.Contains(notes[0].Message, "no running containers") {
-		t.Errorf("unhealthy notifications = %+v, want one saying the active color has no running containers", notes)
-	}
+		notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
+		if len(notes) != 1 || !strings.Contains(notes[0].Message, "no running containers") {
+			t.Errorf("unhealthy notifications = %+v, want one saying the active color has no running containers", notes)
+		}
 
-	h.rt.addImage("sha256:v2again", time.Now(), "demoapp:v2")
-	h.reconcile()
-	if green := running(h.colorContainers(controller.Green)); len(green) != h.spec.Replicas {
-		t.Fatalf("running green = %v, want %d once the image is back", namesOf(green), h.spec.Replicas)
-	}
+		h.rt.addImage("sha256:v2again", time.Now(), "demoapp:v2")
+		h.reconcile()
+		if green := running(h.colorContainers(controller.Green)); len(green) != h.spec.Replicas {
+			t.Fatalf("running green = %v, want %d once the image is back", namesOf(green), h.spec.Replicas)
+		}
+	})
 }

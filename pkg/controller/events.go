@@ -155,7 +155,7 @@ func eventsFromRecord(d Deployment) []Event {
 	add(Event{Time: d.CreatedAt, Type: EventStatus, Status: StatusQueued.String()})
 	for _, s := range d.Steps {
 		add(Event{Time: s.StartedAt, Type: EventStep, Step: s.Name, Status: StepRunning.String()})
-		for _, line := range outputLines(s.Output) {
+		for _, line := range OutputLines(s.Output) {
 			add(Event{Time: s.StartedAt, Type: EventLog, Step: s.Name, Message: line})
 		}
 		if s.FinishedAt != nil {
@@ -172,7 +172,9 @@ func eventsFromRecord(d Deployment) []Event {
 	return evs
 }
 
-func outputLines(out string) []string {
+// OutputLines splits a step's recorded output (Step.Output) into its
+// lines, without the empty one after a final newline; nil for no output.
+func OutputLines(out string) []string {
 	out = strings.TrimRight(out, "\n")
 	if out == "" {
 		return nil

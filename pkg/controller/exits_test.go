@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -69,68 +70,76 @@ func exitHarness(t *testing.T, feed *fakeExitFeed, mutate ...func(*controller.Se
 }
 
 func TestFollowExits_DeadActiveColorRolledBackWithoutWaitingForARound(t *testing.T) {
-	feed := &fakeExitFeed{}
-	h := exitHarness(t, feed, func(s *controller.ServiceSpec) { s.AutoRollback = true })
-	h.deployOK("v1")
-	h.deployOK("v2")
-	h.followExits(feed)
-	eventually(t, "the feed to be followed", feed.following)
+	synctest.Test(t, func(t *testing.T) {
+		feed := &fakeExitFeed{}
+		h := exitHarness(t, feed, func(s *controller.ServiceSpec) { s.AutoRollback = true })
+		h.deployOK("v1")
+		h.deployOK("v2")
+		h.followExits(feed)
+		eventually(t, "the feed to be followed", feed.following)
 
-	h.killColor(controller.Green)
-	// One exit per replica, and one of a service deployd does not manage.
-	feed.exit(svc)
-	feed.exit(svc)
-	feed.exit("someone-else")
+		h.killColor(controller.Green)
+		// One exit per replica, and one of a service deployd does not manage.
+		feed.exit(svc)
+		feed.exit(svc)
+		feed.exit("someone-else")
 
-	eventually(t, "a rollback", func() bool { return len(h.rollbacks()) > 0 })
-	wantOneAutoRollback(t, h, "reconciler")
+		eventually(t, "a rollback", func() bool { return len(h.rollbacks()) > 0 })
+		wantOneAutoRollback(t, h, "reconciler")
+	})
 }
 
 func TestFollowExits_DeadActiveColorRestartedWithoutStandby(t *testing.T) {
-	feed := &fakeExitFeed{}
-	h := exitHarness(t, feed)
-	h.deployOK("v1")
-	h.followExits(feed)
-	eventually(t, "the feed to be followed", feed.following)
+	synctest.Test(t, func(t *testing.T) {
+		feed := &fakeExitFeed{}
+		h := exitHarness(t, feed)
+		h.deployOK("v1")
+		h.followExits(feed)
+		eventually(t, "the feed to be followed", feed.following)
 
-	h.killColor(controller.Blue)
-	feed.exit(svc)
+		h.killColor(controller.Blue)
+		feed.exit(svc)
 
-	eventually(t, "blue running again", func() bool {
-		return len(running(h.colorContainers(controller.Blue))) == h.spec.Replicas
+		eventually(t, "blue running again", func() bool {
+			return len(running(h.colorContainers(controller.Blue))) == h.spec.Replicas
+		})
+		if got := h.notes.ofKind(controller.NotifyRepair); len(got) != 1 {
+			t.Errorf("repair notifications = %+v, want 1", got)
+		}
 	})
-	if got := h.notes.ofKind(controller.NotifyRepair); len(got) != 1 {
-		t.Errorf("repair notifications = %+v, want 1", got)
-	}
 }
 
 func TestFollowExits_BrokenFeedIsFollowedAgainAndEveryServiceChecked(t *testing.T) {
-	feed := &fakeExitFeed{failFirst: errors.New("follow container events: unexpected EOF")}
-	h := exitHarness(t, feed, func(s *controller.ServiceSpec) { s.AutoRollback = true })
-	h.deployOK("v1")
-	h.deployOK("v2")
-	// Green died while nobody was listening.
-	h.killColor(controller.Green)
+	synctest.Test(t, func(t *testing.T) {
+		feed := &fakeExitFeed{failFirst: errors.New("follow container events: unexpected EOF")}
+		h := exitHarness(t, feed, func(s *controller.ServiceSpec) { s.AutoRollback = true })
+		h.deployOK("v1")
+		h.deployOK("v2")
+		// Green died while nobody was listening.
+		h.killColor(controller.Green)
 
-	h.followExits(feed)
+		h.followExits(feed)
 
-	eventually(t, "a rollback after the feed came back", func() bool { return len(h.rollbacks()) > 0 })
-	wantOneAutoRollback(t, h, "reconciler")
-	if !feed.following() {
-		t.Error("the feed is not followed again after it broke")
-	}
+		eventually(t, "a rollback after the feed came back", func() bool { return len(h.rollbacks()) > 0 })
+		wantOneAutoRollback(t, h, "reconciler")
+		if !feed.following() {
+			t.Error("the feed is not followed again after it broke")
+		}
+	})
 }
 
 func TestFollowExits_WithoutFeedReturnsAtOnce(t *testing.T) {
-	h := newHarness(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		h.c.FollowExits(context.Background())
-	}()
-	select {
-	case <-done:
-	case <-time.After(testDeadline):
-		t.Fatal("FollowExits without a feed did not return")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.c.FollowExits(context.Background())
+		}()
+		select {
+		case <-done:
+		case <-time.After(testDeadline):
+			t.Fatal("FollowExits without a feed did not return")
+		}
+	})
 }

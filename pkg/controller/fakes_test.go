@@ -46,7 +46,8 @@ type fakeRuntime struct {
 	// when create succeeds and start does not. Replicas start in parallel,
 	// so the replica is named, not the call's position.
 	startFailAt int
-	// oneOff decides how a one-off container ends; nil means exit 0.
+	// oneOff decides how a one-off container ends; nil means exit 0. As
+	// with dockerx, a one-off ended by its context yields no result.
 	oneOff func(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error)
 	// oneOffs records every one-off spec run.
 	oneOffs []controller.OneOffSpec
@@ -122,16 +123,23 @@ func (rt *fakeRuntime) Ping(ctx context.Context) error {
 }
 
 func (rt *fakeRuntime) OneOffs(ctx context.Context, service string) ([]controller.Container, error) {
+	return rt.listOf(ctx, "one-offs", service, func() []controller.Container { return rt.oneOffLeft })
+}
+
+// listOf returns the containers of service among those all returns under
+// rt.mu, or fails as an unreachable engine would (containersErr) to list
+// what.
+func (rt *fakeRuntime) listOf(ctx context.Context, what, service string, all func() []controller.Container) ([]controller.Container, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.containersErr != nil {
-		return nil, fmt.Errorf("list one-offs of %s: %w", service, rt.containersErr)
+		return nil, fmt.Errorf("list %s of %s: %w", what, service, rt.containersErr)
 	}
 	var cs []controller.Container
-	for _, c := range rt.oneOffLeft {
+	for _, c := range all() {
 		if c.Service == service {
 			cs = append(cs, c)
 		}
@@ -249,7 +257,13 @@ func (rt *fakeRuntime) RunOneOff(ctx context.Context, spec controller.OneOffSpec
 	if fn == nil {
 		return controller.OneOffResult{ExitCode: 0, Output: "ok\n"}, nil
 	}
-	return fn(ctx, spec)
+	res, err := fn(ctx, spec)
+	if err != nil && ctx.Err() != nil {
+		// dockerx kills and removes a one-off whose context ends, and
+		// reads neither its exit code nor its output.
+		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, ctx.Err())
+	}
+	return res, err
 }
 
 // failStartAt makes the next start of replica n (1-based) fail.
@@ -300,22 +314,14 @@ func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.Conta
 }
 
 func (rt *fakeRuntime) Containers(ctx context.Context, service string) ([]controller.Container, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.containersErr != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", service, rt.containersErr)
-	}
-	// Map order on purpose: Docker promises no order either.
-	var cs []controller.Container
-	for _, c := range rt.containers {
-		if c.Service == service {
+	return rt.listOf(ctx, "containers", service, func() []controller.Container {
+		// Map order on purpose: Docker promises no order either.
+		cs := make([]controller.Container, 0, len(rt.containers))
+		for _, c := range rt.containers {
 			cs = append(cs, c.Container)
 		}
-	}
-	return cs, nil
+		return cs
+	})
 }
 
 func (rt *fakeRuntime) InspectContainer(ctx context.Context, id string) (controller.Container, error) {
@@ -669,6 +675,23 @@ func (p *fakeProber) setVerdict(fn func(name string, n int) error) {
 	p.verdict = fn
 }
 
+// failUntil makes every probe of a container whose name starts with
+// prefix ("" for all) fail with err until release is closed (never, for a
+// nil release); the other containers answer.
+func (p *fakeProber) failUntil(prefix string, err error, release <-chan struct{}) {
+	p.setVerdict(func(name string, _ int) error {
+		if !strings.HasPrefix(name, prefix) {
+			return nil
+		}
+		select {
+		case <-release:
+			return nil
+		default:
+			return err
+		}
+	})
+}
+
 func (p *fakeProber) count(name string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -691,6 +714,9 @@ type memStore struct {
 	// onPut, when set, runs before each PutDeployment is applied, outside
 	// the lock, so a test can hold the controller at that point.
 	onPut func(d controller.Deployment)
+	// onGetDelivery, when set, runs at the start of each GetDelivery,
+	// outside the lock, so a test can make one delivery slow.
+	onGetDelivery func(key string)
 
 	audit      []controller.AuditEntry // oldest first
 	deliveries map[string]string       // delivery key to deployment id
@@ -772,17 +798,30 @@ func (s *memStore) ListAudit(ctx context.Context, limit int) ([]controller.Audit
 }
 
 func (s *memStore) GetDelivery(ctx context.Context, key string) (string, error) {
+	s.mu.Lock()
+	hook := s.onGetDelivery
+	s.mu.Unlock()
+	if hook != nil && ctx.Err() == nil {
+		hook(key)
+	}
+	return lookup(ctx, s, func() map[string]string { return s.deliveries }, "delivery", key)
+}
+
+// lookup counts a read and returns the entry key of the map that pick
+// returns under s.mu, or an error wrapping ErrNotFound that names what.
+func lookup[V any](ctx context.Context, s *memStore, pick func() map[string]V, what, key string) (V, error) {
 	s.countRead()
+	var zero V
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return zero, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id, ok := s.deliveries[key]
+	v, ok := pick()[key]
 	if !ok {
-		return "", fmt.Errorf("delivery %s: %w", key, controller.ErrNotFound)
+		return zero, fmt.Errorf("%s %s: %w", what, key, controller.ErrNotFound)
 	}
-	return id, nil
+	return v, nil
 }
 
 func (s *memStore) PutDelivery(ctx context.Context, key, deploymentID string) error {
@@ -797,17 +836,7 @@ func (s *memStore) PutDelivery(ctx context.Context, key, deploymentID string) er
 }
 
 func (s *memStore) GetService(ctx context.Context, name string) (controller.ServiceState, error) {
-	s.countRead()
-	if err := ctx.Err(); err != nil {
-		return controller.ServiceState{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.services[name]
-	if !ok {
-		return controller.ServiceState{}, fmt.Errorf("service %s: %w", name, controller.ErrNotFound)
-	}
-	return st, nil
+	return lookup(ctx, s, func() map[string]controller.ServiceState { return s.services }, "service", name)
 }
 
 func (s *memStore) PutService(ctx context.Context, st controller.ServiceState) error {
@@ -854,17 +883,8 @@ func (s *memStore) SaveSwitch(ctx context.Context, st controller.ServiceState, d
 }
 
 func (s *memStore) GetDeployment(ctx context.Context, id string) (controller.Deployment, error) {
-	s.countRead()
-	if err := ctx.Err(); err != nil {
-		return controller.Deployment{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d, ok := s.deployments[id]
-	if !ok {
-		return controller.Deployment{}, fmt.Errorf("deployment %s: %w", id, controller.ErrNotFound)
-	}
-	return cloneDeployment(d), nil
+	d, err := lookup(ctx, s, func() map[string]controller.Deployment { return s.deployments }, "deployment", id)
+	return cloneDeployment(d), err
 }
 
 // sorted returns the deployments matching keep, oldest first (IDs sort by

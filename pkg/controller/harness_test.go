@@ -16,8 +16,16 @@ import (
 
 const svc = "web"
 
-// testDeadline bounds every wait in this package's tests; the whole suite
-// runs in well under a second when nothing hangs.
+// Tests that build a harness run inside synctest.Test: the controller's
+// timers (health intervals, timeouts, bake rounds, drains) then run on the
+// bubble's fake clock, which moves only when every goroutine of the test
+// waits. Their outcome does not depend on how loaded the machine is, and
+// no test waits in real time. The few that share one harness across
+// subtests (t.Run is not allowed in a bubble) run on real time; they race
+// no timer against another.
+
+// testDeadline bounds every wait in this package's tests. In a bubble it
+// is fake time: a test that hangs fails at once.
 const testDeadline = 5 * time.Second
 
 // baseSpec is a two-replica service with intervals small enough that a
@@ -180,6 +188,26 @@ func (h *harness) colorContainers(color controller.Color) []controller.Container
 	return cs
 }
 
+// duringSwitch starts a deploy of image, holds it inside the router's
+// Switch while fn runs, then lets it go on and waits for its end.
+func (h *harness) duringSwitch(image string, fn func()) controller.Deployment {
+	h.t.Helper()
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.router.setBeforeSwitch(func(string) {
+		close(entered)
+		<-release
+	})
+	d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: image})
+	if err != nil {
+		h.t.Fatalf("Deploy(%q): %v", image, err)
+	}
+	<-entered
+	fn()
+	h.router.setBeforeSwitch(nil)
+	close(release)
+	return h.wait(d.ID)
+}
+
 // activeSnapshot is everything a failed deploy must leave exactly as it
 // found it: the stored state, the active color's containers and where
 // traffic goes.
@@ -264,7 +292,8 @@ func failedSteps(d controller.Deployment) []string {
 	return out
 }
 
-// eventually polls cond until it holds or the test deadline passes.
+// eventually polls cond until it holds or the test deadline passes. In a
+// bubble, each sleep lets every other goroutine run until it waits.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(testDeadline)

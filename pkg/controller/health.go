@@ -59,13 +59,13 @@ func (c *Controller) waitHealthy(ctx context.Context, service string, spec Healt
 				continue
 			}
 			if err := c.prober.Probe(ctx, rep.Address, spec); err != nil {
-				c.verdicts.set(rep.ID, HealthUnhealthy)
+				c.probeResults.set(rep.ID, HealthUnhealthy)
 				c.observer.HealthCheckFailed(service)
 				rep.streak, rep.lastErr = 0, err
 				note("%s: not healthy: %v", rep.Name, err)
 				continue
 			}
-			c.verdicts.set(rep.ID, HealthHealthy)
+			c.probeResults.set(rep.ID, HealthHealthy)
 			rep.streak++
 			note("%s: healthy (%d/%d)", rep.Name, rep.streak, threshold)
 			if rep.streak >= threshold {
@@ -130,32 +130,34 @@ const (
 	HealthUnhealthy = "unhealthy"
 )
 
-// maxVerdicts bounds the verdict map: containers come and go, and the
-// oldest verdicts are of containers long removed.
-const maxVerdicts = 1024
+// maxProbeResults bounds probeResults: containers come and go, and the
+// oldest results are of containers long removed.
+const maxProbeResults = 1024
 
-// verdicts remembers the last probe result per container.
-type verdicts struct {
+// probeResults remembers the last probe result (HealthHealthy or
+// HealthUnhealthy) per container id, the oldest forgotten first.
+type probeResults struct {
 	mu    sync.Mutex
 	byID  map[string]string
 	order []string
 }
 
-func (v *verdicts) set(id, verdict string) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if _, ok := v.byID[id]; !ok {
-		v.order = append(v.order, id)
-		if len(v.order) > maxVerdicts {
-			delete(v.byID, v.order[0])
-			v.order = v.order[1:]
+func (p *probeResults) set(id, health string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.byID[id]; !ok {
+		p.order = append(p.order, id)
+		if len(p.order) > maxProbeResults {
+			delete(p.byID, p.order[0])
+			p.order = p.order[1:]
 		}
 	}
-	v.byID[id] = verdict
+	p.byID[id] = health
 }
 
-func (v *verdicts) get(id string) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.byID[id]
+// get returns the container's last probe result, "" when none is known.
+func (p *probeResults) get(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byID[id]
 }

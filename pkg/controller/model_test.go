@@ -1,7 +1,9 @@
 package controller_test
 
 import (
+	"encoding"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,29 +11,31 @@ import (
 )
 
 func TestStatus_TextRoundTrip(t *testing.T) {
-	for s := controller.StatusQueued; s <= controller.StatusInterrupted; s++ {
-		b, err := s.MarshalText()
-		if err != nil {
-			t.Fatalf("MarshalText(%d): %v", int(s), err)
-		}
-		var got controller.Status
-		if err := got.UnmarshalText(b); err != nil {
-			t.Fatalf("UnmarshalText(%q): %v", b, err)
-		}
-		if got != s {
-			t.Errorf("round trip of %s = %s, want %s", s, got, s)
-		}
-	}
+	textRoundTrip(t, controller.StatusQueued, controller.StatusInterrupted)
 }
 
 func TestStepStatus_TextRoundTrip(t *testing.T) {
-	for s := controller.StepRunning; s <= controller.StepSkipped; s++ {
+	textRoundTrip(t, controller.StepRunning, controller.StepSkipped)
+}
+
+// textRoundTrip checks that every value from first to last survives
+// MarshalText and UnmarshalText.
+func textRoundTrip[T interface {
+	~int
+	fmt.Stringer
+	encoding.TextMarshaler
+}, PT interface {
+	*T
+	encoding.TextUnmarshaler
+}](t *testing.T, first, last T) {
+	t.Helper()
+	for s := first; s <= last; s++ {
 		b, err := s.MarshalText()
 		if err != nil {
 			t.Fatalf("MarshalText(%d): %v", int(s), err)
 		}
-		var got controller.StepStatus
-		if err := got.UnmarshalText(b); err != nil {
+		var got T
+		if err := PT(&got).UnmarshalText(b); err != nil {
 			t.Fatalf("UnmarshalText(%q): %v", b, err)
 		}
 		if got != s {

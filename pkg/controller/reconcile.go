@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 )
@@ -46,26 +44,6 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 		}
 	}
 	return total, errors.Join(errs...)
-}
-
-// hold takes the service's deployment lock for a background pass. It
-// returns false, taking nothing, while a deployment runs or after Close.
-// While held, Deploy and Rollback of the service wait for it to be released.
-func (c *Controller) hold(service string) (release func(), ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, false
-	}
-	if _, busy := c.running[service]; busy {
-		return nil, false
-	}
-	// An entry without a deployment id: nothing can Wait for or Cancel it,
-	// and the service view shows no running deployment.
-	r := &run{done: make(chan struct{})}
-	r.ctx, r.cancel = context.WithCancelCause(c.runCtx)
-	c.running[service] = r
-	return func() { c.release(service, r) }, true
 }
 
 func (c *Controller) reconcileService(ctx context.Context, name string) (int, error) {
@@ -152,7 +130,7 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 	log logrus.FieldLogger) (int, error) {
 	var want []string
 	if st.ActiveColor.Valid() {
-		want = addresses(running(sortedByName(ofColor(all, st.ActiveColor))))
+		want = addresses(running(ofColor(all, st.ActiveColor)))
 	}
 	inSync, err := c.router.InSync(ctx, st.Name, want)
 	if err != nil {
@@ -226,20 +204,4 @@ func (c *Controller) repaired(st ServiceState, kind, msg string, log logrus.Fiel
 	log.WithField("repair", kind).Warn("reconcile: " + msg)
 	c.notifyState(NotifyRepair, st, SourceReconciler, msg)
 	c.observer.Repaired(st.Name, kind)
-}
-
-func ofColor(all []Container, color Color) []Container {
-	var cs []Container
-	for _, ct := range all {
-		if ct.Color == color {
-			cs = append(cs, ct)
-		}
-	}
-	return cs
-}
-
-func sortedByName(cs []Container) []Container {
-	out := slices.Clone(cs)
-	slices.SortFunc(out, func(a, b Container) int { return strings.Compare(a.Name, b.Name) })
-	return out
 }

@@ -18,7 +18,7 @@ const saveTimeout = 10 * time.Second
 // goroutine touches it.
 type deployRun struct {
 	c      *Controller
-	run    *run
+	lease  *lease
 	spec   ServiceSpec
 	d      Deployment
 	log    logrus.FieldLogger
@@ -31,10 +31,11 @@ type deployRun struct {
 	bakedOut bool
 }
 
-// execute runs a recorded deployment to its end and saves the outcome.
-func (c *Controller) execute(run *run, spec ServiceSpec, d Deployment) {
-	ctx := run.ctx
-	r := &deployRun{c: c, run: run, spec: spec, d: d, events: c.events.open(d.ID),
+// execute runs a recorded deployment, holding l, to its end and saves the
+// outcome.
+func (c *Controller) execute(l *lease, spec ServiceSpec, d Deployment) {
+	ctx := l.ctx
+	r := &deployRun{c: c, lease: l, spec: spec, d: d, events: c.events.open(d.ID),
 		log: c.log.WithFields(logrus.Fields{
 			"service": spec.Name, "deployment": d.ID, "kind": string(d.Kind), "color": string(d.ToColor),
 		})}
@@ -85,9 +86,7 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 	// From the final record on, a client may see the deployment as ended
 	// and ask for the next one: that request waits for the release rather
 	// than being refused as busy.
-	r.c.mu.Lock()
-	r.run.finishing = true
-	r.c.mu.Unlock()
+	r.c.enterFinish(r.lease)
 	r.save()
 	r.events.append(Event{Time: now, Type: EventStatus, Status: r.d.Status.String(), Message: r.d.Error}, true)
 	r.c.events.retire(r.d.ID)
@@ -136,7 +135,7 @@ func orUnknown(actor string) string {
 // removeOwnContainers removes the containers this deployment created. It
 // runs on a detached context: it is the cleanup for a cancelled deploy too.
 func (r *deployRun) removeOwnContainers() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.run.ctx), time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.lease.ctx), time.Minute)
 	defer cancel()
 	cs, err := r.c.rt.Containers(ctx, r.spec.Name)
 	if err != nil {
@@ -220,7 +219,7 @@ func (r *deployRun) logLine(format string, args ...any) {
 // save writes the deployment record. A failed write is logged, not fatal:
 // the deploy itself must still reach a safe state.
 func (r *deployRun) save() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.run.ctx), saveTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.lease.ctx), saveTimeout)
 	defer cancel()
 	if err := r.c.store.PutDeployment(ctx, r.d); err != nil {
 		r.log.WithError(err).Error("save deployment record")

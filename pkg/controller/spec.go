@@ -1,6 +1,10 @@
 package controller
 
-import "time"
+import (
+	"strconv"
+	"strings"
+	"time"
+)
 
 // PullPolicy says when the runtime fetches an image from its registry.
 type PullPolicy string
@@ -54,7 +58,7 @@ type ServiceSpec struct {
 	// EnvFile is read at each deploy, so edits apply to the next one.
 	EnvFile       string
 	Network       string
-	RestartPolicy string
+	RestartPolicy string // as ParseRestartPolicy reads it
 	Pull          PullPolicy
 	Health        HealthSpec
 	PreDeploy     PreDeploySpec
@@ -84,7 +88,43 @@ type ContainerSpec struct {
 	Port          int
 	Env           []string // KEY=VALUE
 	Network       string
-	RestartPolicy string
+	RestartPolicy string // as ParseRestartPolicy reads it; "" means no
+}
+
+// RestartPolicy is what the runtime does when a replica's process exits.
+type RestartPolicy struct {
+	// Name is no, always, unless-stopped or on-failure.
+	Name string
+	// MaxRetries bounds on-failure's restarts; 0 means no bound.
+	MaxRetries int
+}
+
+// maxRestartRetries keeps on-failure's count to six digits.
+const maxRestartRetries = 999999
+
+// ParseRestartPolicy reads a restart policy as docker run --restart takes
+// it: no, always, unless-stopped or on-failure[:N] with N from 1 to
+// 999999. It is the one rule for the config and the runtime. on-failure:0
+// is refused: Docker reads a count of 0 as "no limit", the opposite of what
+// it says; plain on-failure means that. Errors are EINVALID.
+func ParseRestartPolicy(s string) (RestartPolicy, error) {
+	name, count, hasCount := strings.Cut(s, ":")
+	switch name {
+	case "no", "always", "unless-stopped", "on-failure":
+	default:
+		return RestartPolicy{}, Errorf(EINVALID, "unknown restart policy %q (want no, always, unless-stopped or on-failure[:N])", s)
+	}
+	p := RestartPolicy{Name: name}
+	if !hasCount {
+		return p, nil
+	}
+	n, err := strconv.Atoi(count)
+	if name != "on-failure" || err != nil || n < 1 || n > maxRestartRetries || count != strconv.Itoa(n) {
+		return RestartPolicy{}, Errorf(EINVALID,
+			"invalid restart policy %q: only on-failure takes a retry count, from 1 to %d", s, maxRestartRetries)
+	}
+	p.MaxRetries = n
+	return p, nil
 }
 
 // OneOffSpec describes a short-lived container, such as the pre-deploy

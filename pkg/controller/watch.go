@@ -140,7 +140,7 @@ func (c *Controller) Watch(ctx context.Context) error {
 func (c *Controller) busy(service string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.running[service]
+	_, ok := c.leases[service]
 	return ok
 }
 
@@ -244,12 +244,12 @@ func (c *Controller) probeAll(ctx context.Context, spec ServiceSpec, cs []Contai
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			c.verdicts.set(ct.ID, HealthUnhealthy)
+			c.probeResults.set(ct.ID, HealthUnhealthy)
 			c.observer.HealthCheckFailed(spec.Name)
 			errs = append(errs, fmt.Sprintf("%s: %v", ct.Name, err))
 			continue
 		}
-		c.verdicts.set(ct.ID, HealthHealthy)
+		c.probeResults.set(ct.ID, HealthHealthy)
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

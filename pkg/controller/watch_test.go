@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -21,119 +22,127 @@ func (h *harness) watchRounds(n int) {
 }
 
 func TestWatch_NotifiesOncePerUnhealthyEpisode(t *testing.T) {
-	h := newHarness(t) // threshold 2
-	h.deployOK("v1")
-	h.deployOK("v2")
-	h.failColor(controller.Green)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t) // threshold 2
+		h.deployOK("v1")
+		h.deployOK("v2")
+		h.failColor(controller.Green)
 
-	h.watchRounds(1)
-	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
-		t.Fatalf("after 1 failed round: %d unhealthy notifications, want 0", len(got))
-	}
-	h.watchRounds(3)
-	got := h.notes.ofKind(controller.NotifyServiceUnhealthy)
-	if len(got) != 1 {
-		t.Fatalf("after 4 failed rounds: %d unhealthy notifications, want 1", len(got))
-	}
-	if n := got[0]; n.Service != svc || n.Color != controller.Green || n.Actor != "watchdog" || !strings.Contains(n.Message, "500") {
-		t.Errorf("notification = %+v, want green of %s by watchdog with the probe error", n, svc)
-	}
-	if st, _ := h.obs.lastState(); st.Healthy {
-		t.Errorf("observed state = %+v, want unhealthy", st)
-	}
+		h.watchRounds(1)
+		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
+			t.Fatalf("after 1 failed round: %d unhealthy notifications, want 0", len(got))
+		}
+		h.watchRounds(3)
+		got := h.notes.ofKind(controller.NotifyServiceUnhealthy)
+		if len(got) != 1 {
+			t.Fatalf("after 4 failed rounds: %d unhealthy notifications, want 1", len(got))
+		}
+		if n := got[0]; n.Service != svc || n.Color != controller.Green || n.Actor != "watchdog" || !strings.Contains(n.Message, "500") {
+			t.Errorf("notification = %+v, want green of %s by watchdog with the probe error", n, svc)
+		}
+		if st, _ := h.obs.lastState(); st.Healthy {
+			t.Errorf("observed state = %+v, want unhealthy", st)
+		}
 
-	h.prober.setVerdict(nil)
-	h.watchRounds(1)
-	if st, _ := h.obs.lastState(); !st.Healthy || st.Active != controller.Green {
-		t.Errorf("observed state after recovery = %+v, want green healthy", st)
-	}
+		h.prober.setVerdict(nil)
+		h.watchRounds(1)
+		if st, _ := h.obs.lastState(); !st.Healthy || st.Active != controller.Green {
+			t.Errorf("observed state after recovery = %+v, want green healthy", st)
+		}
 
-	h.failColor(controller.Green)
-	h.watchRounds(2)
-	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 2 {
-		t.Errorf("after a second episode: %d unhealthy notifications, want 2", len(got))
-	}
-	if d := h.lastDeployment(); d.Kind != controller.KindDeploy {
-		t.Errorf("last deployment is a %s, want no rollback without auto_rollback", d.Kind)
-	}
+		h.failColor(controller.Green)
+		h.watchRounds(2)
+		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 2 {
+			t.Errorf("after a second episode: %d unhealthy notifications, want 2", len(got))
+		}
+		if d := h.lastDeployment(); d.Kind != controller.KindDeploy {
+			t.Errorf("last deployment is a %s, want no rollback without auto_rollback", d.Kind)
+		}
+	})
 }
 
 func TestWatch_PassingRoundResetsTheCount(t *testing.T) {
-	h := newHarness(t)
-	h.deployOK("v1")
-	for _, fail := range []bool{true, false, true, false, true} {
-		if fail {
-			h.failColor(controller.Blue)
-		} else {
-			h.prober.setVerdict(nil)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.deployOK("v1")
+		for _, fail := range []bool{true, false, true, false, true} {
+			if fail {
+				h.failColor(controller.Blue)
+			} else {
+				h.prober.setVerdict(nil)
+			}
+			h.watchRounds(1)
 		}
-		h.watchRounds(1)
-	}
-	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
-		t.Errorf("unhealthy notifications = %d, want 0: no two failed rounds in a row", len(got))
-	}
+		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
+			t.Errorf("unhealthy notifications = %d, want 0: no two failed rounds in a row", len(got))
+		}
+	})
 }
 
 func TestWatch_StoppedActiveContainerFailsTheRound(t *testing.T) {
-	h := newHarness(t)
-	h.deployOK("v1")
-	blue := h.colorContainers(controller.Blue)
-	h.rt.set(func(rt *fakeRuntime) { rt.containers[blue[0].ID].State = "exited" })
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.deployOK("v1")
+		blue := h.colorContainers(controller.Blue)
+		h.rt.set(func(rt *fakeRuntime) { rt.containers[blue[0].ID].State = "exited" })
 
-	h.watchRounds(2)
+		h.watchRounds(2)
 
-	got := h.notes.ofKind(controller.NotifyServiceUnhealthy)
-	if len(got) != 1 || !strings.Contains(got[0].Message, "not running") {
-		t.Fatalf("unhealthy notifications = %+v, want one saying a container is not running", got)
-	}
+		got := h.notes.ofKind(controller.NotifyServiceUnhealthy)
+		if len(got) != 1 || !strings.Contains(got[0].Message, "not running") {
+			t.Fatalf("unhealthy notifications = %+v, want one saying a container is not running", got)
+		}
+	})
 }
 
 func TestWatch_AutoRollbackToWarmHealthyStandby(t *testing.T) {
-	h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
-	h.deployOK("v1")
-	v2 := h.deployOK("v2")
-	h.failColor(controller.Green)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(s *controller.ServiceSpec) { s.AutoRollback = true })
+		h.deployOK("v1")
+		v2 := h.deployOK("v2")
+		h.failColor(controller.Green)
 
-	h.watchRounds(2)
+		h.watchRounds(2)
 
-	rb := h.lastDeployment()
-	if rb.Kind != controller.KindRollback || rb.Trigger.Source != "watchdog" || rb.Trigger.Actor != "watchdog" {
-		t.Fatalf("last deployment = %s by %+v, want a rollback by the watchdog", rb.Kind, rb.Trigger)
-	}
-	rb = h.wait(rb.ID)
-	if rb.Status != controller.StatusSucceeded {
-		t.Fatalf("rollback status = %s (%q), want succeeded", rb.Status, rb.Error)
-	}
-	wantRolledBack(t, h)
-	audit, err := h.c.Audit(h.ctx(), 10)
-	if err != nil {
-		t.Fatalf("Audit: %v", err)
-	}
-	want := controller.AuditEntry{Actor: "watchdog", Action: "rollback", Target: svc, Result: "ok", DeploymentID: rb.ID}
-	if len(audit) != 1 {
-		t.Fatalf("audit = %+v, want one entry", audit)
-	}
-	got := audit[0]
-	got.ID, got.Time = "", want.Time
-	if got != want {
-		t.Errorf("audit entry = %+v, want %+v", got, want)
-	}
-	rolled := h.notes.ofKind(controller.NotifyRolledBack)
-	if len(rolled) != 1 || rolled[0].Actor != "watchdog" || rolled[0].Deployment != rb.ID {
-		t.Errorf("rolled_back notifications = %+v, want one by the watchdog for %s", rolled, rb.ID)
-	}
-	fin := h.obs.finishedDeployments()
-	if last := fin[len(fin)-1]; last.ID != rb.ID || last.Trigger.Source != "watchdog" {
-		t.Errorf("last finished = %s from %q, want %s from watchdog", last.ID, last.Trigger.Source, rb.ID)
-	}
-	// Traffic moved: the count starts over for blue, which is healthy.
-	if st, _ := h.obs.lastState(); !st.Healthy || st.Active != controller.Blue {
-		t.Errorf("observed state = %+v, want blue healthy", st)
-	}
-	h.watchRounds(2)
-	if d := h.lastDeployment(); d.ID != rb.ID {
-		t.Errorf("another deployment %s after the rollback, want none (v2 was %s)", d.ID, v2.ID)
-	}
+		rb := h.lastDeployment()
+		if rb.Kind != controller.KindRollback || rb.Trigger.Source != "watchdog" || rb.Trigger.Actor != "watchdog" {
+			t.Fatalf("last deployment = %s by %+v, want a rollback by the watchdog", rb.Kind, rb.Trigger)
+		}
+		rb = h.wait(rb.ID)
+		if rb.Status != controller.StatusSucceeded {
+			t.Fatalf("rollback status = %s (%q), want succeeded", rb.Status, rb.Error)
+		}
+		wantRolledBack(t, h)
+		audit, err := h.c.Audit(h.ctx(), 10)
+		if err != nil {
+			t.Fatalf("Audit: %v", err)
+		}
+		want := controller.AuditEntry{Actor: "watchdog", Action: "rollback", Target: svc, Result: "ok", DeploymentID: rb.ID}
+		if len(audit) != 1 {
+			t.Fatalf("audit = %+v, want one entry", audit)
+		}
+		got := audit[0]
+		got.ID, got.Time = "", want.Time
+		if got != want {
+			t.Errorf("audit entry = %+v, want %+v", got, want)
+		}
+		rolled := h.notes.ofKind(controller.NotifyRolledBack)
+		if len(rolled) != 1 || rolled[0].Actor != "watchdog" || rolled[0].Deployment != rb.ID {
+			t.Errorf("rolled_back notifications = %+v, want one by the watchdog for %s", rolled, rb.ID)
+		}
+		fin := h.obs.finishedDeployments()
+		if last := fin[len(fin)-1]; last.ID != rb.ID || last.Trigger.Source != "watchdog" {
+			t.Errorf("last finished = %s from %q, want %s from watchdog", last.ID, last.Trigger.Source, rb.ID)
+		}
+		// Traffic moved: the count starts over for blue, which is healthy.
+		if st, _ := h.obs.lastState(); !st.Healthy || st.Active != controller.Blue {
+			t.Errorf("observed state = %+v, want blue healthy", st)
+		}
+		h.watchRounds(2)
+		if d := h.lastDeployment(); d.ID != rb.ID {
+			t.Errorf("another deployment %s after the rollback, want none (v2 was %s)", d.ID, v2.ID)
+		}
+	})
 }
 
 func TestWatch_NoAutoRollbackWhenStandbyUnfit(t *testing.T) {
@@ -151,93 +160,101 @@ func TestWatch_NoAutoRollbackWhenStandbyUnfit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, func(s *controller.ServiceSpec) {
-				s.AutoRollback = true
-				if tt.mutate != nil {
-					tt.mutate(s)
-				}
-			})
-			h.deployOK("v1")
-			v2 := h.deployOK("v2")
-			before := h.store.service(svc)
-			h.prober.setVerdict(func(name string, n int) error {
-				for _, c := range tt.fail {
-					if strings.Contains(name, "-"+string(c)+"-") {
-						return errNope
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, func(s *controller.ServiceSpec) {
+					s.AutoRollback = true
+					if tt.mutate != nil {
+						tt.mutate(s)
 					}
+				})
+				h.deployOK("v1")
+				v2 := h.deployOK("v2")
+				before := h.store.service(svc)
+				h.prober.setVerdict(func(name string, n int) error {
+					for _, c := range tt.fail {
+						if strings.Contains(name, "-"+string(c)+"-") {
+							return errNope
+						}
+					}
+					return nil
+				})
+
+				h.watchRounds(3)
+
+				if d := h.lastDeployment(); d.ID != v2.ID {
+					t.Fatalf("last deployment = %s %s by %+v, want none after %s", d.Kind, d.ID, d.Trigger, v2.ID)
 				}
-				return nil
+				if got := h.store.service(svc); got != before {
+					t.Errorf("state = %+v, want unchanged %+v", got, before)
+				}
+				if audit, _ := h.c.Audit(h.ctx(), 10); len(audit) != 0 {
+					t.Errorf("audit = %+v, want empty", audit)
+				}
+				notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
+				if len(notes) != 1 || !strings.Contains(notes[0].Message, tt.why) {
+					t.Errorf("unhealthy notifications = %+v, want one mentioning %q", notes, tt.why)
+				}
 			})
-
-			h.watchRounds(3)
-
-			if d := h.lastDeployment(); d.ID != v2.ID {
-				t.Fatalf("last deployment = %s %s by %+v, want none after %s", d.Kind, d.ID, d.Trigger, v2.ID)
-			}
-			if got := h.store.service(svc); got != before {
-				t.Errorf("state = %+v, want unchanged %+v", got, before)
-			}
-			if audit, _ := h.c.Audit(h.ctx(), 10); len(audit) != 0 {
-				t.Errorf("audit = %+v, want empty", audit)
-			}
-			notes := h.notes.ofKind(controller.NotifyServiceUnhealthy)
-			if len(notes) != 1 || !strings.Contains(notes[0].Message, tt.why) {
-				t.Errorf("unhealthy notifications = %+v, want one mentioning %q", notes, tt.why)
-			}
 		})
 	}
 }
 
 func TestWatch_SkipsServicesWithoutActiveColor(t *testing.T) {
-	h := newHarness(t)
-	h.watchRounds(3)
-	if got := h.notes.all(); len(got) != 0 {
-		t.Errorf("notifications = %+v, want none before the first deploy", got)
-	}
-	if got := h.obs.failures(svc); got != 0 {
-		t.Errorf("failed probes = %d, want 0", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.watchRounds(3)
+		if got := h.notes.all(); len(got) != 0 {
+			t.Errorf("notifications = %+v, want none before the first deploy", got)
+		}
+		if got := h.obs.failures(svc); got != 0 {
+			t.Errorf("failed probes = %d, want 0", got)
+		}
+	})
 }
 
 func TestWatch_DockerUnreachableIsAnErrorNotAFailedRound(t *testing.T) {
-	h := newHarness(t)
-	h.deployOK("v1")
-	h.rt.set(func(rt *fakeRuntime) { rt.containersErr = controller.ErrUnavailable })
-	for i := 0; i < 3; i++ {
-		if err := h.c.Watch(h.ctx()); err == nil {
-			t.Fatalf("Watch round %d = nil, want the runtime's error", i+1)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.deployOK("v1")
+		h.rt.set(func(rt *fakeRuntime) { rt.containersErr = controller.ErrUnavailable })
+		for i := 0; i < 3; i++ {
+			if err := h.c.Watch(h.ctx()); err == nil {
+				t.Fatalf("Watch round %d = nil, want the runtime's error", i+1)
+			}
 		}
-	}
-	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
-		t.Errorf("unhealthy notifications = %+v, want none while Docker is away", got)
-	}
-	if got := slices.Clone(h.obs.stateCalls()); len(got) > 0 && !got[len(got)-1].Healthy {
-		t.Errorf("observed unhealthy while Docker is away: %+v", got)
-	}
+		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
+			t.Errorf("unhealthy notifications = %+v, want none while Docker is away", got)
+		}
+		if got := slices.Clone(h.obs.stateCalls()); len(got) > 0 && !got[len(got)-1].Healthy {
+			t.Errorf("observed unhealthy while Docker is away: %+v", got)
+		}
+	})
 }
 
 var errNope = errors.New("GET /health: 500")
 
 func TestWatch_SkipsServiceWhileItDeploys(t *testing.T) {
-	h := newHarness(t, func(s *controller.ServiceSpec) { s.Health.StartTimeout = 300 * time.Millisecond })
-	h.deployOK("v1")
-	blue := h.colorContainers(controller.Blue)
-	h.rt.set(func(rt *fakeRuntime) { rt.containers[blue[0].ID].State = "exited" })
-	h.failColor(controller.Green) // the deploy stays in its health step
-	d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
-	if err != nil {
-		t.Fatalf("Deploy: %v", err)
-	}
-	eventually(t, "health step", h.runningStep(d.ID, controller.StepHealth))
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(s *controller.ServiceSpec) { s.Health.StartTimeout = 300 * time.Millisecond })
+		h.deployOK("v1")
+		blue := h.colorContainers(controller.Blue)
+		h.rt.set(func(rt *fakeRuntime) { rt.containers[blue[0].ID].State = "exited" })
+		h.failColor(controller.Green) // the deploy stays in its health step
+		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2"})
+		if err != nil {
+			t.Fatalf("Deploy: %v", err)
+		}
+		eventually(t, "health step", h.runningStep(d.ID, controller.StepHealth))
 
-	h.watchRounds(3)
+		h.watchRounds(3)
 
-	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
-		t.Errorf("unhealthy notifications during a deploy = %+v, want none", got)
-	}
-	h.wait(d.ID)
-	h.watchRounds(2)
-	if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 1 {
-		t.Errorf("unhealthy notifications after the deploy = %d, want 1", len(got))
-	}
+		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
+			t.Errorf("unhealthy notifications during a deploy = %+v, want none", got)
+		}
+		h.wait(d.ID)
+		h.watchRounds(2)
+		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 1 {
+			t.Errorf("unhealthy notifications after the deploy = %d, want 1", len(got))
+		}
+	})
 }

@@ -32,8 +32,13 @@ func (c *Controller) DeployDelivery(ctx context.Context, key, service string, re
 	}
 
 	// Two copies of one delivery arriving together must not both deploy.
-	c.deliveryMu.Lock()
-	defer c.deliveryMu.Unlock()
+	// The lock is the key's alone: the Docker ping and store I/O below may
+	// be slow, and must not hold up other deliveries.
+	unlock, err := c.deliveries.lock(ctx, key)
+	if err != nil {
+		return Deployment{}, false, fmt.Errorf("wait for another copy of delivery %s: %w", key, err)
+	}
+	defer unlock()
 	id, err := c.store.GetDelivery(ctx, key)
 	switch {
 	case err == nil:

@@ -3,6 +3,8 @@ package controller_test
 import (
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -22,56 +24,60 @@ func (h *harness) deploymentCount() int {
 }
 
 func TestDeployDelivery_ReplayReturnsSameDeploymentAndStartsNothing(t *testing.T) {
-	h := newHarness(t)
-	first, replayed, err := h.c.DeployDelivery(h.ctx(), "72d3162e-cc78", svc, webhookRequest("v1", "refs/heads/main"))
-	if err != nil {
-		t.Fatalf("DeployDelivery: %v", err)
-	}
-	if replayed {
-		t.Error("first delivery reported as replayed")
-	}
-	if first.Trigger.Delivery != "72d3162e-cc78" || first.Trigger.Ref != "refs/heads/main" {
-		t.Errorf("trigger delivery/ref = %q/%q, want 72d3162e-cc78/refs/heads/main", first.Trigger.Delivery, first.Trigger.Ref)
-	}
-	h.wait(first.ID)
-	calls := len(h.rt.callLog())
-	deployments := h.deploymentCount()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		first, replayed, err := h.c.DeployDelivery(h.ctx(), "72d3162e-cc78", svc, webhookRequest("v1", "refs/heads/main"))
+		if err != nil {
+			t.Fatalf("DeployDelivery: %v", err)
+		}
+		if replayed {
+			t.Error("first delivery reported as replayed")
+		}
+		if first.Trigger.Delivery != "72d3162e-cc78" || first.Trigger.Ref != "refs/heads/main" {
+			t.Errorf("trigger delivery/ref = %q/%q, want 72d3162e-cc78/refs/heads/main", first.Trigger.Delivery, first.Trigger.Ref)
+		}
+		h.wait(first.ID)
+		calls := len(h.rt.callLog())
+		deployments := h.deploymentCount()
 
-	again, replayed, err := h.c.DeployDelivery(h.ctx(), "72d3162e-cc78", svc, webhookRequest("v2", "refs/heads/main"))
-	if err != nil {
-		t.Fatalf("DeployDelivery replay: %v", err)
-	}
-	if !replayed {
-		t.Error("second copy of the delivery not reported as replayed")
-	}
-	if again.ID != first.ID || again.Image != "demoapp:v1" || again.Status != controller.StatusSucceeded {
-		t.Errorf("replay returned %s %s %s, want the first deployment %s demoapp:v1 succeeded", again.ID, again.Image, again.Status, first.ID)
-	}
-	if n := h.deploymentCount(); n != deployments {
-		t.Errorf("deployments after the replay = %d, want %d", n, deployments)
-	}
-	if n := len(h.rt.callLog()); n != calls {
-		t.Errorf("runtime calls after the replay = %v, want none new", h.rt.callLog()[calls:])
-	}
+		again, replayed, err := h.c.DeployDelivery(h.ctx(), "72d3162e-cc78", svc, webhookRequest("v2", "refs/heads/main"))
+		if err != nil {
+			t.Fatalf("DeployDelivery replay: %v", err)
+		}
+		if !replayed {
+			t.Error("second copy of the delivery not reported as replayed")
+		}
+		if again.ID != first.ID || again.Image != "demoapp:v1" || again.Status != controller.StatusSucceeded {
+			t.Errorf("replay returned %s %s %s, want the first deployment %s demoapp:v1 succeeded", again.ID, again.Image, again.Status, first.ID)
+		}
+		if n := h.deploymentCount(); n != deployments {
+			t.Errorf("deployments after the replay = %d, want %d", n, deployments)
+		}
+		if n := len(h.rt.callLog()); n != calls {
+			t.Errorf("runtime calls after the replay = %v, want none new", h.rt.callLog()[calls:])
+		}
 
-	other, replayed, err := h.c.DeployDelivery(h.ctx(), "a-new-delivery", svc, webhookRequest("v2", "refs/heads/main"))
-	if err != nil || replayed || other.ID == first.ID {
-		t.Fatalf("new delivery = %s, replayed %v, err %v; want a new deployment", other.ID, replayed, err)
-	}
-	h.wait(other.ID)
+		other, replayed, err := h.c.DeployDelivery(h.ctx(), "a-new-delivery", svc, webhookRequest("v2", "refs/heads/main"))
+		if err != nil || replayed || other.ID == first.ID {
+			t.Fatalf("new delivery = %s, replayed %v, err %v; want a new deployment", other.ID, replayed, err)
+		}
+		h.wait(other.ID)
+	})
 }
 
 func TestDeployDelivery_WithoutKeyDeploysAndRemembersNothing(t *testing.T) {
-	h := newHarness(t)
-	d, replayed, err := h.c.DeployDelivery(h.ctx(), "", svc, webhookRequest("v1", "refs/heads/main"))
-	if err != nil || replayed {
-		t.Fatalf("DeployDelivery without key: replayed %v, err %v; want a plain deploy", replayed, err)
-	}
-	h.wait(d.ID)
-	h.store.set(func(s *memStore) {
-		if len(s.deliveries) != 0 {
-			t.Errorf("deliveries remembered = %v, want none", s.deliveries)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		d, replayed, err := h.c.DeployDelivery(h.ctx(), "", svc, webhookRequest("v1", "refs/heads/main"))
+		if err != nil || replayed {
+			t.Fatalf("DeployDelivery without key: replayed %v, err %v; want a plain deploy", replayed, err)
 		}
+		h.wait(d.ID)
+		h.store.set(func(s *memStore) {
+			if len(s.deliveries) != 0 {
+				t.Errorf("deliveries remembered = %v, want none", s.deliveries)
+			}
+		})
 	})
 }
 
@@ -122,46 +128,116 @@ func TestDeployDelivery_RefusalsTouchNoStore(t *testing.T) {
 }
 
 func TestDeployDelivery_ConcurrentCopiesStartOneDeployment(t *testing.T) {
-	h := newHarness(t)
-	const copies = 8
-	type result struct {
-		id       string
-		replayed bool
-		err      error
-	}
-	results := make([]result, copies)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range copies {
-		wg.Go(func() {
-			<-start
-			d, replayed, err := h.c.DeployDelivery(h.ctx(), "same-delivery", svc, webhookRequest("v1", "refs/heads/main"))
-			results[i] = result{d.ID, replayed, err}
-		})
-	}
-	close(start)
-	wg.Wait()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		const copies = 8
+		type result struct {
+			id       string
+			replayed bool
+			err      error
+		}
+		results := make([]result, copies)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range copies {
+			wg.Go(func() {
+				<-start
+				d, replayed, err := h.c.DeployDelivery(h.ctx(), "same-delivery", svc, webhookRequest("v1", "refs/heads/main"))
+				results[i] = result{d.ID, replayed, err}
+			})
+		}
+		close(start)
+		wg.Wait()
 
-	fresh := 0
-	for i, r := range results {
+		fresh := 0
+		for i, r := range results {
+			if r.err != nil {
+				t.Fatalf("copy %d: %v", i, r.err)
+			}
+			if r.id != results[0].id {
+				t.Errorf("copy %d got deployment %s, copy 0 got %s; want one deployment for all", i, r.id, results[0].id)
+			}
+			if !r.replayed {
+				fresh++
+			}
+		}
+		if fresh != 1 {
+			t.Errorf("copies that were not replays = %d, want exactly 1", fresh)
+		}
+		h.wait(results[0].id)
+		if n := h.deploymentCount(); n != 1 {
+			t.Errorf("deployments = %d, want 1", n)
+		}
+		if n := h.rt.countCalls("StartContainer"); n != h.spec.Replicas {
+			t.Errorf("StartContainer calls = %d, want %d (one deploy)", n, h.spec.Replicas)
+		}
+	})
+}
+
+func TestDeployDelivery_SlowDeliveryHoldsUpNoOtherService(t *testing.T) {
+	// Real time, not a bubble: a regression to one sync.Mutex for every
+	// delivery would hang a bubble (a goroutine waiting on a mutex never
+	// lets its fake time move) instead of failing.
+	api := baseSpec()
+	api.Name = "api"
+	h := newHarnessWith(t, func(o *controller.Options) { o.Services = append(o.Services, api) })
+	inLookup := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	releaseSlow := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseSlow)
+	h.store.set(func(s *memStore) {
+		s.onGetDelivery = func(key string) {
+			if key == "slow-web" {
+				close(inLookup)
+				<-release
+			}
+		}
+	})
+	ctx := h.ctx()
+
+	slow := make(chan error, 1)
+	go func() {
+		_, _, err := h.c.DeployDelivery(ctx, "slow-web", svc, webhookRequest("v1", "refs/heads/main"))
+		slow <- err
+	}()
+	select {
+	case <-inLookup:
+	case <-time.After(testDeadline):
+		t.Fatal("the web delivery never looked up its key")
+	}
+
+	type result struct {
+		d   controller.Deployment
+		err error
+	}
+	fast := make(chan result, 1)
+	go func() {
+		d, _, err := h.c.DeployDelivery(ctx, "fast-api", api.Name, webhookRequest("v1", "refs/heads/main"))
+		fast <- result{d, err}
+	}()
+	select {
+	case r := <-fast:
 		if r.err != nil {
-			t.Fatalf("copy %d: %v", i, r.err)
+			t.Fatalf("api delivery: %v", r.err)
 		}
-		if r.id != results[0].id {
-			t.Errorf("copy %d got deployment %s, copy 0 got %s; want one deployment for all", i, r.id, results[0].id)
+		if end := h.wait(r.d.ID); end.Service != api.Name || end.Status != controller.StatusSucceeded {
+			t.Errorf("api delivery's deploy = %s %s (%q), want api succeeded", end.Service, end.Status, end.Error)
 		}
-		if !r.replayed {
-			fresh++
+	case <-time.After(testDeadline):
+		t.Fatal("the api delivery waited for web's slow one")
+	}
+
+	releaseSlow()
+	select {
+	case err := <-slow:
+		if err != nil {
+			t.Fatalf("web delivery: %v", err)
 		}
+	case <-time.After(testDeadline):
+		t.Fatal("the web delivery did not finish once released")
 	}
-	if fresh != 1 {
-		t.Errorf("copies that were not replays = %d, want exactly 1", fresh)
-	}
-	h.wait(results[0].id)
-	if n := h.deploymentCount(); n != 1 {
-		t.Errorf("deployments = %d, want 1", n)
-	}
-	if n := h.rt.countCalls("StartContainer"); n != h.spec.Replicas {
-		t.Errorf("StartContainer calls = %d, want %d (one deploy)", n, h.spec.Replicas)
+	if n := h.deploymentCount(); n != 2 {
+		t.Errorf("deployments = %d, want 2 (one per service)", n)
 	}
 }

@@ -304,24 +304,15 @@ func networkConfig(hostCfg *container.HostConfig, networkName, alias string) *ne
 	}}
 }
 
-// parseRestartPolicy accepts no, always, unless-stopped and
-// on-failure[:N]; "" means no.
+// parseRestartPolicy turns a ContainerSpec's restart policy, read by
+// controller.ParseRestartPolicy, into the engine's; "" means no.
 func parseRestartPolicy(s string) (container.RestartPolicy, error) {
-	name, count, hasCount := strings.Cut(s, ":")
-	p := container.RestartPolicy{Name: container.RestartPolicyMode(name)}
-	switch p.Name {
-	case "":
-		p.Name = container.RestartPolicyDisabled
-	case container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped, container.RestartPolicyOnFailure:
-	default:
-		return p, fmt.Errorf("unknown restart policy %q (want no, always, unless-stopped or on-failure[:N])", s)
+	if s == "" {
+		return container.RestartPolicy{Name: container.RestartPolicyDisabled}, nil
 	}
-	if hasCount {
-		n, err := strconv.Atoi(count)
-		if p.Name != container.RestartPolicyOnFailure || err != nil || n < 0 {
-			return p, fmt.Errorf("invalid restart policy %q: only on-failure takes a retry count, a non-negative integer", s)
-		}
-		p.MaximumRetryCount = n
+	p, err := controller.ParseRestartPolicy(s)
+	if err != nil {
+		return container.RestartPolicy{}, err
 	}
-	return p, nil
+	return container.RestartPolicy{Name: container.RestartPolicyMode(p.Name), MaximumRetryCount: p.MaxRetries}, nil
 }

@@ -241,6 +241,7 @@ func TestParseRestartPolicy(t *testing.T) {
 		{in: "unless-stopped", want: container.RestartPolicy{Name: "unless-stopped"}},
 		{in: "on-failure", want: container.RestartPolicy{Name: "on-failure"}},
 		{in: "on-failure:5", want: container.RestartPolicy{Name: "on-failure", MaximumRetryCount: 5}},
+		{in: "on-failure:0", wantErr: true},
 		{in: "on-failure:-1", wantErr: true},
 		{in: "on-failure:x", wantErr: true},
 		{in: "always:3", wantErr: true},

@@ -39,56 +39,38 @@ var _ controller.Observer = (*Metrics)(nil)
 func New() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		deployments: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "deployd_deployments_total",
-			Help: "Finished deployments by service, kind (deploy, rollback) and result (their final status).",
-		}, []string{"service", "kind", "result"}),
-		deploymentDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "deployd_deployment_duration_seconds",
-			Help: "Time from a deployment's creation to its end.",
+		deployments: counter("deployd_deployments_total",
+			"Finished deployments by service, kind (deploy, rollback) and result (their final status).",
+			"service", "kind", "result"),
+		deploymentDuration: histogram("deployd_deployment_duration_seconds",
+			"Time from a deployment's creation to its end.",
 			// Deploys wait on image pulls, migrations and health checks:
 			// seconds to tens of minutes.
-			Buckets: []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800},
-		}, []string{"service", "kind"}),
-		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "deployd_step_duration_seconds",
-			Help:    "Time each deployment step took.",
-			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
-		}, []string{"step"}),
-		switchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "deployd_switch_duration_seconds",
-			Help: "Time a traffic switch (upstream write, config test, reload, confirmation) took, by kind.",
+			[]float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800},
+			"service", "kind"),
+		stepDuration: histogram("deployd_step_duration_seconds",
+			"Time each deployment step took.",
+			[]float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+			"step"),
+		switchDuration: histogram("deployd_switch_duration_seconds",
+			"Time a traffic switch (upstream write, config test, reload, confirmation) took, by kind.",
 			// A switch is an nginx reload: milliseconds, seconds when slow.
-			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
-		}, []string{"service", "kind"}),
-		healthCheckFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "deployd_health_check_failures_total",
-			Help: "Failed health probes of a service's replicas.",
-		}, []string{"service"}),
-		activeColor: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "deployd_active_color",
-			Help: "1 for the color that serves a service's traffic, 0 for the other.",
-		}, []string{"service", "color"}),
-		standbyAvailable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "deployd_standby_available",
-			Help: "1 when a service has a warm standby color to roll back to.",
-		}, []string{"service"}),
-		serviceHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "deployd_service_healthy",
-			Help: "1 when the watchdog last found the service's active color healthy.",
-		}, []string{"service"}),
-		autoRollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "deployd_auto_rollbacks_total",
-			Help: "Rollbacks deployd made by itself (watchdog or reconciler) that succeeded.",
-		}, []string{"service"}),
-		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "deployd_reconciler_repairs_total",
-			Help: "Repairs the reconciler made, by kind.",
-		}, []string{"service", "kind"}),
-		notificationFails: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "deployd_notification_failures_total",
-			Help: "Notifications a target did not get (refused after retries, or dropped).",
-		}, []string{"target"}),
+			[]float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+			"service", "kind"),
+		healthCheckFailures: counter("deployd_health_check_failures_total",
+			"Failed health probes of a service's replicas.", "service"),
+		activeColor: gauge("deployd_active_color",
+			"1 for the color that serves a service's traffic, 0 for the other.", "service", "color"),
+		standbyAvailable: gauge("deployd_standby_available",
+			"1 when a service has a warm standby color to roll back to.", "service"),
+		serviceHealthy: gauge("deployd_service_healthy",
+			"1 when the watchdog last found the service's active color healthy.", "service"),
+		autoRollbacks: counter("deployd_auto_rollbacks_total",
+			"Rollbacks deployd made by itself (watchdog or reconciler) that succeeded.", "service"),
+		repairs: counter("deployd_reconciler_repairs_total",
+			"Repairs the reconciler made, by kind.", "service", "kind"),
+		notificationFails: counter("deployd_notification_failures_total",
+			"Notifications a target did not get (refused after retries, or dropped).", "target"),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -175,6 +157,18 @@ func (m *Metrics) Handler() http.Handler {
 
 // Registry is the registry behind Handler, for tests and extra collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+func histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+}
 
 func seconds(d time.Duration) float64 {
 	if d < 0 {

@@ -1,9 +1,11 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,23 @@ import (
 func at(sec int) time.Time { return time.Date(2026, 1, 1, 0, 0, sec, 0, time.UTC) }
 
 func ptr(t time.Time) *time.Time { return &t }
+
+// oneObservation is the exposition of a step's duration histogram that
+// holds one observation of secs, bucket by bucket.
+func oneObservation(step string, secs float64) string {
+	var b strings.Builder
+	for _, le := range []string{"0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300", "600", "+Inf"} {
+		bound, _ := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		n := 0
+		if secs <= bound {
+			n = 1
+		}
+		fmt.Fprintf(&b, "deployd_step_duration_seconds_bucket{step=%q,le=%q} %d\n", step, le, n)
+	}
+	fmt.Fprintf(&b, "deployd_step_duration_seconds_sum{step=%q} %g\n", step, secs)
+	fmt.Fprintf(&b, "deployd_step_duration_seconds_count{step=%q} 1\n", step)
+	return b.String()
+}
 
 func TestDeploymentFinished_CountsByResultAndObservesDurations(t *testing.T) {
 	m := New()
@@ -47,42 +66,9 @@ func TestDeploymentFinished_CountsByResultAndObservesDurations(t *testing.T) {
 	if got := testutil.CollectAndCount(m.stepDuration); got != 2 {
 		t.Fatalf("step duration series = %d, want 2 (start, health)", got)
 	}
-	want := `
-# HELP deployd_step_duration_seconds Time each deployment step took.
-# TYPE deployd_step_duration_seconds histogram
-deployd_step_duration_seconds_bucket{step="health",le="0.05"} 0
-deployd_step_duration_seconds_bucket{step="health",le="0.1"} 0
-deployd_step_duration_seconds_bucket{step="health",le="0.25"} 0
-deployd_step_duration_seconds_bucket{step="health",le="0.5"} 0
-deployd_step_duration_seconds_bucket{step="health",le="1"} 0
-deployd_step_duration_seconds_bucket{step="health",le="2.5"} 0
-deployd_step_duration_seconds_bucket{step="health",le="5"} 0
-deployd_step_duration_seconds_bucket{step="health",le="10"} 1
-deployd_step_duration_seconds_bucket{step="health",le="30"} 1
-deployd_step_duration_seconds_bucket{step="health",le="60"} 1
-deployd_step_duration_seconds_bucket{step="health",le="120"} 1
-deployd_step_duration_seconds_bucket{step="health",le="300"} 1
-deployd_step_duration_seconds_bucket{step="health",le="600"} 1
-deployd_step_duration_seconds_bucket{step="health",le="+Inf"} 1
-deployd_step_duration_seconds_sum{step="health"} 7
-deployd_step_duration_seconds_count{step="health"} 1
-deployd_step_duration_seconds_bucket{step="start",le="0.05"} 0
-deployd_step_duration_seconds_bucket{step="start",le="0.1"} 0
-deployd_step_duration_seconds_bucket{step="start",le="0.25"} 0
-deployd_step_duration_seconds_bucket{step="start",le="0.5"} 0
-deployd_step_duration_seconds_bucket{step="start",le="1"} 0
-deployd_step_duration_seconds_bucket{step="start",le="2.5"} 1
-deployd_step_duration_seconds_bucket{step="start",le="5"} 1
-deployd_step_duration_seconds_bucket{step="start",le="10"} 1
-deployd_step_duration_seconds_bucket{step="start",le="30"} 1
-deployd_step_duration_seconds_bucket{step="start",le="60"} 1
-deployd_step_duration_seconds_bucket{step="start",le="120"} 1
-deployd_step_duration_seconds_bucket{step="start",le="300"} 1
-deployd_step_duration_seconds_bucket{step="start",le="600"} 1
-deployd_step_duration_seconds_bucket{step="start",le="+Inf"} 1
-deployd_step_duration_seconds_sum{step="start"} 2
-deployd_step_duration_seconds_count{step="start"} 1
-`
+	want := "# HELP deployd_step_duration_seconds Time each deployment step took.\n" +
+		"# TYPE deployd_step_duration_seconds histogram\n" +
+		oneObservation("health", 7) + oneObservation("start", 2)
 	if err := testutil.CollectAndCompare(m.stepDuration, strings.NewReader(want)); err != nil {
 		t.Fatalf("step durations: %v", err)
 	}

@@ -117,6 +117,35 @@ func dirEntries(t *testing.T, dir string) []string {
 	return names
 }
 
+// switchedRouter is a router whose web.conf already points at
+// 127.0.0.1:8001, for tests of a second switch that fails.
+type switchedRouter struct {
+	*Router
+	dir, path string
+	// before is web.conf as the first switch wrote it.
+	before []byte
+	hook   *test.Hook
+}
+
+func newSwitchedRouter(t *testing.T, ng Driver) switchedRouter {
+	t.Helper()
+	r, dir, hook := newTestRouter(t, ng)
+	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "web.conf")
+	return switchedRouter{Router: r, dir: dir, path: path, before: readFile(t, path), hook: hook}
+}
+
+// wantRestored fails the test unless web.conf is byte for byte what the
+// first switch wrote.
+func (s switchedRouter) wantRestored(t *testing.T) {
+	t.Helper()
+	if got := readFile(t, s.path); !bytes.Equal(got, s.before) {
+		t.Fatalf("web.conf =\n%s\nwant restored\n%s", got, s.before)
+	}
+}
+
 func TestSwitch_WritesUpstreamReloadsAndConfirms(t *testing.T) {
 	ng := newFakeNginx()
 	r, dir, _ := newTestRouter(t, ng)
@@ -156,31 +185,23 @@ func TestSwitch_IdenticalContentDoesNotReload(t *testing.T) {
 
 func TestSwitch_FailedConfigTestRestoresFileWithoutReload(t *testing.T) {
 	ng := newFakeNginx()
-	r, dir, _ := newTestRouter(t, ng)
-	ctx := context.Background()
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8001"}); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "web.conf")
-	before := readFile(t, path)
+	r := newSwitchedRouter(t, ng)
 
 	var tested []byte
-	ng.onTest = func() { tested, _ = os.ReadFile(path) }
+	ng.onTest = func() { tested, _ = os.ReadFile(r.path) }
 	ng.testErr = errors.New(`nginx config test: exit status 1: nginx: [emerg] host not found in upstream "db:5432"`)
-	err := r.Switch(ctx, "web", []string{"127.0.0.1:8002"})
+	err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8002"})
 	if err == nil || !strings.Contains(err.Error(), `host not found in upstream "db:5432"`) {
 		t.Fatalf("Switch error = %v, want one carrying nginx's output", err)
 	}
 	if !bytes.Contains(tested, []byte("127.0.0.1:8002")) {
 		t.Fatalf("nginx tested\n%s\nwant the new upstream", tested)
 	}
-	if got := readFile(t, path); !bytes.Equal(got, before) {
-		t.Fatalf("web.conf after failed switch =\n%s\nwant byte-identical\n%s", got, before)
-	}
+	r.wantRestored(t)
 	if _, reloads := ng.counts(); reloads != 1 {
 		t.Fatalf("reloads = %d, want 1 (only the first switch)", reloads)
 	}
-	if got := dirEntries(t, dir); len(got) != 1 {
+	if got := dirEntries(t, r.dir); len(got) != 1 {
 		t.Fatalf("dir holds %v, want only web.conf", got)
 	}
 }
@@ -202,28 +223,20 @@ func TestSwitch_FailedConfigTestRemovesFileThatDidNotExist(t *testing.T) {
 
 func TestSwitch_UnconfirmedReloadRestoresAndReloadsAgain(t *testing.T) {
 	ng := newFakeNginx()
-	r, dir, hook := newTestRouter(t, ng)
-	ctx := context.Background()
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8001"}); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "web.conf")
-	before := readFile(t, path)
+	r := newSwitchedRouter(t, ng)
 
 	ng.rejectReload = true
-	err := r.Switch(ctx, "web", []string{"127.0.0.1:8002"})
+	err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8002"})
 	if err == nil || !strings.Contains(err.Error(), "reload not confirmed") {
 		t.Fatalf("Switch error = %v, want reload not confirmed", err)
 	}
-	if got := readFile(t, path); !bytes.Equal(got, before) {
-		t.Fatalf("web.conf =\n%s\nwant restored\n%s", got, before)
-	}
+	r.wantRestored(t)
 	// One reload for the first switch, one rejected, one for the restore.
 	if _, reloads := ng.counts(); reloads != 3 {
 		t.Fatalf("reloads = %d, want 3", reloads)
 	}
 	var logged bool
-	for _, e := range hook.AllEntries() {
+	for _, e := range r.hook.AllEntries() {
 		logged = logged || strings.Contains(e.Message, "previous file restored")
 	}
 	if !logged {
@@ -231,49 +244,42 @@ func TestSwitch_UnconfirmedReloadRestoresAndReloadsAgain(t *testing.T) {
 	}
 }
 
-func TestSwitch_FailedReloadRestoresAndReloadsAgain(t *testing.T) {
-	ng := newFakeNginx()
-	r, dir, _ := newTestRouter(t, ng)
-	ctx := context.Background()
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8001"}); err != nil {
-		t.Fatal(err)
+func TestSwitch_UnavailableNginxRestoresAndSaysUnavailable(t *testing.T) {
+	tests := []struct {
+		name string
+		fail func(ng *fakeNginx)
+		// reloads counts every reload, the first switch's included.
+		reloads int
+	}{
+		{
+			// switch, failed switch, restore attempt
+			name: "failed reload restores and reloads again",
+			fail: func(ng *fakeNginx) {
+				ng.reloadErr = fmt.Errorf("nginx reload: master gone: %w", controller.ErrUnavailable)
+			},
+			reloads: 3,
+		},
+		{
+			name:    "nginx down fails before reload and restores",
+			fail:    func(ng *fakeNginx) { ng.workersErr = fmt.Errorf("pid file missing: %w", controller.ErrUnavailable) },
+			reloads: 1,
+		},
 	}
-	path := filepath.Join(dir, "web.conf")
-	before := readFile(t, path)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ng := newFakeNginx()
+			r := newSwitchedRouter(t, ng)
 
-	ng.reloadErr = fmt.Errorf("nginx reload: master gone: %w", controller.ErrUnavailable)
-	err := r.Switch(ctx, "web", []string{"127.0.0.1:8002"})
-	if !errors.Is(err, controller.ErrUnavailable) {
-		t.Fatalf("Switch error = %v, want one wrapping ErrUnavailable", err)
-	}
-	if got := readFile(t, path); !bytes.Equal(got, before) {
-		t.Fatalf("web.conf =\n%s\nwant restored\n%s", got, before)
-	}
-	if _, reloads := ng.counts(); reloads != 3 {
-		t.Fatalf("reloads = %d, want 3 (switch, failed switch, restore attempt)", reloads)
-	}
-}
-
-func TestSwitch_NginxDownFailsBeforeReloadAndRestores(t *testing.T) {
-	ng := newFakeNginx()
-	r, dir, _ := newTestRouter(t, ng)
-	ctx := context.Background()
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8001"}); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "web.conf")
-	before := readFile(t, path)
-
-	ng.workersErr = fmt.Errorf("pid file missing: %w", controller.ErrUnavailable)
-	err := r.Switch(ctx, "web", []string{"127.0.0.1:8002"})
-	if !errors.Is(err, controller.ErrUnavailable) {
-		t.Fatalf("Switch error = %v, want ErrUnavailable", err)
-	}
-	if got := readFile(t, path); !bytes.Equal(got, before) {
-		t.Fatalf("web.conf =\n%s\nwant restored\n%s", got, before)
-	}
-	if _, reloads := ng.counts(); reloads != 1 {
-		t.Fatalf("reloads = %d, want 1", reloads)
+			tt.fail(ng)
+			err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8002"})
+			if !errors.Is(err, controller.ErrUnavailable) {
+				t.Fatalf("Switch error = %v, want one wrapping ErrUnavailable", err)
+			}
+			r.wantRestored(t)
+			if _, reloads := ng.counts(); reloads != tt.reloads {
+				t.Fatalf("reloads = %d, want %d", reloads, tt.reloads)
+			}
+		})
 	}
 }
 
@@ -303,12 +309,7 @@ func (c *cancelOnReload) Reload(ctx context.Context) error {
 
 func TestSwitch_CancelledContextStillRestores(t *testing.T) {
 	ng := newFakeNginx()
-	r, dir, hook := newTestRouter(t, ng)
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "web.conf")
-	before := readFile(t, path)
+	r := newSwitchedRouter(t, ng)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -317,13 +318,11 @@ func TestSwitch_CancelledContextStillRestores(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Switch error = %v, want context.Canceled", err)
 	}
-	if got := readFile(t, path); !bytes.Equal(got, before) {
-		t.Fatalf("web.conf =\n%s\nwant restored\n%s", got, before)
-	}
+	r.wantRestored(t)
 	if _, reloads := ng.counts(); reloads != 3 {
 		t.Fatalf("reloads = %d, want 3", reloads)
 	}
-	for _, e := range hook.AllEntries() {
+	for _, e := range r.hook.AllEntries() {
 		if e.Level <= logrus.ErrorLevel {
 			t.Fatalf("logged %q at %s, want the restore reload to succeed", e.Message, e.Level)
 		}
