@@ -239,12 +239,15 @@ func (c *Controller) Rollback(ctx context.Context, service string, trigger Trigg
 func (c *Controller) rollbackFrom(ctx context.Context, spec ServiceSpec, seen ServiceState, trigger Trigger) (Deployment, error) {
 	return c.launch(ctx, spec, KindRollback, trigger, func(st ServiceState) (Deployment, error) {
 		if st.ActiveColor != seen.ActiveColor || st.ActiveDeployment != seen.ActiveDeployment {
-			return Deployment{}, Errorf(ECONFLICT, "traffic of %s moved to %s since %s was judged unhealthy",
-				st.Name, st.ActiveColor, seen.ActiveColor)
+			return Deployment{}, fmt.Errorf("%w: %s is on %s, %s was judged unhealthy",
+				errTrafficMoved, st.Name, st.ActiveColor, seen.ActiveColor)
 		}
 		return rollbackPlan(st)
 	})
 }
+
+// errTrafficMoved refuses an automatic rollback whose verdict is stale.
+var errTrafficMoved = Errorf(ECONFLICT, "traffic moved since the verdict")
 
 func rollbackPlan(st ServiceState) (Deployment, error) {
 	if !st.StandbyColor.Valid() || st.StandbyImage == "" {

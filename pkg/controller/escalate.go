@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/sirupsen/logrus"
 )
 
 // escalate acts on an active color known to be unhealthy, whoever noticed:
@@ -17,17 +20,10 @@ import (
 // episode. It does not wait for the rollback.
 func (c *Controller) escalate(ctx context.Context, spec ServiceSpec, st ServiceState, actor string, problem error) {
 	log := c.log.WithField("service", spec.Name).WithField("color", string(st.ActiveColor)).WithField("noticed_by", actor)
-	// A verdict about containers that no longer serve is void: traffic
-	// moved while the noticer was looking.
-	now, err := c.state(ctx, spec.Name)
-	if err != nil {
-		log.WithError(err).Warn("read state before acting on an unhealthy color")
+	first, current := c.declareIfCurrent(ctx, spec.Name, st, log)
+	if !current {
 		return
 	}
-	if now.ActiveColor != st.ActiveColor || now.ActiveDeployment != st.ActiveDeployment {
-		return
-	}
-	first := c.watch.declare(spec.Name, st)
 	msg := fmt.Sprintf("%s (%s, %s): %v", spec.Name, st.ActiveColor, st.ActiveImage, problem)
 	if first {
 		log.WithError(problem).Error("active color unhealthy")
@@ -44,7 +40,7 @@ func (c *Controller) escalate(ctx context.Context, spec ServiceSpec, st ServiceS
 	}
 	if !c.watch.claimRollback(spec.Name, st) {
 		// This episode's rollback was started, or is being started by the
-		// other noticer right now.
+		// other noticer right now, or it already moved traffic.
 		tell("")
 		return
 	}
@@ -55,6 +51,10 @@ func (c *Controller) escalate(ctx context.Context, spec ServiceSpec, st ServiceS
 		return
 	}
 	d, err := c.rollbackFrom(ctx, spec, st, Trigger{Source: actor, Actor: actor})
+	if errors.Is(err, errTrafficMoved) {
+		tell("")
+		return
+	}
 	if err != nil {
 		c.watch.unclaimRollback(spec.Name, st)
 		log.WithError(err).Error("automatic rollback refused; the next round tries again")
@@ -67,4 +67,28 @@ func (c *Controller) escalate(ctx context.Context, spec ServiceSpec, st ServiceS
 	if err := c.RecordAudit(ctx, entry); err != nil {
 		log.WithError(err).Error("record automatic rollback in the audit trail")
 	}
+}
+
+// declareIfCurrent marks the episode of st, if st still describes the
+// service, and reports whether this starts the episode. It holds the
+// service's lease meanwhile, so no deployment can move traffic (and end the
+// episode) between the check and the mark: a noticer late by one rollback
+// never announces the episode that rollback just ended. While a deployment
+// runs it does nothing: the deployment decides where traffic goes.
+func (c *Controller) declareIfCurrent(ctx context.Context, service string, st ServiceState,
+	log logrus.FieldLogger) (first, current bool) {
+	release, ok := c.hold(service)
+	if !ok {
+		return false, false
+	}
+	defer release()
+	now, err := c.state(ctx, service)
+	if err != nil {
+		log.WithError(err).Warn("read state before acting on an unhealthy color")
+		return false, false
+	}
+	if now.ActiveColor != st.ActiveColor || now.ActiveDeployment != st.ActiveDeployment {
+		return false, false
+	}
+	return c.watch.declare(service, st), true
 }

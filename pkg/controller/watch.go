@@ -77,13 +77,15 @@ func (b *watchBook) declare(service string, st ServiceState) bool {
 	return true
 }
 
-// claimRollback reserves the episode's automatic rollback for the caller.
-// It returns false when another caller holds it or already started it.
+// claimRollback reserves the automatic rollback of the episode of st for
+// the caller. It returns false when another caller holds it or already
+// started it, or when the episode ended (traffic moved) since it was
+// declared.
 func (b *watchBook) claimRollback(service string, st ServiceState) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e := b.entry(service, st)
-	if e.rollingBack {
+	e := b.byService[service]
+	if e == nil || e.color != st.ActiveColor || e.deployment != st.ActiveDeployment || e.rollingBack {
 		return false
 	}
 	e.rollingBack = true
