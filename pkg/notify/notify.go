@@ -98,9 +98,12 @@ type settings struct {
 func defaultSettings() settings {
 	return settings{
 		queueSize:      256,
-		retryMax:       3,
+		// About seven minutes of retries (1, 2, 4 ... 60, 60 s): a receiver
+		// that restarts or has a short outage still gets everything, and
+		// only this target's own queue waits meanwhile.
+		retryMax:       12,
 		retryWaitMin:   time.Second,
-		retryWaitMax:   10 * time.Second,
+		retryWaitMax:   time.Minute,
 		requestTimeout: 10 * time.Second,
 		maxAge:         DefaultMaxAge,
 		now:            time.Now,

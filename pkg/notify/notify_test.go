@@ -21,9 +21,10 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// fastSettings keeps retries but shortens the waits.
+// fastSettings keeps retries but makes them few and short.
 func fastSettings() settings {
 	s := defaultSettings()
+	s.retryMax = 3
 	s.retryWaitMin = time.Millisecond
 	s.retryWaitMax = 5 * time.Millisecond
 	s.requestTimeout = 2 * time.Second
