@@ -1,12 +1,16 @@
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -218,5 +222,82 @@ func TestOpen_Schema1FileReadsEveryRecord(t *testing.T) {
 	}
 	if !reflect.DeepEqual(pending, wantPending) {
 		t.Errorf("PendingNotifications =\n%+v\nwant\n%+v", pending, wantPending)
+	}
+}
+
+// An older deployd must be able to read what this one writes: every record
+// of the schema 1 file, read into the controller's types and written back,
+// gives the bytes older code wrote.
+func TestRecords_WriteSchema1BytesBack(t *testing.T) {
+	roundTrip := map[string]func(k string, v []byte) (any, error){
+		bucketServices: func(k string, v []byte) (any, error) {
+			st, err := decodeService(k, v)
+			return newServiceV1(st), err
+		},
+		bucketDeployments: func(k string, v []byte) (any, error) {
+			d, err := decodeDeployment(k, v)
+			return newDeploymentV1(d), err
+		},
+		bucketAudit: func(k string, v []byte) (any, error) {
+			e, err := decodeAudit(k, v)
+			return newAuditV1(e), err
+		},
+		bucketDeliveries: func(_ string, v []byte) (any, error) {
+			var r deliveryV1
+			return r, json.Unmarshal(v, &r)
+		},
+		bucketOutbox: func(_ string, v []byte) (any, error) {
+			var r pendingV1
+			err := json.Unmarshal(v, &r)
+			return pendingV1{Notification: newNotificationV1(r.Notification.notification()), AddedAt: r.AddedAt}, err
+		},
+	}
+	db, err := bolt.Open(schema1File, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("bolt.Open: %v", err)
+	}
+	defer func() { _ = db.Close() }() // read only
+	counts := map[string]int{}
+	check := func(bucket string, k, v []byte) error {
+		r, err := roundTrip[bucket](string(k), v)
+		if err != nil {
+			return err
+		}
+		got, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, v) {
+			t.Errorf("%s %s written back as\n%s\nschema 1 wrote\n%s", bucket, k, got, v)
+		}
+		counts[bucket]++
+		return nil
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		for bucket := range roundTrip {
+			b := tx.Bucket([]byte(bucket))
+			err := b.ForEach(func(k, v []byte) error {
+				if v != nil {
+					return check(bucket, k, v)
+				}
+				// The outbox nests one bucket per target.
+				return b.Bucket(k).ForEach(func(id, v []byte) error { return check(bucket, id, v) })
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", schema1File, err)
+	}
+	want := schema1Contents()
+	wantCounts := map[string]int{
+		bucketServices: len(want.services), bucketDeployments: len(want.deployments), bucketAudit: len(want.audit),
+		bucketDeliveries: len(want.deliveries), bucketOutbox: 3,
+	}
+	if !reflect.DeepEqual(counts, wantCounts) {
+		t.Errorf("records compared per bucket = %v, want %v", counts, wantCounts)
 	}
 }
