@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/internal/lab"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -145,7 +146,7 @@ func (d *daemon) call(ctx context.Context, method, path string, body any, want i
 
 // deploy asks for tag and returns the accepted deployment's id.
 func (d *daemon) deploy(ctx context.Context, tag string) (string, error) {
-	var dep controller.Deployment
+	var dep api.Deployment
 	err := d.call(ctx, http.MethodPost, "/api/v1/services/"+d.svc+"/deployments",
 		map[string]string{"image": tag, "actor": "bench"}, http.StatusAccepted, &dep)
 	return dep.ID, err
@@ -153,17 +154,17 @@ func (d *daemon) deploy(ctx context.Context, tag string) (string, error) {
 
 // rollback asks for a rollback and returns the accepted deployment's id.
 func (d *daemon) rollback(ctx context.Context) (string, error) {
-	var dep controller.Deployment
+	var dep api.Deployment
 	err := d.call(ctx, http.MethodPost, "/api/v1/services/"+d.svc+"/rollback", nil, http.StatusAccepted, &dep)
 	return dep.ID, err
 }
 
 // waitSucceeded polls a deployment until it is done and fails unless it
 // succeeded.
-func (d *daemon) waitSucceeded(ctx context.Context, id string) (controller.Deployment, error) {
+func (d *daemon) waitSucceeded(ctx context.Context, id string) (api.Deployment, error) {
 	deadline := time.Now().Add(deploymentLimit)
 	for {
-		var dep controller.Deployment
+		var dep api.Deployment
 		if err := d.call(ctx, http.MethodGet, "/api/v1/deployments/"+id, nil, http.StatusOK, &dep); err != nil {
 			return dep, err
 		}
