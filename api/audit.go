@@ -119,8 +119,9 @@ func (s *Server) listAudit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if es == nil {
-		es = []controller.AuditEntry{}
+	out := AuditList{Entries: make([]AuditEntry, 0, len(es))}
+	for _, e := range es {
+		out.Entries = append(out.Entries, auditEntryOf(e))
 	}
-	return c.JSON(fiber.Map{"entries": es})
+	return c.JSON(out)
 }

@@ -117,7 +117,7 @@ func TestListAudit_Limit(t *testing.T) {
 			if len(calls) != 1 || calls[0].limit != tt.wantLimit {
 				t.Errorf("calls = %+v, want Audit(%d)", calls, tt.wantLimit)
 			}
-			got := decodeJSON[map[string][]controller.AuditEntry](t, resp)
+			got := decodeJSON[map[string][]AuditEntry](t, resp)
 			if entries, ok := got["entries"]; !ok || entries == nil {
 				t.Errorf("body = %v, want an entries array", got)
 			}
@@ -148,7 +148,7 @@ func TestCancel_AnswersWithTheDeploymentOrItsError(t *testing.T) {
 				if got, want := resp.Header.Get("Location"), "/api/v1/deployments/d-42"; got != want {
 					t.Errorf("Location = %q, want %q", got, want)
 				}
-				if got := decodeJSON[controller.Deployment](t, resp); got.ID != "d-42" {
+				if got := decodeJSON[Deployment](t, resp); got.ID != "d-42" {
 					t.Errorf("deployment = %q, want d-42", got.ID)
 				}
 			}

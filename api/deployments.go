@@ -63,7 +63,7 @@ func (s *Server) cancel(c *fiber.Ctx) error {
 func accepted(c *fiber.Ctx, d controller.Deployment) error {
 	c.Locals(localDeploymentID, d.ID)
 	c.Location("/api/v1/deployments/" + url.PathEscape(d.ID))
-	return c.Status(fiber.StatusAccepted).JSON(presentDeployment(d))
+	return c.Status(fiber.StatusAccepted).JSON(deploymentOf(d))
 }
 
 func (s *Server) listDeployments(c *fiber.Ctx) error {
@@ -83,11 +83,11 @@ func (s *Server) listDeployments(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := make([]controller.Deployment, 0, len(ds))
+	out := DeploymentList{Deployments: make([]Deployment, 0, len(ds))}
 	for _, d := range ds {
-		out = append(out, presentDeployment(d))
+		out.Deployments = append(out.Deployments, deploymentOf(d))
 	}
-	return c.JSON(fiber.Map{"deployments": out})
+	return c.JSON(out)
 }
 
 func (s *Server) getDeployment(c *fiber.Ctx) error {
@@ -95,5 +95,5 @@ func (s *Server) getDeployment(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(presentDeployment(d))
+	return c.JSON(deploymentOf(d))
 }

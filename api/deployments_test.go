@@ -38,7 +38,7 @@ func TestDeploy_AcceptsAndPassesTheTrigger(t *testing.T) {
 			if got, want := resp.Header.Get("Location"), "/api/v1/deployments/d-42"; got != want {
 				t.Errorf("Location = %q, want %q", got, want)
 			}
-			if got := decodeJSON[controller.Deployment](t, resp); got.ID != "d-42" {
+			if got := decodeJSON[Deployment](t, resp); got.ID != "d-42" {
 				t.Errorf("deployment id = %q, want d-42", got.ID)
 			}
 			calls := h.ctl.Calls()
@@ -104,7 +104,7 @@ func TestRollback_UsesTheTokenNameAsActor(t *testing.T) {
 	if got, want := resp.Header.Get("Location"), "/api/v1/deployments/d-42"; got != want {
 		t.Errorf("Location = %q, want %q", got, want)
 	}
-	if got := decodeJSON[controller.Deployment](t, resp); got.Kind != controller.KindRollback {
+	if got := decodeJSON[Deployment](t, resp); got.Kind != controller.KindRollback {
 		t.Errorf("kind = %q, want rollback", got.Kind)
 	}
 	calls := h.ctl.Calls()
@@ -317,11 +317,11 @@ func TestShape_EmptyServicesListIsEmptyArray(t *testing.T) {
 func TestShape_PresentingDoesNotChangeTheControllersValues(t *testing.T) {
 	v := sampleService()
 	v.Deployment.Steps = nil
-	_ = presentService(v)
+	_ = serviceOf(v)
 	if _, ok := v.Colors[controller.Green]; ok {
-		t.Error("presentService added green to the controller's map")
+		t.Error("serviceOf added green to the controller's map")
 	}
 	if v.Deployment.Steps != nil {
-		t.Error("presentService changed the controller's deployment")
+		t.Error("serviceOf changed the controller's deployment")
 	}
 }

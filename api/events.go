@@ -130,7 +130,7 @@ func (st *eventStream) flush(w *bufio.Writer) error {
 // is one of the controller's words; anything else becomes "message" so
 // that no value can break the framing.
 func writeEvent(w *bufio.Writer, e controller.Event) error {
-	data, err := json.Marshal(e)
+	data, err := json.Marshal(eventOf(e))
 	if err != nil {
 		return fmt.Errorf("marshal event %d: %w", e.Seq, err)
 	}

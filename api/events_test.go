@@ -57,7 +57,7 @@ func (r *sseReader) next() (sseEvent, error) {
 
 // wantEvent reads the next event and checks its seq and type, and that
 // its data is the Event JSON with that seq.
-func (r *sseReader) wantEvent(seq int, typ string) controller.Event {
+func (r *sseReader) wantEvent(seq int, typ string) Event {
 	r.t.Helper()
 	e, err := r.next()
 	for err == nil && e.comment {
@@ -69,7 +69,7 @@ func (r *sseReader) wantEvent(seq int, typ string) controller.Event {
 	if e.id != strconv.Itoa(seq) || e.typ != typ {
 		r.t.Fatalf("event id=%q type=%q, want id=%d type=%s", e.id, e.typ, seq, typ)
 	}
-	var ev controller.Event
+	var ev Event
 	if err := json.Unmarshal([]byte(e.data), &ev); err != nil {
 		r.t.Fatalf("event data %q: %v", e.data, err)
 	}

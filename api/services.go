@@ -11,11 +11,11 @@ func (s *Server) listServices(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := make([]controller.ServiceView, 0, len(views))
+	out := ServiceList{Services: make([]Service, 0, len(views))}
 	for _, v := range views {
-		out = append(out, presentService(v))
+		out.Services = append(out.Services, serviceOf(v))
 	}
-	return c.JSON(fiber.Map{"services": out})
+	return c.JSON(out)
 }
 
 func (s *Server) getService(c *fiber.Ctx) error {
@@ -27,7 +27,7 @@ func (s *Server) getService(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(presentService(v))
+	return c.JSON(serviceOf(v))
 }
 
 // serviceParam returns the :name parameter. A name that breaks the service
@@ -38,35 +38,4 @@ func serviceParam(c *fiber.Ctx) (string, error) {
 		return "", controller.Errorf(controller.ENOTFOUND, "no service %q", name)
 	}
 	return name, nil
-}
-
-// presentService fills the gaps a client should not have to handle: both
-// colors are always present and lists are [] rather than null. It copies
-// rather than changing the controller's values.
-func presentService(v controller.ServiceView) controller.ServiceView {
-	colors := make(map[controller.Color]controller.ColorView, 2)
-	for _, col := range []controller.Color{controller.Blue, controller.Green} {
-		cv := v.Colors[col]
-		if cv.Containers == nil {
-			cv.Containers = []controller.Container{}
-		}
-		colors[col] = cv
-	}
-	v.Colors = colors
-	if v.ActiveDeployment != nil {
-		d := presentDeployment(*v.ActiveDeployment)
-		v.ActiveDeployment = &d
-	}
-	if v.Deployment != nil {
-		d := presentDeployment(*v.Deployment)
-		v.Deployment = &d
-	}
-	return v
-}
-
-func presentDeployment(d controller.Deployment) controller.Deployment {
-	if d.Steps == nil {
-		d.Steps = []controller.Step{}
-	}
-	return d
 }

@@ -187,12 +187,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	if replayed {
 		status = fiber.StatusOK
 	}
-	return c.Status(status).JSON(webhookResponse{Deployment: presentDeployment(d), URL: loc})
-}
-
-type webhookResponse struct {
-	Deployment controller.Deployment `json:"deployment"`
-	URL        string                `json:"url"`
+	return c.Status(status).JSON(WebhookAccepted{Deployment: deploymentOf(d), URL: loc})
 }
 
 // signatureFailed logs a refused delivery and counts it against the

@@ -127,7 +127,7 @@ func TestWebhook_SignedDeliveryIsAcceptedWithTheTrigger(t *testing.T) {
 			if got, want := resp.Header.Get("Location"), "/api/v1/deployments/d-42"; got != want {
 				t.Errorf("Location = %q, want %q", got, want)
 			}
-			got := decodeJSON[webhookResponse](t, resp)
+			got := decodeJSON[WebhookAccepted](t, resp)
 			if got.Deployment.ID != "d-42" || got.URL != "/api/v1/deployments/d-42" {
 				t.Errorf("body = %+v, want deployment d-42 and its url", got)
 			}
@@ -148,7 +148,7 @@ func TestWebhook_ReplayedDeliveryAnswers200WithTheSameDeployment(t *testing.T) {
 	wantStatus(t, first, fiber.StatusAccepted)
 	again := h.send(t, signedHook(hookBody, "delivery-1"))
 	wantStatus(t, again, fiber.StatusOK)
-	if got := decodeJSON[webhookResponse](t, again); got.Deployment.ID != "d-42" {
+	if got := decodeJSON[WebhookAccepted](t, again); got.Deployment.ID != "d-42" {
 		t.Errorf("replayed deployment = %q, want d-42", got.Deployment.ID)
 	}
 }

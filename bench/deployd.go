@@ -143,9 +143,29 @@ func (d *daemon) call(ctx context.Context, method, path string, body any, want i
 	return nil
 }
 
+// deployment is what the benchmark reads of the API's Deployment schema.
+// The benchmark is an outside client of the API, so it decodes its own
+// type rather than importing the server's.
+type deployment struct {
+	ID        string            `json:"id"`
+	Kind      controller.Kind   `json:"kind"`
+	Image     string            `json:"image"`
+	FromColor controller.Color  `json:"from_color"`
+	ToColor   controller.Color  `json:"to_color"`
+	Status    controller.Status `json:"status"`
+	Error     string            `json:"error"`
+	Steps     []struct {
+		Name       string     `json:"name"`
+		StartedAt  time.Time  `json:"started_at"`
+		FinishedAt *time.Time `json:"finished_at"`
+	} `json:"steps"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
 // deploy asks for tag and returns the accepted deployment's id.
 func (d *daemon) deploy(ctx context.Context, tag string) (string, error) {
-	var dep controller.Deployment
+	var dep deployment
 	err := d.call(ctx, http.MethodPost, "/api/v1/services/"+d.svc+"/deployments",
 		map[string]string{"image": tag, "actor": "bench"}, http.StatusAccepted, &dep)
 	return dep.ID, err
@@ -153,17 +173,17 @@ func (d *daemon) deploy(ctx context.Context, tag string) (string, error) {
 
 // rollback asks for a rollback and returns the accepted deployment's id.
 func (d *daemon) rollback(ctx context.Context) (string, error) {
-	var dep controller.Deployment
+	var dep deployment
 	err := d.call(ctx, http.MethodPost, "/api/v1/services/"+d.svc+"/rollback", nil, http.StatusAccepted, &dep)
 	return dep.ID, err
 }
 
 // waitSucceeded polls a deployment until it is done and fails unless it
 // succeeded.
-func (d *daemon) waitSucceeded(ctx context.Context, id string) (controller.Deployment, error) {
+func (d *daemon) waitSucceeded(ctx context.Context, id string) (deployment, error) {
 	deadline := time.Now().Add(deploymentLimit)
 	for {
-		var dep controller.Deployment
+		var dep deployment
 		if err := d.call(ctx, http.MethodGet, "/api/v1/deployments/"+id, nil, http.StatusOK, &dep); err != nil {
 			return dep, err
 		}

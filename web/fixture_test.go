@@ -178,6 +178,27 @@ type fixture struct {
 	hook     *logtest.Hook
 }
 
+// statusOf stands in for api.StatusOf, which the daemon passes: the
+// codes the pages meet, with the API's statuses.
+func statusOf(err error) int {
+	switch controller.ErrorCode(err) {
+	case controller.EINVALID:
+		return http.StatusBadRequest
+	case controller.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case controller.EFORBIDDEN:
+		return http.StatusForbidden
+	case controller.ENOTFOUND:
+		return http.StatusNotFound
+	case controller.ECONFLICT:
+		return http.StatusConflict
+	case controller.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
 type fixtureOption func(*Options)
 
 func withSecureCookies(o *Options) { o.SecureCookies = true }
@@ -190,6 +211,7 @@ func newFixture(t *testing.T, opts ...fixtureOption) *fixture {
 	ctl := &fakeController{services: fixtureServices(), deployments: fixtureDeployments(), audit: fixtureAudit()}
 	o := Options{
 		Controller: ctl,
+		StatusOf:   statusOf,
 		Auth: auth.NewAuthenticator([]auth.Token{
 			{Name: "ops", Role: auth.RoleOperator, Secret: operatorSecret},
 			{Name: "dep", Role: auth.RoleDeployer, Secret: deployerSecret},

@@ -23,7 +23,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
 
-	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -51,7 +50,10 @@ type Controller interface {
 // Options configures the pages. Every field but SecureCookies and Now is
 // required.
 type Options struct {
-	Controller   Controller
+	Controller Controller
+	// StatusOf maps an error to the HTTP status its code stands for, so
+	// that pages answer with the API's statuses (api.StatusOf).
+	StatusOf     func(error) int
 	Auth         *auth.Authenticator
 	Sessions     *auth.Sessions
 	LoginLimiter *auth.Limiter
@@ -77,6 +79,7 @@ const (
 // Pages serves the status page. Safe for concurrent use.
 type Pages struct {
 	ctl      Controller
+	statusOf func(error) int
 	auth     *auth.Authenticator
 	sessions *auth.Sessions
 	limiter  *auth.Limiter
@@ -102,6 +105,7 @@ func New(o Options) *Pages {
 	}
 	return &Pages{
 		ctl:      o.Controller,
+		statusOf: o.StatusOf,
 		auth:     o.Auth,
 		sessions: o.Sessions,
 		limiter:  o.LoginLimiter,
@@ -289,7 +293,7 @@ func (p *Pages) partialUnauthorized(c *fiber.Ctx) error {
 }
 
 func (p *Pages) partialError(c *fiber.Ctx, err error) error {
-	status := api.StatusOf(err)
+	status := p.statusOf(err)
 	if status >= fiber.StatusInternalServerError {
 		p.log.WithError(err).WithField("path", c.Path()).Error("render partial")
 	}
@@ -325,7 +329,7 @@ func (p *Pages) notFound(c *fiber.Ctx) error {
 // fail renders err as an error page: its message when it is one a user can
 // act on, "internal error" otherwise (logged in full).
 func (p *Pages) fail(c *fiber.Ctx, s *auth.Session, err error) error {
-	status := api.StatusOf(err)
+	status := p.statusOf(err)
 	if status >= fiber.StatusInternalServerError {
 		p.log.WithError(err).WithField("path", c.Path()).Error("render page")
 	}

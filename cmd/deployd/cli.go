@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/client"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -239,7 +240,7 @@ func registerWait(fs *flag.FlagSet) *waitFlags {
 
 // deploymentFailed is a deployment that ended other than succeeded.
 type deploymentFailed struct {
-	d controller.Deployment
+	d api.Deployment
 }
 
 func (e *deploymentFailed) Error() string {
@@ -251,7 +252,7 @@ func (e *deploymentFailed) Error() string {
 }
 
 // started reports an accepted deployment and, with --wait, follows it.
-func (c *cli) started(ctx context.Context, d controller.Deployment, w *waitFlags) error {
+func (c *cli) started(ctx context.Context, d api.Deployment, w *waitFlags) error {
 	if !w.wait {
 		if c.json {
 			return c.printJSON(d)
@@ -269,8 +270,8 @@ func (c *cli) started(ctx context.Context, d controller.Deployment, w *waitFlags
 
 	wctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
-	var final *controller.Event
-	err := c.api.Events(wctx, d.ID, 0, func(ev controller.Event) error {
+	var final *api.Event
+	err := c.api.Events(wctx, d.ID, 0, func(ev api.Event) error {
 		if line := eventLine(ev); line != "" {
 			fmt.Fprintln(progress, line)
 		}
@@ -316,7 +317,7 @@ func (c *cli) started(ctx context.Context, d controller.Deployment, w *waitFlags
 	return nil
 }
 
-func describeMove(d controller.Deployment) string {
+func describeMove(d api.Deployment) string {
 	from := string(d.FromColor)
 	if from == "" {
 		from = "none"
@@ -328,7 +329,7 @@ func describeMove(d controller.Deployment) string {
 	return s
 }
 
-func durationSuffix(d controller.Deployment) string {
+func durationSuffix(d api.Deployment) string {
 	if dur := deploymentDuration(d); dur != "-" {
 		return " in " + dur
 	}
@@ -336,7 +337,7 @@ func durationSuffix(d controller.Deployment) string {
 }
 
 // eventLine renders one progress event, "" for those not worth a line.
-func eventLine(ev controller.Event) string {
+func eventLine(ev api.Event) string {
 	switch ev.Type {
 	case controller.EventStep:
 		s := ev.Status
@@ -360,7 +361,7 @@ func eventLine(ev controller.Event) string {
 func (c *cli) status(ctx context.Context, service string) error {
 	ctx, cancel := callCtx(ctx)
 	defer cancel()
-	var views []controller.ServiceView
+	var views []api.Service
 	if service != "" {
 		v, err := c.api.Service(ctx, service)
 		if err != nil {
@@ -369,7 +370,7 @@ func (c *cli) status(ctx context.Context, service string) error {
 		if c.json {
 			return c.printJSON(v)
 		}
-		views = []controller.ServiceView{v}
+		views = []api.Service{v}
 	} else {
 		vs, err := c.api.Services(ctx)
 		if err != nil {
@@ -377,7 +378,7 @@ func (c *cli) status(ctx context.Context, service string) error {
 		}
 		if c.json {
 			if vs == nil {
-				vs = []controller.ServiceView{}
+				vs = []api.Service{}
 			}
 			return c.printJSON(map[string]any{"services": vs})
 		}
@@ -418,7 +419,7 @@ func (c *cli) history(ctx context.Context, service string, limit int) error {
 	}
 	if c.json {
 		if ds == nil {
-			ds = []controller.Deployment{}
+			ds = []api.Deployment{}
 		}
 		return c.printJSON(map[string]any{"deployments": ds})
 	}
@@ -449,7 +450,7 @@ func orDash(s string) string {
 
 // deploymentDuration is how long a finished deployment took, "-" while it
 // runs.
-func deploymentDuration(d controller.Deployment) string {
+func deploymentDuration(d api.Deployment) string {
 	if d.FinishedAt == nil || d.CreatedAt.IsZero() {
 		return "-"
 	}

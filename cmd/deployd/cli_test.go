@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -30,13 +31,13 @@ type fakeAPI struct {
 	bodies   []string
 }
 
-func (f *fakeAPI) deployment(status controller.Status) controller.Deployment {
+func (f *fakeAPI) deployment(status controller.Status) api.Deployment {
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	d := controller.Deployment{
+	d := api.Deployment{
 		ID: "d-1", Service: "web", Kind: controller.KindDeploy, Image: "demoapp:v2",
 		FromColor: controller.Blue, ToColor: controller.Green, Status: status,
-		Steps:     []controller.Step{},
-		Trigger:   controller.Trigger{Source: "api", Actor: "ci", Commit: "abc123"},
+		Steps:     []api.Step{},
+		Trigger:   api.Trigger{Source: "api", Actor: "ci", Commit: "abc123"},
 		CreatedAt: created,
 	}
 	if status.Done() {
@@ -49,8 +50,8 @@ func (f *fakeAPI) deployment(status controller.Status) controller.Deployment {
 	return d
 }
 
-func (f *fakeAPI) events() []controller.Event {
-	evs := []controller.Event{
+func (f *fakeAPI) events() []api.Event {
+	evs := []api.Event{
 		{Type: controller.EventStatus, Status: "running"},
 		{Type: controller.EventStep, Step: "pull", Status: "running"},
 		{Type: controller.EventStep, Step: "pull", Status: "succeeded", Message: "demoapp:v2 present"},
@@ -59,13 +60,13 @@ func (f *fakeAPI) events() []controller.Event {
 	}
 	if f.outcome == controller.StatusSucceeded {
 		evs = append(evs,
-			controller.Event{Type: controller.EventStep, Step: "health", Status: "succeeded"},
-			controller.Event{Type: controller.EventStep, Step: "switch", Status: "succeeded", Message: "nginx now sends web to green"},
+			api.Event{Type: controller.EventStep, Step: "health", Status: "succeeded"},
+			api.Event{Type: controller.EventStep, Step: "switch", Status: "succeeded", Message: "nginx now sends web to green"},
 		)
 	} else {
-		evs = append(evs, controller.Event{Type: controller.EventStep, Step: "health", Status: "failed", Message: f.errMsg})
+		evs = append(evs, api.Event{Type: controller.EventStep, Step: "health", Status: "failed", Message: f.errMsg})
 	}
-	evs = append(evs, controller.Event{Type: controller.EventStatus, Status: f.outcome.String(), Message: f.deployment(f.outcome).Error})
+	evs = append(evs, api.Event{Type: controller.EventStatus, Status: f.outcome.String(), Message: f.deployment(f.outcome).Error})
 	for i := range evs {
 		evs[i].Seq = i + 1
 	}
@@ -97,9 +98,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GET /api/v1/deployments/d-1":
 		writeJSON(http.StatusOK, f.deployment(f.outcome))
 	case "GET /api/v1/deployments":
-		writeJSON(http.StatusOK, map[string]any{"deployments": []controller.Deployment{f.deployment(f.outcome)}})
+		writeJSON(http.StatusOK, map[string]any{"deployments": []api.Deployment{f.deployment(f.outcome)}})
 	case "GET /api/v1/services":
-		writeJSON(http.StatusOK, map[string]any{"services": []controller.ServiceView{webView(f.deployment(f.outcome))}})
+		writeJSON(http.StatusOK, map[string]any{"services": []api.Service{webView(f.deployment(f.outcome))}})
 	case "GET /api/v1/services/web":
 		writeJSON(http.StatusOK, webView(f.deployment(f.outcome)))
 	case "GET /api/v1/deployments/d-1/events":
@@ -113,13 +114,13 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func webView(d controller.Deployment) controller.ServiceView {
-	return controller.ServiceView{
+func webView(d api.Deployment) api.Service {
+	return api.Service{
 		Name: "web", ActiveColor: controller.Green, ActiveImage: "demoapp:v2",
 		StandbyColor: controller.Blue, StandbyImage: "demoapp:v1",
-		Colors: map[controller.Color]controller.ColorView{
-			controller.Blue:  {Image: "demoapp:v1", Containers: []controller.Container{}},
-			controller.Green: {Image: "demoapp:v2", Containers: []controller.Container{}},
+		Colors: api.Colors{
+			Blue:  api.ColorView{Image: "demoapp:v1", Containers: []api.Container{}},
+			Green: api.ColorView{Image: "demoapp:v2", Containers: []api.Container{}},
 		},
 		Deployment: &d,
 	}
@@ -138,9 +139,9 @@ type cliResult struct {
 
 // runFakeCLI runs args against a fake API with the token in the
 // environment and the server either there or given as a flag.
-func runFakeCLI(t *testing.T, api *fakeAPI, env map[string]string, args ...string) cliResult {
+func runFakeCLI(t *testing.T, fake *fakeAPI, env map[string]string, args ...string) cliResult {
 	t.Helper()
-	srv := httptest.NewServer(api)
+	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	all := map[string]string{"DEPLOYD_SERVER": srv.URL, "DEPLOYD_TOKEN": cliToken}
 	for k, v := range env {
@@ -160,8 +161,8 @@ func runFakeCLI(t *testing.T, api *fakeAPI, env map[string]string, args ...strin
 }
 
 func TestCLI_DeployWaitSucceededExitsZeroAndPrintsSteps(t *testing.T) {
-	api := &fakeAPI{outcome: controller.StatusSucceeded}
-	r := runFakeCLI(t, api, nil, "deploy", "--service", "web", "--image", "v2", "--commit", "abc123", "--actor", "alice", "--wait")
+	fake := &fakeAPI{outcome: controller.StatusSucceeded}
+	r := runFakeCLI(t, fake, nil, "deploy", "--service", "web", "--image", "v2", "--commit", "abc123", "--actor", "alice", "--wait")
 	if r.code != 0 {
 		t.Fatalf("exit = %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -183,9 +184,9 @@ func TestCLI_DeployWaitSucceededExitsZeroAndPrintsSteps(t *testing.T) {
 	if r.stderr != "" {
 		t.Fatalf("stderr = %q, want nothing", r.stderr)
 	}
-	api.mu.Lock()
-	body := api.bodies[0]
-	api.mu.Unlock()
+	fake.mu.Lock()
+	body := fake.bodies[0]
+	fake.mu.Unlock()
 	if want := `{"image":"v2","commit":"abc123","actor":"alice"}`; body != want {
 		t.Fatalf("deploy body = %s, want %s", body, want)
 	}
@@ -194,8 +195,8 @@ func TestCLI_DeployWaitSucceededExitsZeroAndPrintsSteps(t *testing.T) {
 func TestCLI_DeployWaitFailedExitsOneWithReasonOnStderr(t *testing.T) {
 	for _, outcome := range []controller.Status{controller.StatusFailed, controller.StatusCancelled, controller.StatusInterrupted} {
 		t.Run(outcome.String(), func(t *testing.T) {
-			api := &fakeAPI{outcome: outcome, errMsg: "health: web-green-1 never became healthy within 60s"}
-			r := runFakeCLI(t, api, nil, "deploy", "--service", "web", "--image", "v2", "--wait")
+			fake := &fakeAPI{outcome: outcome, errMsg: "health: web-green-1 never became healthy within 60s"}
+			r := runFakeCLI(t, fake, nil, "deploy", "--service", "web", "--image", "v2", "--wait")
 			if r.code != 1 {
 				t.Fatalf("exit = %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
@@ -275,8 +276,8 @@ func TestCLI_CommandLineMistakesExitTwo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := &fakeAPI{outcome: controller.StatusSucceeded}
-			r := runFakeCLI(t, api, tt.env, tt.args...)
+			fake := &fakeAPI{outcome: controller.StatusSucceeded}
+			r := runFakeCLI(t, fake, tt.env, tt.args...)
 			if r.code != 2 {
 				t.Fatalf("exit = %d, want 2\nstderr:\n%s", r.code, r.stderr)
 			}
@@ -286,22 +287,22 @@ func TestCLI_CommandLineMistakesExitTwo(t *testing.T) {
 			if r.stdout != "" {
 				t.Fatalf("stdout = %q, want nothing", r.stdout)
 			}
-			if n := len(api.seen()); n != 0 {
-				t.Fatalf("requests = %v, want none", api.seen())
+			if n := len(fake.seen()); n != 0 {
+				t.Fatalf("requests = %v, want none", fake.seen())
 			}
 		})
 	}
 }
 
 func TestCLI_ServerFlagOverridesEnv(t *testing.T) {
-	api := &fakeAPI{outcome: controller.StatusSucceeded}
-	srv := httptest.NewServer(api)
+	fake := &fakeAPI{outcome: controller.StatusSucceeded}
+	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	r := runFakeCLI(t, &fakeAPI{}, map[string]string{"DEPLOYD_SERVER": "http://127.0.0.1:1"}, "status", "--server", srv.URL)
 	if r.code != 0 {
 		t.Fatalf("exit = %d, want 0; stderr: %s", r.code, r.stderr)
 	}
-	if got := api.seen(); !reflect.DeepEqual(got, []string{"GET /api/v1/services"}) {
+	if got := fake.seen(); !reflect.DeepEqual(got, []string{"GET /api/v1/services"}) {
 		t.Fatalf("requests = %q, want the services list from --server", got)
 	}
 }
@@ -326,22 +327,22 @@ func encodeAny(t *testing.T, v any) any {
 }
 
 func TestCLI_JSONPrintsTheAPIJSON(t *testing.T) {
-	api := &fakeAPI{outcome: controller.StatusSucceeded}
+	fake := &fakeAPI{outcome: controller.StatusSucceeded}
 	tests := []struct {
 		name string
 		args []string
 		want any
 	}{
-		{"status of all services", []string{"status", "--json"}, map[string]any{"services": []controller.ServiceView{webView(api.deployment(api.outcome))}}},
-		{"status of one service", []string{"status", "--service", "web", "--json"}, webView(api.deployment(api.outcome))},
-		{"history", []string{"history", "--service", "web", "--limit", "3", "--json"}, map[string]any{"deployments": []controller.Deployment{api.deployment(api.outcome)}}},
-		{"deploy without wait", []string{"deploy", "--service", "web", "--image", "v2", "--json"}, api.deployment(controller.StatusQueued)},
-		{"deploy with wait prints only the final deployment", []string{"deploy", "--service", "web", "--image", "v2", "--wait", "--json"}, api.deployment(api.outcome)},
-		{"cancel", []string{"cancel", "--id", "d-1", "--json"}, api.deployment(controller.StatusRunning)},
+		{"status of all services", []string{"status", "--json"}, map[string]any{"services": []api.Service{webView(fake.deployment(fake.outcome))}}},
+		{"status of one service", []string{"status", "--service", "web", "--json"}, webView(fake.deployment(fake.outcome))},
+		{"history", []string{"history", "--service", "web", "--limit", "3", "--json"}, map[string]any{"deployments": []api.Deployment{fake.deployment(fake.outcome)}}},
+		{"deploy without wait", []string{"deploy", "--service", "web", "--image", "v2", "--json"}, fake.deployment(controller.StatusQueued)},
+		{"deploy with wait prints only the final deployment", []string{"deploy", "--service", "web", "--image", "v2", "--wait", "--json"}, fake.deployment(fake.outcome)},
+		{"cancel", []string{"cancel", "--id", "d-1", "--json"}, fake.deployment(controller.StatusRunning)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := runFakeCLI(t, api, nil, tt.args...)
+			r := runFakeCLI(t, fake, nil, tt.args...)
 			if r.code != 0 {
 				t.Fatalf("exit = %d, want 0; stderr: %s", r.code, r.stderr)
 			}
@@ -354,12 +355,12 @@ func TestCLI_JSONPrintsTheAPIJSON(t *testing.T) {
 }
 
 func TestCLI_HistorySendsServiceAndLimit(t *testing.T) {
-	api := &fakeAPI{outcome: controller.StatusSucceeded}
-	r := runFakeCLI(t, api, nil, "history", "--service", "web", "--limit", "3")
+	fake := &fakeAPI{outcome: controller.StatusSucceeded}
+	r := runFakeCLI(t, fake, nil, "history", "--service", "web", "--limit", "3")
 	if r.code != 0 {
 		t.Fatalf("exit = %d; stderr: %s", r.code, r.stderr)
 	}
-	if got, want := api.seen(), []string{"GET /api/v1/deployments?limit=3&service=web"}; !reflect.DeepEqual(got, want) {
+	if got, want := fake.seen(), []string{"GET /api/v1/deployments?limit=3&service=web"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("requests = %q, want %q", got, want)
 	}
 	want := "ID   SERVICE  KIND    IMAGE       STATUS     DURATION  ACTOR\n" +
@@ -406,15 +407,15 @@ func TestCLI_WrongTokenExitsOneWithoutShowingIt(t *testing.T) {
 }
 
 func TestCLI_CancelSaysItWasRequested(t *testing.T) {
-	api := &fakeAPI{}
-	r := runFakeCLI(t, api, nil, "cancel", "--id", "d-1")
+	fake := &fakeAPI{}
+	r := runFakeCLI(t, fake, nil, "cancel", "--id", "d-1")
 	if r.code != 0 {
 		t.Fatalf("exit = %d; stderr: %s", r.code, r.stderr)
 	}
 	if want := "cancel requested for deployment d-1 (running); it stops at its next safe point\n"; r.stdout != want {
 		t.Fatalf("stdout = %q, want %q", r.stdout, want)
 	}
-	if got, want := api.seen(), []string{"POST /api/v1/deployments/d-1/cancel"}; !reflect.DeepEqual(got, want) {
+	if got, want := fake.seen(), []string{"POST /api/v1/deployments/d-1/cancel"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("requests = %q, want %q", got, want)
 	}
 }
@@ -446,15 +447,15 @@ func TestCLI_WaitTimeoutLeavesTheDeploymentRunning(t *testing.T) {
 
 func TestEventLine(t *testing.T) {
 	tests := []struct {
-		ev   controller.Event
+		ev   api.Event
 		want string
 	}{
-		{controller.Event{Type: "step", Step: "pre_deploy", Status: "running"}, "  pre_deploy running"},
-		{controller.Event{Type: "step", Step: "health", Status: "failed", Message: "timeout"}, "  health     failed: timeout"},
-		{controller.Event{Type: "log", Step: "health", Message: "web-green-1: healthy (1/2)"}, "  health     web-green-1: healthy (1/2)"},
-		{controller.Event{Type: "status", Status: "running"}, "  status     running"},
-		{controller.Event{Type: "status", Status: "succeeded"}, ""},
-		{controller.Event{Type: "something-new"}, ""},
+		{api.Event{Type: "step", Step: "pre_deploy", Status: "running"}, "  pre_deploy running"},
+		{api.Event{Type: "step", Step: "health", Status: "failed", Message: "timeout"}, "  health     failed: timeout"},
+		{api.Event{Type: "log", Step: "health", Message: "web-green-1: healthy (1/2)"}, "  health     web-green-1: healthy (1/2)"},
+		{api.Event{Type: "status", Status: "running"}, "  status     running"},
+		{api.Event{Type: "status", Status: "succeeded"}, ""},
+		{api.Event{Type: "something-new"}, ""},
 	}
 	for _, tt := range tests {
 		if got := eventLine(tt.ev); got != tt.want {

@@ -200,6 +200,7 @@ func (m *Main) Run(ctx context.Context) error {
 	sessions := auth.NewSessions(cfg.Web.SessionTTL, time.Now)
 	pages := web.New(web.Options{
 		Controller:    m.ctrl,
+		StatusOf:      api.StatusOf,
 		Auth:          auth.NewAuthenticator(tokens, m.Logger),
 		Sessions:      sessions,
 		LoginLimiter:  auth.NewLimiter(loginFailuresPerMinute, time.Minute, limiterKeys, time.Now),

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -209,21 +210,21 @@ func decodeAPIError(resp *http.Response) error {
 // deployment is accepted; follow it with Events or Deployment. A busy
 // service is an *APIError with Code controller.ECONFLICT and DeploymentID
 // set.
-func (c *Client) Deploy(ctx context.Context, service, image, commit, actor string) (controller.Deployment, error) {
+func (c *Client) Deploy(ctx context.Context, service, image, commit, actor string) (api.Deployment, error) {
 	in := struct {
 		Image  string `json:"image"`
 		Commit string `json:"commit,omitempty"`
 		Actor  string `json:"actor,omitempty"`
 	}{image, commit, actor}
-	var d controller.Deployment
+	var d api.Deployment
 	err := c.call(ctx, http.MethodPost, c.endpoint(nil, "api", "v1", "services", service, "deployments"), in, &d)
 	return d, err
 }
 
 // Rollback asks for service's standby color to be made active again. It
 // returns once the rollback is accepted; ECONFLICT without a standby.
-func (c *Client) Rollback(ctx context.Context, service string) (controller.Deployment, error) {
-	var d controller.Deployment
+func (c *Client) Rollback(ctx context.Context, service string) (api.Deployment, error) {
+	var d api.Deployment
 	err := c.call(ctx, http.MethodPost, c.endpoint(nil, "api", "v1", "services", service, "rollback"), nil, &d)
 	return d, err
 }
@@ -231,32 +232,30 @@ func (c *Client) Rollback(ctx context.Context, service string) (controller.Deplo
 // Cancel asks a running deployment to stop at its next safe point and
 // returns it as it stands. ECONFLICT when it has ended or already switched
 // traffic.
-func (c *Client) Cancel(ctx context.Context, id string) (controller.Deployment, error) {
-	var d controller.Deployment
+func (c *Client) Cancel(ctx context.Context, id string) (api.Deployment, error) {
+	var d api.Deployment
 	err := c.call(ctx, http.MethodPost, c.endpoint(nil, "api", "v1", "deployments", id, "cancel"), nil, &d)
 	return d, err
 }
 
 // Service returns one service; an unknown one is an *APIError matching
 // controller.ErrNotFound.
-func (c *Client) Service(ctx context.Context, name string) (controller.ServiceView, error) {
-	var v controller.ServiceView
+func (c *Client) Service(ctx context.Context, name string) (api.Service, error) {
+	var v api.Service
 	err := c.call(ctx, http.MethodGet, c.endpoint(nil, "api", "v1", "services", name), nil, &v)
 	return v, err
 }
 
 // Services returns every configured service.
-func (c *Client) Services(ctx context.Context) ([]controller.ServiceView, error) {
-	var out struct {
-		Services []controller.ServiceView `json:"services"`
-	}
+func (c *Client) Services(ctx context.Context) ([]api.Service, error) {
+	var out api.ServiceList
 	err := c.call(ctx, http.MethodGet, c.endpoint(nil, "api", "v1", "services"), nil, &out)
 	return out.Services, err
 }
 
 // Deployments returns the newest deployments first, of service or, when it
 // is empty, of all services. A limit of 0 leaves the server's default.
-func (c *Client) Deployments(ctx context.Context, service string, limit int) ([]controller.Deployment, error) {
+func (c *Client) Deployments(ctx context.Context, service string, limit int) ([]api.Deployment, error) {
 	q := url.Values{}
 	if service != "" {
 		q.Set("service", service)
@@ -264,17 +263,15 @@ func (c *Client) Deployments(ctx context.Context, service string, limit int) ([]
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	var out struct {
-		Deployments []controller.Deployment `json:"deployments"`
-	}
+	var out api.DeploymentList
 	err := c.call(ctx, http.MethodGet, c.endpoint(q, "api", "v1", "deployments"), nil, &out)
 	return out.Deployments, err
 }
 
 // Deployment returns one deployment with its steps; an unknown id is an
 // *APIError matching controller.ErrNotFound.
-func (c *Client) Deployment(ctx context.Context, id string) (controller.Deployment, error) {
-	var d controller.Deployment
+func (c *Client) Deployment(ctx context.Context, id string) (api.Deployment, error) {
+	var d api.Deployment
 	err := c.call(ctx, http.MethodGet, c.endpoint(nil, "api", "v1", "deployments", id), nil, &d)
 	return d, err
 }

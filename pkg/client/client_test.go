@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -267,7 +268,7 @@ func TestClient_ErrorAnswersAreAPIErrors(t *testing.T) {
 // sseServer serves a deployment's events: the first connection sends
 // events 1..dropAfter and drops; later ones resume after Last-Event-ID.
 type sseServer struct {
-	events    []controller.Event
+	events    []api.Event
 	dropAfter int
 
 	mu          sync.Mutex
@@ -316,8 +317,8 @@ func (s *sseServer) resumedFrom() []string {
 	return append([]string(nil), s.lastEventID...)
 }
 
-func testEvents() []controller.Event {
-	return []controller.Event{
+func testEvents() []api.Event {
+	return []api.Event{
 		{Seq: 1, Type: controller.EventStatus, Status: "running"},
 		{Seq: 2, Type: controller.EventStep, Step: "pull", Status: "running"},
 		{Seq: 3, Type: controller.EventLog, Step: "pull", Message: "pulled demoapp:v2"},
@@ -339,7 +340,7 @@ func newSSEClient(t *testing.T, s *sseServer) *Client {
 	return c
 }
 
-func seqs(evs []controller.Event) []int {
+func seqs(evs []api.Event) []int {
 	out := make([]int, 0, len(evs))
 	for _, e := range evs {
 		out = append(out, e.Seq)
@@ -350,8 +351,8 @@ func seqs(evs []controller.Event) []int {
 func TestEvents_DroppedConnectionResumesWithLastEventID(t *testing.T) {
 	s := &sseServer{events: testEvents(), dropAfter: 3}
 	c := newSSEClient(t, s)
-	var got []controller.Event
-	err := c.Events(ctxT(t), "d-1", 0, func(e controller.Event) error {
+	var got []api.Event
+	err := c.Events(ctxT(t), "d-1", 0, func(e api.Event) error {
 		got = append(got, e)
 		return nil
 	})
@@ -372,8 +373,8 @@ func TestEvents_DroppedConnectionResumesWithLastEventID(t *testing.T) {
 func TestEvents_AfterSkipsSeenEvents(t *testing.T) {
 	s := &sseServer{events: testEvents(), dropAfter: 100}
 	c := newSSEClient(t, s)
-	var got []controller.Event
-	err := c.Events(ctxT(t), "d-1", 4, func(e controller.Event) error {
+	var got []api.Event
+	err := c.Events(ctxT(t), "d-1", 4, func(e api.Event) error {
 		got = append(got, e)
 		return nil
 	})
@@ -392,7 +393,7 @@ func TestEvents_CallbackErrorStopsTheStream(t *testing.T) {
 	c := newSSEClient(t, &sseServer{events: testEvents(), dropAfter: 100})
 	stop := errors.New("stop here")
 	n := 0
-	err := c.Events(ctxT(t), "d-1", 0, func(controller.Event) error {
+	err := c.Events(ctxT(t), "d-1", 0, func(api.Event) error {
 		n++
 		if n == 2 {
 			return stop
@@ -410,7 +411,7 @@ func TestEvents_CallbackErrorStopsTheStream(t *testing.T) {
 func TestEvents_UnknownDeploymentIsNotRetried(t *testing.T) {
 	s := &sseServer{events: testEvents()}
 	c := newSSEClient(t, s)
-	err := c.Events(ctxT(t), "nope", 0, func(controller.Event) error { return nil })
+	err := c.Events(ctxT(t), "nope", 0, func(api.Event) error { return nil })
 	if !errors.Is(err, controller.ErrNotFound) {
 		t.Fatalf("err = %v, want not found", err)
 	}
@@ -427,7 +428,7 @@ func TestEvents_StreamWithoutFinalStatusRetriesUntilContextEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	n := 0
-	err := c.Events(ctx, "d-1", 0, func(controller.Event) error { n++; return nil })
+	err := c.Events(ctx, "d-1", 0, func(api.Event) error { n++; return nil })
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
@@ -443,19 +444,19 @@ func TestSSEFrame_Parsing(t *testing.T) {
 	tests := []struct {
 		name   string
 		lines  []string
-		want   controller.Event
+		want   api.Event
 		wantOK bool
 	}{
 		{
 			name:   "seq from the id line when data has none",
 			lines:  []string{"id: 7", "event: log", `data: {"message":"x"}`},
-			want:   controller.Event{Seq: 7, Type: "log", Message: "x"},
+			want:   api.Event{Seq: 7, Type: "log", Message: "x"},
 			wantOK: true,
 		},
 		{
 			name:   "data split over lines",
 			lines:  []string{"id:2", `data: {"seq":2,`, `data: "type":"step"}`},
-			want:   controller.Event{Seq: 2, Type: "step"},
+			want:   api.Event{Seq: 2, Type: "step"},
 			wantOK: true,
 		},
 		{

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -29,7 +30,7 @@ var errStreamEnded = errors.New("event stream ended before the final status")
 // answer is retried after a short backoff, resuming with Last-Event-ID so
 // no event is seen twice; other error answers (unknown deployment, bad
 // token) are returned as *APIError at once.
-func (c *Client) Events(ctx context.Context, id string, after int, fn func(controller.Event) error) error {
+func (c *Client) Events(ctx context.Context, id string, after int, fn func(api.Event) error) error {
 	last := after
 	backoff := c.minBackoff
 	for {
@@ -75,7 +76,7 @@ func (e *callbackError) Error() string { return e.err.Error() }
 // streamOnce reads one connection's worth of events, advancing *last. It
 // returns nil once the final status event was handed to fn, and whether any
 // new event arrived.
-func (c *Client) streamOnce(ctx context.Context, id string, last *int, fn func(controller.Event) error) (bool, error) {
+func (c *Client) streamOnce(ctx context.Context, id string, last *int, fn func(api.Event) error) (bool, error) {
 	u := c.endpoint(nil, "api", "v1", "deployments", id, "events")
 	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -151,18 +152,18 @@ func (f *sseFrame) add(line string) {
 }
 
 // event decodes the frame; ok is false for a frame without data.
-func (f *sseFrame) event() (controller.Event, bool, error) {
+func (f *sseFrame) event() (api.Event, bool, error) {
 	if len(f.data) == 0 {
-		return controller.Event{}, false, nil
+		return api.Event{}, false, nil
 	}
-	var ev controller.Event
+	var ev api.Event
 	if err := json.Unmarshal([]byte(strings.Join(f.data, "\n")), &ev); err != nil {
-		return controller.Event{}, false, fmt.Errorf("decode event %q: %w", f.id, err)
+		return api.Event{}, false, fmt.Errorf("decode event %q: %w", f.id, err)
 	}
 	if ev.Seq == 0 && f.id != "" {
 		seq, err := strconv.Atoi(f.id)
 		if err != nil {
-			return controller.Event{}, false, fmt.Errorf("event id %q is not a sequence number", f.id)
+			return api.Event{}, false, fmt.Errorf("event id %q is not a sequence number", f.id)
 		}
 		ev.Seq = seq
 	}
@@ -173,7 +174,7 @@ func (f *sseFrame) event() (controller.Event, bool, error) {
 }
 
 // isFinal reports whether ev is the status event that ends a deployment.
-func isFinal(ev controller.Event) bool {
+func isFinal(ev api.Event) bool {
 	if ev.Type != controller.EventStatus {
 		return false
 	}

@@ -16,12 +16,12 @@ const (
 
 // Event is one entry of a deployment's progress stream.
 type Event struct {
-	Seq     int       `json:"seq"`
-	Time    time.Time `json:"time"`
-	Type    string    `json:"type"`
-	Step    string    `json:"step,omitempty"`
-	Status  string    `json:"status,omitempty"`
-	Message string    `json:"message,omitempty"`
+	Seq     int
+	Time    time.Time
+	Type    string
+	Step    string
+	Status  string
+	Message string
 }
 
 // keptEventLogs is how many finished deployments keep their full event

@@ -126,13 +126,13 @@ const (
 
 // Step is one recorded step of a deployment.
 type Step struct {
-	Name       string     `json:"name"`
-	Status     StepStatus `json:"status"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
-	Message    string     `json:"message"`
+	Name       string
+	Status     StepStatus
+	StartedAt  time.Time
+	FinishedAt *time.Time
+	Message    string
 	// Output holds the tail of a command's output (the pre-deploy step).
-	Output string `json:"output,omitempty"`
+	Output string
 }
 
 // Sources of deployments deployd starts by itself: their actor is the
@@ -144,13 +144,13 @@ const (
 
 // Trigger says who or what asked for a deployment.
 type Trigger struct {
-	Source string `json:"source"` // api, webhook, cli, or SourceWatchdog or SourceReconciler
-	Actor  string `json:"actor"`
-	Commit string `json:"commit"`
+	Source string // api, webhook, cli, or SourceWatchdog or SourceReconciler
+	Actor  string
+	Commit string
 	// Ref and Delivery come with webhook deploys: the git ref that was
 	// built and the delivery id that asked for it.
-	Ref      string `json:"ref,omitempty"`
-	Delivery string `json:"delivery,omitempty"`
+	Ref      string
+	Delivery string
 }
 
 // Automatic reports whether deployd started the deployment by itself.
@@ -161,64 +161,64 @@ func (t Trigger) Automatic() bool {
 // AuditEntry records one state-changing request: who asked for what, from
 // where, and what came of it. Entries are only ever appended.
 type AuditEntry struct {
-	ID           string    `json:"id"`
-	Time         time.Time `json:"time"`
-	Actor        string    `json:"actor"`   // a token name, or "webhook:<delivery>"
-	Action       string    `json:"action"`  // deploy, rollback, cancel, ...
-	Target       string    `json:"target"`  // the service or deployment acted on
-	Address      string    `json:"address"` // the client's address
-	Result       string    `json:"result"`  // "ok", or the error code
-	Status       int       `json:"status"`  // the HTTP status answered
-	DeploymentID string    `json:"deployment_id,omitempty"`
-	RequestID    string    `json:"request_id,omitempty"`
+	ID           string
+	Time         time.Time
+	Actor        string // a token name, or "webhook:<delivery>"
+	Action       string // deploy, rollback, cancel, ...
+	Target       string // the service or deployment acted on
+	Address      string // the client's address
+	Result       string // "ok", or the error code
+	Status       int    // the HTTP status answered
+	DeploymentID string
+	RequestID    string
 }
 
 // Deployment is the record of one deploy or rollback.
 type Deployment struct {
-	ID         string     `json:"id"`
-	Service    string     `json:"service"`
-	Kind       Kind       `json:"kind"`
-	Image      string     `json:"image"`
-	FromColor  Color      `json:"from_color"`
-	ToColor    Color      `json:"to_color"`
-	Status     Status     `json:"status"`
-	Error      string     `json:"error"`
-	Steps      []Step     `json:"steps"`
-	Trigger    Trigger    `json:"trigger"`
-	CreatedAt  time.Time  `json:"created_at"`
-	FinishedAt *time.Time `json:"finished_at"`
+	ID         string
+	Service    string
+	Kind       Kind
+	Image      string
+	FromColor  Color
+	ToColor    Color
+	Status     Status
+	Error      string
+	Steps      []Step
+	Trigger    Trigger
+	CreatedAt  time.Time
+	FinishedAt *time.Time
 }
 
 // ServiceState is what the store keeps per service: which color serves
 // traffic and which one waits as the standby.
 type ServiceState struct {
-	Name         string `json:"name"`
-	ActiveColor  Color  `json:"active_color"`
-	ActiveImage  string `json:"active_image"`
-	StandbyColor Color  `json:"standby_color"`
-	StandbyImage string `json:"standby_image"`
+	Name         string
+	ActiveColor  Color
+	ActiveImage  string
+	StandbyColor Color
+	StandbyImage string
 	// ActiveDeployment and StandbyDeployment name the deploys that put each
 	// color's image there (a rollback swaps them), so "who deployed what"
 	// survives rollbacks.
-	ActiveDeployment  string    `json:"active_deployment,omitempty"`
-	StandbyDeployment string    `json:"standby_deployment,omitempty"`
-	UpdatedAt         time.Time `json:"updated_at"`
+	ActiveDeployment  string
+	StandbyDeployment string
+	UpdatedAt         time.Time
 }
 
 // Container is a container of a service as the runtime reports it.
 type Container struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Service    string    `json:"-"`
-	Color      Color     `json:"-"`
-	Deployment string    `json:"-"`
-	Image      string    `json:"-"`
-	State      string    `json:"state"`  // created, running, restarting, exited, ...
-	Health     string    `json:"health"` // the last probe's verdict as deployd saw it, or the runtime's
-	Address    string    `json:"address"`
-	Restarts   int       `json:"restarts"`
-	StartedAt  time.Time `json:"started_at"`
-	ExitCode   int       `json:"-"`
+	ID         string
+	Name       string
+	Service    string
+	Color      Color
+	Deployment string
+	Image      string
+	State      string // created, running, restarting, exited, ...
+	Health     string // the last probe's verdict as deployd saw it, or the runtime's
+	Address    string
+	Restarts   int
+	StartedAt  time.Time
+	ExitCode   int
 }
 
 // Running reports whether the container's process is up.
@@ -241,27 +241,27 @@ type DeployRequest struct {
 
 // ColorView is one color of a service: its image and its containers.
 type ColorView struct {
-	Image      string      `json:"image"`
-	Containers []Container `json:"containers"`
+	Image      string
+	Containers []Container
 }
 
 // ServiceView is a service as the API shows it: stored state joined with the
 // containers the runtime reports.
 type ServiceView struct {
-	Name         string              `json:"name"`
-	ActiveColor  Color               `json:"active_color"`
-	ActiveImage  string              `json:"active_image"`
-	StandbyColor Color               `json:"standby_color"`
-	StandbyImage string              `json:"standby_image"`
-	Colors       map[Color]ColorView `json:"colors"`
+	Name         string
+	ActiveColor  Color
+	ActiveImage  string
+	StandbyColor Color
+	StandbyImage string
+	Colors       map[Color]ColorView
 	// StandbyWarm says the standby's containers all run, so a rollback is
 	// only a probe and an nginx switch.
-	StandbyWarm bool `json:"standby_warm"`
+	StandbyWarm bool
 	// ActiveDeployment is the deploy that put the active image in place:
 	// who deployed it, when, from which commit.
-	ActiveDeployment *Deployment `json:"active_deployment"`
+	ActiveDeployment *Deployment
 	// Deployment is the running deployment, else the last one, else nil.
-	Deployment *Deployment `json:"deployment"`
+	Deployment *Deployment
 	// RepositoryURL, when configured, is where commits link to.
-	RepositoryURL string `json:"repository_url,omitempty"`
+	RepositoryURL string
 }

@@ -149,14 +149,14 @@ const (
 
 // Notification is one event worth telling people about.
 type Notification struct {
-	Kind       string    `json:"kind"`
-	Service    string    `json:"service"`
-	Deployment string    `json:"deployment,omitempty"`
-	Image      string    `json:"image,omitempty"`
-	Color      Color     `json:"color,omitempty"`
-	Actor      string    `json:"actor,omitempty"`
-	Message    string    `json:"message"`
-	Time       time.Time `json:"time"`
+	Kind       string
+	Service    string
+	Deployment string
+	Image      string
+	Color      Color
+	Actor      string
+	Message    string
+	Time       time.Time
 }
 
 // Observer records what the controller does, for metrics. Its methods must

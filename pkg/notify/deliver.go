@@ -177,7 +177,7 @@ func describe(kind string, resp *http.Response, err error) error {
 }
 
 func (w *worker) body(note controller.Notification) ([]byte, error) {
-	var v any = note
+	var v any = payloadOf(note)
 	if w.Type == TypeSlack {
 		v = struct {
 			Text string `json:"text"`

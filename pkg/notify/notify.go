@@ -36,7 +36,7 @@ var ErrDropped = errors.New("notifications dropped")
 // Target is one place notifications go.
 type Target struct {
 	Name string
-	// Type is TypeWebhook (the Notification as JSON) or TypeSlack
+	// Type is TypeWebhook (the notification as a Payload) or TypeSlack
 	// ({"text": "..."}).
 	Type string
 	// URL often holds a secret in its path (Slack's do); it is never

@@ -72,7 +72,7 @@ func TestRestart_UndeliveredNotificationsAreSentByTheNextNotifier(t *testing.T) 
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		var note controller.Notification
+		var note notify.Payload
 		if err := json.Unmarshal(b, &note); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

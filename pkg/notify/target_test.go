@@ -25,7 +25,7 @@ func arrivals(t *testing.T, r *receiver) map[string]time.Time {
 	t.Helper()
 	out := map[string]time.Time{}
 	for _, d := range r.deliveries() {
-		var n controller.Notification
+		var n Payload
 		if err := json.Unmarshal(d.body, &n); err != nil {
 			t.Fatalf("body is not a notification: %v", err)
 		}

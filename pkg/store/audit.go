@@ -43,9 +43,9 @@ func (s *Store) ListAudit(ctx context.Context, limit int) ([]controller.AuditEnt
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bucketAudit)).Cursor()
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var e controller.AuditEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("decode audit entry %s: %w", k, err)
+			e, err := decodeAudit(string(k), v)
+			if err != nil {
+				return err
 			}
 			out = append(out, e)
 		}
@@ -67,7 +67,7 @@ func appendAudit(tx *bolt.Tx, e controller.AuditEntry) error {
 	if e.ID == "" {
 		e.ID = key
 	}
-	v, err := json.Marshal(e)
+	v, err := json.Marshal(newAuditV1(e))
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}

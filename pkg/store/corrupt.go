@@ -48,10 +48,11 @@ const checkBudget = 5 * time.Second
 // damage the page structure cannot show.
 var jsonBuckets = []string{bucketServices, bucketDeployments, bucketAudit, bucketDeliveries}
 
-// openChecked opens the bbolt file and proves it readable before the schema
-// is touched. bbolt trusts its file: damaged pages make it panic, and a
-// truncated file makes reads fault on the memory map. Both are turned into
-// errors here, on this goroutine, so they become ErrCorrupt.
+// openChecked opens the bbolt file for writing once an existing file has
+// been proved readable (checkFile). bbolt trusts its file: damaged pages
+// make it panic, and a truncated file makes reads fault on the memory map.
+// Both are turned into errors here, on this goroutine, so they become
+// ErrCorrupt.
 func openChecked(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	existed, err := existingSize(path)
 	if err != nil {
@@ -63,8 +64,8 @@ func openChecked(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 		return nil, &CorruptError{Path: path, Cause: errors.New("file is empty")}
 	}
 	if existed > 0 {
-		if err := checkNotTruncated(path); err != nil {
-			return nil, &CorruptError{Path: path, Cause: err}
+		if err := checkFile(path, opts.Timeout); err != nil {
+			return nil, err
 		}
 	}
 	err = guard(path, func() error {
@@ -84,16 +85,6 @@ func openChecked(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 			return nil, &CorruptError{Path: path, Cause: err}
 		}
 		return nil, err
-	}
-	if existed < 0 {
-		return db, nil
-	}
-	if err := guard(path, func() error { return checkFile(db, path) }); err != nil {
-		closeQuietly(db)
-		if errors.As(err, &corrupt) {
-			return nil, err
-		}
-		return nil, &CorruptError{Path: path, Cause: err}
 	}
 	return db, nil
 }
@@ -141,28 +132,65 @@ func closeQuietly(db *bolt.DB) {
 	_ = db.Close()
 }
 
-// checkFile proves the file holds together: it is as long as its meta page
-// says, every bucket and record is reachable, and every record that should
-// be JSON is.
-func checkFile(db *bolt.DB, path string) error {
+// checkFile proves an existing file holds together: it is as long as its
+// meta page says, every bucket and record is reachable, and every record
+// that should be JSON is. Damage is a *CorruptError; a lock held by another
+// process is bbolt's ErrTimeout.
+//
+// It reads through a read-only handle, closed again on every path. bbolt's
+// read-write Open of a truncated file panics while it loads the freelist,
+// after it has taken the file's lock, and a recovered panic leaves that lock
+// held, so `deployd recover` in the same process could not move the file
+// aside. A read-only Open reads only the meta pages, and tx.Size() says how
+// long they claim the file is.
+//
+// bbolt's own consistency check (tx.Check) is not used: it runs on a
+// goroutine of its own, so the panic a damaged page causes there (most of
+// corrupt_test.go's damaged files) kills the process instead of being
+// reported, and it cannot see a record that is not JSON. The walk below
+// reads every page a later read will, on this goroutine, under guard.
+func checkFile(path string, timeout time.Duration) error {
+	var db *bolt.DB
+	err := guard(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout})
+		return err
+	})
+	var corrupt *CorruptError
+	if errors.As(err, &corrupt) {
+		return err
+	}
+	if err != nil {
+		if corruptOpenError(err) {
+			return &CorruptError{Path: path, Cause: err}
+		}
+		return err
+	}
+	defer closeQuietly(db) // read only
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("stat: %w", err)
+		return fmt.Errorf("stat %s: %w", path, err)
 	}
 	deadline := time.Now().Add(checkBudget)
-	return db.View(func(tx *bolt.Tx) error {
-		if want := tx.Size(); fi.Size() < want {
-			return fmt.Errorf("file is %d bytes, its meta page says %d: truncated", fi.Size(), want)
-		}
-		n := 0
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			validate := false
-			for _, j := range jsonBuckets {
-				validate = validate || j == string(name)
+	err = guard(path, func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			if want := tx.Size(); fi.Size() < want {
+				return fmt.Errorf("file is %d bytes, its meta page says %d: truncated", fi.Size(), want)
 			}
-			return walkBucket(b, string(name), validate, &n, deadline)
+			n := 0
+			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+				validate := false
+				for _, j := range jsonBuckets {
+					validate = validate || j == string(name)
+				}
+				return walkBucket(b, string(name), validate, &n, deadline)
+			})
 		})
 	})
+	if err != nil && !errors.As(err, &corrupt) {
+		return &CorruptError{Path: path, Cause: err}
+	}
+	return err
 }
 
 // errBudget stops a walk that ran out of time; what was walked was sound.

@@ -28,12 +28,6 @@ const (
 	keyDeliveryPruneAfter = "deliveries_prune_after"
 )
 
-// delivery is the stored value of one webhook delivery.
-type delivery struct {
-	DeploymentID string    `json:"deployment_id"`
-	Time         time.Time `json:"time"`
-}
-
 func checkDeliveryKey(key string) error {
 	if key == "" {
 		return controller.Errorf(controller.EINVALID, "empty delivery key")
@@ -55,7 +49,7 @@ func (s *Store) GetDelivery(ctx context.Context, key string) (string, error) {
 	if err := checkDeliveryKey(key); err != nil {
 		return "", fmt.Errorf("get delivery: %w", err)
 	}
-	var d delivery
+	var d deliveryV1
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket([]byte(bucketDeliveries)).Get([]byte(key))
 		if v == nil {
@@ -91,7 +85,7 @@ func (s *Store) PutDelivery(ctx context.Context, key, deploymentID string) error
 	if deploymentID == "" {
 		return fmt.Errorf("put delivery %q: empty deployment id", key)
 	}
-	v, err := json.Marshal(delivery{DeploymentID: deploymentID, Time: s.now().UTC()})
+	v, err := json.Marshal(deliveryV1{DeploymentID: deploymentID, Time: s.now().UTC()})
 	if err != nil {
 		return fmt.Errorf("encode delivery %q: %w", key, err)
 	}
@@ -139,7 +133,7 @@ func (s *Store) pruneDeliveries(tx *bolt.Tx) error {
 				break
 			}
 		}
-		var d delivery
+		var d deliveryV1
 		if err := json.Unmarshal(v, &d); err != nil || s.expired(d.Time) {
 			stale = append(stale, bytes.Clone(k))
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -18,12 +17,6 @@ import (
 // order is the order they were added in, across restarts too.
 const bucketOutbox = "notifications"
 
-// pendingNotification is the stored value of one undelivered notification.
-type pendingNotification struct {
-	Notification controller.Notification `json:"notification"`
-	AddedAt      time.Time               `json:"added_at"`
-}
-
 // AddNotification stores n as pending for each of targets under one new
 // id, in one transaction, and returns that id.
 func (s *Store) AddNotification(ctx context.Context, targets []string, n controller.Notification) (string, error) {
@@ -33,7 +26,7 @@ func (s *Store) AddNotification(ctx context.Context, targets []string, n control
 	if len(targets) == 0 {
 		return "", errors.New("add notification: no target")
 	}
-	v, err := json.Marshal(pendingNotification{Notification: n, AddedAt: s.now().UTC()})
+	v, err := json.Marshal(pendingV1{Notification: newNotificationV1(n), AddedAt: s.now().UTC()})
 	if err != nil {
 		return "", fmt.Errorf("encode notification %s: %w", n.Kind, err)
 	}
@@ -106,11 +99,11 @@ func (s *Store) PendingNotifications(ctx context.Context) (map[string]map[string
 			b := tx.Bucket([]byte(bucketOutbox)).Bucket(target)
 			notes := map[string]controller.Notification{}
 			err := b.ForEach(func(k, v []byte) error {
-				var p pendingNotification
+				var p pendingV1
 				if err := json.Unmarshal(v, &p); err != nil {
 					return fmt.Errorf("decode notification %s of %q: %w", k, target, err)
 				}
-				notes[string(k)] = p.Notification
+				notes[string(k)] = p.Notification.notification()
 				return nil
 			})
 			if err != nil {

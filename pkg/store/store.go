@@ -39,8 +39,6 @@ const (
 	bucketByService  = "deployments_by_service"
 	keySchemaVersion = "schema_version"
 
-	schemaVersion = 1
-
 	defaultOpenTimeout = time.Second
 	defaultListLimit   = 20
 	maxListLimit       = 500
@@ -123,21 +121,22 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return &Store{db: db, now: now}, nil
 }
 
-// initSchema stamps a new file with the current schema version and refuses
-// files stamped with another one, before any bucket is touched.
+// initSchema stamps a new file with the current schema version, migrates
+// a file of an older one and refuses a file of a newer one, before any
+// record is read.
 func initSchema(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
 		if err != nil {
 			return fmt.Errorf("create %s bucket: %w", bucketMeta, err)
 		}
+		version := schemaVersion
 		if v := meta.Get([]byte(keySchemaVersion)); v != nil {
 			n, err := strconv.Atoi(string(v))
-			if err != nil || n != schemaVersion {
-				return fmt.Errorf("schema version %q, this deployd understands %d: %w", v, schemaVersion, ErrSchema)
+			if err != nil || n < 1 || n > schemaVersion {
+				return fmt.Errorf("schema version %q, this deployd understands 1 to %d: %w", v, schemaVersion, ErrSchema)
 			}
-		} else if err := meta.Put([]byte(keySchemaVersion), []byte(strconv.Itoa(schemaVersion))); err != nil {
-			return fmt.Errorf("write schema version: %w", err)
+			version = n
 		}
 		// The audit, deliveries and notifications buckets came after
 		// schema 1 files were already in use. Adding a bucket changes no
@@ -149,6 +148,9 @@ func initSchema(db *bolt.DB) error {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return fmt.Errorf("create %s bucket: %w", b, err)
 			}
+		}
+		if err := migrate(tx, version, migrations); err != nil {
+			return err
 		}
 		if tx.Bucket([]byte(bucketByService)) == nil {
 			return buildServiceIndex(tx)
@@ -222,10 +224,9 @@ func (s *Store) GetService(ctx context.Context, name string) (controller.Service
 		if v == nil {
 			return fmt.Errorf("service %q: %w", name, controller.ErrNotFound)
 		}
-		if err := json.Unmarshal(v, &st); err != nil {
-			return fmt.Errorf("decode service %q: %w", name, err)
-		}
-		return nil
+		var err error
+		st, err = decodeService(name, v)
+		return err
 	})
 	return st, err
 }
@@ -361,7 +362,7 @@ func putService(tx *bolt.Tx, st controller.ServiceState) error {
 	if st.Name == "" {
 		return errors.New("put service: empty name")
 	}
-	v, err := json.Marshal(st)
+	v, err := json.Marshal(newServiceV1(st))
 	if err != nil {
 		return fmt.Errorf("encode service %q: %w", st.Name, err)
 	}
@@ -375,7 +376,7 @@ func putDeployment(tx *bolt.Tx, d controller.Deployment) error {
 	if d.ID == "" {
 		return errors.New("put deployment: empty id")
 	}
-	v, err := json.Marshal(d)
+	v, err := json.Marshal(newDeploymentV1(d))
 	if err != nil {
 		return fmt.Errorf("encode deployment %q: %w", d.ID, err)
 	}
@@ -383,14 +384,4 @@ func putDeployment(tx *bolt.Tx, d controller.Deployment) error {
 		return fmt.Errorf("put deployment %q: %w", d.ID, err)
 	}
 	return indexDeployment(tx, d)
-}
-
-// decodeDeployment is safe on bbolt's transaction-scoped v because
-// json.Unmarshal copies every string it keeps.
-func decodeDeployment(id string, v []byte) (controller.Deployment, error) {
-	var d controller.Deployment
-	if err := json.Unmarshal(v, &d); err != nil {
-		return d, fmt.Errorf("decode deployment %q: %w", id, err)
-	}
-	return d, nil
 }

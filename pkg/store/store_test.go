@@ -480,7 +480,7 @@ func TestOpen_SchemaOneFileWithoutNewBucketsGainsThem(t *testing.T) {
 			return err
 		}
 		// As the first version wrote it: the record, no service index.
-		v, err := json.Marshal(d)
+		v, err := json.Marshal(newDeploymentV1(d))
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -72,7 +73,7 @@ func greenOverWarmBlue(t *testing.T, readme bool) (*env, *daemon) {
 		if status != http.StatusAccepted {
 			t.Fatalf("deploy %s: status = %d, want %d; body %s", v.image, status, http.StatusAccepted, b)
 		}
-		if dep := d.waitDeployment(decode[controller.Deployment](t, b).ID); dep.Status != controller.StatusSucceeded {
+		if dep := d.waitDeployment(decode[api.Deployment](t, b).ID); dep.Status != controller.StatusSucceeded {
 			t.Fatalf("deploy %s: %s (%s), want succeeded; steps %s", v.image, dep.Status, dep.Error, stepSummary(dep))
 		}
 	}
@@ -391,7 +392,7 @@ func TestBrowser_ForgedCrossSitePOSTIsRefused(t *testing.T) {
 	if status != http.StatusAccepted {
 		t.Fatalf("POST with the session cookie and its CSRF token: status = %d, want %d; body %s", status, http.StatusAccepted, body)
 	}
-	dep := d.waitDeployment(decode[controller.Deployment](t, []byte(body)).ID)
+	dep := d.waitDeployment(decode[api.Deployment](t, []byte(body)).ID)
 	if dep.Status != controller.StatusSucceeded {
 		t.Fatalf("rollback with the right token: %s (%s), want succeeded", dep.Status, dep.Error)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -28,7 +29,7 @@ func TestCancel_RunningDeployStopsAndTrafficUntouched(t *testing.T) {
 	if status != http.StatusAccepted {
 		t.Fatalf("cancel: status = %d, want %d; body %s", status, http.StatusAccepted, b)
 	}
-	if got := decode[controller.Deployment](t, b); got.ID != slow.ID {
+	if got := decode[api.Deployment](t, b); got.ID != slow.ID {
 		t.Fatalf("cancel answered deployment %q, want %q", got.ID, slow.ID)
 	}
 	dep := d.waitDeployment(slow.ID)

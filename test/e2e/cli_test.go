@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -108,7 +109,7 @@ func TestCLI_DeployWaitFailingImageExitsNonZeroWithReason(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("status --json: exit code = %d, want 0; stderr:\n%s", res.code, res.stderr)
 	}
-	var sv controller.ServiceView
+	var sv api.Service
 	if err := json.Unmarshal([]byte(res.stdout), &sv); err != nil {
 		t.Fatalf("status --json printed %q: %v", res.stdout, err)
 	}

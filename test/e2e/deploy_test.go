@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -124,7 +125,7 @@ func TestDeploy_V1ThenV2MovesTrafficAndRollbackReturnsIt(t *testing.T) {
 
 // activeV1 starts a daemon with cfg, deploys v1 and returns the daemon, the
 // deployment and the upstream file's bytes.
-func activeV1(e *env, cfg svcConfig) (*daemon, controller.Deployment, []byte) {
+func activeV1(e *env, cfg svcConfig) (*daemon, api.Deployment, []byte) {
 	e.t.Helper()
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
 	v1 := d.mustSucceed("v1")
@@ -135,7 +136,7 @@ func activeV1(e *env, cfg svcConfig) (*daemon, controller.Deployment, []byte) {
 // assertUntouched checks that v1 on blue still serves from the same
 // containers and the same upstream bytes, and that deployment dep left no
 // containers behind.
-func assertUntouched(e *env, v1 controller.Deployment, upstream []byte, dep string) {
+func assertUntouched(e *env, v1 api.Deployment, upstream []byte, dep string) {
 	e.t.Helper()
 	e.assertServes("v1", "blue")
 	e.assertRunning("blue", 1, v1.ID)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -77,19 +78,19 @@ func (e *env) waitServes(since time.Time, limit time.Duration, version, color st
 }
 
 // deployments lists the service's deployments, newest first.
-func (d *daemon) deployments() []controller.Deployment {
+func (d *daemon) deployments() []api.Deployment {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodGet, "/api/v1/deployments?service="+d.e.svc+"&limit=200", nil, d.e.viewer)
 	if status != http.StatusOK {
 		d.e.t.Fatalf("GET deployments = %d %s", status, b)
 	}
 	return decode[struct {
-		Deployments []controller.Deployment `json:"deployments"`
+		Deployments []api.Deployment `json:"deployments"`
 	}](d.e.t, b).Deployments
 }
 
-func (d *daemon) rollbacks() []controller.Deployment {
-	var out []controller.Deployment
+func (d *daemon) rollbacks() []api.Deployment {
+	var out []api.Deployment
 	for _, dep := range d.deployments() {
 		if dep.Kind == controller.KindRollback {
 			out = append(out, dep)
@@ -99,15 +100,15 @@ func (d *daemon) rollbacks() []controller.Deployment {
 }
 
 // auditOf returns the audit entries of action.
-func (d *daemon) auditOf(action string) []controller.AuditEntry {
+func (d *daemon) auditOf(action string) []api.AuditEntry {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodGet, "/api/v1/audit", nil, d.e.viewer)
 	if status != http.StatusOK {
 		d.e.t.Fatalf("GET audit = %d %s", status, b)
 	}
-	var out []controller.AuditEntry
+	var out []api.AuditEntry
 	for _, a := range decode[struct {
-		Entries []controller.AuditEntry `json:"entries"`
+		Entries []api.AuditEntry `json:"entries"`
 	}](d.e.t, b).Entries {
 		if a.Action == action {
 			out = append(out, a)

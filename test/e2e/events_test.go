@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
 // received is one server-sent event and when the test read it.
 type received struct {
 	id, typ string
-	ev      controller.Event
+	ev      api.Event
 	at      time.Time
 }
 

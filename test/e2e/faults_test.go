@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/nginxconf"
 	"github.com/deployd/deployd/pkg/notify"
@@ -107,7 +108,7 @@ func (e *env) upstreamMatches(cs []ctr) error {
 // containers, nginx serves it, and every container of the service belongs
 // to the active or the standby color (no orphans, no one-offs). It returns
 // the service as the API shows it.
-func (e *env) assertConsistent(d *daemon) controller.ServiceView {
+func (e *env) assertConsistent(d *daemon) api.Service {
 	e.t.Helper()
 	sv := d.service()
 	if sv.ActiveColor == controller.NoColor {
@@ -333,7 +334,7 @@ func crashDuringBake(t *testing.T, restart, wantReason string) {
 		t.Fatalf("GET deployments = %d %s, want 200", status, b)
 	}
 	history := decode[struct {
-		Deployments []controller.Deployment `json:"deployments"`
+		Deployments []api.Deployment `json:"deployments"`
 	}](t, b).Deployments
 	found := false
 	for _, h := range history {
@@ -346,7 +347,7 @@ func crashDuringBake(t *testing.T, restart, wantReason string) {
 
 // delivery is one notification delivery the test's receiver got.
 type delivery struct {
-	note controller.Notification
+	note notify.Payload
 	sig  string
 	body []byte
 }
@@ -366,7 +367,7 @@ func startReceiver(t *testing.T) (*receiver, string) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		var n controller.Notification
+		var n notify.Payload
 		if err := json.Unmarshal(b, &n); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -424,7 +425,7 @@ func TestFault_WatchdogAutoRollback(t *testing.T) {
 		}
 	}
 
-	var rb controller.Deployment
+	var rb api.Deployment
 	eventually(t, faultTimeout, "a rollback by the watchdog", func() error {
 		sv := d.service()
 		if sv.Deployment == nil || sv.Deployment.ID == v2.ID || sv.Deployment.Trigger.Source != "watchdog" {
@@ -445,7 +446,7 @@ func TestFault_WatchdogAutoRollback(t *testing.T) {
 		t.Fatalf("GET audit = %d %s, want 200", status, b)
 	}
 	entries := decode[struct {
-		Entries []controller.AuditEntry `json:"entries"`
+		Entries []api.AuditEntry `json:"entries"`
 	}](t, b).Entries
 	audited := false
 	for _, a := range entries {

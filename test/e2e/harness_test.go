@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/internal/apicheck"
 	"github.com/deployd/deployd/internal/lab"
 	"github.com/deployd/deployd/internal/testenv"
@@ -491,54 +492,54 @@ func decode[T any](t *testing.T, b []byte) T {
 }
 
 // deploy asks for image and returns the accepted deployment.
-func (d *daemon) deploy(image string) controller.Deployment {
+func (d *daemon) deploy(image string) api.Deployment {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodPost, "/api/v1/services/"+d.e.svc+"/deployments",
 		map[string]string{"image": image, "actor": "e2e"}, d.e.token)
 	if status != http.StatusAccepted {
 		d.e.t.Fatalf("deploy %s: status = %d, want %d; body %s", image, status, http.StatusAccepted, b)
 	}
-	return decode[controller.Deployment](d.e.t, b)
+	return decode[api.Deployment](d.e.t, b)
 }
 
 // rollback asks for a rollback and returns the accepted deployment.
-func (d *daemon) rollback() controller.Deployment {
+func (d *daemon) rollback() api.Deployment {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodPost, "/api/v1/services/"+d.e.svc+"/rollback", nil, d.e.token)
 	if status != http.StatusAccepted {
 		d.e.t.Fatalf("rollback: status = %d, want %d; body %s", status, http.StatusAccepted, b)
 	}
-	return decode[controller.Deployment](d.e.t, b)
+	return decode[api.Deployment](d.e.t, b)
 }
 
-func (d *daemon) deployment(id string) controller.Deployment {
+func (d *daemon) deployment(id string) api.Deployment {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodGet, "/api/v1/deployments/"+id, nil, d.e.token)
 	if status != http.StatusOK {
 		d.e.t.Fatalf("GET deployment %s: status = %d, want 200; body %s", id, status, b)
 	}
-	return decode[controller.Deployment](d.e.t, b)
+	return decode[api.Deployment](d.e.t, b)
 }
 
-func (d *daemon) service() controller.ServiceView {
+func (d *daemon) service() api.Service {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodGet, "/api/v1/services/"+d.e.svc, nil, d.e.token)
 	if status != http.StatusOK {
 		d.e.t.Fatalf("GET service: status = %d, want 200; body %s", status, b)
 	}
-	return decode[controller.ServiceView](d.e.t, b)
+	return decode[api.Service](d.e.t, b)
 }
 
 // waitDeployment polls a deployment until it reaches a final status.
-func (d *daemon) waitDeployment(id string) controller.Deployment {
+func (d *daemon) waitDeployment(id string) api.Deployment {
 	d.e.t.Helper()
-	return d.waitFor(id, "a final status", func(dep controller.Deployment) bool { return dep.Status.Done() })
+	return d.waitFor(id, "a final status", func(dep api.Deployment) bool { return dep.Status.Done() })
 }
 
 // waitStep polls a deployment until its step name is running.
-func (d *daemon) waitStep(id, name string) controller.Deployment {
+func (d *daemon) waitStep(id, name string) api.Deployment {
 	d.e.t.Helper()
-	return d.waitFor(id, "step "+name+" running", func(dep controller.Deployment) bool {
+	return d.waitFor(id, "step "+name+" running", func(dep api.Deployment) bool {
 		if dep.Status.Done() {
 			d.e.t.Fatalf("deployment %s ended (%s: %s) before step %s ran", id, dep.Status, dep.Error, name)
 		}
@@ -547,7 +548,7 @@ func (d *daemon) waitStep(id, name string) controller.Deployment {
 	})
 }
 
-func (d *daemon) waitFor(id, what string, ok func(controller.Deployment) bool) controller.Deployment {
+func (d *daemon) waitFor(id, what string, ok func(api.Deployment) bool) api.Deployment {
 	d.e.t.Helper()
 	deadline := time.Now().Add(deploymentTimeout)
 	for {
@@ -563,7 +564,7 @@ func (d *daemon) waitFor(id, what string, ok func(controller.Deployment) bool) c
 }
 
 // mustSucceed deploys image and fails the test unless it succeeds.
-func (d *daemon) mustSucceed(image string) controller.Deployment {
+func (d *daemon) mustSucceed(image string) api.Deployment {
 	d.e.t.Helper()
 	dep := d.waitDeployment(d.deploy(image).ID)
 	if dep.Status != controller.StatusSucceeded {
@@ -572,14 +573,14 @@ func (d *daemon) mustSucceed(image string) controller.Deployment {
 	return dep
 }
 
-func lastStep(d controller.Deployment) *controller.Step {
+func lastStep(d api.Deployment) *api.Step {
 	if len(d.Steps) == 0 {
 		return nil
 	}
 	return &d.Steps[len(d.Steps)-1]
 }
 
-func findStep(d controller.Deployment, name string) *controller.Step {
+func findStep(d api.Deployment, name string) *api.Step {
 	for i := range d.Steps {
 		if d.Steps[i].Name == name {
 			return &d.Steps[i]
@@ -588,7 +589,7 @@ func findStep(d controller.Deployment, name string) *controller.Step {
 	return nil
 }
 
-func stepSummary(d controller.Deployment) string {
+func stepSummary(d api.Deployment) string {
 	parts := make([]string, 0, len(d.Steps))
 	for _, s := range d.Steps {
 		parts = append(parts, fmt.Sprintf("%s=%s(%s)", s.Name, s.Status, s.Message))

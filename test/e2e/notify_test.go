@@ -14,11 +14,12 @@ import (
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/notify"
 )
 
 // arrival is one notification a receiver accepted, and when.
 type arrival struct {
-	note controller.Notification
+	note notify.Payload
 	at   time.Time
 }
 
@@ -46,7 +47,7 @@ func startSwitchReceiver(t *testing.T, up bool) (*switchReceiver, string) {
 			<-req.Context().Done()
 			return
 		}
-		var n controller.Notification
+		var n notify.Payload
 		if err := json.Unmarshal(b, &n); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -44,7 +45,7 @@ func requireTools(t *testing.T, names ...string) {
 // webhookEnv starts a daemon whose service takes signed deliveries from
 // refs/heads/main only, with v1 active on blue. It returns the daemon, the
 // v1 deployment and the upstream file's bytes.
-func webhookEnv(t *testing.T, cfg svcConfig, tags ...string) (*env, *daemon, controller.Deployment, []byte) {
+func webhookEnv(t *testing.T, cfg svcConfig, tags ...string) (*env, *daemon, api.Deployment, []byte) {
 	t.Helper()
 	e := newEnv(t, append([]string{"v1"}, tags...)...)
 	cfg.Webhook = true
@@ -108,8 +109,8 @@ func (d *daemon) sendWithCurl(w webhookDelivery) (int, []byte) {
 
 // webhookResponse is the answer to an accepted delivery.
 type webhookResponse struct {
-	Deployment controller.Deployment `json:"deployment"`
-	URL        string                `json:"url"`
+	Deployment api.Deployment `json:"deployment"`
+	URL        string         `json:"url"`
 }
 
 // deploymentIDs lists the service's deployments, newest first.
@@ -120,7 +121,7 @@ func (d *daemon) deploymentIDs() []string {
 		d.e.t.Fatalf("GET deployments: status = %d, want 200; body %s", status, b)
 	}
 	var list struct {
-		Deployments []controller.Deployment `json:"deployments"`
+		Deployments []api.Deployment `json:"deployments"`
 	}
 	if err := json.Unmarshal(b, &list); err != nil {
 		d.e.t.Fatalf("decode deployments %q: %v", b, err)
@@ -133,14 +134,14 @@ func (d *daemon) deploymentIDs() []string {
 }
 
 // audit returns the audit trail, newest first.
-func (d *daemon) audit() []controller.AuditEntry {
+func (d *daemon) audit() []api.AuditEntry {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodGet, "/api/v1/audit?limit=1000", nil, d.e.viewer)
 	if status != http.StatusOK {
 		d.e.t.Fatalf("GET audit: status = %d, want 200; body %s", status, b)
 	}
 	var list struct {
-		Entries []controller.AuditEntry `json:"entries"`
+		Entries []api.AuditEntry `json:"entries"`
 	}
 	if err := json.Unmarshal(b, &list); err != nil {
 		d.e.t.Fatalf("decode audit %q: %v", b, err)
@@ -173,7 +174,7 @@ func TestWebhook_OpenSSLSignedRequestDeploysForReal(t *testing.T) {
 	}
 	e.assertServes("v2", "green")
 	e.assertUpstreamIs(e.assertRunning("green", 1, dep.ID))
-	want := controller.Trigger{Source: "webhook", Actor: w.Actor, Commit: w.Commit, Ref: w.Ref, Delivery: w.Delivery}
+	want := api.Trigger{Source: "webhook", Actor: w.Actor, Commit: w.Commit, Ref: w.Ref, Delivery: w.Delivery}
 	if dep.Trigger != want {
 		t.Fatalf("trigger = %+v, want %+v", dep.Trigger, want)
 	}

@@ -1,0 +1,200 @@
+package api
+
+import (
+	"time"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// The API's response bodies: the schemas of openapi.yaml as Go types, each
+// named as its schema. They are the public contract, apart from the
+// controller's types, so that a renamed domain field changes no answer;
+// TestResponses_FieldsMatchTheDocument keeps them and the document in step.
+// Colors, kinds and statuses are the controller's words (their
+// MarshalText), which the document lists as enums.
+
+// Service is a service as GET /api/v1/services/{name} shows it.
+type Service struct {
+	Name         string           `json:"name"`
+	ActiveColor  controller.Color `json:"active_color"`
+	ActiveImage  string           `json:"active_image"`
+	StandbyColor controller.Color `json:"standby_color"`
+	StandbyImage string           `json:"standby_image"`
+	Colors       Colors           `json:"colors"`
+	StandbyWarm  bool             `json:"standby_warm"`
+	// ActiveDeployment is the deploy that put the active image in place,
+	// nil when unknown.
+	ActiveDeployment *Deployment `json:"active_deployment"`
+	// Deployment is the running deployment, else the last one, else nil.
+	Deployment    *Deployment `json:"deployment"`
+	RepositoryURL string      `json:"repository_url,omitempty"`
+}
+
+// Colors holds both colors of a service, deployed or not.
+type Colors struct {
+	Blue  ColorView `json:"blue"`
+	Green ColorView `json:"green"`
+}
+
+// ColorView is one color of a service. Containers is never null.
+type ColorView struct {
+	Image      string      `json:"image"`
+	Containers []Container `json:"containers"`
+}
+
+// Container is a container of a service's color.
+type Container struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	State     string    `json:"state"`
+	Health    string    `json:"health"`
+	Address   string    `json:"address"`
+	Restarts  int       `json:"restarts"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// Deployment is one deploy or rollback. Steps is never null.
+type Deployment struct {
+	ID         string            `json:"id"`
+	Service    string            `json:"service"`
+	Kind       controller.Kind   `json:"kind"`
+	Image      string            `json:"image"`
+	FromColor  controller.Color  `json:"from_color"`
+	ToColor    controller.Color  `json:"to_color"`
+	Status     controller.Status `json:"status"`
+	Error      string            `json:"error"`
+	Steps      []Step            `json:"steps"`
+	Trigger    Trigger           `json:"trigger"`
+	CreatedAt  time.Time         `json:"created_at"`
+	FinishedAt *time.Time        `json:"finished_at"`
+}
+
+// Step is one step of a deployment.
+type Step struct {
+	Name       string                `json:"name"`
+	Status     controller.StepStatus `json:"status"`
+	StartedAt  time.Time             `json:"started_at"`
+	FinishedAt *time.Time            `json:"finished_at"`
+	Message    string                `json:"message"`
+	Output     string                `json:"output,omitempty"`
+}
+
+// Trigger says who or what asked for a deployment.
+type Trigger struct {
+	Source   string `json:"source"`
+	Actor    string `json:"actor"`
+	Commit   string `json:"commit"`
+	Ref      string `json:"ref,omitempty"`
+	Delivery string `json:"delivery,omitempty"`
+}
+
+// WebhookAccepted answers POST /hooks/deploy.
+type WebhookAccepted struct {
+	Deployment Deployment `json:"deployment"`
+	URL        string     `json:"url"`
+}
+
+// Event is one entry of a deployment's event stream, the data of one
+// Server-Sent Event.
+type Event struct {
+	Seq     int       `json:"seq"`
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Step    string    `json:"step,omitempty"`
+	Status  string    `json:"status,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// AuditEntry is one entry of the audit trail.
+type AuditEntry struct {
+	ID           string    `json:"id"`
+	Time         time.Time `json:"time"`
+	Actor        string    `json:"actor"`
+	Action       string    `json:"action"`
+	Target       string    `json:"target"`
+	Address      string    `json:"address"`
+	Result       string    `json:"result"`
+	Status       int       `json:"status"`
+	DeploymentID string    `json:"deployment_id,omitempty"`
+	RequestID    string    `json:"request_id,omitempty"`
+}
+
+// ServiceList answers GET /api/v1/services.
+type ServiceList struct {
+	Services []Service `json:"services"`
+}
+
+// DeploymentList answers GET /api/v1/deployments.
+type DeploymentList struct {
+	Deployments []Deployment `json:"deployments"`
+}
+
+// AuditList answers GET /api/v1/audit.
+type AuditList struct {
+	Entries []AuditEntry `json:"entries"`
+}
+
+// serviceOf fills the gaps a client should not have to handle: both
+// colors are present and lists are [] rather than null.
+func serviceOf(v controller.ServiceView) Service {
+	s := Service{
+		Name:          v.Name,
+		ActiveColor:   v.ActiveColor,
+		ActiveImage:   v.ActiveImage,
+		StandbyColor:  v.StandbyColor,
+		StandbyImage:  v.StandbyImage,
+		Colors:        Colors{Blue: colorViewOf(v.Colors[controller.Blue]), Green: colorViewOf(v.Colors[controller.Green])},
+		StandbyWarm:   v.StandbyWarm,
+		RepositoryURL: v.RepositoryURL,
+	}
+	if v.ActiveDeployment != nil {
+		d := deploymentOf(*v.ActiveDeployment)
+		s.ActiveDeployment = &d
+	}
+	if v.Deployment != nil {
+		d := deploymentOf(*v.Deployment)
+		s.Deployment = &d
+	}
+	return s
+}
+
+func colorViewOf(v controller.ColorView) ColorView {
+	cv := ColorView{Image: v.Image, Containers: make([]Container, len(v.Containers))}
+	for i, c := range v.Containers {
+		cv.Containers[i] = Container{ID: c.ID, Name: c.Name, State: c.State, Health: c.Health,
+			Address: c.Address, Restarts: c.Restarts, StartedAt: c.StartedAt}
+	}
+	return cv
+}
+
+func deploymentOf(d controller.Deployment) Deployment {
+	out := Deployment{
+		ID:        d.ID,
+		Service:   d.Service,
+		Kind:      d.Kind,
+		Image:     d.Image,
+		FromColor: d.FromColor,
+		ToColor:   d.ToColor,
+		Status:    d.Status,
+		Error:     d.Error,
+		Steps:     make([]Step, len(d.Steps)),
+		Trigger: Trigger{Source: d.Trigger.Source, Actor: d.Trigger.Actor, Commit: d.Trigger.Commit,
+			Ref: d.Trigger.Ref, Delivery: d.Trigger.Delivery},
+		CreatedAt:  d.CreatedAt,
+		FinishedAt: d.FinishedAt,
+	}
+	for i, s := range d.Steps {
+		out.Steps[i] = Step{Name: s.Name, Status: s.Status, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
+			Message: s.Message, Output: s.Output}
+	}
+	return out
+}
+
+func eventOf(e controller.Event) Event {
+	return Event{Seq: e.Seq, Time: e.Time, Type: e.Type, Step: e.Step, Status: e.Status, Message: e.Message}
+}
+
+func auditEntryOf(e controller.AuditEntry) AuditEntry {
+	return AuditEntry{ID: e.ID, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target,
+		Address: e.Address, Result: e.Result, Status: e.Status, DeploymentID: e.DeploymentID, RequestID: e.RequestID}
+}
