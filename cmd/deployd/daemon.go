@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/api"
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/dockerx"
@@ -71,7 +72,7 @@ const notifierCloseTimeout = time.Second
 // controller and the API server. Tests boot it on a free port with Run and
 // stop it with Close, exactly as the serve command does.
 type Main struct {
-	Config *Config
+	Config *config.Config
 	Getenv func(string) string
 	Logger *logrus.Logger
 
@@ -87,7 +88,7 @@ type Main struct {
 }
 
 // NewMain returns a daemon for cfg logging to logOut.
-func NewMain(cfg *Config, getenv func(string) string, logOut io.Writer) *Main {
+func NewMain(cfg *config.Config, getenv func(string) string, logOut io.Writer) *Main {
 	log := logrus.New()
 	log.Out = logOut
 	if cfg.LogFormat == "text" {
@@ -129,7 +130,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.docker, err = dockerx.New(ctx, dockerx.Options{
 		Host:         cfg.Docker.Host,
-		PublishPorts: cfg.Nginx.Mode == NginxModeExec,
+		PublishPorts: cfg.Nginx.Mode == config.NginxModeExec,
 		Logger:       m.Logger,
 	})
 	if err != nil {
@@ -257,7 +258,7 @@ func (m *Main) exitFeed() controller.ExitFeed {
 
 func (m *Main) nginxDriver() nginxconf.Driver {
 	n := m.Config.Nginx
-	if n.Mode == NginxModeDocker {
+	if n.Mode == config.NginxModeDocker {
 		return m.docker.NginxContainer(n.Container)
 	}
 	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: n.PIDFile}
