@@ -5,6 +5,8 @@ package config
 import (
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/notify"
 )
@@ -235,13 +237,7 @@ func Default() *Config {
 // DefaultService returns the settings a service gets for every key
 // it leaves out.
 func DefaultService() Service {
-	var s Service
-	s.applyDefaults()
-	return s
-}
-
-func (s *Service) applyDefaults() {
-	*s = Service{
+	return Service{
 		Replicas: 1,
 		Restart:  "unless-stopped",
 		Pull:     string(controller.PullMissing),
@@ -256,4 +252,17 @@ func (s *Service) applyDefaults() {
 		Drain:     5 * time.Second,
 		Standby:   string(controller.StandbyRunning),
 	}
+}
+
+// UnmarshalYAML decodes a service over DefaultService: yaml.v3 starts every
+// map value from zero, which would lose the defaults of the keys left out.
+// Explicit zeros (replicas: 0) stay, for Validate to refuse.
+func (s *Service) UnmarshalYAML(n *yaml.Node) error {
+	type plain Service // without this method
+	p := plain(DefaultService())
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*s = Service(p)
+	return nil
 }

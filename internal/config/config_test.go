@@ -316,6 +316,26 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{`services.web.allowed_refs: must be a list of strings`},
 		},
 		{
+			name: "replicas not a whole number",
+			yml:  minimal + "    replicas: 1.5\n",
+			want: []string{`config.yml:6: services.web.replicas: must be an integer, got "1.5"`},
+		},
+		{
+			name: "yes is not a boolean",
+			yml:  minimal + "    auto_rollback: yes\n",
+			want: []string{`config.yml:6: services.web.auto_rollback: must be true or false, got "yes"`},
+		},
+		{
+			name: "unknown key under a service's health",
+			yml:  minimal + "    health:\n      intervall: 1s\n",
+			want: []string{"config.yml:7: services.web.health.intervall: unknown key"},
+		},
+		{
+			name: "duplicate key inside a flow mapping",
+			yml:  "services:\n  web: {image: demoapp, port: 1, port: 2}\n",
+			want: []string{"config.yml:2: services.web.port: duplicate key (first defined on line 2)"},
+		},
+		{
 			name: "all problems reported at once",
 			yml:  "log_format: xml\nnginx: {mode: k8s}\nservices:\n  web: {image: demoapp, port: 0, replicas: 99}\n",
 			want: []string{"log_format:", "nginx.mode:", "services.web.port:", "services.web.replicas: must be between 1 and 20, got 99"},
@@ -457,6 +477,28 @@ func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
 	}
 	if got := c.Warnings(); len(got) != 1 || !strings.Contains(got[0], "auth.tokens is empty") {
 		t.Errorf("warnings = %q, want one about empty auth.tokens", got)
+	}
+}
+
+func TestLoadConfig_KeyWithoutValueKeepsItsDefault(t *testing.T) {
+	c, err := parse(t, "nginx:\n  test_command:\nservices:\n  web:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
+	if err == nil {
+		t.Fatal("parse succeeded, want web's missing image and port")
+	}
+	// web, written with no value, has the defaults: only image and port
+	// are missing.
+	if got := strings.Count(err.Error(), "\n") + 1; got != 2 || !strings.Contains(err.Error(), "services.web.image: is required") {
+		t.Fatalf("error = %q, want exactly web's image and port", err)
+	}
+	c, err = parse(t, "nginx:\n  test_command:\nservices:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Nginx.TestCommand, Default().Nginx.TestCommand; !reflect.DeepEqual(got, want) {
+		t.Errorf("nginx.test_command = %q, want the default %q", got, want)
+	}
+	if api := c.Services["api"]; api.Drain != 0 || api.Health != DefaultService().Health {
+		t.Errorf("api drain, health = %s, %+v; want 0 and the default health", api.Drain, api.Health)
 	}
 }
 

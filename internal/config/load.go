@@ -40,7 +40,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 // messages, dir anchors relative paths.
 func parseConfig(name string, data []byte, dir string, getenv func(string) string) (*Config, error) {
 	c := Default()
-	lines, err := decodeStrict(name, data, c)
+	lines, err := decode(name, data, c)
 	if err != nil {
 		return nil, err
 	}

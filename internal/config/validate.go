@@ -19,6 +19,40 @@ import (
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// fieldError is one problem found in the configuration, located by its
+// origin ("config.yml:12" or "env DEPLOYD_LISTEN"; may be empty) and the
+// dotted path of the field.
+type fieldError struct {
+	Origin string
+	Path   string
+	Msg    string
+}
+
+func (e *fieldError) Error() string {
+	var b strings.Builder
+	for _, part := range []string{e.Origin, e.Path} {
+		if part != "" {
+			b.WriteString(part + ": ")
+		}
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// joinKey appends key to a field path, quoting a key that would make the
+// path ambiguous: services.web.env["A.B"].
+func joinKey(path, key string) string {
+	if !plainKeyRE.MatchString(key) {
+		return fmt.Sprintf("%s[%q]", path, key)
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
 // validator collects problems, each located by its field path.
 type validator struct {
 	origins map[string]string
