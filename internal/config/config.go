@@ -204,11 +204,12 @@ type ResolvedToken struct {
 
 // Limits checked by Validate.
 const (
-	maxReplicas           = 20
-	minTokenLength        = 16
-	maxUnhealthyThreshold = 100
-	maxRetainedImages     = 1000
-	minNotifySecretLength = 16
+	maxReplicas            = 20
+	minTokenLength         = 16
+	maxUnhealthyThreshold  = 100
+	maxRetainedImages      = 1000
+	minNotifySecretLength  = 16
+	minWebhookSecretLength = 16
 )
 
 // Default returns the configuration used for every key the file

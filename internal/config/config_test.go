@@ -749,7 +749,7 @@ func TestResolveTokens(t *testing.T) {
 		{
 			name:    "env unset",
 			tokens:  []Token{{Name: "admin", Role: "operator", TokenEnv: "UNSET"}},
-			wantErr: []string{"auth.tokens[0] (admin): environment variable UNSET is empty or unset"},
+			wantErr: []string{"auth.tokens[0] (admin): token_env: environment variable UNSET is empty or unset"},
 		},
 		{
 			name:    "file missing",
@@ -891,28 +891,28 @@ func TestResolveWebhookSecret(t *testing.T) {
 		{
 			name:    "env unset",
 			auth:    Auth{WebhookSecretEnv: "UNSET"},
-			wantErr: []string{"auth.webhook_secret_env: environment variable UNSET is empty or unset"},
+			wantErr: []string{"auth: webhook_secret_env: environment variable UNSET is empty or unset"},
 		},
 		{
 			name:    "file missing",
 			auth:    Auth{WebhookSecretFile: "/s/nope"},
-			wantErr: []string{"auth.webhook_secret_file:", "/s/nope"},
+			wantErr: []string{"auth: read webhook_secret_file:", "/s/nope"},
 			wantIs:  fs.ErrNotExist,
 		},
 		{
 			name:    "file empty",
 			auth:    Auth{WebhookSecretFile: "/s/empty"},
-			wantErr: []string{"auth.webhook_secret_file: /s/empty is empty"},
+			wantErr: []string{"auth: webhook_secret_file /s/empty is empty"},
 		},
 		{
 			name:    "15 bytes is too short",
 			auth:    Auth{WebhookSecretEnv: "SHORT"},
-			wantErr: []string{"webhook secret is shorter than 16 bytes"},
+			wantErr: []string{"auth: secret is shorter than 16 bytes"},
 		},
 		{
 			name:    "short file",
 			auth:    Auth{WebhookSecretFile: "/s/short"},
-			wantErr: []string{"webhook secret is shorter than 16 bytes"},
+			wantErr: []string{"auth: secret is shorter than 16 bytes"},
 		},
 		{
 			name: "same as a token's secret",
@@ -925,7 +925,7 @@ func TestResolveWebhookSecret(t *testing.T) {
 		{
 			name:    "tokens that do not resolve",
 			auth:    Auth{Tokens: []Token{{Name: "ci", Role: "deployer", TokenEnv: "UNSET"}}, WebhookSecretEnv: "HOOK"},
-			wantErr: []string{"resolve tokens to compare with the webhook secret", "auth.tokens[0] (ci): environment variable UNSET is empty or unset"},
+			wantErr: []string{"resolve tokens to compare with the webhook secret", "auth.tokens[0] (ci): token_env: environment variable UNSET is empty or unset"},
 		},
 	}
 	for _, tt := range tests {

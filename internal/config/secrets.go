@@ -42,17 +42,59 @@ func secretKeyHint(key string) string {
 	return ""
 }
 
+// Secret reads are all one function, so that they behave alike: a secret
+// comes from the environment variable <key>_env or the file <key>_file, a
+// file loses its trailing newline (editors and echo add one), and no error
+// contains the value.
+
+// secretRef is where one secret lives, as the configuration names it.
+type secretRef struct {
+	key       string // as written in the file, without _env or _file
+	env, file string
+	minLen    int // refuse shorter secrets; 0 for none
+}
+
+// readSecret reads the secret r names through getenv or readFile.
+func readSecret(r secretRef, getenv func(string) string, readFile func(string) ([]byte, error)) ([]byte, error) {
+	var secret []byte
+	switch {
+	case r.env != "" && r.file != "":
+		return nil, fmt.Errorf("set %s_env or %s_file, not both", r.key, r.key)
+	case r.env != "":
+		secret = []byte(getenv(r.env))
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("%s_env: environment variable %s is empty or unset", r.key, r.env)
+		}
+	case r.file != "":
+		b, err := readFile(r.file)
+		if err != nil {
+			// A PathError names the file, never its content.
+			return nil, fmt.Errorf("read %s_file: %w", r.key, err)
+		}
+		secret = bytes.TrimRight(b, "\r\n")
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("%s_file %s is empty", r.key, r.file)
+		}
+	default:
+		return nil, fmt.Errorf("neither %s_env nor %s_file is set", r.key, r.key)
+	}
+	if len(secret) < r.minLen {
+		return nil, fmt.Errorf("secret is shorter than %d bytes; generate a longer one (e.g. openssl rand -hex 32)", r.minLen)
+	}
+	return secret, nil
+}
+
 // ResolveNotifyTargets reads every notification target's URL and optional
 // signing secret through getenv or readFile. It refuses missing or empty
 // values, URLs that are not http(s) with a host, and secrets under 16
 // bytes. Errors name the target and never contain a URL or a secret (a
-// Slack URL's path is its credential). Files lose their trailing newline.
+// Slack URL's path is its credential).
 func (c *Config) ResolveNotifyTargets(getenv func(string) string, readFile func(string) ([]byte, error)) ([]notify.Target, error) {
 	var errs []error
 	out := make([]notify.Target, 0, len(c.Notify))
 	for i, n := range c.Notify {
 		label := fmt.Sprintf("notify[%d] (%s)", i, n.Name)
-		rawURL, err := readSecretValue(getenv, readFile, n.URLEnv, n.URLFile, "url")
+		rawURL, err := readSecret(secretRef{key: "url", env: n.URLEnv, file: n.URLFile}, getenv, readFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", label, err))
 			continue
@@ -63,13 +105,9 @@ func (c *Config) ResolveNotifyTargets(getenv func(string) string, readFile func(
 		}
 		var secret []byte
 		if n.SecretEnv != "" || n.SecretFile != "" {
-			secret, err = readSecretValue(getenv, readFile, n.SecretEnv, n.SecretFile, "secret")
+			secret, err = readSecret(secretRef{key: "secret", env: n.SecretEnv, file: n.SecretFile, minLen: minNotifySecretLength}, getenv, readFile)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", label, err))
-				continue
-			}
-			if len(secret) < minNotifySecretLength {
-				errs = append(errs, fmt.Errorf("%s: secret is shorter than %d bytes; generate a longer one (e.g. openssl rand -hex 32)", label, minNotifySecretLength))
 				continue
 			}
 		}
@@ -84,85 +122,32 @@ func (c *Config) ResolveNotifyTargets(getenv func(string) string, readFile func(
 	return out, nil
 }
 
-// readSecretValue reads what key_env or key_file names; exactly one is
-// expected to be set. Errors never contain the value.
-func readSecretValue(getenv func(string) string, readFile func(string) ([]byte, error), env, file, key string) ([]byte, error) {
-	switch {
-	case env != "" && file != "":
-		return nil, fmt.Errorf("set %s_env or %s_file, not both", key, key)
-	case env != "":
-		v := getenv(env)
-		if v == "" {
-			return nil, fmt.Errorf("%s_env: environment variable %s is empty or unset", key, env)
-		}
-		return []byte(v), nil
-	case file != "":
-		b, err := readFile(file)
-		if err != nil {
-			// A PathError names the file, never its content.
-			return nil, fmt.Errorf("read %s_file: %w", key, err)
-		}
-		b = bytes.TrimRight(b, "\r\n")
-		if len(b) == 0 {
-			return nil, fmt.Errorf("%s_file %s is empty", key, file)
-		}
-		return b, nil
-	}
-	return nil, fmt.Errorf("neither %s_env nor %s_file is set", key, key)
-}
-
 // ResolveTokens reads every token's secret through getenv or readFile. It
 // refuses missing, empty, short (under 16 bytes) and shared secrets, naming
-// the token in each error and never the secret. A token file's trailing
-// newline is dropped, since editors and `echo` add one.
+// the token in each error and never the secret.
 func (c *Config) ResolveTokens(getenv func(string) string, readFile func(string) ([]byte, error)) ([]ResolvedToken, error) {
 	var errs []error
 	out := make([]ResolvedToken, 0, len(c.Auth.Tokens))
 	owner := map[string]string{}
 	for i, t := range c.Auth.Tokens {
 		label := fmt.Sprintf("auth.tokens[%d] (%s)", i, t.Name)
-		var secret string
-		switch {
-		case t.TokenEnv != "":
-			secret = getenv(t.TokenEnv)
-			if secret == "" {
-				errs = append(errs, fmt.Errorf("%s: environment variable %s is empty or unset", label, t.TokenEnv))
-				continue
-			}
-		case t.TokenFile != "":
-			b, err := readFile(t.TokenFile)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: read token_file: %w", label, err))
-				continue
-			}
-			secret = string(bytes.TrimRight(b, "\r\n"))
-			if secret == "" {
-				errs = append(errs, fmt.Errorf("%s: token_file %s is empty", label, t.TokenFile))
-				continue
-			}
-		default:
-			errs = append(errs, fmt.Errorf("%s: neither token_env nor token_file is set", label))
+		secret, err := readSecret(secretRef{key: "token", env: t.TokenEnv, file: t.TokenFile, minLen: minTokenLength}, getenv, readFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", label, err))
 			continue
 		}
-		if len(secret) < minTokenLength {
-			errs = append(errs, fmt.Errorf("%s: secret is shorter than %d bytes; generate a longer one (e.g. openssl rand -hex 32)", label, minTokenLength))
-			continue
-		}
-		if first, dup := owner[secret]; dup {
+		if first, dup := owner[string(secret)]; dup {
 			errs = append(errs, fmt.Errorf("%s: has the same secret as %s; give every token its own", label, first))
 			continue
 		}
-		owner[secret] = label
-		out = append(out, ResolvedToken{Name: t.Name, Role: t.Role, Secret: secret})
+		owner[string(secret)] = label
+		out = append(out, ResolvedToken{Name: t.Name, Role: t.Role, Secret: string(secret)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
-
-// Limits on the webhook secret.
-const minWebhookSecretLength = 16
 
 func (c *Config) webhookConfigured() bool {
 	return c.Auth.WebhookSecretEnv != "" || c.Auth.WebhookSecretFile != ""
@@ -173,33 +158,14 @@ func (c *Config) webhookConfigured() bool {
 // or short (under 16 bytes) secret, and one equal to an API token's: a
 // signing secret lives in CI where a token would be worth more, so one leak
 // must not give away both. Tokens are resolved to compare, so their errors
-// are returned too. Errors never contain a secret. A file's trailing newline
-// is dropped, as for token files.
+// are returned too. Errors never contain a secret.
 func (c *Config) ResolveWebhookSecret(getenv func(string) string, readFile func(string) ([]byte, error)) ([]byte, error) {
-	var secret []byte
-	switch a := c.Auth; {
-	case a.WebhookSecretEnv != "" && a.WebhookSecretFile != "":
-		return nil, errors.New("auth: set webhook_secret_env or webhook_secret_file, not both")
-	case a.WebhookSecretEnv != "":
-		v := getenv(a.WebhookSecretEnv)
-		if v == "" {
-			return nil, fmt.Errorf("auth.webhook_secret_env: environment variable %s is empty or unset", a.WebhookSecretEnv)
-		}
-		secret = []byte(v)
-	case a.WebhookSecretFile != "":
-		b, err := readFile(a.WebhookSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("auth.webhook_secret_file: %w", err)
-		}
-		secret = bytes.TrimRight(b, "\r\n")
-		if len(secret) == 0 {
-			return nil, fmt.Errorf("auth.webhook_secret_file: %s is empty", a.WebhookSecretFile)
-		}
-	default:
+	if !c.webhookConfigured() {
 		return nil, nil
 	}
-	if len(secret) < minWebhookSecretLength {
-		return nil, fmt.Errorf("auth: webhook secret is shorter than %d bytes; generate a longer one (e.g. openssl rand -hex 32)", minWebhookSecretLength)
+	secret, err := readSecret(secretRef{key: "webhook_secret", env: c.Auth.WebhookSecretEnv, file: c.Auth.WebhookSecretFile, minLen: minWebhookSecretLength}, getenv, readFile)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
 	}
 	tokens, err := c.ResolveTokens(getenv, readFile)
 	if err != nil {
