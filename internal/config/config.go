@@ -13,6 +13,10 @@ import (
 
 // Config is deployd's configuration file. Build one with Load (or
 // Default and Validate when constructing it in code).
+//
+// Only keys whose zero value is also their default are omitempty, so that
+// WriteFile writes every other value out and the file reads back as the
+// Config it came from.
 type Config struct {
 	Listen          string             `yaml:"listen"`
 	DataDir         string             `yaml:"data_dir"`
@@ -27,7 +31,7 @@ type Config struct {
 	Reconcile       Reconcile          `yaml:"reconcile"`
 	Retention       Retention          `yaml:"retention"`
 	Metrics         Metrics            `yaml:"metrics"`
-	Notify          []NotifyTarget     `yaml:"notify"`
+	Notify          []NotifyTarget     `yaml:"notify,omitempty"`
 
 	// origins maps a field path to where its value came from
 	// ("deployd.yml:12", "env DEPLOYD_LISTEN") so that Validate can point
@@ -42,18 +46,18 @@ type Web struct {
 	// SecureCookies marks the session cookie Secure even when deployd
 	// itself serves plain HTTP, as it does behind a TLS-terminating nginx.
 	// Requests that arrive over TLS always get Secure cookies.
-	SecureCookies bool `yaml:"secure_cookies"`
+	SecureCookies bool `yaml:"secure_cookies,omitempty"`
 }
 
 // Auth lists the API tokens and where the webhook secret lives. With
 // no tokens the API refuses every request except /healthz; with no webhook
 // secret POST /hooks/deploy refuses every delivery.
 type Auth struct {
-	Tokens []Token `yaml:"tokens"`
+	Tokens []Token `yaml:"tokens,omitempty"`
 	// WebhookSecretEnv and WebhookSecretFile name where the HMAC secret of
 	// signed webhook deliveries lives; at most one is set.
-	WebhookSecretEnv  string `yaml:"webhook_secret_env"`
-	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	WebhookSecretEnv  string `yaml:"webhook_secret_env,omitempty"`
+	WebhookSecretFile string `yaml:"webhook_secret_file,omitempty"`
 }
 
 // Roles, weakest first; each includes the rights of those before it.
@@ -68,15 +72,15 @@ const (
 type Token struct {
 	Name      string `yaml:"name"`
 	Role      string `yaml:"role"`
-	TokenEnv  string `yaml:"token_env"`
-	TokenFile string `yaml:"token_file"`
+	TokenEnv  string `yaml:"token_env,omitempty"`
+	TokenFile string `yaml:"token_file,omitempty"`
 }
 
 // Docker says how to reach the Docker engine.
 type Docker struct {
 	// Host is a Docker host URL; empty means DOCKER_HOST, else the local
 	// socket.
-	Host string `yaml:"host"`
+	Host string `yaml:"host,omitempty"`
 }
 
 // Nginx modes.
@@ -93,8 +97,8 @@ type Nginx struct {
 	TestCommand          []string      `yaml:"test_command"`
 	ReloadCommand        []string      `yaml:"reload_command"`
 	PIDFile              string        `yaml:"pid_file"`
-	Container            string        `yaml:"container"`
-	Template             string        `yaml:"template"`
+	Container            string        `yaml:"container,omitempty"`
+	Template             string        `yaml:"template,omitempty"`
 	ReloadConfirmTimeout time.Duration `yaml:"reload_confirm_timeout"`
 }
 
@@ -126,7 +130,7 @@ type Retention struct {
 type Metrics struct {
 	// Public serves metrics without a token, for a Prometheus that cannot
 	// send one; the metrics name services and images.
-	Public bool `yaml:"public"`
+	Public bool `yaml:"public,omitempty"`
 }
 
 // Notification target types.
@@ -140,11 +144,11 @@ const (
 type NotifyTarget struct {
 	Name       string   `yaml:"name"`
 	Type       string   `yaml:"type"`
-	URLEnv     string   `yaml:"url_env"`
-	URLFile    string   `yaml:"url_file"`
-	SecretEnv  string   `yaml:"secret_env"`
-	SecretFile string   `yaml:"secret_file"`
-	Events     []string `yaml:"events"`
+	URLEnv     string   `yaml:"url_env,omitempty"`
+	URLFile    string   `yaml:"url_file,omitempty"`
+	SecretEnv  string   `yaml:"secret_env,omitempty"`
+	SecretFile string   `yaml:"secret_file,omitempty"`
+	Events     []string `yaml:"events,omitempty"`
 }
 
 // notifyEvents are the kinds a target may filter on.
@@ -158,9 +162,9 @@ type Service struct {
 	Image     string            `yaml:"image"`
 	Replicas  int               `yaml:"replicas"`
 	Port      int               `yaml:"port"`
-	Env       map[string]string `yaml:"env"`
-	EnvFile   string            `yaml:"env_file"`
-	Network   string            `yaml:"network"`
+	Env       map[string]string `yaml:"env,omitempty"`
+	EnvFile   string            `yaml:"env_file,omitempty"`
+	Network   string            `yaml:"network,omitempty"`
 	Restart   string            `yaml:"restart"`
 	Pull      string            `yaml:"pull"`
 	Health    Health            `yaml:"health"`
@@ -169,14 +173,14 @@ type Service struct {
 	Standby   string            `yaml:"standby"`
 	// RepositoryURL is the http(s) address of the source repository, for
 	// commit links on the status page.
-	RepositoryURL string `yaml:"repository_url"`
+	RepositoryURL string `yaml:"repository_url,omitempty"`
 	// AllowedRefs limits webhook deploys to these git refs; empty allows
 	// any ref.
-	AllowedRefs []string `yaml:"allowed_refs"`
+	AllowedRefs []string `yaml:"allowed_refs,omitempty"`
 	// Bake watches a new color this long after the switch; 0 disables.
-	Bake time.Duration `yaml:"bake"`
+	Bake time.Duration `yaml:"bake,omitempty"`
 	// AutoRollback lets the watchdog roll back to a healthy standby.
-	AutoRollback bool `yaml:"auto_rollback"`
+	AutoRollback bool `yaml:"auto_rollback,omitempty"`
 }
 
 // Health is how a replica is judged healthy.
@@ -186,13 +190,13 @@ type Health struct {
 	Timeout          time.Duration `yaml:"timeout"`
 	HealthyThreshold int           `yaml:"healthy_threshold"`
 	StartTimeout     time.Duration `yaml:"start_timeout"`
-	ExpectStatus     int           `yaml:"expect_status"`
-	ExpectBody       string        `yaml:"expect_body"`
+	ExpectStatus     int           `yaml:"expect_status,omitempty"`
+	ExpectBody       string        `yaml:"expect_body,omitempty"`
 }
 
 // PreDeploy is the one-off command run before a new color starts.
 type PreDeploy struct {
-	Command []string      `yaml:"command"`
+	Command []string      `yaml:"command,omitempty"`
 	Timeout time.Duration `yaml:"timeout"`
 }
 

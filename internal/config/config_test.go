@@ -1146,3 +1146,37 @@ func TestResolveNotifyTargets(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteFile_ReadsBackAsTheSameConfig(t *testing.T) {
+	full, err := Load(filepath.Join("testdata", "full.yml"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Zeros where the default is not zero must survive the trip.
+	zeros := Default()
+	zeros.Reconcile.OnContainerExit = false
+	zeros.Retention.Images = 0
+	svc := DefaultService()
+	svc.Image, svc.Port, svc.Drain = "demoapp", 8000, 0
+	zeros.Services = map[string]Service{"web": svc}
+
+	dir := t.TempDir()
+	for name, want := range map[string]*Config{"full": full, "zeros": zeros} {
+		t.Run(name, func(t *testing.T) {
+			want.DataDir = filepath.Join(dir, "data") // absolute, so that nothing moves
+			want.Nginx.UpstreamDir = filepath.Join(dir, "upstreams")
+			path := filepath.Join(dir, name+".yml")
+			if err := want.WriteFile(path); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Load(path, noEnv)
+			if err != nil {
+				t.Fatalf("Load(written file): %v", err)
+			}
+			got.origins, want.origins = nil, nil
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("read back =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
