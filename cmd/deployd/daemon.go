@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -48,17 +47,6 @@ const (
 	loginFailuresPerMinute = 10
 	limiterKeys            = 10000
 )
-
-// faultPointEnv names a deploy step at which deployd kills itself with
-// SIGKILL, so that crash-recovery tests can stop it exactly there. Unset in
-// production.
-const faultPointEnv = "DEPLOYD_FAULT_POINT"
-
-// faultPoints are the points a fault hook can stop at.
-var faultPoints = []string{
-	controller.PointAfterStart, controller.PointDuringHealth, controller.PointBeforeSave,
-	nginxconf.PointAfterUpstreamWritten, nginxconf.PointAfterReload,
-}
 
 // notifierCloseTimeout bounds how long shutdown spends sending queued
 // notifications, out of what is left of the shutdown budget. A healthy
@@ -218,33 +206,6 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	return nil
-}
-
-// faultHook returns nil unless DEPLOYD_FAULT_POINT names a point; then a
-// hook that SIGKILLs this process when a deploy reaches that point. SIGKILL,
-// not an exit: nothing may run on the way out, exactly as with kill -9.
-func (m *Main) faultHook() controller.Hook {
-	point := m.Getenv(faultPointEnv)
-	if point == "" {
-		return nil
-	}
-	known := false
-	for _, p := range faultPoints {
-		known = known || p == point
-	}
-	log := m.Logger.WithField("point", point)
-	if !known {
-		log.WithField("points", faultPoints).Warn(faultPointEnv + " names no known point; it will never fire")
-	} else {
-		log.Warn(faultPointEnv + " is set: deployd kills itself when a deploy reaches this point")
-	}
-	return func(p string) {
-		if p != point {
-			return
-		}
-		log.Error("fault point reached: killing deployd with SIGKILL")
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	}
 }
 
 // exitFeed is Docker's event stream when the reconciler is to follow

@@ -67,10 +67,10 @@ func runTests(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// With the race detector when the tests run with it, so daemon races
-	// fail here too.
+	// fail here too, and with the fault points that faults_test.go uses.
 	root, err := lab.ModuleRoot(ctx)
 	if err == nil {
-		deploydBin, err = lab.BuildDeployd(ctx, root, dir, raceEnabled)
+		deploydBin, err = lab.BuildDeployd(ctx, root, dir, raceEnabled, lab.FaultInject)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
