@@ -481,7 +481,7 @@ func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
 }
 
 func TestLoadConfig_KeyWithoutValueKeepsItsDefault(t *testing.T) {
-	c, err := parse(t, "nginx:\n  test_command:\nservices:\n  web:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
+	_, err := parse(t, "nginx:\n  test_command:\nservices:\n  web:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
 	if err == nil {
 		t.Fatal("parse succeeded, want web's missing image and port")
 	}
@@ -490,7 +490,7 @@ func TestLoadConfig_KeyWithoutValueKeepsItsDefault(t *testing.T) {
 	if got := strings.Count(err.Error(), "\n") + 1; got != 2 || !strings.Contains(err.Error(), "services.web.image: is required") {
 		t.Fatalf("error = %q, want exactly web's image and port", err)
 	}
-	c, err = parse(t, "nginx:\n  test_command:\nservices:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
+	c, err := parse(t, "nginx:\n  test_command:\nservices:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
 	if err != nil {
 		t.Fatal(err)
 	}
