@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/internal/lab"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -47,45 +48,11 @@ type daemon struct {
 // writeDaemonConfig writes deployd's config for one service deployed from
 // repository behind ng and returns its path.
 func writeDaemonConfig(dir, svc string, ng *lab.Nginx) (string, error) {
-	q := func(v any) string {
-		b, _ := json.Marshal(v) // strings and string slices always marshal
-		return string(b)
-	}
-	conf := fmt.Sprintf(`listen: 127.0.0.1:0
-data_dir: %s
-log_format: text
-shutdown_timeout: 10s
-auth:
-  tokens:
-    - name: bench
-      role: operator
-      token_env: %s
-nginx:
-  mode: exec
-  upstream_dir: %s
-  test_command: %s
-  reload_command: %s
-  pid_file: %s
-  reload_confirm_timeout: 5s
-services:
-  %s:
-    image: %s
-    replicas: 1
-    port: 8000
-    restart: unless-stopped
-    pull: missing
-    health:
-      path: /health
-      interval: 100ms
-      timeout: 1s
-      healthy_threshold: 2
-      start_timeout: 20s
-    drain: 200ms
-    standby: running
-`, q(filepath.Join(dir, "data")), tokenEnv, q(ng.UpstreamDir), q(ng.TestCommand), q(ng.ReloadCommand), q(ng.PIDFile), svc, repository)
+	c := lab.DaemonConfig(filepath.Join(dir, "data"), ng, svc, repository,
+		config.Token{Name: "bench", Role: config.RoleOperator, TokenEnv: tokenEnv})
 	path := filepath.Join(dir, "deployd.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		return "", fmt.Errorf("write deployd config: %w", err)
+	if err := c.WriteFile(path); err != nil {
+		return "", fmt.Errorf("deployd config: %w", err)
 	}
 	return path, nil
 }

@@ -8,12 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/api"
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/dockerx"
@@ -48,17 +48,6 @@ const (
 	limiterKeys            = 10000
 )
 
-// faultPointEnv names a deploy step at which deployd kills itself with
-// SIGKILL, so that crash-recovery tests can stop it exactly there. Unset in
-// production.
-const faultPointEnv = "DEPLOYD_FAULT_POINT"
-
-// faultPoints are the points a fault hook can stop at.
-var faultPoints = []string{
-	controller.PointAfterStart, controller.PointDuringHealth, controller.PointBeforeSave,
-	nginxconf.PointAfterUpstreamWritten, nginxconf.PointAfterReload,
-}
-
 // notifierCloseTimeout bounds how long shutdown spends sending queued
 // notifications, out of what is left of the shutdown budget. A healthy
 // target takes milliseconds for a queue; a failing one is not retried at
@@ -71,7 +60,7 @@ const notifierCloseTimeout = time.Second
 // controller and the API server. Tests boot it on a free port with Run and
 // stop it with Close, exactly as the serve command does.
 type Main struct {
-	Config *Config
+	Config *config.Config
 	Getenv func(string) string
 	Logger *logrus.Logger
 
@@ -87,7 +76,7 @@ type Main struct {
 }
 
 // NewMain returns a daemon for cfg logging to logOut.
-func NewMain(cfg *Config, getenv func(string) string, logOut io.Writer) *Main {
+func NewMain(cfg *config.Config, getenv func(string) string, logOut io.Writer) *Main {
 	log := logrus.New()
 	log.Out = logOut
 	if cfg.LogFormat == "text" {
@@ -129,7 +118,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.docker, err = dockerx.New(ctx, dockerx.Options{
 		Host:         cfg.Docker.Host,
-		PublishPorts: cfg.Nginx.Mode == NginxModeExec,
+		PublishPorts: cfg.Nginx.Mode == config.NginxModeExec,
 		Logger:       m.Logger,
 	})
 	if err != nil {
@@ -220,33 +209,6 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
-// faultHook returns nil unless DEPLOYD_FAULT_POINT names a point; then a
-// hook that SIGKILLs this process when a deploy reaches that point. SIGKILL,
-// not an exit: nothing may run on the way out, exactly as with kill -9.
-func (m *Main) faultHook() controller.Hook {
-	point := m.Getenv(faultPointEnv)
-	if point == "" {
-		return nil
-	}
-	known := false
-	for _, p := range faultPoints {
-		known = known || p == point
-	}
-	log := m.Logger.WithField("point", point)
-	if !known {
-		log.WithField("points", faultPoints).Warn(faultPointEnv + " names no known point; it will never fire")
-	} else {
-		log.Warn(faultPointEnv + " is set: deployd kills itself when a deploy reaches this point")
-	}
-	return func(p string) {
-		if p != point {
-			return
-		}
-		log.Error("fault point reached: killing deployd with SIGKILL")
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	}
-}
-
 // exitFeed is Docker's event stream when the reconciler is to follow
 // container exits, else nil.
 func (m *Main) exitFeed() controller.ExitFeed {
@@ -258,7 +220,7 @@ func (m *Main) exitFeed() controller.ExitFeed {
 
 func (m *Main) nginxDriver() nginxconf.Driver {
 	n := m.Config.Nginx
-	if n.Mode == NginxModeDocker {
+	if n.Mode == config.NginxModeDocker {
 		return m.docker.NginxContainer(n.Container)
 	}
 	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: n.PIDFile}

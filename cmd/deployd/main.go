@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/deployd/deployd/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -62,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // loadConfigFlag parses --config and loads the configuration it names,
 // returning its path too.
-func loadConfigFlag(name string, args []string, stderr io.Writer) (*Config, string, error) {
+func loadConfigFlag(name string, args []string, stderr io.Writer) (*config.Config, string, error) {
 	fs := flag.NewFlagSet("deployd "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: $DEPLOYD_CONFIG)")
@@ -72,11 +74,11 @@ func loadConfigFlag(name string, args []string, stderr io.Writer) (*Config, stri
 	if fs.NArg() > 0 {
 		return nil, "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	p, err := ConfigPath(*path, os.Getenv)
+	p, err := config.Path(*path, os.Getenv)
 	if err != nil {
 		return nil, "", err
 	}
-	cfg, err := LoadConfig(p, os.Getenv)
+	cfg, err := config.Load(p, os.Getenv)
 	return cfg, p, err
 }
 
@@ -136,7 +138,7 @@ func serve(args []string, stderr io.Writer) int {
 	return code
 }
 
-func closeMain(m *Main, cfg *Config) error {
+func closeMain(m *Main, cfg *config.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := m.Close(ctx); err != nil {

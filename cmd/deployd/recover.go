@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/dockerx"
 	"github.com/deployd/deployd/pkg/nginxconf"
@@ -40,7 +41,7 @@ type recoverCmd struct {
 	getenv func(string) string
 	now    func() time.Time
 	// connect returns the Docker runtime and a function that closes it.
-	connect func(ctx context.Context, cfg *Config) (recoverRuntime, func() error, error)
+	connect func(ctx context.Context, cfg *config.Config) (recoverRuntime, func() error, error)
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -59,14 +60,14 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func connectDocker(stderr io.Writer) func(ctx context.Context, cfg *Config) (recoverRuntime, func() error, error) {
-	return func(ctx context.Context, cfg *Config) (recoverRuntime, func() error, error) {
+func connectDocker(stderr io.Writer) func(ctx context.Context, cfg *config.Config) (recoverRuntime, func() error, error) {
+	return func(ctx context.Context, cfg *config.Config) (recoverRuntime, func() error, error) {
 		log := logrus.New()
 		log.Out = stderr
 		log.SetLevel(logrus.WarnLevel)
 		c, err := dockerx.New(ctx, dockerx.Options{
 			Host:         cfg.Docker.Host,
-			PublishPorts: cfg.Nginx.Mode == NginxModeExec,
+			PublishPorts: cfg.Nginx.Mode == config.NginxModeExec,
 			Logger:       log,
 		})
 		if err != nil {
@@ -88,11 +89,11 @@ func (r recoverCmd) run(ctx context.Context, args []string) error {
 	if fset.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fset.Arg(0))
 	}
-	path, err := ConfigPath(*configFlag, r.getenv)
+	path, err := config.Path(*configFlag, r.getenv)
 	if err != nil {
 		return err
 	}
-	cfg, err := LoadConfig(path, r.getenv)
+	cfg, err := config.Load(path, r.getenv)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/nginxconf"
 	"github.com/deployd/deployd/pkg/store"
@@ -146,7 +147,7 @@ func (e *recoverEnv) run(t *testing.T, args ...string) error {
 	cmd := recoverCmd{
 		getenv: func(string) string { return "" },
 		now:    func() time.Time { return recoverNow },
-		connect: func(context.Context, *Config) (recoverRuntime, func() error, error) {
+		connect: func(context.Context, *config.Config) (recoverRuntime, func() error, error) {
 			return e.rt, func() error { return nil }, nil
 		},
 		stdout: &e.stdout,

@@ -51,15 +51,24 @@ func ModuleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
+// FaultInject is the build tag that compiles deployd's fault points in:
+// DEPLOYD_FAULT_POINT then makes it SIGKILL itself at a deploy step. Tests
+// of crash recovery need it; the benchmark and production binaries do not.
+const FaultInject = "faultinject"
+
 // BuildDeployd builds ./cmd/deployd of the module at root into
-// outDir/deployd and returns the binary's path. race adds the race
-// detector: tests want it so that daemon races fail them, the benchmark
-// does not because -race multiplies the cost it measures.
-func BuildDeployd(ctx context.Context, root, outDir string, race bool) (string, error) {
+// outDir/deployd with the given build tags and returns the binary's path.
+// race adds the race detector: tests want it so that daemon races fail
+// them, the benchmark does not because -race multiplies the cost it
+// measures.
+func BuildDeployd(ctx context.Context, root, outDir string, race bool, tags ...string) (string, error) {
 	out := filepath.Join(outDir, "deployd")
 	args := []string{"build", "-o", out}
 	if race {
 		args = append(args, "-race")
+	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/deployd")...)
 	cmd.Dir = root

@@ -50,11 +50,11 @@ func configKeys(n *yaml.Node, prefix string, out map[string]bool) {
 }
 
 // The README's configuration reference and the annotated full example
-// (which cmd/deployd's tests load against the config struct) name the same
+// (which internal/config's tests load against the config struct) name the same
 // keys, so neither can drift from the code unnoticed.
 func TestReadmeReference_ListsEveryConfigKey(t *testing.T) {
 	root := repoRoot(t)
-	full, err := os.ReadFile(filepath.Join(root, "cmd/deployd/testdata/config/full.yml"))
+	full, err := os.ReadFile(filepath.Join(root, "internal/config/testdata/full.yml"))
 	if err != nil {
 		t.Fatalf("read full.yml: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/internal/apicheck"
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/internal/lab"
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
@@ -67,10 +68,10 @@ func runTests(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// With the race detector when the tests run with it, so daemon races
-	// fail here too.
+	// fail here too, and with the fault points that faults_test.go uses.
 	root, err := lab.ModuleRoot(ctx)
 	if err == nil {
-		deploydBin, err = lab.BuildDeployd(ctx, root, dir, raceEnabled)
+		deploydBin, err = lab.BuildDeployd(ctx, root, dir, raceEnabled, lab.FaultInject)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
@@ -197,107 +198,45 @@ func randomSecret(t *testing.T) string {
 // returns its path.
 func (e *env) writeConfig(name string, s svcConfig) string {
 	e.t.Helper()
-	q := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			e.t.Fatalf("config value %v: %v", v, err)
-		}
-		return string(b)
-	}
-	testCmd := e.ng.TestCommand
-	if s.TestCommand != nil {
-		testCmd = s.TestCommand
-	}
-	restart := s.Restart
-	if restart == "" {
-		restart = "unless-stopped"
-	}
-	standby := s.Standby
-	if standby == "" {
-		standby = "running"
-	}
-	webhookLine := ""
+	c := lab.DaemonConfig(e.dataDir, e.ng, e.svc, repository,
+		config.Token{Name: "e2e", Role: config.RoleOperator, TokenEnv: tokenEnv},
+		config.Token{Name: "e2e-viewer", Role: config.RoleViewer, TokenEnv: viewerTokenEnv})
 	if s.Webhook {
-		webhookLine = "  webhook_secret_env: " + webhookSecretEnv + "\n"
+		c.Auth.WebhookSecretEnv = webhookSecretEnv
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `listen: 127.0.0.1:0
-data_dir: %s
-log_format: text
-shutdown_timeout: 10s
-auth:
-  tokens:
-    - name: e2e
-      role: operator
-      token_env: %s
-    - name: e2e-viewer
-      role: viewer
-      token_env: %s
-%snginx:
-  mode: exec
-  upstream_dir: %s
-  test_command: %s
-  reload_command: %s
-  pid_file: %s
-  reload_confirm_timeout: 5s
-services:
-  %s:
-    image: %s
-    replicas: %d
-    port: 8000
-    restart: %s
-    pull: missing
-    health:
-      path: /health
-      interval: 100ms
-      timeout: 1s
-      healthy_threshold: 2
-      start_timeout: %s
-    drain: %s
-    standby: %s
-`, q(e.dataDir), tokenEnv, viewerTokenEnv, webhookLine, q(e.ng.UpstreamDir), q(testCmd), q(e.ng.ReloadCommand), q(e.ng.PIDFile),
-		e.svc, repository, s.Replicas, q(restart), s.StartTimeout, s.Drain, q(standby))
+	if s.TestCommand != nil {
+		c.Nginx.TestCommand = s.TestCommand
+	}
+	svc := c.Services[e.svc]
+	svc.Replicas, svc.Health.StartTimeout, svc.Drain = s.Replicas, s.StartTimeout, s.Drain
+	svc.AllowedRefs, svc.RepositoryURL, svc.Bake, svc.AutoRollback = s.AllowedRefs, s.RepositoryURL, s.Bake, s.AutoRollback
+	if s.Restart != "" {
+		svc.Restart = s.Restart
+	}
+	if s.Standby != "" {
+		svc.Standby = s.Standby
+	}
 	if len(s.PreDeploy) > 0 {
-		fmt.Fprintf(&b, "    pre_deploy:\n      command: %s\n      timeout: 30s\n", q(s.PreDeploy))
+		svc.PreDeploy = config.PreDeploy{Command: s.PreDeploy, Timeout: 30 * time.Second}
 	}
-	if len(s.AllowedRefs) > 0 {
-		fmt.Fprintf(&b, "    allowed_refs: %s\n", q(s.AllowedRefs))
-	}
-	if s.RepositoryURL != "" {
-		fmt.Fprintf(&b, "    repository_url: %s\n", q(s.RepositoryURL))
-	}
-	if s.Bake > 0 {
-		fmt.Fprintf(&b, "    bake: %s\n", s.Bake)
-	}
-	if s.AutoRollback {
-		b.WriteString("    auto_rollback: true\n")
-	}
-	if s.DockerHost != "" {
-		fmt.Fprintf(&b, "docker:\n  host: %s\n", q(s.DockerHost))
-	}
+	c.Services[e.svc] = svc
+	c.Docker.Host = s.DockerHost
 	if s.WatchInterval > 0 {
-		fmt.Fprintf(&b, "watch:\n  interval: %s\n  unhealthy_threshold: %d\n", s.WatchInterval, max(s.UnhealthyThreshold, 1))
+		c.Watch = config.Watch{Interval: s.WatchInterval, UnhealthyThreshold: max(s.UnhealthyThreshold, 1)}
 	}
-	if s.ReconcileInterval > 0 || s.IgnoreExits {
-		b.WriteString("reconcile:\n")
-		if s.ReconcileInterval > 0 {
-			fmt.Fprintf(&b, "  interval: %s\n", s.ReconcileInterval)
-		}
-		if s.IgnoreExits {
-			b.WriteString("  on_container_exit: false\n")
-		}
+	if s.ReconcileInterval > 0 {
+		c.Reconcile.Interval = s.ReconcileInterval
 	}
-	if s.Notify || s.Notify2 {
-		b.WriteString("notify:\n")
-	}
+	c.Reconcile.OnContainerExit = !s.IgnoreExits
 	if s.Notify {
-		fmt.Fprintf(&b, "  - name: e2e-receiver\n    type: webhook\n    url_env: %s\n    secret_env: %s\n", notifyURLEnv, notifySecretEnv)
+		c.Notify = append(c.Notify, config.NotifyTarget{Name: "e2e-receiver", Type: config.NotifyTypeWebhook,
+			URLEnv: notifyURLEnv, SecretEnv: notifySecretEnv})
 	}
 	if s.Notify2 {
-		fmt.Fprintf(&b, "  - name: e2e-second\n    type: webhook\n    url_env: %s\n", notifyURL2Env)
+		c.Notify = append(c.Notify, config.NotifyTarget{Name: "e2e-second", Type: config.NotifyTypeWebhook, URLEnv: notifyURL2Env})
 	}
 	path := filepath.Join(e.dir, name)
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	if err := c.WriteFile(path); err != nil {
 		e.t.Fatalf("write config: %v", err)
 	}
 	return path

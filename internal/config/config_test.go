@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -186,7 +186,7 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 		{
 			name: "restart",
 			yml:  minimal + "    restart: sometimes\n",
-			want: []string{`services.web.restart: must be no, always, unless-stopped or on-failure[:N], got "sometimes"`},
+			want: []string{`services.web.restart: must be no, always, unless-stopped or on-failure[:N] with N from 1, got "sometimes"`},
 		},
 		{
 			name: "pull",
@@ -316,6 +316,26 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{`services.web.allowed_refs: must be a list of strings`},
 		},
 		{
+			name: "replicas not a whole number",
+			yml:  minimal + "    replicas: 1.5\n",
+			want: []string{`config.yml:6: services.web.replicas: must be an integer, got "1.5"`},
+		},
+		{
+			name: "yes is not a boolean",
+			yml:  minimal + "    auto_rollback: yes\n",
+			want: []string{`config.yml:6: services.web.auto_rollback: must be true or false, got "yes"`},
+		},
+		{
+			name: "unknown key under a service's health",
+			yml:  minimal + "    health:\n      intervall: 1s\n",
+			want: []string{"config.yml:7: services.web.health.intervall: unknown key"},
+		},
+		{
+			name: "duplicate key inside a flow mapping",
+			yml:  "services:\n  web: {image: demoapp, port: 1, port: 2}\n",
+			want: []string{"config.yml:2: services.web.port: duplicate key (first defined on line 2)"},
+		},
+		{
 			name: "all problems reported at once",
 			yml:  "log_format: xml\nnginx: {mode: k8s}\nservices:\n  web: {image: demoapp, port: 0, replicas: 99}\n",
 			want: []string{"log_format:", "nginx.mode:", "services.web.port:", "services.web.replicas: must be between 1 and 20, got 99"},
@@ -348,8 +368,8 @@ func TestLoadConfig_SecretValueNeverInError(t *testing.T) {
 }
 
 func TestLoadConfig_FullExample(t *testing.T) {
-	path := filepath.Join("testdata", "config", "full.yml")
-	c, err := LoadConfig(path, noEnv)
+	path := filepath.Join("testdata", "full.yml")
+	c, err := Load(path, noEnv)
 	if err != nil {
 		t.Fatalf("LoadConfig(%s): %v", path, err)
 	}
@@ -359,7 +379,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 	}
 	in := func(p string) string { return filepath.Join(abs, p) }
 
-	worker := DefaultServiceConfig()
+	worker := DefaultService()
 	worker.Image = "registry.example.com/team/worker"
 	worker.Port = 9000
 	worker.Pull = "always"
@@ -371,21 +391,21 @@ func TestLoadConfig_FullExample(t *testing.T) {
 		DataDir:         in("data"),
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
-		Auth: AuthConfig{Tokens: []TokenConfig{
+		Auth: Auth{Tokens: []Token{
 			{Name: "admin", Role: "operator", TokenEnv: "DEPLOYD_ADMIN_TOKEN"},
 			{Name: "ci", Role: "deployer", TokenFile: in("secrets/ci_token")},
 		}, WebhookSecretEnv: "DEPLOYD_WEBHOOK_SECRET"},
-		Web:       WebConfig{SessionTTL: 12 * time.Hour},
-		Watch:     WatchConfig{Interval: 10 * time.Second, UnhealthyThreshold: 3},
-		Reconcile: ReconcileConfig{Interval: 30 * time.Second, OnContainerExit: true},
-		Retention: RetentionConfig{Images: 5, Interval: time.Hour},
-		Notify: []NotifyConfig{
+		Web:       Web{SessionTTL: 12 * time.Hour},
+		Watch:     Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3},
+		Reconcile: Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
+		Retention: Retention{Images: 5, Interval: time.Hour},
+		Notify: []NotifyTarget{
 			{Name: "chat", Type: "slack", URLEnv: "DEPLOYD_SLACK_URL"},
 			{Name: "audit-log", Type: "webhook", URLFile: in("secrets/notify_url"), SecretFile: in("secrets/notify_secret"),
 				Events: []string{"deploy_failed", "rolled_back", "service_unhealthy", "repair"}},
 			{Name: "ops", Type: "webhook", URLEnv: "DEPLOYD_OPS_HOOK_URL", SecretEnv: "DEPLOYD_OPS_HOOK_SECRET"},
 		},
-		Nginx: NginxConfig{
+		Nginx: Nginx{
 			Mode:                 "exec",
 			UpstreamDir:          in("run/nginx/upstreams"),
 			TestCommand:          []string{"nginx", "-t"},
@@ -393,7 +413,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			PIDFile:              "/run/nginx.pid",
 			ReloadConfirmTimeout: 5 * time.Second,
 		},
-		Services: map[string]ServiceConfig{
+		Services: map[string]Service{
 			"web": {
 				Image:    "demoapp",
 				Replicas: 2,
@@ -403,11 +423,11 @@ func TestLoadConfig_FullExample(t *testing.T) {
 				Network:  "deployd",
 				Restart:  "unless-stopped",
 				Pull:     "missing",
-				Health: HealthConfig{
+				Health: Health{
 					Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
 					HealthyThreshold: 2, StartTimeout: time.Minute,
 				},
-				PreDeploy: PreDeployConfig{
+				PreDeploy: PreDeploy{
 					Command: []string{"python", "manage.py", "migrate", "--noinput"},
 					Timeout: 5 * time.Minute,
 				},
@@ -433,30 +453,52 @@ func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultConfig()
+	want := Default()
 	want.DataDir = "/etc/deployd/data"
 	want.Nginx.UpstreamDir = "/etc/deployd/run/nginx/upstreams"
-	svc := DefaultServiceConfig()
+	svc := DefaultService()
 	svc.Image, svc.Port = "demoapp", 8000
-	want.Services = map[string]ServiceConfig{"web": svc}
+	want.Services = map[string]Service{"web": svc}
 	c.origins = nil
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("config =\n%+v\nwant\n%+v", c, want)
 	}
 
-	wantSvc := ServiceConfig{
+	wantSvc := Service{
 		Replicas: 1, Restart: "unless-stopped", Pull: "missing",
-		Health: HealthConfig{Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
+		Health: Health{Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
 			HealthyThreshold: 2, StartTimeout: 60 * time.Second},
-		PreDeploy: PreDeployConfig{Timeout: 5 * time.Minute},
+		PreDeploy: PreDeploy{Timeout: 5 * time.Minute},
 		Drain:     5 * time.Second,
 		Standby:   "running",
 	}
-	if got := DefaultServiceConfig(); !reflect.DeepEqual(got, wantSvc) {
+	if got := DefaultService(); !reflect.DeepEqual(got, wantSvc) {
 		t.Errorf("DefaultServiceConfig() = %+v, want %+v", got, wantSvc)
 	}
 	if got := c.Warnings(); len(got) != 1 || !strings.Contains(got[0], "auth.tokens is empty") {
 		t.Errorf("warnings = %q, want one about empty auth.tokens", got)
+	}
+}
+
+func TestLoadConfig_KeyWithoutValueKeepsItsDefault(t *testing.T) {
+	_, err := parse(t, "nginx:\n  test_command:\nservices:\n  web:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
+	if err == nil {
+		t.Fatal("parse succeeded, want web's missing image and port")
+	}
+	// web, written with no value, has the defaults: only image and port
+	// are missing.
+	if got := strings.Count(err.Error(), "\n") + 1; got != 2 || !strings.Contains(err.Error(), "services.web.image: is required") {
+		t.Fatalf("error = %q, want exactly web's image and port", err)
+	}
+	c, err := parse(t, "nginx:\n  test_command:\nservices:\n  api:\n    image: demoapp\n    port: 80\n    drain: 0\n    health:\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Nginx.TestCommand, Default().Nginx.TestCommand; !reflect.DeepEqual(got, want) {
+		t.Errorf("nginx.test_command = %q, want the default %q", got, want)
+	}
+	if api := c.Services["api"]; api.Drain != 0 || api.Health != DefaultService().Health {
+		t.Errorf("api drain, health = %s, %+v; want 0 and the default health", api.Drain, api.Health)
 	}
 }
 
@@ -523,7 +565,7 @@ services:
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadConfig(path, noEnv)
+	c, err := Load(path, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +585,7 @@ services:
 }
 
 func TestLoadConfig_MissingFileIsNotExist(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yml"), noEnv)
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"), noEnv)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("err = %v, want fs.ErrNotExist", err)
 	}
@@ -583,7 +625,7 @@ func TestConfigPath_FlagThenEnv(t *testing.T) {
 		{wantErr: true},
 	}
 	for _, tt := range tests {
-		got, err := ConfigPath(tt.flag, envMap(map[string]string{"DEPLOYD_CONFIG": tt.env}))
+		got, err := Path(tt.flag, envMap(map[string]string{"DEPLOYD_CONFIG": tt.env}))
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("ConfigPath(%q) with DEPLOYD_CONFIG=%q = %q, %v; want %q, error %v", tt.flag, tt.env, got, err, tt.want, tt.wantErr)
 		}
@@ -591,7 +633,7 @@ func TestConfigPath_FlagThenEnv(t *testing.T) {
 }
 
 func TestServiceSpecs_SortedAndMapped(t *testing.T) {
-	c, err := LoadConfig(filepath.Join("testdata", "config", "full.yml"), noEnv)
+	c, err := Load(filepath.Join("testdata", "full.yml"), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -673,13 +715,13 @@ func TestResolveTokens(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		tokens  []TokenConfig
+		tokens  []Token
 		want    []ResolvedToken
 		wantErr []string
 	}{
 		{
 			name: "env and file",
-			tokens: []TokenConfig{
+			tokens: []Token{
 				{Name: "admin", Role: "operator", TokenEnv: "ADMIN"},
 				{Name: "ci", Role: "deployer", TokenFile: "/s/ci"},
 			},
@@ -690,12 +732,12 @@ func TestResolveTokens(t *testing.T) {
 		},
 		{
 			name:   "file with CRLF ending",
-			tokens: []TokenConfig{{Name: "w", Role: "viewer", TokenFile: "/s/crlf"}},
+			tokens: []Token{{Name: "w", Role: "viewer", TokenFile: "/s/crlf"}},
 			want:   []ResolvedToken{{Name: "w", Role: "viewer", Secret: long2}},
 		},
 		{
 			name:   "only the trailing newline is trimmed",
-			tokens: []TokenConfig{{Name: "w", Role: "viewer", TokenFile: "/s/spaces"}},
+			tokens: []Token{{Name: "w", Role: "viewer", TokenFile: "/s/spaces"}},
 			want:   []ResolvedToken{{Name: "w", Role: "viewer", Secret: "  " + long2 + "  "}},
 		},
 		{
@@ -706,22 +748,22 @@ func TestResolveTokens(t *testing.T) {
 		},
 		{
 			name:    "env unset",
-			tokens:  []TokenConfig{{Name: "admin", Role: "operator", TokenEnv: "UNSET"}},
-			wantErr: []string{"auth.tokens[0] (admin): environment variable UNSET is empty or unset"},
+			tokens:  []Token{{Name: "admin", Role: "operator", TokenEnv: "UNSET"}},
+			wantErr: []string{"auth.tokens[0] (admin): token_env: environment variable UNSET is empty or unset"},
 		},
 		{
 			name:    "file missing",
-			tokens:  []TokenConfig{{Name: "ci", Role: "deployer", TokenFile: "/s/nonexst"}},
+			tokens:  []Token{{Name: "ci", Role: "deployer", TokenFile: "/s/nonexst"}},
 			wantErr: []string{"auth.tokens[0] (ci): read token_file:", "/s/nonexst"},
 		},
 		{
 			name:    "file empty",
-			tokens:  []TokenConfig{{Name: "ci", Role: "deployer", TokenFile: "/s/empty"}},
+			tokens:  []Token{{Name: "ci", Role: "deployer", TokenFile: "/s/empty"}},
 			wantErr: []string{"auth.tokens[0] (ci): token_file /s/empty is empty"},
 		},
 		{
 			name: "too short",
-			tokens: []TokenConfig{
+			tokens: []Token{
 				{Name: "a", Role: "viewer", TokenEnv: "SHORT"},
 				{Name: "b", Role: "viewer", TokenFile: "/s/short"},
 			},
@@ -732,7 +774,7 @@ func TestResolveTokens(t *testing.T) {
 		},
 		{
 			name: "shared secret",
-			tokens: []TokenConfig{
+			tokens: []Token{
 				{Name: "admin", Role: "operator", TokenEnv: "ADMIN"},
 				{Name: "copy", Role: "viewer", TokenFile: "/s/same"},
 			},
@@ -741,7 +783,7 @@ func TestResolveTokens(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &Config{Auth: AuthConfig{Tokens: tt.tokens}}
+			c := &Config{Auth: Auth{Tokens: tt.tokens}}
 			got, err := c.ResolveTokens(env, readFile)
 			if len(tt.wantErr) == 0 {
 				if err != nil {
@@ -770,10 +812,10 @@ func TestResolveTokens(t *testing.T) {
 }
 
 func TestValidate_ConfigBuiltInCode(t *testing.T) {
-	c := DefaultConfig()
-	svc := DefaultServiceConfig()
+	c := Default()
+	svc := DefaultService()
 	svc.Image, svc.Port = "demoapp", 8000
-	c.Services = map[string]ServiceConfig{"web": svc}
+	c.Services = map[string]Service{"web": svc}
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
@@ -787,7 +829,7 @@ func TestValidate_ConfigBuiltInCode(t *testing.T) {
 }
 
 func FuzzLoadConfig(f *testing.F) {
-	full, err := os.ReadFile(filepath.Join("testdata", "config", "full.yml"))
+	full, err := os.ReadFile(filepath.Join("testdata", "full.yml"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -834,47 +876,47 @@ func TestResolveWebhookSecret(t *testing.T) {
 		return []byte(s), nil
 	}
 	env := envMap(map[string]string{"HOOK": hook, "ADMIN": admin, "SHORT": "0123456789abcde"})
-	adminToken := []TokenConfig{{Name: "admin", Role: "operator", TokenEnv: "ADMIN"}}
+	adminToken := []Token{{Name: "admin", Role: "operator", TokenEnv: "ADMIN"}}
 
 	tests := []struct {
 		name    string
-		auth    AuthConfig
+		auth    Auth
 		want    string
 		wantErr []string
 		wantIs  error
 	}{
-		{name: "not configured", auth: AuthConfig{Tokens: adminToken}},
-		{name: "from env", auth: AuthConfig{Tokens: adminToken, WebhookSecretEnv: "HOOK"}, want: hook},
-		{name: "from file without its newline", auth: AuthConfig{Tokens: adminToken, WebhookSecretFile: "/s/hook"}, want: hook},
+		{name: "not configured", auth: Auth{Tokens: adminToken}},
+		{name: "from env", auth: Auth{Tokens: adminToken, WebhookSecretEnv: "HOOK"}, want: hook},
+		{name: "from file without its newline", auth: Auth{Tokens: adminToken, WebhookSecretFile: "/s/hook"}, want: hook},
 		{
 			name:    "env unset",
-			auth:    AuthConfig{WebhookSecretEnv: "UNSET"},
-			wantErr: []string{"auth.webhook_secret_env: environment variable UNSET is empty or unset"},
+			auth:    Auth{WebhookSecretEnv: "UNSET"},
+			wantErr: []string{"auth: webhook_secret_env: environment variable UNSET is empty or unset"},
 		},
 		{
 			name:    "file missing",
-			auth:    AuthConfig{WebhookSecretFile: "/s/nope"},
-			wantErr: []string{"auth.webhook_secret_file:", "/s/nope"},
+			auth:    Auth{WebhookSecretFile: "/s/nope"},
+			wantErr: []string{"auth: read webhook_secret_file:", "/s/nope"},
 			wantIs:  fs.ErrNotExist,
 		},
 		{
 			name:    "file empty",
-			auth:    AuthConfig{WebhookSecretFile: "/s/empty"},
-			wantErr: []string{"auth.webhook_secret_file: /s/empty is empty"},
+			auth:    Auth{WebhookSecretFile: "/s/empty"},
+			wantErr: []string{"auth: webhook_secret_file /s/empty is empty"},
 		},
 		{
 			name:    "15 bytes is too short",
-			auth:    AuthConfig{WebhookSecretEnv: "SHORT"},
-			wantErr: []string{"webhook secret is shorter than 16 bytes"},
+			auth:    Auth{WebhookSecretEnv: "SHORT"},
+			wantErr: []string{"auth: secret is shorter than 16 bytes"},
 		},
 		{
 			name:    "short file",
-			auth:    AuthConfig{WebhookSecretFile: "/s/short"},
-			wantErr: []string{"webhook secret is shorter than 16 bytes"},
+			auth:    Auth{WebhookSecretFile: "/s/short"},
+			wantErr: []string{"auth: secret is shorter than 16 bytes"},
 		},
 		{
 			name: "same as a token's secret",
-			auth: AuthConfig{Tokens: []TokenConfig{
+			auth: Auth{Tokens: []Token{
 				{Name: "viewer", Role: "viewer", TokenFile: "/s/hook"},
 				{Name: "admin", Role: "operator", TokenEnv: "ADMIN"},
 			}, WebhookSecretFile: "/s/admin"},
@@ -882,8 +924,8 @@ func TestResolveWebhookSecret(t *testing.T) {
 		},
 		{
 			name:    "tokens that do not resolve",
-			auth:    AuthConfig{Tokens: []TokenConfig{{Name: "ci", Role: "deployer", TokenEnv: "UNSET"}}, WebhookSecretEnv: "HOOK"},
-			wantErr: []string{"resolve tokens to compare with the webhook secret", "auth.tokens[0] (ci): environment variable UNSET is empty or unset"},
+			auth:    Auth{Tokens: []Token{{Name: "ci", Role: "deployer", TokenEnv: "UNSET"}}, WebhookSecretEnv: "HOOK"},
+			wantErr: []string{"resolve tokens to compare with the webhook secret", "auth.tokens[0] (ci): token_env: environment variable UNSET is empty or unset"},
 		},
 	}
 	for _, tt := range tests {
@@ -1053,31 +1095,31 @@ func TestResolveNotifyTargets(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		notify  []NotifyConfig
+		notify  []NotifyTarget
 		want    []notify.Target
 		wantErr string
 	}{
 		{"none", nil, []notify.Target{}, ""},
-		{"env url and file url with secret", []NotifyConfig{
+		{"env url and file url with secret", []NotifyTarget{
 			{Name: "chat", Type: "slack", URLEnv: "SLACK_URL"},
 			{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretFile: "/s/secret", Events: []string{"repair"}},
 		}, []notify.Target{
 			{Name: "chat", Type: "slack", URL: slackURL},
 			{Name: "hook", Type: "webhook", URL: hookURL, Secret: []byte(secret), Events: []string{"repair"}},
 		}, ""},
-		{"unset env", []NotifyConfig{{Name: "chat", Type: "slack", URLEnv: "MISSING"}}, nil,
+		{"unset env", []NotifyTarget{{Name: "chat", Type: "slack", URLEnv: "MISSING"}}, nil,
 			"notify[0] (chat): url_env: environment variable MISSING is empty or unset"},
-		{"missing file", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/nope"}}, nil,
+		{"missing file", []NotifyTarget{{Name: "hook", Type: "webhook", URLFile: "/s/nope"}}, nil,
 			"notify[0] (hook): read url_file: open /s/nope"},
-		{"empty file", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/empty"}}, nil,
+		{"empty file", []NotifyTarget{{Name: "hook", Type: "webhook", URLFile: "/s/empty"}}, nil,
 			"notify[0] (hook): url_file /s/empty is empty"},
-		{"not http", []NotifyConfig{{Name: "chat", Type: "slack", URLEnv: "BAD_URL"}}, nil,
+		{"not http", []NotifyTarget{{Name: "chat", Type: "slack", URLEnv: "BAD_URL"}}, nil,
 			"notify[0] (chat): the url is not an http or https URL with a host"},
-		{"no host", []NotifyConfig{{Name: "chat", Type: "slack", URLEnv: "NO_HOST"}}, nil,
+		{"no host", []NotifyTarget{{Name: "chat", Type: "slack", URLEnv: "NO_HOST"}}, nil,
 			"notify[0] (chat): the url is not an http or https URL with a host"},
-		{"short secret", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretFile: "/s/short"}}, nil,
+		{"short secret", []NotifyTarget{{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretFile: "/s/short"}}, nil,
 			"notify[0] (hook): secret is shorter than 16 bytes"},
-		{"unset secret env", []NotifyConfig{{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretEnv: "NOPE"}}, nil,
+		{"unset secret env", []NotifyTarget{{Name: "hook", Type: "webhook", URLFile: "/s/url", SecretEnv: "NOPE"}}, nil,
 			"notify[0] (hook): secret_env: environment variable NOPE is empty or unset"},
 	}
 	for _, tt := range tests {
@@ -1100,6 +1142,40 @@ func TestResolveNotifyTargets(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("targets = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteFile_ReadsBackAsTheSameConfig(t *testing.T) {
+	full, err := Load(filepath.Join("testdata", "full.yml"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Zeros where the default is not zero must survive the trip.
+	zeros := Default()
+	zeros.Reconcile.OnContainerExit = false
+	zeros.Retention.Images = 0
+	svc := DefaultService()
+	svc.Image, svc.Port, svc.Drain = "demoapp", 8000, 0
+	zeros.Services = map[string]Service{"web": svc}
+
+	dir := t.TempDir()
+	for name, want := range map[string]*Config{"full": full, "zeros": zeros} {
+		t.Run(name, func(t *testing.T) {
+			want.DataDir = filepath.Join(dir, "data") // absolute, so that nothing moves
+			want.Nginx.UpstreamDir = filepath.Join(dir, "upstreams")
+			path := filepath.Join(dir, name+".yml")
+			if err := want.WriteFile(path); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Load(path, noEnv)
+			if err != nil {
+				t.Fatalf("Load(written file): %v", err)
+			}
+			got.origins, want.origins = nil, nil
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("read back =\n%+v\nwant\n%+v", got, want)
 			}
 		})
 	}

@@ -1,0 +1,273 @@
+// Package config is deployd's configuration file: its types and
+// defaults, loading and validation, and the secrets it names.
+package config
+
+import (
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/notify"
+)
+
+// Config is deployd's configuration file. Build one with Load (or
+// Default and Validate when constructing it in code).
+//
+// Only keys whose zero value is also their default are omitempty, so that
+// WriteFile writes every other value out and the file reads back as the
+// Config it came from.
+type Config struct {
+	Listen          string             `yaml:"listen"`
+	DataDir         string             `yaml:"data_dir"`
+	LogFormat       string             `yaml:"log_format"`
+	ShutdownTimeout time.Duration      `yaml:"shutdown_timeout"`
+	Auth            Auth               `yaml:"auth"`
+	Docker          Docker             `yaml:"docker"`
+	Nginx           Nginx              `yaml:"nginx"`
+	Web             Web                `yaml:"web"`
+	Services        map[string]Service `yaml:"services"`
+	Watch           Watch              `yaml:"watch"`
+	Reconcile       Reconcile          `yaml:"reconcile"`
+	Retention       Retention          `yaml:"retention"`
+	Metrics         Metrics            `yaml:"metrics"`
+	Notify          []NotifyTarget     `yaml:"notify,omitempty"`
+
+	// origins maps a field path to where its value came from
+	// ("deployd.yml:12", "env DEPLOYD_LISTEN") so that Validate can point
+	// at it. Nil for a Config built in code.
+	origins map[string]string
+}
+
+// Web tunes the status page's login sessions.
+type Web struct {
+	// SessionTTL is how long a login lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// SecureCookies marks the session cookie Secure even when deployd
+	// itself serves plain HTTP, as it does behind a TLS-terminating nginx.
+	// Requests that arrive over TLS always get Secure cookies.
+	SecureCookies bool `yaml:"secure_cookies,omitempty"`
+}
+
+// Auth lists the API tokens and where the webhook secret lives. With
+// no tokens the API refuses every request except /healthz; with no webhook
+// secret POST /hooks/deploy refuses every delivery.
+type Auth struct {
+	Tokens []Token `yaml:"tokens,omitempty"`
+	// WebhookSecretEnv and WebhookSecretFile name where the HMAC secret of
+	// signed webhook deliveries lives; at most one is set.
+	WebhookSecretEnv  string `yaml:"webhook_secret_env,omitempty"`
+	WebhookSecretFile string `yaml:"webhook_secret_file,omitempty"`
+}
+
+// Roles, weakest first; each includes the rights of those before it.
+const (
+	RoleViewer   = "viewer"
+	RoleDeployer = "deployer"
+	RoleOperator = "operator"
+)
+
+// Token names an API token and where its secret lives. The secret
+// itself is never in the file: exactly one of TokenEnv and TokenFile is set.
+type Token struct {
+	Name      string `yaml:"name"`
+	Role      string `yaml:"role"`
+	TokenEnv  string `yaml:"token_env,omitempty"`
+	TokenFile string `yaml:"token_file,omitempty"`
+}
+
+// Docker says how to reach the Docker engine.
+type Docker struct {
+	// Host is a Docker host URL; empty means DOCKER_HOST, else the local
+	// socket.
+	Host string `yaml:"host,omitempty"`
+}
+
+// Nginx modes.
+const (
+	NginxModeExec   = "exec"
+	NginxModeDocker = "docker"
+)
+
+// Nginx says where upstream files go and how nginx is tested and
+// reloaded: with local commands (exec) or inside a container (docker).
+type Nginx struct {
+	Mode                 string        `yaml:"mode"`
+	UpstreamDir          string        `yaml:"upstream_dir"`
+	TestCommand          []string      `yaml:"test_command"`
+	ReloadCommand        []string      `yaml:"reload_command"`
+	PIDFile              string        `yaml:"pid_file"`
+	Container            string        `yaml:"container,omitempty"`
+	Template             string        `yaml:"template,omitempty"`
+	ReloadConfirmTimeout time.Duration `yaml:"reload_confirm_timeout"`
+}
+
+// Watch is the watchdog: how often the active colors are probed and
+// how many failed rounds in a row make one unhealthy. Bake uses the same
+// rules.
+type Watch struct {
+	Interval           time.Duration `yaml:"interval"`
+	UnhealthyThreshold int           `yaml:"unhealthy_threshold"`
+}
+
+// Reconcile is how often the store, Docker and the upstream files are
+// compared and repaired.
+type Reconcile struct {
+	Interval time.Duration `yaml:"interval"`
+	// OnContainerExit also runs a service's pass as soon as Docker reports
+	// one of its containers died, instead of at the next interval.
+	OnContainerExit bool `yaml:"on_container_exit"`
+}
+
+// Retention bounds the old images and stopped containers kept per
+// service, besides the active and standby ones.
+type Retention struct {
+	Images   int           `yaml:"images"`
+	Interval time.Duration `yaml:"interval"`
+}
+
+// Metrics is GET /metrics.
+type Metrics struct {
+	// Public serves metrics without a token, for a Prometheus that cannot
+	// send one; the metrics name services and images.
+	Public bool `yaml:"public,omitempty"`
+}
+
+// Notification target types.
+const (
+	NotifyTypeWebhook = notify.TypeWebhook
+	NotifyTypeSlack   = notify.TypeSlack
+)
+
+// NotifyTarget is one notification target. Its URL and secret never sit in
+// the file: a Slack webhook's URL is itself a secret.
+type NotifyTarget struct {
+	Name       string   `yaml:"name"`
+	Type       string   `yaml:"type"`
+	URLEnv     string   `yaml:"url_env,omitempty"`
+	URLFile    string   `yaml:"url_file,omitempty"`
+	SecretEnv  string   `yaml:"secret_env,omitempty"`
+	SecretFile string   `yaml:"secret_file,omitempty"`
+	Events     []string `yaml:"events,omitempty"`
+}
+
+// notifyEvents are the kinds a target may filter on.
+var notifyEvents = []string{
+	controller.NotifyDeployStarted, controller.NotifyDeploySucceeded, controller.NotifyDeployFailed,
+	controller.NotifyDeployInterrupted, controller.NotifyRolledBack, controller.NotifyServiceUnhealthy, controller.NotifyRepair,
+}
+
+// Service is one service; see controller.ServiceSpec for meanings.
+type Service struct {
+	Image     string            `yaml:"image"`
+	Replicas  int               `yaml:"replicas"`
+	Port      int               `yaml:"port"`
+	Env       map[string]string `yaml:"env,omitempty"`
+	EnvFile   string            `yaml:"env_file,omitempty"`
+	Network   string            `yaml:"network,omitempty"`
+	Restart   string            `yaml:"restart"`
+	Pull      string            `yaml:"pull"`
+	Health    Health            `yaml:"health"`
+	PreDeploy PreDeploy         `yaml:"pre_deploy"`
+	Drain     time.Duration     `yaml:"drain"`
+	Standby   string            `yaml:"standby"`
+	// RepositoryURL is the http(s) address of the source repository, for
+	// commit links on the status page.
+	RepositoryURL string `yaml:"repository_url,omitempty"`
+	// AllowedRefs limits webhook deploys to these git refs; empty allows
+	// any ref.
+	AllowedRefs []string `yaml:"allowed_refs,omitempty"`
+	// Bake watches a new color this long after the switch; 0 disables.
+	Bake time.Duration `yaml:"bake,omitempty"`
+	// AutoRollback lets the watchdog roll back to a healthy standby.
+	AutoRollback bool `yaml:"auto_rollback,omitempty"`
+}
+
+// Health is how a replica is judged healthy.
+type Health struct {
+	Path             string        `yaml:"path"`
+	Interval         time.Duration `yaml:"interval"`
+	Timeout          time.Duration `yaml:"timeout"`
+	HealthyThreshold int           `yaml:"healthy_threshold"`
+	StartTimeout     time.Duration `yaml:"start_timeout"`
+	ExpectStatus     int           `yaml:"expect_status,omitempty"`
+	ExpectBody       string        `yaml:"expect_body,omitempty"`
+}
+
+// PreDeploy is the one-off command run before a new color starts.
+type PreDeploy struct {
+	Command []string      `yaml:"command,omitempty"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// ResolvedToken is an API token with its secret read from the environment
+// or a file.
+type ResolvedToken struct {
+	Name, Role, Secret string
+}
+
+// Limits checked by Validate.
+const (
+	maxReplicas            = 20
+	minTokenLength         = 16
+	maxUnhealthyThreshold  = 100
+	maxRetainedImages      = 1000
+	minNotifySecretLength  = 16
+	minWebhookSecretLength = 16
+)
+
+// Default returns the configuration used for every key the file
+// leaves out.
+func Default() *Config {
+	return &Config{
+		Listen:          "127.0.0.1:7400",
+		DataDir:         "./data",
+		LogFormat:       "json",
+		ShutdownTimeout: 30 * time.Second,
+		Web:             Web{SessionTTL: 12 * time.Hour},
+		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3},
+		Reconcile:       Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
+		Retention:       Retention{Images: 5, Interval: time.Hour},
+		Nginx: Nginx{
+			Mode:                 NginxModeExec,
+			UpstreamDir:          "./run/nginx/upstreams",
+			TestCommand:          []string{"nginx", "-t"},
+			ReloadCommand:        []string{"nginx", "-s", "reload"},
+			PIDFile:              "/run/nginx.pid",
+			ReloadConfirmTimeout: 5 * time.Second,
+		},
+	}
+}
+
+// DefaultService returns the settings a service gets for every key
+// it leaves out.
+func DefaultService() Service {
+	return Service{
+		Replicas: 1,
+		Restart:  "unless-stopped",
+		Pull:     string(controller.PullMissing),
+		Health: Health{
+			Path:             "/health",
+			Interval:         time.Second,
+			Timeout:          2 * time.Second,
+			HealthyThreshold: 2,
+			StartTimeout:     60 * time.Second,
+		},
+		PreDeploy: PreDeploy{Timeout: 5 * time.Minute},
+		Drain:     5 * time.Second,
+		Standby:   string(controller.StandbyRunning),
+	}
+}
+
+// UnmarshalYAML decodes a service over DefaultService: yaml.v3 starts every
+// map value from zero, which would lose the defaults of the keys left out.
+// Explicit zeros (replicas: 0) stay, for Validate to refuse.
+func (s *Service) UnmarshalYAML(n *yaml.Node) error {
+	type plain Service // without this method
+	p := plain(DefaultService())
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*s = Service(p)
+	return nil
+}

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"strings"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// ServiceSpecs returns the services as the controller wants them, sorted by
+// name. The specs share nothing with c.
+func (c *Config) ServiceSpecs() []controller.ServiceSpec {
+	specs := make([]controller.ServiceSpec, 0, len(c.Services))
+	for _, name := range c.serviceNames() {
+		s := c.Services[name]
+		var env map[string]string
+		if s.Env != nil {
+			env = make(map[string]string, len(s.Env))
+			for k, val := range s.Env {
+				env[k] = val
+			}
+		}
+		specs = append(specs, controller.ServiceSpec{
+			Name:          name,
+			Image:         s.Image,
+			Replicas:      s.Replicas,
+			Port:          s.Port,
+			Env:           env,
+			EnvFile:       s.EnvFile,
+			Network:       s.Network,
+			RestartPolicy: s.Restart,
+			Pull:          controller.PullPolicy(s.Pull),
+			Health: controller.HealthSpec{
+				Path:             s.Health.Path,
+				Interval:         s.Health.Interval,
+				Timeout:          s.Health.Timeout,
+				HealthyThreshold: s.Health.HealthyThreshold,
+				StartTimeout:     s.Health.StartTimeout,
+				ExpectStatus:     s.Health.ExpectStatus,
+				ExpectBody:       s.Health.ExpectBody,
+			},
+			PreDeploy: controller.PreDeploySpec{
+				Command: append([]string(nil), s.PreDeploy.Command...),
+				Timeout: s.PreDeploy.Timeout,
+			},
+			Drain:         s.Drain,
+			Standby:       controller.StandbyMode(s.Standby),
+			AllowedRefs:   append([]string(nil), s.AllowedRefs...),
+			RepositoryURL: strings.TrimRight(s.RepositoryURL, "/"),
+			Bake:          s.Bake,
+			AutoRollback:  s.AutoRollback,
+		})
+	}
+	return specs
+}
+
+// WatchSpec is the watchdog's and bake's configuration for the controller.
+func (c *Config) WatchSpec() controller.WatchSpec {
+	return controller.WatchSpec{UnhealthyThreshold: c.Watch.UnhealthyThreshold, Interval: c.Watch.Interval}
+}
+
+// RetentionSpec is the retention configuration for the controller.
+func (c *Config) RetentionSpec() controller.RetentionSpec {
+	return controller.RetentionSpec{Images: c.Retention.Images}
+}
