@@ -105,11 +105,7 @@ func TestAuth_BadCredentialsAreUnauthorized(t *testing.T) {
 			if tt.header != "" {
 				req.Header.Set("Authorization", tt.header)
 			}
-			resp, err := h.srv.App().Test(req, 5000)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
+			resp := h.send(t, req)
 			wantStatus(t, resp, fiber.StatusUnauthorized)
 			if got := decodeJSON[errorBody](t, resp).Code; got != "unauthorized" {
 				t.Errorf("code = %q, want unauthorized", got)

@@ -181,12 +181,7 @@ func TestRequestID_GeneratedWhenAbsentOrUnsafe(t *testing.T) {
 			if tt.sent != "" {
 				req.Header.Set("X-Request-Id", tt.sent)
 			}
-			resp, err := h.srv.App().Test(req, 5000)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			got := resp.Header.Get("X-Request-Id")
+			got := h.send(t, req).Header.Get("X-Request-Id")
 			if tt.keep && got != tt.sent {
 				t.Errorf("X-Request-Id = %q, want %q", got, tt.sent)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/deployd/deployd/internal/xtest"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -140,7 +141,7 @@ type harness struct {
 	hook     *logtest.Hook
 	sessions *auth.Sessions
 	// clock is the sessions' clock.
-	clock *testClock
+	clock *xtest.Clock
 }
 
 // sessionTTL is the harness's session lifetime.
@@ -151,7 +152,7 @@ func newHarness(t *testing.T) *harness {
 	logger, hook := logtest.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
 	ctl := &fakeController{deployment: sampleDeployment()}
-	clock := &testClock{t: time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC)}
+	clock := xtest.NewClock(time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC))
 	sessions := auth.NewSessions(sessionTTL, clock.Now)
 	srv := New(Options{
 		Controller: ctl, Tokens: testTokens, WebhookSecret: []byte(webhookSecret), Logger: logger,
@@ -165,24 +166,6 @@ var fakeMetrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	_, _ = io.WriteString(w, "deployd_fake_metric 1\n")
 })
-
-// testClock is a clock tests move by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // fakePages stands in for the status page: the same public and
 // redirecting routes, without templates.

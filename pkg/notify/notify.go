@@ -97,7 +97,7 @@ type settings struct {
 
 func defaultSettings() settings {
 	return settings{
-		queueSize:      256,
+		queueSize: 256,
 		// About seven minutes of retries (1, 2, 4 ... 60, 60 s): a receiver
 		// that restarts or has a short outage still gets everything, and
 		// only this target's own queue waits meanwhile.

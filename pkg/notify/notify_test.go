@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/deployd/deployd/internal/xtest"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -132,17 +133,7 @@ func closeAndWait(t *testing.T, n *Notifier) {
 // test with its last error after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	xtest.Eventually(t, timeout, 5*time.Millisecond, what, cond)
 }
 
 var sample = controller.Notification{

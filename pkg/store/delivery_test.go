@@ -5,36 +5,18 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/deployd/deployd/internal/xtest"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// fakeClock is a settable Options.Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newClockedStore(t *testing.T) (*Store, *fakeClock) {
+func newClockedStore(t *testing.T) (*Store, *xtest.Clock) {
 	t.Helper()
-	clock := &fakeClock{now: t0}
+	clock := xtest.NewClock(t0)
 	s, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "deployd.db"), Now: clock.Now})
 	if err != nil {
 		t.Fatalf("Open: %v", err)

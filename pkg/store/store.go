@@ -215,20 +215,26 @@ func (s *Store) Close() error {
 // GetService returns the stored state of the named service, or an error
 // wrapping controller.ErrNotFound.
 func (s *Store) GetService(ctx context.Context, name string) (controller.ServiceState, error) {
-	var st controller.ServiceState
+	return getRecord(ctx, s, bucketServices, "service", name, decodeService)
+}
+
+// getRecord reads and decodes the record key of bucket; kind names it in
+// errors, which wrap controller.ErrNotFound when it is missing.
+func getRecord[T any](ctx context.Context, s *Store, bucket, kind, key string, decode func(string, []byte) (T, error)) (T, error) {
+	var rec T
 	if err := ctx.Err(); err != nil {
-		return st, fmt.Errorf("get service %q: %w", name, err)
+		return rec, fmt.Errorf("get %s %q: %w", kind, key, err)
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket([]byte(bucketServices)).Get([]byte(name))
+		v := tx.Bucket([]byte(bucket)).Get([]byte(key))
 		if v == nil {
-			return fmt.Errorf("service %q: %w", name, controller.ErrNotFound)
+			return fmt.Errorf("%s %q: %w", kind, key, controller.ErrNotFound)
 		}
 		var err error
-		st, err = decodeService(name, v)
+		rec, err = decode(key, v)
 		return err
 	})
-	return st, err
+	return rec, err
 }
 
 // PutService creates or replaces the state of st.Name.
@@ -268,20 +274,7 @@ func (s *Store) SaveSwitch(ctx context.Context, st controller.ServiceState, d co
 // GetDeployment returns the deployment with the given ID, or an error
 // wrapping controller.ErrNotFound.
 func (s *Store) GetDeployment(ctx context.Context, id string) (controller.Deployment, error) {
-	var d controller.Deployment
-	if err := ctx.Err(); err != nil {
-		return d, fmt.Errorf("get deployment %q: %w", id, err)
-	}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket([]byte(bucketDeployments)).Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("deployment %q: %w", id, controller.ErrNotFound)
-		}
-		var err error
-		d, err = decodeDeployment(id, v)
-		return err
-	})
-	return d, err
+	return getRecord(ctx, s, bucketDeployments, "deployment", id, decodeDeployment)
 }
 
 // ListDeployments returns up to limit deployments, newest first, of service

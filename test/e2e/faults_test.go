@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/deployd/deployd/api"
+	"github.com/deployd/deployd/internal/xtest"
 	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/nginxconf"
 	"github.com/deployd/deployd/pkg/notify"
@@ -34,17 +35,7 @@ const faultTimeout = 20 * time.Second
 // then fails the test with the last error.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	xtest.Eventually(t, timeout, 50*time.Millisecond, what, cond)
 }
 
 // assertKilled waits for the daemon to die and checks SIGKILL killed it.
