@@ -113,7 +113,7 @@ func (r *deployRun) switchBack(ctx context.Context, prev ServiceState, cs []Cont
 	if len(up) == 0 {
 		return fmt.Errorf("traffic stays on %s: %s has no running containers", r.d.ToColor, prev.ActiveColor)
 	}
-	if err := r.c.router.Switch(sctx, r.spec.Name, addresses(up)); err != nil {
+	if err := r.c.router.Switch(sctx, r.spec.Name, prev.ActiveColor, addresses(up)); err != nil {
 		return fmt.Errorf("traffic stays on %s: switch back: %w", r.d.ToColor, err)
 	}
 	back := prev
@@ -123,7 +123,7 @@ func (r *deployRun) switchBack(ctx context.Context, prev ServiceState, cs []Cont
 	if err := r.c.store.SaveSwitch(sctx, back, r.d); err != nil {
 		// nginx and the store must agree; the store still names the new
 		// color, so traffic returns there.
-		if ferr := r.c.router.Switch(sctx, r.spec.Name, addresses(cs)); ferr != nil {
+		if ferr := r.c.router.Switch(sctx, r.spec.Name, r.d.ToColor, addresses(cs)); ferr != nil {
 			return fmt.Errorf("record switch back: %w (and returning traffic to %s failed: %v)", err, r.d.ToColor, ferr)
 		}
 		return fmt.Errorf("traffic stays on %s: record switch back: %w", r.d.ToColor, err)

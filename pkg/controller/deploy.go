@@ -117,7 +117,7 @@ func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchTimeout)
 		defer cancel()
-		if err := r.c.router.Switch(sctx, r.spec.Name, addresses(cs)); err != nil {
+		if err := r.c.router.Switch(sctx, r.spec.Name, r.d.ToColor, addresses(cs)); err != nil {
 			return "", err
 		}
 		r.c.hook(PointBeforeSave)
@@ -147,13 +147,13 @@ func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []
 // active color, or at the placeholder when there is none.
 func (r *deployRun) restoreRouting(ctx context.Context, prev ServiceState) error {
 	if !prev.ActiveColor.Valid() {
-		return r.c.router.Switch(ctx, r.spec.Name, nil)
+		return r.c.router.Switch(ctx, r.spec.Name, NoColor, nil)
 	}
 	cs, err := r.c.colorContainers(ctx, r.spec.Name, prev.ActiveColor)
 	if err != nil {
 		return err
 	}
-	return r.c.router.Switch(ctx, r.spec.Name, addresses(running(cs)))
+	return r.c.router.Switch(ctx, r.spec.Name, prev.ActiveColor, addresses(running(cs)))
 }
 
 // afterSwitch drains the old color and leaves it as the standby.
@@ -165,15 +165,12 @@ func (r *deployRun) afterSwitch(ctx context.Context, old Color) error {
 	// switch only shortens the drain, it must not fail a deploy whose
 	// traffic has already moved.
 	if err := r.step(context.WithoutCancel(ctx), StepDrain, func(_ context.Context, _ *Step) (string, error) {
-		t := time.NewTimer(r.spec.Drain)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return fmt.Sprintf("waited %s for in-flight requests on %s", r.spec.Drain, old), nil
-		case <-ctx.Done():
+		msg, err := r.c.router.Drain(ctx, r.spec.Name, old, r.spec.Drain)
+		if err != nil && ctx.Err() != nil {
 			// Traffic has already moved; a shorter drain is the only cost.
 			return "drain cut short by shutdown", nil
 		}
+		return msg, err
 	}); err != nil {
 		return err
 	}

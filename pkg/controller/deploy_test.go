@@ -736,3 +736,20 @@ func TestDeploy_NextDeployRightAfterTheFinalRecordIsAccepted(t *testing.T) {
 		}
 	})
 }
+
+func TestDeploy_RouterIsToldTheColorAndDrainsTheOldOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(s *controller.ServiceSpec) { s.Drain = 3 * time.Second })
+		h.deployOK("v1")
+		d := h.deployOK("v2")
+
+		sw := h.router.switches()
+		if last := sw[len(sw)-1]; last.Color != controller.Green {
+			t.Errorf("last switch color = %q, want green", last.Color)
+		}
+		step, _ := findStep(d, controller.StepDrain)
+		if want := "waited 3s for in-flight requests on blue"; step.Message != want {
+			t.Errorf("drain message = %q, want %q (the router's)", step.Message, want)
+		}
+	})
+}

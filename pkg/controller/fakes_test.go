@@ -496,6 +496,7 @@ func (rt *fakeRuntime) set(fn func(rt *fakeRuntime)) {
 // routerSwitch is one Switch call the fake router saw.
 type routerSwitch struct {
 	Service string
+	Color   controller.Color
 	Addrs   []string
 	Err     error
 }
@@ -518,13 +519,25 @@ type fakeRouter struct {
 	checkErr error
 }
 
+// Drain waits the whole timeout, as the nginx router does.
+func (r *fakeRouter) Drain(ctx context.Context, _ string, color controller.Color, timeout time.Duration) (string, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return fmt.Sprintf("waited %s for in-flight requests on %s", timeout, color), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
 func newFakeRouter() *fakeRouter {
 	return &fakeRouter{addrs: map[string][]string{}, placeholders: map[string]bool{}, edited: map[string]bool{}}
 }
 
 // InSync is false for a service without an upstream, one edited by hand
 // (see handEdit) or one pointing elsewhere.
-func (r *fakeRouter) InSync(ctx context.Context, service string, addrs []string) (bool, error) {
+func (r *fakeRouter) InSync(ctx context.Context, service string, _ controller.Color, addrs []string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -583,7 +596,7 @@ func (r *fakeRouter) EnsurePlaceholder(ctx context.Context, service string) erro
 	return nil
 }
 
-func (r *fakeRouter) Switch(ctx context.Context, service string, addrs []string) error {
+func (r *fakeRouter) Switch(ctx context.Context, service string, color controller.Color, addrs []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -599,7 +612,7 @@ func (r *fakeRouter) Switch(ctx context.Context, service string, addrs []string)
 	if r.fail != nil {
 		err = r.fail(service, addrs)
 	}
-	r.history = append(r.history, routerSwitch{Service: service, Addrs: slices.Clone(addrs), Err: err})
+	r.history = append(r.history, routerSwitch{Service: service, Color: color, Addrs: slices.Clone(addrs), Err: err})
 	if err != nil {
 		return fmt.Errorf("reload nginx for %s (previous upstream restored): %w", service, err)
 	}

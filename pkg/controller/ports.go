@@ -67,8 +67,9 @@ type Image struct {
 	Created time.Time
 }
 
-// Router sends a service's traffic to a set of addresses. nginxconf
-// implements it by rendering an upstream file and reloading nginx.
+// Router sends a service's traffic to a set of addresses, the replicas of
+// one color. nginxconf implements it by rendering an upstream file and
+// reloading nginx; trafficswitch by switching its own forwarder.
 type Router interface {
 	// EnsurePlaceholder writes an upstream that answers 502 when the
 	// service has none yet, so a site config may reference it from day one.
@@ -80,10 +81,15 @@ type Router interface {
 	// error is returned, so traffic is untouched. Switching to the
 	// addresses already in place does nothing. No addresses means the
 	// placeholder upstream.
-	Switch(ctx context.Context, service string, addrs []string) error
+	Switch(ctx context.Context, service string, color Color, addrs []string) error
 	// InSync reports whether the service's upstream file is exactly what
 	// Switch(addrs) would write; a missing or hand-edited file is not.
-	InSync(ctx context.Context, service string, addrs []string) (bool, error)
+	InSync(ctx context.Context, service string, color Color, addrs []string) (bool, error)
+	// Drain returns once the requests that color was serving when traffic
+	// left it have ended, or after timeout, whichever comes first, and
+	// says what it waited for. A router that cannot count them waits the
+	// whole timeout. It returns ctx's error when ctx ends first.
+	Drain(ctx context.Context, service string, color Color, timeout time.Duration) (string, error)
 	// Check runs nginx's config test, for readiness.
 	Check(ctx context.Context) error
 }

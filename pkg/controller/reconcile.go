@@ -132,14 +132,14 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 	if st.ActiveColor.Valid() {
 		want = addresses(running(ofColor(all, st.ActiveColor)))
 	}
-	inSync, err := c.router.InSync(ctx, st.Name, want)
+	inSync, err := c.router.InSync(ctx, st.Name, st.ActiveColor, want)
 	if err != nil {
 		return 0, fmt.Errorf("compare upstream of %s: %w", st.Name, err)
 	}
 	if inSync {
 		return 0, nil
 	}
-	if err := c.router.Switch(ctx, st.Name, want); err != nil {
+	if err := c.router.Switch(ctx, st.Name, st.ActiveColor, want); err != nil {
 		return 0, fmt.Errorf("restore upstream of %s: %w", st.Name, err)
 	}
 	if restarted {

@@ -86,7 +86,7 @@ func TestReconcile_NoDeployYetResetsUpstreamToPlaceholder(t *testing.T) {
 			t.Fatalf("Start: %v", err)
 		}
 		// Someone pointed the service at something by hand.
-		if err := h.router.Switch(h.ctx(), svc, []string{"10.0.0.9:80"}); err != nil {
+		if err := h.router.Switch(h.ctx(), svc, controller.NoColor, []string{"10.0.0.9:80"}); err != nil {
 			t.Fatal(err)
 		}
 		if n := h.reconcile(); n != 1 {

@@ -109,7 +109,7 @@ func (c *Controller) restoreActive(ctx context.Context, name string) error {
 	if !st.ActiveColor.Valid() {
 		// A first deploy killed between its switch and its record leaves
 		// nginx on containers that are about to be removed.
-		if err := c.router.Switch(ctx, name, nil); err != nil {
+		if err := c.router.Switch(ctx, name, NoColor, nil); err != nil {
 			return fmt.Errorf("reset %s to its placeholder upstream: %w", name, err)
 		}
 		return nil
@@ -137,7 +137,7 @@ func (c *Controller) restoreActive(ctx context.Context, name string) error {
 		log.WithField("color", string(st.ActiveColor)).Error("active color has no running containers")
 		return nil
 	}
-	if err := c.router.Switch(ctx, name, addresses(up)); err != nil {
+	if err := c.router.Switch(ctx, name, st.ActiveColor, addresses(up)); err != nil {
 		return fmt.Errorf("point %s at its active color %s: %w", name, st.ActiveColor, err)
 	}
 	return nil

@@ -81,7 +81,7 @@ func TestStart_InterruptedDeployOfOtherColorIsRemovedAndTrafficRestored(t *testi
 		h.seedDeployment(lostDeployID, controller.KindDeploy, controller.Blue, controller.Green, "demoapp:v2",
 			"pull", "cleanup", "pre_deploy", "start", "health")
 		// The crash came after nginx had been rewritten but before the record.
-		if err := h.router.Switch(h.ctx(), svc, []string{g1.Address}); err != nil {
+		if err := h.router.Switch(h.ctx(), svc, controller.NoColor, []string{g1.Address}); err != nil {
 			t.Fatal(err)
 		}
 
@@ -123,7 +123,7 @@ func TestStart_UnfinishedFirstDeployResetsToPlaceholder(t *testing.T) {
 		b1 := h.rt.add(svc, controller.Blue, 1, "demoapp:v1", lostDeployID, true)
 		h.seedDeployment(lostDeployID, controller.KindDeploy, controller.NoColor, controller.Blue, "demoapp:v1",
 			"pull", "cleanup", "pre_deploy", "start", "health", "switch")
-		if err := h.router.Switch(h.ctx(), svc, []string{b1.Address}); err != nil {
+		if err := h.router.Switch(h.ctx(), svc, controller.NoColor, []string{b1.Address}); err != nil {
 			t.Fatal(err)
 		}
 
@@ -270,7 +270,7 @@ func TestStart_ActiveColorWithoutContainersLeavesUpstreamAndLogs(t *testing.T) {
 			StandbyColor: controller.Blue, StandbyImage: "demoapp:v1",
 		})
 		h.rt.add(svc, controller.Blue, 1, "demoapp:v1", oldDeployID, true)
-		if err := h.router.Switch(h.ctx(), svc, []string{"10.0.0.99:8000"}); err != nil {
+		if err := h.router.Switch(h.ctx(), svc, controller.NoColor, []string{"10.0.0.99:8000"}); err != nil {
 			t.Fatal(err)
 		}
 

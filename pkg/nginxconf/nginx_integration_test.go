@@ -74,7 +74,7 @@ func TestNginx_SwitchMovesTrafficAndConfirmsNewWorkers(t *testing.T) {
 	ctx := context.Background()
 
 	waitFor(t, ng.URL, http.StatusBadGateway, "")
-	if err := r.Switch(ctx, "web", []string{a}); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{a}); err != nil {
 		t.Fatalf("Switch to A: %v", err)
 	}
 	waitFor(t, ng.URL, http.StatusOK, "A")
@@ -83,7 +83,7 @@ func TestNginx_SwitchMovesTrafficAndConfirmsNewWorkers(t *testing.T) {
 	if err != nil || len(before) == 0 {
 		t.Fatalf("Workers = %v, %v; want nginx's workers", before, err)
 	}
-	if err := r.Switch(ctx, "web", []string{b}); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{b}); err != nil {
 		t.Fatalf("Switch to B: %v", err)
 	}
 	after, err := d.Workers(ctx)
@@ -105,7 +105,7 @@ func TestNginx_SwitchMovesTrafficAndConfirmsNewWorkers(t *testing.T) {
 	}
 
 	// No addresses: the placeholder must pass nginx -t and answer 502.
-	if err := r.Switch(ctx, "web", nil); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, nil); err != nil {
 		t.Fatalf("Switch to placeholder: %v", err)
 	}
 	waitFor(t, ng.URL, http.StatusBadGateway, "")
@@ -128,7 +128,7 @@ func TestNginx_RejectedConfigLeavesFileAndTrafficUntouched(t *testing.T) {
 	a, b := backend(t, "A"), backend(t, "B")
 	good, d := realRouter(t, ng, "")
 	ctx := context.Background()
-	if err := good.Switch(ctx, "web", []string{a}); err != nil {
+	if err := good.Switch(ctx, "web", controller.NoColor, []string{a}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ng.URL, http.StatusOK, "A")
@@ -149,7 +149,7 @@ func TestNginx_RejectedConfigLeavesFileAndTrafficUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad, _ := realRouter(t, ng, tmpl)
-	err = bad.Switch(ctx, "web", []string{b})
+	err = bad.Switch(ctx, "web", controller.NoColor, []string{b})
 	if err == nil || !strings.Contains(err.Error(), `unknown directive "bogus_directive"`) {
 		t.Fatalf("Switch error = %v, want nginx's test output", err)
 	}
@@ -177,7 +177,7 @@ func TestNginx_StoppedNginxFailsSwitchAndRestoresFile(t *testing.T) {
 	a, b := backend(t, "A"), backend(t, "B")
 	r, d := realRouter(t, ng, "")
 	ctx := context.Background()
-	if err := r.Switch(ctx, "web", []string{a}); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{a}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(ng.UpstreamDir, "web.conf")
@@ -187,7 +187,7 @@ func TestNginx_StoppedNginxFailsSwitchAndRestoresFile(t *testing.T) {
 	}
 
 	stopNginx(t, ng, d)
-	err = r.Switch(ctx, "web", []string{b})
+	err = r.Switch(ctx, "web", controller.NoColor, []string{b})
 	if !errors.Is(err, controller.ErrUnavailable) {
 		t.Fatalf("Switch error = %v, want ErrUnavailable", err)
 	}

@@ -157,8 +157,9 @@ func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
 // the previous file is restored, nginx is reloaded again if a reload had
 // been asked for, and the error is returned; errors from a driver that
 // cannot reach nginx wrap controller.ErrUnavailable. The restore runs to
-// completion even if ctx is cancelled midway.
-func (r *Router) Switch(ctx context.Context, service string, addrs []string) error {
+// completion even if ctx is cancelled midway. The color is not part of
+// the file: nginx only knows addresses.
+func (r *Router) Switch(ctx context.Context, service string, _ controller.Color, addrs []string) error {
 	out, err := Render(r.tmpl, service, addrs)
 	if err != nil {
 		return err
@@ -207,7 +208,7 @@ func (r *Router) Switch(ctx context.Context, service string, addrs []string) err
 // InSync reports whether service's upstream file holds exactly the bytes
 // Switch(addrs) would write. A missing file is not in sync; a file that
 // cannot be read is an error.
-func (r *Router) InSync(ctx context.Context, service string, addrs []string) (bool, error) {
+func (r *Router) InSync(ctx context.Context, service string, _ controller.Color, addrs []string) (bool, error) {
 	want, err := Render(r.tmpl, service, addrs)
 	if err != nil {
 		return false, err
@@ -222,6 +223,21 @@ func (r *Router) InSync(ctx context.Context, service string, addrs []string) (bo
 		return false, fmt.Errorf("read upstream of %s: %w", service, err)
 	}
 	return bytes.Equal(got, want), nil
+}
+
+// Drain waits the whole timeout: nginx cannot tell deployd how many
+// requests the old workers and upstream connections still carry to a
+// color, so only time can be given. It returns ctx's error when ctx ends
+// first.
+func (r *Router) Drain(ctx context.Context, _ string, color controller.Color, timeout time.Duration) (string, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return fmt.Sprintf("waited %s for in-flight requests on %s", timeout, color), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }
 
 // Check runs nginx's config test and checks the master runs (an error

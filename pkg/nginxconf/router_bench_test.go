@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/pkg/controller"
 )
 
 // benchAddrs returns n distinct container addresses, as a service with n
@@ -58,13 +60,13 @@ func BenchmarkSwitchUnchanged(b *testing.B) {
 	r := newBenchRouter(b, ng)
 	ctx := context.Background()
 	addrs := benchAddrs(2, 2)
-	if err := r.Switch(ctx, "web", addrs); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, addrs); err != nil {
 		b.Fatalf("first Switch: %v", err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if err := r.Switch(ctx, "web", addrs); err != nil {
+		if err := r.Switch(ctx, "web", controller.NoColor, addrs); err != nil {
 			b.Fatalf("Switch: %v", err)
 		}
 	}
@@ -87,7 +89,7 @@ func BenchmarkSwitch(b *testing.B) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		if err := r.Switch(ctx, "web", colors[i%2]); err != nil {
+		if err := r.Switch(ctx, "web", controller.NoColor, colors[i%2]); err != nil {
 			b.Fatalf("Switch: %v", err)
 		}
 		i++

@@ -130,7 +130,7 @@ type switchedRouter struct {
 func newSwitchedRouter(t *testing.T, ng Driver) switchedRouter {
 	t.Helper()
 	r, dir, hook := newTestRouter(t, ng)
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err != nil {
+	if err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8001"}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "web.conf")
@@ -149,7 +149,7 @@ func (s switchedRouter) wantRestored(t *testing.T) {
 func TestSwitch_WritesUpstreamReloadsAndConfirms(t *testing.T) {
 	ng := newFakeNginx()
 	r, dir, _ := newTestRouter(t, ng)
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8002", "127.0.0.1:8001"}); err != nil {
+	if err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8002", "127.0.0.1:8001"}); err != nil {
 		t.Fatalf("Switch: %v", err)
 	}
 	want, err := Render(DefaultTemplate(), "web", []string{"127.0.0.1:8001", "127.0.0.1:8002"})
@@ -171,11 +171,11 @@ func TestSwitch_IdenticalContentDoesNotReload(t *testing.T) {
 	ng := newFakeNginx()
 	r, _, _ := newTestRouter(t, ng)
 	ctx := context.Background()
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8001", "127.0.0.1:8002"}); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{"127.0.0.1:8001", "127.0.0.1:8002"}); err != nil {
 		t.Fatal(err)
 	}
 	// Same set in another order, with a duplicate: still the same upstream.
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8002", "127.0.0.1:8001", "127.0.0.1:8002"}); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{"127.0.0.1:8002", "127.0.0.1:8001", "127.0.0.1:8002"}); err != nil {
 		t.Fatal(err)
 	}
 	if tests, reloads := ng.counts(); tests != 1 || reloads != 1 {
@@ -190,7 +190,7 @@ func TestSwitch_FailedConfigTestRestoresFileWithoutReload(t *testing.T) {
 	var tested []byte
 	ng.onTest = func() { tested, _ = os.ReadFile(r.path) }
 	ng.testErr = errors.New(`nginx config test: exit status 1: nginx: [emerg] host not found in upstream "db:5432"`)
-	err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8002"})
+	err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8002"})
 	if err == nil || !strings.Contains(err.Error(), `host not found in upstream "db:5432"`) {
 		t.Fatalf("Switch error = %v, want one carrying nginx's output", err)
 	}
@@ -210,7 +210,7 @@ func TestSwitch_FailedConfigTestRemovesFileThatDidNotExist(t *testing.T) {
 	ng := newFakeNginx()
 	ng.testErr = errors.New("nginx config test: exit status 1: bad")
 	r, dir, _ := newTestRouter(t, ng)
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err == nil {
+	if err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8001"}); err == nil {
 		t.Fatal("Switch succeeded, want error")
 	}
 	if got := dirEntries(t, dir); len(got) != 0 {
@@ -226,7 +226,7 @@ func TestSwitch_UnconfirmedReloadRestoresAndReloadsAgain(t *testing.T) {
 	r := newSwitchedRouter(t, ng)
 
 	ng.rejectReload = true
-	err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8002"})
+	err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8002"})
 	if err == nil || !strings.Contains(err.Error(), "reload not confirmed") {
 		t.Fatalf("Switch error = %v, want reload not confirmed", err)
 	}
@@ -271,7 +271,7 @@ func TestSwitch_UnavailableNginxRestoresAndSaysUnavailable(t *testing.T) {
 			r := newSwitchedRouter(t, ng)
 
 			tt.fail(ng)
-			err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8002"})
+			err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8002"})
 			if !errors.Is(err, controller.ErrUnavailable) {
 				t.Fatalf("Switch error = %v, want one wrapping ErrUnavailable", err)
 			}
@@ -314,7 +314,7 @@ func TestSwitch_CancelledContextStillRestores(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r.driver = &cancelOnReload{fakeNginx: ng, cancel: cancel}
-	err := r.Switch(ctx, "web", []string{"127.0.0.1:8002"})
+	err := r.Switch(ctx, "web", controller.NoColor, []string{"127.0.0.1:8002"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Switch error = %v, want context.Canceled", err)
 	}
@@ -333,10 +333,10 @@ func TestSwitch_NoAddressesWritesPlaceholder(t *testing.T) {
 	ng := newFakeNginx()
 	r, dir, _ := newTestRouter(t, ng)
 	ctx := context.Background()
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8001"}); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{"127.0.0.1:8001"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Switch(ctx, "web", nil); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(dir, "web.conf")); !bytes.Contains(got, []byte("server 127.0.0.1:1 down;")) {
@@ -363,7 +363,7 @@ func TestSwitch_InvalidInputIsNeverWritten(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ng := newFakeNginx()
 			r, dir, _ := newTestRouter(t, ng)
-			err := r.Switch(context.Background(), tt.service, tt.addrs)
+			err := r.Switch(context.Background(), tt.service, controller.NoColor, tt.addrs)
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Switch error = %v, want ErrInvalid", err)
 			}
@@ -390,7 +390,7 @@ func TestEnsurePlaceholder_WritesOnlyWhenMissing(t *testing.T) {
 		t.Fatalf("web.conf =\n%s\nwant\n%s", got, want)
 	}
 
-	if err := r.Switch(ctx, "web", []string{"127.0.0.1:8001"}); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{"127.0.0.1:8001"}); err != nil {
 		t.Fatal(err)
 	}
 	live := readFile(t, path)
@@ -448,7 +448,7 @@ func TestSwitch_ConcurrentSwitchesAreSerialized(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			svc := fmt.Sprintf("svc%d", i)
-			if err := r.Switch(context.Background(), svc, []string{fmt.Sprintf("127.0.0.1:%d", 8000+i)}); err != nil {
+			if err := r.Switch(context.Background(), svc, controller.NoColor, []string{fmt.Sprintf("127.0.0.1:%d", 8000+i)}); err != nil {
 				t.Errorf("Switch %s: %v", svc, err)
 			}
 		}()
@@ -499,7 +499,7 @@ func (r *retiringNginx) Retired(ctx context.Context, pids []int) (bool, error) {
 func TestSwitch_WaitsForOldWorkersToRetire(t *testing.T) {
 	ng := &retiringNginx{fakeNginx: newFakeNginx(), retiredAt: 3}
 	r, _, hook := newTestRouter(t, ng)
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err != nil {
+	if err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8001"}); err != nil {
 		t.Fatal(err)
 	}
 	if ng.polls != 3 {
@@ -515,7 +515,7 @@ func TestSwitch_WaitsForOldWorkersToRetire(t *testing.T) {
 func TestSwitch_OldWorkersThatNeverRetireOnlyWarn(t *testing.T) {
 	ng := &retiringNginx{fakeNginx: newFakeNginx(), retiredAt: 1 << 30}
 	r, dir, hook := newTestRouter(t, ng)
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:8001"}); err != nil {
+	if err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:8001"}); err != nil {
 		t.Fatalf("Switch = %v, want nil: new workers prove the reload", err)
 	}
 	if got := readFile(t, filepath.Join(dir, "web.conf")); !bytes.Contains(got, []byte("127.0.0.1:8001")) {
@@ -527,5 +527,19 @@ func TestSwitch_OldWorkersThatNeverRetireOnlyWarn(t *testing.T) {
 	}
 	if !warned {
 		t.Fatal("no warning about old workers still accepting")
+	}
+}
+
+func TestDrain_WaitsTheTimeoutOrUntilCancelled(t *testing.T) {
+	r, _, _ := newTestRouter(t, newFakeNginx())
+	start := time.Now()
+	msg, err := r.Drain(context.Background(), "web", controller.Blue, 20*time.Millisecond)
+	if err != nil || time.Since(start) < 20*time.Millisecond || !strings.Contains(msg, "blue") {
+		t.Fatalf("Drain = %q, %v after %s; want the whole 20ms waited on blue", msg, err, time.Since(start))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.Drain(ctx, "web", controller.Blue, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain on a cancelled context = %v, want context.Canceled", err)
 	}
 }

@@ -22,32 +22,32 @@ func TestInSync_TrueOnlyForWhatSwitchWouldWrite(t *testing.T) {
 	addrs := []string{"127.0.0.1:5001", "127.0.0.1:5002"}
 	path := filepath.Join(dir, "web.conf")
 
-	if ok, err := r.InSync(ctx, "web", addrs); err != nil || ok {
+	if ok, err := r.InSync(ctx, "web", controller.NoColor, addrs); err != nil || ok {
 		t.Fatalf("InSync with no file = %v, %v; want false, nil", ok, err)
 	}
-	if err := r.Switch(ctx, "web", addrs); err != nil {
+	if err := r.Switch(ctx, "web", controller.NoColor, addrs); err != nil {
 		t.Fatalf("Switch: %v", err)
 	}
-	if ok, err := r.InSync(ctx, "web", addrs); err != nil || !ok {
+	if ok, err := r.InSync(ctx, "web", controller.NoColor, addrs); err != nil || !ok {
 		t.Fatalf("InSync after Switch = %v, %v; want true, nil", ok, err)
 	}
 	// Order does not matter: Render sorts.
-	if ok, _ := r.InSync(ctx, "web", []string{addrs[1], addrs[0]}); !ok {
+	if ok, _ := r.InSync(ctx, "web", controller.NoColor, []string{addrs[1], addrs[0]}); !ok {
 		t.Errorf("InSync with the addresses reordered = false, want true")
 	}
-	if ok, _ := r.InSync(ctx, "web", addrs[:1]); ok {
+	if ok, _ := r.InSync(ctx, "web", controller.NoColor, addrs[:1]); ok {
 		t.Errorf("InSync with other addresses = true, want false")
 	}
 	if err := os.WriteFile(path, append(readFile(t, path), "# hand edit\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := r.InSync(ctx, "web", addrs); ok {
+	if ok, _ := r.InSync(ctx, "web", controller.NoColor, addrs); ok {
 		t.Errorf("InSync after a hand edit = true, want false")
 	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := r.InSync(ctx, "web", addrs); err != nil || ok {
+	if ok, err := r.InSync(ctx, "web", controller.NoColor, addrs); err != nil || ok {
 		t.Errorf("InSync after deletion = %v, %v; want false, nil", ok, err)
 	}
 }
@@ -91,7 +91,7 @@ func TestSwitch_CallsHookAfterWritingAndAfterConfirmedReload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:5001"}); err != nil {
+	if err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:5001"}); err != nil {
 		t.Fatalf("Switch: %v", err)
 	}
 	if want := []string{PointAfterUpstreamWritten, PointAfterReload}; !slices.Equal(points, want) {
@@ -104,7 +104,7 @@ func TestSwitch_CallsHookAfterWritingAndAfterConfirmedReload(t *testing.T) {
 	// A rejected config never reaches the after-reload point.
 	points = nil
 	ng.testErr = errors.New("rejected")
-	if err := r.Switch(context.Background(), "web", []string{"127.0.0.1:5002"}); err == nil {
+	if err := r.Switch(context.Background(), "web", controller.NoColor, []string{"127.0.0.1:5002"}); err == nil {
 		t.Fatal("Switch with a rejected config = nil, want an error")
 	}
 	if want := []string{PointAfterUpstreamWritten}; !slices.Equal(points, want) {
