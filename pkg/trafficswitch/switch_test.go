@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
@@ -277,4 +278,23 @@ func TestSwitch_ConcurrentSwitchesAndRequestsAreRaceFree(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestHandler_ServesOnTheCallersServer(t *testing.T) {
+	h := newHarness(t, Options{})
+	handler, err := h.sw.Handler("api")
+	if err != nil {
+		t.Fatalf("Handler: %v", err)
+	}
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+	if err := h.sw.SetTargets("api", "blue", []string{newBackend(t, "api-blue", nil).addr()}); err != nil {
+		t.Fatalf("SetTargets: %v", err)
+	}
+	if status, body := do(t, http.MethodGet, srv.URL+"/", "", nil); status != http.StatusOK || !strings.HasPrefix(body, "api-blue") {
+		t.Fatalf("got %d %q, want 200 from api-blue", status, body)
+	}
+	if _, err := h.sw.Handler("bad name"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Handler(%q) = %v, want ErrInvalid", "bad name", err)
+	}
 }
