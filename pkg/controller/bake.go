@@ -10,7 +10,8 @@ import (
 // bake watches the new color for ServiceSpec.Bake after the switch, with
 // the watchdog's rules: a probe round every WatchSpec.Interval, failure
 // after UnhealthyThreshold consecutive failed rounds, and at once when a
-// container stops, restarts or disappears. On failure traffic goes back to
+// container stops, restarts or disappears, or when its traffic breaks
+// ServiceSpec.BakeTraffic (too many 5xx answers). On failure traffic goes back to
 // prev's active color, whose containers still run (drain and standby come
 // after the bake), the store records prev's state without a standby (the
 // old standby was removed by cleanup) and the deployment ends rolled back;
@@ -28,12 +29,16 @@ func (r *deployRun) bake(ctx context.Context, prev ServiceState, cs []Container)
 			return "first deploy: no previous color to switch back to", errSkipped
 		}
 		start := r.c.now()
-		reason := r.watchNew(ctx, cs)
+		reason := r.watchNew(ctx, cs, start)
 		if reason == nil {
 			if ctx.Err() != nil {
 				return fmt.Sprintf("bake cut short by shutdown after %s", r.c.now().Sub(start).Round(time.Millisecond)), nil
 			}
-			return fmt.Sprintf("%s stayed healthy for %s", r.d.ToColor, r.spec.Bake), nil
+			msg := fmt.Sprintf("%s stayed healthy for %s", r.d.ToColor, r.spec.Bake)
+			if t, ok := r.c.readTraffic(r.spec.Name, r.d.ToColor, r.spec.BakeTraffic, r.c.now().Sub(start)); ok {
+				msg += "; " + t.verdict()
+			}
+			return msg, nil
 		}
 		r.log.WithError(reason).Error("new color failed during bake; switching back")
 		if err := r.switchBack(ctx, prev, cs); err != nil {
@@ -44,8 +49,9 @@ func (r *deployRun) bake(ctx context.Context, prev ServiceState, cs []Container)
 }
 
 // watchNew runs bake rounds until the bake time is over (nil), ctx ends
-// (nil) or the new color fails (the reason).
-func (r *deployRun) watchNew(ctx context.Context, cs []Container) error {
+// (nil) or the new color fails (the reason). start is when the bake began,
+// right after the switch restarted the new color's traffic window.
+func (r *deployRun) watchNew(ctx context.Context, cs []Container, start time.Time) error {
 	deadline := time.NewTimer(r.spec.Bake)
 	defer deadline.Stop()
 	tick := time.NewTicker(r.c.watchCfg.Interval)
@@ -65,6 +71,12 @@ func (r *deployRun) watchNew(ctx context.Context, cs []Container) error {
 		}
 		if dead != nil {
 			return dead
+		}
+		// The window already spans many requests: one bad reading decides.
+		if t, ok := r.c.readTraffic(r.spec.Name, r.d.ToColor, r.spec.BakeTraffic, r.c.now().Sub(start)); ok {
+			if err := t.problem(); err != nil {
+				return err
+			}
 		}
 		if failed == nil {
 			failures = 0

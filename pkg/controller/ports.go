@@ -94,6 +94,21 @@ type Router interface {
 	Check(ctx context.Context) error
 }
 
+// TrafficReader reports what a color's replicas recently answered, for
+// the traffic rule of bake and the watchdog (TrafficRule). trafficswitch
+// implements it; nginx reloads count nothing per color, so with them
+// there is none and the rule is off.
+type TrafficReader interface {
+	// Window returns how many requests the color's current replicas
+	// answered over the last Span, and how many of those were 5xx. A color
+	// whose addresses changed counts from that change on, so a new
+	// deployment is judged on its own traffic. Both are 0 for a service or
+	// color the reader does not know. It must be cheap and must not block.
+	Window(service string, color Color) (requests, errors int)
+	// Span is how far back Window counts.
+	Span() time.Duration
+}
+
 // Prober checks one replica's health endpoint once.
 type Prober interface {
 	// Probe returns nil when addr answers spec's path with the expected

@@ -70,6 +70,9 @@ type ServiceSpec struct {
 	// Bake, when positive, is how long a new color is watched after the
 	// switch; a failure then switches back to the previous color.
 	Bake time.Duration
+	// BakeTraffic fails the bake at once when the new color's share of
+	// 5xx answers goes above its limit.
+	BakeTraffic TrafficRule
 	// AutoRollback lets the watchdog roll back to a healthy warm standby
 	// when the active color stays unhealthy.
 	AutoRollback bool
@@ -154,7 +157,26 @@ type WatchSpec struct {
 	// Interval is the time between probe rounds during bake (the
 	// scheduler sets it for the regular watchdog runs).
 	Interval time.Duration
+	// Traffic fails a watchdog round of every service's active color whose
+	// share of 5xx answers is above its limit.
+	Traffic TrafficRule
 }
+
+// TrafficRule judges a color by the requests it answered recently, as a
+// TrafficReader counts them: health endpoints often say "ok" while real
+// requests fail. It needs a TrafficReader; without one it is off.
+type TrafficRule struct {
+	// MaxErrorRate is the largest share of 5xx answers (0 < x <= 1) a color
+	// may give; 0 turns the rule off. A share exactly at the limit passes.
+	MaxErrorRate float64
+	// MinRequests is how many requests the window must hold before the
+	// share counts, so that two failures of three requests do not decide;
+	// less than 1 means 1.
+	MinRequests int
+}
+
+// On reports whether the rule judges anything.
+func (r TrafficRule) On() bool { return r.MaxErrorRate > 0 }
 
 // RetentionSpec bounds what old images and stopped containers are kept.
 type RetentionSpec struct {

@@ -118,8 +118,10 @@ func (b *watchBook) record(service string, st ServiceState, failed bool) (failur
 }
 
 // Watch runs one watchdog round over every service: the containers of
-// each active color are inspected and probed once. A service is skipped
-// while a deployment of it runs. After WatchSpec.UnhealthyThreshold
+// each active color are inspected and probed once, and, when a
+// TrafficReader counts its requests, its recent share of 5xx answers is
+// judged by WatchSpec.Traffic; too many fail the round as a failed probe
+// does. A service is skipped while a deployment of it runs. After WatchSpec.UnhealthyThreshold
 // consecutive failed rounds the service is reported unhealthy (logged,
 // notified, observed) once per episode, and, when its spec allows
 // AutoRollback and its standby is warm and answers a probe per replica, a
@@ -166,6 +168,13 @@ func (c *Controller) watchService(ctx context.Context, spec ServiceSpec) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if t, ok := c.readTraffic(spec.Name, st.ActiveColor, c.watchCfg.Traffic, 0); ok {
+		if bad := t.problem(); bad != nil && problem != nil {
+			problem = fmt.Errorf("%w; %w", problem, bad)
+		} else if bad != nil {
+			problem = bad
+		}
+	}
 	// A deploy that began while this round probed has made its verdict
 	// stale: the containers it judged may no longer be the active ones.
 	if c.busy(spec.Name) {
@@ -182,7 +191,7 @@ func (c *Controller) watchService(ctx context.Context, spec ServiceSpec) error {
 		// announced and rolled back once, but a rollback that could not
 		// start yet (the standby not warm, a deploy in the way) is retried.
 		c.escalate(ctx, spec, st, SourceWatchdog,
-			fmt.Errorf("failed %d consecutive health rounds: %w", failures, problem))
+			fmt.Errorf("failed %d consecutive watchdog rounds: %w", failures, problem))
 	case problem != nil:
 		log.WithError(problem).WithField("failures", failures).Warn("watchdog round failed")
 	}
