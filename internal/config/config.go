@@ -108,6 +108,11 @@ type Nginx struct {
 type Watch struct {
 	Interval           time.Duration `yaml:"interval"`
 	UnhealthyThreshold int           `yaml:"unhealthy_threshold"`
+	// MaxErrorRate, when set, also fails a round of an active color whose
+	// share of 5xx answers over the traffic switch's window is above it,
+	// once the window holds MinRequests requests; 0 is off.
+	MaxErrorRate ErrorRate `yaml:"max_error_rate,omitempty"`
+	MinRequests  int       `yaml:"min_requests"`
 }
 
 // Reconcile is how often the store, Docker and the upstream files are
@@ -179,6 +184,11 @@ type Service struct {
 	AllowedRefs []string `yaml:"allowed_refs,omitempty"`
 	// Bake watches a new color this long after the switch; 0 disables.
 	Bake time.Duration `yaml:"bake,omitempty"`
+	// BakeMaxErrorRate, when set, fails the bake as soon as the new
+	// color's share of 5xx answers is above it, once the traffic switch's
+	// window holds BakeMinRequests requests; 0 is off.
+	BakeMaxErrorRate ErrorRate `yaml:"bake_max_error_rate,omitempty"`
+	BakeMinRequests  int       `yaml:"bake_min_requests"`
 	// AutoRollback lets the watchdog roll back to a healthy standby.
 	AutoRollback bool `yaml:"auto_rollback,omitempty"`
 }
@@ -211,6 +221,7 @@ const (
 	maxReplicas            = 20
 	minTokenLength         = 16
 	maxUnhealthyThreshold  = 100
+	defaultMinRequests     = 20
 	maxRetainedImages      = 1000
 	minNotifySecretLength  = 16
 	minWebhookSecretLength = 16
@@ -225,7 +236,7 @@ func Default() *Config {
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
 		Web:             Web{SessionTTL: 12 * time.Hour},
-		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3},
+		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MinRequests: defaultMinRequests},
 		Reconcile:       Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention:       Retention{Images: 5, Interval: time.Hour},
 		Nginx: Nginx{
@@ -253,9 +264,10 @@ func DefaultService() Service {
 			HealthyThreshold: 2,
 			StartTimeout:     60 * time.Second,
 		},
-		PreDeploy: PreDeploy{Timeout: 5 * time.Minute},
-		Drain:     5 * time.Second,
-		Standby:   string(controller.StandbyRunning),
+		PreDeploy:       PreDeploy{Timeout: 5 * time.Minute},
+		Drain:           5 * time.Second,
+		Standby:         string(controller.StandbyRunning),
+		BakeMinRequests: defaultMinRequests,
 	}
 }
 

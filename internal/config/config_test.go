@@ -396,7 +396,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			{Name: "ci", Role: "deployer", TokenFile: in("secrets/ci_token")},
 		}, WebhookSecretEnv: "DEPLOYD_WEBHOOK_SECRET"},
 		Web:       Web{SessionTTL: 12 * time.Hour},
-		Watch:     Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3},
+		Watch:     Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MaxErrorRate: 0.05, MinRequests: 20},
 		Reconcile: Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention: Retention{Images: 5, Interval: time.Hour},
 		Notify: []NotifyTarget{
@@ -434,7 +434,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 				Drain:       5 * time.Second,
 				Standby:     "running",
 				AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
-				Bake: 2 * time.Minute, AutoRollback: true,
+				Bake: 2 * time.Minute, BakeMaxErrorRate: 0.02, BakeMinRequests: 20, AutoRollback: true,
 			},
 			"worker": worker,
 		},
@@ -468,9 +468,10 @@ func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
 		Replicas: 1, Restart: "unless-stopped", Pull: "missing",
 		Health: Health{Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
 			HealthyThreshold: 2, StartTimeout: 60 * time.Second},
-		PreDeploy: PreDeploy{Timeout: 5 * time.Minute},
-		Drain:     5 * time.Second,
-		Standby:   "running",
+		PreDeploy:       PreDeploy{Timeout: 5 * time.Minute},
+		Drain:           5 * time.Second,
+		Standby:         "running",
+		BakeMinRequests: 20,
 	}
 	if got := DefaultService(); !reflect.DeepEqual(got, wantSvc) {
 		t.Errorf("DefaultServiceConfig() = %+v, want %+v", got, wantSvc)
@@ -663,7 +664,7 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 		Drain:       5 * time.Second,
 		Standby:     controller.StandbyRunning,
 		AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
-		Bake: 2 * time.Minute, AutoRollback: true,
+		Bake: 2 * time.Minute, BakeTraffic: controller.TrafficRule{MaxErrorRate: 0.02, MinRequests: 20}, AutoRollback: true,
 	}
 	if !reflect.DeepEqual(web, want) {
 		t.Errorf("web spec =\n%+v\nwant\n%+v", web, want)
@@ -1062,7 +1063,8 @@ func TestConfig_WatchAndRetentionSpecs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.WatchSpec(), (controller.WatchSpec{UnhealthyThreshold: 4, Interval: 5 * time.Second}); got != want {
+	want := controller.WatchSpec{UnhealthyThreshold: 4, Interval: 5 * time.Second, Traffic: controller.TrafficRule{MinRequests: 20}}
+	if got := c.WatchSpec(); got != want {
 		t.Errorf("WatchSpec() = %+v, want %+v", got, want)
 	}
 	if got, want := c.RetentionSpec(), (controller.RetentionSpec{Images: 0}); got != want {

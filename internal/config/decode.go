@@ -22,7 +22,9 @@ import (
 //   - explain a secret written into the file (token: for token_env);
 //   - keep the default of a key written with no value (it zeroes lists and
 //     map entries given as null); refuse 1.5 as an integer and yes as a
-//     boolean, which it accepts; take a plain 0 as a duration;
+//     boolean, which it accepts; take a plain 0 as a duration; say what is
+//     wrong with a rate (2%, 0.02) before UnmarshalYAML's error loses the
+//     line;
 //   - remember the line of each key, for validation errors.
 
 // walker checks a YAML tree against the type it decodes into. visits
@@ -91,6 +93,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		} else {
 			w.fail(n, path, "invalid duration %q", n.Value)
 		}
+	case t == reflect.TypeOf(ErrorRate(0)) && n.Kind == yaml.ScalarNode:
+		if _, err := parseErrorRate(n.Value); err != nil {
+			w.fail(n, path, "%v", err)
+		}
 	case n.Decode(reflect.New(t).Interface()) != nil || t.Kind() == reflect.Int && n.Tag != "!!int" || t.Kind() == reflect.Bool && n.Tag != "!!bool":
 		got := map[yaml.Kind]string{yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list", yaml.ScalarNode: fmt.Sprintf("%q", n.Value)}
 		w.fail(n, path, "must be %s, got %s", wants(t), got[n.Kind])
@@ -137,11 +143,11 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string) {
 }
 
 // wants says what a value decoded into t must be; the configuration's only
-// int64 is time.Duration.
+// int64 is time.Duration, its only float64 ErrorRate.
 func wants(t reflect.Type) string {
 	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String {
 		return `a list of strings such as ["a", "b"]`
 	}
 	return map[reflect.Kind]string{reflect.String: "a string", reflect.Int: "an integer", reflect.Bool: "true or false",
-		reflect.Int64: "a duration such as 30s or 5m", reflect.Slice: "a list", reflect.Map: "a mapping", reflect.Struct: "a mapping"}[t.Kind()]
+		reflect.Int64: "a duration such as 30s or 5m", reflect.Float64: "a percentage such as 2% or a fraction such as 0.02", reflect.Slice: "a list", reflect.Map: "a mapping", reflect.Struct: "a mapping"}[t.Kind()]
 }

@@ -47,6 +47,7 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 			AllowedRefs:   append([]string(nil), s.AllowedRefs...),
 			RepositoryURL: strings.TrimRight(s.RepositoryURL, "/"),
 			Bake:          s.Bake,
+			BakeTraffic:   controller.TrafficRule{MaxErrorRate: float64(s.BakeMaxErrorRate), MinRequests: s.BakeMinRequests},
 			AutoRollback:  s.AutoRollback,
 		})
 	}
@@ -55,7 +56,28 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 
 // WatchSpec is the watchdog's and bake's configuration for the controller.
 func (c *Config) WatchSpec() controller.WatchSpec {
-	return controller.WatchSpec{UnhealthyThreshold: c.Watch.UnhealthyThreshold, Interval: c.Watch.Interval}
+	return controller.WatchSpec{
+		UnhealthyThreshold: c.Watch.UnhealthyThreshold,
+		Interval:           c.Watch.Interval,
+		Traffic:            controller.TrafficRule{MaxErrorRate: float64(c.Watch.MaxErrorRate), MinRequests: c.Watch.MinRequests},
+	}
+}
+
+// TrafficRules returns the field paths of the traffic rules that are set
+// (watch.max_error_rate, services.<name>.bake_max_error_rate). They need
+// per-color request counts, which only the traffic switch keeps; the
+// daemon warns about them when there is none.
+func (c *Config) TrafficRules() []string {
+	var keys []string
+	if c.Watch.MaxErrorRate != 0 {
+		keys = append(keys, "watch.max_error_rate")
+	}
+	for _, name := range c.serviceNames() {
+		if c.Services[name].BakeMaxErrorRate != 0 {
+			keys = append(keys, joinKey(joinKey("services", name), "bake_max_error_rate"))
+		}
+	}
+	return keys
 }
 
 // RetentionSpec is the retention configuration for the controller.

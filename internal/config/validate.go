@@ -210,6 +210,7 @@ func (c *Config) validateJobs(v *validator) {
 	if t := c.Watch.UnhealthyThreshold; t < 1 || t > maxUnhealthyThreshold {
 		v.addf("watch.unhealthy_threshold", "must be between 1 and %d, got %d", maxUnhealthyThreshold, t)
 	}
+	validTrafficRule(v, "watch.max_error_rate", c.Watch.MaxErrorRate, "watch.min_requests", c.Watch.MinRequests)
 	v.positive("reconcile.interval", c.Reconcile.Interval)
 	if n := c.Retention.Images; n < 0 || n > maxRetainedImages {
 		v.addf("retention.images", "must be between 0 and %d, got %d", maxRetainedImages, n)
@@ -252,6 +253,16 @@ func (c *Config) validateNotify(v *validator) {
 				v.addf(fmt.Sprintf("%s.events[%d]", p, j), "must be one of %s, got %q", strings.Join(notifyEvents, ", "), e)
 			}
 		}
+	}
+}
+
+// validTrafficRule checks a rate (0 is off) and its minimum of requests.
+func validTrafficRule(v *validator, ratePath string, rate ErrorRate, minPath string, minRequests int) {
+	if rate < 0 || rate > 1 {
+		v.addf(ratePath, "must be above 0%% and at most 100%% (or 0 for off), got %s", rate)
+	}
+	if minRequests < 1 {
+		v.addf(minPath, "must be at least 1, got %d", minRequests)
 	}
 }
 
@@ -311,6 +322,10 @@ func (s Service) validate(v *validator, p, name string) {
 	}
 	if s.Bake < 0 {
 		v.addf(p+".bake", "must not be negative, got %s", s.Bake)
+	}
+	validTrafficRule(v, p+".bake_max_error_rate", s.BakeMaxErrorRate, p+".bake_min_requests", s.BakeMinRequests)
+	if s.BakeMaxErrorRate > 0 && s.Bake <= 0 {
+		v.addf(p+".bake_max_error_rate", "needs bake: the rule judges the new color during the bake, and bake is %s", s.Bake)
 	}
 	v.oneOf(p+".standby", s.Standby, string(controller.StandbyRunning), string(controller.StandbyStopped))
 	if s.RepositoryURL != "" {
