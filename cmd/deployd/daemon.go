@@ -154,6 +154,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Outbox:    m.store,
 	})
 
+	// The traffic rules need per-color request counts, which only the
+	// traffic switch keeps; without it traffic stays nil and they are off.
+	var traffic controller.TrafficReader
+	warnTrafficRulesOff(m.Logger, cfg, traffic)
 	m.ctrl = controller.New(controller.Options{
 		Services:  specs,
 		Runtime:   m.docker,
@@ -165,6 +169,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Observer:  m.metrics,
 		Hook:      hook,
 		Exits:     m.exitFeed(),
+		Traffic:   traffic,
 		Watch:     cfg.WatchSpec(),
 		Retention: cfg.RetentionSpec(),
 	})
