@@ -29,6 +29,9 @@ type config struct {
 	CrashAfter      time.Duration
 	MigrateExit     int
 	MigrateDelay    time.Duration
+	// FailRequests answers every request but /health with a 500: the app
+	// whose health endpoint says ok while its real requests fail.
+	FailRequests bool
 }
 
 func defaultConfig() config {
@@ -86,6 +89,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if v := getenv("CRASH_AT_START"); v != "" {
 		if c.CrashAtStart, err = strconv.ParseBool(v); err != nil {
 			return c, fmt.Errorf("CRASH_AT_START: %q is not a boolean", v)
+		}
+	}
+	if v := getenv("FAIL_REQUESTS"); v != "" {
+		if c.FailRequests, err = strconv.ParseBool(v); err != nil {
+			return c, fmt.Errorf("FAIL_REQUESTS: %q is not a boolean", v)
 		}
 	}
 	if v := getenv("MIGRATE_EXIT"); v != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func TestLoadConfig_ReadsEveryVariable(t *testing.T) {
 		"CRASH_AFTER":        "1m",
 		"MIGRATE_EXIT":       "3",
 		"MIGRATE_DELAY":      "1.5s",
+		"FAIL_REQUESTS":      "1",
 	}))
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
@@ -51,6 +53,7 @@ func TestLoadConfig_ReadsEveryVariable(t *testing.T) {
 		CrashAfter:      time.Minute,
 		MigrateExit:     3,
 		MigrateDelay:    1500 * time.Millisecond,
+		FailRequests:    true,
 	}
 	if got != want {
 		t.Fatalf("config = %+v, want %+v", got, want)
@@ -95,6 +98,7 @@ func TestLoadConfig_BadValueIsAnErrorNamingTheVariable(t *testing.T) {
 		{"CRASH_AFTER", "-3"},
 		{"MIGRATE_DELAY", "1x"},
 		{"CRASH_AT_START", "maybe"},
+		{"FAIL_REQUESTS", "sometimes"},
 		{"MIGRATE_EXIT", "256"},
 		{"MIGRATE_EXIT", "one"},
 	}
@@ -129,6 +133,22 @@ func TestParseDuration(t *testing.T) {
 		}
 		if got != tt.want {
 			t.Fatalf("parseDuration(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// A behaviour is baked into an image tag with --build-arg, which works
+// only when the Dockerfile turns the arg into the ENV loadConfig reads.
+func TestDockerfile_EveryBehaviourIsABuildArg(t *testing.T) {
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockerfile := string(b)
+	for _, name := range []string{"APP_VERSION", "HEALTH_MODE", "SLOW_HEALTH_DELAY", "STARTUP_DELAY",
+		"CRASH_AT_START", "CRASH_AFTER", "MIGRATE_EXIT", "MIGRATE_DELAY", "FAIL_REQUESTS"} {
+		if !strings.Contains(dockerfile, "\nARG "+name+"=") || !strings.Contains(dockerfile, name+"=${"+name+"}") {
+			t.Errorf("Dockerfile does not pass build arg %s on as ENV %s=${%s}", name, name, name)
 		}
 	}
 }

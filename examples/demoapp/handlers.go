@@ -43,6 +43,10 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-App-Version", a.cfg.Version)
 	w.Header().Set("X-App-Color", a.cfg.Color)
+	if a.cfg.FailRequests {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "request failed (FAIL_REQUESTS)"})
+		return
+	}
 	writeJSON(w, http.StatusOK, rootResponse{
 		Version:  a.cfg.Version,
 		Color:    a.cfg.Color,

@@ -49,6 +49,25 @@ func TestRoot_ReportsVersionColorHostAndMethod(t *testing.T) {
 	}
 }
 
+func TestRoot_FailRequestsAnswers500WhileHealthSaysOK(t *testing.T) {
+	h := newTestApp(func(c *config) { c.FailRequests = true })
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, "/", strings.NewReader(`{"hello":"world"}`)))
+		if rec.Code != http.StatusInternalServerError {
+			t.Errorf("%s / status = %d, want %d", method, rec.Code, http.StatusInternalServerError)
+		}
+		if got := rec.Header().Get("X-App-Color"); got != "blue" {
+			t.Errorf("%s / X-App-Color = %q, want blue: a test must see which color failed", method, got)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"healthy"`) {
+		t.Fatalf("GET /health = %d %q, want 200 healthy", rec.Code, rec.Body)
+	}
+}
+
 func TestRoot_UnknownPathIs404(t *testing.T) {
 	rec := httptest.NewRecorder()
 	newTestApp(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/nope", nil))
