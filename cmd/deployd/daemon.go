@@ -73,6 +73,12 @@ type Main struct {
 	server   *api.Server
 	ln       net.Listener
 	serveErr chan error
+
+	// trafficReader is the traffic switch's per-color request counts
+	// (trafficswitch.NewTrafficReader of the daemon's Switch), set where
+	// the Switch is made in switch mode; nil in reload mode, where the
+	// traffic rules of bake and the watchdog are off.
+	trafficReader controller.TrafficReader
 }
 
 // NewMain returns a daemon for cfg logging to logOut.
@@ -154,10 +160,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Outbox:    m.store,
 	})
 
-	// The traffic rules need per-color request counts, which only the
-	// traffic switch keeps; without it traffic stays nil and they are off.
-	var traffic controller.TrafficReader
-	warnTrafficRulesOff(m.Logger, cfg, traffic)
+	warnTrafficRulesOff(m.Logger, cfg, m.trafficReader)
 	m.ctrl = controller.New(controller.Options{
 		Services:  specs,
 		Runtime:   m.docker,
@@ -169,9 +172,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Observer:  m.metrics,
 		Hook:      hook,
 		Exits:     m.exitFeed(),
-		Traffic:   traffic,
 		Watch:     cfg.WatchSpec(),
 		Retention: cfg.RetentionSpec(),
+
+		TrafficReader: m.trafficReader,
 	})
 	if err := m.ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)

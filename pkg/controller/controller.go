@@ -32,11 +32,11 @@ type Options struct {
 	// ExitSettle is how long FollowExits lets a service settle after a
 	// container exit before its pass; zero means defaultExitSettle.
 	ExitSettle time.Duration
-	// Traffic may be nil: then the traffic rules (ServiceSpec.BakeTraffic,
-	// WatchSpec.Traffic) are off. Only a router in the request path can
-	// count requests per color; in switch mode the daemon passes
-	// trafficswitch.TrafficReader{Switch: sw}.
-	Traffic TrafficReader
+	// TrafficReader may be nil: then the traffic rules
+	// (ServiceSpec.BakeTraffic, WatchSpec.Traffic) are off. Only the
+	// request-level switch counts requests per color; in switch mode the
+	// daemon passes trafficswitch.NewTrafficReader of its Switch.
+	TrafficReader TrafficReader
 	// Watch and Retention configure the watchdog, bake and retention.
 	Watch     WatchSpec
 	Retention RetentionSpec
@@ -53,7 +53,7 @@ type Controller struct {
 	router   Router
 	prober   Prober
 	store    Store
-	traffic  TrafficReader
+	windows  TrafficReader
 	log      logrus.FieldLogger
 	now      func() time.Time
 	notifier Notifier
@@ -97,7 +97,7 @@ func New(o Options) *Controller {
 		router:       o.Router,
 		prober:       o.Prober,
 		store:        o.Store,
-		traffic:      o.Traffic,
+		windows:      o.TrafficReader,
 		log:          o.Logger,
 		now:          o.Now,
 		runCtx:       ctx,

@@ -6,20 +6,20 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
+// TrafficReader adapts a Switch to the controller's TrafficReader port:
+// the error windows (Window) by which bake and the watchdog judge a
+// color's real traffic (see controller.TrafficRule).
+type TrafficReader struct{ sw *Switch }
+
 var _ controller.TrafficReader = TrafficReader{}
 
-// TrafficReader is a Switch as the controller's TrafficReader: the error
-// windows its bake and watchdog judge a color's real traffic by (see
-// controller.TrafficRule). The Switch itself keeps colors as plain
-// strings; this is the one place that speaks the controller's types.
-type TrafficReader struct {
-	Switch *Switch
-}
+// NewTrafficReader returns the TrafficReader of sw.
+func NewTrafficReader(sw *Switch) TrafficReader { return TrafficReader{sw: sw} }
 
 // Window is Switch.Window for a controller color.
 func (r TrafficReader) Window(service string, color controller.Color) (requests, errors int) {
-	return r.Switch.Window(service, string(color))
+	return r.sw.Window(service, string(color))
 }
 
 // Span is Options.ErrorWindow, how far back Window counts.
-func (r TrafficReader) Span() time.Duration { return r.Switch.opts.ErrorWindow }
+func (r TrafficReader) Span() time.Duration { return r.sw.opts.ErrorWindow }

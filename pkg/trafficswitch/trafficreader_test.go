@@ -21,7 +21,7 @@ func TestTrafficReader_ReportsTheColorsRealAnswersAndTheWindowSpan(t *testing.T)
 		do(t, http.MethodGet, h.url+path, "", nil)
 	}
 
-	r := TrafficReader{Switch: h.sw}
+	r := NewTrafficReader(h.sw)
 	if req, errs := r.Window(h.service, controller.Green); req != 4 || errs != 3 {
 		t.Fatalf("Window(green) = %d, %d, want 4, 3", req, errs)
 	}

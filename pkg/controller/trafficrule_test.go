@@ -10,26 +10,26 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-var _ controller.TrafficReader = (*fakeTraffic)(nil)
+var _ controller.TrafficReader = (*fakeWindows)(nil)
 
-// fakeTraffic is a controller.TrafficReader whose windows the test sets.
-type fakeTraffic struct {
+// fakeWindows is a controller.TrafficReader whose windows the test sets.
+type fakeWindows struct {
 	mu      sync.Mutex
 	windows map[controller.Color][2]int // requests, errors
 	asked   map[controller.Color]int
 }
 
-func newFakeTraffic() *fakeTraffic {
-	return &fakeTraffic{windows: map[controller.Color][2]int{}, asked: map[controller.Color]int{}}
+func newFakeWindows() *fakeWindows {
+	return &fakeWindows{windows: map[controller.Color][2]int{}, asked: map[controller.Color]int{}}
 }
 
-func (f *fakeTraffic) set(color controller.Color, requests, errors int) {
+func (f *fakeWindows) set(color controller.Color, requests, errors int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.windows[color] = [2]int{requests, errors}
 }
 
-func (f *fakeTraffic) Window(service string, color controller.Color) (requests, errors int) {
+func (f *fakeWindows) Window(service string, color controller.Color) (requests, errors int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if service != svc {
@@ -40,9 +40,9 @@ func (f *fakeTraffic) Window(service string, color controller.Color) (requests, 
 	return w[0], w[1]
 }
 
-func (f *fakeTraffic) Span() time.Duration { return time.Minute }
+func (f *fakeWindows) Span() time.Duration { return time.Minute }
 
-func (f *fakeTraffic) reads(color controller.Color) int {
+func (f *fakeWindows) reads(color controller.Color) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.asked[color]
@@ -50,10 +50,10 @@ func (f *fakeTraffic) reads(color controller.Color) int {
 
 // bakeTrafficHarness has a bake of bake with a traffic rule of 2% over at
 // least 20 requests, read from the returned fake.
-func bakeTrafficHarness(t *testing.T, bake time.Duration) (*harness, *fakeTraffic) {
+func bakeTrafficHarness(t *testing.T, bake time.Duration) (*harness, *fakeWindows) {
 	t.Helper()
-	traffic := newFakeTraffic()
-	h := newHarnessWith(t, func(o *controller.Options) { o.Traffic = traffic }, func(s *controller.ServiceSpec) {
+	traffic := newFakeWindows()
+	h := newHarnessWith(t, func(o *controller.Options) { o.TrafficReader = traffic }, func(s *controller.ServiceSpec) {
 		s.Bake = bake
 		s.BakeTraffic = controller.TrafficRule{MaxErrorRate: 0.02, MinRequests: 20}
 	})
@@ -143,9 +143,9 @@ func TestBake_TrafficRuleIsOffWithoutAReader(t *testing.T) {
 
 func TestWatch_BadTrafficRoundsCountTowardTheThresholdAndRollBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		traffic := newFakeTraffic()
+		traffic := newFakeWindows()
 		h := newHarnessWith(t, func(o *controller.Options) {
-			o.Traffic = traffic
+			o.TrafficReader = traffic
 			o.Watch.Traffic = controller.TrafficRule{MaxErrorRate: 0.05, MinRequests: 10}
 		}, func(s *controller.ServiceSpec) { s.AutoRollback = true })
 		h.deployOK("v1")
@@ -180,9 +180,9 @@ func TestWatch_BadTrafficRoundsCountTowardTheThresholdAndRollBack(t *testing.T) 
 
 func TestWatch_TrafficAtTheLimitOrTooThinPasses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		traffic := newFakeTraffic()
+		traffic := newFakeWindows()
 		h := newHarnessWith(t, func(o *controller.Options) {
-			o.Traffic = traffic
+			o.TrafficReader = traffic
 			o.Watch.Traffic = controller.TrafficRule{MaxErrorRate: 0.05, MinRequests: 10}
 		})
 		h.deployOK("v1")

@@ -25,8 +25,8 @@ func TestWarnTrafficRulesOff_WarnsOncePerRuleWithoutAReader(t *testing.T) {
 	log, hook := logtest.NewNullLogger()
 	warnTrafficRulesOff(log, cfg, nil)
 	want := []string{
-		"watch.max_error_rate is set, but only the traffic switch counts requests per color: the rule is off",
-		"services.web.bake_max_error_rate is set, but only the traffic switch counts requests per color: the rule is off",
+		"watch.max_error_rate is set, but only traffic.mode: switch counts requests per color: the rule is off",
+		"services.web.bake_max_error_rate is set, but only traffic.mode: switch counts requests per color: the rule is off",
 	}
 	entries := hook.AllEntries()
 	if len(entries) != len(want) {

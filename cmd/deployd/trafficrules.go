@@ -16,6 +16,6 @@ func warnTrafficRulesOff(log logrus.FieldLogger, cfg *config.Config, traffic con
 		return
 	}
 	for _, key := range cfg.TrafficRules() {
-		log.WithField("key", key).Warnf("%s is set, but only the traffic switch counts requests per color: the rule is off", key)
+		log.WithField("key", key).Warnf("%s is set, but only traffic.mode: switch counts requests per color: the rule is off", key)
 	}
 }

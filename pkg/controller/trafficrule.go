@@ -21,11 +21,11 @@ type trafficReading struct {
 // window restarted then, so it reaches back no further. Bake and the
 // watchdog both judge traffic through here.
 func (c *Controller) readTraffic(service string, color Color, rule TrafficRule, age time.Duration) (r trafficReading, ok bool) {
-	if !rule.On() || c.traffic == nil {
+	if !rule.On() || c.windows == nil {
 		return trafficReading{}, false
 	}
-	r = trafficReading{rule: rule, span: c.traffic.Span()}
-	r.requests, r.errors = c.traffic.Window(service, color)
+	r = trafficReading{rule: rule, span: c.windows.Span()}
+	r.requests, r.errors = c.windows.Window(service, color)
 	if age > 0 && age < r.span {
 		r.span = age
 	}
