@@ -73,6 +73,12 @@ type Main struct {
 	server   *api.Server
 	ln       net.Listener
 	serveErr chan error
+
+	// trafficControl is the traffic switch's pause and maintenance
+	// (trafficswitch.NewControl of the daemon's Switch), set where the
+	// Switch is made in switch mode; nil in reload mode, where the API
+	// answers those calls 409.
+	trafficControl controller.TrafficControl
 }
 
 // NewMain returns a daemon for cfg logging to logOut.
@@ -167,6 +173,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Exits:     m.exitFeed(),
 		Watch:     cfg.WatchSpec(),
 		Retention: cfg.RetentionSpec(),
+		Pause:     cfg.PauseLimits(),
+
+		TrafficControl: m.trafficControl,
 	})
 	if err := m.ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)
