@@ -126,8 +126,9 @@
       dialog.addEventListener('close', onClose);
       dialog.returnValue = '';
       dialog.showModal();
-      // The safe choice has the focus, so a stray Enter does nothing harmful.
-      no.focus();
+      // The safe choice has the focus, so a stray Enter does nothing
+      // harmful; when a message is asked for, the field has it.
+      if (input && field) field.focus(); else no.focus();
     });
   }
 
