@@ -65,6 +65,9 @@ func (s *Server) audit(action string, target func(*fiber.Ctx) string) fiber.Hand
 }
 
 func (s *Server) recordAudit(c *fiber.Ctx, action string, target func(*fiber.Ctx) string, status int, result, depID string) {
+	if a, ok := c.Locals(localAction).(string); ok && a != "" {
+		action = a
+	}
 	e := controller.AuditEntry{
 		Time:         s.now().UTC(),
 		Actor:        auditActor(c),

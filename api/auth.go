@@ -60,6 +60,9 @@ const (
 	localActor
 	localTarget
 	localDeploymentID
+	// localAction, when a handler sets it, names the audited action more
+	// precisely than the route does (maintenance_on, maintenance_off).
+	localAction
 )
 
 // TokenName returns the name of the token that authenticated the request,

@@ -78,6 +78,15 @@ func warmService() controller.ServiceView {
 	}
 }
 
+// pausedTraffic is a service in switch mode, paused with requests held
+// and its maintenance page on.
+func pausedTraffic() controller.TrafficView {
+	return controller.TrafficView{Mode: controller.TrafficModeSwitch, TrafficStatus: controller.TrafficStatus{
+		Paused: true, PausedSince: contractTime, Held: 3, MaxHeld: 1000, MaxHold: 30 * time.Second,
+		Maintenance: true, MaintenanceSince: contractTime, Message: "Back at 18:00 UTC", InFlight: 2,
+	}}
+}
+
 // newService has never been deployed: no colors, no deployments.
 func newService() controller.ServiceView { return controller.ServiceView{Name: "fresh"} }
 
@@ -104,6 +113,11 @@ func TestOpenAPI_ResponsesMatchTheDocument(t *testing.T) {
 			req: get("/api/v1/services", viewerSecret), status: 200},
 		{name: "service with a warm standby", setup: func(h *harness) { h.ctl.service = warmService() },
 			req: get("/api/v1/services/web", viewerSecret), status: 200},
+		{name: "service paused in switch mode", setup: func(h *harness) {
+			h.ctl.service = warmService()
+			tv := pausedTraffic()
+			h.ctl.service.Traffic = &tv
+		}, req: get("/api/v1/services/web", viewerSecret), status: 200},
 		{name: "service never deployed", setup: func(h *harness) { h.ctl.service = newService() },
 			req: get("/api/v1/services/fresh", viewerSecret), status: 200},
 		{name: "service while docker is away", setup: func(h *harness) { h.ctl.err = unavailable },
@@ -143,10 +157,29 @@ func TestOpenAPI_ResponsesMatchTheDocument(t *testing.T) {
 			h.ctl.err = controller.Errorf(controller.ECONFLICT, "deployment d-42 has switched traffic; roll back instead")
 		}, req: post("/api/v1/deployments/d-42/cancel", operatorSecret, ""), status: 409},
 
+		{name: "pause", setup: func(h *harness) { h.ctl.traffic = pausedTraffic() },
+			req: post("/api/v1/services/web/pause", operatorSecret, `{"max_hold":"10s","max_held":5}`), status: 200},
+		{name: "pause with a hold limit of 0", req: post("/api/v1/services/web/pause", operatorSecret, `{"max_held":0}`), status: 400},
+		{name: "pause when paused", setup: func(h *harness) {
+			h.ctl.err = controller.Errorf(controller.ECONFLICT, "pause web: conflict: already paused")
+		}, req: post("/api/v1/services/web/pause", operatorSecret, ""), status: 409},
+		{name: "pause as a deployer", req: post("/api/v1/services/web/pause", deployerSecret, ""), status: 403},
+		{name: "resume", setup: func(h *harness) { h.ctl.traffic = controller.TrafficView{Mode: controller.TrafficModeSwitch} },
+			req: post("/api/v1/services/web/resume", operatorSecret, ""), status: 200},
+		{name: "resume of an unknown service", setup: func(h *harness) { h.ctl.err = controller.Errorf(controller.ENOTFOUND, "unknown service") },
+			req: post("/api/v1/services/nope/resume", operatorSecret, ""), status: 404},
+		{name: "maintenance on", setup: func(h *harness) { h.ctl.traffic = pausedTraffic() },
+			req: post("/api/v1/services/web/maintenance", operatorSecret, `{"on":true,"message":"Back at 18:00 UTC"}`), status: 200},
+		{name: "maintenance without on", req: post("/api/v1/services/web/maintenance", operatorSecret, `{"message":"x"}`), status: 400},
+		{name: "maintenance in reload mode", setup: func(h *harness) {
+			h.ctl.err = controller.Errorf(controller.ECONFLICT, "traffic control needs traffic.mode: switch")
+		}, req: post("/api/v1/services/web/maintenance", operatorSecret, `{"on":false}`), status: 409},
+
 		{name: "audit with the watchdog's entry", setup: func(h *harness) {
 			h.ctl.audit = []controller.AuditEntry{
 				{ID: "a-2", Time: contractTime, Actor: "watchdog", Action: "rollback", Target: "web", Result: "ok", DeploymentID: "d-watchdog"},
 				{ID: "a-1", Time: contractTime, Actor: "ops", Action: "cancel", Target: "d-42", Address: "10.0.0.1", Result: "conflict", Status: 409, RequestID: "r-1"},
+				{ID: "a-0", Time: contractTime, Actor: "ops", Action: "maintenance_on", Target: "web", Address: "10.0.0.1", Result: "ok", Status: 200, RequestID: "r-0"},
 			}
 		}, req: get("/api/v1/audit", viewerSecret), status: 200},
 

@@ -266,7 +266,10 @@ func checkServiceShape(t *testing.T, raw json.RawMessage) {
 	t.Helper()
 	// The keys, plus what the status page needs.
 	s := wantKeys(t, "service", raw, "name", "active_color", "active_image", "standby_color", "standby_image", "colors", "deployment",
-		"standby_warm", "active_deployment")
+		"standby_warm", "active_deployment", "traffic")
+	if got := string(s["traffic"]); got != "null" {
+		t.Errorf("traffic in reload mode = %s, want null", got)
+	}
 	colors := wantKeys(t, "colors", s["colors"], "blue", "green")
 	blue := wantKeys(t, "blue", colors["blue"], "image", "containers")
 	wantKeys(t, "container", firstOf(t, blue["containers"]), "id", "name", "state", "health", "address", "restarts", "started_at")

@@ -28,6 +28,9 @@ type call struct {
 	limit   int
 	req     controller.DeployRequest
 	trigger controller.Trigger
+	pause   controller.PauseRequest
+	on      bool
+	message string
 }
 
 // fakeController records calls and answers with err when set, else with
@@ -41,6 +44,7 @@ type fakeController struct {
 	services    []controller.ServiceView
 	deployment  controller.Deployment
 	deployments []controller.Deployment
+	traffic     controller.TrafficView
 	// block, when set, makes every call wait for it to close.
 	block chan struct{}
 	// entered is sent to as a call starts, when set.
@@ -305,6 +309,27 @@ func (f *fakeController) Audit(ctx context.Context, limit int) ([]controller.Aud
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]controller.AuditEntry(nil), f.audit...), nil
+}
+
+func (f *fakeController) Pause(ctx context.Context, service string, req controller.PauseRequest) (controller.TrafficView, error) {
+	if err := f.record(call{method: "Pause", service: service, pause: req}); err != nil {
+		return controller.TrafficView{}, err
+	}
+	return f.traffic, nil
+}
+
+func (f *fakeController) Resume(ctx context.Context, service string) (controller.TrafficView, error) {
+	if err := f.record(call{method: "Resume", service: service}); err != nil {
+		return controller.TrafficView{}, err
+	}
+	return f.traffic, nil
+}
+
+func (f *fakeController) Maintenance(ctx context.Context, service string, on bool, message string) (controller.TrafficView, error) {
+	if err := f.record(call{method: "Maintenance", service: service, on: on, message: message}); err != nil {
+		return controller.TrafficView{}, err
+	}
+	return f.traffic, nil
 }
 
 func (f *fakeController) Ready(ctx context.Context) error {

@@ -28,6 +28,24 @@ type Service struct {
 	// Deployment is the running deployment, else the last one, else nil.
 	Deployment    *Deployment `json:"deployment"`
 	RepositoryURL string      `json:"repository_url,omitempty"`
+	// Traffic is nil in reload mode, where nginx sends requests straight
+	// to the containers.
+	Traffic *Traffic `json:"traffic"`
+}
+
+// Traffic is a service's pause, maintenance and requests through deployd's
+// switch; the answer of pause, resume and maintenance too.
+type Traffic struct {
+	Mode             string     `json:"mode"`
+	Paused           bool       `json:"paused"`
+	PausedSince      *time.Time `json:"paused_since"`
+	Held             int        `json:"held"`
+	MaxHeld          int        `json:"max_held"`
+	MaxHoldSeconds   float64    `json:"max_hold_seconds"`
+	Maintenance      bool       `json:"maintenance"`
+	MaintenanceSince *time.Time `json:"maintenance_since"`
+	Message          string     `json:"message"`
+	InFlight         int        `json:"in_flight"`
 }
 
 // Colors holds both colors of a service, deployed or not.
@@ -155,7 +173,32 @@ func serviceOf(v controller.ServiceView) Service {
 		d := deploymentOf(*v.Deployment)
 		s.Deployment = &d
 	}
+	if v.Traffic != nil {
+		t := trafficOf(*v.Traffic)
+		s.Traffic = &t
+	}
 	return s
+}
+
+// trafficOf leaves the limits and times out when they do not apply: a
+// service that is not paused holds nothing.
+func trafficOf(v controller.TrafficView) Traffic {
+	t := Traffic{Mode: v.Mode, Paused: v.Paused, Held: v.Held, Maintenance: v.Maintenance, Message: v.Message, InFlight: v.InFlight}
+	if v.Paused {
+		t.PausedSince, t.MaxHeld, t.MaxHoldSeconds = timeOrNil(v.PausedSince), v.MaxHeld, v.MaxHold.Seconds()
+	}
+	if v.Maintenance {
+		t.MaintenanceSince = timeOrNil(v.MaintenanceSince)
+	}
+	return t
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 func colorViewOf(v controller.ColorView) ColorView {

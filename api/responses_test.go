@@ -57,6 +57,7 @@ func TestResponses_FieldsMatchTheDocument(t *testing.T) {
 		{"WebhookAccepted", WebhookAccepted{}, schemas["WebhookAccepted"]},
 		{"Event", Event{}, schemas["Event"]},
 		{"AuditEntry", AuditEntry{}, schemas["AuditEntry"]},
+		{"Traffic", Traffic{}, schemas["Traffic"]},
 		{"Error", errorBody{}, schemas["Error"]},
 	}
 	for _, tt := range tests {

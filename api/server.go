@@ -55,6 +55,16 @@ type Controller interface {
 	RecordAudit(ctx context.Context, e controller.AuditEntry) error
 	// Audit returns the newest audit entries first.
 	Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error)
+	// Pause holds the service's new requests within the configured limits
+	// (req may ask for less). ENOTFOUND, EINVALID for limits above the
+	// configured ones, ECONFLICT when already paused or in reload mode.
+	Pause(ctx context.Context, service string, req controller.PauseRequest) (controller.TrafficView, error)
+	// Resume releases the held requests. ENOTFOUND, ECONFLICT when not
+	// paused or in reload mode.
+	Resume(ctx context.Context, service string) (controller.TrafficView, error)
+	// Maintenance turns the service's 503 page on or off. ENOTFOUND,
+	// EINVALID for a bad message, ECONFLICT in reload mode.
+	Maintenance(ctx context.Context, service string, on bool, message string) (controller.TrafficView, error)
 }
 
 // Pages are the status page's routes. The API declares what it needs of
@@ -189,6 +199,9 @@ func (s *Server) routes() {
 	// refusals by authorize too.
 	v1.Post("/services/:name/deployments", s.audit("deploy", paramTarget("name")), s.authorize(auth.RoleDeployer), s.deploy)
 	v1.Post("/services/:name/rollback", s.audit("rollback", paramTarget("name")), s.authorize(auth.RoleOperator), s.rollback)
+	v1.Post("/services/:name/pause", s.audit("pause", paramTarget("name")), s.authorize(auth.RoleOperator), s.pause)
+	v1.Post("/services/:name/resume", s.audit("resume", paramTarget("name")), s.authorize(auth.RoleOperator), s.resume)
+	v1.Post("/services/:name/maintenance", s.audit("maintenance", paramTarget("name")), s.authorize(auth.RoleOperator), s.maintenance)
 	v1.Get("/deployments", s.authorize(auth.RoleViewer), s.listDeployments)
 	v1.Get("/deployments/:id", s.authorize(auth.RoleViewer), s.getDeployment)
 	v1.Get("/deployments/:id/events", s.authorize(auth.RoleViewer), s.deploymentEvents)

@@ -113,3 +113,7 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // exact is the tooltip of a relative time.
 func exact(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 MST") }
+
+// clockUTC is the time of day of t in UTC, "17:36 UTC", for the pause
+// banner; the element's title carries the full time.
+func clockUTC(t time.Time) string { return t.UTC().Format("15:04 UTC") }

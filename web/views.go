@@ -32,6 +32,16 @@ type cardView struct {
 
 	CanRollback     bool
 	RollbackConfirm string
+
+	// HeldText says how many requests a pause holds ("3 requests held").
+	HeldText string
+	// CanTraffic shows the pause and maintenance buttons: operators, in
+	// switch mode.
+	CanTraffic            bool
+	PauseConfirm          string
+	ResumeConfirm         string
+	MaintenanceOnConfirm  string
+	MaintenanceOffConfirm string
 }
 
 // colorTable is one color's containers.
@@ -69,7 +79,36 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.CanRollback = true
 		cv.RollbackConfirm = rollbackConfirm(v)
 	}
+	if t := v.Traffic; t != nil {
+		cv.HeldText = heldText(t.Held)
+		if role >= auth.RoleOperator {
+			cv.CanTraffic = true
+			cv.PauseConfirm = fmt.Sprintf("Pause %s? New requests wait until you resume, each for a limited time and in a limited number; past either they get 503 with Retry-After. Requests already running finish.", v.Name)
+			cv.ResumeConfirm = fmt.Sprintf("Resume %s? Requests held now (%d) and new ones go on to %s at once.", v.Name, t.Held, activeName(v))
+			cv.MaintenanceOnConfirm = fmt.Sprintf("Put %s in maintenance? Every request gets 503 with the message below until you end it.", v.Name)
+			cv.MaintenanceOffConfirm = fmt.Sprintf("End maintenance of %s? Requests go on to %s again.", v.Name, activeName(v))
+		}
+	}
 	return cv
+}
+
+// activeName is where requests go: "green", or "the replicas" before
+// the first deploy.
+func activeName(v controller.ServiceView) string {
+	if v.ActiveColor.Valid() {
+		return colorKey(v.ActiveColor)
+	}
+	return "the replicas"
+}
+
+func heldText(n int) string {
+	switch n {
+	case 0:
+		return "no requests held"
+	case 1:
+		return "1 request held"
+	}
+	return fmt.Sprintf("%d requests held", n)
 }
 
 func standbyState(v controller.ServiceView) string {

@@ -141,6 +141,7 @@ var templateFuncs = template.FuncMap{
 	"uptime":      uptime,
 	"rfc3339":     rfc3339,
 	"exact":       exact,
+	"clockUTC":    clockUTC,
 	"shortCommit": shortCommit,
 	"colorKey":    colorKey,
 	"colorLabel":  colorLabel,

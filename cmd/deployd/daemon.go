@@ -74,10 +74,15 @@ type Main struct {
 	ln       net.Listener
 	serveErr chan error
 
+	// trafficControl is the traffic switch's pause and maintenance
+	// (trafficswitch.NewControl of the daemon's Switch), set where the
+	// Switch is made in switch mode; nil in reload mode, where the API
+	// answers those calls 409.
+	trafficControl controller.TrafficControl
 	// trafficReader is the traffic switch's per-color request counts
-	// (trafficswitch.NewTrafficReader of the daemon's Switch), set where
-	// the Switch is made in switch mode; nil in reload mode, where the
-	// traffic rules of bake and the watchdog are off.
+	// (trafficswitch.NewTrafficReader of the daemon's Switch), set beside
+	// trafficControl; nil in reload mode, where the traffic rules of bake
+	// and the watchdog are off.
 	trafficReader controller.TrafficReader
 }
 
@@ -174,8 +179,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Exits:     m.exitFeed(),
 		Watch:     cfg.WatchSpec(),
 		Retention: cfg.RetentionSpec(),
+		Pause:     cfg.PauseLimits(),
 
-		TrafficReader: m.trafficReader,
+		TrafficControl: m.trafficControl,
+		TrafficReader:  m.trafficReader,
 	})
 	if err := m.ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)

@@ -31,6 +31,7 @@ type Config struct {
 	Reconcile       Reconcile          `yaml:"reconcile"`
 	Retention       Retention          `yaml:"retention"`
 	Metrics         Metrics            `yaml:"metrics"`
+	Traffic         Traffic            `yaml:"traffic"`
 	Notify          []NotifyTarget     `yaml:"notify,omitempty"`
 
 	// origins maps a field path to where its value came from
@@ -81,6 +82,19 @@ type Docker struct {
 	// Host is a Docker host URL; empty means DOCKER_HOST, else the local
 	// socket.
 	Host string `yaml:"host,omitempty"`
+}
+
+// Traffic is deployd's request-level switch.
+type Traffic struct {
+	Pause TrafficPause `yaml:"pause"`
+}
+
+// TrafficPause bounds every pause (POST /api/v1/services/{name}/pause):
+// how long one request is held and how many are held at once; past either
+// a request gets a 503 with Retry-After. A pause may ask for less.
+type TrafficPause struct {
+	MaxHold time.Duration `yaml:"max_hold"`
+	MaxHeld int           `yaml:"max_held"`
 }
 
 // Nginx modes.
@@ -223,6 +237,7 @@ const (
 	maxUnhealthyThreshold  = 100
 	defaultMinRequests     = 20
 	maxRetainedImages      = 1000
+	maxPauseHeld           = 1000000
 	minNotifySecretLength  = 16
 	minWebhookSecretLength = 16
 )
@@ -239,6 +254,10 @@ func Default() *Config {
 		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MinRequests: defaultMinRequests},
 		Reconcile:       Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention:       Retention{Images: 5, Interval: time.Hour},
+		Traffic: Traffic{Pause: TrafficPause{
+			MaxHold: controller.DefaultPauseMaxHold,
+			MaxHeld: controller.DefaultPauseMaxHeld,
+		}},
 		Nginx: Nginx{
 			Mode:                 NginxModeExec,
 			UpstreamDir:          "./run/nginx/upstreams",

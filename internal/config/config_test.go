@@ -399,6 +399,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 		Watch:     Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MaxErrorRate: 0.05, MinRequests: 20},
 		Reconcile: Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention: Retention{Images: 5, Interval: time.Hour},
+		Traffic:   Traffic{Pause: TrafficPause{MaxHold: 30 * time.Second, MaxHeld: 1000}},
 		Notify: []NotifyTarget{
 			{Name: "chat", Type: "slack", URLEnv: "DEPLOYD_SLACK_URL"},
 			{Name: "audit-log", Type: "webhook", URLFile: in("secrets/notify_url"), SecretFile: in("secrets/notify_secret"),
@@ -1011,6 +1012,10 @@ func TestLoadConfig_BadReliabilityConfigsNameTheField(t *testing.T) {
 			[]string{"config.yml:2: retention.images: must be between 0 and 1000, got -1"}},
 		{"retention images too many", "retention:\n  images: 1001\n" + minimal,
 			[]string{"retention.images: must be between 0 and 1000, got 1001"}},
+		{"hold limit of 0", "traffic:\n  pause:\n    max_held: 0\n" + minimal,
+			[]string{"config.yml:3: traffic.pause.max_held: must be between 1 and 1000000, got 0"}},
+		{"hold time of 0", "traffic:\n  pause:\n    max_hold: 0s\n" + minimal,
+			[]string{"config.yml:3: traffic.pause.max_hold: must be greater than 0, got 0s"}},
 		{"retention interval without unit", "retention:\n  interval: 60\n" + minimal,
 			[]string{`retention.interval: invalid duration "60": give a unit, e.g. 60s`}},
 		{"metrics public not a bool", "metrics:\n  public: maybe\n" + minimal,

@@ -84,3 +84,8 @@ func (c *Config) TrafficRules() []string {
 func (c *Config) RetentionSpec() controller.RetentionSpec {
 	return controller.RetentionSpec{Images: c.Retention.Images}
 }
+
+// PauseLimits bounds every pause, for the controller.
+func (c *Config) PauseLimits() controller.PauseLimits {
+	return controller.PauseLimits{MaxHold: c.Traffic.Pause.MaxHold, MaxHeld: c.Traffic.Pause.MaxHeld}
+}

@@ -121,6 +121,7 @@ func (c *Config) Validate() error {
 	c.validateDocker(v)
 	c.validateNginx(v)
 	c.validateJobs(v)
+	c.validateTraffic(v)
 	c.validateNotify(v)
 
 	if len(c.Services) == 0 {
@@ -216,6 +217,13 @@ func (c *Config) validateJobs(v *validator) {
 		v.addf("retention.images", "must be between 0 and %d, got %d", maxRetainedImages, n)
 	}
 	v.positive("retention.interval", c.Retention.Interval)
+}
+
+func (c *Config) validateTraffic(v *validator) {
+	v.positive("traffic.pause.max_hold", c.Traffic.Pause.MaxHold)
+	if n := c.Traffic.Pause.MaxHeld; n < 1 || n > maxPauseHeld {
+		v.addf("traffic.pause.max_held", "must be between 1 and %d, got %d", maxPauseHeld, n)
+	}
 }
 
 func (c *Config) validateNotify(v *validator) {

@@ -40,6 +40,12 @@ type Options struct {
 	// Watch and Retention configure the watchdog, bake and retention.
 	Watch     WatchSpec
 	Retention RetentionSpec
+	// TrafficControl is the request-level switch's pause and maintenance;
+	// nil in reload mode, where those calls answer ECONFLICT.
+	TrafficControl TrafficControl
+	// Pause bounds every pause; zero fields take DefaultPauseMaxHold and
+	// DefaultPauseMaxHeld.
+	Pause PauseLimits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -63,6 +69,12 @@ type Controller struct {
 	settle   time.Duration
 	watchCfg WatchSpec
 	retain   RetentionSpec
+	traffic  TrafficControl
+	pause    PauseLimits
+	// trafficMu serializes the changes of pause and maintenance, so that
+	// the switch and the stored record change in the same order. Its holds
+	// are short: the switch does not block, the store writes one record.
+	trafficMu sync.Mutex
 
 	// watch is the watchdog's memory of each service between rounds.
 	watch *watchBook
@@ -112,6 +124,8 @@ func New(o Options) *Controller {
 		settle:       o.ExitSettle,
 		watchCfg:     o.Watch,
 		retain:       o.Retention,
+		traffic:      o.TrafficControl,
+		pause:        o.Pause,
 		watch:        &watchBook{byService: map[string]*watchEntry{}},
 	}
 	if c.now == nil {
@@ -125,6 +139,12 @@ func New(o Options) *Controller {
 	}
 	if c.hook == nil {
 		c.hook = func(string) {}
+	}
+	if c.pause.MaxHold <= 0 {
+		c.pause.MaxHold = DefaultPauseMaxHold
+	}
+	if c.pause.MaxHeld <= 0 {
+		c.pause.MaxHeld = DefaultPauseMaxHeld
 	}
 	if c.settle <= 0 {
 		c.settle = defaultExitSettle
@@ -454,6 +474,13 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	}
 	if len(last) > 0 {
 		v.Deployment = &last[0]
+	}
+	if c.traffic != nil {
+		rec, err := c.trafficRecord(ctx, name)
+		if err != nil {
+			return ServiceView{}, err
+		}
+		v.Traffic = c.trafficView(name, rec)
 	}
 	return v, nil
 }

@@ -738,6 +738,10 @@ type memStore struct {
 	reads, writes int
 	// pingErr, when set, fails Ping.
 	pingErr error
+
+	traffic map[string]controller.TrafficState
+	// putTrafficErr, when set, fails PutTraffic without writing anything.
+	putTrafficErr error
 }
 
 func (s *memStore) Ping(ctx context.Context) error {
@@ -757,6 +761,7 @@ func newMemStore() *memStore {
 		services:    map[string]controller.ServiceState{},
 		deployments: map[string]controller.Deployment{},
 		deliveries:  map[string]string{},
+		traffic:     map[string]controller.TrafficState{},
 	}
 }
 
@@ -845,6 +850,24 @@ func (s *memStore) PutDelivery(ctx context.Context, key, deploymentID string) er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deliveries[key] = deploymentID
+	return nil
+}
+
+func (s *memStore) GetTraffic(ctx context.Context, service string) (controller.TrafficState, error) {
+	return lookup(ctx, s, func() map[string]controller.TrafficState { return s.traffic }, "traffic", service)
+}
+
+func (s *memStore) PutTraffic(ctx context.Context, st controller.TrafficState) error {
+	s.countWrite()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.putTrafficErr != nil {
+		return fmt.Errorf("put traffic of %s: %w", st.Service, s.putTrafficErr)
+	}
+	s.traffic[st.Service] = st
 	return nil
 }
 
@@ -940,6 +963,12 @@ func (s *memStore) service(name string) controller.ServiceState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.services[name]
+}
+
+func (s *memStore) trafficOf(name string) controller.TrafficState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.traffic[name]
 }
 
 func (s *memStore) set(fn func(s *memStore)) {

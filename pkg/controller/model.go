@@ -264,4 +264,7 @@ type ServiceView struct {
 	Deployment *Deployment
 	// RepositoryURL, when configured, is where commits link to.
 	RepositoryURL string
+	// Traffic is the service's pause, maintenance and requests in flight
+	// through deployd's switch; nil in reload mode.
+	Traffic *TrafficView
 }

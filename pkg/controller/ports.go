@@ -94,6 +94,28 @@ type Router interface {
 	Check(ctx context.Context) error
 }
 
+// TrafficControl holds or turns away a service's requests where they enter
+// deployd's request-level switch. trafficswitch implements it; in reload
+// mode (nginx sends requests straight to the containers) there is none.
+// None of its methods blocks on requests. Errors are *Error values:
+// EINVALID for a limit that is not positive or a malformed maintenance
+// message, ECONFLICT for Pause on a paused service or Resume on one that is
+// not, ENOTFOUND for a service the switch does not serve, EUNAVAILABLE
+// once the switch is closed.
+type TrafficControl interface {
+	// Pause holds the service's new requests until Resume: each waits at
+	// most maxHold, at most maxHeld at once; past either a request gets a
+	// 503 with Retry-After.
+	Pause(service string, maxHold time.Duration, maxHeld int) error
+	// Resume releases the held requests to the active color.
+	Resume(service string) error
+	// Maintenance turns the 503 page with message on ("" is the switch's
+	// default text) or off; on again replaces the message.
+	Maintenance(service string, on bool, message string) error
+	// Status reports the service's pause, maintenance and requests.
+	Status(service string) (TrafficStatus, error)
+}
+
 // TrafficReader reports what a color's replicas recently answered, for
 // the traffic rule of bake and the watchdog (TrafficRule). trafficswitch
 // implements it; nginx reloads count nothing per color, so with them
@@ -144,6 +166,11 @@ type Store interface {
 	GetDelivery(ctx context.Context, key string) (string, error)
 	// PutDelivery remembers which deployment a delivery started.
 	PutDelivery(ctx context.Context, key, deploymentID string) error
+	// GetTraffic returns a service's stored pause and maintenance;
+	// ErrNotFound when none was ever recorded.
+	GetTraffic(ctx context.Context, service string) (TrafficState, error)
+	// PutTraffic creates or replaces the record of s.Service.
+	PutTraffic(ctx context.Context, s TrafficState) error
 	// Ping reports whether the store is open and readable.
 	Ping(ctx context.Context) error
 }

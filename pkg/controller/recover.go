@@ -9,6 +9,8 @@ import (
 
 // Start brings the world in line with the store after a start or a crash,
 // before any request is served:
+//   - a service's recorded pause and maintenance page are applied again
+//     (switch mode), before it gets a route;
 //   - every service gets a placeholder upstream if it has none, so nginx's
 //     site config can reference it from day one;
 //   - each service's upstream is pointed at the running containers of its
@@ -20,6 +22,13 @@ import (
 //
 // It returns the first error that leaves a service in an unknown state.
 func (c *Controller) Start(ctx context.Context) error {
+	// A pause or maintenance page outlives a restart, and holds from the
+	// first request on: it is applied before the service gets a route.
+	for _, name := range c.names {
+		if err := c.restoreTraffic(ctx, name); err != nil {
+			return err
+		}
+	}
 	for _, name := range c.names {
 		if err := c.router.EnsurePlaceholder(ctx, name); err != nil {
 			return fmt.Errorf("placeholder upstream for %s: %w", name, err)

@@ -177,6 +177,36 @@ func (r auditV1) entry() controller.AuditEntry {
 	}
 }
 
+// trafficV1 is a controller.TrafficState, keyed by the service's name in
+// the traffic bucket. Durations are nanoseconds.
+type trafficV1 struct {
+	Service          string    `json:"service"`
+	Paused           bool      `json:"paused"`
+	PausedSince      time.Time `json:"paused_since"`
+	MaxHoldNanos     int64     `json:"max_hold_ns"`
+	MaxHeld          int       `json:"max_held"`
+	Maintenance      bool      `json:"maintenance"`
+	MaintenanceSince time.Time `json:"maintenance_since"`
+	Message          string    `json:"message"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+func newTrafficV1(st controller.TrafficState) trafficV1 {
+	return trafficV1{
+		Service: st.Service, Paused: st.Paused, PausedSince: st.PausedSince, MaxHoldNanos: int64(st.MaxHold),
+		MaxHeld: st.MaxHeld, Maintenance: st.Maintenance, MaintenanceSince: st.MaintenanceSince,
+		Message: st.Message, UpdatedAt: st.UpdatedAt,
+	}
+}
+
+func (r trafficV1) state() controller.TrafficState {
+	return controller.TrafficState{
+		Service: r.Service, Paused: r.Paused, PausedSince: r.PausedSince, MaxHold: time.Duration(r.MaxHoldNanos),
+		MaxHeld: r.MaxHeld, Maintenance: r.Maintenance, MaintenanceSince: r.MaintenanceSince,
+		Message: r.Message, UpdatedAt: r.UpdatedAt,
+	}
+}
+
 // deliveryV1 is one webhook delivery, keyed by its delivery key.
 type deliveryV1 struct {
 	DeploymentID string    `json:"deployment_id"`

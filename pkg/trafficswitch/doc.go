@@ -32,5 +32,6 @@
 //
 // The Switch knows nothing of the controller: colors are plain strings and
 // errors wrap the package's sentinels (ErrInvalid, ErrNotFound,
-// ErrConflict, ErrClosed), which an adapter maps to its own codes.
+// ErrConflict, ErrClosed), which an adapter maps to its own codes: Control
+// is the controller's TrafficControl port (pause and maintenance).
 package trafficswitch

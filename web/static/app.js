@@ -1,6 +1,7 @@
 // deployd status page. Plain JavaScript, no build step. The page is
 // rendered by the server; this script only
-//   - asks for confirmation and calls the REST API for the buttons,
+//   - asks for confirmation and calls the REST API for the buttons
+//     (rollback, cancel, redeploy, pause, resume, maintenance),
 //   - streams a running deployment's steps and log over SSE,
 //   - swaps in server-rendered partials when something changed,
 //   - keeps relative times fresh.
@@ -87,15 +88,28 @@
   // ---- confirmation dialog ----
 
   // confirmAction resolves true only when the user pressed the yes button;
-  // Esc, the no button and closing the dialog all mean no.
-  function confirmAction(message) {
+  // Esc, the no button and closing the dialog all mean no. With input set
+  // the dialog also asks for a line of text, left in input.value.
+  function confirmAction(message, input) {
     const dialog = document.getElementById('confirm-dialog');
     if (!dialog || typeof dialog.showModal !== 'function') {
+      if (input) {
+        const v = window.prompt(message, '');
+        if (v === null) return Promise.resolve(false);
+        input.value = v;
+        return Promise.resolve(true);
+      }
       return Promise.resolve(window.confirm(message));
     }
     const yes = document.getElementById('confirm-yes');
     const no = document.getElementById('confirm-no');
+    const label = document.getElementById('confirm-input-label');
+    const field = document.getElementById('confirm-input');
     document.getElementById('confirm-message').textContent = message;
+    if (label && field) {
+      label.hidden = !input;
+      field.value = '';
+    }
     return new Promise((resolve) => {
       const onYes = () => dialog.close('yes');
       const onNo = () => dialog.close('no');
@@ -103,6 +117,8 @@
         yes.removeEventListener('click', onYes);
         no.removeEventListener('click', onNo);
         dialog.removeEventListener('close', onClose);
+        if (input && field) input.value = field.value;
+        if (label) label.hidden = true;
         resolve(dialog.returnValue === 'yes');
       };
       yes.addEventListener('click', onYes);
@@ -110,8 +126,9 @@
       dialog.addEventListener('close', onClose);
       dialog.returnValue = '';
       dialog.showModal();
-      // The safe choice has the focus, so a stray Enter does nothing harmful.
-      no.focus();
+      // The safe choice has the focus, so a stray Enter does nothing
+      // harmful; when a message is asked for, the field has it.
+      if (input && field) field.focus(); else no.focus();
     });
   }
 
@@ -181,12 +198,31 @@
     await refreshHistory();
   }
 
+  // onTraffic pauses, resumes or switches maintenance for the button's
+  // service, after the confirmation (and, for maintenance on, the message).
+  async function onTraffic(btn, action, body, done) {
+    const service = btn.getAttribute('data-service');
+    const input = action === 'maintenance' && body.on ? { value: '' } : null;
+    if (!(await confirmAction(btn.getAttribute('data-confirm'), input))) return;
+    if (input) body.message = input.value.trim();
+    btn.disabled = true;
+    const r = await api('POST', '/api/v1/services/' + encodeURIComponent(service) + '/' + action, body);
+    btn.disabled = false;
+    if (!r.ok) { flash(r.error, false); return; }
+    flash(done.replace('%s', service), true);
+    await refreshCard(service);
+  }
+
   document.addEventListener('click', (ev) => {
     const btn = ev.target instanceof Element ? ev.target.closest('button') : null;
     if (!btn || btn.disabled) return;
     if (btn.classList.contains('rollback')) { ev.preventDefault(); onRollback(btn); }
     else if (btn.classList.contains('cancel')) { ev.preventDefault(); onCancel(btn); }
     else if (btn.classList.contains('redeploy')) { ev.preventDefault(); onRedeploy(btn); }
+    else if (btn.classList.contains('pause')) { ev.preventDefault(); onTraffic(btn, 'pause', undefined, '%s paused: new requests are held.'); }
+    else if (btn.classList.contains('resume')) { ev.preventDefault(); onTraffic(btn, 'resume', undefined, '%s resumed.'); }
+    else if (btn.classList.contains('maintenance-on')) { ev.preventDefault(); onTraffic(btn, 'maintenance', { on: true }, '%s is in maintenance.'); }
+    else if (btn.classList.contains('maintenance-off')) { ev.preventDefault(); onTraffic(btn, 'maintenance', { on: false }, 'Maintenance of %s ended.'); }
   });
 
   // ---- partials ----

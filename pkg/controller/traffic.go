@@ -1,0 +1,306 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults of PauseLimits' zero fields.
+const (
+	DefaultPauseMaxHold = 30 * time.Second
+	DefaultPauseMaxHeld = 1000
+)
+
+// TrafficModeSwitch is TrafficView.Mode when deployd's own switch carries
+// the requests (the only mode with a TrafficView).
+const TrafficModeSwitch = "switch"
+
+// PauseLimits bound every pause: how long one request may be held and how
+// many may be held at once. A pause request may ask for less, never more.
+type PauseLimits struct {
+	MaxHold time.Duration
+	MaxHeld int
+}
+
+// PauseRequest asks for a pause; a zero field means the configured limit.
+type PauseRequest struct {
+	MaxHold time.Duration
+	MaxHeld int
+}
+
+// TrafficStatus is what a TrafficControl reports of one service.
+type TrafficStatus struct {
+	Paused      bool
+	PausedSince time.Time
+	// Held counts the requests waiting for Resume now.
+	Held    int
+	MaxHeld int
+	MaxHold time.Duration
+
+	Maintenance      bool
+	MaintenanceSince time.Time
+	Message          string
+
+	// InFlight counts the requests forwarded and not yet answered, over
+	// every color.
+	InFlight int
+}
+
+// TrafficView is a service's traffic as the API and the status page show
+// it (ServiceView.Traffic); there is none in reload mode.
+type TrafficView struct {
+	Mode string
+	TrafficStatus
+}
+
+// TrafficState is what the store keeps of a service's pause and
+// maintenance, so that a restart applies them again.
+type TrafficState struct {
+	Service     string
+	Paused      bool
+	PausedSince time.Time
+	MaxHold     time.Duration
+	MaxHeld     int
+
+	Maintenance      bool
+	MaintenanceSince time.Time
+	Message          string
+
+	UpdatedAt time.Time
+}
+
+// errNoTrafficControl refuses pause and maintenance in reload mode.
+var errNoTrafficControl = Errorf(ECONFLICT,
+	"traffic control needs traffic.mode: switch; in reload mode nginx sends requests straight to the containers")
+
+// Pause holds the service's new requests until Resume, within the
+// configured PauseLimits (a request may ask for less). It returns the
+// service's traffic as it is afterwards.
+//
+// Errors: ENOTFOUND for an unknown service; EINVALID for a limit that is
+// negative or above the configured one; ECONFLICT in reload mode or when
+// the service is already paused. Nothing changes on any error.
+func (c *Controller) Pause(ctx context.Context, service string, req PauseRequest) (TrafficView, error) {
+	if _, err := c.spec(service); err != nil {
+		return TrafficView{}, err
+	}
+	limits, err := c.pauseLimits(req)
+	if err != nil {
+		return TrafficView{}, err
+	}
+	if c.traffic == nil {
+		return TrafficView{}, errNoTrafficControl
+	}
+	c.trafficMu.Lock()
+	defer c.trafficMu.Unlock()
+	rec, err := c.trafficRecord(ctx, service)
+	if err != nil {
+		return TrafficView{}, err
+	}
+	if err := c.traffic.Pause(service, limits.MaxHold, limits.MaxHeld); err != nil {
+		return TrafficView{}, fmt.Errorf("pause %s: %w", service, err)
+	}
+	rec.Paused, rec.PausedSince, rec.MaxHold, rec.MaxHeld = true, c.now().UTC(), limits.MaxHold, limits.MaxHeld
+	if err := c.saveTraffic(ctx, rec); err != nil {
+		// A pause that a restart would not restore is not kept: the
+		// caller learns it failed and the switch is as it was.
+		if uerr := c.traffic.Resume(service); uerr != nil {
+			c.log.WithField("service", service).WithError(uerr).Error("undo a pause that could not be recorded")
+		}
+		return TrafficView{}, err
+	}
+	c.log.WithFields(logrus.Fields{"service": service, "max_hold": limits.MaxHold, "max_held": limits.MaxHeld}).
+		Info("requests paused")
+	return *c.trafficView(service, rec), nil
+}
+
+// Resume releases the service's held requests to its active color.
+// Errors: ENOTFOUND for an unknown service; ECONFLICT in reload mode or
+// when the service is not paused.
+func (c *Controller) Resume(ctx context.Context, service string) (TrafficView, error) {
+	if _, err := c.spec(service); err != nil {
+		return TrafficView{}, err
+	}
+	if c.traffic == nil {
+		return TrafficView{}, errNoTrafficControl
+	}
+	c.trafficMu.Lock()
+	defer c.trafficMu.Unlock()
+	rec, err := c.trafficRecord(ctx, service)
+	if err != nil {
+		return TrafficView{}, err
+	}
+	// The held requests go as soon as the switch resumes. Were the record
+	// written first and the switch then refused, the record would say
+	// "not paused" of a paused service.
+	if err := c.traffic.Resume(service); err != nil {
+		return TrafficView{}, fmt.Errorf("resume %s: %w", service, err)
+	}
+	rec.Paused, rec.PausedSince, rec.MaxHold, rec.MaxHeld = false, time.Time{}, 0, 0
+	if err := c.saveTraffic(ctx, rec); err != nil {
+		// Requests are flowing again and held ones are gone: there is
+		// nothing to undo, but a restart would pause the service again.
+		return TrafficView{}, fmt.Errorf("resumed, but the record still says paused: %w", err)
+	}
+	c.log.WithField("service", service).Info("requests resumed")
+	return *c.trafficView(service, rec), nil
+}
+
+// Maintenance turns the service's maintenance page on, with message ("":
+// a default text), or off. Turning it on again replaces the message;
+// turning it off when it is off does nothing.
+//
+// Errors: ENOTFOUND for an unknown service; EINVALID for a message that is
+// too long, not UTF-8 or holds control characters; ECONFLICT in reload
+// mode. Nothing changes on any error.
+func (c *Controller) Maintenance(ctx context.Context, service string, on bool, message string) (TrafficView, error) {
+	if _, err := c.spec(service); err != nil {
+		return TrafficView{}, err
+	}
+	if c.traffic == nil {
+		return TrafficView{}, errNoTrafficControl
+	}
+	c.trafficMu.Lock()
+	defer c.trafficMu.Unlock()
+	rec, err := c.trafficRecord(ctx, service)
+	if err != nil {
+		return TrafficView{}, err
+	}
+	prev, err := c.traffic.Status(service)
+	if err != nil && ErrorCode(err) != ENOTFOUND {
+		return TrafficView{}, fmt.Errorf("maintenance of %s: %w", service, err)
+	}
+	if err := c.traffic.Maintenance(service, on, message); err != nil {
+		return TrafficView{}, fmt.Errorf("maintenance of %s: %w", service, err)
+	}
+	if on {
+		if !rec.Maintenance {
+			rec.MaintenanceSince = c.now().UTC()
+		}
+		rec.Maintenance, rec.Message = true, message
+	} else {
+		rec.Maintenance, rec.MaintenanceSince, rec.Message = false, time.Time{}, ""
+	}
+	if err := c.saveTraffic(ctx, rec); err != nil {
+		// Put the switch back as it was, so that what a restart restores
+		// and what requests meet now agree.
+		if uerr := c.traffic.Maintenance(service, prev.Maintenance, prev.Message); uerr != nil {
+			c.log.WithField("service", service).WithError(uerr).Error("undo a maintenance change that could not be recorded")
+		}
+		return TrafficView{}, err
+	}
+	c.log.WithFields(logrus.Fields{"service": service, "on": on}).Info("maintenance changed")
+	return *c.trafficView(service, rec), nil
+}
+
+// pauseLimits applies the configured limits to a request.
+func (c *Controller) pauseLimits(req PauseRequest) (PauseLimits, error) {
+	out := c.pause
+	switch {
+	case req.MaxHold < 0 || req.MaxHold > c.pause.MaxHold:
+		return PauseLimits{}, Errorf(EINVALID, "max_hold must be positive and at most the configured %s, got %s", c.pause.MaxHold, req.MaxHold)
+	case req.MaxHold > 0:
+		out.MaxHold = req.MaxHold
+	}
+	switch {
+	case req.MaxHeld < 0 || req.MaxHeld > c.pause.MaxHeld:
+		return PauseLimits{}, Errorf(EINVALID, "max_held must be positive and at most the configured %d, got %d", c.pause.MaxHeld, req.MaxHeld)
+	case req.MaxHeld > 0:
+		out.MaxHeld = req.MaxHeld
+	}
+	return out, nil
+}
+
+// trafficRecord returns the service's stored traffic state, or its zero
+// state when none was recorded.
+func (c *Controller) trafficRecord(ctx context.Context, service string) (TrafficState, error) {
+	rec, err := c.store.GetTraffic(ctx, service)
+	if errors.Is(err, ErrNotFound) {
+		return TrafficState{Service: service}, nil
+	}
+	if err != nil {
+		return TrafficState{}, fmt.Errorf("load traffic state of %s: %w", service, err)
+	}
+	return rec, nil
+}
+
+func (c *Controller) saveTraffic(ctx context.Context, rec TrafficState) error {
+	rec.UpdatedAt = c.now().UTC()
+	// Written even when the caller's context is ending: the switch has
+	// changed already, and the record must follow it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancel()
+	if err := c.store.PutTraffic(sctx, rec); err != nil {
+		return fmt.Errorf("record traffic state of %s: %w", rec.Service, err)
+	}
+	return nil
+}
+
+// trafficView joins what the switch reports with the record; nil in
+// reload mode. When the switch cannot report (it does not serve the
+// service yet) the view shows what was asked for.
+func (c *Controller) trafficView(service string, rec TrafficState) *TrafficView {
+	if c.traffic == nil {
+		return nil
+	}
+	v := &TrafficView{Mode: TrafficModeSwitch}
+	st, err := c.traffic.Status(service)
+	if err != nil {
+		c.log.WithField("service", service).WithError(err).Debug("traffic status")
+		v.Paused, v.PausedSince, v.MaxHold, v.MaxHeld = rec.Paused, rec.PausedSince, rec.MaxHold, rec.MaxHeld
+		v.Maintenance, v.MaintenanceSince, v.Message = rec.Maintenance, rec.MaintenanceSince, rec.Message
+		return v
+	}
+	v.TrafficStatus = st
+	// A restart applies the pause again, and the switch's clock starts
+	// anew; the record remembers when the operator asked.
+	if st.Paused && rec.Paused && !rec.PausedSince.IsZero() {
+		v.PausedSince = rec.PausedSince
+	}
+	if st.Maintenance && rec.Maintenance && !rec.MaintenanceSince.IsZero() {
+		v.MaintenanceSince = rec.MaintenanceSince
+	}
+	return v
+}
+
+// restoreTraffic applies a service's recorded pause and maintenance again
+// after a restart, within today's limits. In reload mode it only warns:
+// nothing there can hold a request.
+func (c *Controller) restoreTraffic(ctx context.Context, service string) error {
+	rec, err := c.store.GetTraffic(ctx, service)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load traffic state of %s: %w", service, err)
+	}
+	if !rec.Paused && !rec.Maintenance {
+		return nil
+	}
+	log := c.log.WithFields(logrus.Fields{"service": service, "paused": rec.Paused, "maintenance": rec.Maintenance})
+	if c.traffic == nil {
+		log.Warn("the service was paused or in maintenance under traffic.mode: switch; in reload mode neither applies")
+		return nil
+	}
+	if rec.Maintenance {
+		if err := c.traffic.Maintenance(service, true, rec.Message); err != nil {
+			return fmt.Errorf("restore maintenance of %s: %w", service, err)
+		}
+	}
+	if rec.Paused {
+		maxHold, maxHeld := min(rec.MaxHold, c.pause.MaxHold), min(rec.MaxHeld, c.pause.MaxHeld)
+		if maxHold <= 0 || maxHeld <= 0 {
+			maxHold, maxHeld = c.pause.MaxHold, c.pause.MaxHeld
+		}
+		err := c.traffic.Pause(service, maxHold, maxHeld)
+		if err != nil && ErrorCode(err) != ECONFLICT {
+			return fmt.Errorf("restore the pause of %s: %w", service, err)
+		}
+	}
+	log.Info("pause and maintenance restored")
+	return nil
+}
