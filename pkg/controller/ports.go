@@ -118,8 +118,8 @@ type TrafficControl interface {
 
 // TrafficReader reports what a color's replicas recently answered, for
 // the traffic rule of bake and the watchdog (TrafficRule). trafficswitch
-// implements it; nginx reloads count nothing per color, so with them
-// there is none and the rule is off.
+// implements it; in reload mode (nginx sends requests straight to the
+// containers) nothing counts them, there is none and the rule is off.
 type TrafficReader interface {
 	// Window returns how many requests the color's current replicas
 	// answered over the last Span, and how many of those were 5xx. A color

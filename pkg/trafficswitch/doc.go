@@ -33,5 +33,6 @@
 // The Switch knows nothing of the controller: colors are plain strings and
 // errors wrap the package's sentinels (ErrInvalid, ErrNotFound,
 // ErrConflict, ErrClosed), which an adapter maps to its own codes: Control
-// is the controller's TrafficControl port (pause and maintenance).
+// is the controller's TrafficControl port (pause and maintenance),
+// TrafficReader its TrafficReader port (Window, for the traffic rule).
 package trafficswitch
