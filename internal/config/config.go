@@ -25,6 +25,7 @@ type Config struct {
 	Auth            Auth               `yaml:"auth"`
 	Docker          Docker             `yaml:"docker"`
 	Nginx           Nginx              `yaml:"nginx"`
+	Traffic         Traffic            `yaml:"traffic"`
 	Web             Web                `yaml:"web"`
 	Services        map[string]Service `yaml:"services"`
 	Watch           Watch              `yaml:"watch"`
@@ -181,6 +182,9 @@ type Service struct {
 	Bake time.Duration `yaml:"bake,omitempty"`
 	// AutoRollback lets the watchdog roll back to a healthy standby.
 	AutoRollback bool `yaml:"auto_rollback,omitempty"`
+	// Switch is where the traffic switch serves the service in
+	// traffic.mode switch.
+	Switch ServiceSwitch `yaml:"switch,omitempty"`
 }
 
 // Health is how a replica is judged healthy.
@@ -228,6 +232,7 @@ func Default() *Config {
 		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3},
 		Reconcile:       Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention:       Retention{Images: 5, Interval: time.Hour},
+		Traffic:         Traffic{Mode: TrafficModeReload, TrustedProxies: []string{"127.0.0.1", "::1"}},
 		Nginx: Nginx{
 			Mode:                 NginxModeExec,
 			UpstreamDir:          "./run/nginx/upstreams",

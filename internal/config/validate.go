@@ -120,6 +120,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateDocker(v)
 	c.validateNginx(v)
+	c.validateTraffic(v)
 	c.validateJobs(v)
 	c.validateNotify(v)
 
