@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -55,9 +56,11 @@ func (s Service) SwitchUpstream() string {
 // FieldErrorf returns an error naming the field at path and where its
 // value came from ("deployd.yml:40: services.web.switch.listen: ..."),
 // for problems found after validation, such as a port already in use.
+// Like fmt.Errorf, a %w verb wraps its operand.
 func (c *Config) FieldErrorf(path, format string, args ...any) error {
 	v := &validator{origins: c.origins}
-	return &fieldError{Origin: v.origin(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	err := fmt.Errorf(format, args...)
+	return &fieldError{Origin: v.origin(path), Path: path, Msg: err.Error(), cause: errors.Unwrap(err)}
 }
 
 // SwitchListenPath is the field path of a service's switch.listen.

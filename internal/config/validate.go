@@ -26,7 +26,11 @@ type fieldError struct {
 	Origin string
 	Path   string
 	Msg    string
+	// cause is the error Msg describes, when there is one (a failed bind).
+	cause error
 }
+
+func (e *fieldError) Unwrap() error { return e.cause }
 
 func (e *fieldError) Error() string {
 	var b strings.Builder
