@@ -94,3 +94,13 @@ func TestFieldErrorf_NamesTheLine(t *testing.T) {
 		t.Fatalf("error = %q, want %q", got, want)
 	}
 }
+
+func TestLoadConfig_TrustedProxiesTakeAddressesAndPrefixes(t *testing.T) {
+	c, err := parse(t, "traffic:\n  trusted_proxies: [10.0.0.1, \"::1\", 172.18.0.0/16, \"fd00::/8\"]\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.Traffic.TrustedProxies); got != 4 {
+		t.Fatalf("trusted proxies = %q, want 4", c.Traffic.TrustedProxies)
+	}
+}
