@@ -22,6 +22,7 @@ import (
 	"github.com/deployd/deployd/pkg/nginxconf"
 	"github.com/deployd/deployd/pkg/notify"
 	"github.com/deployd/deployd/pkg/store"
+	"github.com/deployd/deployd/pkg/trafficswitch"
 	"github.com/deployd/deployd/web"
 )
 
@@ -29,6 +30,7 @@ import (
 var (
 	_ controller.Runtime  = (*dockerx.Client)(nil)
 	_ controller.Router   = (*nginxconf.Router)(nil)
+	_ controller.Router   = (*trafficswitch.Router)(nil)
 	_ controller.Prober   = (*health.Prober)(nil)
 	_ controller.Store    = (*store.Store)(nil)
 	_ controller.Notifier = (*notify.Notifier)(nil)
@@ -66,6 +68,7 @@ type Main struct {
 
 	store    *store.Store
 	docker   *dockerx.Client
+	traffic  *trafficswitch.Switch // nil in traffic.mode reload
 	ctrl     *controller.Controller
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
@@ -135,7 +138,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect to docker: %w", err)
 	}
-	router, err := nginxconf.New(nginxconf.Options{
+	nginxRouter, err := nginxconf.New(nginxconf.Options{
 		Dir:                  cfg.Nginx.UpstreamDir,
 		TemplatePath:         cfg.Nginx.Template,
 		Driver:               m.nginxDriver(),
@@ -158,6 +161,15 @@ func (m *Main) Run(ctx context.Context) error {
 		targetNames = append(targetNames, t.Name)
 	}
 	m.metrics.InitTargets(targetNames)
+	var router controller.Router = nginxRouter
+	if cfg.SwitchMode() {
+		// The listeners are up before the controller starts, so that
+		// recovery points each service at its active color on a live
+		// address.
+		if router, err = m.startSwitch(ctx, nginxRouter); err != nil {
+			return err
+		}
+	}
 	m.notifier = notify.New(ctx, notify.Options{
 		Targets:   notifyTargets,
 		Logger:    m.Logger,
@@ -180,7 +192,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Watch:     cfg.WatchSpec(),
 		Retention: cfg.RetentionSpec(),
 		Pause:     cfg.PauseLimits(),
-
+		// Set by startSwitch in switch mode; nil in reload mode, where
+		// pause and maintenance answer 409.
 		TrafficControl: m.trafficControl,
 		TrafficReader:  m.trafficReader,
 	})
@@ -223,6 +236,52 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// startSwitch creates the traffic switch, listens on every service's
+// switch.listen and returns the Router that moves traffic with it, nginx
+// (edge) pointing at the switch.
+func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (controller.Router, error) {
+	cfg := m.Config
+	proxies, err := trafficswitch.ParseTrustedProxies(cfg.Traffic.TrustedProxies)
+	if err != nil {
+		return nil, cfg.FieldErrorf("traffic.trusted_proxies", "%w", err)
+	}
+	m.traffic, err = trafficswitch.New(trafficswitch.Options{
+		Logger:         m.Logger,
+		Registerer:     m.metrics.Registry(),
+		TrustedProxies: proxies,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("traffic switch: %w", err)
+	}
+	m.trafficControl = trafficswitch.NewControl(m.traffic)
+	upstreams, err := listenSwitch(ctx, cfg, m.traffic)
+	if err != nil {
+		return nil, err
+	}
+	r, err := trafficswitch.NewRouter(trafficswitch.RouterOptions{
+		Switch: m.traffic, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("traffic switch: %w", err)
+	}
+	return r, nil
+}
+
+// listenSwitch binds every service's switch.listen and returns, per
+// service, the address nginx reaches it at. A failed bind (a port in use)
+// is an error naming the service's field.
+func listenSwitch(ctx context.Context, cfg *config.Config, sw *trafficswitch.Switch) (map[string]string, error) {
+	upstreams := make(map[string]string, len(cfg.Services))
+	for _, spec := range cfg.ServiceSpecs() {
+		svc := cfg.Services[spec.Name]
+		if err := sw.Listen(ctx, spec.Name, svc.Switch.Listen); err != nil {
+			return nil, cfg.FieldErrorf(config.SwitchListenPath(spec.Name), "%w", err)
+		}
+		upstreams[spec.Name] = svc.SwitchUpstream()
+	}
+	return upstreams, nil
 }
 
 // exitFeed is Docker's event stream when the reconciler is to follow
@@ -273,8 +332,11 @@ func (m *Main) Controller() *controller.Controller { return m.ctrl }
 func (m *Main) ServeErr() <-chan error { return m.serveErr }
 
 // Close shuts down in order: stop taking requests, stop the scheduled jobs,
-// let running deployments reach a safe point, deliver queued notifications
-// (briefly; the store keeps the rest), then close Docker and the store.
+// let running deployments reach a safe point, close the traffic switch
+// (its held and in-flight requests finish, within ctx; after the
+// controller, so a deploy's drain is never cut by it), deliver queued
+// notifications (briefly; the store keeps the rest), then close Docker and
+// the store.
 func (m *Main) Close(ctx context.Context) error {
 	var errs []error
 	if m.server != nil {
@@ -292,6 +354,11 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.ctrl != nil {
 		if err := m.ctrl.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop deployments: %w", err))
+		}
+	}
+	if m.traffic != nil {
+		if err := m.traffic.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close traffic switch: %w", err))
 		}
 	}
 	if m.notifier != nil {

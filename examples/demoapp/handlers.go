@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 )
 
 // maxBody bounds what POST / reads; the body only exists so load tests can
 // send writes through nginx.
 const maxBody = 1 << 20
+
+// maxSleep bounds GET /sleep, so a typo cannot hold a connection forever.
+const maxSleep = 60 * time.Second
 
 // rootResponse tells a caller which deployment answered, so a test can see
 // traffic move from one color to the other.
@@ -30,6 +34,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", a.root)
 	mux.HandleFunc("POST /{$}", a.root)
 	mux.HandleFunc("GET /health", a.health)
+	mux.HandleFunc("GET /sleep", a.sleep)
 	return mux
 }
 
@@ -53,6 +58,25 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 		Hostname: a.hostname,
 		Method:   r.Method,
 	})
+}
+
+// sleep answers like GET / after ms milliseconds (at most maxSleep): a
+// long request, to show it finishes on the color that started it after
+// traffic has moved.
+func (a *app) sleep(w http.ResponseWriter, r *http.Request) {
+	ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+	if err != nil || ms < 0 || time.Duration(ms)*time.Millisecond > maxSleep {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "ms must be 0 to " + strconv.Itoa(int(maxSleep.Milliseconds()))})
+		return
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		return
+	}
+	a.root(w, r)
 }
 
 func (a *app) health(w http.ResponseWriter, r *http.Request) {

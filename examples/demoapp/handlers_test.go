@@ -153,3 +153,33 @@ func TestHealth_SlowGivesUpWhenTheClientDoes(t *testing.T) {
 		t.Fatal("slow health handler still running 5s after its client left")
 	}
 }
+
+func TestSleep_AnswersAfterTheDelay(t *testing.T) {
+	h := newTestApp(nil)
+	start := time.Now()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/sleep?ms=50", nil))
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Fatalf("answered after %s, want at least 50ms", took)
+	}
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status = %d, want %d", rec.Code, http.StatusOK)
+	}
+	var got rootResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("body %q: %v", rec.Body, err)
+	}
+	if got.Version != "v7" || got.Color != "blue" {
+		t.Fatalf("body = %+v, want version v7 color blue", got)
+	}
+}
+
+func TestSleep_BadDurationIs400(t *testing.T) {
+	for _, q := range []string{"", "?ms=x", "?ms=-1", "?ms=60001"} {
+		rec := httptest.NewRecorder()
+		newTestApp(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/sleep"+q, nil))
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("GET /sleep%s: status = %d, want %d", q, rec.Code, http.StatusBadRequest)
+		}
+	}
+}

@@ -25,13 +25,13 @@ type Config struct {
 	Auth            Auth               `yaml:"auth"`
 	Docker          Docker             `yaml:"docker"`
 	Nginx           Nginx              `yaml:"nginx"`
+	Traffic         Traffic            `yaml:"traffic"`
 	Web             Web                `yaml:"web"`
 	Services        map[string]Service `yaml:"services"`
 	Watch           Watch              `yaml:"watch"`
 	Reconcile       Reconcile          `yaml:"reconcile"`
 	Retention       Retention          `yaml:"retention"`
 	Metrics         Metrics            `yaml:"metrics"`
-	Traffic         Traffic            `yaml:"traffic"`
 	Notify          []NotifyTarget     `yaml:"notify,omitempty"`
 
 	// origins maps a field path to where its value came from
@@ -82,11 +82,6 @@ type Docker struct {
 	// Host is a Docker host URL; empty means DOCKER_HOST, else the local
 	// socket.
 	Host string `yaml:"host,omitempty"`
-}
-
-// Traffic is deployd's request-level switch.
-type Traffic struct {
-	Pause TrafficPause `yaml:"pause"`
 }
 
 // TrafficPause bounds every pause (POST /api/v1/services/{name}/pause):
@@ -205,6 +200,9 @@ type Service struct {
 	BakeMinRequests  int       `yaml:"bake_min_requests"`
 	// AutoRollback lets the watchdog roll back to a healthy standby.
 	AutoRollback bool `yaml:"auto_rollback,omitempty"`
+	// Switch is where the traffic switch serves the service in
+	// traffic.mode switch.
+	Switch ServiceSwitch `yaml:"switch,omitempty"`
 }
 
 // Health is how a replica is judged healthy.
@@ -254,10 +252,11 @@ func Default() *Config {
 		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MinRequests: defaultMinRequests},
 		Reconcile:       Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention:       Retention{Images: 5, Interval: time.Hour},
-		Traffic: Traffic{Pause: TrafficPause{
-			MaxHold: controller.DefaultPauseMaxHold,
-			MaxHeld: controller.DefaultPauseMaxHeld,
-		}},
+		Traffic: Traffic{
+			Mode:           TrafficModeReload,
+			TrustedProxies: []string{"127.0.0.1", "::1"},
+			Pause:          TrafficPause{MaxHold: controller.DefaultPauseMaxHold, MaxHeld: controller.DefaultPauseMaxHeld},
+		},
 		Nginx: Nginx{
 			Mode:                 NginxModeExec,
 			UpstreamDir:          "./run/nginx/upstreams",

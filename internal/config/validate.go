@@ -26,7 +26,11 @@ type fieldError struct {
 	Origin string
 	Path   string
 	Msg    string
+	// cause is the error Msg describes, when there is one (a failed bind).
+	cause error
 }
+
+func (e *fieldError) Unwrap() error { return e.cause }
 
 func (e *fieldError) Error() string {
 	var b strings.Builder
@@ -120,8 +124,8 @@ func (c *Config) Validate() error {
 	}
 	c.validateDocker(v)
 	c.validateNginx(v)
-	c.validateJobs(v)
 	c.validateTraffic(v)
+	c.validateJobs(v)
 	c.validateNotify(v)
 
 	if len(c.Services) == 0 {
@@ -219,7 +223,7 @@ func (c *Config) validateJobs(v *validator) {
 	v.positive("retention.interval", c.Retention.Interval)
 }
 
-func (c *Config) validateTraffic(v *validator) {
+func (c *Config) validatePause(v *validator) {
 	v.positive("traffic.pause.max_hold", c.Traffic.Pause.MaxHold)
 	if n := c.Traffic.Pause.MaxHeld; n < 1 || n > maxPauseHeld {
 		v.addf("traffic.pause.max_held", "must be between 1 and %d, got %d", maxPauseHeld, n)

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/deployd/deployd/internal/config"
@@ -24,4 +26,19 @@ func DaemonConfig(dataDir string, ng *Nginx, service, repository string, tokens 
 		HealthyThreshold: 2, StartTimeout: 20 * time.Second}
 	c.Services = map[string]config.Service{service: svc}
 	return c
+}
+
+// UseTrafficSwitch puts c in traffic.mode switch, each service's switch
+// on a free loopback port (nginx reaches it there too).
+func UseTrafficSwitch(c *config.Config) error {
+	c.Traffic.Mode = config.TrafficModeSwitch
+	for name, svc := range c.Services {
+		port, err := FreePort()
+		if err != nil {
+			return err
+		}
+		svc.Switch = config.ServiceSwitch{Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		c.Services[name] = svc
+	}
+	return nil
 }

@@ -64,9 +64,14 @@ func startLoad(e *env) func() loadResult {
 
 func TestDeploy_V1ThenV2MovesTrafficAndRollbackReturnsIt(t *testing.T) {
 	t.Parallel()
+	eachTrafficMode(t, testDeployV1ThenV2MovesTrafficAndRollbackReturnsIt)
+}
+
+func testDeployV1ThenV2MovesTrafficAndRollbackReturnsIt(t *testing.T, mode string) {
 	e := newEnv(t, "v1", "v2")
 	cfg := defaultSvc()
 	cfg.Replicas = 2
+	cfg.Traffic = mode
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
 
 	v1 := d.mustSucceed("v1")
@@ -150,9 +155,14 @@ func assertUntouched(e *env, v1 api.Deployment, upstream []byte, dep string) {
 
 func TestDeploy_FailingHealthLeavesActiveColor(t *testing.T) {
 	t.Parallel()
+	eachTrafficMode(t, testDeployFailingHealthLeavesActiveColor)
+}
+
+func testDeployFailingHealthLeavesActiveColor(t *testing.T, mode string) {
 	e := newEnv(t, "v1", "v2-fail")
 	cfg := defaultSvc()
 	cfg.StartTimeout = 3 * time.Second
+	cfg.Traffic = mode
 	d, v1, upstream := activeV1(e, cfg)
 
 	dep := d.waitDeployment(d.deploy("v2-fail").ID)

@@ -70,7 +70,7 @@ func (e *env) upstreamServers() ([]string, error) {
 }
 
 // upstreamMatches reports nil when the upstream file names exactly the
-// running containers cs.
+// running containers cs (in switch mode: the switch, and cs run).
 func (e *env) upstreamMatches(cs []ctr) error {
 	got, err := e.upstreamServers()
 	if err != nil {
@@ -81,7 +81,9 @@ func (e *env) upstreamMatches(cs []ctr) error {
 		if c.State != "running" || c.Address == "" {
 			return fmt.Errorf("container %s is %s (address %q), want running", c.Name, c.State, c.Address)
 		}
-		want[c.Address] = true
+	}
+	for _, a := range e.wantUpstream(cs) {
+		want[a] = true
 	}
 	if len(got) != len(want) {
 		return fmt.Errorf("upstream servers = %v, want the %d of %v", got, len(want), cs)
@@ -497,10 +499,17 @@ next:
 
 func TestFault_UpstreamEditedByHandIsRepaired(t *testing.T) {
 	t.Parallel()
+	eachTrafficMode(t, testFaultUpstreamEditedByHandIsRepaired)
+}
+
+// In switch mode the repair points nginx at the switch again (one
+// reload); the switch's targets were never wrong.
+func testFaultUpstreamEditedByHandIsRepaired(t *testing.T, mode string) {
 	e := newEnv(t, "v1")
 	rcv, url := startReceiver(t)
 	e.notifyURL = url
 	cfg := defaultSvc()
+	cfg.Traffic = mode
 	cfg.ReconcileInterval = 500 * time.Millisecond
 	cfg.Notify = true
 	cfgPath := e.writeConfig("deployd.yml", cfg)

@@ -126,6 +126,24 @@ type svcConfig struct {
 	// Notify2 adds a second webhook target, e2e-second, whose URL the
 	// daemon reads from notifyURL2Env (see env.notifyURL2).
 	Notify2 bool
+	// Traffic is traffic.mode; "" keeps the default (reload). In switch
+	// mode the service's switch listens on a free loopback port.
+	Traffic string
+}
+
+// trafficModes are the traffic modes the core behaviours run in.
+var trafficModes = []string{config.TrafficModeReload, config.TrafficModeSwitch}
+
+// eachTrafficMode runs fn as a parallel subtest per traffic mode, named
+// after it.
+func eachTrafficMode(t *testing.T, fn func(t *testing.T, mode string)) {
+	t.Helper()
+	for _, mode := range trafficModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			fn(t, mode)
+		})
+	}
 }
 
 func defaultSvc() svcConfig {
@@ -151,6 +169,12 @@ type env struct {
 	notifySecret string
 	// notifyURL2 is the second target of configs with Notify2 set.
 	notifyURL2 string
+	// switchMode is set while the latest config written is in
+	// traffic.mode switch; switchAddr is where the switch serves the
+	// service (and nginx's upstream points), the same for every config of
+	// the env.
+	switchMode bool
+	switchAddr string
 }
 
 // newEnv prepares a test's world and builds the images it names. Cleanups
@@ -220,6 +244,18 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 		svc.PreDeploy = config.PreDeploy{Command: s.PreDeploy, Timeout: 30 * time.Second}
 	}
 	c.Services[e.svc] = svc
+	e.switchMode = s.Traffic == config.TrafficModeSwitch
+	if e.switchMode {
+		if err := lab.UseTrafficSwitch(c); err != nil {
+			e.t.Fatalf("switch mode: %v", err)
+		}
+		if e.switchAddr == "" {
+			e.switchAddr = c.Services[e.svc].Switch.Listen
+		}
+		svc := c.Services[e.svc]
+		svc.Switch.Listen = e.switchAddr
+		c.Services[e.svc] = svc
+	}
 	c.Docker.Host = s.DockerHost
 	if s.WatchInterval > 0 {
 		c.Watch = config.Watch{Interval: s.WatchInterval, UnhealthyThreshold: max(s.UnhealthyThreshold, 1)}
@@ -674,7 +710,8 @@ func (e *env) assertRunning(color string, n int, dep string) []ctr {
 }
 
 // assertUpstreamIs checks the upstream file names exactly the addresses
-// of cs.
+// of cs (in switch mode: the switch, which the caller checks serves cs
+// with assertServes).
 func (e *env) assertUpstreamIs(cs []ctr) {
 	e.t.Helper()
 	up := string(e.upstream())
@@ -685,15 +722,25 @@ func (e *env) assertUpstreamIs(cs []ctr) {
 			got = append(got, strings.TrimSuffix(f[1], ";"))
 		}
 	}
-	var want []string
-	for _, c := range cs {
-		want = append(want, c.Address)
-	}
+	want := e.wantUpstream(cs)
 	sort.Strings(got)
 	sort.Strings(want)
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		e.t.Fatalf("upstream servers = %v, want %v; file:\n%s", got, want, up)
 	}
+}
+
+// wantUpstream is what the upstream file should name when cs serve: their
+// addresses in reload mode, the traffic switch in switch mode.
+func (e *env) wantUpstream(cs []ctr) []string {
+	if e.switchMode {
+		return []string{e.switchAddr}
+	}
+	var want []string
+	for _, c := range cs {
+		want = append(want, c.Address)
+	}
+	return want
 }
 
 // nginxWorkers returns the PIDs of the nginx master's children, read from

@@ -1,0 +1,179 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Traffic modes: how a deploy moves traffic.
+const (
+	// TrafficModeReload rewrites the service's nginx upstream and reloads
+	// nginx at every switch.
+	TrafficModeReload = "reload"
+	// TrafficModeSwitch points nginx's upstream at deployd's traffic
+	// switch once; a switch changes the switch's targets, never nginx.
+	TrafficModeSwitch = "switch"
+)
+
+// Traffic chooses how traffic moves at a deploy or a rollback.
+type Traffic struct {
+	Mode string `yaml:"mode"`
+	// TrustedProxies are the addresses or CIDR prefixes (nginx) whose
+	// X-Forwarded-* headers the switch passes on; from anyone else they
+	// are replaced by what the connection says.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Pause bounds the pauses of switch mode.
+	Pause TrafficPause `yaml:"pause"`
+}
+
+// ServiceSwitch is where the traffic switch serves one service.
+type ServiceSwitch struct {
+	// Listen is the address the switch listens on for the service,
+	// host:port with an IP address (or no host: every interface).
+	Listen string `yaml:"listen,omitempty"`
+	// Upstream is the address nginx reaches the switch at, written into
+	// the service's upstream file; empty means Listen. In nginx docker
+	// mode it is deployd's name on the service's network, e.g.
+	// deployd:7501.
+	Upstream string `yaml:"upstream,omitempty"`
+}
+
+// SwitchMode reports whether traffic moves through the traffic switch.
+func (c *Config) SwitchMode() bool { return c.Traffic.Mode == TrafficModeSwitch }
+
+// SwitchUpstream is the address nginx reaches the switch at for the
+// service: switch.upstream, else switch.listen.
+func (s Service) SwitchUpstream() string {
+	if s.Switch.Upstream != "" {
+		return s.Switch.Upstream
+	}
+	return s.Switch.Listen
+}
+
+// FieldErrorf returns an error naming the field at path and where its
+// value came from ("deployd.yml:40: services.web.switch.listen: ..."),
+// for problems found after validation, such as a port already in use.
+// Like fmt.Errorf, a %w verb wraps its operand.
+func (c *Config) FieldErrorf(path, format string, args ...any) error {
+	v := &validator{origins: c.origins}
+	err := fmt.Errorf(format, args...)
+	return &fieldError{Origin: v.origin(path), Path: path, Msg: err.Error(), cause: errors.Unwrap(err)}
+}
+
+// SwitchListenPath is the field path of a service's switch.listen.
+func SwitchListenPath(service string) string { return joinKey("services", service) + ".switch.listen" }
+
+func (c *Config) validateTraffic(v *validator) {
+	v.oneOf("traffic.mode", c.Traffic.Mode, TrafficModeReload, TrafficModeSwitch)
+	c.validatePause(v)
+	for i, p := range c.Traffic.TrustedProxies {
+		if !validProxy(p) {
+			v.addf(fmt.Sprintf("traffic.trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix, got %q", p)
+		}
+	}
+	// A listen address taken twice fails at the second bind; say so here,
+	// naming both fields.
+	apiHost, apiPort, _ := net.SplitHostPort(c.Listen)
+	type taken struct{ host, port, path string }
+	seen := []taken{{apiHost, apiPort, "listen"}}
+	for _, name := range c.serviceNames() {
+		sw := c.Services[name].Switch
+		p := joinKey("services", name) + ".switch"
+		if sw.Listen == "" {
+			if c.SwitchMode() {
+				v.addf(p+".listen", "is required with traffic.mode switch (host:port the switch serves %s on)", name)
+			}
+			if sw.Upstream != "" {
+				v.addf(p+".upstream", "needs switch.listen")
+			}
+			continue
+		}
+		host, port, ok := validSwitchListen(v, p+".listen", sw.Listen)
+		if ok {
+			for _, t := range seen {
+				if t.port == port && (t.host == host || unspecified(t.host) || unspecified(host)) && t.port != "0" {
+					v.addf(p+".listen", "%s is already taken by %s", sw.Listen, t.path)
+					ok = false
+					break
+				}
+			}
+		}
+		if ok {
+			seen = append(seen, taken{host, port, p + ".listen"})
+		}
+		if sw.Upstream != "" {
+			validSwitchUpstream(v, p+".upstream", sw.Upstream)
+		} else if ok && unspecified(host) {
+			v.addf(p+".upstream", "is required when switch.listen %q listens on every interface: nginx needs an address to connect to", sw.Listen)
+		}
+	}
+}
+
+// validSwitchListen checks host:port with an IP literal or no host and a
+// port from 1: the address is fixed, since nginx's upstream names it.
+func validSwitchListen(v *validator, path, addr string) (host, port string, ok bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.addf(path, "must be host:port, got %q", addr)
+		return "", "", false
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		v.addf(path, "port must be 1 to 65535, got %q", port)
+		return "", "", false
+	}
+	if host != "" {
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			v.addf(path, "host must be an IP address (or empty for every interface), got %q", host)
+			return "", "", false
+		}
+		host = a.Unmap().String()
+	}
+	return host, port, true
+}
+
+// validSwitchUpstream checks host:port where host may be a name nginx
+// resolves (deployd on a Docker network).
+func validSwitchUpstream(v *validator, path, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.addf(path, "must be host:port, got %q", addr)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		v.addf(path, "port must be 1 to 65535, got %q", port)
+		return
+	}
+	if host == "" || (net.ParseIP(host) == nil && !validHostname(host)) {
+		v.addf(path, "invalid host %q", host)
+		return
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.IsUnspecified() {
+		v.addf(path, "must be an address nginx can connect to, got %q", addr)
+	}
+}
+
+// validProxy accepts what trafficswitch.ParseTrustedProxies does: an IP
+// address or a CIDR prefix. (config cannot import trafficswitch: the
+// switch's tests use lab, which uses config.)
+func validProxy(s string) bool {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		_, err := netip.ParsePrefix(s)
+		return err == nil
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsUnspecified()
+}

@@ -1,0 +1,258 @@
+package trafficswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// Router implements controller.Router with the Switch: nginx (the edge)
+// keeps one upstream per service that points at the switch's address, and
+// a deploy or a rollback only changes the switch's target set, so nginx is
+// never reloaded to move traffic.
+//
+// The edge is another controller.Router, nginxconf's: the Router asks it
+// to point the service's upstream at the switch (a reload, once) whenever
+// that upstream is not already so, and otherwise leaves it alone.
+type Router struct {
+	sw        *Switch
+	edge      controller.Router
+	upstreams map[string]string
+	log       logrus.FieldLogger
+}
+
+var _ controller.Router = (*Router)(nil)
+
+// edgeColor is the color the edge is told: its upstream points at the
+// switch, never at a color.
+const edgeColor = controller.NoColor
+
+// RouterOptions configure a Router.
+type RouterOptions struct {
+	Switch *Switch
+	// Edge writes and reloads nginx's upstream files (nginxconf.Router).
+	Edge controller.Router
+	// Upstreams maps each service to the address nginx reaches the
+	// switch at ("127.0.0.1:7501" in exec mode, "deployd:7501" on the
+	// service's network in docker mode). Every service the controller
+	// routes must have one.
+	Upstreams map[string]string
+	// Logger gets warnings about the edge; nil discards them.
+	Logger logrus.FieldLogger
+}
+
+// NewRouter returns a Router. It fails when a field is missing or an
+// upstream address is not host:port.
+func NewRouter(o RouterOptions) (*Router, error) {
+	if o.Switch == nil || o.Edge == nil {
+		return nil, fmt.Errorf("%w: traffic switch router needs a Switch and an edge router", ErrInvalid)
+	}
+	ups := make(map[string]string, len(o.Upstreams))
+	for service, addr := range o.Upstreams {
+		if err := validTargetAddr(addr); err != nil {
+			return nil, fmt.Errorf("upstream of %s: %w", service, err)
+		}
+		ups[service] = addr
+	}
+	log := o.Logger
+	if log == nil {
+		log = o.Switch.log
+	}
+	return &Router{sw: o.Switch, edge: o.Edge, upstreams: ups, log: log}, nil
+}
+
+func (r *Router) upstream(service string) ([]string, error) {
+	addr, ok := r.upstreams[service]
+	if !ok {
+		return nil, fmt.Errorf("service %q has no traffic switch address: %w", service, ErrNotFound)
+	}
+	return []string{addr}, nil
+}
+
+// EnsurePlaceholder points the service's nginx upstream at the switch
+// (a reload only when it pointed elsewhere, for example on the first start
+// in switch mode), and leaves the switch answering 503 until the first
+// Switch. When nginx is not running (it may start after deployd, reading
+// the upstream directory as it starts), the edge's own placeholder is
+// written instead so nginx can start, and the reconciler points the
+// upstream at the switch once nginx answers.
+func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
+	if _, err := r.sw.serviceFor(service, true); err != nil {
+		return err
+	}
+	err := r.ensureEdge(ctx, service)
+	if errors.Is(err, controller.ErrUnavailable) {
+		r.log.WithField("service", service).WithError(err).
+			Warn("nginx unavailable: its upstream will point at the traffic switch once it answers")
+		return r.edge.EnsurePlaceholder(ctx, service)
+	}
+	return err
+}
+
+// ensureEdge asks the edge to point the service's upstream at the switch
+// unless it does already; the edge reloads nginx only then.
+func (r *Router) ensureEdge(ctx context.Context, service string) error {
+	up, err := r.upstream(service)
+	if err != nil {
+		return err
+	}
+	ok, err := r.edge.InSync(ctx, service, edgeColor, up)
+	if err != nil {
+		return fmt.Errorf("compare nginx upstream of %s: %w", service, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := r.edge.Switch(ctx, service, edgeColor, up); err != nil {
+		return fmt.Errorf("point nginx upstream of %s at the traffic switch %s: %w", service, up[0], err)
+	}
+	r.log.WithFields(logrus.Fields{"service": service, "addr": up[0]}).Info("nginx upstream points at the traffic switch")
+	return nil
+}
+
+// Switch makes addrs of color the service's target set, in one atomic
+// step; no color and no addresses leave the switch answering 503. First it
+// re-asserts nginx's upstream when it no longer points at the switch (a
+// hand edit): if that fails the targets are untouched and the error is
+// returned, except when nginx is unavailable, which is logged and left
+// to the reconciler, since nginx then carries no traffic to redirect.
+func (r *Router) Switch(ctx context.Context, service string, color controller.Color, addrs []string) error {
+	if color == controller.NoColor && len(addrs) > 0 {
+		return fmt.Errorf("%w: switch %s: addresses without a color", ErrInvalid, service)
+	}
+	if err := r.ensureEdge(ctx, service); err != nil {
+		if !errors.Is(err, controller.ErrUnavailable) {
+			return err
+		}
+		r.log.WithField("service", service).WithError(err).Warn("nginx unavailable; switching the targets only")
+	}
+	if color == controller.NoColor {
+		return r.clear(service)
+	}
+	if err := r.sw.SetTargets(service, string(color), r.ordered(service, color, addrs)); err != nil {
+		return fmt.Errorf("switch %s to %s: %w", service, color, err)
+	}
+	return nil
+}
+
+// ordered returns addrs in the order of the color's active set when they
+// are the same addresses, so that a reordered list (Docker lists
+// containers in no fixed order) does not start a new target set, whose
+// error window would restart.
+func (r *Router) ordered(service string, color controller.Color, addrs []string) []string {
+	cur, ok := r.active(service)
+	if ok && cur.Color == string(color) && sameSet(cur.Addrs, addrs) {
+		return cur.Addrs
+	}
+	return addrs
+}
+
+// clear leaves the service with an empty target set: every request gets
+// a 503, as before the first deploy.
+func (r *Router) clear(service string) error {
+	cur, ok := r.active(service)
+	if !ok || len(cur.Addrs) == 0 {
+		return nil
+	}
+	if err := r.sw.SetTargets(service, cur.Color, nil); err != nil {
+		return fmt.Errorf("clear targets of %s: %w", service, err)
+	}
+	return nil
+}
+
+// active returns the service's active color and its addresses; false
+// before any target set.
+func (r *Router) active(service string) (ColorStatus, bool) {
+	st, err := r.sw.Status(service)
+	if err != nil || st.Active == "" {
+		return ColorStatus{}, false
+	}
+	for _, c := range st.Colors {
+		if c.Active {
+			return c, true
+		}
+	}
+	return ColorStatus{}, false
+}
+
+// InSync reports whether nginx's upstream points at the switch and the
+// switch's active target set is addrs of color (in any order). No color
+// and no addresses are in sync when the switch has no target to send to.
+func (r *Router) InSync(ctx context.Context, service string, color controller.Color, addrs []string) (bool, error) {
+	up, err := r.upstream(service)
+	if err != nil {
+		return false, err
+	}
+	ok, err := r.edge.InSync(ctx, service, edgeColor, up)
+	if err != nil || !ok {
+		return false, err
+	}
+	cur, active := r.active(service)
+	if color == controller.NoColor {
+		return len(addrs) == 0 && (!active || len(cur.Addrs) == 0), nil
+	}
+	return active && cur.Color == string(color) && sameSet(cur.Addrs, addrs), nil
+}
+
+// Drain waits until the color has no request in flight, or timeout; its
+// WebSockets are closed at the timeout. The message says what it waited
+// for and how long. It returns ctx's error when ctx ends first, and an
+// error when the color is (again) the active one.
+func (r *Router) Drain(ctx context.Context, service string, color controller.Color, timeout time.Duration) (string, error) {
+	res, err := r.sw.Drain(ctx, service, string(color), timeout)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Sprintf("nothing in flight on %s", color), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return drainMessage(color, timeout, res), nil
+}
+
+func drainMessage(color controller.Color, timeout time.Duration, res DrainResult) string {
+	msg := fmt.Sprintf("waited for %d request(s) and %d WebSocket(s) on %s", res.Waited, res.Upgraded, color)
+	if !res.TimedOut {
+		return fmt.Sprintf("%s for %s", msg, res.Took.Round(time.Millisecond))
+	}
+	msg = fmt.Sprintf("%s; timed out after %s with %d still running", msg, timeout, res.Remaining)
+	if res.ForcedClosed > 0 {
+		msg += fmt.Sprintf(", closed %d WebSocket(s)", res.ForcedClosed)
+	}
+	return msg
+}
+
+// Check runs the edge's check (nginx's config test, its master running)
+// and checks that the switch listens for every service.
+func (r *Router) Check(ctx context.Context) error {
+	if err := r.edge.Check(ctx); err != nil {
+		return err
+	}
+	services := make([]string, 0, len(r.upstreams))
+	for s := range r.upstreams {
+		services = append(services, s)
+	}
+	sort.Strings(services)
+	for _, s := range services {
+		if r.sw.Addr(s) == nil {
+			return fmt.Errorf("traffic switch not listening for %s: %w", s, controller.ErrUnavailable)
+		}
+	}
+	return nil
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
