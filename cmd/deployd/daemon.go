@@ -193,7 +193,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Retention: cfg.RetentionSpec(),
 		Pause:     cfg.PauseLimits(),
 		// Set by startSwitch in switch mode; nil in reload mode, where
-		// pause and maintenance answer 409.
+		// pause and maintenance answer 409 and the traffic rules are off.
 		TrafficControl: m.trafficControl,
 		TrafficReader:  m.trafficReader,
 	})
@@ -256,6 +256,7 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 		return nil, fmt.Errorf("traffic switch: %w", err)
 	}
 	m.trafficControl = trafficswitch.NewControl(m.traffic)
+	m.trafficReader = trafficswitch.NewTrafficReader(m.traffic)
 	upstreams, err := listenSwitch(ctx, cfg, m.traffic)
 	if err != nil {
 		return nil, err

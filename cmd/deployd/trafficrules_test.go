@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -8,6 +9,8 @@ import (
 
 	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/metrics"
+	"github.com/deployd/deployd/pkg/trafficswitch"
 )
 
 type countingTraffic struct{}
@@ -42,5 +45,36 @@ func TestWarnTrafficRulesOff_WarnsOncePerRuleWithoutAReader(t *testing.T) {
 	warnTrafficRulesOff(log, cfg, countingTraffic{})
 	if n := len(hook.AllEntries()); n != 0 {
 		t.Errorf("%d log entries with a reader, want none", n)
+	}
+}
+
+// edgeStub is a Router nobody calls: startSwitch only hands it on.
+type edgeStub struct{ controller.Router }
+
+func TestStartSwitch_GivesTheTrafficRulesTheSwitchsWindows(t *testing.T) {
+	cfg := switchConfig(t, freeAddr(t))
+	cfg.Watch.MaxErrorRate = 0.05
+	log, hook := logtest.NewNullLogger()
+	m := &Main{Config: cfg, Logger: log, metrics: metrics.New()}
+	if _, err := m.startSwitch(context.Background(), edgeStub{}); err != nil {
+		t.Fatalf("startSwitch: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.traffic.Close(ctx); err != nil {
+			t.Errorf("close switch: %v", err)
+		}
+	})
+
+	if m.trafficReader == nil {
+		t.Fatal("no TrafficReader in switch mode: the traffic rules would be off")
+	}
+	if got, want := m.trafficReader.Span(), trafficswitch.DefaultErrorWindow; got != want {
+		t.Errorf("Span() = %s, want the switch's window %s", got, want)
+	}
+	warnTrafficRulesOff(log, cfg, m.trafficReader)
+	if n := len(hook.AllEntries()); n != 0 {
+		t.Errorf("%d log entries in switch mode, want no warning", n)
 	}
 }
