@@ -269,7 +269,9 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	}
 	c.Docker.Host = s.DockerHost
 	if s.WatchInterval > 0 {
-		c.Watch = config.Watch{Interval: s.WatchInterval, UnhealthyThreshold: max(s.UnhealthyThreshold, 1)}
+		// Only these two: the other keys (the traffic rule's minimum)
+		// keep their defaults, which Validate requires.
+		c.Watch.Interval, c.Watch.UnhealthyThreshold = s.WatchInterval, max(s.UnhealthyThreshold, 1)
 	}
 	if s.ReconcileInterval > 0 {
 		c.Reconcile.Interval = s.ReconcileInterval
