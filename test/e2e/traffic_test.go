@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/internal/config"
+	"github.com/deployd/deployd/pkg/controller"
 	"github.com/deployd/deployd/pkg/trafficswitch"
 )
 
@@ -269,4 +271,137 @@ func TestSwitch_BadPauseAndMaintenanceInputChangesNothing(t *testing.T) {
 	if got := d.auditTrail(); !equal(got, want) {
 		t.Fatalf("audit trail = %v, want %v", got, want)
 	}
+}
+
+// getLoad counts what a light GET load through nginx got, by status and
+// answering color.
+type getLoad struct {
+	mu      sync.Mutex
+	answers map[string]int // "<status> <color>", the color from X-App-Color
+	errs    int
+	first   error
+}
+
+// startGETLoad sends GET / through nginx every interval, on one
+// keep-alive connection, until the returned function is called (or the
+// test ends); it returns the counts.
+func (e *env) startGETLoad(interval time.Duration) func() *getLoad {
+	load := &getLoad{answers: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.ng.URL+"/", nil)
+			if err != nil {
+				return
+			}
+			res, err := c.Do(req)
+			if ctx.Err() != nil {
+				return
+			}
+			load.mu.Lock()
+			if err != nil {
+				load.errs++
+				if load.first == nil {
+					load.first = err
+				}
+			} else {
+				load.answers[fmt.Sprintf("%d %s", res.StatusCode, res.Header.Get("X-App-Color"))]++
+			}
+			load.mu.Unlock()
+			if err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+		}
+	}()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		<-done
+	})
+	e.t.Cleanup(stop)
+	return func() *getLoad {
+		stop()
+		return load
+	}
+}
+
+// Bake's traffic rule on the real engine and nginx: v2-failreq passes its
+// health checks but answers every real request with a 500. Under a light
+// load through nginx the bake sees the new color's 5xx rate above
+// bake_max_error_rate and switches back: the deployment ends rolled_back
+// with the measured rate as its reason, traffic is on v1 again and a
+// rolled_back notification goes out.
+func TestSwitch_BakeTrafficRuleRollsBackWhenRealRequestsFail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "v1", "v2-failreq")
+	rcv, url := startReceiver(t)
+	e.notifyURL = url
+	cfg := defaultSvc()
+	cfg.Traffic = config.TrafficModeSwitch
+	cfg.Bake = 30 * time.Second // an upper bound: the rule decides long before
+	cfg.BakeMaxErrorRate = 0.02
+	cfg.BakeMinRequests = 10
+	cfg.WatchInterval = 200 * time.Millisecond
+	cfg.Notify = true
+	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
+	v1 := d.mustSucceed("v1")
+
+	stopLoad := e.startGETLoad(20 * time.Millisecond)
+	eventually(t, faultTimeout, "the load reaching v1", func() error {
+		if n, err := d.metricValue("deployd_switch_requests_total", `color="blue"`, `service="`+e.svc+`"`); err != nil || n < 5 {
+			return fmt.Errorf("requests on blue: %v (%v)", n, err)
+		}
+		return nil
+	})
+	dep := d.waitDeployment(d.deploy("v2-failreq").ID)
+	load := stopLoad()
+	if dep.Status != controller.StatusRolledBack {
+		t.Fatalf("deploy of v2-failreq: %s (%s), want rolled_back; steps %s", dep.Status, dep.Error, stepSummary(dep))
+	}
+	for _, want := range []string{"5xx rate ", "above max 2%"} {
+		if !strings.Contains(dep.Error, want) {
+			t.Errorf("reason %q, want the measured rate (%q)", dep.Error, want)
+		}
+	}
+	sw, bake := findStep(dep, controller.StepSwitch), findStep(dep, controller.StepBake)
+	if sw == nil || sw.Status != controller.StepSucceeded || sw.FinishedAt == nil || bake == nil || bake.FinishedAt == nil {
+		t.Fatalf("steps = %s, want a switch, then a bake that failed", stepSummary(dep))
+	}
+	if !strings.Contains(bake.Message, "traffic moved back to blue") {
+		t.Errorf("bake step message %q, want it to say traffic moved back to blue", bake.Message)
+	}
+	t.Logf("rolled back %s after the switch: %s; load %v, %d errors",
+		bake.FinishedAt.Sub(*sw.FinishedAt).Round(time.Millisecond), dep.Error, load.answers, load.errs)
+	if load.answers["500 green"] == 0 {
+		t.Errorf("load answers %v: no 500 from green, the test proves nothing", load.answers)
+	}
+	if load.errs != 0 {
+		t.Errorf("%d requests of the load failed outright (first: %v), want answers", load.errs, load.first)
+	}
+
+	e.assertServes("v1", "blue")
+	sv := d.service()
+	if sv.ActiveColor != controller.Blue || sv.ActiveDeployment == nil || sv.ActiveDeployment.ID != v1.ID {
+		t.Fatalf("service after the bake = active %s by %+v, want blue by %s", sv.ActiveColor, sv.ActiveDeployment, v1.ID)
+	}
+	eventually(t, faultTimeout, "a rolled_back notification", func() error {
+		for _, g := range rcv.ofKind(controller.NotifyRolledBack) {
+			if g.note.Deployment == dep.ID && g.note.Service == e.svc && strings.Contains(g.note.Message, "5xx rate") {
+				return nil
+			}
+		}
+		return fmt.Errorf("rolled_back notifications: %+v", rcv.ofKind(controller.NotifyRolledBack))
+	})
 }
