@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +183,85 @@ func TestSleep_BadDurationIs400(t *testing.T) {
 		if rec.Code != http.StatusBadRequest {
 			t.Errorf("GET /sleep%s: status = %d, want %d", q, rec.Code, http.StatusBadRequest)
 		}
+	}
+}
+
+// TestEvents_StreamsEachEventAsItIsSent proves the stream is flushed event
+// by event: the client reads the first event long before the last is
+// due, and every header nginx and a browser need is there.
+func TestEvents_StreamsEachEventAsItIsSent(t *testing.T) {
+	srv := httptest.NewServer(newTestApp(nil))
+	defer srv.Close()
+	start := time.Now()
+	res, err := http.Get(srv.URL + "/events?n=3&every=300")
+	if err != nil {
+		t.Fatalf("GET /events: %v", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want %d", res.StatusCode, http.StatusOK)
+	}
+	for k, want := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		if got := res.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	sc := bufio.NewScanner(res.Body)
+	var got []eventData
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var ev eventData
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("event %q: %v", data, err)
+		}
+		if len(got) == 0 {
+			if took := time.Since(start); took > 250*time.Millisecond {
+				t.Errorf("first event after %s, want it at once", took)
+			}
+		}
+		got = append(got, ev)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read stream: %v", err)
+	}
+	if took := time.Since(start); took < 600*time.Millisecond {
+		t.Errorf("3 events every 300ms took %s, want at least 600ms", took)
+	}
+	want := []eventData{{1, "v7", "blue"}, {2, "v7", "blue"}, {3, "v7", "blue"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events = %+v, want %+v", got, want)
+	}
+}
+
+func TestEvents_EndsWhenTheClientLeaves(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newTestApp(nil).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/events?n=1000&every=50", nil).WithContext(ctx))
+	}()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("events handler still running 5s after its client left")
+	}
+}
+
+func TestEvents_BadParametersAre400AndFailRequestsIs500(t *testing.T) {
+	for _, q := range []string{"", "?n=0&every=1", "?n=x&every=1", "?n=2&every=-1", "?n=2", "?n=100001&every=0", "?n=602&every=100"} {
+		rec := httptest.NewRecorder()
+		newTestApp(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events"+q, nil))
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("GET /events%s: status = %d, want %d", q, rec.Code, http.StatusBadRequest)
+		}
+	}
+	rec := httptest.NewRecorder()
+	newTestApp(func(c *config) { c.FailRequests = true }).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events?n=1&every=0", nil))
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("GET /events with FAIL_REQUESTS: status = %d, want %d", rec.Code, http.StatusInternalServerError)
 	}
 }

@@ -7,7 +7,7 @@
 // Requests already in flight on the old set finish there; every request
 // that starts after SetTargets returns goes to the new set. Drain then
 // waits until the old color has nothing in flight, closing its upgraded
-// (WebSocket) connections at the drain timeout.
+// (WebSocket) connections and its event streams at the drain timeout.
 //
 // What a request meets, in order:
 //

@@ -9,26 +9,29 @@ import (
 // DrainResult says what a Drain waited for, for the deploy step's message.
 type DrainResult struct {
 	// Waited is the requests in flight on the color when Drain began,
-	// Upgraded its upgraded (WebSocket) connections open then.
+	// Upgraded its upgraded (WebSocket) connections open then. Event
+	// streams are requests: Waited counts them.
 	Waited   int
 	Upgraded int
 	// Took is how long Drain waited.
 	Took time.Duration
 	// TimedOut is set when the timeout came first. Then ForcedClosed
-	// upgraded connections were closed, and Remaining requests were still
-	// in flight: they are left to finish (or to fail when the color's
-	// replicas stop).
-	TimedOut     bool
-	ForcedClosed int
-	Remaining    int
+	// upgraded connections and ClosedStreams event streams were closed,
+	// and Remaining other requests were still in flight: they are left to
+	// finish (or to fail when the color's replicas stop).
+	TimedOut      bool
+	ForcedClosed  int
+	ClosedStreams int
+	Remaining     int
 }
 
 // Drain waits until nothing of color is in flight on the service: no
 // request and no upgraded connection. Requests are waited for as long as
-// they run, up to timeout; upgraded connections (WebSocket, long-lived by
-// nature) are left open until the timeout and then closed. A timeout of
-// zero or less waits for nothing and closes the upgraded connections at
-// once. When Drain returns without a timeout, the color's idle pooled
+// they run, up to timeout; upgraded connections (WebSocket) and event
+// streams (text/event-stream responses), long-lived by nature, are left
+// open until the timeout and then closed, a stream with a clean end for
+// its client, which reconnects to the active color. A timeout of zero or
+// less waits for nothing and closes them at once. When Drain returns without a timeout, the color's idle pooled
 // connections are closed too, as its replicas are about to stop or idle.
 //
 // It blocks. Errors: ErrNotFound for an unknown service, ErrConflict when
@@ -80,6 +83,8 @@ func (sw *Switch) Drain(ctx context.Context, service, color string, timeout time
 	res.TimedOut = true
 	res.Remaining, _ = c.counts()
 	res.ForcedClosed = c.closeUpgraded()
+	res.ClosedStreams = c.closeStreams()
+	res.Remaining = max(res.Remaining-res.ClosedStreams, 0)
 	return res, nil
 }
 

@@ -259,3 +259,103 @@ func TestClose_ClosesUpgradedConnections(t *testing.T) {
 		t.Fatal("connection still echoes after Close")
 	}
 }
+
+// sseBackend streams "data: <name> <i>" events every 10ms until its client
+// leaves, which it reports on left.
+func sseBackend(t *testing.T, name string, left chan<- struct{}) *backend {
+	return newBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			if _, err := fmt.Fprintf(w, "data: %s %d\n\n", name, i); err != nil {
+				break
+			}
+			if err := rc.Flush(); err != nil {
+				break
+			}
+			select {
+			case <-tick.C:
+				continue
+			case <-r.Context().Done():
+			}
+			break
+		}
+		left <- struct{}{}
+	})
+}
+
+// An event stream is long-lived like a WebSocket: it runs on the old
+// color through the switch and the drain, and is closed at the drain
+// timeout, cleanly for the client, rather than left on the old color.
+func TestSSE_SurvivesTheSwitchUntilTheDrainTimeout(t *testing.T) {
+	h := newHarness(t, Options{})
+	left := make(chan struct{}, 1)
+	h.setTargets("blue", sseBackend(t, "blue", left).addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/events", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /events: %v", err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	next := func() (string, error) {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || strings.HasPrefix(line, "data: ") {
+				return strings.TrimSpace(strings.TrimPrefix(line, "data: ")), err
+			}
+		}
+	}
+	if ev, err := next(); err != nil || !strings.HasPrefix(ev, "blue ") {
+		t.Fatalf("first event: %q %v", ev, err)
+	}
+
+	h.setTargets("green", newBackend(t, "green", nil).addr())
+	const timeout = 300 * time.Millisecond
+	type drained struct {
+		res DrainResult
+		err error
+	}
+	drainDone := make(chan drained, 1)
+	go func() {
+		res, err := h.sw.Drain(context.Background(), h.service, "blue", timeout)
+		drainDone <- drained{res, err}
+	}()
+	var last string
+	for {
+		ev, err := next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("stream after %q: %v, want a clean end", last, err)
+			}
+			break
+		}
+		if !strings.HasPrefix(ev, "blue ") {
+			t.Fatalf("event %q, want the old color's", ev)
+		}
+		last = ev
+	}
+	d := <-drainDone
+	if d.err != nil {
+		t.Fatalf("Drain: %v", d.err)
+	}
+	if !d.res.TimedOut || d.res.Waited != 1 || d.res.ClosedStreams != 1 || d.res.Remaining != 0 || d.res.Took < timeout {
+		t.Errorf("Drain = %+v, want the stream waited for and closed at the %s timeout", d.res, timeout)
+	}
+	select {
+	case <-left:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the replica still streams 5s after the drain timeout")
+	}
+	xtest.Eventually(t, 2*time.Second, 5*time.Millisecond, "blue's stream released", func() error {
+		st, _ := h.sw.Status(h.service)
+		if c := colorOf(st, "blue"); c.InFlight != 0 {
+			return fmt.Errorf("blue: %+v", c)
+		}
+		return nil
+	})
+}

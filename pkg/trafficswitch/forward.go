@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -27,8 +28,9 @@ type exchange struct {
 
 	status       int // status answered to the client; statusClientGone when it left
 	upgraded     bool
-	upgradedConn io.Closer // the replica side of an upgraded connection
-	aborted      bool      // the response body broke off after the headers
+	upgradedConn io.Closer   // the replica side of an upgraded connection
+	stream       *streamBody // the response body of an event stream, nil for other answers
+	aborted      bool        // the response body broke off after the headers
 }
 
 type exchangeKey struct{}
@@ -99,9 +101,10 @@ func (ex *exchange) finish() {
 	now := time.Now()
 	ex.releaseReplica()
 	c := ex.set.color
-	if ex.upgraded {
+	if ex.upgraded || ex.stream != nil {
 		c.mu.Lock()
 		delete(c.upgraded, ex)
+		delete(c.streams, ex)
 		c.mu.Unlock()
 	}
 	c.release()
@@ -217,11 +220,19 @@ func (ex *exchange) attemptRequest(req *http.Request) *http.Request {
 }
 
 // modifyResponse is ReverseProxy's ModifyResponse: it records the status
-// and, for a 101, registers the upgraded connection with its color so
-// Drain can close it.
+// and, for a 101 or an event stream, registers the upgraded connection or
+// the stream with its color so Drain can close it.
 func modifyResponse(res *http.Response) error {
 	ex := exchangeOf(res.Request.Context())
 	ex.status = res.StatusCode
+	if isEventStream(res.Header) {
+		ex.stream = &streamBody{ReadCloser: res.Body}
+		res.Body = ex.stream
+		c := ex.set.color
+		c.mu.Lock()
+		c.streams[ex] = struct{}{}
+		c.mu.Unlock()
+	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		if conn, ok := res.Body.(io.Closer); ok {
 			c := ex.set.color
@@ -235,6 +246,40 @@ func modifyResponse(res *http.Response) error {
 		}
 	}
 	return nil
+}
+
+// isEventStream reports whether h's Content-Type is text/event-stream,
+// parameters aside, without allocating.
+func isEventStream(h http.Header) bool {
+	ct := h["Content-Type"]
+	if len(ct) == 0 {
+		return false
+	}
+	media, _, _ := strings.Cut(ct[0], ";")
+	return strings.EqualFold(strings.TrimSpace(media), "text/event-stream")
+}
+
+// streamBody is an event stream's response body from the replica. end,
+// Drain's close at its timeout, closes it under the copy in progress;
+// the copy then sees the end of the body rather than an error, so
+// ReverseProxy ends the response cleanly (the client's EventSource
+// reconnects, to the active color) instead of aborting the connection.
+type streamBody struct {
+	io.ReadCloser
+	ended atomic.Bool
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.ended.Load() {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *streamBody) end() {
+	b.ended.Store(true)
+	_ = b.ReadCloser.Close()
 }
 
 // proxyError is ReverseProxy's ErrorHandler: the forward failed before a

@@ -225,6 +225,9 @@ func drainMessage(color controller.Color, timeout time.Duration, res DrainResult
 	if res.ForcedClosed > 0 {
 		msg += fmt.Sprintf(", closed %d WebSocket(s)", res.ForcedClosed)
 	}
+	if res.ClosedStreams > 0 {
+		msg += fmt.Sprintf(", closed %d event stream(s)", res.ClosedStreams)
+	}
 	return msg
 }
 

@@ -307,6 +307,14 @@ func TestRouter_DrainTimeoutMessage(t *testing.T) {
 	}
 }
 
+func TestRouter_DrainTimeoutMessageNamesClosedEventStreams(t *testing.T) {
+	got := drainMessage(controller.Blue, 2*time.Second, DrainResult{Waited: 1, TimedOut: true, ClosedStreams: 1, Took: 2 * time.Second})
+	want := "waited for 1 request(s) and 0 WebSocket(s) on blue; timed out after 2s with 0 still running, closed 1 event stream(s)"
+	if got != want {
+		t.Fatalf("message = %q, want %q", got, want)
+	}
+}
+
 func TestRouter_CheckNeedsEdgeAndListener(t *testing.T) {
 	h := newRouterHarness(t)
 	ctx := context.Background()

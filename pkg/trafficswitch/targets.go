@@ -26,6 +26,7 @@ type colorState struct {
 	mu       sync.Mutex
 	idle     chan struct{}          // closed when busy reaches zero while someone waits
 	upgraded map[*exchange]struct{} // exchanges whose connection switched protocols
+	streams  map[*exchange]struct{} // exchanges answering an event stream
 	last     *targetSet             // the color's latest target set; guarded by service.mu
 }
 
@@ -36,6 +37,7 @@ func newColorState(sw *Switch, s *service, color string) *colorState {
 		transport: newTransport(sw.opts),
 		m:         sw.m.color(s.name, color),
 		upgraded:  make(map[*exchange]struct{}),
+		streams:   make(map[*exchange]struct{}),
 	}
 }
 
@@ -124,6 +126,21 @@ func (c *colorState) closeUpgraded() int {
 		_ = ex.upgradedConn.Close()
 	}
 	return len(conns)
+}
+
+// closeStreams ends the color's event streams (see streamBody) and
+// returns how many.
+func (c *colorState) closeStreams() int {
+	c.mu.Lock()
+	streams := make([]*exchange, 0, len(c.streams))
+	for ex := range c.streams {
+		streams = append(streams, ex)
+	}
+	c.mu.Unlock()
+	for _, ex := range streams {
+		ex.stream.end()
+	}
+	return len(streams)
 }
 
 // targetSet is one generation of a service's targets: the replicas of one

@@ -90,6 +90,9 @@ var imageArgs = map[string]map[string]string{
 	"v2-mig3":  {"APP_VERSION": "v2", "MIGRATE_EXIT": "3"},
 	// v2-crash2s turns healthy, then dies two seconds after it started.
 	"v2-crash2s": {"APP_VERSION": "v2", "CRASH_AFTER": "2s"},
+	// v2-failreq says healthy at /health and answers 500 to everything
+	// else: the app the traffic rule is for.
+	"v2-failreq": {"APP_VERSION": "v2", "FAIL_REQUESTS": "1"},
 }
 
 // svcConfig is the part of the daemon's config a test varies.
@@ -117,9 +120,13 @@ type svcConfig struct {
 	ReconcileInterval time.Duration
 	// IgnoreExits turns off the reconciler's following of container exits,
 	// leaving dead containers to the scheduled rounds.
-	IgnoreExits  bool
-	Bake         time.Duration
-	AutoRollback bool
+	IgnoreExits bool
+	Bake        time.Duration
+	// BakeMaxErrorRate and BakeMinRequests are bake's traffic rule
+	// (switch mode); 0 leaves the rule off and the default minimum.
+	BakeMaxErrorRate float64
+	BakeMinRequests  int
+	AutoRollback     bool
 	// Notify adds a signed webhook target whose URL and secret the daemon
 	// reads from notifyURLEnv and notifySecretEnv (see env.notifyURL).
 	Notify bool
@@ -234,6 +241,10 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	svc := c.Services[e.svc]
 	svc.Replicas, svc.Health.StartTimeout, svc.Drain = s.Replicas, s.StartTimeout, s.Drain
 	svc.AllowedRefs, svc.RepositoryURL, svc.Bake, svc.AutoRollback = s.AllowedRefs, s.RepositoryURL, s.Bake, s.AutoRollback
+	svc.BakeMaxErrorRate = config.ErrorRate(s.BakeMaxErrorRate)
+	if s.BakeMinRequests > 0 {
+		svc.BakeMinRequests = s.BakeMinRequests
+	}
 	if s.Restart != "" {
 		svc.Restart = s.Restart
 	}
