@@ -359,3 +359,27 @@ func TestSSE_SurvivesTheSwitchUntilTheDrainTimeout(t *testing.T) {
 		return nil
 	})
 }
+
+func TestClose_EndsOpenEventStreamsAtOnce(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.setTargets("blue", sseBackend(t, "blue", make(chan struct{}, 1)).addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/events", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /events: %v", err)
+	}
+	defer res.Body.Close()
+	if _, err := bufio.NewReader(res.Body).ReadString('\n'); err != nil {
+		t.Fatalf("first line: %v", err)
+	}
+
+	start := time.Now()
+	if err := h.sw.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close took %s with an event stream open, want it ended at once", took)
+	}
+}

@@ -349,7 +349,7 @@ func (sw *Switch) Window(service, color string) (requests, errors5xx int) {
 }
 
 // Close stops the listeners, releases held requests with a 503, closes
-// upgraded connections and waits until the in-flight requests finish or
+// upgraded connections and event streams and waits until the in-flight requests finish or
 // ctx ends; then it closes the idle pools. It returns ctx's error when
 // requests were still running, and is safe to call more than once.
 func (sw *Switch) Close(ctx context.Context) error {
@@ -374,9 +374,11 @@ func (sw *Switch) Close(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		// Hijacked connections are not the server's any more: Shutdown
-		// would neither close nor wait for them.
+		// would neither close nor wait for them. Event streams never end
+		// by themselves: Shutdown would wait for them until ctx ends.
 		for _, c := range colors {
 			c.closeUpgraded()
+			c.closeStreams()
 		}
 		if srv != nil {
 			if err := srv.Shutdown(ctx); err != nil {
