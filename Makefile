@@ -16,7 +16,8 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The zero-downtime benchmark (real Docker engine and nginx): deployd's
-# blue-green switch against recreate and a bare nginx reload, under load.
+# blue-green switch in both traffic modes (reload, switch) against recreate
+# and a bare nginx reload, under a mixed and an all-POST load.
 # Writes bench/results/<name>.json and .svg.
 BENCH_DATE ?= $(shell date -u +%Y-%m-%d)
 bench:

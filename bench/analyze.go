@@ -20,6 +20,8 @@ type result struct {
 	Options    options          `json:"options"`
 	Machine    machine          `json:"machine"`
 	Strategies []strategyResult `json:"strategies"`
+	// Goals are issue 12's goals for the switch, per load, as measured.
+	Goals []goal `json:"goals,omitempty"`
 }
 
 // failures counts failed requests by method and kind.
@@ -40,7 +42,11 @@ type dist struct {
 }
 
 type strategyResult struct {
-	Name        string        `json:"name"`
+	Name string `json:"name"`
+	Load string `json:"load"`
+	// LoadAvg is the machine's 1-minute load average at the phase's start
+	// and end.
+	LoadAvg     [2]float64    `json:"load_avg_1m"`
 	DurationSec float64       `json:"duration_s"`
 	Requests    int           `json:"requests"`
 	RPS         float64       `json:"rps"`
@@ -66,15 +72,22 @@ type strategyResult struct {
 	// Recreate only: stop call → new container answering /health.
 	Downtime dist `json:"recreate_stop_to_ready"`
 	// Request latency of successful requests.
-	Latency   dist            `json:"request_latency"`
-	Footprint *footprintStats `json:"deployd_footprint,omitempty"`
-	Timeline  []bucketStat    `json:"timeline_100ms"`
+	Latency dist `json:"request_latency"`
+	// Against the reload path of the same load (deployd in reload mode,
+	// where nginx talks to the containers directly): RPS ratio and the
+	// latency differences. Unset for the reference itself.
+	VsReloadPath *comparison     `json:"vs_reload_path,omitempty"`
+	Footprint    *footprintStats `json:"deployd_footprint,omitempty"`
+	Timeline     []bucketStat    `json:"timeline_100ms"`
 }
 
 type footprintStats struct {
 	footprint
 	CPUPerDeploy float64 `json:"cpu_seconds_per_deployment"`
-	StatusAPI    dist    `json:"status_api_latency"`
+	// CPUPer1kRequests is the phase's CPU seconds per 1,000 requests of
+	// the load, deploys included (in reload mode it is all deploy work).
+	CPUPer1kRequests float64 `json:"cpu_seconds_per_1k_requests"`
+	StatusAPI        dist    `json:"status_api_latency"`
 }
 
 // bucketStat is one 100 ms bucket of the timeline.
@@ -90,11 +103,12 @@ func analyze(opts options, phases []*phase) *result {
 	for _, p := range phases {
 		res.Strategies = append(res.Strategies, analyzePhase(p))
 	}
+	compare(res)
 	return res
 }
 
 func analyzePhase(p *phase) strategyResult {
-	r := strategyResult{Name: p.Strategy, DurationSec: p.Duration.Seconds(), Requests: len(p.Records), Switches: p.Switches}
+	r := strategyResult{Name: p.Strategy, Load: p.Load, LoadAvg: p.LoadAvg, DurationSec: p.Duration.Seconds(), Requests: len(p.Records), Switches: p.Switches}
 	if p.Duration > 0 {
 		r.RPS = float64(len(p.Records)) / p.Duration.Seconds()
 	}
@@ -167,6 +181,9 @@ func analyzePhase(p *phase) strategyResult {
 		fs := &footprintStats{footprint: *fp, StatusAPI: distOf(fp.StatusLatMs)}
 		if fp.Deployments > 0 {
 			fs.CPUPerDeploy = fp.CPUSeconds / float64(fp.Deployments)
+		}
+		if len(p.Records) > 0 {
+			fs.CPUPer1kRequests = fp.CPUSeconds * 1000 / float64(len(p.Records))
 		}
 		r.Footprint = fs
 	}

@@ -14,14 +14,15 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
-// TestBenchShort runs the whole benchmark, every strategy, with K=2 and
-// short cycles, so the harness cannot rot. It asserts that the harness
-// works, never on timings: setup succeeds, every phase records requests,
-// the JSON and SVG are written, and recreate shows failures (if it did
-// not, the harness would be blind to downtime).
+// TestBenchShort runs the whole benchmark, every strategy under both
+// loads, with K=1 and short cycles, so the harness cannot rot. It asserts
+// that the harness works, never on timings: setup succeeds, every phase
+// records requests, both deployds report their footprint, the switch's
+// goals are evaluated, the JSON and SVG are written, and recreate shows
+// failures (if it did not, the harness would be blind to downtime).
 func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 	opts := defaultOptions()
-	opts.K = 2
+	opts.K = 1
 	opts.C = 4
 	opts.PerCycle = shortCycle
 	opts.Tail = 500 * time.Millisecond
@@ -52,10 +53,13 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 	}
 	t.Logf("table:\n%s", table.String())
 
-	if got, want := len(res.Strategies), 3; got != want {
-		t.Fatalf("strategies = %d, want %d", got, want)
+	if got, want := len(res.Strategies), len(opts.Strategies)*len(opts.Loads); got != want {
+		t.Fatalf("strategies × loads = %d, want %d", got, want)
 	}
 	for _, s := range res.Strategies {
+		if s.Name == strategyDeploydSwitch && s.VsReloadPath == nil {
+			t.Errorf("%s (%s): no comparison with the reload path", s.Name, s.Load)
+		}
 		if s.Requests == 0 {
 			t.Errorf("%s: requests = 0, want some", s.Name)
 		}
@@ -65,9 +69,18 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 		if s.Name == strategyRecreate && s.Failures.Total == 0 {
 			t.Errorf("recreate: failed requests = 0, want some: the harness does not see downtime")
 		}
-		if s.Name == strategyDeployd && s.Footprint == nil {
-			t.Errorf("deployd: no footprint recorded")
+		if (s.Name == strategyDeployd || s.Name == strategyDeploydSwitch) && s.Footprint == nil {
+			t.Errorf("%s (%s): no footprint recorded", s.Name, s.Load)
 		}
+		if s.Name == strategyDeploydSwitch && s.FirstNew.N == 0 {
+			t.Errorf("%s (%s): no switch → first new-color response measured", s.Name, s.Load)
+		}
+		if s.Name == strategyDeploydSwitch && s.Load == loadPOST && s.Failures.sum(s.Failures.GET) > 0 {
+			t.Errorf("%s (%s): failed GETs in a POST-only load", s.Name, s.Load)
+		}
+	}
+	if got, want := len(res.Goals), 5*len(opts.Loads); got != want {
+		t.Errorf("goals = %d, want %d (5 per load)", got, want)
 	}
 	for _, ext := range []string{".json", ".svg"} {
 		p := filepath.Join(opts.OutDir, opts.Name+ext)
@@ -78,8 +91,10 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 			t.Errorf("result %s is empty", p)
 		}
 	}
-	if !strings.Contains(table.String(), "recreate") {
-		t.Errorf("table does not name the recreate strategy:\n%s", table.String())
+	for _, name := range []string{strategyRecreate, strategyDeploydSwitch, "load " + loadPOST} {
+		if !strings.Contains(table.String(), name) {
+			t.Errorf("table does not name %q:\n%s", name, table.String())
+		}
 	}
 }
 
@@ -93,7 +108,7 @@ func removeLeftovers(t *testing.T, svc string) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	for _, s := range []string{svc, svc + "rc"} {
+	for _, s := range []string{svc, svc + "sw", svc + "rc"} {
 		if err := removeServiceContainers(ctx, cli, s); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}

@@ -46,10 +46,16 @@ type daemon struct {
 }
 
 // writeDaemonConfig writes deployd's config for one service deployed from
-// repository behind ng and returns its path.
-func writeDaemonConfig(dir, svc string, ng *lab.Nginx) (string, error) {
+// repository behind ng, in traffic mode (config.TrafficMode*), and returns
+// its path.
+func writeDaemonConfig(dir, svc string, ng *lab.Nginx, mode string) (string, error) {
 	c := lab.DaemonConfig(filepath.Join(dir, "data"), ng, svc, repository,
 		config.Token{Name: "bench", Role: config.RoleOperator, TokenEnv: tokenEnv})
+	if mode == config.TrafficModeSwitch {
+		if err := lab.UseTrafficSwitch(c); err != nil {
+			return "", err
+		}
+	}
 	path := filepath.Join(dir, "deployd.yaml")
 	if err := c.WriteFile(path); err != nil {
 		return "", fmt.Errorf("deployd config: %w", err)
@@ -218,4 +224,22 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("parse utime/stime in /proc/%d/stat", pid)
 	}
 	return float64(ut+st) / clockTicks, nil
+}
+
+// loadAverage is the machine's 1-minute load average, or -1 when
+// /proc/loadavg cannot be read.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }

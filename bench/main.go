@@ -1,13 +1,20 @@
 // Command bench is deployd's zero-downtime benchmark: it sets up a private
 // nginx, the demo app's images and a deployd subprocess on the real Docker
-// engine, keeps a keep-alive load of GETs and POSTs running through nginx,
-// and compares three ways of switching versions under that same load:
+// engine, keeps a keep-alive load running through nginx, and compares four
+// ways of switching versions under that same load:
 //
-//   - deployd: K deploys and K rollbacks through deployd's API (blue-green);
+//   - deployd: K deploys and K rollbacks through deployd's API (blue-green),
+//     traffic.mode reload: nginx's upstream is rewritten and reloaded;
+//   - deployd-switch: the same through a second deployd in traffic.mode
+//     switch: nginx's upstream points at deployd's switch, which changes
+//     its targets without a reload;
 //   - recreate: stop, remove and start the app's one container on the same
 //     port, like `docker compose up -d` of a new image;
 //   - reload: no change at all, only `nginx -s reload` at the same cadence,
 //     the floor any reload-based switch pays.
+//
+// Each strategy runs under each load: mixed (1 in -post-every requests a
+// POST) and post (every request a POST, the case a reload fails).
 //
 // It prints a table, and writes <out>/<name>.json (every figure, the
 // configuration and the machine) and <out>/<name>.svg (the timeline).
@@ -87,7 +94,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.Settle, "settle", o.Settle, "least time after a switch ends before the next starts")
 	fs.StringVar(&o.Name, "name", o.Name, "result name: writes <out>/<name>.json and <out>/<name>.svg")
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "result directory")
-	strategies := fs.String("strategies", strings.Join(o.Strategies, ","), "comma-separated strategies to run, in order: deployd, recreate, reload")
+	strategies := fs.String("strategies", strings.Join(o.Strategies, ","), "comma-separated strategies to run, in order: deployd, deployd-switch, recreate, reload")
+	loads := fs.String("loads", strings.Join(o.Loads, ","), "comma-separated loads, each runs every strategy: mixed (1 in -post-every a POST), post (every request a POST)")
 	fs.IntVar(&o.NginxWorkers, "nginx-workers", o.NginxWorkers, "nginx worker_processes")
 	fs.StringVar(&o.NginxHTTPExtra, "nginx-extra", o.NginxHTTPExtra, "raw directives added to nginx's http block, e.g. 'keepalive_timeout 5s;'")
 	fs.StringVar(&o.NginxMainExtra, "nginx-main-extra", o.NginxMainExtra, "raw directives added to nginx's main context, e.g. 'worker_shutdown_timeout 1s;'")
@@ -97,11 +105,17 @@ func parseFlags(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	o.Strategies = nil
-	for _, s := range strings.Split(*strategies, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			o.Strategies = append(o.Strategies, s)
+	o.Strategies, o.Loads = splitList(*strategies), splitList(*loads)
+	return o, o.validate()
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
 		}
 	}
-	return o, o.validate()
+	return out
 }

@@ -8,10 +8,25 @@ import (
 
 // Strategy names.
 const (
-	strategyDeployd  = "deployd"
-	strategyRecreate = "recreate"
-	strategyReload   = "reload"
+	strategyDeployd       = "deployd"        // traffic.mode reload
+	strategyDeploydSwitch = "deployd-switch" // traffic.mode switch
+	strategyRecreate      = "recreate"
+	strategyReload        = "reload"
 )
+
+// Load names: every strategy runs under each load asked for.
+const (
+	loadMixed = "mixed" // 1 in PostEvery requests a POST
+	loadPOST  = "post"  // every request a POST
+)
+
+// postEvery is the load's POST ratio (see loadConfig.PostEvery).
+func (o options) postEvery(load string) int {
+	if load == loadPOST {
+		return 1
+	}
+	return o.PostEvery
+}
 
 // options is one benchmark run's configuration; it is written into the
 // JSON result as is.
@@ -24,6 +39,7 @@ type options struct {
 	Name           string        `json:"name"`
 	OutDir         string        `json:"-"`
 	Strategies     []string      `json:"strategies"`
+	Loads          []string      `json:"loads"`
 	NginxWorkers   int           `json:"nginx_workers"`
 	NginxHTTPExtra string        `json:"nginx_http_extra"`
 	NginxMainExtra string        `json:"nginx_main_extra"`
@@ -48,7 +64,8 @@ func defaultOptions() options {
 		PerCycle:     fullCycle,
 		Name:         "full",
 		OutDir:       "bench/results",
-		Strategies:   []string{strategyDeployd, strategyRecreate, strategyReload},
+		Strategies:   []string{strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload},
+		Loads:        []string{loadMixed, loadPOST},
 		NginxWorkers: 2,
 		Tail:         1500 * time.Millisecond,
 		Settle:       time.Second,
@@ -76,12 +93,21 @@ func (o options) validate() error {
 		return fmt.Errorf("-nginx-workers %d: want at least 1", o.NginxWorkers)
 	case len(o.Strategies) == 0:
 		return fmt.Errorf("-strategies: name at least one")
+	case len(o.Loads) == 0:
+		return fmt.Errorf("-loads: name at least one")
 	}
 	for _, s := range o.Strategies {
 		switch s {
-		case strategyDeployd, strategyRecreate, strategyReload:
+		case strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload:
 		default:
-			return fmt.Errorf("-strategies: unknown strategy %q (want deployd, recreate, reload)", s)
+			return fmt.Errorf("-strategies: unknown strategy %q (want deployd, deployd-switch, recreate, reload)", s)
+		}
+	}
+	for _, l := range o.Loads {
+		switch l {
+		case loadMixed, loadPOST:
+		default:
+			return fmt.Errorf("-loads: unknown load %q (want mixed, post)", l)
 		}
 	}
 	return nil

@@ -70,41 +70,108 @@ func machineFacts(ctx context.Context, cli *client.Client) machine {
 
 func printTable(out io.Writer, res *result) {
 	m := res.Machine
-	fmt.Fprintf(out, "\nzero-downtime benchmark %q: K=%d, C=%d, %s, 1 in %d requests a POST, nginx %d workers\n",
-		res.Options.Name, res.Options.K, res.Options.C, rateText(res.Options.Rate), res.Options.PostEvery, res.Options.NginxWorkers)
-	fmt.Fprintf(out, "machine: %d CPUs (%s), %.1f GiB, Linux %s, nginx %s, Docker %s\n\n",
+	o := res.Options
+	fmt.Fprintf(out, "\nzero-downtime benchmark %q: K=%d, C=%d, %s, loads %s, nginx %d workers\n",
+		o.Name, o.K, o.C, rateText(o.Rate), loadsText(o), o.NginxWorkers)
+	fmt.Fprintf(out, "machine: %d CPUs (%s), %.1f GiB, Linux %s, nginx %s, Docker %s\n",
 		m.CPUs, m.CPUModel, float64(m.MemoryBytes)/(1<<30), m.Kernel, m.NginxVersion, m.DockerVersion)
 
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "strategy\tswitches\trequests\tRPS\tfailed GET\tfailed POST\tin windows\tswitch→first new p50/p99/max ms\tswitch→last old p50/p99/max ms\trollback p50/p99 ms\t")
-	for _, s := range res.Strategies {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.Name, len(s.Switches), s.Requests, s.RPS,
-			failText(s.Failures.GET), failText(s.Failures.POST), s.Failures.InWindow,
-			dist3(s.FirstNew), dist3(s.LastOld), dist2(s.Rollback))
+	for _, load := range o.Loads {
+		fmt.Fprintf(out, "\nload %s (%s):\n", load, loadText(o, load))
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+		fmt.Fprintln(tw, "strategy\tswitches\trequests\tRPS\tvs reload path\tfailed GET\tfailed POST\tlatency p50/p99 ms\tswitch→first new p50/p99/max ms\trollback p50/p99/max ms\tdeployd CPU s/1k req\tdeployd RSS idle/peak MiB\tload avg\t")
+		for _, s := range res.Strategies {
+			if s.Load != load {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.2f / %.2f\t%s\t%s\t%s\t%s\t%.1f → %.1f\t\n", s.Name, len(s.Switches), s.Requests, s.RPS,
+				vsText(s.VsReloadPath), failText(s.Failures.GET), failText(s.Failures.POST), s.Latency.P50, s.Latency.P99,
+				distMs(s.FirstNew), distMs(s.Rollback), cpuText(s.Footprint), rssText(s.Footprint), s.LoadAvg[0], s.LoadAvg[1])
+		}
+		tw.Flush()
 	}
-	tw.Flush()
-	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx; a window is switch start −100 ms … switch end +1 s.")
+	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx; vs reload path = RPS ratio, p50 difference, against deployd in reload mode under the same load.")
 	for _, s := range res.Strategies {
+		name := s.Name + " (" + s.Load + ")"
 		if s.Name == strategyRecreate && s.Downtime.N > 0 {
-			fmt.Fprintf(out, "recreate: stop call → new container healthy p50 %.0f ms, max %.0f ms\n", s.Downtime.P50, s.Downtime.Max)
+			fmt.Fprintf(out, "%s: stop call → new container healthy p50 %.0f ms, max %.0f ms\n", name, s.Downtime.P50, s.Downtime.Max)
 		}
 		if s.LastOldAfterEnd.N > 0 {
-			fmt.Fprintf(out, "%s: switch end → last old-color response p50 %.0f ms, p99 %.0f ms\n", s.Name, s.LastOldAfterEnd.P50, s.LastOldAfterEnd.P99)
+			fmt.Fprintf(out, "%s: switch end → last old-color response p50 %.0f ms, p99 %.0f ms\n", name, s.LastOldAfterEnd.P50, s.LastOldAfterEnd.P99)
 		}
 		if s.DeployTotal.N > 0 {
-			fmt.Fprintf(out, "%s: deploy total p50 %.0f ms, steps p50: %s\n", s.Name, s.DeployTotal.P50, stepsText(s.DeploySteps))
+			fmt.Fprintf(out, "%s: deploy total p50 %.0f ms, steps p50: %s\n", name, s.DeployTotal.P50, stepsText(s.DeploySteps))
 		}
 		if s.RollbackTotal.N > 0 {
-			fmt.Fprintf(out, "%s: rollback total p50 %.0f ms, steps p50: %s\n", s.Name, s.RollbackTotal.P50, stepsText(s.RollbackSteps))
+			fmt.Fprintf(out, "%s: rollback total p50 %.0f ms, steps p50: %s\n", name, s.RollbackTotal.P50, stepsText(s.RollbackSteps))
 		}
 		if f := s.Footprint; f != nil {
-			fmt.Fprintf(out, "deployd: deploy overhead (total − health) p50 %.0f ms (%.0f ms without the %s drain); RSS idle %.1f MiB, peak during deploys %.1f MiB;\n",
-				s.Overhead.P50, s.OverheadNoDrain.P50, drainText(s.Switches), mib(f.IdleRSS), mib(f.PeakRSS))
-			fmt.Fprintf(out, "         CPU %.3f s per deployment (%d deployments); GET /api/v1/services/{name} during deploys p50 %.2f ms, p99 %.2f ms (%d calls, %d errors)\n",
-				f.CPUPerDeploy, f.Deployments, f.StatusAPI.P50, f.StatusAPI.P99, f.StatusAPI.N, f.StatusErrs)
+			fmt.Fprintf(out, "%s: deploy overhead (total − health) p50 %.0f ms (%.0f ms without the %s drain); RSS idle %.1f MiB, peak under load %.1f MiB;\n",
+				name, s.Overhead.P50, s.OverheadNoDrain.P50, drainText(s.Switches), mib(f.IdleRSS), mib(f.PeakRSS))
+			fmt.Fprintf(out, "    CPU %.2f s in the phase, %.4f s per 1,000 requests, %.3f s per deployment (%d); GET /api/v1/services/{name} during deploys p50 %.2f ms, p99 %.2f ms (%d calls, %d errors)\n",
+				f.CPUSeconds, f.CPUPer1kRequests, f.CPUPerDeploy, f.Deployments, f.StatusAPI.P50, f.StatusAPI.P99, f.StatusAPI.N, f.StatusErrs)
+		}
+	}
+	if len(res.Goals) > 0 {
+		fmt.Fprintln(out, "\ngoals of the switch (deployd-switch):")
+		for _, g := range res.Goals {
+			verdict := "MISSED"
+			if g.Met {
+				verdict = "met"
+			}
+			fmt.Fprintf(out, "  %-6s %s, %s: want %s; got %s\n", verdict, g.Load, g.Name, g.Want, g.Got)
 		}
 	}
 	fmt.Fprintln(out)
+}
+
+func loadsText(o options) string {
+	var parts []string
+	for _, l := range o.Loads {
+		parts = append(parts, l+" ("+loadText(o, l)+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// loadText says what share of a load's requests are POSTs.
+func loadText(o options, load string) string {
+	switch n := o.postEvery(load); n {
+	case 0:
+		return "GET only"
+	case 1:
+		return "every request a POST"
+	default:
+		return fmt.Sprintf("1 in %d requests a POST", n)
+	}
+}
+
+func vsText(c *comparison) string {
+	if c == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%, %+.2f ms", c.RPSRatio*100, c.P50DeltaMs)
+}
+
+func cpuText(f *footprintStats) string {
+	if f == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.4f", f.CPUPer1kRequests)
+}
+
+func rssText(f *footprintStats) string {
+	if f == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f / %.1f", mib(f.IdleRSS), mib(f.PeakRSS))
+}
+
+// distMs is p50/p99/max with a precision that shows milliseconds' tenths.
+func distMs(d dist) string {
+	if d.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f / %.1f / %.1f", d.P50, d.P99, d.Max)
 }
 
 func drainText(sw []switchEvent) string {
@@ -138,20 +205,6 @@ func failText(m map[string]int) string {
 		return "0"
 	}
 	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
-}
-
-func dist3(d dist) string {
-	if d.N == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.0f / %.0f / %.0f", d.P50, d.P99, d.Max)
-}
-
-func dist2(d dist) string {
-	if d.N == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.0f / %.0f", d.P50, d.P99)
 }
 
 // writeResults writes <dir>/<name>.json and <dir>/<name>.svg, each through

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/internal/lab"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -53,20 +54,27 @@ type switchEvent struct {
 	Ready int64 `json:"ready_ns,omitempty"`
 }
 
-// phase is one strategy's run under load.
+// phase is one strategy's run under one load.
 type phase struct {
 	Strategy  string
+	Load      string
 	Start     time.Time
 	Duration  time.Duration
 	Records   []record
 	Switches  []switchEvent
 	Footprint *footprint
+	// LoadAvg is the machine's 1-minute load average as the phase began
+	// and as it ended (-1 when unreadable), to see a disturbed run.
+	LoadAvg [2]float64
 }
 
 // footprint is deployd's own cost during its phase.
 type footprint struct {
-	IdleRSS     int64     `json:"idle_rss_bytes"`
-	PeakRSS     int64     `json:"peak_rss_bytes"`
+	// IdleRSS is read before the phase's load starts; PeakRSS is the
+	// highest reading under load, deploys included.
+	IdleRSS int64 `json:"idle_rss_bytes"`
+	PeakRSS int64 `json:"peak_rss_bytes"`
+	// CPUSeconds is deployd's user+system time over the whole phase.
 	CPUSeconds  float64   `json:"cpu_seconds"`
 	Deployments int       `json:"deployments"`
 	StatusLatMs []float64 `json:"-"`
@@ -79,9 +87,11 @@ type world struct {
 	log     logrus.FieldLogger
 	cli     *client.Client
 	ng      *lab.Nginx
-	d       *daemon
-	svc     string // deployd's service
-	rcSvc   string // the recreate strategy's upstream and container label
+	d       *daemon // traffic.mode reload
+	sw      *daemon // traffic.mode switch; nil unless its strategy runs
+	svc     string  // d's service
+	swSvc   string  // sw's service
+	rcSvc   string  // the recreate strategy's upstream and container label
 	rcPort  int
 	rcID    string // the recreate container now running
 	rcColor uint8
@@ -102,30 +112,24 @@ func run(ctx context.Context, opts options, log logrus.FieldLogger, out io.Write
 		}
 		w.svc = "zb" + h
 	}
-	w.rcSvc = w.svc + "rc"
+	w.swSvc, w.rcSvc = w.svc+"sw", w.svc+"rc"
 	defer w.teardown()
 	if err := w.setup(ctx); err != nil {
 		return nil, err
 	}
 
 	var phases []*phase
-	for _, s := range opts.Strategies {
-		log.WithField("strategy", s).Info("phase starts")
-		var p *phase
-		var err error
-		switch s {
-		case strategyDeployd:
-			p, err = w.runDeployd(ctx)
-		case strategyRecreate:
-			p, err = w.runRecreate(ctx)
-		case strategyReload:
-			p, err = w.runReload(ctx)
+	for _, l := range opts.Loads {
+		for _, s := range opts.Strategies {
+			fields := logrus.Fields{"strategy": s, "load": l}
+			log.WithFields(fields).Info("phase starts")
+			p, err := w.runStrategy(ctx, s, l)
+			if err != nil {
+				return nil, fmt.Errorf("strategy %s, load %s: %w", s, l, err)
+			}
+			log.WithFields(fields).WithField("requests", len(p.Records)).Info("phase done")
+			phases = append(phases, p)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("strategy %s: %w", s, err)
-		}
-		log.WithFields(logrus.Fields{"strategy": s, "requests": len(p.Records)}).Info("phase done")
-		phases = append(phases, p)
 	}
 
 	res := analyze(opts, phases)
@@ -166,7 +170,7 @@ func (w *world) setup(ctx context.Context) error {
 	var bin string
 	var binErr error
 	var wg sync.WaitGroup
-	if w.opts.has(strategyDeployd) {
+	if w.opts.has(strategyDeployd) || w.opts.has(strategyDeploydSwitch) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -190,8 +194,11 @@ func (w *world) setup(ctx context.Context) error {
 	if err := os.Mkdir(prefix, 0o755); err != nil {
 		return fmt.Errorf("nginx prefix: %w", err)
 	}
+	// Every strategy's load goes through a /<service>/ location, so that
+	// nginx's own work is the same for all of them.
 	w.ng, err = lab.StartNginx(ctx, prefix, lab.NginxConfig{
-		Services:          []string{w.svc, w.rcSvc},
+		Services:          []string{w.svc, w.swSvc, w.rcSvc},
+		PrefixedOnly:      true,
 		WorkerProcesses:   w.opts.NginxWorkers,
 		WorkerConnections: 1024,
 		HTTPExtra:         w.opts.NginxHTTPExtra,
@@ -208,19 +215,13 @@ func (w *world) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	conf, err := writeDaemonConfig(w.tmp, w.svc, w.ng)
-	if err != nil {
+	if w.d, err = w.startDeployd(ctx, bin, w.svc, config.TrafficModeReload); err != nil {
 		return err
 	}
-	if w.d, err = startDaemon(ctx, bin, conf, w.svc, filepath.Join(w.tmp, "deployd.log")); err != nil {
-		return err
-	}
-	id, err := w.d.deploy(ctx, "v1")
-	if err != nil {
-		return fmt.Errorf("first deploy: %w", err)
-	}
-	if _, err := w.d.waitSucceeded(ctx, id); err != nil {
-		return fmt.Errorf("first deploy: %w\ndeployd log:\n%s", err, w.d.logTail())
+	if w.opts.has(strategyDeploydSwitch) {
+		if w.sw, err = w.startDeployd(ctx, bin, w.swSvc, config.TrafficModeSwitch); err != nil {
+			return err
+		}
 	}
 	if w.opts.has(strategyRecreate) {
 		if err := w.startRecreate(ctx); err != nil {
@@ -230,17 +231,49 @@ func (w *world) setup(ctx context.Context) error {
 	return nil
 }
 
+// startDeployd starts a deployd in its own directory under w.tmp, serving
+// svc in the given traffic mode, and deploys v1 (blue) through it.
+func (w *world) startDeployd(ctx context.Context, bin, svc, mode string) (*daemon, error) {
+	dir := filepath.Join(w.tmp, "deployd-"+mode)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("deployd dir: %w", err)
+	}
+	conf, err := writeDaemonConfig(dir, svc, w.ng, mode)
+	if err != nil {
+		return nil, err
+	}
+	d, err := startDaemon(ctx, bin, conf, svc, filepath.Join(dir, "deployd.log"))
+	if err != nil {
+		return nil, err
+	}
+	id, err := d.deploy(ctx, "v1")
+	if err == nil {
+		_, err = d.waitSucceeded(ctx, id)
+	}
+	if err != nil {
+		err = fmt.Errorf("first deploy (traffic.mode %s): %w\ndeployd log:\n%s", mode, err, d.logTail())
+		if serr := d.Stop(); serr != nil {
+			w.log.WithError(serr).Warn("stop deployd")
+		}
+		return nil, err
+	}
+	return d, nil
+}
+
 // teardown stops deployd, removes every container of the run and stops
 // nginx, each with its own deadline so one failure does not skip the rest.
 func (w *world) teardown() {
-	if w.d != nil {
-		if err := w.d.Stop(); err != nil {
+	for _, d := range []*daemon{w.d, w.sw} {
+		if d == nil {
+			continue
+		}
+		if err := d.Stop(); err != nil {
 			w.log.WithError(err).Warn("stop deployd")
 		}
 	}
 	if w.cli != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		for _, s := range []string{w.svc, w.rcSvc} {
+		for _, s := range []string{w.svc, w.swSvc, w.rcSvc} {
 			if err := removeServiceContainers(ctx, w.cli, s); err != nil {
 				w.log.WithError(err).Warn("cleanup")
 			}
@@ -277,12 +310,39 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// runStrategy runs one strategy's phase under one load.
+func (w *world) runStrategy(ctx context.Context, strategy, load string) (*phase, error) {
+	la0 := loadAverage()
+	var p *phase
+	var err error
+	switch strategy {
+	case strategyDeployd:
+		p, err = w.runDeployd(ctx, strategy, load, w.d)
+	case strategyDeploydSwitch:
+		p, err = w.runDeployd(ctx, strategy, load, w.sw)
+	case strategyRecreate:
+		p, err = w.runRecreate(ctx, load)
+	case strategyReload:
+		p, err = w.runReload(ctx, load)
+	default:
+		err = fmt.Errorf("unknown strategy %q", strategy)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.LoadAvg = [2]float64{la0, loadAverage()}
+	return p, nil
+}
+
+// serviceURL is the nginx URL of svc's root.
+func (w *world) serviceURL(svc string) string { return w.ng.URL + "/" + svc + "/" }
+
 // runPhase keeps the load on target while it performs 2K switches, at
 // least opts.PerCycle apart, with a quiet PerCycle before the first and
 // opts.Tail after the last.
-func (w *world) runPhase(ctx context.Context, strategy, target string, act func(ctx context.Context, i int, start time.Time) (switchEvent, error)) (*phase, error) {
-	p := &phase{Strategy: strategy, Start: time.Now()}
-	ld, err := startLoad(ctx, loadConfig{Target: target, C: w.opts.C, Rate: w.opts.Rate, PostEvery: w.opts.PostEvery, MaxRecords: w.opts.MaxRecords}, p.Start)
+func (w *world) runPhase(ctx context.Context, strategy, load, target string, act func(ctx context.Context, i int, start time.Time) (switchEvent, error)) (*phase, error) {
+	p := &phase{Strategy: strategy, Load: load, Start: time.Now()}
+	ld, err := startLoad(ctx, loadConfig{Target: target, C: w.opts.C, Rate: w.opts.Rate, PostEvery: w.opts.postEvery(load), MaxRecords: w.opts.MaxRecords}, p.Start)
 	if err != nil {
 		return nil, err
 	}

@@ -21,65 +21,61 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// runDeployd deploys v2 and rolls back, K times, while sampling deployd's
-// memory and CPU and timing GET /api/v1/services/{name}.
-func (w *world) runDeployd(ctx context.Context) (*phase, error) {
-	pid := w.d.PID()
+// runDeployd deploys v2 and rolls back, K times, through d (the reload or
+// the switch mode's deployd), while sampling d's memory and CPU over the
+// whole phase and timing GET /api/v1/services/{name} during the switches.
+func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon) (*phase, error) {
+	pid := d.PID()
 	fp := &footprint{}
 	cpu0, err := cpuSeconds(pid)
 	if err != nil {
 		return nil, err
 	}
-	idle, err := rssBytes(pid)
-	if err != nil {
+	// Idle: before the load starts. In switch mode deployd carries the
+	// load itself, so its RSS is sampled from the first request on.
+	if fp.IdleRSS, err = rssBytes(pid); err != nil {
 		return nil, err
 	}
-	fp.IdleRSS = idle
 
-	// The sampler and the status poller run from the first switch to the
-	// last one; before that the daemon is idle and only its RSS is read.
 	sctx, stopSampling := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	var started sync.Once
-	startSampling := func() {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			w.sampleRSS(sctx, pid, fp)
-		}()
-		go func() {
-			defer wg.Done()
-			w.pollStatus(sctx, fp)
-		}()
-	}
+	var pollOnce sync.Once
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sampleRSS(sctx, pid, fp)
+	}()
+	pctx, stopPolling := context.WithCancel(sctx)
 	defer func() {
+		stopPolling()
 		stopSampling()
 		wg.Wait()
 	}()
 
-	p, err := w.runPhase(ctx, strategyDeployd, w.ng.URL+"/", func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
-		started.Do(func() {
-			// Idle is the highest reading of the quiet time before.
-			if r, err := rssBytes(pid); err == nil {
-				fp.IdleRSS = max(fp.IdleRSS, r)
-			}
-			startSampling()
+	p, err := w.runPhase(ctx, strategy, load, w.serviceURL(d.svc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+		// The status poller runs from the first switch to the last.
+		pollOnce.Do(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pollStatus(pctx, d, fp)
+			}()
 		})
 		ev := switchEvent{Label: "deploy", Call: int64(time.Since(start))}
 		var id string
 		var err error
 		if i%2 == 0 {
-			id, err = w.d.deploy(ctx, "v2")
+			id, err = d.deploy(ctx, "v2")
 		} else {
 			ev.Label = "rollback"
-			id, err = w.d.rollback(ctx)
+			id, err = d.rollback(ctx)
 		}
 		if err != nil {
 			return ev, err
 		}
-		dep, err := w.d.waitSucceeded(ctx, id)
+		dep, err := d.waitSucceeded(ctx, id)
 		if err != nil {
-			return ev, fmt.Errorf("%w\ndeployd log:\n%s", err, w.d.logTail())
+			return ev, fmt.Errorf("%w\ndeployd log:\n%s", err, d.logTail())
 		}
 		fp.Deployments++
 		ev.DeploymentID = dep.ID
@@ -107,10 +103,13 @@ func (w *world) runDeployd(ctx context.Context) (*phase, error) {
 			return ev, fmt.Errorf("deployment %s has no finished %s step", dep.ID, controller.StepSwitch)
 		}
 		if i == 2*w.opts.K-1 {
-			stopSampling()
+			stopPolling()
 		}
 		return ev, nil
 	})
+	// The load has stopped: stop sampling before reading the CPU, so the
+	// samplers' own requests are not counted after the phase.
+	stopPolling()
 	stopSampling()
 	wg.Wait()
 	if err != nil {
@@ -125,7 +124,9 @@ func (w *world) runDeployd(ctx context.Context) (*phase, error) {
 	return p, nil
 }
 
-func (w *world) sampleRSS(ctx context.Context, pid int, fp *footprint) {
+// sampleRSS keeps fp.PeakRSS at the highest RSS of pid read every
+// sampleEvery until ctx ends.
+func sampleRSS(ctx context.Context, pid int, fp *footprint) {
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
@@ -142,12 +143,12 @@ func (w *world) sampleRSS(ctx context.Context, pid int, fp *footprint) {
 
 // pollStatus times GET /api/v1/services/{name} every sampleEvery, like a
 // status page or a script watching a deploy would.
-func (w *world) pollStatus(ctx context.Context, fp *footprint) {
+func pollStatus(ctx context.Context, d *daemon, fp *footprint) {
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
 		t0 := time.Now()
-		err := w.d.call(ctx, http.MethodGet, "/api/v1/services/"+w.svc, nil, http.StatusOK, nil)
+		err := d.call(ctx, http.MethodGet, "/api/v1/services/"+d.svc, nil, http.StatusOK, nil)
 		if ctx.Err() != nil {
 			return
 		}
@@ -190,7 +191,7 @@ func (w *world) startRecreate(ctx context.Context) error {
 	}
 	// The reload is asynchronous: until the old workers have gone, a new
 	// connection may still meet the placeholder upstream's 502.
-	return waitAnswers(ctx, w.ng.URL+"/"+w.rcSvc+"/", 5)
+	return waitAnswers(ctx, w.serviceURL(w.rcSvc), 5)
 }
 
 // waitAnswers polls url on fresh connections until it answers 200 n times
@@ -263,8 +264,8 @@ func (w *world) runRecreateContainer(ctx context.Context, tag string, color uint
 
 // runRecreate stops and removes the running container and starts the
 // other version on the same port, 2K times.
-func (w *world) runRecreate(ctx context.Context) (*phase, error) {
-	return w.runPhase(ctx, strategyRecreate, w.ng.URL+"/"+w.rcSvc+"/", func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+func (w *world) runRecreate(ctx context.Context, load string) (*phase, error) {
+	return w.runPhase(ctx, strategyRecreate, load, w.serviceURL(w.rcSvc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		from := w.rcColor
 		to, tag := colorGreen, "v2"
 		if from == colorGreen {
@@ -294,9 +295,11 @@ func (w *world) runRecreate(ctx context.Context) (*phase, error) {
 	})
 }
 
-// runReload sends `nginx -s reload` 2K times with nothing changed.
-func (w *world) runReload(ctx context.Context) (*phase, error) {
-	return w.runPhase(ctx, strategyReload, w.ng.URL+"/", func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+// runReload sends `nginx -s reload` 2K times with nothing changed, under
+// the load on deployd's reload-mode service: nginx talks to its containers
+// directly.
+func (w *world) runReload(ctx context.Context, load string) (*phase, error) {
+	return w.runPhase(ctx, strategyReload, load, w.serviceURL(w.svc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		ev := switchEvent{Label: "reload", Call: int64(time.Since(start))}
 		ev.Start = ev.Call
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

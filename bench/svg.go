@@ -34,8 +34,8 @@ func renderSVG(w io.Writer, res *result) {
 	fmt.Fprintf(w, `<rect width="100%%" height="100%%" fill="#fff"/>`+"\n")
 	o := res.Options
 	fmt.Fprintf(w, `<text x="%d" y="18" font-size="14" font-weight="bold">%s</text>`+"\n", svgLeft,
-		esc(fmt.Sprintf("Zero-downtime benchmark %q: K=%d, C=%d clients, %s, 1 in %d a POST; %d CPUs, nginx %s",
-			o.Name, o.K, o.C, rateText(o.Rate), o.PostEvery, res.Machine.CPUs, res.Machine.NginxVersion)))
+		esc(fmt.Sprintf("Zero-downtime benchmark %q: K=%d, C=%d clients, %s, loads %s; %d CPUs, nginx %s",
+			o.Name, o.K, o.C, rateText(o.Rate), loadsText(o), res.Machine.CPUs, res.Machine.NginxVersion)))
 	// Legend.
 	lx := svgLeft
 	legend := []struct{ color, text string }{
@@ -64,9 +64,9 @@ func renderSVG(w io.Writer, res *result) {
 		y0 := float64(svgTop + i*panelHeight)
 		dur := math.Max(s.DurationSec, 0.1)
 		x := func(sec float64) float64 { return svgLeft + sec/dur*plotW }
-		fmt.Fprintf(w, `<g id="panel-%s">`+"\n", esc(s.Name))
-		title := fmt.Sprintf("%s: %d requests, %.0f req/s, %d failed (GET %d, POST %d), %d switches",
-			s.Name, s.Requests, s.RPS, s.Failures.Total, s.Failures.sum(s.Failures.GET), s.Failures.sum(s.Failures.POST), len(s.Switches))
+		fmt.Fprintf(w, `<g id="panel-%s-%s">`+"\n", esc(s.Load), esc(s.Name))
+		title := fmt.Sprintf("%s, %s load: %d requests, %.0f req/s, %d failed (GET %d, POST %d), %d switches",
+			s.Name, s.Load, s.Requests, s.RPS, s.Failures.Total, s.Failures.sum(s.Failures.GET), s.Failures.sum(s.Failures.POST), len(s.Switches))
 		fmt.Fprintf(w, `<text x="%d" y="%.0f" font-size="13" font-weight="bold">%s</text>`+"\n", svgLeft, y0+16, esc(title))
 
 		rpsTop := y0 + 40

@@ -39,6 +39,10 @@ type NginxConfig struct {
 	// MainExtra is raw directives added to the main context (e.g.
 	// "worker_shutdown_timeout 1s;").
 	MainExtra string
+	// PrefixedOnly routes Services[0] under /<name>/ like the others, so
+	// that every service's path costs nginx the same (the benchmark
+	// compares them); / then answers 404.
+	PrefixedOnly bool
 }
 
 // Nginx is a private nginx master (own prefix dir, loopback port), started
@@ -64,7 +68,7 @@ type Nginx struct {
 // config whose http block includes UpstreamDir/*.conf and has one server
 // on 127.0.0.1:Port:
 //
-//   - location / proxies to upstream Services[0];
+//   - location / proxies to upstream Services[0] (unless PrefixedOnly);
 //   - location /<name>/ proxies to each further service, with the prefix
 //     stripped (GET /api/health reaches the app's /health);
 //   - HTTP/1.1 with an empty Connection header, so upstream keepalive works.
@@ -176,7 +180,7 @@ http {
         proxy_set_header Connection "";
         proxy_set_header Host $host;
         proxy_connect_timeout 2s;
-{{range $i, $s := .C.Services}}{{if eq $i 0}}
+{{range $i, $s := .C.Services}}{{if and (eq $i 0) (not $.C.PrefixedOnly)}}
         location / {
             proxy_pass http://{{$s}};
         }
