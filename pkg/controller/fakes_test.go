@@ -517,6 +517,9 @@ type fakeRouter struct {
 	edited map[string]bool
 	// checkErr, when set, fails Check (nginx's config test).
 	checkErr error
+	// partial makes Switch succeed without changing anything, as a
+	// router that could carry out only part of a switch.
+	partial bool
 }
 
 // Drain waits the whole timeout, as the nginx router does.
@@ -615,6 +618,9 @@ func (r *fakeRouter) Switch(ctx context.Context, service string, color controlle
 	r.history = append(r.history, routerSwitch{Service: service, Color: color, Addrs: slices.Clone(addrs), Err: err})
 	if err != nil {
 		return fmt.Errorf("reload nginx for %s (previous upstream restored): %w", service, err)
+	}
+	if r.partial {
+		return nil
 	}
 	if len(addrs) == 0 {
 		r.addrs[service] = nil

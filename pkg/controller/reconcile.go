@@ -142,11 +142,18 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 	if err := c.router.Switch(ctx, st.Name, st.ActiveColor, want); err != nil {
 		return 0, fmt.Errorf("restore upstream of %s: %w", st.Name, err)
 	}
+	// A router may accept a switch it could carry out only in part (the
+	// traffic switch moves its targets while nginx is away); a repair is
+	// one only once everything is back in place, else the next pass tries
+	// again, counting nothing meanwhile.
+	if ok, err := c.router.InSync(ctx, st.Name, st.ActiveColor, want); err != nil || !ok {
+		return 0, fmt.Errorf("restore upstream of %s: still not in place after the switch (%v)", st.Name, err)
+	}
 	if restarted {
 		log.WithField("addrs", want).Info("reconcile: upstream points at the restarted active color")
 		return 0, nil
 	}
-	msg := fmt.Sprintf("upstream of %s was not what deployd wrote; rewrote it for the active color %s and reloaded nginx",
+	msg := fmt.Sprintf("upstream of %s was not what deployd wrote; pointed it at the active color %s again",
 		st.Name, st.ActiveColor)
 	if !st.ActiveColor.Valid() {
 		msg = fmt.Sprintf("upstream of %s pointed somewhere before any deploy; reset it to the placeholder", st.Name)

@@ -206,3 +206,29 @@ func running(cs []controller.Container) []controller.Container {
 	}
 	return out
 }
+
+func TestReconcile_PartlyAppliedRepairIsNotCountedAndTriedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := deployedTwice(t)
+		h.router.handEdit(svc, false)
+		h.router.mu.Lock()
+		h.router.partial = true
+		h.router.mu.Unlock()
+
+		for range 3 {
+			if n, err := h.c.Reconcile(h.ctx()); err == nil || n != 0 {
+				t.Fatalf("Reconcile = %d, %v; want 0 repairs and an error while the switch does not take", n, err)
+			}
+		}
+		if got := h.notes.ofKind(controller.NotifyRepair); len(got) != 0 {
+			t.Errorf("repair notifications = %+v, want none", got)
+		}
+
+		h.router.mu.Lock()
+		h.router.partial = false
+		h.router.mu.Unlock()
+		if n := h.reconcile(); n != 1 {
+			t.Errorf("repairs once the switch takes = %d, want 1", n)
+		}
+	})
+}
