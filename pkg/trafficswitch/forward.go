@@ -31,6 +31,8 @@ type exchange struct {
 	upgradedConn io.Closer   // the replica side of an upgraded connection
 	stream       *streamBody // the response body of an event stream, nil for other answers
 	aborted      bool        // the response body broke off after the headers
+
+	fwd [3]string // the X-Forwarded-For, -Host and -Proto values (setForwarded)
 }
 
 type exchangeKey struct{}
@@ -150,7 +152,7 @@ func (ex *exchange) replica() *replica { return ex.set.replicas[ex.rep] }
 // replica, and the body wrapper that tells whether it was read.
 func (sw *Switch) rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().(*exchange)
-	sw.setForwarded(pr)
+	sw.setForwarded(pr, &ex.fwd)
 	ex.pickReplica() // the set is not empty: acquire checked
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.replica().addr

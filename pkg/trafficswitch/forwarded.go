@@ -18,11 +18,14 @@ import (
 // X-Forwarded-For is the peer, X-Forwarded-Host its Host,
 // X-Forwarded-Proto "http", and X-Real-IP is dropped. Host itself is
 // always passed unchanged.
-func (sw *Switch) setForwarded(pr *httputil.ProxyRequest) {
+//
+// vals holds the three header values; the caller lends it (the
+// exchange's own array) so that setting them allocates nothing. Each
+// header gets a slice of it capped at its length, so an append to one
+// value copies rather than overwrites the next.
+func (sw *Switch) setForwarded(pr *httputil.ProxyRequest, vals *[3]string) {
 	in, out := pr.In, pr.Out
 	peer := peerIP(in.RemoteAddr)
-	// One allocation for the three values.
-	vals := make([]string, 3)
 	vals[0], vals[1], vals[2] = peer, in.Host, "http"
 	if in.TLS != nil {
 		vals[2] = "https"
