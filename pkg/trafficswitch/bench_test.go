@@ -26,22 +26,7 @@ import (
 // the process's CPU time per request (cpu-µs/op: client, switch and
 // replica together, so the switch's share is its difference to direct).
 func BenchmarkSwitch_Forward(b *testing.B) {
-	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	}))
-	defer replica.Close()
-
-	sw, err := New(Options{Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		b.Fatalf("New: %v", err)
-	}
-	defer func() { _ = sw.Close(context.Background()) }()
-	if err := sw.Listen(context.Background(), "web", "127.0.0.1:0"); err != nil {
-		b.Fatalf("Listen: %v", err)
-	}
-	if err := sw.SetTargets("web", "blue", []string{replica.Listener.Addr().String()}); err != nil {
-		b.Fatalf("SetTargets: %v", err)
-	}
+	replica, sw := benchSwitch(b)
 
 	target, _ := url.Parse(replica.URL)
 	bare := httputil.NewSingleHostReverseProxy(target)
@@ -97,22 +82,7 @@ func BenchmarkSwitch_Forward(b *testing.B) {
 // latency, and any contention between requests on the switch's shared
 // counters shows here.
 func BenchmarkSwitch_ForwardParallel(b *testing.B) {
-	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	}))
-	defer replica.Close()
-
-	sw, err := New(Options{Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		b.Fatalf("New: %v", err)
-	}
-	defer func() { _ = sw.Close(context.Background()) }()
-	if err := sw.Listen(context.Background(), "web", "127.0.0.1:0"); err != nil {
-		b.Fatalf("Listen: %v", err)
-	}
-	if err := sw.SetTargets("web", "blue", []string{replica.Listener.Addr().String()}); err != nil {
-		b.Fatalf("SetTargets: %v", err)
-	}
+	replica, sw := benchSwitch(b)
 
 	const clients = 16
 	for _, bb := range []struct{ name, url string }{
@@ -154,4 +124,26 @@ func BenchmarkSwitch_ForwardParallel(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchSwitch starts a replica answering "ok" and a Switch sending service
+// web to it; both stop when the benchmark ends.
+func benchSwitch(b *testing.B) (*httptest.Server, *Switch) {
+	b.Helper()
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	b.Cleanup(replica.Close)
+	sw, err := New(Options{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatalf("New: %v", err)
+	}
+	b.Cleanup(func() { _ = sw.Close(context.Background()) })
+	if err := sw.Listen(context.Background(), "web", "127.0.0.1:0"); err != nil {
+		b.Fatalf("Listen: %v", err)
+	}
+	if err := sw.SetTargets("web", "blue", []string{replica.Listener.Addr().String()}); err != nil {
+		b.Fatalf("SetTargets: %v", err)
+	}
+	return replica, sw
 }

@@ -67,57 +67,39 @@ func TestRetry_Rules(t *testing.T) {
 			wantStatus: http.StatusOK, wantBody: "ok POST 0", wantHits: 1, wantRetry: 1,
 		},
 		{
-			name:   "GET reset after it was sent is retried",
-			method: http.MethodGet,
-			replicas: func(t *testing.T) ([]string, *backend) {
-				r := resetter(t, 1)
-				return []string{r.addr()}, r
-			},
+			name:       "GET reset after it was sent is retried",
+			method:     http.MethodGet,
+			replicas:   oneResetter,
 			wantStatus: http.StatusOK, wantBody: "resetter GET answered", wantHits: 2, wantRetry: 1,
 		},
 		{
-			name:   "DELETE reset after it was sent is retried",
-			method: http.MethodDelete,
-			replicas: func(t *testing.T) ([]string, *backend) {
-				r := resetter(t, 1)
-				return []string{r.addr()}, r
-			},
+			name:       "DELETE reset after it was sent is retried",
+			method:     http.MethodDelete,
+			replicas:   oneResetter,
 			wantStatus: http.StatusOK, wantBody: "resetter DELETE answered", wantHits: 2, wantRetry: 1,
 		},
 		{
 			name:   "POST reset after it was sent gets a 502",
 			method: http.MethodPost, body: "order=1",
-			replicas: func(t *testing.T) ([]string, *backend) {
-				r := resetter(t, 1)
-				return []string{r.addr()}, r
-			},
+			replicas:   oneResetter,
 			wantStatus: http.StatusBadGateway, wantBody: "connection to the service broke", wantHits: 1, wantReason: "upstream",
 		},
 		{
-			name:   "POST without a body reset after it was sent gets a 502",
-			method: http.MethodPost,
-			replicas: func(t *testing.T) ([]string, *backend) {
-				r := resetter(t, 1)
-				return []string{r.addr()}, r
-			},
+			name:       "POST without a body reset after it was sent gets a 502",
+			method:     http.MethodPost,
+			replicas:   oneResetter,
 			wantStatus: http.StatusBadGateway, wantBody: "connection to the service broke", wantHits: 1, wantReason: "upstream",
 		},
 		{
 			name:   "POST with an Idempotency-Key reset after it was sent is retried",
 			method: http.MethodPost, header: http.Header{"Idempotency-Key": {"k1"}},
-			replicas: func(t *testing.T) ([]string, *backend) {
-				r := resetter(t, 1)
-				return []string{r.addr()}, r
-			},
+			replicas:   oneResetter,
 			wantStatus: http.StatusOK, wantBody: "resetter POST answered", wantHits: 2, wantRetry: 1,
 		},
 		{
 			name:   "PUT whose body was sent is not replayed: the switch keeps no copy",
 			method: http.MethodPut, body: "v=2",
-			replicas: func(t *testing.T) ([]string, *backend) {
-				r := resetter(t, 1)
-				return []string{r.addr()}, r
-			},
+			replicas:   oneResetter,
 			wantStatus: http.StatusBadGateway, wantBody: "connection to the service broke", wantHits: 1, wantReason: "upstream",
 		},
 		{
@@ -213,4 +195,11 @@ func TestRetry_AfterASwitchGoesToTheNewColor(t *testing.T) {
 	if c := colorOf(st, "blue"); c.InFlight != 0 {
 		t.Errorf("blue still counts %d in flight", c.InFlight)
 	}
+}
+
+// oneResetter is a single replica that resets the first connection after
+// reading the request, then answers.
+func oneResetter(t *testing.T) ([]string, *backend) {
+	r := resetter(t, 1)
+	return []string{r.addr()}, r
 }
