@@ -73,6 +73,22 @@ type TrafficState struct {
 	UpdatedAt time.Time
 }
 
+// lockTraffic takes the lock every pause and maintenance change holds and
+// reads the service's record; unlock releases the lock. In reload mode it
+// answers errNoTrafficControl and takes nothing.
+func (c *Controller) lockTraffic(ctx context.Context, service string) (rec TrafficState, unlock func(), err error) {
+	if c.traffic == nil {
+		return TrafficState{}, nil, errNoTrafficControl
+	}
+	c.trafficMu.Lock()
+	rec, err = c.trafficRecord(ctx, service)
+	if err != nil {
+		c.trafficMu.Unlock()
+		return TrafficState{}, nil, err
+	}
+	return rec, c.trafficMu.Unlock, nil
+}
+
 // errNoTrafficControl refuses pause and maintenance in reload mode.
 var errNoTrafficControl = Errorf(ECONFLICT,
 	"traffic control needs traffic.mode: switch; in reload mode nginx sends requests straight to the containers")
@@ -92,15 +108,11 @@ func (c *Controller) Pause(ctx context.Context, service string, req PauseRequest
 	if err != nil {
 		return TrafficView{}, err
 	}
-	if c.traffic == nil {
-		return TrafficView{}, errNoTrafficControl
-	}
-	c.trafficMu.Lock()
-	defer c.trafficMu.Unlock()
-	rec, err := c.trafficRecord(ctx, service)
+	rec, unlock, err := c.lockTraffic(ctx, service)
 	if err != nil {
 		return TrafficView{}, err
 	}
+	defer unlock()
 	if err := c.traffic.Pause(service, limits.MaxHold, limits.MaxHeld); err != nil {
 		return TrafficView{}, fmt.Errorf("pause %s: %w", service, err)
 	}
@@ -125,15 +137,11 @@ func (c *Controller) Resume(ctx context.Context, service string) (TrafficView, e
 	if _, err := c.spec(service); err != nil {
 		return TrafficView{}, err
 	}
-	if c.traffic == nil {
-		return TrafficView{}, errNoTrafficControl
-	}
-	c.trafficMu.Lock()
-	defer c.trafficMu.Unlock()
-	rec, err := c.trafficRecord(ctx, service)
+	rec, unlock, err := c.lockTraffic(ctx, service)
 	if err != nil {
 		return TrafficView{}, err
 	}
+	defer unlock()
 	// The held requests go as soon as the switch resumes. Were the record
 	// written first and the switch then refused, the record would say
 	// "not paused" of a paused service.
@@ -161,15 +169,11 @@ func (c *Controller) Maintenance(ctx context.Context, service string, on bool, m
 	if _, err := c.spec(service); err != nil {
 		return TrafficView{}, err
 	}
-	if c.traffic == nil {
-		return TrafficView{}, errNoTrafficControl
-	}
-	c.trafficMu.Lock()
-	defer c.trafficMu.Unlock()
-	rec, err := c.trafficRecord(ctx, service)
+	rec, unlock, err := c.lockTraffic(ctx, service)
 	if err != nil {
 		return TrafficView{}, err
 	}
+	defer unlock()
 	prev, err := c.traffic.Status(service)
 	if err != nil && ErrorCode(err) != ENOTFOUND {
 		return TrafficView{}, fmt.Errorf("maintenance of %s: %w", service, err)
