@@ -72,7 +72,7 @@ func bootDaemon(t *testing.T, dir, backend string) *daemon {
 		Router:         idleRouter{},
 		Store:          st,
 		Logger:         log,
-		TrafficControl: trafficswitch.NewControl(sw),
+		TrafficControl: trafficswitch.NewControl(trafficswitch.Local(sw)),
 		Pause:          controller.PauseLimits{MaxHold: 5 * time.Second, MaxHeld: 2},
 	})
 	// As in the daemon: what was recorded applies before the service

@@ -255,14 +255,15 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 	if err != nil {
 		return nil, fmt.Errorf("traffic switch: %w", err)
 	}
-	m.trafficControl = trafficswitch.NewControl(m.traffic)
-	m.trafficReader = trafficswitch.NewTrafficReader(m.traffic)
+	plane := trafficswitch.Local(m.traffic)
+	m.trafficControl = trafficswitch.NewControl(plane)
+	m.trafficReader = trafficswitch.NewTrafficReader(plane, m.traffic.ErrorWindow())
 	upstreams, err := listenSwitch(ctx, cfg, m.traffic)
 	if err != nil {
 		return nil, err
 	}
 	r, err := trafficswitch.NewRouter(trafficswitch.RouterOptions{
-		Switch: m.traffic, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
+		Plane: plane, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("traffic switch: %w", err)

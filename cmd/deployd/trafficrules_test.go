@@ -15,8 +15,10 @@ import (
 
 type countingTraffic struct{}
 
-func (countingTraffic) Window(string, controller.Color) (int, int) { return 0, 0 }
-func (countingTraffic) Span() time.Duration                        { return time.Minute }
+func (countingTraffic) Window(context.Context, string, controller.Color) (int, int, error) {
+	return 0, 0, nil
+}
+func (countingTraffic) Span() time.Duration { return time.Minute }
 
 func TestWarnTrafficRulesOff_WarnsOncePerRuleWithoutAReader(t *testing.T) {
 	cfg := config.Default()

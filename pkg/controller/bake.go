@@ -35,7 +35,7 @@ func (r *deployRun) bake(ctx context.Context, prev ServiceState, cs []Container)
 				return fmt.Sprintf("bake cut short by shutdown after %s", r.c.now().Sub(start).Round(time.Millisecond)), nil
 			}
 			msg := fmt.Sprintf("%s stayed healthy for %s", r.d.ToColor, r.spec.Bake)
-			if t, ok := r.c.readTraffic(r.spec.Name, r.d.ToColor, r.spec.BakeTraffic, r.c.now().Sub(start)); ok {
+			if t, ok := r.c.readTraffic(ctx, r.spec.Name, r.d.ToColor, r.spec.BakeTraffic, r.c.now().Sub(start)); ok {
 				msg += "; " + t.verdict()
 			}
 			return msg, nil
@@ -73,7 +73,7 @@ func (r *deployRun) watchNew(ctx context.Context, cs []Container, start time.Tim
 			return dead
 		}
 		// The window already spans many requests: one bad reading decides.
-		if t, ok := r.c.readTraffic(r.spec.Name, r.d.ToColor, r.spec.BakeTraffic, r.c.now().Sub(start)); ok {
+		if t, ok := r.c.readTraffic(ctx, r.spec.Name, r.d.ToColor, r.spec.BakeTraffic, r.c.now().Sub(start)); ok {
 			if err := t.problem(); err != nil {
 				return err
 			}

@@ -75,6 +75,9 @@ type Controller struct {
 	// the switch and the stored record change in the same order. Its holds
 	// are short: the switch does not block, the store writes one record.
 	trafficMu sync.Mutex
+	// readFailures keeps the traffic rule's failed window reads to one
+	// warning per episode.
+	readFailures readFailures
 
 	// watch is the watchdog's memory of each service between rounds.
 	watch *watchBook
@@ -480,7 +483,7 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		if err != nil {
 			return ServiceView{}, err
 		}
-		v.Traffic = c.trafficView(name, rec)
+		v.Traffic = c.trafficView(ctx, name, rec)
 	}
 	return v, nil
 }

@@ -97,23 +97,24 @@ type Router interface {
 // TrafficControl holds or turns away a service's requests where they enter
 // deployd's request-level switch. trafficswitch implements it; in reload
 // mode (nginx sends requests straight to the containers) there is none.
-// None of its methods blocks on requests. Errors are *Error values:
+// None of its methods blocks on requests; the switch may run in another
+// process, so each call is bounded by ctx. Errors are *Error values:
 // EINVALID for a limit that is not positive or a malformed maintenance
 // message, ECONFLICT for Pause on a paused service or Resume on one that is
 // not, ENOTFOUND for a service the switch does not serve, EUNAVAILABLE
-// once the switch is closed.
+// once the switch is closed or when its process does not answer.
 type TrafficControl interface {
 	// Pause holds the service's new requests until Resume: each waits at
 	// most maxHold, at most maxHeld at once; past either a request gets a
 	// 503 with Retry-After.
-	Pause(service string, maxHold time.Duration, maxHeld int) error
+	Pause(ctx context.Context, service string, maxHold time.Duration, maxHeld int) error
 	// Resume releases the held requests to the active color.
-	Resume(service string) error
+	Resume(ctx context.Context, service string) error
 	// Maintenance turns the 503 page with message on ("" is the switch's
 	// default text) or off; on again replaces the message.
-	Maintenance(service string, on bool, message string) error
+	Maintenance(ctx context.Context, service string, on bool, message string) error
 	// Status reports the service's pause, maintenance and requests.
-	Status(service string) (TrafficStatus, error)
+	Status(ctx context.Context, service string) (TrafficStatus, error)
 }
 
 // TrafficReader reports what a color's replicas recently answered, for
@@ -125,8 +126,11 @@ type TrafficReader interface {
 	// answered over the last Span, and how many of those were 5xx. A color
 	// whose addresses changed counts from that change on, so a new
 	// deployment is judged on its own traffic. Both are 0 for a service or
-	// color the reader does not know. It must be cheap and must not block.
-	Window(service string, color Color) (requests, errors int)
+	// color the reader does not know. It must be cheap; the switch may run
+	// in another process, so it is bounded by ctx and fails (EUNAVAILABLE)
+	// when that process does not answer: a failed read is no reading, and
+	// must never be taken for a quiet or a failing color.
+	Window(ctx context.Context, service string, color Color) (requests, errors int, err error)
 	// Span is how far back Window counts.
 	Span() time.Duration
 }

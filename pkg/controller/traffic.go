@@ -113,21 +113,23 @@ func (c *Controller) Pause(ctx context.Context, service string, req PauseRequest
 		return TrafficView{}, err
 	}
 	defer unlock()
-	if err := c.traffic.Pause(service, limits.MaxHold, limits.MaxHeld); err != nil {
+	if err := c.traffic.Pause(ctx, service, limits.MaxHold, limits.MaxHeld); err != nil {
 		return TrafficView{}, fmt.Errorf("pause %s: %w", service, err)
 	}
 	rec.Paused, rec.PausedSince, rec.MaxHold, rec.MaxHeld = true, c.now().UTC(), limits.MaxHold, limits.MaxHeld
 	if err := c.saveTraffic(ctx, rec); err != nil {
 		// A pause that a restart would not restore is not kept: the
 		// caller learns it failed and the switch is as it was.
-		if uerr := c.traffic.Resume(service); uerr != nil {
+		uctx, cancel := undoContext(ctx)
+		defer cancel()
+		if uerr := c.traffic.Resume(uctx, service); uerr != nil {
 			c.log.WithField("service", service).WithError(uerr).Error("undo a pause that could not be recorded")
 		}
 		return TrafficView{}, err
 	}
 	c.log.WithFields(logrus.Fields{"service": service, "max_hold": limits.MaxHold, "max_held": limits.MaxHeld}).
 		Info("requests paused")
-	return *c.trafficView(service, rec), nil
+	return *c.trafficView(ctx, service, rec), nil
 }
 
 // Resume releases the service's held requests to its active color.
@@ -145,7 +147,7 @@ func (c *Controller) Resume(ctx context.Context, service string) (TrafficView, e
 	// The held requests go as soon as the switch resumes. Were the record
 	// written first and the switch then refused, the record would say
 	// "not paused" of a paused service.
-	if err := c.traffic.Resume(service); err != nil {
+	if err := c.traffic.Resume(ctx, service); err != nil {
 		return TrafficView{}, fmt.Errorf("resume %s: %w", service, err)
 	}
 	rec.Paused, rec.PausedSince, rec.MaxHold, rec.MaxHeld = false, time.Time{}, 0, 0
@@ -155,7 +157,7 @@ func (c *Controller) Resume(ctx context.Context, service string) (TrafficView, e
 		return TrafficView{}, fmt.Errorf("resumed, but the record still says paused: %w", err)
 	}
 	c.log.WithField("service", service).Info("requests resumed")
-	return *c.trafficView(service, rec), nil
+	return *c.trafficView(ctx, service, rec), nil
 }
 
 // Maintenance turns the service's maintenance page on, with message ("":
@@ -174,11 +176,11 @@ func (c *Controller) Maintenance(ctx context.Context, service string, on bool, m
 		return TrafficView{}, err
 	}
 	defer unlock()
-	prev, err := c.traffic.Status(service)
+	prev, err := c.traffic.Status(ctx, service)
 	if err != nil && ErrorCode(err) != ENOTFOUND {
 		return TrafficView{}, fmt.Errorf("maintenance of %s: %w", service, err)
 	}
-	if err := c.traffic.Maintenance(service, on, message); err != nil {
+	if err := c.traffic.Maintenance(ctx, service, on, message); err != nil {
 		return TrafficView{}, fmt.Errorf("maintenance of %s: %w", service, err)
 	}
 	if on {
@@ -192,13 +194,15 @@ func (c *Controller) Maintenance(ctx context.Context, service string, on bool, m
 	if err := c.saveTraffic(ctx, rec); err != nil {
 		// Put the switch back as it was, so that what a restart restores
 		// and what requests meet now agree.
-		if uerr := c.traffic.Maintenance(service, prev.Maintenance, prev.Message); uerr != nil {
+		uctx, cancel := undoContext(ctx)
+		defer cancel()
+		if uerr := c.traffic.Maintenance(uctx, service, prev.Maintenance, prev.Message); uerr != nil {
 			c.log.WithField("service", service).WithError(uerr).Error("undo a maintenance change that could not be recorded")
 		}
 		return TrafficView{}, err
 	}
 	c.log.WithFields(logrus.Fields{"service": service, "on": on}).Info("maintenance changed")
-	return *c.trafficView(service, rec), nil
+	return *c.trafficView(ctx, service, rec), nil
 }
 
 // pauseLimits applies the configured limits to a request.
@@ -232,6 +236,13 @@ func (c *Controller) trafficRecord(ctx context.Context, service string) (Traffic
 	return rec, nil
 }
 
+// undoContext bounds the undo of a switch change whose record failed: it
+// runs even when the caller's context is ending, or the switch and the
+// record would disagree.
+func undoContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+}
+
 func (c *Controller) saveTraffic(ctx context.Context, rec TrafficState) error {
 	rec.UpdatedAt = c.now().UTC()
 	// Written even when the caller's context is ending: the switch has
@@ -247,12 +258,12 @@ func (c *Controller) saveTraffic(ctx context.Context, rec TrafficState) error {
 // trafficView joins what the switch reports with the record; nil in
 // reload mode. When the switch cannot report (it does not serve the
 // service yet) the view shows what was asked for.
-func (c *Controller) trafficView(service string, rec TrafficState) *TrafficView {
+func (c *Controller) trafficView(ctx context.Context, service string, rec TrafficState) *TrafficView {
 	if c.traffic == nil {
 		return nil
 	}
 	v := &TrafficView{Mode: TrafficModeSwitch}
-	st, err := c.traffic.Status(service)
+	st, err := c.traffic.Status(ctx, service)
 	if err != nil {
 		c.log.WithField("service", service).WithError(err).Debug("traffic status")
 		v.Paused, v.PausedSince, v.MaxHold, v.MaxHeld = rec.Paused, rec.PausedSince, rec.MaxHold, rec.MaxHeld
@@ -271,40 +282,69 @@ func (c *Controller) trafficView(service string, rec TrafficState) *TrafficView 
 	return v
 }
 
-// restoreTraffic applies a service's recorded pause and maintenance again
-// after a restart, within today's limits. In reload mode it only warns:
-// nothing there can hold a request.
+// restoreTraffic makes the switch's pause and maintenance what the
+// store records, after a start, within today's limits. The switch may
+// outlive the daemon (it runs in its own process) and keep its own state,
+// so it converges both ways: it pauses or turns maintenance on where the
+// record says so and the switch is not, and resumes or turns maintenance
+// off where the switch is and the record is not. What already agrees is
+// left alone; calling it again changes nothing. In reload mode it only
+// warns: nothing there can hold a request.
 func (c *Controller) restoreTraffic(ctx context.Context, service string) error {
-	rec, err := c.store.GetTraffic(ctx, service)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
+	rec, err := c.trafficRecord(ctx, service)
 	if err != nil {
-		return fmt.Errorf("load traffic state of %s: %w", service, err)
-	}
-	if !rec.Paused && !rec.Maintenance {
-		return nil
+		return err
 	}
 	log := c.log.WithFields(logrus.Fields{"service": service, "paused": rec.Paused, "maintenance": rec.Maintenance})
 	if c.traffic == nil {
-		log.Warn("the service was paused or in maintenance under traffic.mode: switch; in reload mode neither applies")
+		if rec.Paused || rec.Maintenance {
+			log.Warn("the service was paused or in maintenance under traffic.mode: switch; in reload mode neither applies")
+		}
 		return nil
 	}
-	if rec.Maintenance {
-		if err := c.traffic.Maintenance(service, true, rec.Message); err != nil {
+	st, err := c.traffic.Status(ctx, service)
+	if err != nil && ErrorCode(err) != ENOTFOUND {
+		return fmt.Errorf("traffic status of %s: %w", service, err)
+	}
+	// A switch that does not know the service is neither paused nor in
+	// maintenance: st stays zero.
+	changed := false
+
+	switch {
+	case rec.Maintenance && !(st.Maintenance && rec.Message != "" && st.Message == rec.Message):
+		// "" is the switch's default text, which only the switch knows:
+		// setting it again is harmless, comparing it is not possible.
+		if err := c.traffic.Maintenance(ctx, service, true, rec.Message); err != nil {
 			return fmt.Errorf("restore maintenance of %s: %w", service, err)
 		}
+		changed = true
+	case !rec.Maintenance && st.Maintenance:
+		if err := c.traffic.Maintenance(ctx, service, false, ""); err != nil {
+			return fmt.Errorf("end the unrecorded maintenance of %s: %w", service, err)
+		}
+		changed = true
 	}
-	if rec.Paused {
+
+	switch {
+	case rec.Paused && !st.Paused:
 		maxHold, maxHeld := min(rec.MaxHold, c.pause.MaxHold), min(rec.MaxHeld, c.pause.MaxHeld)
 		if maxHold <= 0 || maxHeld <= 0 {
 			maxHold, maxHeld = c.pause.MaxHold, c.pause.MaxHeld
 		}
-		err := c.traffic.Pause(service, maxHold, maxHeld)
-		if err != nil && ErrorCode(err) != ECONFLICT {
+		// ECONFLICT: paused meanwhile, which is what is wanted.
+		if err := c.traffic.Pause(ctx, service, maxHold, maxHeld); err != nil && ErrorCode(err) != ECONFLICT {
 			return fmt.Errorf("restore the pause of %s: %w", service, err)
 		}
+		changed = true
+	case !rec.Paused && st.Paused:
+		// ECONFLICT: resumed meanwhile, which is what is wanted.
+		if err := c.traffic.Resume(ctx, service); err != nil && ErrorCode(err) != ECONFLICT {
+			return fmt.Errorf("end the unrecorded pause of %s: %w", service, err)
+		}
+		changed = true
 	}
-	log.Info("pause and maintenance restored")
+	if changed {
+		log.Info("traffic switch's pause and maintenance brought in line with the record")
+	}
 	return nil
 }

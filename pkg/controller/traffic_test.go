@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strconv"
@@ -25,13 +26,14 @@ type fakeTraffic struct {
 	maintenance bool
 	message     string
 	held        int
+	statusErr   error // Status fails with it while set
 	// calls lists the calls, e.g. "pause 30s 1000", "maintenance on x".
 	calls []string
 }
 
 var _ controller.TrafficControl = (*fakeTraffic)(nil)
 
-func (f *fakeTraffic) Pause(service string, maxHold time.Duration, maxHeld int) error {
+func (f *fakeTraffic) Pause(_ context.Context, service string, maxHold time.Duration, maxHeld int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "pause "+maxHold.String()+" "+strconv.Itoa(maxHeld))
@@ -45,7 +47,7 @@ func (f *fakeTraffic) Pause(service string, maxHold time.Duration, maxHeld int) 
 	return nil
 }
 
-func (f *fakeTraffic) Resume(service string) error {
+func (f *fakeTraffic) Resume(_ context.Context, service string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "resume")
@@ -56,7 +58,7 @@ func (f *fakeTraffic) Resume(service string) error {
 	return nil
 }
 
-func (f *fakeTraffic) Maintenance(service string, on bool, message string) error {
+func (f *fakeTraffic) Maintenance(_ context.Context, service string, on bool, message string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if on {
@@ -74,9 +76,12 @@ func (f *fakeTraffic) Maintenance(service string, on bool, message string) error
 	return nil
 }
 
-func (f *fakeTraffic) Status(service string) (controller.TrafficStatus, error) {
+func (f *fakeTraffic) Status(_ context.Context, service string) (controller.TrafficStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.statusErr != nil {
+		return controller.TrafficStatus{}, f.statusErr
+	}
 	st := controller.TrafficStatus{Maintenance: f.maintenance, Message: f.message, InFlight: 2}
 	if f.paused {
 		st.Paused, st.PausedSince, st.Held, st.MaxHold, st.MaxHeld = true, f.since, f.held, f.maxHold, f.maxHeld
@@ -209,7 +214,7 @@ func TestPause_ThatCannotBeRecordedIsUndone(t *testing.T) {
 		if _, err := h.c.Pause(h.ctx(), svc, controller.PauseRequest{}); err == nil {
 			t.Fatal("Pause succeeded with a failing store")
 		}
-		if st, _ := ft.Status(svc); st.Paused {
+		if st, _ := ft.Status(h.ctx(), svc); st.Paused {
 			t.Error("the switch stayed paused although the pause was not recorded")
 		}
 	})
@@ -331,5 +336,77 @@ func TestStart_ReloadModeWarnsOfARecordedPause(t *testing.T) {
 			}
 		}
 		t.Error("no warning that the recorded pause does not apply in reload mode")
+	})
+}
+
+// The switch runs in its own process and keeps its pause and maintenance
+// across daemon restarts: Start makes it agree with the record whichever
+// way it differs, and leaves alone what agrees.
+func TestStart_ConvergesTheSwitchToTheRecordBothWays(t *testing.T) {
+	paused := controller.TrafficState{Service: svc, Paused: true, MaxHold: 10 * time.Second, MaxHeld: 10}
+	maint := controller.TrafficState{Service: svc, Maintenance: true, Message: "Migrating"}
+	tests := []struct {
+		name   string
+		record *controller.TrafficState // nil: none recorded
+		preset func(f *fakeTraffic)
+		calls  []string
+		want   func(f *fakeTraffic) bool
+	}{
+		{"nothing recorded, switch idle", nil, func(*fakeTraffic) {}, nil,
+			func(f *fakeTraffic) bool { return !f.paused && !f.maintenance }},
+		{"nothing recorded, switch paused", nil, func(f *fakeTraffic) { f.paused, f.maxHold, f.maxHeld = true, time.Second, 1 },
+			[]string{"resume"}, func(f *fakeTraffic) bool { return !f.paused }},
+		{"not paused recorded, switch paused and in maintenance", &controller.TrafficState{Service: svc},
+			func(f *fakeTraffic) {
+				f.paused, f.maxHold, f.maxHeld, f.maintenance, f.message = true, time.Second, 1, true, "x"
+			},
+			[]string{"maintenance off", "resume"}, func(f *fakeTraffic) bool { return !f.paused && !f.maintenance }},
+		{"paused recorded, switch already paused", &paused, func(f *fakeTraffic) { f.paused, f.maxHold, f.maxHeld = true, 10*time.Second, 10 },
+			nil, func(f *fakeTraffic) bool { return f.paused && f.maxHeld == 10 }},
+		{"paused recorded, switch idle", &paused, func(*fakeTraffic) {},
+			[]string{"pause 10s 10"}, func(f *fakeTraffic) bool { return f.paused }},
+		{"maintenance recorded, switch already in it", &maint, func(f *fakeTraffic) { f.maintenance, f.message = true, "Migrating" },
+			nil, func(f *fakeTraffic) bool { return f.maintenance && f.message == "Migrating" }},
+		{"maintenance recorded, switch shows another message", &maint, func(f *fakeTraffic) { f.maintenance, f.message = true, "Old" },
+			[]string{"maintenance on Migrating"}, func(f *fakeTraffic) bool { return f.maintenance && f.message == "Migrating" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, ft := newTrafficHarness(t)
+				if tt.record != nil {
+					h.store.set(func(s *memStore) { s.traffic[svc] = *tt.record })
+				}
+				tt.preset(ft)
+				if err := h.c.Start(h.ctx()); err != nil {
+					t.Fatalf("Start: %v", err)
+				}
+				if got := ft.callList(); !slices.Equal(got, tt.calls) {
+					t.Errorf("switch calls = %v, want %v", got, tt.calls)
+				}
+				if !tt.want(ft) {
+					t.Errorf("switch after Start = %+v, not as recorded", ft)
+				}
+				// A second start finds everything in line and changes nothing.
+				if err := h.c.Start(h.ctx()); err != nil {
+					t.Fatalf("second Start: %v", err)
+				}
+				if got := ft.callList(); !slices.Equal(got, tt.calls) {
+					t.Errorf("switch calls after a second Start = %v, want still %v", got, tt.calls)
+				}
+			})
+		})
+	}
+}
+
+func TestStart_UnreachableSwitchFailsTheStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, ft := newTrafficHarness(t)
+		ft.statusErr = controller.Errorf(controller.EUNAVAILABLE, "traffic switch unreachable")
+		err := h.c.Start(h.ctx())
+		wantCode(t, err, controller.EUNAVAILABLE)
+		if calls := ft.callList(); len(calls) != 0 {
+			t.Errorf("switch calls = %v, want none on a switch of unknown state", calls)
+		}
 	})
 }

@@ -1,9 +1,13 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // trafficReading is one read of a color's request window, with the rule
@@ -16,20 +20,69 @@ type trafficReading struct {
 }
 
 // readTraffic reads the color's window for rule. ok is false when the rule
-// is off or nothing counts requests (no TrafficReader). age, when
-// positive, is how long the color has had its current addresses: the
-// window restarted then, so it reaches back no further. Bake and the
-// watchdog both judge traffic through here.
-func (c *Controller) readTraffic(service string, color Color, rule TrafficRule, age time.Duration) (r trafficReading, ok bool) {
+// is off, nothing counts requests (no TrafficReader) or the read failed:
+// a window that could not be read is no reading, neither good nor bad, so
+// the rule skips it and never rolls back on it. The first failure of a
+// service is a warning, the next ones until a read succeeds are debug
+// lines. age, when positive, is how long the color has had its current
+// addresses: the window restarted then, so it reaches back no further.
+// Bake and the watchdog both judge traffic through here.
+func (c *Controller) readTraffic(ctx context.Context, service string, color Color, rule TrafficRule, age time.Duration) (r trafficReading, ok bool) {
 	if !rule.On() || c.windows == nil {
 		return trafficReading{}, false
 	}
 	r = trafficReading{rule: rule, span: c.windows.Span()}
-	r.requests, r.errors = c.windows.Window(service, color)
+	var err error
+	r.requests, r.errors, err = c.windows.Window(ctx, service, color)
+	log := c.log.WithFields(logrus.Fields{"service": service, "color": string(color)})
+	if err != nil {
+		if c.readFailures.failed(service) {
+			log.WithError(err).Warn("cannot read the traffic window; the traffic rule skips this reading")
+		} else {
+			log.WithError(err).Debug("cannot read the traffic window; the traffic rule skips this reading")
+		}
+		return trafficReading{}, false
+	}
+	if c.readFailures.succeeded(service) {
+		log.Info("traffic window readable again")
+	}
 	if age > 0 && age < r.span {
 		r.span = age
 	}
 	return r, true
+}
+
+// readFailures remembers which services' last window read failed, so
+// that a switch process that does not answer is one warning per episode,
+// not one per watchdog round.
+type readFailures struct {
+	mu      sync.Mutex
+	failing map[string]bool
+}
+
+// failed records a failed read and reports whether it starts an episode.
+func (f *readFailures) failed(service string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing[service] {
+		return false
+	}
+	if f.failing == nil {
+		f.failing = make(map[string]bool)
+	}
+	f.failing[service] = true
+	return true
+}
+
+// succeeded records a good read and reports whether it ends an episode.
+func (f *readFailures) succeeded(service string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.failing[service] {
+		return false
+	}
+	delete(f.failing, service)
+	return true
 }
 
 // problem is nil unless the window holds at least MinRequests requests and

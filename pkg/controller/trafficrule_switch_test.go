@@ -130,7 +130,7 @@ func TestBake_RealTrafficThroughTheSwitchRollsBackAColorWhoseHealthIsFine(t *tes
 	h := newHarnessWith(t, func(o *controller.Options) {
 		o.Router = switchRouter{Router: o.Router, sw: sw, backends: backends}
 		o.Prober = backendProber{rt: o.Runtime.(*fakeRuntime), real: health.NewProber(o.Logger), backends: backends}
-		o.TrafficReader = trafficswitch.NewTrafficReader(sw)
+		o.TrafficReader = trafficswitch.NewTrafficReader(trafficswitch.Local(sw), sw.ErrorWindow())
 	}, func(s *controller.ServiceSpec) {
 		s.Bake = 30 * time.Second
 		s.BakeTraffic = controller.TrafficRule{MaxErrorRate: 0.02, MinRequests: 20}

@@ -1,11 +1,14 @@
 package controller_test
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -17,6 +20,7 @@ type fakeWindows struct {
 	mu      sync.Mutex
 	windows map[controller.Color][2]int // requests, errors
 	asked   map[controller.Color]int
+	err     error // every read fails with it while set
 }
 
 func newFakeWindows() *fakeWindows {
@@ -29,15 +33,24 @@ func (f *fakeWindows) set(color controller.Color, requests, errors int) {
 	f.windows[color] = [2]int{requests, errors}
 }
 
-func (f *fakeWindows) Window(service string, color controller.Color) (requests, errors int) {
+func (f *fakeWindows) Window(_ context.Context, service string, color controller.Color) (requests, errors int, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if service != svc {
-		return 0, 0
+		return 0, 0, nil
 	}
 	f.asked[color]++
+	if f.err != nil {
+		return 0, 0, f.err
+	}
 	w := f.windows[color]
-	return w[0], w[1]
+	return w[0], w[1], nil
+}
+
+func (f *fakeWindows) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
 }
 
 func (f *fakeWindows) Span() time.Duration { return time.Minute }
@@ -197,4 +210,64 @@ func TestWatch_TrafficAtTheLimitOrTooThinPasses(t *testing.T) {
 			t.Errorf("blue's window read %d times, want once a round", n)
 		}
 	})
+}
+
+// A switch process that does not answer is no reading: the watchdog
+// neither counts it as a bad round nor rolls back, and says so once.
+func TestWatch_UnreadableTrafficWindowIsSkippedAndWarnedOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		traffic := newFakeWindows()
+		h := newHarnessWith(t, func(o *controller.Options) {
+			o.TrafficReader = traffic
+			o.Watch.Traffic = controller.TrafficRule{MaxErrorRate: 0.05, MinRequests: 10}
+		}, func(s *controller.ServiceSpec) { s.AutoRollback = true })
+		h.deployOK("v1")
+		v2 := h.deployOK("v2")
+		traffic.fail(controller.Errorf(controller.EUNAVAILABLE, "traffic switch unreachable"))
+
+		h.watchRounds(4) // threshold 2
+
+		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 0 {
+			t.Fatalf("unhealthy notifications = %+v, want none for unreadable windows", got)
+		}
+		if d := h.lastDeployment(); d.ID != v2.ID {
+			t.Fatalf("last deployment %s (%s), want no rollback", d.ID, d.Kind)
+		}
+		if n := traffic.reads(controller.Green); n != 4 {
+			t.Errorf("green's window read %d times, want once a round", n)
+		}
+		if got := countLogs(h, logrus.WarnLevel, "cannot read the traffic window"); got != 1 {
+			t.Errorf("warnings about the unreadable window = %d, want 1", got)
+		}
+
+		traffic.fail(nil)
+		h.watchRounds(1)
+		if got := countLogs(h, logrus.InfoLevel, "traffic window readable again"); got != 1 {
+			t.Errorf("notes that the window is readable again = %d, want 1", got)
+		}
+	})
+}
+
+func TestBake_UnreadableTrafficWindowDoesNotRollBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, traffic := bakeTrafficHarness(t, 50*time.Millisecond)
+		h.deployOK("v1")
+		traffic.fail(controller.Errorf(controller.EUNAVAILABLE, "traffic switch unreachable"))
+
+		d := h.deployOK("v2")
+
+		if s, _ := findStep(d, controller.StepBake); strings.Contains(s.Message, "5xx") {
+			t.Errorf("bake step message = %q, want no traffic verdict from an unreadable window", s.Message)
+		}
+	})
+}
+
+func countLogs(h *harness, level logrus.Level, msg string) int {
+	n := 0
+	for _, e := range h.logs.AllEntries() {
+		if e.Level == level && strings.Contains(e.Message, msg) {
+			n++
+		}
+	}
+	return n
 }

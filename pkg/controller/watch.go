@@ -168,7 +168,7 @@ func (c *Controller) watchService(ctx context.Context, spec ServiceSpec) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if t, ok := c.readTraffic(spec.Name, st.ActiveColor, c.watchCfg.Traffic, 0); ok {
+	if t, ok := c.readTraffic(ctx, spec.Name, st.ActiveColor, c.watchCfg.Traffic, 0); ok {
 		if bad := t.problem(); bad != nil && problem != nil {
 			problem = fmt.Errorf("%w; %w", problem, bad)
 		} else if bad != nil {

@@ -1,48 +1,43 @@
 package trafficswitch
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// Control adapts a Switch to the controller's TrafficControl port: the same
-// calls, with the Switch's errors turned into *controller.Error values the
+// Control adapts a Plane to the controller's TrafficControl port: the same
+// calls, with the switch's errors turned into *controller.Error values the
 // API can answer.
-type Control struct{ sw *Switch }
+type Control struct{ p Plane }
 
 var _ controller.TrafficControl = Control{}
 
-// NewControl returns the TrafficControl of sw.
-func NewControl(sw *Switch) Control { return Control{sw: sw} }
+// NewControl returns the TrafficControl of p.
+func NewControl(p Plane) Control { return Control{p: p} }
 
-// Pause is Switch.Pause. It creates the service in the Switch first, so
+// Pause is Plane.Pause, which creates the service in the switch first, so
 // that a restart can apply a recorded pause before the service listens.
-func (c Control) Pause(service string, maxHold time.Duration, maxHeld int) error {
-	if _, err := c.sw.Handler(service); err != nil {
-		return controlError(err)
-	}
-	return controlError(c.sw.Pause(service, maxHold, maxHeld))
+func (c Control) Pause(ctx context.Context, service string, maxHold time.Duration, maxHeld int) error {
+	return controlError(c.p.Pause(ctx, service, maxHold, maxHeld))
 }
 
-// Resume is Switch.Resume.
-func (c Control) Resume(service string) error {
-	return controlError(c.sw.Resume(service))
+// Resume is Plane.Resume.
+func (c Control) Resume(ctx context.Context, service string) error {
+	return controlError(c.p.Resume(ctx, service))
 }
 
-// Maintenance is Switch.Maintenance, and like Pause it creates the service
+// Maintenance is Plane.Maintenance, and like Pause it creates the service
 // first.
-func (c Control) Maintenance(service string, on bool, message string) error {
-	if _, err := c.sw.Handler(service); err != nil {
-		return controlError(err)
-	}
-	return controlError(c.sw.Maintenance(service, on, message))
+func (c Control) Maintenance(ctx context.Context, service string, on bool, message string) error {
+	return controlError(c.p.Maintenance(ctx, service, on, message))
 }
 
-// Status is Switch.Status, its in-flight requests summed over the colors.
-func (c Control) Status(service string) (controller.TrafficStatus, error) {
-	st, err := c.sw.Status(service)
+// Status is Plane.Status, its in-flight requests summed over the colors.
+func (c Control) Status(ctx context.Context, service string) (controller.TrafficStatus, error) {
+	st, err := c.p.Status(ctx, service)
 	if err != nil {
 		return controller.TrafficStatus{}, controlError(err)
 	}
@@ -56,7 +51,7 @@ func (c Control) Status(service string) (controller.TrafficStatus, error) {
 	return out, nil
 }
 
-// errorCodes maps the Switch's sentinels to the controller's codes; any
+// errorCodes maps the switch's sentinels to the controller's codes; any
 // other error stays internal.
 var errorCodes = []struct {
 	sentinel error
@@ -69,7 +64,7 @@ var errorCodes = []struct {
 }
 
 // controlError turns err into a *controller.Error whose message is the
-// Switch's ("pause web: conflict: already paused"), keeping err in the
+// switch's ("pause web: conflict: already paused"), keeping err in the
 // chain for errors.Is.
 func controlError(err error) error {
 	if err == nil {
@@ -84,7 +79,7 @@ func controlError(err error) error {
 }
 
 // codedError reads as its *controller.Error and unwraps to it and to the
-// Switch's error.
+// switch's error.
 type codedError struct {
 	coded *controller.Error
 	cause error

@@ -118,11 +118,16 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	if o.Logger == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		o.Logger = l
+		o.Logger = discardLogger()
 	}
 	return o, nil
+}
+
+// discardLogger stands in for a nil logger.
+func discardLogger() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
 }
 
 // ParseTrustedProxies parses addresses ("127.0.0.1", "::1") and CIDR

@@ -22,7 +22,7 @@ import (
 // to point the service's upstream at the switch (a reload, once) whenever
 // that upstream is not already so, and otherwise leaves it alone.
 type Router struct {
-	sw        *Switch
+	p         Plane
 	edge      controller.Router
 	upstreams map[string]string
 	log       logrus.FieldLogger
@@ -36,7 +36,9 @@ const edgeColor = controller.NoColor
 
 // RouterOptions configure a Router.
 type RouterOptions struct {
-	Switch *Switch
+	// Plane is the switch the Router drives: Local(sw) in the daemon's
+	// process, a Client of the switch process.
+	Plane Plane
 	// Edge writes and reloads nginx's upstream files (nginxconf.Router).
 	Edge controller.Router
 	// Upstreams maps each service to the address nginx reaches the
@@ -51,8 +53,8 @@ type RouterOptions struct {
 // NewRouter returns a Router. It fails when a field is missing or an
 // upstream address is not host:port.
 func NewRouter(o RouterOptions) (*Router, error) {
-	if o.Switch == nil || o.Edge == nil {
-		return nil, fmt.Errorf("%w: traffic switch router needs a Switch and an edge router", ErrInvalid)
+	if o.Plane == nil || o.Edge == nil {
+		return nil, fmt.Errorf("%w: traffic switch router needs a Plane and an edge router", ErrInvalid)
 	}
 	ups := make(map[string]string, len(o.Upstreams))
 	for service, addr := range o.Upstreams {
@@ -63,9 +65,9 @@ func NewRouter(o RouterOptions) (*Router, error) {
 	}
 	log := o.Logger
 	if log == nil {
-		log = o.Switch.log
+		log = discardLogger()
 	}
-	return &Router{sw: o.Switch, edge: o.Edge, upstreams: ups, log: log}, nil
+	return &Router{p: o.Plane, edge: o.Edge, upstreams: ups, log: log}, nil
 }
 
 func (r *Router) upstream(service string) ([]string, error) {
@@ -79,13 +81,14 @@ func (r *Router) upstream(service string) ([]string, error) {
 // EnsurePlaceholder points the service's nginx upstream at the switch
 // (a reload only when it pointed elsewhere, for example on the first start
 // in switch mode), and leaves the switch answering 503 until the first
-// Switch. When nginx is not running (it may start after deployd, reading
+// Switch. It reads the switch's status first, so that a switch that does
+// not answer fails the start here. When nginx is not running (it may start after deployd, reading
 // the upstream directory as it starts), the edge's own placeholder is
 // written instead so nginx can start, and the reconciler points the
 // upstream at the switch once nginx answers.
 func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
-	if _, err := r.sw.serviceFor(service, true); err != nil {
-		return err
+	if _, err := r.p.Status(ctx, service); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("traffic switch status of %s: %w", service, err)
 	}
 	err := r.ensureEdge(ctx, service)
 	if errors.Is(err, controller.ErrUnavailable) {
@@ -134,9 +137,13 @@ func (r *Router) Switch(ctx context.Context, service string, color controller.Co
 		r.log.WithField("service", service).WithError(err).Warn("nginx unavailable; switching the targets only")
 	}
 	if color == controller.NoColor {
-		return r.clear(service)
+		return r.clear(ctx, service)
 	}
-	if err := r.sw.SetTargets(service, string(color), r.ordered(service, color, addrs)); err != nil {
+	ordered, err := r.ordered(ctx, service, color, addrs)
+	if err != nil {
+		return err
+	}
+	if err := r.p.SetTargets(ctx, service, string(color), ordered); err != nil {
 		return fmt.Errorf("switch %s to %s: %w", service, color, err)
 	}
 	return nil
@@ -146,40 +153,54 @@ func (r *Router) Switch(ctx context.Context, service string, color controller.Co
 // are the same addresses, so that a reordered list (Docker lists
 // containers in no fixed order) does not start a new target set, whose
 // error window would restart.
-func (r *Router) ordered(service string, color controller.Color, addrs []string) []string {
-	cur, ok := r.active(service)
-	if ok && cur.Color == string(color) && sameSet(cur.Addrs, addrs) {
-		return cur.Addrs
+func (r *Router) ordered(ctx context.Context, service string, color controller.Color, addrs []string) ([]string, error) {
+	cur, ok, err := r.active(ctx, service)
+	if err != nil {
+		return nil, err
 	}
-	return addrs
+	if ok && cur.Color == string(color) && sameSet(cur.Addrs, addrs) {
+		return cur.Addrs, nil
+	}
+	return addrs, nil
 }
 
 // clear leaves the service with an empty target set: every request gets
 // a 503, as before the first deploy.
-func (r *Router) clear(service string) error {
-	cur, ok := r.active(service)
+func (r *Router) clear(ctx context.Context, service string) error {
+	cur, ok, err := r.active(ctx, service)
+	if err != nil {
+		return err
+	}
 	if !ok || len(cur.Addrs) == 0 {
 		return nil
 	}
-	if err := r.sw.SetTargets(service, cur.Color, nil); err != nil {
+	if err := r.p.SetTargets(ctx, service, cur.Color, nil); err != nil {
 		return fmt.Errorf("clear targets of %s: %w", service, err)
 	}
 	return nil
 }
 
 // active returns the service's active color and its addresses; false
-// before any target set.
-func (r *Router) active(service string) (ColorStatus, bool) {
-	st, err := r.sw.Status(service)
-	if err != nil || st.Active == "" {
-		return ColorStatus{}, false
+// before any target set, also when the switch does not know the service.
+// Any other error (the switch process does not answer) is returned: the
+// Router must not take an unknown state for an empty one.
+func (r *Router) active(ctx context.Context, service string) (ColorStatus, bool, error) {
+	st, err := r.p.Status(ctx, service)
+	if errors.Is(err, ErrNotFound) {
+		return ColorStatus{}, false, nil
+	}
+	if err != nil {
+		return ColorStatus{}, false, fmt.Errorf("traffic switch status of %s: %w", service, err)
+	}
+	if st.Active == "" {
+		return ColorStatus{}, false, nil
 	}
 	for _, c := range st.Colors {
 		if c.Active {
-			return c, true
+			return c, true, nil
 		}
 	}
-	return ColorStatus{}, false
+	return ColorStatus{}, false, nil
 }
 
 // InSync reports whether nginx's upstream points at the switch and the
@@ -194,7 +215,10 @@ func (r *Router) InSync(ctx context.Context, service string, color controller.Co
 	if err != nil || !ok {
 		return false, err
 	}
-	cur, active := r.active(service)
+	cur, active, err := r.active(ctx, service)
+	if err != nil {
+		return false, err
+	}
 	if color == controller.NoColor {
 		return len(addrs) == 0 && (!active || len(cur.Addrs) == 0), nil
 	}
@@ -206,7 +230,7 @@ func (r *Router) InSync(ctx context.Context, service string, color controller.Co
 // for and how long. It returns ctx's error when ctx ends first, and an
 // error when the color is (again) the active one.
 func (r *Router) Drain(ctx context.Context, service string, color controller.Color, timeout time.Duration) (string, error) {
-	res, err := r.sw.Drain(ctx, service, string(color), timeout)
+	res, err := r.p.Drain(ctx, service, string(color), timeout)
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Sprintf("nothing in flight on %s", color), nil
 	}
@@ -243,7 +267,11 @@ func (r *Router) Check(ctx context.Context) error {
 	}
 	sort.Strings(services)
 	for _, s := range services {
-		if r.sw.Addr(s) == nil {
+		st, err := r.p.Status(ctx, s)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("traffic switch status of %s: %w: %w", s, controller.ErrUnavailable, err)
+		}
+		if st.Addr == "" {
 			return fmt.Errorf("traffic switch not listening for %s: %w", s, controller.ErrUnavailable)
 		}
 	}

@@ -94,7 +94,7 @@ func newRouterHarness(t *testing.T) *routerHarness {
 	h := newHarness(t, Options{})
 	edge := newFakeEdge()
 	up := h.sw.Addr(h.service).String()
-	r, err := NewRouter(RouterOptions{Switch: h.sw, Edge: edge, Upstreams: map[string]string{h.service: up}})
+	r, err := NewRouter(RouterOptions{Plane: Local(h.sw), Edge: edge, Upstreams: map[string]string{h.service: up}})
 	if err != nil {
 		t.Fatalf("NewRouter: %v", err)
 	}
@@ -326,7 +326,7 @@ func TestRouter_CheckNeedsEdgeAndListener(t *testing.T) {
 		t.Fatalf("Check with a failing edge = %v, want its error", err)
 	}
 	h.edge.checkErr = nil
-	r, err := NewRouter(RouterOptions{Switch: h.sw, Edge: h.edge, Upstreams: map[string]string{"api": "127.0.0.1:9"}})
+	r, err := NewRouter(RouterOptions{Plane: Local(h.sw), Edge: h.edge, Upstreams: map[string]string{"api": "127.0.0.1:9"}})
 	if err != nil {
 		t.Fatalf("NewRouter: %v", err)
 	}

@@ -393,6 +393,10 @@ func (sw *Switch) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ErrorWindow is Options.ErrorWindow, defaults applied: how far back
+// Window counts (for NewTrafficReader).
+func (sw *Switch) ErrorWindow() time.Duration { return sw.opts.ErrorWindow }
+
 // since is t's offset from the Switch's monotonic origin.
 func (sw *Switch) since(t time.Time) int64 { return int64(t.Sub(sw.base)) }
 

@@ -1,25 +1,33 @@
 package trafficswitch
 
 import (
+	"context"
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// TrafficReader adapts a Switch to the controller's TrafficReader port:
+// TrafficReader adapts a Plane to the controller's TrafficReader port:
 // the error windows (Window) by which bake and the watchdog judge a
 // color's real traffic (see controller.TrafficRule).
-type TrafficReader struct{ sw *Switch }
+type TrafficReader struct {
+	p    Plane
+	span time.Duration
+}
 
 var _ controller.TrafficReader = TrafficReader{}
 
-// NewTrafficReader returns the TrafficReader of sw.
-func NewTrafficReader(sw *Switch) TrafficReader { return TrafficReader{sw: sw} }
-
-// Window is Switch.Window for a controller color.
-func (r TrafficReader) Window(service string, color controller.Color) (requests, errors int) {
-	return r.sw.Window(service, string(color))
+// NewTrafficReader returns the TrafficReader of p. span is the switch's
+// Options.ErrorWindow (DefaultErrorWindow when it was left zero): the
+// plane cannot tell it, and Span reports it.
+func NewTrafficReader(p Plane, span time.Duration) TrafficReader {
+	return TrafficReader{p: p, span: span}
 }
 
-// Span is Options.ErrorWindow, how far back Window counts.
-func (r TrafficReader) Span() time.Duration { return r.sw.opts.ErrorWindow }
+// Window is Plane.Window for a controller color.
+func (r TrafficReader) Window(ctx context.Context, service string, color controller.Color) (requests, errors int, err error) {
+	return r.p.Window(ctx, service, string(color))
+}
+
+// Span is how far back Window counts.
+func (r TrafficReader) Span() time.Duration { return r.span }
