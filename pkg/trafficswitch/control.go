@@ -61,6 +61,7 @@ var errorCodes = []struct {
 	{ErrConflict, controller.ECONFLICT},
 	{ErrNotFound, controller.ENOTFOUND},
 	{ErrClosed, controller.EUNAVAILABLE},
+	{ErrUnreachable, controller.EUNAVAILABLE},
 }
 
 // controlError turns err into a *controller.Error whose message is the
