@@ -36,7 +36,7 @@ type Client struct {
 }
 
 var (
-	_ Plane                = (*Client)(nil)
+	_ Plane               = (*Client)(nil)
 	_ prometheus.Gatherer = (*Client)(nil)
 )
 
