@@ -58,27 +58,34 @@ type maintenance struct {
 // Errors: ErrInvalid when maxHold or maxHeld is not positive, ErrConflict
 // when the service is already paused, ErrNotFound, ErrClosed.
 func (sw *Switch) Pause(service string, maxHold time.Duration, maxHeld int) error {
-	if maxHold <= 0 {
-		return fmt.Errorf("%w: the hold's maximum time must be positive, got %s", ErrInvalid, maxHold)
-	}
-	if maxHeld <= 0 {
-		return fmt.Errorf("%w: the hold's limit of requests must be positive, got %d", ErrInvalid, maxHeld)
+	h, err := newHold(maxHold, maxHeld)
+	if err != nil {
+		return err
 	}
 	s, err := sw.serviceFor(service, false)
 	if err != nil {
 		return err
 	}
-	h := &hold{
+	if !s.hold.CompareAndSwap(nil, h) {
+		return fmt.Errorf("pause %s: %w: already paused", service, ErrConflict)
+	}
+	return nil
+}
+
+func newHold(maxHold time.Duration, maxHeld int) (*hold, error) {
+	if maxHold <= 0 {
+		return nil, fmt.Errorf("%w: the hold's maximum time must be positive, got %s", ErrInvalid, maxHold)
+	}
+	if maxHeld <= 0 {
+		return nil, fmt.Errorf("%w: the hold's limit of requests must be positive, got %d", ErrInvalid, maxHeld)
+	}
+	return &hold{
 		since:      time.Now(),
 		maxHold:    maxHold,
 		maxHeld:    int64(maxHeld),
 		retryAfter: strconv.Itoa(int(math.Ceil(maxHold.Seconds()))),
 		released:   make(chan struct{}),
-	}
-	if !s.hold.CompareAndSwap(nil, h) {
-		return fmt.Errorf("pause %s: %w: already paused", service, ErrConflict)
-	}
-	return nil
+	}, nil
 }
 
 // Resume ends the service's pause; the held requests go on to the active
