@@ -57,6 +57,9 @@ func exchangeOf(ctx context.Context) *exchange {
 // ServeHTTP is the forwarder: maintenance, hold, target set, replica,
 // forward (see the package doc).
 func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.sw.handingOff.Load() {
+		s.closeAfter(w, r)
+	}
 	if !s.admit(w, r) {
 		return
 	}

@@ -48,6 +48,13 @@ type Switch struct {
 	services map[string]*service
 	closed   bool
 	wg       sync.WaitGroup // one per serving listener
+
+	// handingOff is set by Handoff: every answer from then on closes its
+	// connection.
+	handingOff atomic.Bool
+	// conns counts the client connections the listeners accepted and
+	// that are neither closed nor hijacked, for Handoff.
+	conns connCount
 }
 
 // New returns a Switch with no services, and registers its collectors on
@@ -101,6 +108,8 @@ type service struct {
 	colors map[string]*colorState
 	server *http.Server
 	addr   net.Addr
+	ln     net.Listener
+	served chan struct{} // closed when the server's Serve has returned
 }
 
 // serviceFor returns the named service, creating it when create is set.
@@ -173,6 +182,7 @@ func (sw *Switch) Serve(service string, ln net.Listener) error {
 		ReadHeaderTimeout: sw.opts.ReadHeaderTimeout,
 		IdleTimeout:       sw.opts.ClientIdleTimeout,
 		ErrorLog:          log.New(logWriter{sw.log.WithField("service", service)}, "", 0),
+		ConnState:         sw.conns.track,
 	}
 	s.mu.Lock()
 	if s.server != nil {
@@ -180,20 +190,26 @@ func (sw *Switch) Serve(service string, ln net.Listener) error {
 		_ = ln.Close()
 		return fmt.Errorf("service %s already listens on %s: %w", service, s.addr, ErrConflict)
 	}
-	s.server, s.addr = srv, ln.Addr()
+	served := make(chan struct{})
+	s.server, s.addr, s.ln, s.served = srv, ln.Addr(), ln, served
 	s.mu.Unlock()
 
 	sw.mu.Lock()
-	if sw.closed {
+	if sw.closed || sw.handingOff.Load() {
 		sw.mu.Unlock()
 		_ = ln.Close()
+		close(served)
 		return ErrClosed
 	}
 	sw.wg.Add(1)
 	sw.mu.Unlock()
 	go func() {
 		defer sw.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(served)
+		err := srv.Serve(ln)
+		// Handoff closes the listener itself: its Accept error is the end
+		// of serving, not a failure.
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !(sw.handingOff.Load() && errors.Is(err, net.ErrClosed)) {
 			sw.log.WithField("service", service).WithError(err).Error("traffic switch listener stopped")
 		}
 	}()
