@@ -35,7 +35,7 @@ type Options struct {
 	// TrafficReader may be nil: then the traffic rules
 	// (ServiceSpec.BakeTraffic, WatchSpec.Traffic) are off. Only the
 	// request-level switch counts requests per color; in switch mode the
-	// daemon passes trafficswitch.NewTrafficReader of its Switch.
+	// daemon passes trafficswitch.NewTrafficReader of its switch's Plane.
 	TrafficReader TrafficReader
 	// Watch and Retention configure the watchdog, bake and retention.
 	Watch     WatchSpec

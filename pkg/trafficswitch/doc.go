@@ -32,7 +32,24 @@
 //
 // The Switch knows nothing of the controller: colors are plain strings and
 // errors wrap the package's sentinels (ErrInvalid, ErrNotFound,
-// ErrConflict, ErrClosed), which an adapter maps to its own codes: Control
-// is the controller's TrafficControl port (pause and maintenance),
-// TrafficReader its TrafficReader port (Window, for the traffic rule).
+// ErrConflict, ErrClosed), which an adapter maps to its own codes: Router
+// is the controller's Router port, Control its TrafficControl port (pause
+// and maintenance), TrafficReader its TrafficReader port (Window, for the
+// traffic rule).
+//
+// The adapters drive a Plane, the Switch as the daemon sees it, so that
+// the Switch can run in a process of its own (a control plane and a data
+// plane, as Envoy and its control plane): a kill or a restart of the
+// daemon then never touches traffic. Local is the Plane of a Switch in
+// this process; Client that of the switch process, over the JSON control
+// API that NewControlHandler serves on its unix socket (wire.go), with
+// ErrUnreachable when nothing answers there.
+//
+// The switch process keeps its routing across its own restarts: State is
+// what it persists after every change (SaveState, atomically) and
+// Restore applies it again (LoadState). In a graceful upgrade the new
+// process takes over the listeners' sockets, and the old one follows the
+// new one's state file with Restore while Handoff ends its part: new
+// connections go to the new process, busy keep-alive connections are
+// closed after their next answer, idle ones are left to the client.
 package trafficswitch
