@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/api"
@@ -63,42 +64,52 @@ const notifierCloseTimeout = time.Second
 // stop it with Close, exactly as the serve command does.
 type Main struct {
 	Config *config.Config
-	Getenv func(string) string
-	Logger *logrus.Logger
+	// ConfigPath is the file Config came from; switch mode needs it to
+	// start switchd with the same configuration.
+	ConfigPath string
+	Getenv     func(string) string
+	Logger     *logrus.Logger
 
-	store    *store.Store
-	docker   *dockerx.Client
-	traffic  *trafficswitch.Switch // nil in traffic.mode reload
-	ctrl     *controller.Controller
-	metrics  *metrics.Metrics
-	notifier *notify.Notifier
-	jobs     *Jobs
-	server   *api.Server
-	ln       net.Listener
-	serveErr chan error
+	store  *store.Store
+	docker *dockerx.Client
+	// switchd and stopWatch: the traffic switch process and the watch
+	// over it, in traffic.mode switch; nil in reload mode.
+	switchd   *trafficswitch.Client
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
+	ctrl      *controller.Controller
+	metrics   *metrics.Metrics
+	notifier  *notify.Notifier
+	jobs      *Jobs
+	server    *api.Server
+	ln        net.Listener
+	serveErr  chan error
 
-	// trafficControl is the traffic switch's pause and maintenance
-	// (trafficswitch.NewControl of the daemon's Switch), set where the
-	// Switch is made in switch mode; nil in reload mode, where the API
+	// trafficControl is the traffic switch's pause and maintenance, set
+	// by startSwitch in switch mode; nil in reload mode, where the API
 	// answers those calls 409.
 	trafficControl controller.TrafficControl
-	// trafficReader is the traffic switch's per-color request counts
-	// (trafficswitch.NewTrafficReader of the daemon's Switch), set beside
-	// trafficControl; nil in reload mode, where the traffic rules of bake
-	// and the watchdog are off.
+	// trafficReader is the traffic switch's per-color request counts, set
+	// beside trafficControl; nil in reload mode, where the traffic rules
+	// of bake and the watchdog are off.
 	trafficReader controller.TrafficReader
 }
 
 // NewMain returns a daemon for cfg logging to logOut.
 func NewMain(cfg *config.Config, getenv func(string) string, logOut io.Writer) *Main {
+	return &Main{Config: cfg, Getenv: getenv, Logger: newLogger(cfg, logOut), serveErr: make(chan error, 1)}
+}
+
+// newLogger logs to out in the configured format.
+func newLogger(cfg *config.Config, out io.Writer) *logrus.Logger {
 	log := logrus.New()
-	log.Out = logOut
+	log.Out = out
 	if cfg.LogFormat == "text" {
 		log.Formatter = &logrus.TextFormatter{FullTimestamp: true}
 	} else {
 		log.Formatter = &logrus.JSONFormatter{}
 	}
-	return &Main{Config: cfg, Getenv: getenv, Logger: log, serveErr: make(chan error, 1)}
+	return log
 }
 
 // Run opens everything, recovers from an earlier crash and starts serving
@@ -163,9 +174,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.metrics.InitTargets(targetNames)
 	var router controller.Router = nginxRouter
 	if cfg.SwitchMode() {
-		// The listeners are up before the controller starts, so that
-		// recovery points each service at its active color on a live
-		// address.
+		// switchd answers before the controller starts, so that recovery
+		// points each service at its active color on a live address.
 		if router, err = m.startSwitch(ctx, nginxRouter); err != nil {
 			return err
 		}
@@ -228,7 +238,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.server = api.New(api.Options{
 		Controller: m.ctrl, Tokens: tokens, WebhookSecret: webhookSecret, Logger: m.Logger,
 		Sessions: sessions, Pages: pages,
-		Metrics: m.metrics.Handler(), MetricsPublic: cfg.Metrics.Public,
+		Metrics: m.metrics.Handler(m.extraMetrics()...), MetricsPublic: cfg.Metrics.Public,
 	})
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil {
@@ -238,32 +248,34 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
-// startSwitch creates the traffic switch, listens on every service's
-// switch.listen and returns the Router that moves traffic with it, nginx
-// (edge) pointing at the switch.
+// startSwitch makes sure the traffic switch process (switchd) runs with
+// this configuration, starts watching it, and returns the Router that
+// moves traffic through it, nginx (edge) pointing at the switch.
 func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (controller.Router, error) {
 	cfg := m.Config
-	proxies, err := trafficswitch.ParseTrustedProxies(cfg.Traffic.TrustedProxies)
-	if err != nil {
-		return nil, cfg.FieldErrorf("traffic.trusted_proxies", "%w", err)
+	m.switchd = trafficswitch.NewClient(cfg.SwitchdSocket())
+	keeper := &switchdKeeper{
+		cfg: cfg, configPath: m.ConfigPath, client: m.switchd, log: m.Logger,
+		up: m.metrics.SwitchdUp, respawned: m.metrics.SwitchdRespawned, exited: make(chan struct{}, 1),
 	}
-	m.traffic, err = trafficswitch.New(trafficswitch.Options{
-		Logger:         m.Logger,
-		Registerer:     m.metrics.Registry(),
-		TrustedProxies: proxies,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("traffic switch: %w", err)
-	}
-	plane := trafficswitch.Local(m.traffic)
-	m.trafficControl = trafficswitch.NewControl(plane)
-	m.trafficReader = trafficswitch.NewTrafficReader(plane, m.traffic.ErrorWindow())
-	upstreams, err := listenSwitch(ctx, cfg, m.traffic)
-	if err != nil {
+	if err := keeper.ensure(ctx); err != nil {
 		return nil, err
 	}
+	m.metrics.SwitchdUp(true)
+	watchCtx, stop := context.WithCancel(context.Background())
+	m.stopWatch, m.watchDone = stop, make(chan struct{})
+	go func() {
+		defer close(m.watchDone)
+		keeper.watch(watchCtx)
+	}()
+	m.trafficControl = trafficswitch.NewControl(m.switchd)
+	m.trafficReader = trafficswitch.NewTrafficReader(m.switchd, trafficswitch.DefaultErrorWindow)
+	upstreams := make(map[string]string, len(cfg.Services))
+	for name, svc := range cfg.Services {
+		upstreams[name] = svc.SwitchUpstream()
+	}
 	r, err := trafficswitch.NewRouter(trafficswitch.RouterOptions{
-		Plane: plane, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
+		Plane: m.switchd, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("traffic switch: %w", err)
@@ -271,19 +283,13 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 	return r, nil
 }
 
-// listenSwitch binds every service's switch.listen and returns, per
-// service, the address nginx reaches it at. A failed bind (a port in use)
-// is an error naming the service's field.
-func listenSwitch(ctx context.Context, cfg *config.Config, sw *trafficswitch.Switch) (map[string]string, error) {
-	upstreams := make(map[string]string, len(cfg.Services))
-	for _, spec := range cfg.ServiceSpecs() {
-		svc := cfg.Services[spec.Name]
-		if err := sw.Listen(ctx, spec.Name, svc.Switch.Listen); err != nil {
-			return nil, cfg.FieldErrorf(config.SwitchListenPath(spec.Name), "%w", err)
-		}
-		upstreams[spec.Name] = svc.SwitchUpstream()
+// extraMetrics are the metrics /metrics serves besides the daemon's own:
+// the traffic switch's, gathered from switchd, in switch mode.
+func (m *Main) extraMetrics() []prometheus.Gatherer {
+	if m.switchd == nil {
+		return nil
 	}
-	return upstreams, nil
+	return []prometheus.Gatherer{m.switchd}
 }
 
 // exitFeed is Docker's event stream when the reconciler is to follow
@@ -334,9 +340,8 @@ func (m *Main) Controller() *controller.Controller { return m.ctrl }
 func (m *Main) ServeErr() <-chan error { return m.serveErr }
 
 // Close shuts down in order: stop taking requests, stop the scheduled jobs,
-// let running deployments reach a safe point, close the traffic switch
-// (its held and in-flight requests finish, within ctx; after the
-// controller, so a deploy's drain is never cut by it), deliver queued
+// let running deployments reach a safe point, stop watching switchd
+// (which keeps serving traffic), deliver queued
 // notifications (briefly; the store keeps the rest), then close Docker and
 // the store.
 func (m *Main) Close(ctx context.Context) error {
@@ -358,10 +363,11 @@ func (m *Main) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stop deployments: %w", err))
 		}
 	}
-	if m.traffic != nil {
-		if err := m.traffic.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("close traffic switch: %w", err))
-		}
+	// switchd goes on serving: it is stopped on its own, never with
+	// the daemon.
+	if m.stopWatch != nil {
+		m.stopWatch()
+		<-m.watchDone
 	}
 	if m.notifier != nil {
 		nctx, cancel := context.WithTimeout(ctx, notifierCloseTimeout)

@@ -28,6 +28,8 @@ const usage = `deployd: blue-green deploys for one Docker host with nginx in fro
 
 Daemon commands:
   deployd serve [--config PATH]   run the daemon (config also from DEPLOYD_CONFIG)
+  deployd switchd [--config PATH] run the traffic switch process of traffic.mode switch
+                                  (the daemon starts it itself unless traffic.switchd.spawn is false)
   deployd check [--config PATH]   validate the configuration and exit
   deployd recover [--config PATH] rebuild a corrupted store from Docker and nginx
   deployd ping [--url URL]        exit 0 when the daemon answers /healthz (for container health checks)
@@ -44,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCLI(args, stdout, stderr, os.Getenv)
 	case "serve":
 		return serve(args[1:], stderr)
+	case "switchd":
+		return runSwitchd(args[1:], stderr)
 	case "check":
 		return check(args[1:], stdout, stderr)
 	case "recover":
@@ -116,6 +120,7 @@ func serve(args []string, stderr io.Writer) int {
 	defer stop()
 
 	m := NewMain(cfg, os.Getenv, stderr)
+	m.ConfigPath = path
 	if err := m.Run(ctx); err != nil {
 		m.Logger.WithError(withRecoverCommand(err, path)).Error("deployd could not start")
 		closeMain(m, cfg)

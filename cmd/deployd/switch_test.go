@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,18 +12,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/pkg/trafficswitch"
 )
 
 // switchConfig loads a switch-mode config for services api, on a free
-// port, and web, on webListen.
+// port, and web, on webListen, with its data dir (and so switchd's socket)
+// in a fresh directory.
 func switchConfig(t *testing.T, webListen string) *config.Config {
 	t.Helper()
-	yml := "traffic:\n  mode: switch\nservices:\n" +
+	// A short directory: a unix socket's path holds about 100 bytes, and
+	// t.TempDir's names are long.
+	dir, err := os.MkdirTemp("", "sw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	yml := "data_dir: " + filepath.Join(dir, "data") + "\ntraffic:\n  mode: switch\nservices:\n" +
 		"  api:\n    image: demoapp\n    port: 8000\n    switch:\n      listen: " + freeAddr(t) + "\n" +
 		"  web:\n    image: demoapp\n    port: 8000\n    switch:\n      listen: " + webListen + "\n      upstream: deployd:7501\n"
-	path := filepath.Join(t.TempDir(), "deployd.yml")
+	path := filepath.Join(dir, "deployd.yml")
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -47,23 +58,27 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-func newSwitch(t *testing.T) *trafficswitch.Switch {
+func quietLogger() *logrus.Logger {
+	log := logrus.New()
+	log.Out = io.Discard
+	return log
+}
+
+// runSwitchdInProcess runs a Switchd for cfg in this process, closed at
+// the test's end (unless the test closes it itself: Close is idempotent).
+func runSwitchdInProcess(t *testing.T, cfg *config.Config) (*Switchd, error) {
 	t.Helper()
-	sw, err := trafficswitch.New(trafficswitch.Options{})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	d := &Switchd{Config: cfg, Logger: quietLogger(), Listeners: freshListeners{}}
+	err := d.Run(context.Background())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := sw.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+		_ = d.Close(ctx)
 	})
-	return sw
+	return d, err
 }
 
-func TestListenSwitch_PortInUseNamesServiceAndField(t *testing.T) {
+func TestSwitchd_PortInUseNamesServiceAndField(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -71,30 +86,157 @@ func TestListenSwitch_PortInUseNamesServiceAndField(t *testing.T) {
 	defer taken.Close()
 	cfg := switchConfig(t, taken.Addr().String())
 
-	_, err = listenSwitch(context.Background(), cfg, newSwitch(t))
+	_, err = runSwitchdInProcess(t, cfg)
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("error = %v, want EADDRINUSE", err)
 	}
-	if !strings.Contains(err.Error(), "deployd.yml:13: services.web.switch.listen: ") {
+	if !strings.Contains(err.Error(), "deployd.yml:14: services.web.switch.listen: ") {
 		t.Fatalf("error = %q, want it to name the file's line and services.web.switch.listen", err)
 	}
 }
 
-func TestListenSwitch_ReturnsEachServicesUpstream(t *testing.T) {
+func TestSwitchd_ServesEveryServiceAndAnswersWithItsFingerprint(t *testing.T) {
 	addr := freeAddr(t)
 	cfg := switchConfig(t, addr)
-	sw := newSwitch(t)
-	ups, err := listenSwitch(context.Background(), cfg, sw)
+	if _, err := runSwitchdInProcess(t, cfg); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	c := trafficswitch.NewClient(cfg.SwitchdSocket())
+	ctx := context.Background()
+	info, err := c.Info(ctx)
 	if err != nil {
-		t.Fatalf("listenSwitch: %v", err)
+		t.Fatalf("Info: %v", err)
 	}
-	if got := ups["web"]; got != "deployd:7501" {
-		t.Errorf("web's upstream = %q, want deployd:7501", got)
+	if info.PID != os.Getpid() || info.Fingerprint != switchdFingerprint(cfg) {
+		t.Errorf("Info = %+v, want this process and fingerprint %s", info, switchdFingerprint(cfg))
 	}
-	if got := ups["api"]; got != cfg.Services["api"].Switch.Listen {
-		t.Errorf("api's upstream = %q, want its listen address", got)
+	st, err := c.Status(ctx, "web")
+	if err != nil || st.Addr != addr {
+		t.Fatalf("web: %+v (%v), want it served on %s", st, err, addr)
 	}
-	if got := sw.Addr("web"); got == nil || got.String() != addr {
-		t.Errorf("web listens on %v, want %s", got, addr)
+	fi, err := os.Stat(cfg.SwitchdSocket())
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket %v (%v), want mode 0600: whoever writes to it moves traffic", fi.Mode(), err)
+	}
+}
+
+// A switchd that restarts (a crash, a reboot) comes back to the routing it
+// had, before the daemon says anything.
+func TestSwitchd_RestoresItsRoutingAfterARestart(t *testing.T) {
+	cfg := switchConfig(t, freeAddr(t))
+	ctx := context.Background()
+	first, err := runSwitchdInProcess(t, cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	c := trafficswitch.NewClient(cfg.SwitchdSocket())
+	if err := c.SetTargets(ctx, "web", "green", []string{"127.0.0.1:9001", "127.0.0.1:9002"}); err != nil {
+		t.Fatalf("SetTargets: %v", err)
+	}
+	if err := c.Maintenance(ctx, "api", true, "back at 10"); err != nil {
+		t.Fatalf("Maintenance: %v", err)
+	}
+	if err := first.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	if _, err := runSwitchdInProcess(t, cfg); err != nil {
+		t.Fatalf("Run again: %v", err)
+	}
+	web, err := c.Status(ctx, "web")
+	if err != nil || web.Active != "green" {
+		t.Fatalf("web after restart: %+v (%v), want green active", web, err)
+	}
+	for _, cs := range web.Colors {
+		if cs.Color == "green" && strings.Join(cs.Addrs, ",") != "127.0.0.1:9001,127.0.0.1:9002" {
+			t.Errorf("green's targets = %v", cs.Addrs)
+		}
+	}
+	api, err := c.Status(ctx, "api")
+	if err != nil || !api.Maintenance || api.Message != "back at 10" {
+		t.Fatalf("api after restart: %+v (%v), want maintenance with its message", api, err)
+	}
+}
+
+func TestSwitchd_RefusesASecondProcessOnItsSocket(t *testing.T) {
+	cfg := switchConfig(t, freeAddr(t))
+	if _, err := runSwitchdInProcess(t, cfg); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	other := *cfg
+	other.Services = map[string]config.Service{}
+	_, err := runSwitchdInProcess(t, &other)
+	if err == nil || !strings.Contains(err.Error(), "another switchd answers on") {
+		t.Fatalf("second switchd: %v, want it refused", err)
+	}
+}
+
+func TestSwitchd_ReplacesAStaleSocketFile(t *testing.T) {
+	cfg := switchConfig(t, freeAddr(t))
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	// What a killed switchd leaves: the socket file, nobody listening.
+	ln, err := net.Listen("unix", cfg.SwitchdSocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+
+	if _, err := runSwitchdInProcess(t, cfg); err != nil {
+		t.Fatalf("Run over a stale socket: %v", err)
+	}
+	if _, err := trafficswitch.NewClient(cfg.SwitchdSocket()).Info(context.Background()); err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+}
+
+func TestSwitchdFingerprint_ChangesWithWhatSwitchdServes(t *testing.T) {
+	cfg := switchConfig(t, "127.0.0.1:7501")
+	base := switchdFingerprint(cfg)
+	moved := *cfg
+	moved.Services = map[string]config.Service{}
+	for name, s := range cfg.Services {
+		moved.Services[name] = s
+	}
+	web := moved.Services["web"]
+	web.Switch.Listen = "127.0.0.1:7502"
+	moved.Services["web"] = web
+	proxies := *cfg
+	proxies.Traffic.TrustedProxies = []string{"10.0.0.0/8"}
+	pause := *cfg
+	pause.Traffic.Pause.MaxHeld = 7 // the daemon's business, not switchd's
+	for _, tc := range []struct {
+		name string
+		cfg  *config.Config
+		same bool
+	}{
+		{"same config", cfg, true},
+		{"a listen address moved", &moved, false},
+		{"other trusted proxies", &proxies, false},
+		{"pause limits", &pause, true},
+	} {
+		if got := switchdFingerprint(tc.cfg) == base; got != tc.same {
+			t.Errorf("%s: same fingerprint = %v, want %v", tc.name, got, tc.same)
+		}
+	}
+}
+
+// Without spawning, a daemon whose switchd is not running says what to do.
+func TestSwitchdKeeper_WithoutSpawnSaysHowToStartSwitchd(t *testing.T) {
+	cfg := switchConfig(t, freeAddr(t))
+	cfg.Traffic.Switchd.Spawn = false
+	k := &switchdKeeper{cfg: cfg, client: trafficswitch.NewClient(cfg.SwitchdSocket()), log: quietLogger()}
+	err := k.ensure(context.Background())
+	if !errors.Is(err, trafficswitch.ErrUnreachable) || !strings.Contains(err.Error(), "deployd switchd --config") {
+		t.Fatalf("ensure = %v, want ErrUnreachable and the command to run", err)
+	}
+}
+
+func TestSwitchdEnv_KeepsNoSecrets(t *testing.T) {
+	got := switchdEnv([]string{"PATH=/bin", "DEPLOYD_ADMIN_TOKEN=s3cret", "DEPLOYD_DATA_DIR=/d", "DEPLOYD_WEBHOOK_SECRET=x", "HOME=/root", "AWS_SECRET_ACCESS_KEY=y"})
+	if strings.Join(got, " ") != "PATH=/bin DEPLOYD_DATA_DIR=/d HOME=/root" {
+		t.Fatalf("switchdEnv = %v", got)
 	}
 }

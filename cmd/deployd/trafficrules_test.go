@@ -56,17 +56,18 @@ type edgeStub struct{ controller.Router }
 func TestStartSwitch_GivesTheTrafficRulesTheSwitchsWindows(t *testing.T) {
 	cfg := switchConfig(t, freeAddr(t))
 	cfg.Watch.MaxErrorRate = 0.05
+	cfg.Traffic.Switchd.Spawn = false
+	if _, err := runSwitchdInProcess(t, cfg); err != nil {
+		t.Fatalf("switchd: %v", err)
+	}
 	log, hook := logtest.NewNullLogger()
 	m := &Main{Config: cfg, Logger: log, metrics: metrics.New()}
 	if _, err := m.startSwitch(context.Background(), edgeStub{}); err != nil {
 		t.Fatalf("startSwitch: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := m.traffic.Close(ctx); err != nil {
-			t.Errorf("close switch: %v", err)
-		}
+		m.stopWatch()
+		<-m.watchDone
 	})
 
 	if m.trafficReader == nil {
@@ -75,6 +76,7 @@ func TestStartSwitch_GivesTheTrafficRulesTheSwitchsWindows(t *testing.T) {
 	if got, want := m.trafficReader.Span(), trafficswitch.DefaultErrorWindow; got != want {
 		t.Errorf("Span() = %s, want the switch's window %s", got, want)
 	}
+	hook.Reset()
 	warnTrafficRulesOff(log, cfg, m.trafficReader)
 	if n := len(hook.AllEntries()); n != 0 {
 		t.Errorf("%d log entries in switch mode, want no warning", n)

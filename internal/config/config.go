@@ -256,6 +256,10 @@ func Default() *Config {
 			Mode:           TrafficModeReload,
 			TrustedProxies: []string{"127.0.0.1", "::1"},
 			Pause:          TrafficPause{MaxHold: controller.DefaultPauseMaxHold, MaxHeld: controller.DefaultPauseMaxHeld},
+			// nginx closes an idle upstream connection after 60s by
+			// default: a little more lets every idle one end on nginx's
+			// side.
+			Switchd: Switchd{Spawn: true, HandoffTimeout: 65 * time.Second},
 		},
 		Nginx: Nginx{
 			Mode:                 NginxModeExec,

@@ -71,6 +71,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Nginx.UpstreamDir)
 	abs(&c.Nginx.Template)
 	abs(&c.Nginx.PIDFile)
+	abs(&c.Traffic.Switchd.Socket)
 	for i := range c.Auth.Tokens {
 		abs(&c.Auth.Tokens[i].TokenFile)
 	}

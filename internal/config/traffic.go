@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Traffic modes: how a deploy moves traffic.
@@ -28,6 +30,38 @@ type Traffic struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Pause bounds the pauses of switch mode.
 	Pause TrafficPause `yaml:"pause"`
+	// Switchd is the process that runs the switch in switch mode.
+	Switchd Switchd `yaml:"switchd"`
+}
+
+// Switchd is the traffic switch's own process (deployd switchd). It holds
+// the listeners nginx sends requests to and outlives the daemon, so a
+// crash, a kill -9 or a restart of the daemon never touches traffic; the
+// daemon drives it over a unix socket.
+type Switchd struct {
+	// Socket is the control socket; empty means data_dir/switchd.sock.
+	Socket string `yaml:"socket,omitempty"`
+	// Spawn lets the daemon start switchd (detached, so it outlives the
+	// daemon) when nothing answers on Socket, and again should it die.
+	// Off where switchd is a unit or a container of its own.
+	Spawn bool `yaml:"spawn"`
+	// HandoffTimeout bounds how long the old process of an upgrade keeps
+	// serving the connections it has (each ends after its next response);
+	// past it they are closed. It should exceed nginx's upstream
+	// keepalive_timeout, after which nginx closes idle ones itself.
+	HandoffTimeout time.Duration `yaml:"handoff_timeout"`
+}
+
+// maxSocketPath is what a unix socket address holds on Linux (108 bytes
+// with the terminating NUL), less a margin for the BSDs (104).
+const maxSocketPath = 103
+
+// SwitchdSocket is the control socket of the traffic switch process.
+func (c *Config) SwitchdSocket() string {
+	if c.Traffic.Switchd.Socket != "" {
+		return c.Traffic.Switchd.Socket
+	}
+	return filepath.Join(c.DataDir, "switchd.sock")
 }
 
 // ServiceSwitch is where the traffic switch serves one service.
@@ -70,6 +104,12 @@ func SwitchListenPath(service string) string { return joinKey("services", servic
 func (c *Config) validateTraffic(v *validator) {
 	v.oneOf("traffic.mode", c.Traffic.Mode, TrafficModeReload, TrafficModeSwitch)
 	c.validatePause(v)
+	v.positive("traffic.switchd.handoff_timeout", c.Traffic.Switchd.HandoffTimeout)
+	if c.SwitchMode() {
+		if sock := c.SwitchdSocket(); len(sock) > maxSocketPath {
+			v.addf("traffic.switchd.socket", "%q is longer than the %d bytes a unix socket path may have; set a shorter one", sock, maxSocketPath)
+		}
+	}
 	for i, p := range c.Traffic.TrustedProxies {
 		if !validProxy(p) {
 			v.addf(fmt.Sprintf("traffic.trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix, got %q", p)

@@ -30,6 +30,8 @@ type Metrics struct {
 	autoRollbacks       *prometheus.CounterVec
 	repairs             *prometheus.CounterVec
 	notificationFails   *prometheus.CounterVec
+	switchdUp           prometheus.Gauge
+	switchdRespawns     prometheus.Counter
 }
 
 var _ controller.Observer = (*Metrics)(nil)
@@ -71,13 +73,17 @@ func New() *Metrics {
 			"Repairs the reconciler made, by kind.", "service", "kind"),
 		notificationFails: counter("deployd_notification_failures_total",
 			"Notifications a target did not get (refused after retries, or dropped).", "target"),
+		switchdUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "deployd_switchd_up",
+			Help: "1 while the traffic switch process (switch mode) answers the daemon, 0 when it does not."}),
+		switchdRespawns: prometheus.NewCounter(prometheus.CounterOpts{Name: "deployd_switchd_restarts_total",
+			Help: "Times the daemon started the traffic switch process again after it stopped answering."}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.deployments, m.deploymentDuration, m.stepDuration, m.switchDuration,
 		m.healthCheckFailures, m.activeColor, m.standbyAvailable, m.serviceHealthy,
-		m.autoRollbacks, m.repairs, m.notificationFails,
+		m.autoRollbacks, m.repairs, m.notificationFails, m.switchdUp, m.switchdRespawns,
 	)
 	return m
 }
@@ -150,9 +156,19 @@ func (m *Metrics) NotificationFailed(target string) {
 	m.notificationFails.WithLabelValues(target).Inc()
 }
 
-// Handler serves the registry in the Prometheus exposition format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+// SwitchdUp records whether the traffic switch process answers.
+func (m *Metrics) SwitchdUp(up bool) { m.switchdUp.Set(boolValue(up)) }
+
+// SwitchdRespawned counts one restart of the traffic switch process.
+func (m *Metrics) SwitchdRespawned() { m.switchdRespawns.Inc() }
+
+// Handler serves the registry in the Prometheus exposition format, and
+// with it what extra gathers (the traffic switch process's metrics). When
+// one of extra fails the rest is still served; the failure is logged to
+// the registry's error counter.
+func (m *Metrics) Handler(extra ...prometheus.Gatherer) http.Handler {
+	g := append(prometheus.Gatherers{m.reg}, extra...)
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{Registry: m.reg, ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Registry is the registry behind Handler, for tests and extra collectors.

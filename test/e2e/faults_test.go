@@ -483,7 +483,7 @@ func (d *daemon) metricValue(name string, labels ...string) (float64, error) {
 next:
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
 		for _, l := range labels {

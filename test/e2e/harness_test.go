@@ -211,8 +211,29 @@ func newNamedEnv(t *testing.T, svc string, tags ...string) *env {
 	}
 	ng := testenv.StartNginx(t, svc)
 	dir := t.TempDir()
-	return &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"),
+	e := &env{t: t, cli: cli, svc: svc, ng: ng, dir: dir, dataDir: filepath.Join(dir, "data"),
 		token: randomSecret(t), viewer: randomSecret(t), webhookSecret: randomSecret(t), notifySecret: randomSecret(t)}
+	// Registered before any daemon starts, so it runs after they stopped:
+	// in switch mode they start switchd detached, and it outlives them.
+	t.Cleanup(e.stopSwitchd)
+	return e
+}
+
+// stopSwitchd stops the env's traffic switch processes, if any, and fails
+// the test when one reported a data race (it is built like the daemon).
+func (e *env) stopSwitchd() {
+	if err := lab.StopSwitchd(context.Background(), e.dataDir, daemonStopTimeout); err != nil {
+		e.t.Errorf("stop switchd: %v", err)
+	}
+	log, err := os.ReadFile(filepath.Join(e.dataDir, "switchd.log"))
+	if err != nil {
+		return
+	}
+	if strings.Contains(string(log), "WARNING: DATA RACE") {
+		e.t.Errorf("switchd reported a data race:\n%s", log)
+	} else if e.t.Failed() {
+		e.t.Logf("switchd log:\n%s", log)
+	}
 }
 
 // randomSecret returns 48 random hex digits, for tokens and secrets.
