@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ type Metrics struct {
 	autoRollbacks       *prometheus.CounterVec
 	repairs             *prometheus.CounterVec
 	notificationFails   *prometheus.CounterVec
+	unaudited           *prometheus.CounterVec
 }
 
 var _ controller.Observer = (*Metrics)(nil)
@@ -71,13 +73,17 @@ func New() *Metrics {
 			"Repairs the reconciler made, by kind.", "service", "kind"),
 		notificationFails: counter("deployd_notification_failures_total",
 			"Notifications a target did not get (refused after retries, or dropped).", "target"),
+		unaudited: counter("deployd_unaudited_requests_total",
+			"Requests to audited routes refused before anyone was known to have sent them (no valid credentials, "+
+				"bad webhook signature, rate limited): counted here instead of written to the audit trail.",
+			"action", "status"),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.deployments, m.deploymentDuration, m.stepDuration, m.switchDuration,
 		m.healthCheckFailures, m.activeColor, m.standbyAvailable, m.serviceHealthy,
-		m.autoRollbacks, m.repairs, m.notificationFails,
+		m.autoRollbacks, m.repairs, m.notificationFails, m.unaudited,
 	)
 	return m
 }
@@ -142,6 +148,11 @@ func (m *Metrics) ServiceState(service string, active controller.Color, standbyA
 // Repaired counts one reconciler repair.
 func (m *Metrics) Repaired(service, kind string) {
 	m.repairs.WithLabelValues(service, kind).Inc()
+}
+
+// Unaudited counts a refused request that the audit trail does not record.
+func (m *Metrics) Unaudited(action string, status int) {
+	m.unaudited.WithLabelValues(action, strconv.Itoa(status)).Inc()
 }
 
 // NotificationFailed counts a notification target did not get; it fits
