@@ -36,7 +36,7 @@ func (h *hookController) DeployDelivery(ctx context.Context, key, service string
 }
 
 func (h *hookController) RecordAudit(context.Context, controller.AuditEntry) error { return nil }
-func (h *hookController) Ready(context.Context) error                           { return nil }
+func (h *hookController) Ready(context.Context) error                              { return nil }
 
 // The CLI's deliveries pass the real server's checks: a signed timestamp,
 // which the server now requires.
