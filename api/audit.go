@@ -27,7 +27,9 @@ func paramTarget(name string) func(*fiber.Ctx) string {
 }
 
 // audit records one audit entry per request on a state-changing route,
-// after the handler and the middleware after it ran, refusals included.
+// after the handler and the middleware after it ran, refusals by a known
+// token included. A request refused before anyone was known to send it
+// goes to the controller without an actor, which counts it instead.
 // target names what was acted on; nil means the handler sets localTarget.
 // It writes error responses itself so that the entry has the final status.
 func (s *Server) audit(action string, target func(*fiber.Ctx) string) fiber.Handler {
@@ -97,18 +99,20 @@ func (s *Server) recordAudit(c *fiber.Ctx, action string, target func(*fiber.Ctx
 	}
 }
 
-// auditActor is the token's name, else who the handler says acted (the
-// webhook's delivery), else "anonymous".
+// auditActor is the token's name, else who the handler says acted (a
+// verified webhook delivery, or whose session cookie a refused request
+// carried), else "": nobody known.
 func auditActor(c *fiber.Ctx) string {
 	if n := TokenName(c); n != "" {
 		return n
 	}
-	if a, ok := c.Locals(localActor).(string); ok && a != "" {
-		return a
-	}
-	return "anonymous"
+	a, _ := c.Locals(localActor).(string)
+	return a
 }
 
+// listAudit is GET /api/v1/audit: a page of entries, newest first, older
+// than ?before= when given, and next, the before of the following page,
+// when the page is full.
 func (s *Server) listAudit(c *fiber.Ctx) error {
 	limit := defaultAuditLimit
 	if raw := c.Query("limit"); raw != "" {
@@ -118,13 +122,18 @@ func (s *Server) listAudit(c *fiber.Ctx) error {
 		}
 		limit = n
 	}
-	es, err := s.ctl.Audit(c.UserContext(), limit)
+	es, err := s.ctl.AuditBefore(c.UserContext(), c.Query("before"), limit)
 	if err != nil {
 		return err
 	}
 	out := AuditList{Entries: make([]AuditEntry, 0, len(es))}
 	for _, e := range es {
 		out.Entries = append(out.Entries, auditEntryOf(e))
+	}
+	// A full page may have older entries behind it; the page after the
+	// last one is empty and has no next.
+	if len(es) == limit {
+		out.Next = es[len(es)-1].ID
 	}
 	return c.JSON(out)
 }

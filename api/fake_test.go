@@ -302,13 +302,24 @@ func (f *fakeController) RecordAudit(ctx context.Context, e controller.AuditEntr
 	return f.auditErr
 }
 
-func (f *fakeController) Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error) {
-	if err := f.record(call{method: "Audit", limit: limit}); err != nil {
+// AuditBefore answers with the recorded entries in their order, those
+// with an ID below before when it is set, up to limit.
+func (f *fakeController) AuditBefore(ctx context.Context, before string, limit int) ([]controller.AuditEntry, error) {
+	if err := f.record(call{method: "Audit", id: before, limit: limit}); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]controller.AuditEntry(nil), f.audit...), nil
+	var out []controller.AuditEntry
+	for _, e := range f.audit {
+		if len(out) == limit {
+			break
+		}
+		if before == "" || e.ID < before {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeController) Pause(ctx context.Context, service string, req controller.PauseRequest) (controller.TrafficView, error) {

@@ -22,24 +22,40 @@ func TestReadyz_ReadyControllerAnswers200WithoutToken(t *testing.T) {
 	}
 }
 
-func TestReadyz_UnreadyControllerAnswers503WithTheReason(t *testing.T) {
-	h := newHarness(t)
-	h.ctl.setReadyErr(errors.New("docker: engine does not answer: unavailable"))
-	resp := h.do(t, "GET", "/readyz", "", "")
-	wantStatus(t, resp, fiber.StatusServiceUnavailable)
-	body := decodeJSON[map[string]string](t, resp)
-	if body["status"] != "unready" {
-		t.Errorf("status = %q, want unready", body["status"])
+// The reasons hold nginx's error text and file paths: only a viewer
+// (token or session) reads them; anyone else learns just the status.
+func TestReadyz_UnreadyReasonOnlyForAViewer(t *testing.T) {
+	const reason = "nginx: nginx: [emerg] open() \"/etc/nginx/conf.d/web.conf\" failed"
+	tests := []struct {
+		name, secret string
+		wantReason   bool
+	}{
+		{"anonymous", "", false},
+		{"unknown token", "not-a-token-at-all", false},
+		{"viewer", viewerSecret, true},
+		{"operator", operatorSecret, true},
 	}
-	if want := "docker: engine does not answer: unavailable"; body["error"] != want {
-		t.Errorf("error = %q, want %q", body["error"], want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.ctl.setReadyErr(errors.New(reason))
+			resp := h.do(t, "GET", "/readyz", tt.secret, "")
+			wantStatus(t, resp, fiber.StatusServiceUnavailable)
+			body := decodeJSON[map[string]string](t, resp)
+			if body["status"] != "unready" {
+				t.Errorf("status = %q, want unready", body["status"])
+			}
+			if got, want := body["error"], map[bool]string{true: reason}[tt.wantReason]; got != want {
+				t.Errorf("error = %q, want %q", got, want)
+			}
+		})
 	}
 }
 
 func TestReadyz_LongReasonIsCut(t *testing.T) {
 	h := newHarness(t)
 	h.ctl.setReadyErr(errors.New("nginx: " + strings.Repeat("x", 5000)))
-	resp := h.do(t, "GET", "/readyz", "", "")
+	resp := h.do(t, "GET", "/readyz", viewerSecret, "")
 	wantStatus(t, resp, fiber.StatusServiceUnavailable)
 	if got := decodeJSON[map[string]string](t, resp)["error"]; len(got) > maxReadyReason+3 {
 		t.Fatalf("reason is %d bytes, want at most %d", len(got), maxReadyReason+3)

@@ -150,6 +150,10 @@ type DeploymentList struct {
 // AuditList answers GET /api/v1/audit.
 type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
+	// Next is the before parameter of the following, older page, set when
+	// this page is full; walking on until a page has no next reaches every
+	// retained entry.
+	Next string `json:"next,omitempty"`
 }
 
 // serviceOf fills the gaps a client should not have to handle: both

@@ -15,6 +15,7 @@ import (
 	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/clientaddr"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -51,10 +52,13 @@ type Controller interface {
 	// Ready returns nil when the store, the Docker engine and nginx answer,
 	// else an error saying which does not; it must answer within ctx.
 	Ready(ctx context.Context) error
-	// RecordAudit appends one entry to the audit trail.
+	// RecordAudit appends one entry to the audit trail; one without an
+	// actor (nobody known sent the request) is only counted.
 	RecordAudit(ctx context.Context, e controller.AuditEntry) error
-	// Audit returns the newest audit entries first.
-	Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error)
+	// AuditBefore returns up to limit audit entries older than the entry
+	// with ID before ("" for the newest), newest first; EINVALID for a
+	// before that is not an entry ID.
+	AuditBefore(ctx context.Context, before string, limit int) ([]controller.AuditEntry, error)
 	// Pause holds the service's new requests within the configured limits
 	// (req may ask for less). ENOTFOUND, EINVALID for limits above the
 	// configured ones, ECONFLICT when already paused or in reload mode.
@@ -97,7 +101,13 @@ type Options struct {
 	// viewer tokens, or to anyone when MetricsPublic is set.
 	Metrics       http.Handler
 	MetricsPublic bool
-	Logger        logrus.FieldLogger
+	// TrustedProxies are the peers (nginx) whose X-Forwarded-For names the
+	// client. Empty: every request is from its TCP peer.
+	TrustedProxies clientaddr.Proxies
+	// WebhookAllowUnstamped accepts webhook deliveries without
+	// X-Deployd-Timestamp, signed over the body alone.
+	WebhookAllowUnstamped bool
+	Logger                logrus.FieldLogger
 }
 
 // fasthttp's ReadTimeout bounds reading a whole request, headers and body
@@ -126,6 +136,14 @@ type Server struct {
 	sessions *auth.Sessions
 
 	webhookSecret []byte
+	// allowUnstamped accepts webhook deliveries without a timestamp.
+	allowUnstamped bool
+	// replays remembers the signatures of accepted webhook deliveries.
+	replays *replayCache
+	// proxies are the peers whose X-Forwarded-For is believed.
+	proxies clientaddr.Proxies
+	// ready shares and caches the readiness checks between callers.
+	ready *readiness
 	// failures counts failed webhook signatures per client address.
 	failures *auth.Limiter
 	// now is the clock of webhook timestamps and the failure limiter.
@@ -143,17 +161,21 @@ type Server struct {
 // status page) may be added to App() before Serve.
 func New(o Options) *Server {
 	s := &Server{
-		ctl:           o.Controller,
-		log:           o.Logger,
-		auth:          auth.NewAuthenticator(apiTokens(o.Tokens, o.WebhookSecret, o.Logger), o.Logger),
-		sessions:      o.Sessions,
-		webhookSecret: append([]byte(nil), o.WebhookSecret...),
-		now:           time.Now,
-		heartbeat:     heartbeatInterval,
+		ctl:            o.Controller,
+		log:            o.Logger,
+		auth:           auth.NewAuthenticator(apiTokens(o.Tokens, o.WebhookSecret, o.Logger), o.Logger),
+		sessions:       o.Sessions,
+		webhookSecret:  append([]byte(nil), o.WebhookSecret...),
+		allowUnstamped: o.WebhookAllowUnstamped,
+		proxies:        o.TrustedProxies,
+		now:            time.Now,
+		heartbeat:      heartbeatInterval,
 	}
 	// Through s.now, so that tests moving the server's clock move the
 	// limiter's too.
 	s.failures = auth.NewLimiter(maxSignatureFailures, failureWindow, maxTrackedClients, func() time.Time { return s.now() })
+	s.replays = newReplayCache(maxReplayEntries)
+	s.ready = newReadiness(o.Controller.Ready, readyCacheFor, func() time.Time { return s.now() }, o.Logger)
 	// The server's own lifetime, owned by Shutdown; nothing a caller passes
 	// in outlives a request, and streams must outlive their handler.
 	s.streams, s.stopStream = context.WithCancel(context.Background())
@@ -169,10 +191,11 @@ func New(o Options) *Server {
 		ErrorHandler: s.handleError,
 	})
 
-	// Order matters: the request id exists before anything logs, the access
+	// Order matters: the client's address is known before anything reads
+	// it, the request id exists before anything logs, the access
 	// log sees the final status (it runs the error handler itself), and
 	// recover sits inside it so a panic is logged as a 500.
-	s.app.Use(s.securityHeaders, s.requestID, s.accessLog, fiberrecover.New(fiberrecover.Config{
+	s.app.Use(s.clientAddress, s.securityHeaders, s.requestID, s.accessLog, fiberrecover.New(fiberrecover.Config{
 		EnableStackTrace:  true,
 		StackTraceHandler: s.logPanic,
 	}), s.requestContext)

@@ -41,6 +41,7 @@ var (
 	errWrongSignature  = errors.New("signature does not match the body")
 	errBadTimestamp    = errors.New("malformed " + headerTimestamp + " header; want unix seconds")
 	errStaleTimestamp  = errors.New(headerTimestamp + " is more than 5 minutes away from the server's clock")
+	errNoTimestamp     = errors.New("missing " + headerTimestamp + " header; send unix seconds and sign \"<timestamp>.<body>\"")
 )
 
 // authScheme is the challenge of a 401: the webhook is authenticated by its
@@ -53,26 +54,27 @@ func authScheme(c *fiber.Ctx) string {
 }
 
 // verifySignature checks a GitHub-style "sha256=<hex>" header against the
-// HMAC-SHA256 of payload, in constant time. The error says why, for logs
-// and the client; it never contains the secret or the expected value.
-func verifySignature(secret, payload []byte, header string) error {
+// HMAC-SHA256 of payload, in constant time, and returns the signature. The
+// error says why, for logs and the client; it never contains the secret
+// or the expected value.
+func verifySignature(secret, payload []byte, header string) ([sha256.Size]byte, error) {
+	var sig [sha256.Size]byte
 	if header == "" {
-		return errNoSignature
+		return sig, errNoSignature
 	}
 	hexSig, ok := strings.CutPrefix(header, "sha256=")
 	if !ok || len(hexSig) != 2*sha256.Size {
-		return errBadSignature
+		return sig, errBadSignature
 	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return errBadSignature
+	if _, err := hex.Decode(sig[:], []byte(hexSig)); err != nil {
+		return sig, errBadSignature
 	}
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(payload)
-	if !hmac.Equal(got, mac.Sum(nil)) {
-		return errWrongSignature
+	if !hmac.Equal(sig[:], mac.Sum(nil)) {
+		return sig, errWrongSignature
 	}
-	return nil
+	return sig, nil
 }
 
 // signedPayload is what the signature covers: the raw body, or
@@ -101,30 +103,39 @@ func parseTimestamp(s string) (time.Time, error) {
 }
 
 // authenticateWebhook decides whether the request was signed with the
-// webhook secret, and recently enough when it carries a timestamp.
-func (s *Server) authenticateWebhook(c *fiber.Ctx, body []byte, now time.Time) error {
-	sig := c.Get(headerSignature)
-	if sig == "" && c.Get(fiber.HeaderAuthorization) != "" {
-		return errBearerOnWebhook
+// webhook secret, over a timestamp recent enough (unless unstamped
+// requests are allowed). It returns the signature and until when it must
+// be remembered to refuse a replay.
+func (s *Server) authenticateWebhook(c *fiber.Ctx, body []byte, now time.Time) (sig [sha256.Size]byte, until time.Time, err error) {
+	header := c.Get(headerSignature)
+	if header == "" && c.Get(fiber.HeaderAuthorization) != "" {
+		return sig, time.Time{}, errBearerOnWebhook
 	}
 	ts := c.Get(headerTimestamp)
+	if ts == "" && !s.allowUnstamped {
+		return sig, time.Time{}, errNoTimestamp
+	}
 	var stamped time.Time
 	if ts != "" {
 		t, err := parseTimestamp(ts)
 		if err != nil {
-			return err
+			return sig, time.Time{}, err
 		}
 		stamped = t
 	}
-	if err := verifySignature(s.webhookSecret, signedPayload(ts, body), sig); err != nil {
-		return err
+	sig, err = verifySignature(s.webhookSecret, signedPayload(ts, body), header)
+	if err != nil {
+		return sig, time.Time{}, err
 	}
-	if ts != "" {
-		if d := now.Sub(stamped); d > timestampSkew || d < -timestampSkew {
-			return errStaleTimestamp
-		}
+	if ts == "" {
+		// Nothing bounds an unstamped request's life; the cache refuses
+		// its replays for one window, the delivery id after that.
+		return sig, now.Add(timestampSkew), nil
 	}
-	return nil
+	if d := now.Sub(stamped); d > timestampSkew || d < -timestampSkew {
+		return sig, time.Time{}, errStaleTimestamp
+	}
+	return sig, stamped.Add(timestampSkew), nil
 }
 
 // webhook is POST /hooks/deploy. Everything that can refuse the request
@@ -148,7 +159,8 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	if delivery == "" {
 		delivery = c.Get(headerIdempotency)
 	}
-	if err := s.authenticateWebhook(c, body, now); err != nil {
+	sig, until, err := s.authenticateWebhook(c, body, now)
+	if err != nil {
 		s.signatureFailed(addr, delivery, err)
 		return controller.Errorf(controller.EUNAUTHORIZED, "%s", err.Error())
 	}
@@ -159,6 +171,17 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		return controller.Errorf(controller.EINVALID, "%s or %s header is required (up to 128 letters, digits, '-', '_' or '.')", headerDelivery, headerIdempotency)
 	}
 	c.Locals(localActor, "webhook:"+delivery)
+	switch err := s.replays.admit(sig, delivery, now, until); {
+	case errors.Is(err, errReplayed):
+		// Signed by the secret's holder once; whoever sends it now is not
+		// known to be them, so it counts against the address like a bad
+		// signature and the trail does not credit it to the delivery.
+		c.Locals(localActor, "")
+		s.signatureFailed(addr, delivery, err)
+		return controller.Errorf(controller.EUNAUTHORIZED, "%s", err.Error())
+	case err != nil:
+		return controller.Errorf(controller.EUNAVAILABLE, "%s", err.Error())
+	}
 	wb, err := decodeWebhookBody(body)
 	if err != nil {
 		return err

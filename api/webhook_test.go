@@ -46,7 +46,7 @@ func TestVerifySignature_GitHubVectorAndTampering(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := verifySignature(tt.secret, tt.body, tt.header); !errors.Is(got, tt.want) {
+			if _, got := verifySignature(tt.secret, tt.body, tt.header); !errors.Is(got, tt.want) {
 				t.Errorf("verifySignature = %v, want %v", got, tt.want)
 			}
 		})
@@ -73,10 +73,17 @@ func hookRequest(body string, headers map[string]string) *http.Request {
 	return req
 }
 
-// signedHook is a correctly signed delivery of body.
+// signedHook is a correctly signed delivery of body, stamped now.
 func signedHook(body, delivery string) *http.Request {
+	return stampedHook(time.Now(), body, delivery)
+}
+
+// stampedHook is a delivery of body signed over the timestamp at.
+func stampedHook(at time.Time, body, delivery string) *http.Request {
+	ts := strconv.FormatInt(at.Unix(), 10)
 	return hookRequest(body, map[string]string{
-		"X-Hub-Signature-256": sign(webhookSecret, body),
+		"X-Deployd-Timestamp": ts,
+		"X-Hub-Signature-256": sign(webhookSecret, ts+"."+body),
 		"X-GitHub-Delivery":   delivery,
 	})
 }
@@ -121,7 +128,9 @@ func TestWebhook_SignedDeliveryIsAcceptedWithTheTrigger(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
-			tt.headers["X-Hub-Signature-256"] = sign(webhookSecret, tt.body)
+			ts := strconv.FormatInt(time.Now().Unix(), 10)
+			tt.headers["X-Deployd-Timestamp"] = ts
+			tt.headers["X-Hub-Signature-256"] = sign(webhookSecret, ts+"."+tt.body)
 			resp := h.send(t, hookRequest(tt.body, tt.headers))
 			wantStatus(t, resp, fiber.StatusAccepted)
 			if got, want := resp.Header.Get("Location"), "/api/v1/deployments/d-42"; got != want {
@@ -167,20 +176,21 @@ func TestWebhook_RefusedBeforeTheControllerTouchesNothing(t *testing.T) {
 		{"no signature", hookBody, map[string]string{"X-GitHub-Delivery": "d1"}, 401, "unauthorized"},
 		{"bearer token instead of a signature", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "Authorization": "Bearer " + operatorSecret}, 401, "unauthorized"},
 		{"webhook secret as bearer", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "Authorization": "Bearer " + webhookSecret}, 401, "unauthorized"},
-		{"wrong secret", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign("guess", hookBody)}, 401, "unauthorized"},
-		{"signature of another body", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign(webhookSecret, "{}")}, 401, "unauthorized"},
-		{"malformed signature", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": "sha256=nope"}, 401, "unauthorized"},
+		{"wrong secret", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": sign("guess", stamp(0)+"."+hookBody)}, 401, "unauthorized"},
+		{"signature of another body", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), "{}")}, 401, "unauthorized"},
+		{"malformed signature", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": "sha256=nope"}, 401, "unauthorized"},
 		{"timestamp not covered by the signature", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": sign(webhookSecret, hookBody)}, 401, "unauthorized"},
 		{"timestamp too old", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(-6 * time.Minute), "X-Hub-Signature-256": stampedSig(stamp(-6*time.Minute), hookBody)}, 401, "unauthorized"},
 		{"timestamp in the future", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(6 * time.Minute), "X-Hub-Signature-256": stampedSig(stamp(6*time.Minute), hookBody)}, 401, "unauthorized"},
+		{"unstamped", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign(webhookSecret, hookBody)}, 401, "unauthorized"},
 		{"timestamp not a number", hookBody, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": "+1e9", "X-Hub-Signature-256": stampedSig("+1e9", hookBody)}, 401, "unauthorized"},
-		{"malformed json", `{"service":`, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign(webhookSecret, `{"service":`)}, 400, "invalid"},
-		{"wrong type", `{"service":"web","image":2}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign(webhookSecret, `{"service":"web","image":2}`)}, 400, "invalid"},
-		{"unknown field", `{"service":"web","image":"v2","force":true}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign(webhookSecret, `{"service":"web","image":"v2","force":true}`)}, 400, "invalid"},
-		{"no service", `{"image":"v2"}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign(webhookSecret, `{"image":"v2"}`)}, 400, "invalid"},
-		{"no delivery id", hookBody, map[string]string{"X-Hub-Signature-256": sign(webhookSecret, hookBody)}, 400, "invalid"},
-		{"delivery id with a newline", hookBody, map[string]string{"Idempotency-Key": "a\tb", "X-Hub-Signature-256": sign(webhookSecret, hookBody)}, 400, "invalid"},
-		{"service name that cannot exist", `{"service":"Web!","image":"v2"}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Hub-Signature-256": sign(webhookSecret, `{"service":"Web!","image":"v2"}`)}, 404, "not_found"},
+		{"malformed json", `{"service":`, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), `{"service":`)}, 400, "invalid"},
+		{"wrong type", `{"service":"web","image":2}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), `{"service":"web","image":2}`)}, 400, "invalid"},
+		{"unknown field", `{"service":"web","image":"v2","force":true}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), `{"service":"web","image":"v2","force":true}`)}, 400, "invalid"},
+		{"no service", `{"image":"v2"}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), `{"image":"v2"}`)}, 400, "invalid"},
+		{"no delivery id", hookBody, map[string]string{"X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), hookBody)}, 400, "invalid"},
+		{"delivery id with a newline", hookBody, map[string]string{"Idempotency-Key": "a\tb", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), hookBody)}, 400, "invalid"},
+		{"service name that cannot exist", `{"service":"Web!","image":"v2"}`, map[string]string{"X-GitHub-Delivery": "d1", "X-Deployd-Timestamp": stamp(0), "X-Hub-Signature-256": stampedSig(stamp(0), `{"service":"Web!","image":"v2"}`)}, 404, "not_found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,7 +206,13 @@ func TestWebhook_RefusedBeforeTheControllerTouchesNothing(t *testing.T) {
 			}
 			audit := h.ctl.AuditEntries()
 			if len(audit) != 1 || audit[0].Status != tt.want || audit[0].Result != tt.wantCode || audit[0].Action != "webhook_deploy" {
-				t.Errorf("audit = %+v, want one webhook_deploy entry with %d %s", audit, tt.want, tt.wantCode)
+				t.Fatalf("audit = %+v, want one webhook_deploy entry with %d %s", audit, tt.want, tt.wantCode)
+			}
+			// An unverified request names no actor, so the controller
+			// counts it instead of writing it; a verified one is the
+			// delivery's.
+			if actor := audit[0].Actor; (tt.want == 401) != (actor == "") || (actor != "" && !strings.HasPrefix(actor, "webhook")) {
+				t.Errorf("audit actor = %q, want none for a 401 and the webhook's otherwise", actor)
 			}
 		})
 	}
@@ -324,13 +340,13 @@ func TestWebhook_FailedSignaturesAreLoggedAndRateLimited(t *testing.T) {
 	h.srv.now = func() time.Time { return now }
 	bad := sign("guess", hookBody)
 	for i := range maxSignatureFailures {
-		resp := h.send(t, hookRequest(hookBody, map[string]string{"X-Hub-Signature-256": bad, "X-GitHub-Delivery": "d" + strconv.Itoa(i)}))
+		resp := h.send(t, hookRequest(hookBody, map[string]string{"X-Deployd-Timestamp": strconv.FormatInt(now.Unix(), 10), "X-Hub-Signature-256": bad, "X-GitHub-Delivery": "d" + strconv.Itoa(i)}))
 		wantStatus(t, resp, fiber.StatusUnauthorized)
 	}
 
 	now = now.Add(20 * time.Second)
 	// Even a correct signature is refused, unverified, while blocked.
-	resp := h.send(t, signedHook(hookBody, "good"))
+	resp := h.send(t, stampedHook(now, hookBody, "good"))
 	wantStatus(t, resp, fiber.StatusTooManyRequests)
 	if got, want := resp.Header.Get("Retry-After"), "40"; got != want {
 		t.Errorf("Retry-After = %q, want %q", got, want)
@@ -347,7 +363,7 @@ func TestWebhook_FailedSignaturesAreLoggedAndRateLimited(t *testing.T) {
 	}
 
 	now = now.Add(41 * time.Second)
-	resp = h.send(t, signedHook(hookBody, "good"))
+	resp = h.send(t, stampedHook(now, hookBody, "good"))
 	wantStatus(t, resp, fiber.StatusAccepted)
 
 	var rejected int

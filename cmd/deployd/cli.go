@@ -26,7 +26,7 @@ const cliUsage = `Client commands (server from --server or DEPLOYD_SERVER, token
   deployd cancel   --id ID [--json]
   deployd status   [--service NAME] [--json]
   deployd history  [--service NAME] [--limit N] [--json]
-
+` + hookUsage + `
 With --wait, deploy and rollback print each step as it happens and exit 0
 when the deployment succeeded, 1 when it failed, was cancelled or interrupted.
 Exit status 2 means the command itself was wrong (flags, server, token).

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/api"
+	"github.com/deployd/deployd/internal/clientaddr"
 	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
@@ -132,6 +133,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := clientaddr.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return cfg.FieldErrorf("trusted_proxies", "%w", err)
+	}
 	for _, w := range cfg.Warnings() {
 		m.Logger.Warn(w)
 	}
@@ -236,8 +241,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:        m.Logger,
 	})
 	m.server = api.New(api.Options{
-		Controller: m.ctrl, Tokens: tokens, WebhookSecret: webhookSecret, Logger: m.Logger,
-		Sessions: sessions, Pages: pages,
+		Controller: m.ctrl, Tokens: tokens, Logger: m.Logger,
+		WebhookSecret: webhookSecret, WebhookAllowUnstamped: cfg.Auth.WebhookAllowUnstamped,
+		Sessions: sessions, Pages: pages, TrustedProxies: proxies,
 		Metrics: m.metrics.Handler(m.extraMetrics()...), MetricsPublic: cfg.Metrics.Public,
 	})
 	go func() {

@@ -81,7 +81,7 @@ func StartJobs(r jobRunner, iv jobIntervals, log logrus.FieldLogger) (*Jobs, err
 		{"retention", iv.Retain, func(ctx context.Context, log logrus.FieldLogger) {
 			n, err := r.Retain(ctx)
 			if n > 0 {
-				log.WithField("removed", n).Info("retention removed old images and containers")
+				log.WithField("removed", n).Info("retention removed old audit entries, images and containers")
 			}
 			if err != nil {
 				j.logError(ctx, log, err, "retention pass failed")

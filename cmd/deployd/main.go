@@ -44,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "deploy", "rollback", "cancel", "status", "history":
 		return runCLI(args, stdout, stderr, os.Getenv)
+	case "hook":
+		return runHook(args[1:], stdout, stderr, os.Getenv)
 	case "serve":
 		return serve(args[1:], stderr)
 	case "switchd":

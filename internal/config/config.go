@@ -18,7 +18,11 @@ import (
 // WriteFile writes every other value out and the file reads back as the
 // Config it came from.
 type Config struct {
-	Listen          string             `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// TrustedProxies are the peers (nginx in front of the API) whose
+	// X-Forwarded-For names the client, for rate limits and the audit
+	// trail's addresses; empty trusts no one.
+	TrustedProxies  []string           `yaml:"trusted_proxies,omitempty"`
 	DataDir         string             `yaml:"data_dir"`
 	LogFormat       string             `yaml:"log_format"`
 	ShutdownTimeout time.Duration      `yaml:"shutdown_timeout"`
@@ -31,6 +35,7 @@ type Config struct {
 	Watch           Watch              `yaml:"watch"`
 	Reconcile       Reconcile          `yaml:"reconcile"`
 	Retention       Retention          `yaml:"retention"`
+	Audit           Audit              `yaml:"audit"`
 	Metrics         Metrics            `yaml:"metrics"`
 	Notify          []NotifyTarget     `yaml:"notify,omitempty"`
 
@@ -59,6 +64,10 @@ type Auth struct {
 	// signed webhook deliveries lives; at most one is set.
 	WebhookSecretEnv  string `yaml:"webhook_secret_env,omitempty"`
 	WebhookSecretFile string `yaml:"webhook_secret_file,omitempty"`
+	// WebhookAllowUnstamped accepts deliveries without X-Deployd-Timestamp,
+	// signed over the body alone. Off by default: such a request can be
+	// replayed once the replay cache has forgotten it.
+	WebhookAllowUnstamped bool `yaml:"webhook_allow_unstamped,omitempty"`
 }
 
 // Roles, weakest first; each includes the rights of those before it.
@@ -138,6 +147,19 @@ type Reconcile struct {
 type Retention struct {
 	Images   int           `yaml:"images"`
 	Interval time.Duration `yaml:"interval"`
+}
+
+// Audit is the audit trail.
+type Audit struct {
+	Retention AuditRetention `yaml:"retention"`
+}
+
+// AuditRetention bounds the audit trail; retention.interval's job drops
+// entries older than MaxAge and, beyond the newest MaxEntries, the oldest.
+// 0 turns a bound off.
+type AuditRetention struct {
+	MaxAge     time.Duration `yaml:"max_age"`
+	MaxEntries int           `yaml:"max_entries"`
 }
 
 // Metrics is GET /metrics.
@@ -235,6 +257,7 @@ const (
 	maxUnhealthyThreshold  = 100
 	defaultMinRequests     = 20
 	maxRetainedImages      = 1000
+	maxAuditEntries        = 100000000
 	maxPauseHeld           = 1000000
 	minNotifySecretLength  = 16
 	minWebhookSecretLength = 16
@@ -252,6 +275,7 @@ func Default() *Config {
 		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MinRequests: defaultMinRequests},
 		Reconcile:       Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention:       Retention{Images: 5, Interval: time.Hour},
+		Audit:           Audit{Retention: AuditRetention{MaxAge: 90 * 24 * time.Hour, MaxEntries: 100000}},
 		Traffic: Traffic{
 			Mode:           TrafficModeReload,
 			TrustedProxies: []string{"127.0.0.1", "::1"},

@@ -388,6 +388,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 
 	want := &Config{
 		Listen:          "127.0.0.1:7400",
+		TrustedProxies:  []string{"127.0.0.1"},
 		DataDir:         in("data"),
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
@@ -401,6 +402,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 		Watch:     Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MaxErrorRate: 0.05, MinRequests: 20},
 		Reconcile: Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention: Retention{Images: 5, Interval: time.Hour},
+		Audit:     Audit{Retention: AuditRetention{MaxAge: 2160 * time.Hour, MaxEntries: 100000}},
 		Notify: []NotifyTarget{
 			{Name: "chat", Type: "slack", URLEnv: "DEPLOYD_SLACK_URL"},
 			{Name: "audit-log", Type: "webhook", URLFile: in("secrets/notify_url"), SecretFile: in("secrets/notify_secret"),
@@ -1074,7 +1076,7 @@ func TestConfig_WatchAndRetentionSpecs(t *testing.T) {
 	if got := c.WatchSpec(); got != want {
 		t.Errorf("WatchSpec() = %+v, want %+v", got, want)
 	}
-	if got, want := c.RetentionSpec(), (controller.RetentionSpec{Images: 0}); got != want {
+	if got, want := c.RetentionSpec(), (controller.RetentionSpec{Images: 0, AuditMaxAge: 90 * 24 * time.Hour, AuditMaxEntries: 100000}); got != want {
 		t.Errorf("RetentionSpec() = %+v, want %+v", got, want)
 	}
 	if c.Retention.Interval != time.Hour || c.Reconcile.Interval != 30*time.Second || c.Metrics.Public {
@@ -1187,5 +1189,59 @@ func TestWriteFile_ReadsBackAsTheSameConfig(t *testing.T) {
 				t.Fatalf("read back =\n%+v\nwant\n%+v", got, want)
 			}
 		})
+	}
+}
+
+func TestConfig_AuditRetentionAndTrustedProxies(t *testing.T) {
+	tests := []struct {
+		name    string
+		yml     string
+		wantErr string
+		check   func(t *testing.T, c *Config)
+	}{
+		{name: "defaults bound the trail and trust no proxy", yml: "", check: func(t *testing.T, c *Config) {
+			if got := c.RetentionSpec(); got.AuditMaxAge != 90*24*time.Hour || got.AuditMaxEntries != 100000 {
+				t.Errorf("RetentionSpec() = %+v, want 90 days and 100000 entries", got)
+			}
+			if len(c.TrustedProxies) != 0 || c.Auth.WebhookAllowUnstamped {
+				t.Errorf("trusted_proxies = %v, webhook_allow_unstamped = %v; want none, false", c.TrustedProxies, c.Auth.WebhookAllowUnstamped)
+			}
+		}},
+		{name: "set", yml: "trusted_proxies: [172.18.0.0/16, \"::1\"]\naudit:\n  retention:\n    max_age: 24h\n    max_entries: 0\n", check: func(t *testing.T, c *Config) {
+			if got := c.RetentionSpec(); got.AuditMaxAge != 24*time.Hour || got.AuditMaxEntries != 0 {
+				t.Errorf("RetentionSpec() = %+v, want 24h and no count bound", got)
+			}
+			if len(c.TrustedProxies) != 2 {
+				t.Errorf("trusted_proxies = %v, want two entries", c.TrustedProxies)
+			}
+		}},
+		{name: "bad proxy", yml: "trusted_proxies: [nginx]\n", wantErr: `trusted_proxies[0]: must be an IP address or a CIDR prefix, got "nginx"`},
+		{name: "negative age", yml: "audit:\n  retention:\n    max_age: -1h\n", wantErr: "audit.retention.max_age: must be 0 (keep) or positive"},
+		{name: "negative count", yml: "audit:\n  retention:\n    max_entries: -1\n", wantErr: "audit.retention.max_entries: must be between 0 (keep)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.yml+minimal)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestConfig_UnboundedAuditTrailWarns(t *testing.T) {
+	c, err := parse(t, "audit:\n  retention:\n    max_age: 0s\n    max_entries: 0\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "audit.retention keeps every entry") {
+		t.Fatalf("warnings = %q, want one about the unbounded audit trail", w)
 	}
 }

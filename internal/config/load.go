@@ -118,5 +118,8 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
+	if r := c.Audit.Retention; r.MaxAge == 0 && r.MaxEntries == 0 {
+		w = append(w, "audit.retention keeps every entry (max_age and max_entries are 0): the audit trail grows without bound")
+	}
 	return w
 }

@@ -82,7 +82,8 @@ func (c *Config) TrafficRules() []string {
 
 // RetentionSpec is the retention configuration for the controller.
 func (c *Config) RetentionSpec() controller.RetentionSpec {
-	return controller.RetentionSpec{Images: c.Retention.Images}
+	return controller.RetentionSpec{Images: c.Retention.Images,
+		AuditMaxAge: c.Audit.Retention.MaxAge, AuditMaxEntries: c.Audit.Retention.MaxEntries}
 }
 
 // PauseLimits bounds every pause, for the controller.

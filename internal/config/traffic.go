@@ -7,8 +7,9 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/deployd/deployd/internal/clientaddr"
 )
 
 // Traffic modes: how a deploy moves traffic.
@@ -197,16 +198,10 @@ func validSwitchUpstream(v *validator, path, addr string) {
 	}
 }
 
-// validProxy accepts what trafficswitch.ParseTrustedProxies does: an IP
-// address or a CIDR prefix. (config cannot import trafficswitch: the
-// switch's tests use lab, which uses config.)
+// validProxy accepts what clientaddr.Parse does (and so the switch's
+// ParseTrustedProxies): an IP address or a CIDR prefix.
 func validProxy(s string) bool {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		_, err := netip.ParsePrefix(s)
-		return err == nil
-	}
-	_, err := netip.ParseAddr(s)
+	_, err := clientaddr.Parse([]string{s})
 	return err == nil
 }
 

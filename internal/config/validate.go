@@ -117,6 +117,11 @@ func (c *Config) Validate() error {
 	}
 	v.oneOf("log_format", c.LogFormat, "json", "text")
 	v.positive("shutdown_timeout", c.ShutdownTimeout)
+	for i, p := range c.TrustedProxies {
+		if !validProxy(p) {
+			v.addf(fmt.Sprintf("trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix, got %q", p)
+		}
+	}
 
 	c.validateAuth(v)
 	if c.Web.SessionTTL < time.Minute || c.Web.SessionTTL > 30*24*time.Hour {
@@ -221,6 +226,12 @@ func (c *Config) validateJobs(v *validator) {
 		v.addf("retention.images", "must be between 0 and %d, got %d", maxRetainedImages, n)
 	}
 	v.positive("retention.interval", c.Retention.Interval)
+	if d := c.Audit.Retention.MaxAge; d < 0 {
+		v.addf("audit.retention.max_age", "must be 0 (keep) or positive, got %s", d)
+	}
+	if n := c.Audit.Retention.MaxEntries; n < 0 || n > maxAuditEntries {
+		v.addf("audit.retention.max_entries", "must be between 0 (keep) and %d, got %d", maxAuditEntries, n)
+	}
 }
 
 func (c *Config) validatePause(v *validator) {

@@ -96,6 +96,9 @@ type Controller struct {
 	// where the runtime knows no health of its own.
 	probeResults *probeResults
 
+	// unaudited sums up the requests RecordAudit counts instead of writing.
+	unaudited *unauditedLog
+
 	mu     sync.Mutex
 	leases map[string]*lease // by service
 	closed bool
@@ -120,6 +123,7 @@ func New(o Options) *Controller {
 		leases:       make(map[string]*lease),
 		events:       newEventHub(),
 		probeResults: &probeResults{byID: map[string]string{}},
+		unaudited:    &unauditedLog{},
 		notifier:     o.Notifier,
 		observer:     o.Observer,
 		hook:         o.Hook,

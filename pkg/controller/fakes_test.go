@@ -806,19 +806,35 @@ func (s *memStore) AppendAudit(ctx context.Context, e controller.AuditEntry) err
 	return nil
 }
 
-func (s *memStore) ListAudit(ctx context.Context, limit int) ([]controller.AuditEntry, error) {
+func (s *memStore) ListAudit(ctx context.Context, before string, limit int) ([]controller.AuditEntry, error) {
 	s.countRead()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := slices.Clone(s.audit)
-	slices.Reverse(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
+	out := []controller.AuditEntry{}
+	for i := len(s.audit) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+		if before == "" || s.audit[i].ID < fmt.Sprintf("%016s", before) {
+			out = append(out, s.audit[i])
+		}
 	}
 	return out, nil
+}
+
+func (s *memStore) PruneAudit(ctx context.Context, olderThan time.Time, keep int) (int, error) {
+	s.countWrite()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(s.audit) && ((keep > 0 && len(s.audit)-n > keep) || (!olderThan.IsZero() && s.audit[n].Time.Before(olderThan))) {
+		n++
+	}
+	s.audit = slices.Delete(s.audit, 0, n)
+	return n, nil
 }
 
 func (s *memStore) GetDelivery(ctx context.Context, key string) (string, error) {
@@ -1045,6 +1061,7 @@ type fakeObserver struct {
 	healthFailures map[string]int
 	states         []observedState
 	repairs        []string // "service/kind"
+	unaudited      []string // "action status"
 }
 
 func newFakeObserver() *fakeObserver {
@@ -1079,6 +1096,18 @@ func (o *fakeObserver) Repaired(service, kind string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.repairs = append(o.repairs, service+"/"+kind)
+}
+
+func (o *fakeObserver) Unaudited(action string, status int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.unaudited = append(o.unaudited, fmt.Sprintf("%s %d", action, status))
+}
+
+func (o *fakeObserver) unauditedRequests() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.unaudited)
 }
 
 func (o *fakeObserver) finishedDeployments() []controller.Deployment {

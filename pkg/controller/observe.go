@@ -19,6 +19,7 @@ func (noopObserver) Switched(string, Kind, time.Duration)   {}
 func (noopObserver) HealthCheckFailed(string)               {}
 func (noopObserver) ServiceState(string, Color, bool, bool) {}
 func (noopObserver) Repaired(string, string)                {}
+func (noopObserver) Unaudited(string, int)                  {}
 
 // notifyf sends a notification about deployment d.
 func (c *Controller) notifyf(kind string, d Deployment, actor, format string, args ...any) {

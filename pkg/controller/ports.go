@@ -163,8 +163,13 @@ type Store interface {
 	// AppendAudit adds an entry to the audit trail, assigning its ID (the
 	// trail's order).
 	AppendAudit(ctx context.Context, e AuditEntry) error
-	// ListAudit returns the newest entries first.
-	ListAudit(ctx context.Context, limit int) ([]AuditEntry, error)
+	// ListAudit returns up to limit entries older than the entry whose ID
+	// is before ("" for the newest), newest first.
+	ListAudit(ctx context.Context, before string, limit int) ([]AuditEntry, error)
+	// PruneAudit deletes the entries older than olderThan (when not zero)
+	// and the oldest beyond the newest keep (when keep > 0), and says how
+	// many it deleted.
+	PruneAudit(ctx context.Context, olderThan time.Time, keep int) (int, error)
 	// GetDelivery returns the deployment a webhook delivery started;
 	// ErrNotFound when the delivery is new.
 	GetDelivery(ctx context.Context, key string) (string, error)
@@ -226,6 +231,10 @@ type Observer interface {
 	ServiceState(service string, active Color, standbyAvailable, healthy bool)
 	// Repaired counts a reconciler repair of the given kind.
 	Repaired(service, kind string)
+	// Unaudited counts a request refused before anyone was known to have
+	// sent it (no valid credentials, or rate limited): such requests are
+	// counted, not recorded. action is the audited route's action.
+	Unaudited(action string, status int)
 }
 
 // Hook is called at named points of a deploy (see the Point constants).

@@ -9,8 +9,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Retain runs one retention pass over every configured service and returns
-// how many containers and images it removed. Per service, holding its lock
+// Retain runs one retention pass over the audit trail and every configured
+// service, and returns how many audit entries, containers and images it
+// removed. The audit trail loses its entries beyond Retention's
+// AuditMaxAge and AuditMaxEntries. Per service, holding its lock
 // as Reconcile does (so the image a deploy has just pulled is never taken
 // from under it), it removes
 //   - stopped containers of a color that is neither active nor standby;
@@ -23,8 +25,11 @@ import (
 // service without a recorded active color: the store cannot say then what
 // is still wanted.
 func (c *Controller) Retain(ctx context.Context) (int, error) {
-	total := 0
+	total, err := c.retainAudit(ctx)
 	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, name := range c.names {
 		n, err := c.retainService(ctx, c.services[name])
 		total += n

@@ -178,9 +178,15 @@ type TrafficRule struct {
 // On reports whether the rule judges anything.
 func (r TrafficRule) On() bool { return r.MaxErrorRate > 0 }
 
-// RetentionSpec bounds what old images and stopped containers are kept.
+// RetentionSpec bounds what old images and stopped containers are kept,
+// and how much of the audit trail.
 type RetentionSpec struct {
 	// Images is how many of a service's images to keep besides the active
 	// and standby ones.
 	Images int
+	// AuditMaxAge drops audit entries older than this; 0 keeps them.
+	AuditMaxAge time.Duration
+	// AuditMaxEntries drops the oldest audit entries beyond this many; 0
+	// keeps them.
+	AuditMaxEntries int
 }

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,7 @@ type Metrics struct {
 	notificationFails   *prometheus.CounterVec
 	switchdUp           prometheus.Gauge
 	switchdRespawns     prometheus.Counter
+	unaudited           *prometheus.CounterVec
 }
 
 var _ controller.Observer = (*Metrics)(nil)
@@ -77,13 +79,17 @@ func New() *Metrics {
 			Help: "1 while the traffic switch process (switch mode) answers the daemon, 0 when it does not."}),
 		switchdRespawns: prometheus.NewCounter(prometheus.CounterOpts{Name: "deployd_switchd_restarts_total",
 			Help: "Times the daemon started the traffic switch process again after it stopped answering."}),
+		unaudited: counter("deployd_unaudited_requests_total",
+			"Requests to audited routes refused before anyone was known to have sent them (no valid credentials, "+
+				"bad webhook signature, rate limited): counted here instead of written to the audit trail.",
+			"action", "status"),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.deployments, m.deploymentDuration, m.stepDuration, m.switchDuration,
 		m.healthCheckFailures, m.activeColor, m.standbyAvailable, m.serviceHealthy,
-		m.autoRollbacks, m.repairs, m.notificationFails, m.switchdUp, m.switchdRespawns,
+		m.autoRollbacks, m.repairs, m.notificationFails, m.switchdUp, m.switchdRespawns, m.unaudited,
 	)
 	return m
 }
@@ -148,6 +154,11 @@ func (m *Metrics) ServiceState(service string, active controller.Color, standbyA
 // Repaired counts one reconciler repair.
 func (m *Metrics) Repaired(service, kind string) {
 	m.repairs.WithLabelValues(service, kind).Inc()
+}
+
+// Unaudited counts a refused request that the audit trail does not record.
+func (m *Metrics) Unaudited(action string, status int) {
+	m.unaudited.WithLabelValues(action, strconv.Itoa(status)).Inc()
 }
 
 // NotificationFailed counts a notification target did not get; it fits

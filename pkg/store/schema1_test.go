@@ -184,7 +184,7 @@ func TestOpen_Schema1FileReadsEveryRecord(t *testing.T) {
 		t.Errorf("UnfinishedDeployments = %+v, %v; want the queued and the running one", got, err)
 	}
 
-	audit, err := s.ListAudit(ctx, 100)
+	audit, err := s.ListAudit(ctx, "", 100)
 	if err != nil {
 		t.Fatalf("ListAudit: %v", err)
 	}

@@ -354,7 +354,7 @@ func TestMethods_CancelledContextTouchesNothing(t *testing.T) {
 		"ListDeployments":       func() error { _, err := s.ListDeployments(ctx, "", 0); return err },
 		"UnfinishedDeployments": func() error { _, err := s.UnfinishedDeployments(ctx); return err },
 		"AppendAudit":           func() error { return s.AppendAudit(ctx, controller.AuditEntry{Action: "deploy"}) },
-		"ListAudit":             func() error { _, err := s.ListAudit(ctx, 0); return err },
+		"ListAudit":             func() error { _, err := s.ListAudit(ctx, "", 0); return err },
 		"PutDelivery":           func() error { return s.PutDelivery(ctx, "k1", "d1") },
 		"GetDelivery":           func() error { _, err := s.GetDelivery(ctx, "k1"); return err },
 		"AddNotification": func() error {
@@ -375,7 +375,7 @@ func TestMethods_CancelledContextTouchesNothing(t *testing.T) {
 	if _, err := s.GetDelivery(t.Context(), "k1"); !errors.Is(err, controller.ErrNotFound) {
 		t.Fatalf("GetDelivery after cancelled writes: err = %v, want ErrNotFound", err)
 	}
-	if es, err := s.ListAudit(t.Context(), 0); err != nil || len(es) != 0 {
+	if es, err := s.ListAudit(t.Context(), "", 0); err != nil || len(es) != 0 {
 		t.Fatalf("ListAudit after cancelled writes = %v, %v; want [], nil", es, err)
 	}
 	if p, err := s.PendingNotifications(t.Context()); err != nil || len(p) != 0 {
@@ -441,7 +441,7 @@ func TestOpen_ReopenKeepsAuditTrailAndDeliveries(t *testing.T) {
 	if err := s.AppendAudit(t.Context(), controller.AuditEntry{Time: t0, Action: "rollback"}); err != nil {
 		t.Fatalf("AppendAudit after reopen: %v", err)
 	}
-	es, err := s.ListAudit(t.Context(), 0)
+	es, err := s.ListAudit(t.Context(), "", 0)
 	if err != nil {
 		t.Fatalf("ListAudit after reopen: %v", err)
 	}
@@ -509,7 +509,7 @@ func TestOpen_SchemaOneFileWithoutNewBucketsGainsThem(t *testing.T) {
 	if err := s.AppendAudit(t.Context(), controller.AuditEntry{Action: "deploy"}); err != nil {
 		t.Fatalf("AppendAudit on the old file: %v", err)
 	}
-	if es, err := s.ListAudit(t.Context(), 0); err != nil || len(es) != 1 {
+	if es, err := s.ListAudit(t.Context(), "", 0); err != nil || len(es) != 1 {
 		t.Fatalf("ListAudit on the old file = %v, %v; want one entry", es, err)
 	}
 	if p, err := s.PendingNotifications(t.Context()); err != nil || len(p) != 0 {

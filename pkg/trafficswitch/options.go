@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/internal/clientaddr"
 )
 
 // Defaults of Options' zero fields.
@@ -134,23 +135,9 @@ func discardLogger() logrus.FieldLogger {
 // prefixes ("172.18.0.0/16") for Options.TrustedProxies. An entry that is
 // neither is an error wrapping ErrInvalid that names it.
 func ParseTrustedProxies(entries []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(entries))
-	for _, e := range entries {
-		e = strings.TrimSpace(e)
-		if strings.Contains(e, "/") {
-			p, err := netip.ParsePrefix(e)
-			if err != nil {
-				return nil, fmt.Errorf("%w: trusted proxy %q: %v", ErrInvalid, e, err)
-			}
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(e)
-		if err != nil {
-			return nil, fmt.Errorf("%w: trusted proxy %q: not an address or a prefix", ErrInvalid, e)
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	p, err := clientaddr.Parse(entries)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return out, nil
+	return p, nil
 }

@@ -315,10 +315,14 @@ func (s *stack) webhookDeploy(t *testing.T, tag string) string {
 	if err != nil {
 		t.Fatalf("encode webhook body: %v", err)
 	}
+	// Signed as "<timestamp>.<body>": deployd refuses unstamped deliveries.
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	mac := hmac.New(sha256.New, []byte(s.secret))
+	mac.Write([]byte(ts + "."))
 	mac.Write(body)
 	status, _, b, err := s.do(t, http.MethodPost, s.httpsURL+"/hooks/deploy", "deployd.localhost", body, map[string]string{
 		"Content-Type":        "application/json",
+		"X-Deployd-Timestamp": ts,
 		"X-Hub-Signature-256": "sha256=" + hex.EncodeToString(mac.Sum(nil)),
 		"X-GitHub-Delivery":   randomHex(t),
 	})

@@ -133,6 +133,9 @@ type svcConfig struct {
 	// Notify2 adds a second webhook target, e2e-second, whose URL the
 	// daemon reads from notifyURL2Env (see env.notifyURL2).
 	Notify2 bool
+	// TrustedProxies is the top-level trusted_proxies: peers whose
+	// X-Forwarded-For names the client.
+	TrustedProxies []string
 	// Traffic is traffic.mode; "" keeps the default (reload). In switch
 	// mode the service's switch listens on a free loopback port.
 	Traffic string
@@ -259,6 +262,7 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	if s.TestCommand != nil {
 		c.Nginx.TestCommand = s.TestCommand
 	}
+	c.TrustedProxies = s.TrustedProxies
 	svc := c.Services[e.svc]
 	svc.Replicas, svc.Health.StartTimeout, svc.Drain = s.Replicas, s.StartTimeout, s.Drain
 	svc.AllowedRefs, svc.RepositoryURL, svc.Bake, svc.AutoRollback = s.AllowedRefs, s.RepositoryURL, s.Bake, s.AutoRollback

@@ -56,17 +56,19 @@ func webhookEnv(t *testing.T, cfg svcConfig, tags ...string) (*env, *daemon, api
 
 // curlSignedScript is the example workflow's signing and sending, with
 // its inputs in the environment: jq writes the body once, openssl signs
-// that file, curl sends that file. The secret never appears in argv of
+// the timestamp and that file, curl sends that file. The secret never appears in argv of
 // this process nor in the test's output.
 const curlSignedScript = `set -euo pipefail
 jq -cn \
   --arg service "$SERVICE" --arg image "$IMAGE" --arg commit "$COMMIT" \
   --arg actor "$ACTOR" --arg ref "$REF" \
   '{service: $service, image: $image, commit: $commit, actor: $actor, ref: $ref}' > "$WORK/body.json"
-sig="$(openssl dgst -sha256 -hmac "$DEPLOYD_WEBHOOK_SECRET" < "$WORK/body.json" | awk '{print $NF}')"
+ts="$(date +%s)"
+sig="$({ printf '%s.' "$ts"; cat "$WORK/body.json"; } | openssl dgst -sha256 -hmac "$DEPLOYD_WEBHOOK_SECRET" | awk '{print $NF}')"
 curl -sS --max-time 30 \
   -o "$WORK/response.json" -w '%{http_code}' \
   -H 'Content-Type: application/json' \
+  -H "X-Deployd-Timestamp: ${ts}" \
   -H "X-Hub-Signature-256: sha256=${sig}" \
   -H "X-GitHub-Delivery: ${DELIVERY}" \
   --data-binary @"$WORK/body.json" \
@@ -210,6 +212,13 @@ func TestWebhook_OpenSSLSignedRequestDeploysForReal(t *testing.T) {
 	}
 }
 
+// stamp returns the X-Deployd-Timestamp and X-Hub-Signature-256 values
+// of body sent now.
+func stamp(secret string, body []byte) (timestamp, signature string) {
+	timestamp = strconv.FormatInt(time.Now().Unix(), 10)
+	return timestamp, hmacHex(secret, append([]byte(timestamp+"."), body...))
+}
+
 // hmacHex is the signature header's value for payload.
 func hmacHex(secret string, payload []byte) string {
 	mac := hmac.New(sha256.New, []byte(secret))
@@ -337,7 +346,7 @@ func TestWebhook_BadInputsTouchNothing(t *testing.T) {
 		requestIDs[reqID] = i
 		h := map[string]string{"X-GitHub-Delivery": reqID, "X-Request-Id": reqID}
 		if signWith != "" {
-			h["X-Hub-Signature-256"] = hmacHex(signWith, b)
+			h["X-Deployd-Timestamp"], h["X-Hub-Signature-256"] = stamp(signWith, b)
 		}
 		for k, v := range extra {
 			h[k] = v
@@ -383,14 +392,20 @@ func TestWebhook_BadInputsTouchNothing(t *testing.T) {
 	}
 	assertUntouched(e, v1, upstream, slow.ID)
 
-	// Every refusal the handlers saw is in the audit trail, with its result.
+	// Every refusal of a verified delivery is in the audit trail, with its
+	// result; unverified requests are only counted.
 	wantResults := map[int]struct {
 		status int
 		result string
 	}{busy: {http.StatusConflict, controller.ECONFLICT}}
+	unverified := map[int]bool{}
 	for i, tt := range tests {
 		if tt.wantStatus == http.StatusRequestEntityTooLarge {
 			continue // refused by the HTTP server while reading, before any handler
+		}
+		if tt.wantStatus == http.StatusUnauthorized {
+			unverified[i] = true
+			continue
 		}
 		wantResults[i] = struct {
 			status int
@@ -407,6 +422,9 @@ func TestWebhook_BadInputsTouchNothing(t *testing.T) {
 		name := "busy service"
 		if i < len(tests) {
 			name = tests[i].name
+		}
+		if unverified[i] {
+			t.Errorf("audit entry for unverified %q: %+v, want none (counted, not written)", name, a)
 		}
 		w, ok := wantResults[i]
 		if !ok {
