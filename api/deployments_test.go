@@ -14,18 +14,25 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
+// TestDeploy_AcceptsAndPassesTheTrigger also proves that what a body says
+// about who asked never becomes the actor: the token's name always does.
 func TestDeploy_AcceptsAndPassesTheTrigger(t *testing.T) {
 	tests := []struct {
 		name, body string
 		want       controller.DeployRequest
 	}{
 		{
-			name: "actor from body",
-			body: `{"image":"demoapp:v2","commit":"abc123","actor":"alice"}`,
-			want: controller.DeployRequest{Image: "demoapp:v2", Trigger: controller.Trigger{Source: "api", Actor: "alice", Commit: "abc123"}},
+			name: "on_behalf_of is kept beside the token's name",
+			body: `{"image":"demoapp:v2","commit":"abc123","on_behalf_of":"alice"}`,
+			want: controller.DeployRequest{Image: "demoapp:v2", Trigger: controller.Trigger{Source: "api", Actor: "ci-deployer", OnBehalfOf: "alice", Commit: "abc123"}},
 		},
 		{
-			name: "actor defaults to the token name",
+			name: "the old actor field is only a claim",
+			body: `{"image":"demoapp:v2","commit":"abc123","actor":"admin (alice)"}`,
+			want: controller.DeployRequest{Image: "demoapp:v2", Trigger: controller.Trigger{Source: "api", Actor: "ci-deployer", OnBehalfOf: "admin (alice)", Commit: "abc123"}},
+		},
+		{
+			name: "actor is the token name",
 			body: `{"image":"v2"}`,
 			want: controller.DeployRequest{Image: "v2", Trigger: controller.Trigger{Source: "api", Actor: "ci-deployer"}},
 		},

@@ -30,8 +30,9 @@ const (
 	// timestampSkew is how far a signed timestamp may be from now, either
 	// way, before the request counts as a replay.
 	timestampSkew = 5 * time.Minute
-	// defaultWebhookActor is the actor of deliveries that name none.
-	defaultWebhookActor = "github-actions"
+	// webhookActor is the actor of every webhook deployment: the holder
+	// of the webhook secret. A body's actor is only its claim.
+	webhookActor = "webhook"
 )
 
 var (
@@ -167,14 +168,10 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	if !controller.ValidServiceName(wb.Service) {
 		return controller.Errorf(controller.ENOTFOUND, "no service %q", wb.Service)
 	}
-	actor := wb.Actor
-	if actor == "" {
-		actor = defaultWebhookActor
-	}
 	d, replayed, err := s.ctl.DeployDelivery(c.UserContext(), delivery, wb.Service, controller.DeployRequest{
 		Image: wb.Image,
 		Trigger: controller.Trigger{
-			Source: "webhook", Actor: actor, Commit: wb.Commit, Ref: wb.Ref, Delivery: delivery,
+			Source: "webhook", Actor: webhookActor, OnBehalfOf: wb.Actor, Commit: wb.Commit, Ref: wb.Ref, Delivery: delivery,
 		},
 	})
 	if err != nil {

@@ -107,15 +107,15 @@ func TestWebhook_SignedDeliveryIsAcceptedWithTheTrigger(t *testing.T) {
 			headers: map[string]string{"X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"},
 			key:     "72d3162e-cc78-11e3-81ab-4c9367dc0958",
 			want: controller.DeployRequest{Image: "demoapp:v2", Trigger: controller.Trigger{
-				Source: "webhook", Actor: "octocat", Commit: "abc123", Ref: "refs/heads/main", Delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958"}},
+				Source: "webhook", Actor: "webhook", OnBehalfOf: "octocat", Commit: "abc123", Ref: "refs/heads/main", Delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958"}},
 		},
 		{
-			name:    "idempotency key and default actor",
+			name:    "idempotency key and no claim",
 			body:    `{"service":"web","image":"v2"}`,
 			headers: map[string]string{"Idempotency-Key": "build-17"},
 			key:     "build-17",
 			want: controller.DeployRequest{Image: "v2", Trigger: controller.Trigger{
-				Source: "webhook", Actor: "github-actions", Delivery: "build-17"}},
+				Source: "webhook", Actor: "webhook", Delivery: "build-17"}},
 		},
 	}
 	for _, tt := range tests {

@@ -483,7 +483,7 @@ func decode[T any](t *testing.T, b []byte) T {
 func (d *daemon) deploy(image string) api.Deployment {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodPost, "/api/v1/services/"+d.e.svc+"/deployments",
-		map[string]string{"image": image, "actor": "e2e"}, d.e.token)
+		map[string]string{"image": image, "on_behalf_of": "e2e-run"}, d.e.token)
 	if status != http.StatusAccepted {
 		d.e.t.Fatalf("deploy %s: status = %d, want %d; body %s", image, status, http.StatusAccepted, b)
 	}
