@@ -17,9 +17,9 @@ type cardView struct {
 	controller.ServiceView
 	Now time.Time
 
-	Commit     string
-	CommitURL  string
-	Actor      string
+	Commit    string
+	CommitURL string
+	Actor     string
 	// OnBehalfOf is the deploy's unverified claim, shown marked as such.
 	OnBehalfOf string
 	DeployedAt time.Time
