@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -182,6 +183,8 @@ type env struct {
 	// the env.
 	switchMode bool
 	switchAddr string
+	// bin, when set, is the daemon binary launched instead of deploydBin.
+	bin string
 }
 
 // newEnv prepares a test's world and builds the images it names. Cleanups
@@ -375,7 +378,7 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	d.contract = &apicheck.Transport{Base: &http.Transport{Proxy: nil}, Token: e.viewer, Report: d.breaches.add}
 	var err error
 	d.Daemon, err = lab.LaunchDaemon(lab.DaemonOptions{
-		Bin: deploydBin, Config: config, Env: append(env, extraEnv...),
+		Bin: cmp.Or(e.bin, deploydBin), Config: config, Env: append(env, extraEnv...),
 		Output: d.stderr, StopTimeout: daemonStopTimeout, Transport: d.contract,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/deployd/deployd/api"
+	"github.com/deployd/deployd/internal/lab"
 )
 
 const (
@@ -28,6 +30,24 @@ const (
 	// maxSlowBodiesGrowth is the bound on what they may cost.
 	maxSlowBodiesGrowth = 100 << 20
 )
+
+// buildPlain builds deployd without the race detector into a temp dir of
+// t, for measuring memory: under -race every goroutine carries the
+// detector's own state, several times what it costs the daemon.
+func buildPlain(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, err := lab.ModuleRoot(ctx)
+	if err != nil {
+		t.Fatalf("module root: %v", err)
+	}
+	bin, err := lab.BuildDeployd(ctx, root, t.TempDir(), false)
+	if err != nil {
+		t.Fatalf("build deployd without -race: %v", err)
+	}
+	return bin
+}
 
 // procMemory reads a field of /proc/<pid>/status in bytes (VmRSS, VmHWM).
 func procMemory(t *testing.T, pid int, field string) int64 {
@@ -56,6 +76,7 @@ func procMemory(t *testing.T, pid int, field string) int64 {
 // announced megabyte as soon as the headers arrived.
 func TestSlowBodies_DoNotCommitMemoryBeforeAuthentication(t *testing.T) {
 	e := newEnv(t)
+	e.bin = buildPlain(t)
 	cfg := defaultSvc()
 	cfg.Webhook = true
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
