@@ -16,10 +16,13 @@ const (
 )
 
 // deployBody is the JSON body of POST /api/v1/services/:name/deployments.
+// OnBehalfOf is a claim the caller makes; Actor is its older name, still
+// read so that existing clients keep working, and never the recorded actor.
 type deployBody struct {
-	Image  string `json:"image"`
-	Commit string `json:"commit"`
-	Actor  string `json:"actor"`
+	Image      string `json:"image"`
+	Commit     string `json:"commit"`
+	OnBehalfOf string `json:"on_behalf_of"`
+	Actor      string `json:"actor"`
 }
 
 // decodeDeployBody parses a deploy request strictly: one JSON object, no
@@ -42,9 +45,18 @@ func decodeDeployBody(b []byte) (deployBody, error) {
 	if body.Image == "" {
 		return deployBody{}, controller.Errorf(controller.EINVALID, "image is required")
 	}
-	if err := checkTextFields(field{"image", body.Image}, field{"commit", body.Commit}, field{"actor", body.Actor}); err != nil {
+	err := checkTextFields(field{"image", body.Image}, field{"commit", body.Commit},
+		field{"on_behalf_of", body.OnBehalfOf}, field{"actor", body.Actor})
+	if err != nil {
 		return deployBody{}, err
 	}
+	if body.Actor != "" && body.OnBehalfOf != "" && body.Actor != body.OnBehalfOf {
+		return deployBody{}, controller.Errorf(controller.EINVALID, "actor is the old name of on_behalf_of; send one of them")
+	}
+	if body.OnBehalfOf == "" {
+		body.OnBehalfOf = body.Actor
+	}
+	body.Actor = ""
 	return body, nil
 }
 

@@ -19,6 +19,7 @@ func TestDecodeDeployBody_ErrorsNameTheProblem(t *testing.T) {
 		{`{"image":"v2","x":1}`, `invalid request body: json: unknown field "x"`},
 		{`{}`, "image is required"},
 		{`{"image":"v2"} {}`, "request body must hold a single JSON object"},
+		{`{"image":"v2","actor":"a","on_behalf_of":"b"}`, "actor is the old name of on_behalf_of; send one of them"},
 	}
 	for _, tt := range tests {
 		_, err := decodeDeployBody([]byte(tt.body))
@@ -32,6 +33,7 @@ func TestDecodeDeployBody_ErrorsNameTheProblem(t *testing.T) {
 func FuzzDecodeDeployBody(f *testing.F) {
 	for _, seed := range []string{
 		`{"image":"demoapp:v2","commit":"abc","actor":"alice"}`,
+		`{"image":"demoapp:v2","on_behalf_of":"alice"}`,
 		`{"image":"v2"}`,
 		`{"image":"v2","commit":null}`,
 		`{"image":"demoapp@sha256:0123"} `,
@@ -56,7 +58,7 @@ func FuzzDecodeDeployBody(f *testing.F) {
 		if body.Image == "" {
 			t.Fatalf("accepted %q without an image", b)
 		}
-		for _, v := range []string{body.Image, body.Commit, body.Actor} {
+		for _, v := range []string{body.Image, body.Commit, body.OnBehalfOf} {
 			if len(v) > maxFieldLen {
 				t.Fatalf("accepted a %d-byte field", len(v))
 			}
@@ -66,7 +68,7 @@ func FuzzDecodeDeployBody(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal %+v: %v", body, err)
 		}
-		for _, v := range []string{body.Image, body.Commit, body.Actor} {
+		for _, v := range []string{body.Image, body.Commit, body.OnBehalfOf} {
 			// encoding/json replaces invalid UTF-8 while decoding.
 			if !utf8.ValidString(v) {
 				t.Fatalf("accepted invalid UTF-8 %q", v)

@@ -23,13 +23,11 @@ func (s *Server) deploy(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	actor := body.Actor
-	if actor == "" {
-		actor = TokenName(c)
-	}
+	// The actor is whoever the token is, whatever the body says; the
+	// body's claim is kept beside it.
 	d, err := s.ctl.Deploy(c.UserContext(), name, controller.DeployRequest{
 		Image:   body.Image,
-		Trigger: controller.Trigger{Source: "api", Actor: actor, Commit: body.Commit},
+		Trigger: controller.Trigger{Source: "api", Actor: TokenName(c), OnBehalfOf: body.OnBehalfOf, Commit: body.Commit},
 	})
 	if err != nil {
 		return err

@@ -43,6 +43,11 @@ func (s *Server) deploymentEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.slots.acquire(c, TokenName(c))
+	if err != nil {
+		s.log.WithFields(requestFields(c)).WithError(err).Warn("event stream refused")
+		return err
+	}
 
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-store")
@@ -52,7 +57,10 @@ func (s *Server) deploymentEvents(c *fiber.Ctx) error {
 		s: s, id: id, conn: c.Context().Conn(),
 		log: s.log.WithFields(requestFields(c)).WithField("deployment", id),
 	}
+	// fasthttp runs the writer on a goroutine of its own, even when the
+	// response is never sent, and the writer's end frees the slot.
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer release()
 		st.run(w, seq, evs, changed, done)
 	})
 	return nil

@@ -265,3 +265,66 @@ func TestEvents_ClientGoneEndsTheStream(t *testing.T) {
 		}
 	}
 }
+
+// openStreamAs GETs the events of d-42 with secret and returns the answer.
+func openStreamAs(t *testing.T, ctx context.Context, base, secret string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/deployments/d-42/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET events: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestEvents_StreamsAreCappedPerTokenAndInTotal(t *testing.T) {
+	h := newHarness(t)
+	h.srv.slots = newStreamSlots(3, 2)
+	h.srv.heartbeat = 10 * time.Millisecond
+	h.ctl.events = newFakeEvents()
+	h.ctl.events.add(controller.EventStatus, "queued", "", false)
+	base := serve(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	wantRefused := func(resp *http.Response, what string) {
+		t.Helper()
+		wantStatus(t, resp, http.StatusTooManyRequests)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: 429 without Retry-After", what)
+		}
+		if body := decodeJSON[errorBody](t, resp); body.Code != codeRateLimited || !strings.Contains(body.Error, what) {
+			t.Errorf("body = %+v, want code %s and a message about %s", body, codeRateLimited, what)
+		}
+	}
+	viewerCtx, closeViewer := context.WithCancel(ctx)
+	first := openStreamAs(t, viewerCtx, base, viewerSecret)
+	wantStatus(t, first, http.StatusOK)
+	wantStatus(t, openStreamAs(t, ctx, base, viewerSecret), http.StatusOK)
+	wantRefused(openStreamAs(t, ctx, base, viewerSecret), `token "ci-viewer"`)
+	// Another token is not held back by the viewer's streams, up to the
+	// total.
+	wantStatus(t, openStreamAs(t, ctx, base, operatorSecret), http.StatusOK)
+	wantRefused(openStreamAs(t, ctx, base, deployerSecret), "the server has 3 event streams open")
+
+	// A stream that ends gives its slot back.
+	closeViewer()
+	first.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := openStreamAs(t, ctx, base, deployerSecret)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot free 5s after a stream's client left: status %d", resp.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

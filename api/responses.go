@@ -99,11 +99,13 @@ type Step struct {
 
 // Trigger says who or what asked for a deployment.
 type Trigger struct {
-	Source   string `json:"source"`
-	Actor    string `json:"actor"`
-	Commit   string `json:"commit"`
-	Ref      string `json:"ref,omitempty"`
-	Delivery string `json:"delivery,omitempty"`
+	Source string `json:"source"`
+	Actor  string `json:"actor"`
+	// OnBehalfOf is what the caller claimed; nothing verified it.
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
+	Commit     string `json:"commit"`
+	Ref        string `json:"ref,omitempty"`
+	Delivery   string `json:"delivery,omitempty"`
 }
 
 // WebhookAccepted answers POST /hooks/deploy.
@@ -225,7 +227,7 @@ func deploymentOf(d controller.Deployment) Deployment {
 		Status:    d.Status,
 		Error:     d.Error,
 		Steps:     make([]Step, len(d.Steps)),
-		Trigger: Trigger{Source: d.Trigger.Source, Actor: d.Trigger.Actor, Commit: d.Trigger.Commit,
+		Trigger: Trigger{Source: d.Trigger.Source, Actor: d.Trigger.Actor, OnBehalfOf: d.Trigger.OnBehalfOf, Commit: d.Trigger.Commit,
 			Ref: d.Trigger.Ref, Delivery: d.Trigger.Delivery},
 		CreatedAt:  d.CreatedAt,
 		FinishedAt: d.FinishedAt,

@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/deployd/deployd/internal/clientaddr"
+	"github.com/deployd/deployd/internal/reqbody"
 	"github.com/deployd/deployd/pkg/auth"
 	"github.com/deployd/deployd/pkg/controller"
 )
@@ -107,7 +109,12 @@ type Options struct {
 	// WebhookAllowUnstamped accepts webhook deliveries without
 	// X-Deployd-Timestamp, signed over the body alone.
 	WebhookAllowUnstamped bool
-	Logger                logrus.FieldLogger
+	// MaxStreams and MaxStreamsPerToken cap the open event streams, in
+	// all and per token; past either a new stream gets 429. Zero means
+	// 256 and 16.
+	MaxStreams         int
+	MaxStreamsPerToken int
+	Logger             logrus.FieldLogger
 }
 
 // fasthttp's ReadTimeout bounds reading a whole request, headers and body
@@ -118,9 +125,11 @@ const (
 	readTimeout  = 15 * time.Second
 	writeTimeout = 30 * time.Second
 	idleTimeout  = 120 * time.Second
-	// bodyLimit is enforced by fasthttp while reading, before any handler;
-	// it is also the webhook's limit (maxWebhookBody).
-	bodyLimit = 1 << 20
+	// maxAPIBody bounds the body of every authenticated POST. Bodies are
+	// streamed: fasthttp reads at most 8 KiB of one before the handlers
+	// run, and a route reads the rest, up to its own limit, only once it
+	// has authenticated the caller (reqbody).
+	maxAPIBody = 64 << 10
 	// requestTimeout bounds the controller calls of one request; it is
 	// shorter than writeTimeout so the error still reaches the client.
 	requestTimeout = 25 * time.Second
@@ -150,6 +159,8 @@ type Server struct {
 	now func() time.Time
 	// heartbeat is how often an idle event stream sends a comment.
 	heartbeat time.Duration
+	// slots counts the open event streams against their caps.
+	slots *streamSlots
 
 	// streams ends with the server: Shutdown cancels it so that event
 	// streams, which never finish on their own, let Shutdown complete.
@@ -170,6 +181,7 @@ func New(o Options) *Server {
 		proxies:        o.TrustedProxies,
 		now:            time.Now,
 		heartbeat:      heartbeatInterval,
+		slots:          newStreamSlots(o.MaxStreams, o.MaxStreamsPerToken),
 	}
 	// Through s.now, so that tests moving the server's clock move the
 	// limiter's too.
@@ -184,7 +196,18 @@ func New(o Options) *Server {
 		ReadTimeout:           readTimeout,
 		WriteTimeout:          writeTimeout,
 		IdleTimeout:           idleTimeout,
-		BodyLimit:             bodyLimit,
+		// Nothing of a body is held before a route has authenticated its
+		// caller: fasthttp would otherwise reserve the announced
+		// Content-Length as soon as the headers arrive, and read multipart
+		// forms (no route takes one) in full.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		// With streamed bodies fasthttp refuses nothing by this limit; it
+		// only picks how the first 8 KiB are read. Under it they are read
+		// by the declared length, never past it into a pipelined request
+		// (fasthttp 1.51 reads past it for bodies over the limit). The
+		// routes' own limits are reqbody's.
+		BodyLimit: math.MaxInt,
 		// Values from c.Params and c.Get otherwise point into buffers fasthttp
 		// reuses after the handler returns, and the controller may keep them.
 		Immutable:    true,
@@ -195,7 +218,9 @@ func New(o Options) *Server {
 	// it, the request id exists before anything logs, the access
 	// log sees the final status (it runs the error handler itself), and
 	// recover sits inside it so a panic is logged as a 500.
-	s.app.Use(s.clientAddress, s.securityHeaders, s.requestID, s.accessLog, fiberrecover.New(fiberrecover.Config{
+	// CloseUnread is outermost so that it sees every request's end, the
+	// ones refused before their body was read above all.
+	s.app.Use(reqbody.CloseUnread, s.clientAddress, s.securityHeaders, s.requestID, s.accessLog, fiberrecover.New(fiberrecover.Config{
 		EnableStackTrace:  true,
 		StackTraceHandler: s.logPanic,
 	}), s.requestContext)
@@ -219,16 +244,18 @@ func (s *Server) routes() {
 	v1.Get("/services", s.authorize(auth.RoleViewer), s.listServices)
 	v1.Get("/services/:name", s.authorize(auth.RoleViewer), s.getService)
 	// Mutating routes are audited; audit runs first so that it records
-	// refusals by authorize too.
-	v1.Post("/services/:name/deployments", s.audit("deploy", paramTarget("name")), s.authorize(auth.RoleDeployer), s.deploy)
-	v1.Post("/services/:name/rollback", s.audit("rollback", paramTarget("name")), s.authorize(auth.RoleOperator), s.rollback)
-	v1.Post("/services/:name/pause", s.audit("pause", paramTarget("name")), s.authorize(auth.RoleOperator), s.pause)
-	v1.Post("/services/:name/resume", s.audit("resume", paramTarget("name")), s.authorize(auth.RoleOperator), s.resume)
-	v1.Post("/services/:name/maintenance", s.audit("maintenance", paramTarget("name")), s.authorize(auth.RoleOperator), s.maintenance)
+	// refusals by authorize too. Their bodies are read only after
+	// authorize (body), so an anonymous caller costs no body memory.
+	body := reqbody.Middleware(maxAPIBody)
+	v1.Post("/services/:name/deployments", s.audit("deploy", paramTarget("name")), s.authorize(auth.RoleDeployer), body, s.deploy)
+	v1.Post("/services/:name/rollback", s.audit("rollback", paramTarget("name")), s.authorize(auth.RoleOperator), body, s.rollback)
+	v1.Post("/services/:name/pause", s.audit("pause", paramTarget("name")), s.authorize(auth.RoleOperator), body, s.pause)
+	v1.Post("/services/:name/resume", s.audit("resume", paramTarget("name")), s.authorize(auth.RoleOperator), body, s.resume)
+	v1.Post("/services/:name/maintenance", s.audit("maintenance", paramTarget("name")), s.authorize(auth.RoleOperator), body, s.maintenance)
 	v1.Get("/deployments", s.authorize(auth.RoleViewer), s.listDeployments)
 	v1.Get("/deployments/:id", s.authorize(auth.RoleViewer), s.getDeployment)
 	v1.Get("/deployments/:id/events", s.authorize(auth.RoleViewer), s.deploymentEvents)
-	v1.Post("/deployments/:id/cancel", s.audit("cancel", paramTarget("id")), s.authorize(auth.RoleOperator), s.cancel)
+	v1.Post("/deployments/:id/cancel", s.audit("cancel", paramTarget("id")), s.authorize(auth.RoleOperator), body, s.cancel)
 	v1.Get("/audit", s.authorize(auth.RoleViewer), s.listAudit)
 	v1.Get("/openapi.yaml", s.authorize(auth.RoleViewer), s.openAPI)
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -57,7 +58,11 @@ func (h *harness) sendAs(t *testing.T, r cookieRequest) *http.Response {
 
 func (h *harness) login(role auth.Role) auth.Session {
 	names := map[auth.Role]string{auth.RoleViewer: "ci-viewer", auth.RoleDeployer: "ci-deployer", auth.RoleOperator: "ops"}
-	return h.sessions.Create(auth.Identity{Name: names[role], Role: role})
+	s, err := h.sessions.Create(context.Background(), auth.Identity{Name: names[role], Role: role})
+	if err != nil {
+		panic(err) // a memory-only store does not fail
+	}
+	return s
 }
 
 func TestSession_CookieAuthenticatesReads(t *testing.T) {
@@ -200,7 +205,7 @@ func TestSession_EndedSessionsAreUnauthorized(t *testing.T) {
 		end  func(h *harness, s auth.Session)
 	}{
 		{"expired", func(h *harness, _ auth.Session) { h.clock.Advance(sessionTTL) }},
-		{"revoked", func(h *harness, s auth.Session) { h.sessions.Revoke(s.ID) }},
+		{"revoked", func(h *harness, s auth.Session) { _ = h.sessions.Revoke(context.Background(), s.ID) }},
 		{"never issued", func(h *harness, s auth.Session) {}},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/reqbody"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -23,15 +24,16 @@ const (
 	headerIdempotency = "Idempotency-Key"
 	headerTimestamp   = "X-Deployd-Timestamp"
 
-	// maxWebhookBody is exactly the server's body limit: fasthttp refuses
-	// larger bodies while reading, and the handler checks again so that
-	// raising the server's limit cannot raise the webhook's.
-	maxWebhookBody = bodyLimit
+	// maxWebhookBody bounds what the webhook reads before the signature
+	// says who sent it: a valid body is five short fields, and 64 KiB is
+	// all an anonymous caller can make the server hold per request.
+	maxWebhookBody = 64 << 10
 	// timestampSkew is how far a signed timestamp may be from now, either
 	// way, before the request counts as a replay.
 	timestampSkew = 5 * time.Minute
-	// defaultWebhookActor is the actor of deliveries that name none.
-	defaultWebhookActor = "github-actions"
+	// webhookActor is the actor of every webhook deployment: the holder
+	// of the webhook secret. A body's actor is only its claim.
+	webhookActor = "webhook"
 )
 
 var (
@@ -151,9 +153,9 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds(wait)))
 		return controller.Errorf(codeRateLimited, "too many failed signatures from this address; retry later")
 	}
-	body := c.Body()
-	if len(body) > maxWebhookBody {
-		return fiber.NewError(fiber.StatusRequestEntityTooLarge, fiber.ErrRequestEntityTooLarge.Message)
+	body, err := reqbody.Read(c, maxWebhookBody)
+	if err != nil {
+		return err
 	}
 	delivery := c.Get(headerDelivery)
 	if delivery == "" {
@@ -190,14 +192,10 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	if !controller.ValidServiceName(wb.Service) {
 		return controller.Errorf(controller.ENOTFOUND, "no service %q", wb.Service)
 	}
-	actor := wb.Actor
-	if actor == "" {
-		actor = defaultWebhookActor
-	}
 	d, replayed, err := s.ctl.DeployDelivery(c.UserContext(), delivery, wb.Service, controller.DeployRequest{
 		Image: wb.Image,
 		Trigger: controller.Trigger{
-			Source: "webhook", Actor: actor, Commit: wb.Commit, Ref: wb.Ref, Delivery: delivery,
+			Source: "webhook", Actor: webhookActor, OnBehalfOf: wb.Actor, Commit: wb.Commit, Ref: wb.Ref, Delivery: delivery,
 		},
 	})
 	if err != nil {

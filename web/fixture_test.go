@@ -25,6 +25,21 @@ type fakeController struct {
 	services    []controller.ServiceView
 	deployments []controller.Deployment
 	audit       []controller.AuditEntry
+	// recorded holds what the pages wrote to the audit trail.
+	recorded []controller.AuditEntry
+}
+
+func (f *fakeController) RecordAudit(_ context.Context, e controller.AuditEntry) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recorded = append(f.recorded, e)
+	return nil
+}
+
+func (f *fakeController) recordedAudit() []controller.AuditEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]controller.AuditEntry(nil), f.recorded...)
 }
 
 var _ Controller = (*fakeController)(nil)
@@ -219,13 +234,17 @@ func newFixture(t *testing.T, opts ...fixtureOption) *fixture {
 		}, log),
 		Sessions:     auth.NewSessions(12*time.Hour, clock),
 		LoginLimiter: auth.NewLimiter(10, time.Minute, 1000, clock),
-		Logger:       log,
-		Now:          clock,
+		// More than the tests log in; TestLogin_SuccessesArePerTokenLimited
+		// sets its own.
+		LoginSuccesses: auth.NewLimiter(100, time.Minute, 1000, clock),
+		Logger:         log,
+		Now:            clock,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	app := fiber.New(fiber.Config{Immutable: true, DisableStartupMessage: true})
+	// Streamed bodies, as the API's server has them.
+	app := fiber.New(fiber.Config{Immutable: true, DisableStartupMessage: true, StreamRequestBody: true})
 	New(o).Register(app)
 	return &fixture{ctl: ctl, app: app, sessions: o.Sessions, hook: hook}
 }
@@ -233,7 +252,11 @@ func newFixture(t *testing.T, opts ...fixtureOption) *fixture {
 // session logs in role directly through the session store.
 func (f *fixture) session(role auth.Role) auth.Session {
 	names := map[auth.Role]string{auth.RoleOperator: "ops", auth.RoleDeployer: "dep", auth.RoleViewer: "view"}
-	return f.sessions.Create(auth.Identity{Name: names[role], Role: role})
+	s, err := f.sessions.Create(context.Background(), auth.Identity{Name: names[role], Role: role})
+	if err != nil {
+		panic(err) // a memory-only store does not fail
+	}
+	return s
 }
 
 func (f *fixture) do(t *testing.T, req *http.Request) (*http.Response, string) {

@@ -3,8 +3,10 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deployd/deployd/pkg/auth"
 )
@@ -267,5 +269,72 @@ func TestLogin_SameOriginWithPortIsAccepted(t *testing.T) {
 	req.Header.Set("Origin", "http://127.0.0.1:9090")
 	if resp, _ := f.do(t, req); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("other port: status = %d, want %d", resp.StatusCode, http.StatusForbidden)
+	}
+}
+
+// A token in the query string lands in proxies' access logs; login reads
+// it from the posted form only.
+func TestLogin_TokenInQueryStringIsIgnored(t *testing.T) {
+	f := newFixture(t)
+	resp, _ := f.do(t, postForm("/login?token="+url.QueryEscape(operatorSecret), url.Values{}, nil))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status = %d, want %d", resp.StatusCode, http.StatusUnauthorized)
+	}
+	if len(resp.Cookies()) != 0 {
+		t.Errorf("login from the query string set cookies %v", resp.Header.Values("Set-Cookie"))
+	}
+}
+
+func TestLogin_SuccessesArePerTokenLimitedAndAudited(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.LoginSuccesses = auth.NewLimiter(3, time.Minute, 100, func() time.Time { return testNow })
+	})
+	for i := 1; i <= 3; i++ {
+		if resp, body := f.do(t, postForm("/login", url.Values{"token": {operatorSecret}}, nil)); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("login %d: status = %d, want %d\n%s", i, resp.StatusCode, http.StatusSeeOther, body)
+		}
+	}
+	resp, body := f.do(t, postForm("/login", url.Values{"token": {operatorSecret}}, nil))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("login 4: status = %d (Retry-After %q), want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if len(resp.Cookies()) != 0 {
+		t.Errorf("refused login set cookies %v", resp.Header.Values("Set-Cookie"))
+	}
+	one(t, tokenize(t, body), "p", "error")
+	// Another token is not held back by the first one's logins.
+	if resp, _ := f.do(t, postForm("/login", url.Values{"token": {viewerSecret}}, nil)); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("viewer login: status = %d, want %d", resp.StatusCode, http.StatusSeeOther)
+	}
+
+	var got []string
+	for _, e := range f.ctl.recordedAudit() {
+		got = append(got, e.Actor+" "+e.Action+" "+e.Result)
+	}
+	want := []string{"ops login ok", "ops login ok", "ops login ok", "ops login rate_limited", "view login ok"}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit entries = %q, want %q", got, want)
+	}
+}
+
+// Logout ends the caller's session and no other: not another browser of
+// the same token, and not another token's.
+func TestLogout_EndsOnlyTheCallersSession(t *testing.T) {
+	f := newFixture(t)
+	mine, sibling := f.session(auth.RoleOperator), f.session(auth.RoleOperator)
+	other := f.session(auth.RoleViewer)
+
+	resp, _ := f.do(t, postForm("/logout", url.Values{auth.CSRFField: {mine.CSRF}}, &mine))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: status = %d, want %d", resp.StatusCode, http.StatusSeeOther)
+	}
+	f.page(t, "/", &sibling, http.StatusOK)
+	f.page(t, "/", &other, http.StatusOK)
+	if resp, _ := f.do(t, getReq("/", &mine)); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the logged-out session still opens the page: %d", resp.StatusCode)
+	}
+	rec := f.ctl.recordedAudit()
+	if len(rec) != 1 || rec[0].Action != "logout" || rec[0].Actor != "ops" || rec[0].Result != "ok" {
+		t.Errorf("audit entries = %+v, want one logout by ops", rec)
 	}
 }

@@ -561,3 +561,43 @@ func TestStatic_ServesEmbeddedAssetsWithTypeAndShortMaxAge(t *testing.T) {
 		}
 	}
 }
+
+// A deploy body's claim about who asked is never shown as the actor: the
+// token's name is, and the claim sits beside it, marked as claimed, on the
+// card, the history and the deployment's page.
+func TestPages_ClaimIsShownBesideTheTokenNameAndMarked(t *testing.T) {
+	f := newFixture(t)
+	claimed := controller.Trigger{Source: "api", Actor: "ci", OnBehalfOf: "admin (alice)", Commit: "0123456789abcdef0123"}
+	f.ctl.services[0].ActiveDeployment.Trigger = claimed
+	for i := range f.ctl.deployments {
+		if f.ctl.deployments[i].ID == "dep-2" {
+			f.ctl.deployments[i].Trigger = claimed
+		}
+	}
+	s := f.session(auth.RoleViewer)
+	const wantClaim = "on behalf of admin (alice) (claimed)"
+
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+	if got := oneText(t, card, "", "active-by"); got != "ci "+wantClaim {
+		t.Errorf("card's deployed-by = %q, want %q", got, "ci "+wantClaim)
+	}
+	if got := oneText(t, card, "span", "claimed"); got != wantClaim {
+		t.Errorf("card's claim = %q, want %q", got, wantClaim)
+	}
+	for _, path := range []string{"/deployments/dep-2", "/partials/history"} {
+		toks := tokenize(t, f.page(t, path, &s, http.StatusOK))
+		var found bool
+		for _, i := range elements(toks, "", "actor") {
+			got := strings.TrimSpace(innerText(toks, i))
+			if strings.HasPrefix(got, "ci ") && strings.HasSuffix(got, wantClaim) {
+				found = true
+			}
+			if strings.HasPrefix(got, "admin") {
+				t.Errorf("%s shows the claim %q as the actor", path, got)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no actor cell reads %q", path, "ci "+wantClaim)
+		}
+	}
+}

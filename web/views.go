@@ -17,9 +17,11 @@ type cardView struct {
 	controller.ServiceView
 	Now time.Time
 
-	Commit     string
-	CommitURL  string
-	Actor      string
+	Commit    string
+	CommitURL string
+	Actor     string
+	// OnBehalfOf is the deploy's unverified claim, shown marked as such.
+	OnBehalfOf string
 	DeployedAt time.Time
 	// StandbyState is "warm", "cold" or "none".
 	StandbyState string
@@ -57,6 +59,7 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 	if d := v.ActiveDeployment; d != nil {
 		cv.Commit = d.Trigger.Commit
 		cv.Actor = d.Trigger.Actor
+		cv.OnBehalfOf = d.Trigger.OnBehalfOf
 		cv.DeployedAt = d.CreatedAt
 		cv.CommitURL = commitURL(v.RepositoryURL, cv.Commit)
 	}

@@ -45,6 +45,8 @@ type Controller interface {
 	Deployment(ctx context.Context, id string) (controller.Deployment, error)
 	// Audit returns the newest entries first.
 	Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error)
+	// RecordAudit appends one entry to the audit trail: logins and logouts.
+	RecordAudit(ctx context.Context, e controller.AuditEntry) error
 }
 
 // Options configures the pages. Every field but SecureCookies and Now is
@@ -57,6 +59,10 @@ type Options struct {
 	Auth         *auth.Authenticator
 	Sessions     *auth.Sessions
 	LoginLimiter *auth.Limiter
+	// LoginSuccesses counts successful logins per token name: past its
+	// limit a valid token is refused with 429, so no token can mint
+	// sessions (each a synced write) at will.
+	LoginSuccesses *auth.Limiter
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// requests, for a TLS-terminating proxy in front; requests that came
 	// over TLS get it anyway.
@@ -74,6 +80,9 @@ const (
 	staticMaxAge = 300
 	// pageTimeout bounds the controller calls of one page.
 	pageTimeout = 10 * time.Second
+	// maxFormBody bounds the login and logout forms, read before anyone
+	// is authenticated: a token and a CSRF token fit many times over.
+	maxFormBody = 4 << 10
 )
 
 // Pages serves the status page. Safe for concurrent use.
@@ -83,6 +92,7 @@ type Pages struct {
 	auth     *auth.Authenticator
 	sessions *auth.Sessions
 	limiter  *auth.Limiter
+	logins   *auth.Limiter
 	secure   bool
 	log      logrus.FieldLogger
 	now      func() time.Time
@@ -109,6 +119,7 @@ func New(o Options) *Pages {
 		auth:     o.Auth,
 		sessions: o.Sessions,
 		limiter:  o.LoginLimiter,
+		logins:   o.LoginSuccesses,
 		secure:   o.SecureCookies,
 		log:      o.Logger,
 		now:      now,
@@ -404,7 +415,8 @@ func (p *Pages) renderLogin(c *fiber.Ctx, status int, msg string) error {
 
 // login trades a token for a session. Failures are counted per client
 // address; an address with too many is refused before its token is even
-// looked at.
+// looked at. Successes are counted per token. The token is read from the
+// posted form only, never from the query string, which proxies log.
 func (p *Pages) login(c *fiber.Ctx) error {
 	addr := c.IP()
 	log := p.log.WithField("address", addr)
@@ -413,27 +425,45 @@ func (p *Pages) login(c *fiber.Ctx) error {
 		return p.renderLogin(c, fiber.StatusForbidden, "Cross-site request refused.")
 	}
 	if wait, blocked := p.limiter.Blocked(addr); blocked {
-		secs := int(math.Ceil(wait.Seconds()))
-		if secs < 1 {
-			secs = 1
-		}
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(secs))
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfter(wait)))
 		log.Warn("login refused: too many failures")
 		return p.renderLogin(c, fiber.StatusTooManyRequests,
-			fmt.Sprintf("Too many failed logins from your address. Try again in %d s.", secs))
+			fmt.Sprintf("Too many failed logins from your address. Try again in %d s.", retryAfter(wait)))
 	}
-	id, ok := p.auth.Lookup(c.FormValue("token"))
+	form, err := readForm(c, maxFormBody)
+	if err != nil {
+		return p.renderLogin(c, p.statusOf(err), controller.ErrorMessage(err))
+	}
+	id, ok := p.auth.Lookup(form.Get("token"))
 	if !ok {
 		p.limiter.Fail(addr)
 		log.Warn("login failed: unknown token")
 		return p.renderLogin(c, fiber.StatusUnauthorized, "That token is not valid.")
 	}
+	log = log.WithField("token", id.Name)
+	if wait, blocked := p.logins.Blocked(id.Name); blocked {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfter(wait)))
+		log.Warn("login refused: too many logins with this token")
+		p.recordAudit(c, "login", id.Name, fiber.StatusTooManyRequests, "rate_limited")
+		return p.renderLogin(c, fiber.StatusTooManyRequests,
+			fmt.Sprintf("Too many logins with this token. Try again in %d s.", retryAfter(wait)))
+	}
+	p.logins.Fail(id.Name)
+	ctx, cancel := context.WithTimeout(c.UserContext(), pageTimeout)
+	defer cancel()
 	// A new session on every login: an id planted before login is never
 	// promoted.
 	if old := c.Cookies(auth.CookieName); old != "" {
-		p.sessions.Revoke(strings.Clone(old))
+		if err := p.sessions.Revoke(ctx, strings.Clone(old)); err != nil {
+			log.WithError(err).Warn("revoke the session replaced by a login")
+		}
 	}
-	s := p.sessions.Create(id)
+	s, err := p.sessions.Create(ctx, id)
+	if err != nil {
+		log.WithError(err).Error("create session")
+		p.recordAudit(c, "login", id.Name, fiber.StatusInternalServerError, controller.EINTERNAL)
+		return p.renderLogin(c, fiber.StatusInternalServerError, "Could not start a session; try again.")
+	}
 	ttl := p.sessions.TTL()
 	c.Cookie(&fiber.Cookie{
 		Name:     auth.CookieName,
@@ -445,26 +475,39 @@ func (p *Pages) login(c *fiber.Ctx) error {
 		HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteStrictMode,
 	})
-	log.WithField("token", id.Name).Info("logged in")
+	log.Info("logged in")
+	p.recordAudit(c, "login", id.Name, fiber.StatusSeeOther, "ok")
 	return seeOther(c, "/")
 }
 
-// logout revokes the session server-side, so a copied cookie dies with it.
+// logout revokes the caller's session server-side, and only it, so a
+// copied cookie dies with it.
 func (p *Pages) logout(c *fiber.Ctx) error {
 	s, ok := p.session(c)
 	if ok {
 		if !sameOrigin(c) {
 			return p.fail(c, &s, controller.Errorf(controller.EFORBIDDEN, "cross-site request refused"))
 		}
-		token := c.FormValue(auth.CSRFField)
+		form, err := readForm(c, maxFormBody)
+		if err != nil {
+			return p.fail(c, &s, err)
+		}
+		token := form.Get(auth.CSRFField)
 		if token == "" {
 			token = c.Get(auth.CSRFHeader)
 		}
 		if subtle.ConstantTimeCompare([]byte(token), []byte(s.CSRF)) != 1 {
 			return p.fail(c, &s, controller.Errorf(controller.EFORBIDDEN, "missing or wrong CSRF token"))
 		}
-		p.sessions.Revoke(s.ID)
+		ctx, cancel := context.WithTimeout(c.UserContext(), pageTimeout)
+		defer cancel()
+		if err := p.sessions.Revoke(ctx, s.ID); err != nil {
+			// Memory has forgotten it already; only a restart could bring
+			// it back, until it expires.
+			p.log.WithError(err).WithField("token", s.Name).Error("delete the logged-out session from the store")
+		}
 		p.log.WithField("token", s.Name).Info("logged out")
+		p.recordAudit(c, "logout", s.Name, fiber.StatusSeeOther, "ok")
 	}
 	c.Cookie(&fiber.Cookie{
 		Name:     auth.CookieName,
@@ -476,4 +519,24 @@ func (p *Pages) logout(c *fiber.Ctx) error {
 		SameSite: fiber.CookieSameSiteStrictMode,
 	})
 	return seeOther(c, "/login")
+}
+
+// recordAudit writes a login or logout to the audit trail, by the token
+// named; losing an entry is logged, not shown to the user.
+func (p *Pages) recordAudit(c *fiber.Ctx, action, token string, status int, result string) {
+	e := controller.AuditEntry{
+		Time: p.now().UTC(), Actor: token, Action: action, Target: token,
+		Address: c.IP(), Result: result, Status: status,
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), pageTimeout)
+	defer cancel()
+	if err := p.ctl.RecordAudit(ctx, e); err != nil {
+		p.log.WithError(err).WithFields(logrus.Fields{"action": action, "token": token}).Error("record audit entry")
+	}
+}
+
+// retryAfter rounds up, so that a client waiting that long is no longer
+// refused.
+func retryAfter(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
 }

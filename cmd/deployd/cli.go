@@ -21,7 +21,7 @@ import (
 
 // cliUsage lists the client commands, which talk to a running deployd.
 const cliUsage = `Client commands (server from --server or DEPLOYD_SERVER, token only from DEPLOYD_TOKEN):
-  deployd deploy   --service NAME --image TAG [--commit C] [--actor A] [--wait] [--json]
+  deployd deploy   --service NAME --image TAG [--commit C] [--on-behalf-of WHO] [--wait] [--json]
   deployd rollback --service NAME [--wait] [--json]
   deployd cancel   --id ID [--json]
   deployd status   [--service NAME] [--json]
@@ -112,13 +112,15 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer,
 		service := fs.String("service", "", "the service to deploy (required)")
 		image := fs.String("image", "", "the image tag or reference within the service's repository (required)")
 		commit := fs.String("commit", "", "the commit the image was built from, for the record")
-		actor := fs.String("actor", "", "who asked, for the record (default: the token's name)")
+		onBehalfOf := fs.String("on-behalf-of", "", "who you act for, recorded beside the token's name as a claim")
+		// --actor is the flag's old name; the token's name is the actor now.
+		fs.StringVar(onBehalfOf, "actor", "", "deprecated: the old name of --on-behalf-of")
 		w := registerWait(fs)
 		validate = required("deploy needs --service and --image", service, image)
 		run = func(ctx context.Context, c *cli) error {
 			cctx, cancel := callCtx(ctx)
 			defer cancel()
-			d, err := c.api.Deploy(cctx, *service, *image, *commit, *actor)
+			d, err := c.api.Deploy(cctx, *service, *image, *commit, *onBehalfOf)
 			if err != nil {
 				return fmt.Errorf("deploy %s: %w", *service, err)
 			}
@@ -432,6 +434,9 @@ func (c *cli) history(ctx context.Context, service string, limit int) error {
 		}
 		if actor == "" {
 			actor = "-"
+		}
+		if d.Trigger.OnBehalfOf != "" {
+			actor += " for " + d.Trigger.OnBehalfOf + " (claimed)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Service, d.Kind, orDash(d.Image), d.Status, deploymentDuration(d), actor)
 	}

@@ -162,7 +162,7 @@ func runFakeCLI(t *testing.T, fake *fakeAPI, env map[string]string, args ...stri
 
 func TestCLI_DeployWaitSucceededExitsZeroAndPrintsSteps(t *testing.T) {
 	fake := &fakeAPI{outcome: controller.StatusSucceeded}
-	r := runFakeCLI(t, fake, nil, "deploy", "--service", "web", "--image", "v2", "--commit", "abc123", "--actor", "alice", "--wait")
+	r := runFakeCLI(t, fake, nil, "deploy", "--service", "web", "--image", "v2", "--commit", "abc123", "--on-behalf-of", "alice", "--wait")
 	if r.code != 0 {
 		t.Fatalf("exit = %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -187,7 +187,7 @@ func TestCLI_DeployWaitSucceededExitsZeroAndPrintsSteps(t *testing.T) {
 	fake.mu.Lock()
 	body := fake.bodies[0]
 	fake.mu.Unlock()
-	if want := `{"image":"v2","commit":"abc123","actor":"alice"}`; body != want {
+	if want := `{"image":"v2","commit":"abc123","on_behalf_of":"alice"}`; body != want {
 		t.Fatalf("deploy body = %s, want %s", body, want)
 	}
 }

@@ -229,22 +229,34 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	// The page and the API share one session store: the page logs in, the
-	// API serves the page's requests with that session.
-	sessions := auth.NewSessions(cfg.Web.SessionTTL, time.Now)
+	// API serves the page's requests with that session. Sessions live in
+	// the store too, so a restart keeps operators logged in.
+	pageAuth := auth.NewAuthenticator(tokens, m.Logger)
+	sessions, err := auth.OpenSessions(ctx, auth.SessionOptions{
+		TTL:      cfg.Web.SessionTTL,
+		PerToken: cfg.Web.SessionsPerToken,
+		Tokens:   pageAuth,
+		Store:    sessionStore{m.store},
+	})
+	if err != nil {
+		return err
+	}
 	pages := web.New(web.Options{
-		Controller:    m.ctrl,
-		StatusOf:      api.StatusOf,
-		Auth:          auth.NewAuthenticator(tokens, m.Logger),
-		Sessions:      sessions,
-		LoginLimiter:  auth.NewLimiter(loginFailuresPerMinute, time.Minute, limiterKeys, time.Now),
-		SecureCookies: cfg.Web.SecureCookies,
-		Logger:        m.Logger,
+		Controller:     m.ctrl,
+		StatusOf:       api.StatusOf,
+		Auth:           pageAuth,
+		Sessions:       sessions,
+		LoginLimiter:   auth.NewLimiter(loginFailuresPerMinute, time.Minute, limiterKeys, time.Now),
+		LoginSuccesses: auth.NewLimiter(cfg.Web.LoginsPerMinute, time.Minute, limiterKeys, time.Now),
+		SecureCookies:  cfg.Web.SecureCookies,
+		Logger:         m.Logger,
 	})
 	m.server = api.New(api.Options{
 		Controller: m.ctrl, Tokens: tokens, Logger: m.Logger,
 		WebhookSecret: webhookSecret, WebhookAllowUnstamped: cfg.Auth.WebhookAllowUnstamped,
 		Sessions: sessions, Pages: pages, TrustedProxies: proxies,
 		Metrics: m.metrics.Handler(m.extraMetrics()...), MetricsPublic: cfg.Metrics.Public,
+		MaxStreams: cfg.Events.MaxStreams, MaxStreamsPerToken: cfg.Events.MaxStreamsPerToken,
 	})
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil {

@@ -31,6 +31,7 @@ type Config struct {
 	Nginx           Nginx              `yaml:"nginx"`
 	Traffic         Traffic            `yaml:"traffic"`
 	Web             Web                `yaml:"web"`
+	Events          Events             `yaml:"events"`
 	Services        map[string]Service `yaml:"services"`
 	Watch           Watch              `yaml:"watch"`
 	Reconcile       Reconcile          `yaml:"reconcile"`
@@ -53,6 +54,21 @@ type Web struct {
 	// itself serves plain HTTP, as it does behind a TLS-terminating nginx.
 	// Requests that arrive over TLS always get Secure cookies.
 	SecureCookies bool `yaml:"secure_cookies,omitempty"`
+	// SessionsPerToken caps the live sessions of one token; a login past
+	// it ends that token's oldest session, never another token's.
+	SessionsPerToken int `yaml:"sessions_per_token"`
+	// LoginsPerMinute caps the successful logins of one token in any
+	// minute; each one is a write to the store.
+	LoginsPerMinute int `yaml:"logins_per_minute"`
+}
+
+// Events caps the API's server-sent event streams, each an open
+// connection and a goroutine for as long as the client stays.
+type Events struct {
+	// MaxStreams is the most streams open at once, all tokens together.
+	MaxStreams int `yaml:"max_streams"`
+	// MaxStreamsPerToken is the most one token may hold open at once.
+	MaxStreamsPerToken int `yaml:"max_streams_per_token"`
 }
 
 // Auth lists the API tokens and where the webhook secret lives. With
@@ -271,7 +287,8 @@ func Default() *Config {
 		DataDir:         "./data",
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
-		Web:             Web{SessionTTL: 12 * time.Hour},
+		Web:             Web{SessionTTL: 12 * time.Hour, SessionsPerToken: 10, LoginsPerMinute: 10},
+		Events:          Events{MaxStreams: 256, MaxStreamsPerToken: 16},
 		Watch:           Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MinRequests: defaultMinRequests},
 		Reconcile:       Reconcile{Interval: 30 * time.Second, OnContainerExit: true},
 		Retention:       Retention{Images: 5, Interval: time.Hour},

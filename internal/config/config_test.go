@@ -294,6 +294,21 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{`config.yml:2: web.session_ttl: must be between 1m and 720h, got 10s`},
 		},
 		{
+			name: "no sessions per token",
+			yml:  "web:\n  sessions_per_token: 0\n" + minimal,
+			want: []string{`config.yml:2: web.sessions_per_token: must be between 1 and 1000, got 0`},
+		},
+		{
+			name: "no logins per minute",
+			yml:  "web:\n  logins_per_minute: 0\n" + minimal,
+			want: []string{`config.yml:2: web.logins_per_minute: must be between 1 and 1000, got 0`},
+		},
+		{
+			name: "more streams per token than in all",
+			yml:  "events:\n  max_streams: 10\n  max_streams_per_token: 11\n" + minimal,
+			want: []string{`config.yml:3: events.max_streams_per_token: must not exceed events.max_streams (10), got 11`},
+		},
+		{
 			name: "allowed_refs short branch name",
 			yml:  minimal + "    allowed_refs: [main]\n",
 			want: []string{`config.yml:6: services.web.allowed_refs[0]: must be a full git ref such as refs/heads/main or refs/tags/v1, got "main"`},
@@ -396,7 +411,8 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			{Name: "admin", Role: "operator", TokenEnv: "DEPLOYD_ADMIN_TOKEN"},
 			{Name: "ci", Role: "deployer", TokenFile: in("secrets/ci_token")},
 		}, WebhookSecretEnv: "DEPLOYD_WEBHOOK_SECRET"},
-		Web: Web{SessionTTL: 12 * time.Hour},
+		Web:    Web{SessionTTL: 12 * time.Hour, SessionsPerToken: 10, LoginsPerMinute: 10},
+		Events: Events{MaxStreams: 256, MaxStreamsPerToken: 16},
 		Traffic: Traffic{Mode: "reload", TrustedProxies: []string{"127.0.0.1", "::1"}, Pause: TrafficPause{MaxHold: 30 * time.Second, MaxHeld: 1000},
 			Switchd: Switchd{Spawn: true, HandoffTimeout: 65 * time.Second}},
 		Watch:     Watch{Interval: 10 * time.Second, UnhealthyThreshold: 3, MaxErrorRate: 0.05, MinRequests: 20},

@@ -127,6 +127,22 @@ func (c *Config) Validate() error {
 	if c.Web.SessionTTL < time.Minute || c.Web.SessionTTL > 30*24*time.Hour {
 		v.addf("web.session_ttl", "must be between 1m and 720h, got %s", c.Web.SessionTTL)
 	}
+	for _, f := range []struct {
+		path   string
+		n, max int
+	}{
+		{"web.sessions_per_token", c.Web.SessionsPerToken, 1000},
+		{"web.logins_per_minute", c.Web.LoginsPerMinute, 1000},
+		{"events.max_streams", c.Events.MaxStreams, 100000},
+		{"events.max_streams_per_token", c.Events.MaxStreamsPerToken, 100000},
+	} {
+		if f.n < 1 || f.n > f.max {
+			v.addf(f.path, "must be between 1 and %d, got %d", f.max, f.n)
+		}
+	}
+	if c.Events.MaxStreamsPerToken > c.Events.MaxStreams {
+		v.addf("events.max_streams_per_token", "must not exceed events.max_streams (%d), got %d", c.Events.MaxStreams, c.Events.MaxStreamsPerToken)
+	}
 	c.validateDocker(v)
 	c.validateNginx(v)
 	c.validateTraffic(v)

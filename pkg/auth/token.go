@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/sirupsen/logrus"
@@ -28,6 +29,9 @@ type Identity struct {
 type storedToken struct {
 	id     Identity
 	digest [sha256.Size]byte
+	// tag names this secret in stored sessions: a digest of the digest, cut
+	// short, so it says "same secret" without helping anyone guess it.
+	tag string
 }
 
 // Authenticator finds the token a secret belongs to. It is immutable after
@@ -46,9 +50,12 @@ func NewAuthenticator(tokens []Token, log logrus.FieldLogger) *Authenticator {
 			log.WithField("token", t.Name).Warn("ignoring API token with an empty secret")
 			continue
 		}
+		d := sha256.Sum256([]byte(t.Secret))
+		tag := sha256.Sum256(append([]byte("deployd session tag\x00"), d[:]...))
 		a.tokens = append(a.tokens, storedToken{
 			id:     Identity{Name: t.Name, Role: t.Role},
-			digest: sha256.Sum256([]byte(t.Secret)),
+			digest: d,
+			tag:    hex.EncodeToString(tag[:8]),
 		})
 	}
 	return a
@@ -74,4 +81,18 @@ func (a *Authenticator) Lookup(secret string) (Identity, bool) {
 		return Identity{}, false
 	}
 	return a.tokens[found].id, true
+}
+
+// byName returns the first token configured under name, with its tag; a
+// nil Authenticator knows no token.
+func (a *Authenticator) byName(name string) (Identity, string, bool) {
+	if a == nil {
+		return Identity{}, "", false
+	}
+	for _, t := range a.tokens {
+		if t.id.Name == name {
+			return t.id, t.tag, true
+		}
+	}
+	return Identity{}, "", false
 }

@@ -209,13 +209,14 @@ func decodeAPIError(resp *http.Response) error {
 // service's repository) to be deployed to service. It returns as soon as the
 // deployment is accepted; follow it with Events or Deployment. A busy
 // service is an *APIError with Code controller.ECONFLICT and DeploymentID
-// set.
-func (c *Client) Deploy(ctx context.Context, service, image, commit, actor string) (api.Deployment, error) {
+// set. onBehalfOf is recorded beside the token's name as an unverified
+// claim (a CI job's user, say); it never replaces the token's name.
+func (c *Client) Deploy(ctx context.Context, service, image, commit, onBehalfOf string) (api.Deployment, error) {
 	in := struct {
-		Image  string `json:"image"`
-		Commit string `json:"commit,omitempty"`
-		Actor  string `json:"actor,omitempty"`
-	}{image, commit, actor}
+		Image      string `json:"image"`
+		Commit     string `json:"commit,omitempty"`
+		OnBehalfOf string `json:"on_behalf_of,omitempty"`
+	}{image, commit, onBehalfOf}
 	var d api.Deployment
 	err := c.call(ctx, http.MethodPost, c.endpoint(nil, "api", "v1", "services", service, "deployments"), in, &d)
 	return d, err

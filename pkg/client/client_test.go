@@ -72,7 +72,7 @@ func TestClient_CallsSendRouteTokenAndBody(t *testing.T) {
 				_, err := c.Deploy(ctx, "web", "v2", "abc", "alice")
 				return err
 			},
-			want: recorded{Method: "POST", Path: "/api/v1/services/web/deployments", Body: `{"image":"v2","commit":"abc","actor":"alice"}`},
+			want: recorded{Method: "POST", Path: "/api/v1/services/web/deployments", Body: `{"image":"v2","commit":"abc","on_behalf_of":"alice"}`},
 		},
 		{
 			name: "deploy leaves out empty commit and actor",

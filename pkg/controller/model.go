@@ -145,8 +145,14 @@ const (
 // Trigger says who or what asked for a deployment.
 type Trigger struct {
 	Source string // api, webhook, cli, or SourceWatchdog or SourceReconciler
-	Actor  string
-	Commit string
+	// Actor is who authenticated: the token's name, "webhook", or the
+	// source of an automatic deployment. Callers never choose it.
+	Actor string
+	// OnBehalfOf is free text the caller claims, such as the GitHub user a
+	// CI job runs for. Nothing verifies it, so it is shown beside Actor,
+	// marked as claimed, and never in its place.
+	OnBehalfOf string
+	Commit     string
 	// Ref and Delivery come with webhook deploys: the git ref that was
 	// built and the delivery id that asked for it.
 	Ref      string

@@ -23,7 +23,7 @@ func (noopObserver) Unaudited(string, int)                  {}
 
 // notifyf sends a notification about deployment d.
 func (c *Controller) notifyf(kind string, d Deployment, actor, format string, args ...any) {
-	c.notifier.Notify(Notification{
+	n := Notification{
 		Kind:       kind,
 		Service:    d.Service,
 		Deployment: d.ID,
@@ -32,7 +32,13 @@ func (c *Controller) notifyf(kind string, d Deployment, actor, format string, ar
 		Actor:      actor,
 		Message:    fmt.Sprintf(format, args...),
 		Time:       c.now().UTC(),
-	})
+	}
+	// A claim belongs to whoever asked for the deployment; bake switching
+	// back acts on its own account.
+	if actor == d.Trigger.Actor {
+		n.OnBehalfOf = d.Trigger.OnBehalfOf
+	}
+	c.notifier.Notify(n)
 }
 
 // publishState tells the Observer where a service stands. The standby

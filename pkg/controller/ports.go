@@ -212,6 +212,9 @@ type Notification struct {
 	Image      string
 	Color      Color
 	Actor      string
+	// OnBehalfOf is the deployment's claimed requester (Trigger.OnBehalfOf)
+	// when Actor is the deployment's own actor.
+	OnBehalfOf string
 	Message    string
 	Time       time.Time
 }

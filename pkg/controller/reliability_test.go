@@ -110,7 +110,7 @@ func TestDeploy_NotifiesStartAndEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		h.deployOK("v1")
-		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2", Trigger: controller.Trigger{Source: "api", Actor: "alice"}})
+		d, err := h.c.Deploy(h.ctx(), svc, controller.DeployRequest{Image: "v2", Trigger: controller.Trigger{Source: "api", Actor: "alice", OnBehalfOf: "octocat"}})
 		if err != nil {
 			t.Fatalf("Deploy: %v", err)
 		}
@@ -134,13 +134,13 @@ func TestDeploy_NotifiesStartAndEnd(t *testing.T) {
 			t.Fatalf("notification kinds = %v, want %v", got, want)
 		}
 		notes := h.notes.all()
-		if n := notes[3]; n.Deployment != d.ID || n.Actor != "alice" || n.Image != "demoapp:v2" || n.Color != controller.Green || n.Service != svc {
-			t.Errorf("success notification = %+v, want deployment %s by alice of demoapp:v2 to green", n, d.ID)
+		if n := notes[3]; n.Deployment != d.ID || n.Actor != "alice" || n.OnBehalfOf != "octocat" || n.Image != "demoapp:v2" || n.Color != controller.Green || n.Service != svc {
+			t.Errorf("success notification = %+v, want deployment %s by alice (for octocat) of demoapp:v2 to green", n, d.ID)
 		}
 		if n := notes[5]; n.Deployment != failed.ID || !strings.Contains(n.Message, "503") {
 			t.Errorf("failure notification = %+v, want deployment %s with the error", n, failed.ID)
 		}
-		if n := notes[7]; n.Actor != "bob" || !strings.Contains(n.Message, "rolled back") || !strings.Contains(n.Message, "bob") {
+		if n := notes[7]; n.Actor != "bob" || n.OnBehalfOf != "" || !strings.Contains(n.Message, "rolled back") || !strings.Contains(n.Message, "bob") {
 			t.Errorf("rollback notification = %+v, want it to say rolled back by bob", n)
 		}
 	})

@@ -223,6 +223,8 @@ func TestSlackText(t *testing.T) {
 			"deployd: web unhealthy: blue: 3 failed probes"},
 		{"rollback by watchdog", controller.Notification{Kind: controller.NotifyRolledBack, Service: "api", Image: "api:v1", Color: controller.Blue, Actor: "watchdog"},
 			"deployd: api rolled back: api:v1 on blue by watchdog"},
+		{"a claim is marked as one", controller.Notification{Kind: controller.NotifyDeploySucceeded, Service: "web", Image: "web:v2", Color: controller.Green, Actor: "ci", OnBehalfOf: "octocat"},
+			"deployd: web deploy succeeded: web:v2 on green by ci (on behalf of octocat, claimed)"},
 		{"multi-line message folds", controller.Notification{Kind: controller.NotifyDeployFailed, Service: "web", Message: "health:\n  timeout\n"},
 			"deployd: web deploy failed: health: timeout"},
 		{"interrupted by shutdown", controller.Notification{Kind: controller.NotifyDeployInterrupted, Service: "web", Image: "web:v3", Color: controller.Green, Message: "deploy of web:v3 interrupted"},
@@ -420,5 +422,18 @@ func TestClose_WithoutOutboxDropsAndCountsAtDeadlineAndStopsTheGoroutines(t *tes
 	n.Notify(sample)
 	if got := f.count("slow"); got != 3 {
 		t.Fatalf("failures after late Notify = %d, want 3", got)
+	}
+}
+
+// Receivers get the claim as a field of its own, never folded into actor.
+func TestPayload_CarriesTheClaimBesideTheActor(t *testing.T) {
+	n := sample
+	n.Actor, n.OnBehalfOf = "ci", "octocat"
+	b, err := json.Marshal(payloadOf(n))
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	if want := `"actor":"ci","on_behalf_of":"octocat"`; !strings.Contains(string(b), want) {
+		t.Fatalf("payload = %s, want it to hold %s", b, want)
 	}
 }

@@ -18,13 +18,15 @@ type Payload struct {
 	Image      string           `json:"image,omitempty"`
 	Color      controller.Color `json:"color,omitempty"`
 	Actor      string           `json:"actor,omitempty"`
-	Message    string           `json:"message"`
-	Time       time.Time        `json:"time"`
+	// OnBehalfOf is who the actor claims to act for; nothing verified it.
+	OnBehalfOf string    `json:"on_behalf_of,omitempty"`
+	Message    string    `json:"message"`
+	Time       time.Time `json:"time"`
 }
 
 func payloadOf(n controller.Notification) Payload {
 	return Payload{
 		Kind: n.Kind, Service: n.Service, Deployment: n.Deployment, Image: n.Image,
-		Color: n.Color, Actor: n.Actor, Message: n.Message, Time: n.Time,
+		Color: n.Color, Actor: n.Actor, OnBehalfOf: n.OnBehalfOf, Message: n.Message, Time: n.Time,
 	}
 }

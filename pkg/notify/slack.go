@@ -40,6 +40,9 @@ func SlackText(n controller.Notification) string {
 	}
 	if n.Actor != "" {
 		details = append(details, "by "+n.Actor)
+		if n.OnBehalfOf != "" {
+			details = append(details, "(on behalf of "+n.OnBehalfOf+", claimed)")
+		}
 	}
 	if len(details) > 0 {
 		b.WriteString(": ")

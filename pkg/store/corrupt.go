@@ -46,7 +46,7 @@ const checkBudget = 5 * time.Second
 
 // jsonBuckets hold one JSON document per key; a value that is not JSON is
 // damage the page structure cannot show.
-var jsonBuckets = []string{bucketServices, bucketDeployments, bucketAudit, bucketDeliveries, bucketTraffic}
+var jsonBuckets = []string{bucketServices, bucketDeployments, bucketAudit, bucketDeliveries, bucketTraffic, bucketSessions}
 
 // openChecked opens the bbolt file for writing once an existing file has
 // been proved readable (checkFile). bbolt trusts its file: damaged pages

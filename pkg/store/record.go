@@ -88,11 +88,14 @@ type stepV1 struct {
 }
 
 type triggerV1 struct {
-	Source   string `json:"source"`
-	Actor    string `json:"actor"`
-	Commit   string `json:"commit"`
-	Ref      string `json:"ref,omitempty"`
-	Delivery string `json:"delivery,omitempty"`
+	Source string `json:"source"`
+	Actor  string `json:"actor"`
+	// OnBehalfOf came after schema 1; records without it read as no
+	// claim, and omitempty keeps those records' bytes as they were.
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
+	Commit     string `json:"commit"`
+	Ref        string `json:"ref,omitempty"`
+	Delivery   string `json:"delivery,omitempty"`
 }
 
 func newDeploymentV1(d controller.Deployment) deploymentV1 {
@@ -106,7 +109,7 @@ func newDeploymentV1(d controller.Deployment) deploymentV1 {
 		Status:    d.Status,
 		Error:     d.Error,
 		Trigger: triggerV1{
-			Source: d.Trigger.Source, Actor: d.Trigger.Actor, Commit: d.Trigger.Commit,
+			Source: d.Trigger.Source, Actor: d.Trigger.Actor, OnBehalfOf: d.Trigger.OnBehalfOf, Commit: d.Trigger.Commit,
 			Ref: d.Trigger.Ref, Delivery: d.Trigger.Delivery,
 		},
 		CreatedAt:  d.CreatedAt,
@@ -133,7 +136,7 @@ func (r deploymentV1) deployment() controller.Deployment {
 		Status:    r.Status,
 		Error:     r.Error,
 		Trigger: controller.Trigger{
-			Source: r.Trigger.Source, Actor: r.Trigger.Actor, Commit: r.Trigger.Commit,
+			Source: r.Trigger.Source, Actor: r.Trigger.Actor, OnBehalfOf: r.Trigger.OnBehalfOf, Commit: r.Trigger.Commit,
 			Ref: r.Trigger.Ref, Delivery: r.Trigger.Delivery,
 		},
 		CreatedAt:  r.CreatedAt,
@@ -227,6 +230,7 @@ type notificationV1 struct {
 	Image      string           `json:"image,omitempty"`
 	Color      controller.Color `json:"color,omitempty"`
 	Actor      string           `json:"actor,omitempty"`
+	OnBehalfOf string           `json:"on_behalf_of,omitempty"`
 	Message    string           `json:"message"`
 	Time       time.Time        `json:"time"`
 }
@@ -234,14 +238,14 @@ type notificationV1 struct {
 func newNotificationV1(n controller.Notification) notificationV1 {
 	return notificationV1{
 		Kind: n.Kind, Service: n.Service, Deployment: n.Deployment, Image: n.Image,
-		Color: n.Color, Actor: n.Actor, Message: n.Message, Time: n.Time,
+		Color: n.Color, Actor: n.Actor, OnBehalfOf: n.OnBehalfOf, Message: n.Message, Time: n.Time,
 	}
 }
 
 func (r notificationV1) notification() controller.Notification {
 	return controller.Notification{
 		Kind: r.Kind, Service: r.Service, Deployment: r.Deployment, Image: r.Image,
-		Color: r.Color, Actor: r.Actor, Message: r.Message, Time: r.Time,
+		Color: r.Color, Actor: r.Actor, OnBehalfOf: r.OnBehalfOf, Message: r.Message, Time: r.Time,
 	}
 }
 

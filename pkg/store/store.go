@@ -138,13 +138,13 @@ func initSchema(db *bolt.DB) error {
 			}
 			version = n
 		}
-		// The audit, deliveries, notifications and traffic buckets came after
+		// The audit, deliveries, notifications, traffic and sessions buckets came after
 		// schema 1 files were already in use. Adding a bucket changes no
 		// existing record, so they are created here for old and new files
 		// alike instead of bumping the schema version (which would lock
 		// out older builds for no reason; an older build ignores the
 		// notifications it does not know).
-		for _, b := range []string{bucketServices, bucketDeployments, bucketAudit, bucketDeliveries, bucketOutbox, bucketTraffic} {
+		for _, b := range []string{bucketServices, bucketDeployments, bucketAudit, bucketDeliveries, bucketOutbox, bucketTraffic, bucketSessions} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return fmt.Errorf("create %s bucket: %w", b, err)
 			}

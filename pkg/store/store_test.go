@@ -57,7 +57,7 @@ func fullDeployment() controller.Deployment {
 			{Name: controller.StepStandby, Status: controller.StepSkipped, StartedAt: t0.Add(34 * time.Second)},
 			{Name: controller.StepDrain, Status: controller.StepRunning, StartedAt: t0.Add(35 * time.Second)},
 		},
-		Trigger:    controller.Trigger{Source: "webhook", Actor: "ci-bot", Commit: "9fceb02"},
+		Trigger:    controller.Trigger{Source: "webhook", Actor: "ci-bot", OnBehalfOf: "octocat", Commit: "9fceb02"},
 		CreatedAt:  t0,
 		FinishedAt: ptr(t0.Add(40 * time.Second)),
 	}

@@ -42,8 +42,9 @@ const (
 	repositoryURL = "https://git.example.com/shop/web"
 	v1Commit      = "3f2c1e9a7b5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b"
 	v2Commit      = "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
-	// v1Deployer and v2Deployer are who the deploys say pushed them (the
-	// trigger's actor), different so the card shows whose image is active.
+	// v1Deployer and v2Deployer are who the deploys claim to act for (the
+	// trigger's on_behalf_of, shown beside the token's name and marked as
+	// claimed), different so the card shows whose image is active.
 	v1Deployer = "octocat"
 	v2Deployer = "hubot"
 
@@ -69,7 +70,7 @@ func greenOverWarmBlue(t *testing.T, readme bool) (*env, *daemon) {
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
 	for _, v := range []struct{ image, commit, actor string }{{"v1", v1Commit, v1Deployer}, {"v2", v2Commit, v2Deployer}} {
 		status, b := d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/deployments",
-			map[string]string{"image": v.image, "commit": v.commit, "actor": v.actor}, e.token)
+			map[string]string{"image": v.image, "commit": v.commit, "on_behalf_of": v.actor}, e.token)
 		if status != http.StatusAccepted {
 			t.Fatalf("deploy %s: status = %d, want %d; body %s", v.image, status, http.StatusAccepted, b)
 		}
@@ -205,7 +206,7 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 		".active-image":  sv.ActiveImage,
 		".standby-image": sv.StandbyImage,
 		".standby-state": "warm",
-		".active-by":     v2Deployer,
+		".active-by":     "e2e on behalf of " + v2Deployer + " (claimed)",
 	} {
 		if got := b.text(card(e.svc, sel)); got != want {
 			t.Errorf("%s = %q, want %q", sel, got, want)
@@ -279,8 +280,8 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	}
 	b.waitTrue("the rollback in the history", `document.querySelectorAll("#history tr.deployment").length >= 3`, liveTimeout)
 
-	if got := b.text(card(e.svc, ".active-by")); got != v1Deployer {
-		t.Errorf(".active-by after rollback = %q, want %s (who deployed v1)", got, v1Deployer)
+	if got, want := b.text(card(e.svc, ".active-by")), "e2e on behalf of "+v1Deployer+" (claimed)"; got != want {
+		t.Errorf(".active-by after rollback = %q, want %q (who deployed v1)", got, want)
 	}
 	paths := b.screenshot("after-rollback")
 	updateReadmeScreenshot(t, paths[desktop.name])

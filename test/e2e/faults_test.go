@@ -233,7 +233,7 @@ func TestFault_DockerAwayThenBack(t *testing.T) {
 	d.assertUnready("docker")
 	t.Logf("readyz answered 503 %s after the cut", time.Since(cutAt).Round(time.Millisecond))
 	status, body := d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/deployments",
-		map[string]string{"image": "v2", "actor": "e2e"}, e.token)
+		map[string]string{"image": "v2", "on_behalf_of": "e2e-run"}, e.token)
 	if status != http.StatusServiceUnavailable || decode[apiError](t, body).Code != "unavailable" {
 		t.Fatalf("deploy with Docker away = %d %s, want 503 code unavailable", status, body)
 	}

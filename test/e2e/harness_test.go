@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -185,6 +186,8 @@ type env struct {
 	// the env.
 	switchMode bool
 	switchAddr string
+	// bin, when set, is the daemon binary launched instead of deploydBin.
+	bin string
 }
 
 // newEnv prepares a test's world and builds the images it names. Cleanups
@@ -400,7 +403,7 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	d.contract = &apicheck.Transport{Base: &http.Transport{Proxy: nil}, Token: e.viewer, Report: d.breaches.add}
 	var err error
 	d.Daemon, err = lab.LaunchDaemon(lab.DaemonOptions{
-		Bin: deploydBin, Config: config, Env: append(env, extraEnv...),
+		Bin: cmp.Or(e.bin, deploydBin), Config: config, Env: append(env, extraEnv...),
 		Output: d.stderr, StopTimeout: daemonStopTimeout, Transport: d.contract,
 	})
 	if err != nil {
@@ -508,7 +511,7 @@ func decode[T any](t *testing.T, b []byte) T {
 func (d *daemon) deploy(image string) api.Deployment {
 	d.e.t.Helper()
 	status, b := d.request(http.MethodPost, "/api/v1/services/"+d.e.svc+"/deployments",
-		map[string]string{"image": image, "actor": "e2e"}, d.e.token)
+		map[string]string{"image": image, "on_behalf_of": "e2e-run"}, d.e.token)
 	if status != http.StatusAccepted {
 		d.e.t.Fatalf("deploy %s: status = %d, want %d; body %s", image, status, http.StatusAccepted, b)
 	}
