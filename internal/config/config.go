@@ -203,6 +203,21 @@ type Service struct {
 	// Switch is where the traffic switch serves the service in
 	// traffic.mode switch.
 	Switch ServiceSwitch `yaml:"switch,omitempty"`
+	// AllowedTags, when set, is a regular expression every deployed tag
+	// must match in full; references with a digest always pass.
+	AllowedTags string `yaml:"allowed_tags,omitempty"`
+
+	// What the service's containers (and its pre-deploy one-offs) may use
+	// and do; see controller.ContainerLimits. Memory, CPUs and PidsLimit 0
+	// are no limit.
+	Memory          ByteSize `yaml:"memory,omitempty"`
+	CPUs            float64  `yaml:"cpus,omitempty"`
+	PidsLimit       int      `yaml:"pids_limit"`
+	CapDrop         []string `yaml:"cap_drop"`
+	CapAdd          []string `yaml:"cap_add,omitempty"`
+	NoNewPrivileges bool     `yaml:"no_new_privileges"`
+	ReadOnly        bool     `yaml:"read_only,omitempty"`
+	User            string   `yaml:"user,omitempty"`
 }
 
 // Health is how a replica is judged healthy.
@@ -286,6 +301,9 @@ func DefaultService() Service {
 		Drain:           5 * time.Second,
 		Standby:         string(controller.StandbyRunning),
 		BakeMinRequests: defaultMinRequests,
+		PidsLimit:       defaultPidsLimit,
+		CapDrop:         append([]string(nil), defaultCapDrop...),
+		NoNewPrivileges: true,
 	}
 }
 
@@ -297,6 +315,11 @@ func (s *Service) UnmarshalYAML(n *yaml.Node) error {
 	p := plain(DefaultService())
 	if err := n.Decode(&p); err != nil {
 		return err
+	}
+	// cap_add: [] and a missing cap_add are the same, and WriteFile
+	// leaves both out; nil keeps them equal after a round trip.
+	if len(p.CapAdd) == 0 {
+		p.CapAdd = nil
 	}
 	*s = Service(p)
 	return nil

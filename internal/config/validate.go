@@ -350,6 +350,7 @@ func (s Service) validate(v *validator, p, name string) {
 			v.addf(fmt.Sprintf("%s.allowed_refs[%d]", p, i), "%s, got %q", msg, ref)
 		}
 	}
+	s.validateLimits(v, p)
 }
 
 // badGitRef says what is wrong with ref as a full git ref name, or "" when
