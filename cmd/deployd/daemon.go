@@ -77,6 +77,10 @@ type Main struct {
 	ln       net.Listener
 	serveErr chan error
 
+	// nginxPIDFile is the nginx master's pid file in exec mode:
+	// nginx.pid_file, or the path nginx's config names (see askNginxPID).
+	nginxPIDFile string
+
 	// trafficControl is the traffic switch's pause and maintenance
 	// (trafficswitch.NewControl of the daemon's Switch), set where the
 	// Switch is made in switch mode; nil in reload mode, where the API
@@ -125,6 +129,18 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Warn(w)
 	}
 	hook := m.faultHook()
+	if cfg.Nginx.Mode == config.NginxModeExec {
+		// Before anything is opened: a wrong pid file is a configuration
+		// error, found here rather than at the first deploy's switch.
+		path, warning, err := askNginxPID(ctx, cfg.Nginx).resolve(cfg)
+		if err != nil {
+			return err
+		}
+		if warning != "" {
+			m.Logger.Warn(warning)
+		}
+		m.nginxPIDFile = path
+	}
 
 	m.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "deployd.db")})
 	if err != nil {
@@ -299,7 +315,7 @@ func (m *Main) nginxDriver() nginxconf.Driver {
 	if n.Mode == config.NginxModeDocker {
 		return m.docker.NginxContainer(n.Container)
 	}
-	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: n.PIDFile}
+	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: m.nginxPIDFile}
 }
 
 func (m *Main) tokens() ([]auth.Token, error) {

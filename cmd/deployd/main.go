@@ -99,6 +99,25 @@ func check(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
+	if cfg.Nginx.Mode == config.NginxModeExec {
+		// The same question startup asks, so that a pid file nginx does
+		// not use is found before a restart, not at the next deploy.
+		p := askNginxPID(context.Background(), cfg.Nginx)
+		path, warning, err := p.resolve(cfg)
+		switch {
+		case err != nil && p.askErr != nil:
+			// nginx may only be reachable from the daemon's own
+			// environment (its user, the helper's socket).
+			fmt.Fprintf(stdout, "warning: %v; deployd serve refuses to start unless nginx answers there\n", err)
+		case err != nil:
+			fmt.Fprintf(stderr, "deployd: %v\n", err)
+			return 1
+		case warning != "":
+			fmt.Fprintf(stdout, "warning: %s\n", warning)
+		default:
+			fmt.Fprintf(stdout, "nginx pid file: %s (matches nginx's config)\n", path)
+		}
+	}
 	fmt.Fprintf(stdout, "configuration ok: %d service(s)\n", len(cfg.Services))
 	return 0
 }

@@ -101,11 +101,14 @@ const (
 // Nginx says where upstream files go and how nginx is tested and
 // reloaded: with local commands (exec) or inside a container (docker).
 type Nginx struct {
-	Mode                 string        `yaml:"mode"`
-	UpstreamDir          string        `yaml:"upstream_dir"`
-	TestCommand          []string      `yaml:"test_command"`
-	ReloadCommand        []string      `yaml:"reload_command"`
-	PIDFile              string        `yaml:"pid_file"`
+	Mode          string   `yaml:"mode"`
+	UpstreamDir   string   `yaml:"upstream_dir"`
+	TestCommand   []string `yaml:"test_command"`
+	ReloadCommand []string `yaml:"reload_command"`
+	// PIDFile is the master's pid file in exec mode; empty means the one
+	// nginx's own configuration names, read at startup (see
+	// nginxconf.ConfiguredPIDFile).
+	PIDFile              string        `yaml:"pid_file,omitempty"`
 	Container            string        `yaml:"container,omitempty"`
 	Template             string        `yaml:"template,omitempty"`
 	ReloadConfirmTimeout time.Duration `yaml:"reload_confirm_timeout"`
@@ -277,7 +280,6 @@ func Default() *Config {
 			UpstreamDir:          "./run/nginx/upstreams",
 			TestCommand:          []string{"nginx", "-t"},
 			ReloadCommand:        []string{"nginx", "-s", "reload"},
-			PIDFile:              "/run/nginx.pid",
 			ReloadConfirmTimeout: 5 * time.Second,
 		},
 	}

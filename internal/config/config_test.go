@@ -336,6 +336,11 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{"config.yml:2: services.web.port: duplicate key (first defined on line 2)"},
 		},
 		{
+			name: "pid_file left out with a test command nginx -T cannot be derived from",
+			yml:  "nginx:\n  test_command: [/usr/local/bin/check-nginx]\n" + minimal,
+			want: []string{`nginx.pid_file: is required when nginx.test_command has no "-t"`},
+		},
+		{
 			name: "memory without a number",
 			yml:  minimal + "    memory: lots\n",
 			want: []string{`config.yml:6: services.web.memory: invalid memory size "lots"`},
@@ -451,7 +456,6 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			UpstreamDir:          in("run/nginx/upstreams"),
 			TestCommand:          []string{"nginx", "-t"},
 			ReloadCommand:        []string{"nginx", "-s", "reload"},
-			PIDFile:              "/run/nginx.pid",
 			ReloadConfirmTimeout: 5 * time.Second,
 		},
 		Services: map[string]Service{
