@@ -31,6 +31,8 @@ Daemon commands:
   deployd check [--config PATH]   validate the configuration and exit
   deployd recover [--config PATH] rebuild a corrupted store from Docker and nginx
   deployd ping [--url URL]        exit 0 when the daemon answers /healthz (for container health checks)
+  deployd nginx [--socket PATH] -t|-T|-V|reload
+                                  ask the root nginx helper (host install) to test or reload nginx
   deployd version                 print the version
 `
 
@@ -50,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRecover(args[1:], stdout, stderr)
 	case "ping":
 		return ping(args[1:], stdout, stderr)
+	case "nginx":
+		return nginxHelper(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "deployd", version)
 		return 0
