@@ -120,7 +120,7 @@ func (s *Server) authenticate(c *fiber.Ctx) (auth.Identity, error) {
 	// The audit trail of a refused forgery names whose cookie it rode on,
 	// without the request counting as that token's.
 	c.Locals(localActor, sess.Name)
-	if !auth.SameOrigin(string(c.Request().Host()), c.Get(fiber.HeaderOrigin), c.Get(headerSecFetchSite)) {
+	if !auth.SameOriginRequest(&c.Request().Header) {
 		s.log.WithFields(requestFields(c)).WithFields(logrus.Fields{
 			"session_of": sess.Name, "origin": c.Get(fiber.HeaderOrigin), "sec_fetch_site": c.Get(headerSecFetchSite),
 		}).Warn("cross-site request with a session cookie refused")

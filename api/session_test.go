@@ -26,6 +26,7 @@ type cookieRequest struct {
 	session            string // cookie value; "" sends none
 	csrf               string // X-CSRF-Token; "" sends none
 	origin, fetchSite  string
+	forwardedHost      string // X-Forwarded-Host
 	bearer             string
 }
 
@@ -39,7 +40,7 @@ func (h *harness) sendAs(t *testing.T, r cookieRequest) *http.Response {
 		req.AddCookie(&http.Cookie{Name: auth.CookieName, Value: r.session})
 	}
 	for k, v := range map[string]string{
-		auth.CSRFHeader: r.csrf, "Origin": r.origin, "Sec-Fetch-Site": r.fetchSite,
+		auth.CSRFHeader: r.csrf, "Origin": r.origin, "Sec-Fetch-Site": r.fetchSite, "X-Forwarded-Host": r.forwardedHost,
 	} {
 		if v != "" {
 			req.Header.Set(k, v)
@@ -109,6 +110,8 @@ func TestSession_StateChangeNeedsCSRFTokenAndSameOrigin(t *testing.T) {
 			resp := h.sendAs(t, cookieRequest{
 				method: "POST", path: "/api/v1/services/web/rollback", session: sess.ID,
 				csrf: csrf, origin: tt.origin, fetchSite: tt.fetchSite,
+				// The page's rule and the API's are one: neither trusts it.
+				forwardedHost: strings.TrimPrefix(tt.origin, "http://"),
 			})
 			wantStatus(t, resp, tt.want)
 			calls := h.ctl.Calls()

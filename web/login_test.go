@@ -338,3 +338,32 @@ func TestLogout_EndsOnlyTheCallersSession(t *testing.T) {
 		t.Errorf("audit entries = %+v, want one logout by ops", rec)
 	}
 }
+
+// The page and the API compare Origin with the same host: the request's
+// own Host. An attacker's page cannot move that host to its own origin with
+// X-Forwarded-Host; a proxy that passes Host through keeps logins working.
+func TestLogin_OriginIsJudgedByHostNotXForwardedHost(t *testing.T) {
+	tests := []struct {
+		name, host, forwardedHost, origin string
+		want                              int
+	}{
+		{"forged X-Forwarded-Host matching a foreign Origin", "deployd.example", "evil.example", "https://evil.example", http.StatusForbidden},
+		{"X-Forwarded-Host of another host with our own Origin", "deployd.example", "other.example", "http://deployd.example", http.StatusSeeOther},
+		{"no X-Forwarded-Host", "deployd.example", "", "http://deployd.example", http.StatusSeeOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			req := postForm("/login", url.Values{"token": {viewerSecret}}, nil)
+			req.Host = tt.host
+			req.Header.Set("Origin", tt.origin)
+			if tt.forwardedHost != "" {
+				req.Header.Set("X-Forwarded-Host", tt.forwardedHost)
+			}
+			resp, body := f.do(t, req)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status = %d, want %d\n%s", resp.StatusCode, tt.want, body)
+			}
+		})
+	}
+}

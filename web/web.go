@@ -391,9 +391,10 @@ func seeOther(c *fiber.Ctx, to string) error {
 // layout carries the session's CSRF token.
 func noStore(c *fiber.Ctx) { c.Set(fiber.HeaderCacheControl, "no-store") }
 
-// sameOrigin applies auth.SameOrigin to the request.
+// sameOrigin applies the API's rule, auth.SameOriginRequest, to the
+// request.
 func sameOrigin(c *fiber.Ctx) bool {
-	return auth.SameOrigin(c.Hostname(), c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"))
+	return auth.SameOriginRequest(&c.Request().Header)
 }
 
 func (p *Pages) loginPage(c *fiber.Ctx) error {

@@ -86,6 +86,10 @@ type Main struct {
 	ln        net.Listener
 	serveErr  chan error
 
+	// nginxPIDFile is the nginx master's pid file in exec mode:
+	// nginx.pid_file, or the path nginx's config names (see askNginxPID).
+	nginxPIDFile string
+
 	// trafficControl is the traffic switch's pause and maintenance, set
 	// by startSwitch in switch mode; nil in reload mode, where the API
 	// answers those calls 409.
@@ -141,6 +145,18 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Warn(w)
 	}
 	hook := m.faultHook()
+	if cfg.Nginx.Mode == config.NginxModeExec {
+		// Before anything is opened: a wrong pid file is a configuration
+		// error, found here rather than at the first deploy's switch.
+		path, warning, err := askNginxPID(ctx, cfg.Nginx).resolve(cfg)
+		if err != nil {
+			return err
+		}
+		if warning != "" {
+			m.Logger.Warn(warning)
+		}
+		m.nginxPIDFile = path
+	}
 
 	m.store, err = store.Open(ctx, store.Options{Path: filepath.Join(cfg.DataDir, "deployd.db")})
 	if err != nil {
@@ -324,7 +340,7 @@ func (m *Main) nginxDriver() nginxconf.Driver {
 	if n.Mode == config.NginxModeDocker {
 		return m.docker.NginxContainer(n.Container)
 	}
-	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: n.PIDFile}
+	return &nginxconf.ExecDriver{TestCommand: n.TestCommand, ReloadCommand: n.ReloadCommand, PIDFile: m.nginxPIDFile}
 }
 
 func (m *Main) tokens() ([]auth.Token, error) {

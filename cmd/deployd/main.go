@@ -33,6 +33,8 @@ Daemon commands:
   deployd check [--config PATH]   validate the configuration and exit
   deployd recover [--config PATH] rebuild a corrupted store from Docker and nginx
   deployd ping [--url URL]        exit 0 when the daemon answers /healthz (for container health checks)
+  deployd nginx [--socket PATH] -t|-T|-V|reload
+                                  ask the root nginx helper (host install) to test or reload nginx
   deployd version                 print the version
 `
 
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRecover(args[1:], stdout, stderr)
 	case "ping":
 		return ping(args[1:], stdout, stderr)
+	case "nginx":
+		return nginxHelper(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "deployd", version)
 		return 0
@@ -104,6 +108,25 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	if cfg.Nginx.Mode == config.NginxModeExec {
+		// The same question startup asks, so that a pid file nginx does
+		// not use is found before a restart, not at the next deploy.
+		p := askNginxPID(context.Background(), cfg.Nginx)
+		path, warning, err := p.resolve(cfg)
+		switch {
+		case err != nil && p.askErr != nil:
+			// nginx may only be reachable from the daemon's own
+			// environment (its user, the helper's socket).
+			fmt.Fprintf(stdout, "warning: %v; deployd serve refuses to start unless nginx answers there\n", err)
+		case err != nil:
+			fmt.Fprintf(stderr, "deployd: %v\n", err)
+			return 1
+		case warning != "":
+			fmt.Fprintf(stdout, "warning: %s\n", warning)
+		default:
+			fmt.Fprintf(stdout, "nginx pid file: %s (matches nginx's config)\n", path)
+		}
 	}
 	fmt.Fprintf(stdout, "configuration ok: %d service(s)\n", len(cfg.Services))
 	return 0

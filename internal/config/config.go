@@ -126,11 +126,14 @@ const (
 // Nginx says where upstream files go and how nginx is tested and
 // reloaded: with local commands (exec) or inside a container (docker).
 type Nginx struct {
-	Mode                 string        `yaml:"mode"`
-	UpstreamDir          string        `yaml:"upstream_dir"`
-	TestCommand          []string      `yaml:"test_command"`
-	ReloadCommand        []string      `yaml:"reload_command"`
-	PIDFile              string        `yaml:"pid_file"`
+	Mode          string   `yaml:"mode"`
+	UpstreamDir   string   `yaml:"upstream_dir"`
+	TestCommand   []string `yaml:"test_command"`
+	ReloadCommand []string `yaml:"reload_command"`
+	// PIDFile is the master's pid file in exec mode; empty means the one
+	// nginx's own configuration names, read at startup (see
+	// nginxconf.ConfiguredPIDFile).
+	PIDFile              string        `yaml:"pid_file,omitempty"`
 	Container            string        `yaml:"container,omitempty"`
 	Template             string        `yaml:"template,omitempty"`
 	ReloadConfirmTimeout time.Duration `yaml:"reload_confirm_timeout"`
@@ -241,6 +244,21 @@ type Service struct {
 	// Switch is where the traffic switch serves the service in
 	// traffic.mode switch.
 	Switch ServiceSwitch `yaml:"switch,omitempty"`
+	// AllowedTags, when set, is a regular expression every deployed tag
+	// must match in full; references with a digest always pass.
+	AllowedTags string `yaml:"allowed_tags,omitempty"`
+
+	// What the service's containers (and its pre-deploy one-offs) may use
+	// and do; see controller.ContainerLimits. Memory, CPUs and PidsLimit 0
+	// are no limit.
+	Memory          ByteSize `yaml:"memory,omitempty"`
+	CPUs            float64  `yaml:"cpus,omitempty"`
+	PidsLimit       int      `yaml:"pids_limit"`
+	CapDrop         []string `yaml:"cap_drop"`
+	CapAdd          []string `yaml:"cap_add,omitempty"`
+	NoNewPrivileges bool     `yaml:"no_new_privileges"`
+	ReadOnly        bool     `yaml:"read_only,omitempty"`
+	User            string   `yaml:"user,omitempty"`
 }
 
 // Health is how a replica is judged healthy.
@@ -307,7 +325,6 @@ func Default() *Config {
 			UpstreamDir:          "./run/nginx/upstreams",
 			TestCommand:          []string{"nginx", "-t"},
 			ReloadCommand:        []string{"nginx", "-s", "reload"},
-			PIDFile:              "/run/nginx.pid",
 			ReloadConfirmTimeout: 5 * time.Second,
 		},
 	}
@@ -331,6 +348,9 @@ func DefaultService() Service {
 		Drain:           5 * time.Second,
 		Standby:         string(controller.StandbyRunning),
 		BakeMinRequests: defaultMinRequests,
+		PidsLimit:       defaultPidsLimit,
+		CapDrop:         append([]string(nil), defaultCapDrop...),
+		NoNewPrivileges: true,
 	}
 }
 
@@ -342,6 +362,11 @@ func (s *Service) UnmarshalYAML(n *yaml.Node) error {
 	p := plain(DefaultService())
 	if err := n.Decode(&p); err != nil {
 		return err
+	}
+	// cap_add: [] and a missing cap_add are the same, and WriteFile
+	// leaves both out; nil keeps them equal after a round trip.
+	if len(p.CapAdd) == 0 {
+		p.CapAdd = nil
 	}
 	*s = Service(p)
 	return nil

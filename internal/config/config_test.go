@@ -351,6 +351,51 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{"config.yml:2: services.web.port: duplicate key (first defined on line 2)"},
 		},
 		{
+			name: "pid_file left out with a test command nginx -T cannot be derived from",
+			yml:  "nginx:\n  test_command: [/usr/local/bin/check-nginx]\n" + minimal,
+			want: []string{`nginx.pid_file: is required when nginx.test_command has no "-t"`},
+		},
+		{
+			name: "memory without a number",
+			yml:  minimal + "    memory: lots\n",
+			want: []string{`config.yml:6: services.web.memory: invalid memory size "lots"`},
+		},
+		{
+			name: "memory below the engine's minimum",
+			yml:  minimal + "    memory: 1m\n",
+			want: []string{"services.web.memory: must be at least 6m"},
+		},
+		{
+			name: "cpus too small",
+			yml:  minimal + "    cpus: 0.001\n",
+			want: []string{"services.web.cpus: must be at least 0.01"},
+		},
+		{
+			name: "negative pids limit",
+			yml:  minimal + "    pids_limit: -1\n",
+			want: []string{"services.web.pids_limit: must not be negative"},
+		},
+		{
+			name: "capability with a space",
+			yml:  minimal + "    cap_add: [NET_RAW, \"SYS ADMIN\"]\n",
+			want: []string{`services.web.cap_add[1]: must be ALL or a capability name such as NET_RAW, got "SYS ADMIN"`},
+		},
+		{
+			name: "lowercase capability",
+			yml:  minimal + "    cap_drop: [net_raw]\n",
+			want: []string{`services.web.cap_drop[0]: must be ALL or a capability name`},
+		},
+		{
+			name: "user with a shell metacharacter",
+			yml:  minimal + "    user: \"root;id\"\n",
+			want: []string{`services.web.user: must be a user or uid`},
+		},
+		{
+			name: "allowed_tags not a regexp",
+			yml:  minimal + "    allowed_tags: \"v(\"\n",
+			want: []string{"config.yml:6: services.web.allowed_tags: invalid regular expression"},
+		},
+		{
 			name: "all problems reported at once",
 			yml:  "log_format: xml\nnginx: {mode: k8s}\nservices:\n  web: {image: demoapp, port: 0, replicas: 99}\n",
 			want: []string{"log_format:", "nginx.mode:", "services.web.port:", "services.web.replicas: must be between 1 and 20, got 99"},
@@ -430,7 +475,6 @@ func TestLoadConfig_FullExample(t *testing.T) {
 			UpstreamDir:          in("run/nginx/upstreams"),
 			TestCommand:          []string{"nginx", "-t"},
 			ReloadCommand:        []string{"nginx", "-s", "reload"},
-			PIDFile:              "/run/nginx.pid",
 			ReloadConfirmTimeout: 5 * time.Second,
 		},
 		Services: map[string]Service{
@@ -455,7 +499,10 @@ func TestLoadConfig_FullExample(t *testing.T) {
 				Standby:     "running",
 				AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
 				Bake: 2 * time.Minute, BakeMaxErrorRate: 0.02, BakeMinRequests: 20, AutoRollback: true,
-				Switch: ServiceSwitch{Listen: "127.0.0.1:7501"},
+				Switch:      ServiceSwitch{Listen: "127.0.0.1:7501"},
+				AllowedTags: `v[0-9]+(\.[0-9]+)*`,
+				Memory:      512 << 20, CPUs: 1.5, PidsLimit: 4096, CapDrop: []string{"NET_RAW"},
+				NoNewPrivileges: true,
 			},
 			"worker": worker,
 		},
@@ -466,6 +513,42 @@ func TestLoadConfig_FullExample(t *testing.T) {
 	}
 	if w := c.Warnings(); len(w) != 0 {
 		t.Errorf("warnings = %q, want none", w)
+	}
+}
+
+func TestLoadConfig_ContainerLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want controller.ContainerLimits
+	}{
+		{"defaults", "", controller.ContainerLimits{PidsLimit: 4096, CapDrop: []string{"NET_RAW"}, NoNewPrivileges: true}},
+		{"everything set", "    memory: 256m\n    cpus: 0.5\n    pids_limit: 100\n    cap_drop: [ALL]\n    cap_add: [NET_BIND_SERVICE]\n" +
+			"    no_new_privileges: true\n    read_only: true\n    user: \"1000:1000\"\n",
+			controller.ContainerLimits{Memory: 256 << 20, NanoCPUs: 500_000_000, PidsLimit: 100, CapDrop: []string{"ALL"},
+				CapAdd: []string{"NET_BIND_SERVICE"}, NoNewPrivileges: true, ReadOnly: true, User: "1000:1000"}},
+		{"defaults turned off", "    pids_limit: 0\n    cap_drop: []\n    no_new_privileges: false\n",
+			controller.ContainerLimits{CapDrop: []string{}}},
+		{"memory in bytes and with a binary unit", "    memory: 1GiB\n", controller.ContainerLimits{Memory: 1 << 30, PidsLimit: 4096,
+			CapDrop: []string{"NET_RAW"}, NoNewPrivileges: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, minimal+tt.yml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.ServiceSpecs()[0].Limits
+			if got.CapDrop == nil {
+				got.CapDrop = []string{}
+			}
+			if tt.want.CapDrop == nil {
+				tt.want.CapDrop = []string{}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("limits = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -493,6 +576,9 @@ func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
 		Drain:           5 * time.Second,
 		Standby:         "running",
 		BakeMinRequests: 20,
+		PidsLimit:       4096,
+		CapDrop:         []string{"NET_RAW"},
+		NoNewPrivileges: true,
 	}
 	if got := DefaultService(); !reflect.DeepEqual(got, wantSvc) {
 		t.Errorf("DefaultServiceConfig() = %+v, want %+v", got, wantSvc)
@@ -686,6 +772,11 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 		Standby:     controller.StandbyRunning,
 		AllowedRefs: []string{"refs/heads/main"}, RepositoryURL: "https://github.com/example/web",
 		Bake: 2 * time.Minute, BakeTraffic: controller.TrafficRule{MaxErrorRate: 0.02, MinRequests: 20}, AutoRollback: true,
+		AllowedTags: `v[0-9]+(\.[0-9]+)*`,
+		Limits: controller.ContainerLimits{
+			Memory: 512 << 20, NanoCPUs: 1_500_000_000, PidsLimit: 4096, CapDrop: []string{"NET_RAW"},
+			NoNewPrivileges: true,
+		},
 	}
 	if !reflect.DeepEqual(web, want) {
 		t.Errorf("web spec =\n%+v\nwant\n%+v", web, want)
@@ -1185,6 +1276,7 @@ func TestWriteFile_ReadsBackAsTheSameConfig(t *testing.T) {
 	zeros.Retention.Images = 0
 	svc := DefaultService()
 	svc.Image, svc.Port, svc.Drain = "demoapp", 8000, 0
+	svc.PidsLimit, svc.CapDrop, svc.NoNewPrivileges = 0, []string{}, false
 	zeros.Services = map[string]Service{"web": svc}
 
 	dir := t.TempDir()
@@ -1259,5 +1351,20 @@ func TestConfig_UnboundedAuditTrailWarns(t *testing.T) {
 	}
 	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "audit.retention keeps every entry") {
 		t.Fatalf("warnings = %q, want one about the unbounded audit trail", w)
+	}
+}
+
+func TestLoadConfig_LimitTypesNameTheField(t *testing.T) {
+	tests := []struct{ yml, want string }{
+		{"    cpus: many\n", `services.web.cpus: must be a number, got "many"`},
+		{"    pids_limit: 1.5\n", `services.web.pids_limit: must be an integer, got "1.5"`},
+		{"    no_new_privileges: yes\n", `services.web.no_new_privileges: must be true or false, got "yes"`},
+		{"    memory: [1]\n", `services.web.memory: must be a memory size such as 512m or 1g, got a list`},
+	}
+	for _, tt := range tests {
+		_, err := parse(t, minimal+tt.yml)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want it to contain %q", tt.yml, err, tt.want)
+		}
 	}
 }

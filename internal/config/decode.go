@@ -97,6 +97,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		if _, err := parseErrorRate(n.Value); err != nil {
 			w.fail(n, path, "%v", err)
 		}
+	case t == reflect.TypeOf(ByteSize(0)) && n.Kind == yaml.ScalarNode:
+		if err := new(ByteSize).UnmarshalYAML(n); err != nil {
+			w.fail(n, path, "%v", err)
+		}
 	case n.Decode(reflect.New(t).Interface()) != nil || t.Kind() == reflect.Int && n.Tag != "!!int" || t.Kind() == reflect.Bool && n.Tag != "!!bool":
 		got := map[yaml.Kind]string{yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list", yaml.ScalarNode: fmt.Sprintf("%q", n.Value)}
 		w.fail(n, path, "must be %s, got %s", wants(t), got[n.Kind])
@@ -142,12 +146,19 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string) {
 	n.Content = kept
 }
 
-// wants says what a value decoded into t must be; the configuration's only
-// int64 is time.Duration, its only float64 ErrorRate.
+// wants says what a value decoded into t must be.
 func wants(t reflect.Type) string {
+	switch t {
+	case reflect.TypeOf(time.Duration(0)):
+		return "a duration such as 30s or 5m"
+	case reflect.TypeOf(ErrorRate(0)):
+		return "a percentage such as 2% or a fraction such as 0.02"
+	case reflect.TypeOf(ByteSize(0)):
+		return "a memory size such as 512m or 1g"
+	}
 	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String {
 		return `a list of strings such as ["a", "b"]`
 	}
 	return map[reflect.Kind]string{reflect.String: "a string", reflect.Int: "an integer", reflect.Bool: "true or false",
-		reflect.Int64: "a duration such as 30s or 5m", reflect.Float64: "a percentage such as 2% or a fraction such as 0.02", reflect.Slice: "a list", reflect.Map: "a mapping", reflect.Struct: "a mapping"}[t.Kind()]
+		reflect.Float64: "a number", reflect.Slice: "a list", reflect.Map: "a mapping", reflect.Struct: "a mapping"}[t.Kind()]
 }

@@ -49,6 +49,8 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 			Bake:          s.Bake,
 			BakeTraffic:   controller.TrafficRule{MaxErrorRate: float64(s.BakeMaxErrorRate), MinRequests: s.BakeMinRequests},
 			AutoRollback:  s.AutoRollback,
+			AllowedTags:   s.AllowedTags,
+			Limits:        s.containerLimits(),
 		})
 	}
 	return specs

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -218,8 +219,10 @@ func (c *Config) validateNginx(v *validator) {
 	case NginxModeExec:
 		validCommand(v, "nginx.test_command", n.TestCommand)
 		validCommand(v, "nginx.reload_command", n.ReloadCommand)
-		if n.PIDFile == "" {
-			v.addf("nginx.pid_file", "is required in exec mode (it is how a reload is confirmed)")
+		// nginxconf.WithFlag's rule; this package sits above nginxconf's
+		// tests and cannot import it.
+		if n.PIDFile == "" && len(n.TestCommand) > 0 && !slices.Contains(n.TestCommand, "-t") {
+			v.addf("nginx.pid_file", `is required when nginx.test_command has no "-t": deployd reads the pid path from the test command with -T in its place`)
 		}
 	case NginxModeDocker:
 		if n.Container == "" {
@@ -377,6 +380,7 @@ func (s Service) validate(v *validator, p, name string) {
 			v.addf(fmt.Sprintf("%s.allowed_refs[%d]", p, i), "%s, got %q", msg, ref)
 		}
 	}
+	s.validateLimits(v, p)
 }
 
 // badGitRef says what is wrong with ref as a full git ref name, or "" when

@@ -42,6 +42,24 @@ func SameOrigin(host, origin, secFetchSite string) bool {
 	return hh != "" && strings.EqualFold(oh, hh) && op == hp
 }
 
+// RequestHeader is the part of a request SameOriginRequest reads;
+// fasthttp's RequestHeader (fiber's c.Request().Header) has it.
+type RequestHeader interface {
+	// Host is the request's own Host header.
+	Host() []byte
+	Peek(key string) []byte
+}
+
+// SameOriginRequest is SameOrigin for a request: the one rule the API and
+// the status page share. The host compared is the request's own Host,
+// never X-Forwarded-Host: anyone can send that header, and an attacker's
+// page posting with X-Forwarded-Host set to its own origin would
+// otherwise pass. The shipped nginx sites pass Host through
+// (proxy_set_header Host $host).
+func SameOriginRequest(h RequestHeader) bool {
+	return SameOrigin(string(h.Host()), string(h.Peek("Origin")), string(h.Peek("Sec-Fetch-Site")))
+}
+
 // splitHostPort splits "host[:port]", filling in scheme's default port.
 func splitHostPort(hostport, scheme string) (string, string) {
 	host, port, err := net.SplitHostPort(hostport)

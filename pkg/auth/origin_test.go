@@ -64,3 +64,31 @@ func FuzzSameOrigin(f *testing.F) {
 		}
 	})
 }
+
+// fakeHeader is a request's headers, Host among them.
+type fakeHeader map[string]string
+
+func (h fakeHeader) Host() []byte           { return []byte(h["Host"]) }
+func (h fakeHeader) Peek(key string) []byte { return []byte(h[key]) }
+
+func TestSameOriginRequest_IgnoresXForwardedHost(t *testing.T) {
+	tests := []struct {
+		name string
+		h    fakeHeader
+		want bool
+	}{
+		{"same origin", fakeHeader{"Host": "deployd.example", "Origin": "https://deployd.example"}, true},
+		{"foreign Origin with a forged X-Forwarded-Host to match", fakeHeader{"Host": "deployd.example",
+			"Origin": "https://evil.example", "X-Forwarded-Host": "evil.example"}, false},
+		{"own Origin with some other X-Forwarded-Host", fakeHeader{"Host": "deployd.example",
+			"Origin": "https://deployd.example", "X-Forwarded-Host": "proxy.internal"}, true},
+		{"cross-site by Sec-Fetch-Site", fakeHeader{"Host": "deployd.example", "Sec-Fetch-Site": "cross-site"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SameOriginRequest(tt.h); got != tt.want {
+				t.Errorf("SameOriginRequest(%v) = %v, want %v", tt.h, got, tt.want)
+			}
+		})
+	}
+}

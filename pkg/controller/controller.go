@@ -248,7 +248,7 @@ func (c *Controller) Deploy(ctx context.Context, service string, req DeployReque
 	if err != nil {
 		return Deployment{}, err
 	}
-	image, err := ResolveImage(spec.Image, req.Image)
+	image, err := spec.resolveImage(req.Image)
 	if err != nil {
 		return Deployment{}, err
 	}

@@ -228,6 +228,7 @@ func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color 
 				Env:           env,
 				Network:       spec.Network,
 				RestartPolicy: spec.RestartPolicy,
+				Limits:        spec.Limits,
 			})
 			cs[i] = ct
 			return err
@@ -280,6 +281,7 @@ func (r *deployRun) preDeploy(ctx context.Context, env []string, s *Step) (strin
 		Command:    pd.Command,
 		Env:        env,
 		Network:    r.spec.Network,
+		Limits:     r.spec.Limits,
 	})
 	s.Output = tail(res.Output, preDeployOutputLimit)
 	for _, line := range OutputLines(s.Output) {

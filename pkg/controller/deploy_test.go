@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -178,6 +179,40 @@ func TestDeploy_ThirdDeployReplacesTheStandbyColor(t *testing.T) {
 		if st.ActiveColor != controller.Blue || st.ActiveImage != "demoapp:v3" || st.StandbyColor != controller.Green || st.StandbyImage != "demoapp:v2" {
 			t.Errorf("state active/standby = %s %s / %s %s, want blue demoapp:v3 / green demoapp:v2",
 				st.ActiveColor, st.ActiveImage, st.StandbyColor, st.StandbyImage)
+		}
+	})
+}
+
+// The limits are the service's, and a migration runs the same untrusted
+// image as the app: it must not escape them.
+func TestDeploy_LimitsReachEveryContainerAndTheOneOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		limits := controller.ContainerLimits{
+			Memory: 256 << 20, NanoCPUs: 500_000_000, PidsLimit: 128,
+			CapDrop: []string{"ALL"}, CapAdd: []string{"NET_BIND_SERVICE"},
+			NoNewPrivileges: true, ReadOnly: true, User: "65534:65534",
+		}
+		h := newHarness(t, func(s *controller.ServiceSpec) {
+			s.Replicas = 2
+			s.Limits = limits
+			s.PreDeploy = controller.PreDeploySpec{Command: []string{"manage", "migrate"}, Timeout: time.Second}
+		})
+		h.deployOK("v1")
+
+		h.rt.mu.Lock()
+		defer h.rt.mu.Unlock()
+		if len(h.rt.oneOffs) != 1 || !reflect.DeepEqual(h.rt.oneOffs[0].Limits, limits) {
+			t.Errorf("one-off specs = %+v, want one with limits %+v", h.rt.oneOffs, limits)
+		}
+		n := 0
+		for _, c := range h.rt.containers {
+			n++
+			if !reflect.DeepEqual(c.Spec.Limits, limits) {
+				t.Errorf("container %s limits = %+v, want %+v", c.Name, c.Spec.Limits, limits)
+			}
+		}
+		if n != 2 {
+			t.Errorf("containers = %d, want 2", n)
 		}
 	})
 }
@@ -593,7 +628,7 @@ func TestDeploy_ConflictWhileRecordingNamesTheRunningDeployment(t *testing.T) {
 }
 
 func TestDeploy_ErrorsForBadRequests(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, func(s *controller.ServiceSpec) { s.AllowedTags = `v[0-9]+(\.[0-9]+)*` })
 	tests := []struct {
 		name     string
 		service  string
@@ -603,6 +638,9 @@ func TestDeploy_ErrorsForBadRequests(t *testing.T) {
 		{"unknown service", "nope", "v1", controller.ENOTFOUND},
 		{"invalid image", svc, "v1;rm -rf", controller.EINVALID},
 		{"other repository", svc, "other:v1", controller.EFORBIDDEN},
+		{"bare repository name", svc, "demoapp", controller.EINVALID},
+		{"tag outside allowed_tags", svc, "latest", controller.EINVALID},
+		{"full reference with a tag outside allowed_tags", svc, "demoapp:main", controller.EINVALID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

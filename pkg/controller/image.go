@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"path"
 	"regexp"
 	"strings"
 
@@ -14,7 +15,10 @@ var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 // relative to the repository; anything else must parse with Docker's
 // reference grammar, name exactly that repository and carry a tag or digest.
 // An untagged reference is refused rather than read as "latest", because a
-// deploy of whatever "latest" is today cannot be rolled forward again.
+// deploy of whatever "latest" is today cannot be rolled forward again. The
+// repository's own name ("demoapp", or "web" for "team/web") is refused as
+// a tag too: it is what someone types meaning the repository untagged, and
+// reading it as the tag "demoapp:demoapp" would deploy a surprise.
 func ResolveImage(repository, requested string) (string, error) {
 	requested = strings.TrimSpace(requested)
 	if requested == "" {
@@ -27,6 +31,10 @@ func ResolveImage(repository, requested string) (string, error) {
 	if !strings.ContainsAny(requested, "/:@") {
 		if !tagRE.MatchString(requested) {
 			return "", Errorf(EINVALID, "invalid image tag %q", requested)
+		}
+		if requested == path.Base(reference.Path(repo)) {
+			return "", Errorf(EINVALID, "image %q is the repository's name, not a tag: name a tag (%s:<tag>) or a digest",
+				requested, reference.FamiliarName(repo))
 		}
 		tagged, err := reference.WithTag(repo, requested)
 		if err != nil {
@@ -48,4 +56,55 @@ func ResolveImage(repository, requested string) (string, error) {
 		return "", Errorf(EINVALID, "image %q needs a tag or a digest", requested)
 	}
 	return reference.FamiliarString(named), nil
+}
+
+// AllowedTag checks image (as ResolveImage returns it) against a service's
+// allowed_tags pattern, a regular expression that must match the whole tag;
+// "" allows every tag. A reference with a digest is allowed whatever its
+// tag: the pattern exists to refuse mutable tags such as "latest", and a
+// digest cannot move. A refusal is EINVALID, naming the pattern.
+func AllowedTag(pattern, image string) error {
+	if pattern == "" {
+		return nil
+	}
+	re, err := CompileAllowedTags(pattern)
+	if err != nil {
+		return Errorf(EINTERNAL, "service allowed_tags %q is invalid: %v", pattern, err)
+	}
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return Errorf(EINVALID, "invalid image reference %q: %v", image, err)
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return nil
+	}
+	tagged, ok := named.(reference.Tagged)
+	if !ok {
+		return Errorf(EINVALID, "image %q needs a tag or a digest", image)
+	}
+	if !re.MatchString(tagged.Tag()) {
+		return Errorf(EINVALID, "tag %q is not allowed: it does not match the service's allowed_tags %s (deploy a matching tag or a digest)",
+			tagged.Tag(), pattern)
+	}
+	return nil
+}
+
+// CompileAllowedTags compiles an allowed_tags pattern anchored at both
+// ends, so that "v1|v2" cannot pass "xv1" and "v1" cannot pass "v10". It is
+// the one rule for the config's validation and for deploys.
+func CompileAllowedTags(pattern string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + pattern + `)$`)
+}
+
+// resolveImage is ResolveImage within the service's repository, then
+// AllowedTag with its allowed_tags: what every deploy request goes through.
+func (s ServiceSpec) resolveImage(requested string) (string, error) {
+	image, err := ResolveImage(s.Image, requested)
+	if err != nil {
+		return "", err
+	}
+	if err := AllowedTag(s.AllowedTags, image); err != nil {
+		return "", err
+	}
+	return image, nil
 }

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"path"
 	"strings"
 	"testing"
 
@@ -28,9 +29,12 @@ func TestResolveImage(t *testing.T) {
 		{"library prefix", "demoapp", "library/demoapp:v2", "demoapp:v2", ""},
 		{"digest", "demoapp", "demoapp@" + digest, "demoapp@" + digest, ""},
 		{"tag and digest", "demoapp", "demoapp:v2@" + digest, "demoapp:v2@" + digest, ""},
-		// Without '/', ':' or '@' the request is a tag, even when it reads
-		// like the repository's own name.
-		{"bare repository name is a tag", "demoapp", "demoapp", "demoapp:demoapp", ""},
+		// Without '/', ':' or '@' the request is a tag, except the
+		// repository's own name, which means the repository untagged.
+		{"bare repository name", "demoapp", "demoapp", "", controller.EINVALID},
+		{"bare repository name with a dash", "acc-app", "acc-app", "", controller.EINVALID},
+		{"last path element of a private repository", private, "web", "", controller.EINVALID},
+		{"tag containing the repository's name", "demoapp", "demoapp-2", "demoapp:demoapp-2", ""},
 		{"private registry reference", private, private + ":1.2", private + ":1.2", ""},
 		{"private registry bare tag", private, "1.2", private + ":1.2", ""},
 
@@ -116,10 +120,48 @@ func FuzzResolveImage(f *testing.F) {
 		if named.Name() != repo.Name() {
 			t.Errorf("ResolveImage(%q, %q) = %q, outside repository %q", repository, requested, got, repo.Name())
 		}
-		_, tagged := named.(reference.Tagged)
+		tag, tagged := named.(reference.Tagged)
 		_, digested := named.(reference.Digested)
 		if !tagged && !digested {
 			t.Errorf("ResolveImage(%q, %q) = %q, has neither tag nor digest", repository, requested, got)
 		}
+		if tagged && !strings.ContainsAny(requested, "/:@") && tag.Tag() == path.Base(reference.Path(repo)) {
+			t.Errorf("ResolveImage(%q, %q) = %q, read the repository's bare name as a tag", repository, requested, got)
+		}
 	})
+}
+
+func TestAllowedTag(t *testing.T) {
+	const immutable = `v[0-9]+\.[0-9]+\.[0-9]+`
+	tests := []struct {
+		name    string
+		pattern string
+		image   string
+		want    bool
+	}{
+		{"no pattern allows latest", "", "demoapp:latest", true},
+		{"matching tag", immutable, "demoapp:v1.2.3", true},
+		{"latest refused", immutable, "demoapp:latest", false},
+		{"match must cover the whole tag", immutable, "demoapp:v1.2.3-dirty", false},
+		{"prefix match is not enough", "v1", "demoapp:v10", false},
+		{"alternation is anchored as a whole", "v1|main", "demoapp:xmain", false},
+		{"longer alternative matches in full", "v1|v10", "demoapp:v10", true},
+		{"digest is immutable and always allowed", immutable, "demoapp@" + digest, true},
+		{"tag pinned by a digest is allowed", immutable, "demoapp:latest@" + digest, true},
+		{"private registry tag", immutable, "registry.example.com/team/web:v2.0.0", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := controller.AllowedTag(tt.pattern, tt.image)
+			if got := err == nil; got != tt.want {
+				t.Fatalf("AllowedTag(%q, %q) = %v, want allowed %v", tt.pattern, tt.image, err, tt.want)
+			}
+			if err != nil && controller.ErrorCode(err) != controller.EINVALID {
+				t.Errorf("error code = %q, want %q", controller.ErrorCode(err), controller.EINVALID)
+			}
+			if err != nil && (!strings.Contains(err.Error(), "allowed_tags") || !strings.Contains(err.Error(), tt.pattern)) {
+				t.Errorf("error %q does not name allowed_tags and its pattern", err)
+			}
+		})
+	}
 }

@@ -79,6 +79,36 @@ type ServiceSpec struct {
 	// AllowedRefs, when not empty, lists the git refs a webhook deploy may
 	// come from (e.g. refs/heads/main).
 	AllowedRefs []string
+	// AllowedTags, when set, is a regular expression every deployed tag
+	// must match in full (see AllowedTag); references with a digest pass.
+	AllowedTags string
+	// Limits apply to every container of the service, its pre-deploy
+	// one-offs included.
+	Limits ContainerLimits
+}
+
+// ContainerLimits bound what a container may use and do. Zero values mean
+// no limit and the image's own user; NoNewPrivileges false leaves setuid
+// binaries working.
+type ContainerLimits struct {
+	// Memory is the memory limit in bytes.
+	Memory int64
+	// NanoCPUs is the CPU quota in billionths of a CPU.
+	NanoCPUs int64
+	// PidsLimit bounds the container's processes and threads.
+	PidsLimit int64
+	// CapDrop and CapAdd change the engine's default capability set
+	// ("ALL" or names such as NET_RAW).
+	CapDrop, CapAdd []string
+	// NoNewPrivileges stops the container's processes from gaining
+	// privileges through setuid binaries or file capabilities.
+	NoNewPrivileges bool
+	// ReadOnly mounts the root filesystem read-only, with a private tmpfs
+	// on /tmp.
+	ReadOnly bool
+	// User is the user (and group) the container's process runs as:
+	// "name", "uid" or "uid:gid".
+	User string
 }
 
 // ContainerSpec is everything the runtime needs to start one replica.
@@ -92,6 +122,7 @@ type ContainerSpec struct {
 	Env           []string // KEY=VALUE
 	Network       string
 	RestartPolicy string // as ParseRestartPolicy reads it; "" means no
+	Limits        ContainerLimits
 }
 
 // RestartPolicy is what the runtime does when a replica's process exits.
@@ -140,6 +171,7 @@ type OneOffSpec struct {
 	Command    []string
 	Env        []string
 	Network    string
+	Limits     ContainerLimits
 }
 
 // OneOffResult is how a one-off container ended.

@@ -23,7 +23,7 @@ func (c *Controller) DeployDelivery(ctx context.Context, key, service string, re
 	if len(spec.AllowedRefs) > 0 && !slices.Contains(spec.AllowedRefs, req.Trigger.Ref) {
 		return Deployment{}, false, Errorf(EFORBIDDEN, "ref %q may not deploy %s", req.Trigger.Ref, service)
 	}
-	if _, err := ResolveImage(spec.Image, req.Image); err != nil {
+	if _, err := spec.resolveImage(req.Image); err != nil {
 		return Deployment{}, false, err
 	}
 	if key == "" {

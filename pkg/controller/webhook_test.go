@@ -82,7 +82,10 @@ func TestDeployDelivery_WithoutKeyDeploysAndRemembersNothing(t *testing.T) {
 }
 
 func TestDeployDelivery_RefusalsTouchNoStore(t *testing.T) {
-	h := newHarness(t, func(s *controller.ServiceSpec) { s.AllowedRefs = []string{"refs/heads/main", "refs/tags/release"} })
+	h := newHarness(t, func(s *controller.ServiceSpec) {
+		s.AllowedRefs = []string{"refs/heads/main", "refs/tags/release"}
+		s.AllowedTags = `v[0-9]+`
+	})
 	tests := []struct {
 		name     string
 		service  string
@@ -95,6 +98,7 @@ func TestDeployDelivery_RefusalsTouchNoStore(t *testing.T) {
 		{"ref prefix is not the ref", svc, "v1", "refs/heads/main-old", controller.EFORBIDDEN},
 		{"invalid image", svc, "v1;rm -rf", "refs/heads/main", controller.EINVALID},
 		{"image of another repository", svc, "other:v1", "refs/heads/main", controller.EFORBIDDEN},
+		{"tag outside allowed_tags", svc, "latest", "refs/heads/main", controller.EINVALID},
 		{"unknown service", "nope", "v1", "refs/heads/main", controller.ENOTFOUND},
 	}
 	for _, tt := range tests {

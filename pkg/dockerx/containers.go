@@ -42,6 +42,7 @@ func (c *Client) StartContainer(ctx context.Context, spec controller.ContainerSp
 		ExposedPorts: nat.PortSet{port: struct{}{}},
 	}
 	hostCfg := &container.HostConfig{RestartPolicy: restart}
+	applyLimits(cfg, hostCfg, spec.Limits)
 	if c.publishPorts {
 		// HostPort "" asks the engine for an ephemeral port; binding to
 		// loopback keeps replicas reachable only through nginx.

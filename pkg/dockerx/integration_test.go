@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -298,6 +299,75 @@ func TestStartContainer_DockerModeJoinsNetworkWithNameAlias(t *testing.T) {
 	waitHealthy(t, ep.IPAddress+":8000")
 }
 
+// The engine, not only the request, must hold every limit: docker inspect
+// shows what the container really runs with. The demo app still serves
+// under all of them at once, and so does its migration one-off.
+func TestStartContainer_LimitsAreWhatTheEngineRuns(t *testing.T) {
+	c, image, svc := realClient(t)
+	ctx := context.Background()
+	limits := controller.ContainerLimits{
+		Memory: 64 << 20, NanoCPUs: 500_000_000, PidsLimit: 64,
+		CapDrop: []string{"ALL"}, CapAdd: []string{"NET_BIND_SERVICE"},
+		NoNewPrivileges: true, ReadOnly: true, User: "65534:65534",
+	}
+	spec := replicaSpec(svc, image, controller.Blue, 1)
+	spec.Limits = limits
+	ctr, err := c.StartContainer(ctx, spec)
+	if err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	waitHealthy(t, ctr.Address)
+
+	insp, err := c.api.ContainerInspect(ctx, ctr.ID)
+	if err != nil {
+		t.Fatalf("inspect: %v", err)
+	}
+	hc := insp.HostConfig
+	if hc.Memory != limits.Memory || hc.NanoCPUs != limits.NanoCPUs || hc.PidsLimit == nil || *hc.PidsLimit != limits.PidsLimit {
+		t.Errorf("memory/cpus/pids = %d/%d/%v, want %d/%d/%d", hc.Memory, hc.NanoCPUs, hc.PidsLimit, limits.Memory, limits.NanoCPUs, limits.PidsLimit)
+	}
+	// The engine spells capabilities with or without CAP_, by version.
+	bare := func(caps []string) []string {
+		out := make([]string, len(caps))
+		for i, c := range caps {
+			out[i] = strings.TrimPrefix(c, "CAP_")
+		}
+		return out
+	}
+	if !slices.Equal(bare(hc.CapDrop), limits.CapDrop) || !slices.Equal(bare(hc.CapAdd), limits.CapAdd) {
+		t.Errorf("cap_drop/cap_add = %v/%v, want %v/%v", hc.CapDrop, hc.CapAdd, limits.CapDrop, limits.CapAdd)
+	}
+	if !slices.Contains(hc.SecurityOpt, "no-new-privileges:true") {
+		t.Errorf("SecurityOpt = %v, want no-new-privileges:true", hc.SecurityOpt)
+	}
+	if !hc.ReadonlyRootfs || hc.Tmpfs["/tmp"] == "" {
+		t.Errorf("ReadonlyRootfs = %v, Tmpfs = %v, want read-only with a tmpfs on /tmp", hc.ReadonlyRootfs, hc.Tmpfs)
+	}
+	if insp.Config.User != limits.User {
+		t.Errorf("User = %q, want %q", insp.Config.User, limits.User)
+	}
+	// The kernel's view, not only the engine's record: PID 1 runs as the
+	// user, bounded to the one added capability, with no way to gain
+	// privileges.
+	if insp.State == nil || insp.State.Pid <= 0 {
+		t.Fatalf("container state %+v has no pid", insp.State)
+	}
+	status := procStatus(t, insp.State.Pid)
+	for _, want := range []string{"Uid:\t65534\t65534", "NoNewPrivs:\t1", "CapBnd:\t0000000000000400"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("/proc/%d/status lacks %q:\n%s", insp.State.Pid, want, status)
+		}
+	}
+
+	res, err := c.RunOneOff(ctx, controller.OneOffSpec{
+		Name: svc + "-migrate-limited", Image: image, Service: svc, Deployment: "dep-1",
+		Command: []string{"migrate"}, Limits: limits,
+	})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("RunOneOff under the limits: exit %d, err %v; output:\n%s", res.ExitCode, err, res.Output)
+	}
+}
+
 // No nginx image can be built here, so the nginx control runs against a demo
 // app container: this proves the exec, attach and top plumbing on a real
 // engine; nginx's own behaviour is covered with the fake engine.
@@ -383,4 +453,19 @@ func waitRestartedAndRunning(t *testing.T, c *Client, id string) controller.Cont
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// procStatus reads /proc/<pid>/status of a container's process, as the
+// host sees it; it skips the check (fails under CI) where the engine's
+// processes are not visible, as with a remote engine.
+func procStatus(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatalf("read the container's /proc status: %v", err)
+		}
+		t.Skipf("the engine's processes are not visible here (%v); CI=true fails instead", err)
+	}
+	return string(b)
 }

@@ -30,6 +30,7 @@ func (c *Client) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (con
 		Labels: oneOffLabels(spec),
 	}
 	hostCfg := &container.HostConfig{}
+	applyLimits(cfg, hostCfg, spec.Limits)
 	netCfg := networkConfig(hostCfg, spec.Network, spec.Name)
 
 	id, err := c.create(ctx, cfg, hostCfg, netCfg, spec.Name)

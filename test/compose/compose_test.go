@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+	"gopkg.in/yaml.v3"
 
 	"github.com/deployd/deployd/internal/testenv"
 )
@@ -415,5 +417,39 @@ func (s *stack) wantApp(t *testing.T, version, color string) {
 	}
 	if want := "https://app.localhost/x"; status != http.StatusMovedPermanently || h.Get("Location") != want {
 		t.Fatalf("plain HTTP: status %d, Location %q; want %d to %q", status, h.Get("Location"), http.StatusMovedPermanently, want)
+	}
+}
+
+// deployd holds the Docker socket: whatever breaks into it must not also
+// gain capabilities or setuid privileges inside its container.
+func TestComposeFile_DeploydHasNoPrivileges(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Services map[string]struct {
+			SecurityOpt []string `yaml:"security_opt"`
+			CapDrop     []string `yaml:"cap_drop"`
+			CapAdd      []string `yaml:"cap_add"`
+			ReadOnly    bool     `yaml:"read_only"`
+			Privileged  bool     `yaml:"privileged"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("parse docker-compose.yml: %v", err)
+	}
+	d, ok := f.Services["deployd"]
+	if !ok {
+		t.Fatal("docker-compose.yml has no deployd service")
+	}
+	if !slices.Contains(d.SecurityOpt, "no-new-privileges:true") {
+		t.Errorf("deployd security_opt = %q, want no-new-privileges:true", d.SecurityOpt)
+	}
+	if !slices.Equal(d.CapDrop, []string{"ALL"}) || len(d.CapAdd) != 0 {
+		t.Errorf("deployd cap_drop = %q, cap_add = %q; want [ALL] and none", d.CapDrop, d.CapAdd)
+	}
+	if !d.ReadOnly || d.Privileged {
+		t.Errorf("deployd read_only = %v, privileged = %v; want true, false", d.ReadOnly, d.Privileged)
 	}
 }

@@ -54,6 +54,25 @@ func TestSystemdUnit_PassesSystemdAnalyzeVerify(t *testing.T) {
 	run(t, dir, nil, time.Minute, analyze, "verify", path)
 }
 
+// The helper's units as shipped, except that ExecStart points at the
+// helper script in the repository.
+func TestNginxHelperUnits_PassSystemdAnalyzeVerify(t *testing.T) {
+	analyze := requireTool(t, "systemd-analyze")
+	root := repoRoot(t)
+	dir := t.TempDir()
+	for _, name := range []string{"deployd-nginx.socket", "deployd-nginx@.service"} {
+		b, err := os.ReadFile(filepath.Join(root, "deploy/systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit := strings.ReplaceAll(string(b), shippedHelper, filepath.Join(root, "deploy/systemd/deployd-nginx-helper"))
+		mustWrite(t, filepath.Join(dir, name), unit, 0o644)
+	}
+	for _, name := range []string{"deployd-nginx.socket", "deployd-nginx@.service"} {
+		run(t, dir, nil, time.Minute, analyze, "verify", name)
+	}
+}
+
 func TestSystemdUnit_IsHardened(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/systemd/deployd.service"))
 	if err != nil {

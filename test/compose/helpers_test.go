@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,3 +77,5 @@ func selfSignedCert(t *testing.T, dir string) {
 }
 
 var lookPath = exec.LookPath
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

@@ -1,11 +1,19 @@
 package compose
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/deployd/deployd/internal/testenv"
 )
 
 // nginxTestPrefix lays out what deploy/nginx/nginx.conf includes (site,
@@ -79,6 +87,7 @@ func TestNginxSites_KeepHeadersAndKeepalive(t *testing.T) {
 		"proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
 		"proxy_set_header X-Forwarded-Proto $scheme;", "proxy_read_timeout", "proxy_connect_timeout",
 		"X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy", "Content-Security-Policy",
+		"limit_req zone=deployd_login", "limit_req zone=deployd_hooks", "limit_conn deployd_conn",
 	}
 	tests := []struct {
 		file string
@@ -87,7 +96,8 @@ func TestNginxSites_KeepHeadersAndKeepalive(t *testing.T) {
 		{"site-http.conf", common},
 		{"site-tls.conf", append([]string{"return 301 https://", "listen 443 ssl http2", "ssl_certificate ",
 			"ssl_certificate_key ", "Strict-Transport-Security"}, common...)},
-		{"nginx.conf", []string{"worker_shutdown_timeout", "include /etc/nginx/deployd/*.conf;", "include /etc/nginx/conf.d/*.conf;"}},
+		{"nginx.conf", []string{"worker_shutdown_timeout", "include /etc/nginx/deployd/*.conf;", "include /etc/nginx/conf.d/*.conf;",
+			"zone=deployd_login:", "zone=deployd_hooks:", "zone=deployd_conn:", "limit_req_status 429;"}},
 	}
 	for _, tt := range tests {
 		b, err := os.ReadFile(filepath.Join(root, "deploy/nginx", tt.file))
@@ -99,5 +109,96 @@ func TestNginxSites_KeepHeadersAndKeepalive(t *testing.T) {
 				t.Errorf("%s lacks %q", tt.file, w)
 			}
 		}
+	}
+}
+
+// The limits are nginx's own behaviour, so they are tested on a running
+// nginx with the shipped files: one client's flood of logins or webhook
+// posts gets 429 from nginx, while the rest of deployd's routes do not.
+func TestNginxSites_LimitLoginAndWebhookPerClient(t *testing.T) {
+	nginx := requireTool(t, "nginx", "/usr/sbin/nginx")
+	var hits atomic.Int64
+	deployd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(deployd.Close)
+
+	conf := nginxTestPrefix(t, "site-http.conf")
+	prefix := filepath.Dir(conf)
+	port := strconv.Itoa(testenv.FreePort(t))
+	site := filepath.Join(prefix, "conf.d/site.conf")
+	b, err := os.ReadFile(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.NewReplacer(
+		"listen 80 default_server;", "listen 127.0.0.1:"+port+" default_server;",
+		"listen 80;", "listen 127.0.0.1:"+port+";",
+		"http://deployd:7400", deployd.URL,
+	).Replace(string(b))
+	mustWrite(t, site, body, 0o644)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, nginx, "-p", prefix+"/", "-c", conf, "-e", prefix+"/logs/error.log", "-g", "daemon off;")
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start nginx: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+
+	get := func(method, path string) int {
+		req, err := http.NewRequest(method, "http://127.0.0.1:"+port+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "deployd.example"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get(http.MethodGet, "/healthz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("nginx did not answer within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	tests := []struct {
+		method, path string
+		n            int
+		wantLimited  bool
+	}{
+		{http.MethodPost, "/login", 30, true},
+		{http.MethodPost, "/hooks/deploy", 60, true},
+		{http.MethodGet, "/api/v1/services", 60, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			before := hits.Load()
+			limited := 0
+			for range tt.n {
+				switch code := get(tt.method, tt.path); code {
+				case http.StatusTooManyRequests:
+					limited++
+				case http.StatusOK:
+				default:
+					t.Fatalf("%s %s: status %d", tt.method, tt.path, code)
+				}
+			}
+			if got := limited > 0; got != tt.wantLimited {
+				t.Fatalf("%d of %d %s %s got 429, want limited %v", limited, tt.n, tt.method, tt.path, tt.wantLimited)
+			}
+			if reached := hits.Load() - before; reached != int64(tt.n-limited) {
+				t.Errorf("deployd saw %d requests, want the %d nginx let through", reached, tt.n-limited)
+			}
+		})
 	}
 }

@@ -203,7 +203,10 @@ func TestDeploy_CrashAtStartFailsFast(t *testing.T) {
 func TestDeploy_MissingImageFails(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "v1", "v2-slow")
-	d, v1, upstream := activeV1(e, defaultSvc())
+	cfg := defaultSvc()
+	// "nope" passes, so that its deploy fails at the pull below.
+	cfg.AllowedTags = `v[0-9].*|nope`
+	d, v1, upstream := activeV1(e, cfg)
 
 	dep := d.waitDeployment(d.deploy("nope").ID)
 	if dep.Status != controller.StatusFailed {
@@ -229,6 +232,9 @@ func TestDeploy_MissingImageFails(t *testing.T) {
 	}{
 		{"invalid reference", deployments, map[string]string{"image": "Bad Image!"}, e.token, http.StatusBadRequest, controller.EINVALID},
 		{"other repository", deployments, map[string]string{"image": "someone-else/app:v1"}, e.token, http.StatusForbidden, controller.EFORBIDDEN},
+		{"bare repository name", deployments, map[string]string{"image": repository}, e.token, http.StatusBadRequest, controller.EINVALID},
+		{"tag outside allowed_tags", deployments, map[string]string{"image": "latest"}, e.token, http.StatusBadRequest, controller.EINVALID},
+		{"full reference outside allowed_tags", deployments, map[string]string{"image": repository + ":main"}, e.token, http.StatusBadRequest, controller.EINVALID},
 		{"unknown service", "/api/v1/services/nosuchsvc/deployments", map[string]string{"image": "v1"}, e.token, http.StatusNotFound, controller.ENOTFOUND},
 		{"no token", deployments, map[string]string{"image": "v1"}, "", http.StatusUnauthorized, controller.EUNAUTHORIZED},
 		{"wrong token", deployments, map[string]string{"image": "v1"}, strings.Repeat("x", 48), http.StatusUnauthorized, controller.EUNAUTHORIZED},

@@ -109,6 +109,8 @@ type svcConfig struct {
 	// Webhook turns on POST /hooks/deploy with the env's webhook secret.
 	Webhook     bool
 	AllowedRefs []string
+	// AllowedTags is the service's allowed_tags pattern.
+	AllowedTags string
 	// RepositoryURL makes the status page link commits.
 	RepositoryURL string
 	// DockerHost replaces the default Docker socket when set.
@@ -269,6 +271,7 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	svc := c.Services[e.svc]
 	svc.Replicas, svc.Health.StartTimeout, svc.Drain = s.Replicas, s.StartTimeout, s.Drain
 	svc.AllowedRefs, svc.RepositoryURL, svc.Bake, svc.AutoRollback = s.AllowedRefs, s.RepositoryURL, s.Bake, s.AutoRollback
+	svc.AllowedTags = s.AllowedTags
 	svc.BakeMaxErrorRate = config.ErrorRate(s.BakeMaxErrorRate)
 	if s.BakeMinRequests > 0 {
 		svc.BakeMinRequests = s.BakeMinRequests
