@@ -20,6 +20,11 @@ stop() {
 		for _ in $(seq 1 100); do kill -0 "$(cat "$RUN/deployd.pid")" 2>/dev/null || break; sleep 0.1; done
 		rm -f "$RUN/deployd.pid"
 	fi
+	# The traffic switch process outlives deployd by design: stop it too.
+	if [ -f "$RUN/data/switchd.pid" ]; then
+		kill "$(cat "$RUN/data/switchd.pid")" 2>/dev/null || true
+		rm -f "$RUN/data/switchd.pid"
+	fi
 	if [ -f "$RUN/nginx/nginx.pid" ]; then
 		"$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -s quit 2>/dev/null || true
 	fi
@@ -138,13 +143,14 @@ show() {
 }
 
 say "Deploying demoapp:v1 with the CLI (first deploy goes to blue): deployd deploy --wait"
-bin/deployd deploy --service demoweb --image v1 --commit demo-v1 --actor demo --wait
+bin/deployd deploy --service demoweb --image v1 --commit demo-v1 --on-behalf-of demo --wait
 show
 
 say "Deploying demoapp:v2 through the signed webhook, as GitHub Actions does (goes to green)"
-body='{"service":"demoweb","image":"v2","commit":"demo-v2","actor":"demo","ref":"refs/heads/main"}'
-sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$DEPLOYD_WEBHOOK_SECRET" | awk '{print $NF}')
-answer=$(curl -fsS -H "X-Hub-Signature-256: sha256=$sig" -H "X-GitHub-Delivery: demo-$(date +%s%N)" \
+body='{"service":"demoweb","image":"v2","commit":"demo-v2","on_behalf_of":"demo","ref":"refs/heads/main"}'
+ts=$(date +%s)
+sig=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$DEPLOYD_WEBHOOK_SECRET" | awk '{print $NF}')
+answer=$(curl -fsS -H "X-Hub-Signature-256: sha256=$sig" -H "X-Deployd-Timestamp: $ts" -H "X-GitHub-Delivery: demo-$(date +%s%N)" \
 	-H 'Content-Type: application/json' --data-binary "$body" "$API/hooks/deploy")
 url=$(printf '%s' "$answer" | grep -o '"url":"[^"]*"' | cut -d'"' -f4)
 echo "   202 Accepted: $url"

@@ -305,8 +305,8 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 	m.trafficControl = trafficswitch.NewControl(m.switchd)
 	m.trafficReader = trafficswitch.NewTrafficReader(m.switchd, trafficswitch.DefaultErrorWindow)
 	upstreams := make(map[string]string, len(cfg.Services))
-	for name, svc := range cfg.Services {
-		upstreams[name] = svc.SwitchUpstream()
+	for name := range cfg.Services {
+		upstreams[name] = cfg.SwitchUpstream(name)
 	}
 	r, err := trafficswitch.NewRouter(trafficswitch.RouterOptions{
 		Plane: m.switchd, Edge: edge, Upstreams: upstreams, Logger: m.Logger,

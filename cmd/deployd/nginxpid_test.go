@@ -41,7 +41,7 @@ func pidConfig(t *testing.T, nginxPID, pidFile string) (string, string) {
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	yml := "data_dir: " + filepath.Join(dir, "data") + "\nnginx:\n  mode: exec\n  upstream_dir: " + prefix + "upstreams\n" +
+	yml := "data_dir: " + filepath.Join(dir, "data") + "\ntraffic:\n  mode: reload\nnginx:\n  mode: exec\n  upstream_dir: " + prefix + "upstreams\n" +
 		"  test_command: [" + bin + ", -p, " + prefix + ", -c, " + conf + ", -t]\n"
 	if pidFile != "" {
 		yml += "  pid_file: " + strings.ReplaceAll(pidFile, "PREFIX/", prefix) + "\n"

@@ -97,7 +97,7 @@ func newRecoverEnv(t *testing.T) *recoverEnv {
 		dbPath:    filepath.Join(dir, "data", "deployd.db"),
 		upstreams: filepath.Join(dir, "upstreams"),
 	}
-	yml := fmt.Sprintf("data_dir: %s\nnginx:\n  upstream_dir: %s\n%s", filepath.Join(dir, "data"), e.upstreams, minimal)
+	yml := fmt.Sprintf("data_dir: %s\ntraffic:\n  mode: reload\nnginx:\n  upstream_dir: %s\n%s", filepath.Join(dir, "data"), e.upstreams, minimal)
 	if err := os.WriteFile(e.config, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}

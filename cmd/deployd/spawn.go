@@ -50,20 +50,29 @@ type switchdKeeper struct {
 	// check. (One started by an earlier daemon is not its child: polling
 	// finds that one's end.)
 	exited chan struct{}
+	// startTimeout bounds ensure; zero means switchdStartTimeout.
+	startTimeout time.Duration
 }
 
 // ensure returns once switchd answers with the daemon's fingerprint.
 func (k *switchdKeeper) ensure(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, switchdStartTimeout)
+	timeout := k.startTimeout
+	if timeout == 0 {
+		timeout = switchdStartTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	want := switchdFingerprint(k.cfg)
 	info, err := k.client.Info(ctx)
 	if errors.Is(err, trafficswitch.ErrUnreachable) {
 		if !k.cfg.Traffic.Switchd.Spawn {
-			return fmt.Errorf("traffic switch process: nothing answers on %s: start `deployd switchd --config FILE` (or set traffic.switchd.spawn: true): %w",
-				k.cfg.SwitchdSocket(), err)
-		}
-		if err := k.spawn(ctx); err != nil {
+			// A switchd started beside the daemon (a compose service,
+			// a unit) may still be starting.
+			if werr := k.waitFor(ctx, func(trafficswitch.Info) bool { return true }, nil); werr != nil {
+				return fmt.Errorf("traffic switch process: nothing answers on %s: start `deployd switchd --config FILE` (or set traffic.switchd.spawn: true): %w",
+					k.cfg.SwitchdSocket(), err)
+			}
+		} else if err := k.spawn(ctx); err != nil {
 			return err
 		}
 		info, err = k.client.Info(ctx)

@@ -227,7 +227,7 @@ func TestSwitchdFingerprint_ChangesWithWhatSwitchdServes(t *testing.T) {
 func TestSwitchdKeeper_WithoutSpawnSaysHowToStartSwitchd(t *testing.T) {
 	cfg := switchConfig(t, freeAddr(t))
 	cfg.Traffic.Switchd.Spawn = false
-	k := &switchdKeeper{cfg: cfg, client: trafficswitch.NewClient(cfg.SwitchdSocket()), log: quietLogger()}
+	k := &switchdKeeper{cfg: cfg, client: trafficswitch.NewClient(cfg.SwitchdSocket()), log: quietLogger(), startTimeout: 300 * time.Millisecond}
 	err := k.ensure(context.Background())
 	if !errors.Is(err, trafficswitch.ErrUnreachable) || !strings.Contains(err.Error(), "deployd switchd --config") {
 		t.Fatalf("ensure = %v, want ErrUnreachable and the command to run", err)

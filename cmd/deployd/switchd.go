@@ -92,8 +92,7 @@ func (d *Switchd) Run(ctx context.Context) error {
 		d.Logger.WithError(err).Warn("switchd: last routing not restored; services answer 503 until deployd sets their targets")
 	}
 	for _, spec := range cfg.ServiceSpecs() {
-		addr := cfg.Services[spec.Name].Switch.Listen
-		ln, err := d.Listeners.Listen("tcp", addr)
+		ln, err := d.listenService(cfg.SwitchListen(spec.Name))
 		if err != nil {
 			return cfg.FieldErrorf(config.SwitchListenPath(spec.Name), "%w", err)
 		}
@@ -120,6 +119,45 @@ func (d *Switchd) Run(ctx context.Context) error {
 			d.serveErr <- err
 		}
 	}()
+	return nil
+}
+
+// listenService takes a service's listener over from the previous
+// process, or binds it. A unix socket left by a switchd that is gone is
+// replaced, and the new one is open to every local user, as a loopback
+// port is: nginx's workers run as another user and must connect.
+func (d *Switchd) listenService(addr string) (net.Listener, error) {
+	network, address := trafficswitch.SplitListenAddr(addr)
+	if network != "unix" {
+		return d.Listeners.Listen(network, address)
+	}
+	if ln, err := d.Listeners.Listener(network, address); err != nil || ln != nil {
+		return ln, err
+	}
+	if err := removeStaleSocket(address); err != nil {
+		return nil, err
+	}
+	ln, err := d.Listeners.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(address, 0o666); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("open %s to nginx: %w", address, err)
+	}
+	return ln, nil
+}
+
+// removeStaleSocket removes the socket file at path unless something
+// accepts connections there.
+func removeStaleSocket(path string) error {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		_ = c.Close()
+		return fmt.Errorf("listen on %s: %w", path, syscall.EADDRINUSE)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
 	return nil
 }
 
@@ -256,7 +294,7 @@ func switchdFingerprint(cfg *config.Config) string {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		fmt.Fprintf(h, "service %s %s\n", name, cfg.Services[name].Switch.Listen)
+		fmt.Fprintf(h, "service %s %s\n", name, cfg.SwitchListen(name))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }

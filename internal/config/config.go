@@ -312,7 +312,10 @@ func Default() *Config {
 		Retention:       Retention{Images: 5, Interval: time.Hour},
 		Audit:           Audit{Retention: AuditRetention{MaxAge: 90 * 24 * time.Hour, MaxEntries: 100000}},
 		Traffic: Traffic{
-			Mode:           TrafficModeReload,
+			// The benchmark and the e2e suite measure switch mode with
+			// no failed request at a switch, where every nginx reload
+			// resets keep-alive POSTs (README, "Performance").
+			Mode:           TrafficModeSwitch,
 			TrustedProxies: []string{"127.0.0.1", "::1"},
 			Pause:          TrafficPause{MaxHold: controller.DefaultPauseMaxHold, MaxHeld: controller.DefaultPauseMaxHeld},
 			// nginx closes an idle upstream connection after 60s by

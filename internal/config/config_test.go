@@ -926,6 +926,9 @@ func TestResolveTokens(t *testing.T) {
 
 func TestValidate_ConfigBuiltInCode(t *testing.T) {
 	c := Default()
+	// Load makes the paths absolute against the file; code sets them so
+	// (the switch's default socket lives in this directory).
+	c.Nginx.UpstreamDir = "/run/deployd/upstreams"
 	svc := DefaultService()
 	svc.Image, svc.Port = "demoapp", 8000
 	c.Services = map[string]Service{"web": svc}

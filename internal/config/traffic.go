@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/deployd/deployd/internal/clientaddr"
@@ -80,13 +81,29 @@ type ServiceSwitch struct {
 // SwitchMode reports whether traffic moves through the traffic switch.
 func (c *Config) SwitchMode() bool { return c.Traffic.Mode == TrafficModeSwitch }
 
-// SwitchUpstream is the address nginx reaches the switch at for the
-// service: switch.upstream, else switch.listen.
-func (s Service) SwitchUpstream() string {
-	if s.Switch.Upstream != "" {
-		return s.Switch.Upstream
+// SwitchListen is where the switch serves the service: switch.listen, or
+// by default (an empty switch.listen and switch.upstream) a unix socket in
+// nginx's upstream directory, next to the upstream file that names it:
+// nginx reads there (it includes the files), deployd writes there, and no
+// port has to be chosen.
+func (c *Config) SwitchListen(service string) string {
+	sw := c.Services[service].Switch
+	if sw.Listen != "" || sw.Upstream != "" {
+		return sw.Listen
 	}
-	return s.Switch.Listen
+	return unixPrefix + filepath.Join(c.Nginx.UpstreamDir, service+".switch.sock")
+}
+
+// unixPrefix marks a unix socket address, as nginx writes it.
+const unixPrefix = "unix:"
+
+// SwitchUpstream is the address nginx reaches the switch at for the
+// service: switch.upstream, else where it listens.
+func (c *Config) SwitchUpstream(service string) string {
+	if up := c.Services[service].Switch.Upstream; up != "" {
+		return up
+	}
+	return c.SwitchListen(service)
 }
 
 // FieldErrorf returns an error naming the field at path and where its
@@ -124,19 +141,40 @@ func (c *Config) validateTraffic(v *validator) {
 	for _, name := range c.serviceNames() {
 		sw := c.Services[name].Switch
 		p := joinKey("services", name) + ".switch"
+		if sw.Listen == "" && sw.Upstream != "" {
+			v.addf(p+".upstream", "needs switch.listen")
+			continue
+		}
+		if sw.Listen == "" && !c.SwitchMode() {
+			continue
+		}
 		if sw.Listen == "" {
-			if c.SwitchMode() {
-				v.addf(p+".listen", "is required with traffic.mode switch (host:port the switch serves %s on)", name)
+			// The default socket: say so when it cannot be one.
+			def := c.SwitchListen(name)
+			if !validSocketPath(&validator{}, "", strings.TrimPrefix(def, unixPrefix)) {
+				v.addf(p+".listen", "the default, %s, is not a usable unix socket path (absolute, letters, digits and ._-/, at most %d bytes): set switch.listen or a shorter nginx.upstream_dir", def, maxSocketPath)
+				continue
+			}
+		}
+		sw.Listen = c.SwitchListen(name)
+		if path, isSocket := strings.CutPrefix(sw.Listen, unixPrefix); isSocket {
+			if validSocketPath(v, p+".listen", path) {
+				for _, t := range seen {
+					if t.path != "" && t.host == path {
+						v.addf(p+".listen", "%s is already taken by %s", sw.Listen, t.path)
+					}
+				}
+				seen = append(seen, taken{path, "", p + ".listen"})
 			}
 			if sw.Upstream != "" {
-				v.addf(p+".upstream", "needs switch.listen")
+				validSwitchUpstream(v, p+".upstream", sw.Upstream)
 			}
 			continue
 		}
 		host, port, ok := validSwitchListen(v, p+".listen", sw.Listen)
 		if ok {
 			for _, t := range seen {
-				if t.port == port && (t.host == host || unspecified(t.host) || unspecified(host)) && t.port != "0" {
+				if t.port != "" && t.port == port && (t.host == host || unspecified(t.host) || unspecified(host)) && t.port != "0" {
 					v.addf(p+".listen", "%s is already taken by %s", sw.Listen, t.path)
 					ok = false
 					break
@@ -152,6 +190,22 @@ func (c *Config) validateTraffic(v *validator) {
 			v.addf(p+".upstream", "is required when switch.listen %q listens on every interface: nginx needs an address to connect to", sw.Listen)
 		}
 	}
+}
+
+// validSocketPath checks a unix socket path: absolute, of letters, digits
+// and "._-/" (what nginx reads plainly in a server directive), and short
+// enough for a socket address.
+func validSocketPath(v *validator, path, p string) bool {
+	ok := len(p) > 1 && len(p) <= maxSocketPath && p[0] == '/' && !strings.Contains(p, "//")
+	for _, r := range p {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("._-/", r) {
+			ok = false
+		}
+	}
+	if !ok {
+		v.addf(path, "want unix:/absolute/path of letters, digits and ._-/ (at most %d bytes), got %q", maxSocketPath, unixPrefix+p)
+	}
+	return ok
 }
 
 // validSwitchListen checks host:port with an IP literal or no host and a
@@ -178,8 +232,12 @@ func validSwitchListen(v *validator, path, addr string) (host, port string, ok b
 }
 
 // validSwitchUpstream checks host:port where host may be a name nginx
-// resolves (deployd on a Docker network).
+// resolves (switchd on a Docker network), or a unix socket.
 func validSwitchUpstream(v *validator, path, addr string) {
+	if p, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		validSocketPath(v, path, p)
+		return
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		v.addf(path, "must be host:port, got %q", addr)

@@ -16,10 +16,10 @@ func TestLoadConfig_SwitchMode(t *testing.T) {
 	if !c.SwitchMode() {
 		t.Fatal("SwitchMode() = false, want true")
 	}
-	if got := c.Services["web"].SwitchUpstream(); got != "127.0.0.1:7501" {
+	if got := c.SwitchUpstream("web"); got != "127.0.0.1:7501" {
 		t.Errorf("web's upstream = %q, want its listen address", got)
 	}
-	if got := c.Services["api"].SwitchUpstream(); got != "deployd:7502" {
+	if got := c.SwitchUpstream("api"); got != "deployd:7502" {
 		t.Errorf("api's upstream = %q, want deployd:7502", got)
 	}
 	if got := c.Traffic.TrustedProxies; strings.Join(got, ",") != "127.0.0.1,::1" {
@@ -27,12 +27,34 @@ func TestLoadConfig_SwitchMode(t *testing.T) {
 	}
 }
 
-func TestLoadConfig_ReloadModeIsTheDefaultAndNeedsNoSwitch(t *testing.T) {
+// Switch mode is the default, and a service without switch.listen is
+// served on a unix socket next to its upstream file.
+func TestLoadConfig_SwitchModeIsTheDefaultOnASocketPerService(t *testing.T) {
 	c, err := parse(t, minimal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Traffic.Mode != TrafficModeReload || c.SwitchMode() {
+	if !c.SwitchMode() {
+		t.Fatalf("traffic.mode = %q, want switch", c.Traffic.Mode)
+	}
+	want := "unix:" + c.Nginx.UpstreamDir + "/web.switch.sock"
+	if got := c.SwitchListen("web"); got != want {
+		t.Errorf("SwitchListen(web) = %q, want %q", got, want)
+	}
+	if got := c.SwitchUpstream("web"); got != want {
+		t.Errorf("SwitchUpstream(web) = %q, want the same socket", got)
+	}
+	if c.Services["web"].Switch.Listen != "" {
+		t.Errorf("the default was written into the config: %+v", c.Services["web"].Switch)
+	}
+}
+
+func TestLoadConfig_ReloadModeNeedsNoSwitch(t *testing.T) {
+	c, err := parse(t, "traffic:\n  mode: reload\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SwitchMode() {
 		t.Fatalf("traffic.mode = %q, want reload", c.Traffic.Mode)
 	}
 }
@@ -47,8 +69,14 @@ func TestLoadConfig_BadTrafficConfigsNameTheField(t *testing.T) {
 			[]string{`config.yml:2: traffic.mode: must be reload or switch, got "proxy"`}},
 		{"bad trusted proxy", "traffic:\n  trusted_proxies: [127.0.0.1, nginx]\n" + minimal,
 			[]string{`config.yml:2: traffic.trusted_proxies[1]: must be an IP address or a CIDR prefix, got "nginx"`}},
-		{"listen missing in switch mode", "traffic:\n  mode: switch\n" + minimal,
-			[]string{"config.yml:5: services.web.switch.listen: is required with traffic.mode switch"}},
+		{"default socket path too long", "traffic:\n  mode: switch\nnginx:\n  upstream_dir: /" + strings.Repeat("u", 100) + "\n" + minimal,
+			[]string{"services.web.switch.listen: the default, unix:/uuu", "is not a usable unix socket path"}},
+		{"socket path with a space", "traffic:\n  mode: switch\n" + minimal + "    switch:\n      listen: \"unix:/run/my web.sock\"\n",
+			[]string{`config.yml:9: services.web.switch.listen: want unix:/absolute/path`}},
+		{"relative socket path", "traffic:\n  mode: switch\n" + minimal + "    switch:\n      listen: unix:web.sock\n",
+			[]string{`config.yml:9: services.web.switch.listen: want unix:/absolute/path`}},
+		{"socket twice", "traffic:\n  mode: switch\n" + minimal + "    switch:\n      listen: unix:/run/d/web.sock\n  api:\n    image: demoapp\n    port: 8000\n    switch:\n      listen: unix:/run/d/web.sock\n",
+			[]string{"services.web.switch.listen: unix:/run/d/web.sock is already taken by services.api.switch.listen"}},
 		{"listen without a port", "traffic:\n  mode: switch\n" + minimal + "    switch:\n      listen: 127.0.0.1\n",
 			[]string{`config.yml:9: services.web.switch.listen: must be host:port, got "127.0.0.1"`}},
 		{"listen port zero", "traffic:\n  mode: switch\n" + minimal + "    switch:\n      listen: 127.0.0.1:0\n",
@@ -63,8 +91,8 @@ func TestLoadConfig_BadTrafficConfigsNameTheField(t *testing.T) {
 			[]string{`config.yml:8: services.web.switch.upstream: is required when switch.listen ":7501" listens on every interface`}},
 		{"bad upstream", switchMinimal + "      upstream: \"0.0.0.0:7501\"\n",
 			[]string{`config.yml:10: services.web.switch.upstream: must be an address nginx can connect to, got "0.0.0.0:7501"`}},
-		{"upstream without listen", minimal + "    switch:\n      upstream: deployd:7501\n",
-			[]string{"config.yml:7: services.web.switch.upstream: needs switch.listen"}},
+		{"upstream without listen", "traffic:\n  mode: reload\n" + minimal + "    switch:\n      upstream: deployd:7501\n",
+			[]string{"config.yml:9: services.web.switch.upstream: needs switch.listen"}},
 		{"unknown switch key", switchMinimal + "      port: 7501\n",
 			[]string{"config.yml:10: services.web.switch.port: unknown key"}},
 	}

@@ -16,6 +16,9 @@ func DaemonConfig(dataDir string, ng *Nginx, service, repository string, tokens 
 	c := config.Default()
 	c.Listen, c.DataDir, c.LogFormat, c.ShutdownTimeout = "127.0.0.1:0", dataDir, "text", 10*time.Second
 	c.Auth.Tokens = tokens
+	// Each test and benchmark strategy picks its mode; UseTrafficSwitch
+	// turns the switch on.
+	c.Traffic.Mode = config.TrafficModeReload
 	c.Nginx = config.Nginx{
 		Mode: config.NginxModeExec, UpstreamDir: ng.UpstreamDir, TestCommand: ng.TestCommand,
 		ReloadCommand: ng.ReloadCommand, PIDFile: ng.PIDFile, ReloadConfirmTimeout: 5 * time.Second,

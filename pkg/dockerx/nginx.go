@@ -42,6 +42,11 @@ func (n *NginxContainer) Test(ctx context.Context) error {
 	exec, err := api.ContainerExecCreate(ctx, n.name, container.ExecOptions{
 		Cmd: []string{"nginx", "-t"}, AttachStdout: true, AttachStderr: true,
 	})
+	if cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) {
+		// A missing or stopped nginx is a down nginx (as in Workers):
+		// compose starts it after deployd.
+		return fmt.Errorf("nginx -t in %s: %w: %w", n.name, controller.ErrUnavailable, err)
+	}
 	if err != nil {
 		return wrapErr("nginx -t in "+n.name, err)
 	}

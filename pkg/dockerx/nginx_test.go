@@ -168,11 +168,21 @@ func TestChildPIDs(t *testing.T) {
 func TestNginxContainer_StoppedOrMissingIsErrUnavailable(t *testing.T) {
 	f := newFakeEngine(t)
 	f.handle("GET /containers/stopped/json", fixture(t, "inspect_bbb222.json"))
+	f.handle("POST /containers/stopped/exec", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		_, _ = w.Write([]byte(`{"message":"container stopped is not running"}`))
+	})
 	c, _ := f.client(false)
 	for _, name := range []string{"stopped", "missing"} {
 		_, err := c.NginxContainer(name).Workers(context.Background())
 		if !errors.Is(err, controller.ErrUnavailable) {
 			t.Errorf("Workers of %s nginx: err = %v, want ErrUnavailable", name, err)
+		}
+		// compose starts nginx after deployd: its config test then says
+		// "down", so that the upstream waits for it, not "no such thing".
+		if err := c.NginxContainer(name).Test(context.Background()); !errors.Is(err, controller.ErrUnavailable) {
+			t.Errorf("Test of %s nginx: err = %v, want ErrUnavailable", name, err)
 		}
 	}
 }

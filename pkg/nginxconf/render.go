@@ -29,6 +29,9 @@ var (
 	serviceRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 	hostRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	dottedRE  = regexp.MustCompile(`^[0-9.]+$`)
+	// socketPathRE is an absolute path nginx reads plainly in a server
+	// directive.
+	socketPathRE = regexp.MustCompile(`^/[A-Za-z0-9._/-]+$`)
 )
 
 // TemplateData is what an upstream template sees.
@@ -106,11 +109,18 @@ func ValidateService(name string) error {
 
 // ValidateAddress accepts host:port where host is an IPv4 literal, a
 // bracketed IPv6 literal or a DNS-style name, and port is 1-65535 without
-// sign or leading zeros. Nothing it accepts can break out of a server
-// directive.
+// sign or leading zeros; or unix:/path, an absolute path of letters,
+// digits and "._-/" (the traffic switch's socket). Nothing it accepts can
+// break out of a server directive.
 func ValidateAddress(addr string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("%w: address %q: %s", ErrInvalid, addr, why)
+	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !socketPathRE.MatchString(path) || strings.Contains(path, "//") || len(path) > 103 {
+			return bad("want unix:/absolute/path of letters, digits and ._-/ (at most 103 bytes)")
+		}
+		return nil
 	}
 	var host, port string
 	if strings.HasPrefix(addr, "[") {

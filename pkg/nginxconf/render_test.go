@@ -58,6 +58,15 @@ func TestValidateAddress(t *testing.T) {
 		{"web-green-1:8000", true},
 		{"web_green.internal:1", true},
 		{"Web1:80", true},
+		{"unix:/etc/nginx/deployd/web.switch.sock", true},
+		{"unix:/run/d_1/web-2.sock", true},
+
+		{"unix:relative.sock", false},
+		{"unix:/run//web.sock", false},
+		{"unix:/run/web.sock;", false},
+		{"unix:/run/my web.sock", false},
+		{"unix:/run/{web}.sock", false},
+		{"unix:", false},
 
 		{"127.0.0.1", false},
 		{"127.0.0.1:", false},

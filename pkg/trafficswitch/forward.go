@@ -155,7 +155,7 @@ func (ex *exchange) replica() *replica { return ex.set.replicas[ex.rep] }
 // replica, and the body wrapper that tells whether it was read.
 func (sw *Switch) rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().(*exchange)
-	sw.setForwarded(pr, &ex.fwd)
+	sw.setForwarded(pr, &ex.fwd, ex.svc.socketPeers.Load())
 	ex.pickReplica() // the set is not empty: acquire checked
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.replica().addr

@@ -10,7 +10,9 @@ import (
 // request. ReverseProxy has already dropped the client's X-Forwarded-*
 // and Forwarded headers.
 //
-// From a trusted peer (nginx) the client's values are kept: its
+// From a trusted peer (nginx; any peer of a service served on a unix
+// socket, trustPeer, where the socket's permissions decide who connects)
+// the client's values are kept: its
 // X-Forwarded-For gets the peer appended (as nginx's
 // $proxy_add_x_forwarded_for does), its X-Forwarded-Host and -Proto pass
 // as they are (the peer's Host and "http" when absent), and Forwarded and
@@ -23,16 +25,20 @@ import (
 // exchange's own array) so that setting them allocates nothing. Each
 // header gets a slice of it capped at its length, so an append to one
 // value copies rather than overwrites the next.
-func (sw *Switch) setForwarded(pr *httputil.ProxyRequest, vals *[3]string) {
+func (sw *Switch) setForwarded(pr *httputil.ProxyRequest, vals *[3]string, trustPeer bool) {
 	in, out := pr.In, pr.Out
 	peer := peerIP(in.RemoteAddr)
 	vals[0], vals[1], vals[2] = peer, in.Host, "http"
 	if in.TLS != nil {
 		vals[2] = "https"
 	}
-	if sw.trusted(peer) {
-		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 && peer != "" {
-			vals[0] = strings.Join(prior, ", ") + ", " + peer
+	if trustPeer || sw.trusted(peer) {
+		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
+			// A socket peer has no address to append.
+			vals[0] = strings.Join(prior, ", ")
+			if peer != "" {
+				vals[0] += ", " + peer
+			}
 		}
 		if v := in.Header["X-Forwarded-Host"]; len(v) > 0 {
 			vals[1] = v[0]
@@ -46,7 +52,7 @@ func (sw *Switch) setForwarded(pr *httputil.ProxyRequest, vals *[3]string) {
 	} else {
 		delete(out.Header, "X-Real-Ip")
 	}
-	if peer != "" {
+	if vals[0] != "" {
 		out.Header["X-Forwarded-For"] = vals[0:1:1]
 	}
 	out.Header["X-Forwarded-Host"] = vals[1:2:2]

@@ -1,10 +1,15 @@
 package trafficswitch
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -101,6 +106,58 @@ func TestParseTrustedProxies(t *testing.T) {
 	for _, bad := range []string{"", "nginx", "10.0.0.0/33", "1.2.3.4:80"} {
 		if _, err := ParseTrustedProxies([]string{bad}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseTrustedProxies(%q) succeeded, want ErrInvalid", bad)
+		}
+	}
+}
+
+// On a unix socket (the default, next to nginx's upstream file) a peer has
+// no address to judge; the socket's permissions decide who connects, so
+// its X-Forwarded-* headers are kept, as nginx's.
+func TestListen_UnixSocketServesAndTrustsItsPeers(t *testing.T) {
+	sw, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Close(context.Background()) })
+	dir, err := os.MkdirTemp("", "sw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "web.switch.sock")
+	if err := sw.Listen(context.Background(), "web", "unix:"+sock); err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, "for=%s|proto=%s", r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"))
+	}
+	if err := sw.SetTargets("web", "blue", []string{newBackend(t, "blue", echo).addr()}); err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	req, _ := http.NewRequest(http.MethodGet, "http://switch/", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET over the socket: %v", err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if string(b) != "for=203.0.113.7|proto=https" {
+		t.Fatalf("replica saw %q, want nginx's values kept", b)
+	}
+}
+
+func TestSplitListenAddr(t *testing.T) {
+	for _, tt := range []struct{ in, network, addr string }{
+		{"127.0.0.1:7501", "tcp", "127.0.0.1:7501"},
+		{"unix:/run/deployd/web.sock", "unix", "/run/deployd/web.sock"},
+	} {
+		if n, a := SplitListenAddr(tt.in); n != tt.network || a != tt.addr {
+			t.Errorf("SplitListenAddr(%q) = %q, %q; want %q, %q", tt.in, n, a, tt.network, tt.addr)
 		}
 	}
 }

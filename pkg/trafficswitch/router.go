@@ -58,7 +58,7 @@ func NewRouter(o RouterOptions) (*Router, error) {
 	}
 	ups := make(map[string]string, len(o.Upstreams))
 	for service, addr := range o.Upstreams {
-		if err := validTargetAddr(addr); err != nil {
+		if err := validUpstreamAddr(addr); err != nil {
 			return nil, fmt.Errorf("upstream of %s: %w", service, err)
 		}
 		ups[service] = addr

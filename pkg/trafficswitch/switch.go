@@ -103,6 +103,10 @@ type service struct {
 	maint  atomic.Pointer[maintenance]
 	hold   atomic.Pointer[hold]
 	gen    atomic.Uint64
+	// socketPeers is set when the service is served on a unix socket:
+	// its peers have no address to judge, and the socket's permissions
+	// already decide who may connect, so they are trusted proxies.
+	socketPeers atomic.Bool
 
 	mu     sync.Mutex
 	colors map[string]*colorState
@@ -153,7 +157,8 @@ func (sw *Switch) Listen(ctx context.Context, service, addr string) error {
 		return err
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	network, address := SplitListenAddr(addr)
+	ln, err := lc.Listen(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("listen on %s for %s: %w", addr, service, err)
 	}
@@ -193,6 +198,7 @@ func (sw *Switch) Serve(service string, ln net.Listener) error {
 	served := make(chan struct{})
 	s.server, s.addr, s.ln, s.served = srv, ln.Addr(), ln, served
 	s.mu.Unlock()
+	s.socketPeers.Store(ln.Addr().Network() == "unix")
 
 	sw.mu.Lock()
 	if sw.closed || sw.handingOff.Load() {
@@ -444,6 +450,44 @@ func validColor(color string) error {
 	return nil
 }
 
+// unixPrefix marks a unix socket address, as nginx writes it
+// ("unix:/run/deployd/web.sock").
+const unixPrefix = "unix:"
+
+// SplitListenAddr returns the network and address to listen on for addr:
+// "unix" and the path for "unix:/path", else "tcp" and addr.
+func SplitListenAddr(addr string) (network, address string) {
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		return "unix", path
+	}
+	return "tcp", addr
+}
+
+// validSocketPath accepts an absolute path of letters, digits and
+// "._-/", short enough for a unix socket address: what nginx reads
+// plainly in a server directive.
+func validSocketPath(addr, path string) error {
+	ok := len(path) > 1 && len(path) <= 103 && path[0] == '/' && !strings.Contains(path, "//")
+	for _, r := range path {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("._-/", r) {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%w: %q: want unix:/absolute/path of letters, digits and ._-/ (at most 103 bytes)", ErrInvalid, addr)
+	}
+	return nil
+}
+
+// validUpstreamAddr accepts where nginx reaches the switch: host:port or
+// a unix socket.
+func validUpstreamAddr(addr string) error {
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		return validSocketPath(addr, path)
+	}
+	return validTargetAddr(addr)
+}
+
 func validTargetAddr(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -459,6 +503,9 @@ func validTargetAddr(addr string) error {
 }
 
 func validListenAddr(addr string) error {
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		return validSocketPath(addr, path)
+	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%w: listen address %q: %v", ErrInvalid, addr, err)

@@ -186,6 +186,11 @@ func TestListen_BadAddressesFail(t *testing.T) {
 	if err := h.sw.Listen(ctx, "other", "127.0.0.1:99999"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Listen on port 99999 = %v, want ErrInvalid", err)
 	}
+	for _, bad := range []string{"unix:relative.sock", "unix:/run/my web.sock", "unix:/run/a;b.sock", "unix:/" + strings.Repeat("s", 103)} {
+		if err := h.sw.Listen(ctx, "other", bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Listen on %q = %v, want ErrInvalid", bad, err)
+		}
+	}
 	taken := h.sw.Addr(h.service).String()
 	if err := h.sw.Listen(ctx, "other", taken); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Errorf("Listen on a port in use = %v, want EADDRINUSE", err)

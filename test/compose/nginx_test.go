@@ -135,7 +135,7 @@ func TestNginxSites_LimitLoginAndWebhookPerClient(t *testing.T) {
 	body := strings.NewReplacer(
 		"listen 80 default_server;", "listen 127.0.0.1:"+port+" default_server;",
 		"listen 80;", "listen 127.0.0.1:"+port+";",
-		"http://deployd:7400", deployd.URL,
+		"http://deployd-api:7400", deployd.URL,
 	).Replace(string(b))
 	mustWrite(t, site, body, 0o644)
 

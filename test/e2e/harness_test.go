@@ -139,7 +139,8 @@ type svcConfig struct {
 	// TrustedProxies is the top-level trusted_proxies: peers whose
 	// X-Forwarded-For names the client.
 	TrustedProxies []string
-	// Traffic is traffic.mode; "" keeps the default (reload). In switch
+	// Traffic is traffic.mode: "" is reload (what the suite was written
+	// for), trafficDefault what a config that does not say gets. In switch
 	// mode the service's switch listens on a free loopback port.
 	Traffic string
 }
@@ -286,8 +287,13 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 		svc.PreDeploy = config.PreDeploy{Command: s.PreDeploy, Timeout: 30 * time.Second}
 	}
 	c.Services[e.svc] = svc
-	e.switchMode = s.Traffic == config.TrafficModeSwitch
-	if e.switchMode {
+	e.switchMode = s.Traffic == config.TrafficModeSwitch || s.Traffic == trafficDefault
+	if s.Traffic == trafficDefault {
+		// What a user gets who says nothing: switch mode on a unix
+		// socket next to the upstream file.
+		c.Traffic = config.Default().Traffic
+		e.switchAddr = c.SwitchUpstream(e.svc)
+	} else if e.switchMode {
 		if err := lab.UseTrafficSwitch(c); err != nil {
 			e.t.Fatalf("switch mode: %v", err)
 		}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,5 +141,46 @@ func TestSwitchd_KillNineIsRestartedWithItsRouting(t *testing.T) {
 	}
 	if status, _ := d.request(http.MethodGet, "/readyz", nil, ""); status != http.StatusOK {
 		t.Fatalf("/readyz = %d after switchd is back, want 200", status)
+	}
+}
+
+// trafficDefault in svcConfig.Traffic writes no traffic section at all.
+const trafficDefault = "default"
+
+// A configuration that says nothing about traffic gets switch mode, each
+// service on a unix socket next to its upstream file: nginx's upstream
+// names the socket, and deploys and a rollback under 16 keep-alive POST
+// clients fail none of them and never reload nginx.
+// (A short name: the socket lives under the test's temporary directory, and
+// a unix socket path holds about 100 bytes.)
+func TestSwitch_DefaultUnixSocket(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "v1", "v2")
+	cfg := defaultSvc()
+	cfg.Traffic = trafficDefault
+	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
+	d.mustSucceed("v1")
+	e.assertServes("v1", "blue")
+	if !strings.HasPrefix(e.switchAddr, "unix:"+e.ng.UpstreamDir+"/") {
+		t.Fatalf("the default switch address is %q, want a socket in %s", e.switchAddr, e.ng.UpstreamDir)
+	}
+	e.assertUpstreamIs(nil)
+	workers := e.nginxWorkers()
+
+	stopLoad := e.startPOSTClients(16)
+	d.mustSucceed("v2")
+	e.assertServes("v2", "green")
+	rb := d.rollback()
+	if got := d.waitDeployment(rb.ID); got.Status != controller.StatusSucceeded {
+		t.Fatalf("rollback: %s (%s)", got.Status, stepSummary(got))
+	}
+	e.assertServes("v1", "blue")
+	load := stopLoad()
+	t.Logf("%d POSTs answered, %d failed; by version: %v", load.ok, load.failed, load.versions)
+	if load.failed > 0 || load.ok == 0 {
+		t.Fatalf("%d of %d POSTs failed; first: %v", load.failed, load.ok+load.failed, load.firstErr)
+	}
+	if got := e.nginxWorkers(); !slices.Equal(got, workers) {
+		t.Fatalf("nginx workers %v became %v: nginx was reloaded", workers, got)
 	}
 }
