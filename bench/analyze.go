@@ -84,8 +84,9 @@ type strategyResult struct {
 type footprintStats struct {
 	footprint
 	CPUPerDeploy float64 `json:"cpu_seconds_per_deployment"`
-	// CPUPer1kRequests is the phase's CPU seconds per 1,000 requests of
-	// the load, deploys included (in reload mode it is all deploy work).
+	// CPUPer1kRequests is the phase's CPU seconds of deployd's processes
+	// (the daemon, and switchd in switch mode) per 1,000 requests of the
+	// load, deploys included (in reload mode it is all deploy work).
 	CPUPer1kRequests float64 `json:"cpu_seconds_per_1k_requests"`
 	StatusAPI        dist    `json:"status_api_latency"`
 }
@@ -182,8 +183,15 @@ func analyzePhase(p *phase) strategyResult {
 		if fp.Deployments > 0 {
 			fs.CPUPerDeploy = fp.CPUSeconds / float64(fp.Deployments)
 		}
-		if len(p.Records) > 0 {
-			fs.CPUPer1kRequests = fp.CPUSeconds * 1000 / float64(len(p.Records))
+		if fp.Switchd != nil {
+			sd := *fp.Switchd
+			fs.Switchd = &sd
+		}
+		if n := len(p.Records); n > 0 {
+			fs.CPUPer1kRequests = fp.CPUSeconds * 1000 / float64(n)
+			for _, pc := range fs.procs() {
+				pc.CPUPer1kRequests = pc.CPUSeconds * 1000 / float64(n)
+			}
 		}
 		r.Footprint = fs
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,12 +13,15 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/deployd/deployd/internal/lab"
 )
 
 // TestBenchShort runs the whole benchmark, every strategy under both
 // loads, with K=1 and short cycles, so the harness cannot rot. It asserts
 // that the harness works, never on timings: setup succeeds, every phase
-// records requests, both deployds report their footprint, the switch's
+// records requests, both deployds report their footprint (switchd's too in
+// switch mode) and no switchd outlives the run, the switch's
 // goals are evaluated, the JSON and SVG are written, and recreate shows
 // failures (if it did not, the harness would be blind to downtime).
 func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
@@ -34,7 +38,17 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts.Service = "zt" + svc
-	t.Cleanup(func() { removeLeftovers(t, opts.Service) })
+	// Not t.TempDir: switchd's control socket under it would pass the
+	// 108-byte limit of a Unix socket path.
+	if opts.TempDir, err = os.MkdirTemp("", "zb"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		removeLeftovers(t, opts.Service, opts.TempDir)
+		if err := os.RemoveAll(opts.TempDir); err != nil {
+			t.Errorf("remove temp dir: %v", err)
+		}
+	})
 
 	log, _ := logtest.NewNullLogger()
 	log.SetLevel(logrus.WarnLevel)
@@ -47,6 +61,9 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 			t.Fatalf("%v (CI=true, so this is a failure, not a skip)", err)
 		}
 		t.Skipf("%v; skipping (with CI=true this fails)", err)
+	}
+	if left := switchdsUnder(opts.TempDir); len(left) > 0 {
+		t.Errorf("switchd processes %v outlive the run (err %v): the bench must stop them", left, err)
 	}
 	if err != nil {
 		t.Fatalf("run: %v", err)
@@ -71,6 +88,16 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 		}
 		if (s.Name == strategyDeployd || s.Name == strategyDeploydSwitch) && s.Footprint == nil {
 			t.Errorf("%s (%s): no footprint recorded", s.Name, s.Load)
+		}
+		if f := s.Footprint; s.Name == strategyDeploydSwitch && f != nil {
+			if f.Switchd == nil || f.Switchd.PID == 0 || f.Switchd.CPUSeconds <= 0 || f.Switchd.PeakRSS == 0 {
+				t.Errorf("%s (%s): switchd's footprint = %+v, want its pid, CPU time and RSS", s.Name, s.Load, f.Switchd)
+			} else if f.CPUSeconds != f.Daemon.CPUSeconds+f.Switchd.CPUSeconds {
+				t.Errorf("%s (%s): CPU %.2f s, want daemon %.2f + switchd %.2f", s.Name, s.Load, f.CPUSeconds, f.Daemon.CPUSeconds, f.Switchd.CPUSeconds)
+			}
+		}
+		if f := s.Footprint; s.Name == strategyDeployd && f != nil && f.Switchd != nil {
+			t.Errorf("%s (%s): a switchd footprint in reload mode", s.Name, s.Load)
 		}
 		if s.Name == strategyDeploydSwitch && s.FirstNew.N == 0 {
 			t.Errorf("%s (%s): no switch → first new-color response measured", s.Name, s.Load)
@@ -98,16 +125,43 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 	}
 }
 
-// removeLeftovers removes the test's containers even when run failed
-// before its own teardown could.
-func removeLeftovers(t *testing.T, svc string) {
+// switchdsUnder lists the switchd processes whose command line names a
+// path under dir.
+func switchdsUnder(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(string(b), "\x00")
+		if err == nil && len(args) > 2 && args[1] == "switchd" && strings.Contains(string(b), dir+"/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// removeLeftovers stops the test's switchds and removes its containers
+// even when run failed before its own teardown could.
+func removeLeftovers(t *testing.T, svc, tmp string) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	// StopSwitchd stops every switchd whose command line names a path
+	// under the data dir's parent: here, tmp.
+	if err := lab.StopSwitchd(ctx, filepath.Join(tmp, "data"), switchdStopLimit); err != nil {
+		t.Errorf("cleanup: stop switchd: %v", err)
+	}
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return // no engine: nothing can be left over
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
 	for _, s := range []string{svc, svc + "sw", svc + "rc"} {
 		if err := removeServiceContainers(ctx, cli, s); err != nil {
 			t.Errorf("cleanup: %v", err)

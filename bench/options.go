@@ -52,6 +52,9 @@ type options struct {
 	// Service names deployd's service; the recreate strategy's container
 	// is Service+"rc". Empty means a random name.
 	Service string `json:"-"`
+	// TempDir is where the run's temp directory is made; empty means
+	// os.TempDir(). (Unix socket paths under it must stay short.)
+	TempDir string `json:"-"`
 	// Race builds deployd with the race detector (slow; off by default).
 	Race bool `json:"race"`
 }

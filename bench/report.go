@@ -90,7 +90,8 @@ func printTable(out io.Writer, res *result) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx; vs reload path = RPS ratio, p50 difference, against deployd in reload mode under the same load.")
+	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx; vs reload path = RPS ratio, p50 difference, against deployd in reload mode under the same load;")
+	fmt.Fprintln(out, "deployd CPU and RSS = the daemon's, plus switchd's in switch mode (RSS: sum of readings taken together).")
 	for _, s := range res.Strategies {
 		name := s.Name + " (" + s.Load + ")"
 		if s.Name == strategyRecreate && s.Downtime.N > 0 {
@@ -110,6 +111,9 @@ func printTable(out io.Writer, res *result) {
 				name, s.Overhead.P50, s.OverheadNoDrain.P50, drainText(s.Switches), mib(f.IdleRSS), mib(f.PeakRSS))
 			fmt.Fprintf(out, "    CPU %.2f s in the phase, %.4f s per 1,000 requests, %.3f s per deployment (%d); GET /api/v1/services/{name} during deploys p50 %.2f ms, p99 %.2f ms (%d calls, %d errors)\n",
 				f.CPUSeconds, f.CPUPer1kRequests, f.CPUPerDeploy, f.Deployments, f.StatusAPI.P50, f.StatusAPI.P99, f.StatusAPI.N, f.StatusErrs)
+			if f.Switchd != nil {
+				fmt.Fprintf(out, "    of which daemon %s; switchd %s\n", procText(f.Daemon), procText(*f.Switchd))
+			}
 		}
 	}
 	if len(res.Goals) > 0 {
@@ -157,6 +161,12 @@ func cpuText(f *footprintStats) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.4f", f.CPUPer1kRequests)
+}
+
+// procText is one process's share of a footprint.
+func procText(p procCost) string {
+	return fmt.Sprintf("(pid %d) CPU %.2f s, %.4f s per 1,000 requests, RSS idle %.1f MiB, peak %.1f MiB",
+		p.PID, p.CPUSeconds, p.CPUPer1kRequests, mib(p.IdleRSS), mib(p.PeakRSS))
 }
 
 func rssText(f *footprintStats) string {

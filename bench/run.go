@@ -68,19 +68,6 @@ type phase struct {
 	LoadAvg [2]float64
 }
 
-// footprint is deployd's own cost during its phase.
-type footprint struct {
-	// IdleRSS is read before the phase's load starts; PeakRSS is the
-	// highest reading under load, deploys included.
-	IdleRSS int64 `json:"idle_rss_bytes"`
-	PeakRSS int64 `json:"peak_rss_bytes"`
-	// CPUSeconds is deployd's user+system time over the whole phase.
-	CPUSeconds  float64   `json:"cpu_seconds"`
-	Deployments int       `json:"deployments"`
-	StatusLatMs []float64 `json:"-"`
-	StatusErrs  int       `json:"status_errors"`
-}
-
 // world is what the setup built and the teardown removes.
 type world struct {
 	opts    options
@@ -89,6 +76,8 @@ type world struct {
 	ng      *lab.Nginx
 	d       *daemon // traffic.mode reload
 	sw      *daemon // traffic.mode switch; nil unless its strategy runs
+	swData  string  // sw's data dir, set before sw starts: teardown stops its switchd
+	bin     string  // the deployd binary
 	svc     string  // d's service
 	swSvc   string  // sw's service
 	rcSvc   string  // the recreate strategy's upstream and container label
@@ -157,7 +146,7 @@ func (w *world) setup(ctx context.Context) error {
 		return fmt.Errorf("%w: docker engine at %s does not answer: %w", errUnavailable, cli.DaemonHost(), err)
 	}
 
-	if w.tmp, err = os.MkdirTemp("", "deployd-bench-"); err != nil {
+	if w.tmp, err = os.MkdirTemp(w.opts.TempDir, "deployd-bench-"); err != nil {
 		return fmt.Errorf("temp dir: %w", err)
 	}
 	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
@@ -167,14 +156,13 @@ func (w *world) setup(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("building deployd and the demo images")
-	var bin string
 	var binErr error
 	var wg sync.WaitGroup
 	if w.opts.has(strategyDeployd) || w.opts.has(strategyDeploydSwitch) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bin, binErr = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race)
+			w.bin, binErr = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race)
 		}()
 	}
 	app, err := lab.BuildDemoApp(bctx)
@@ -210,16 +198,16 @@ func (w *world) setup(ctx context.Context) error {
 
 	// Every strategy but recreate sends its load to deployd's service, so
 	// deployd always runs; it is idle outside its own phase.
-	if bin == "" {
-		if bin, err = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race); err != nil {
+	if w.bin == "" {
+		if w.bin, err = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race); err != nil {
 			return err
 		}
 	}
-	if w.d, err = w.startDeployd(ctx, bin, w.svc, config.TrafficModeReload); err != nil {
+	if w.d, err = w.startDeployd(ctx, w.svc, config.TrafficModeReload); err != nil {
 		return err
 	}
 	if w.opts.has(strategyDeploydSwitch) {
-		if w.sw, err = w.startDeployd(ctx, bin, w.swSvc, config.TrafficModeSwitch); err != nil {
+		if w.sw, err = w.startDeployd(ctx, w.swSvc, config.TrafficModeSwitch); err != nil {
 			return err
 		}
 	}
@@ -232,23 +220,37 @@ func (w *world) setup(ctx context.Context) error {
 }
 
 // startDeployd starts a deployd in its own directory under w.tmp, serving
-// svc in the given traffic mode, and deploys v1 (blue) through it.
-func (w *world) startDeployd(ctx context.Context, bin, svc, mode string) (*daemon, error) {
+// svc in the given traffic mode, and deploys v1 (blue) through it. In
+// switch mode it also waits for switchd's pid file.
+func (w *world) startDeployd(ctx context.Context, svc, mode string) (*daemon, error) {
 	dir := filepath.Join(w.tmp, "deployd-"+mode)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("deployd dir: %w", err)
 	}
-	conf, err := writeDaemonConfig(dir, svc, w.ng, mode)
+	spec := daemon{
+		svc: svc, logPath: filepath.Join(dir, "deployd.log"),
+		bin: w.bin, dataDir: filepath.Join(dir, "data"), switchMode: mode == config.TrafficModeSwitch,
+	}
+	conf, err := writeDaemonConfig(dir, spec.dataDir, svc, w.ng, mode)
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(ctx, bin, conf, svc, filepath.Join(dir, "deployd.log"))
+	spec.config = conf
+	if spec.switchMode {
+		// The daemon starts switchd detached, and it outlives the daemon:
+		// from here on teardown stops it, whatever fails next.
+		w.swData = spec.dataDir
+	}
+	d, err := startDaemon(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	id, err := d.deploy(ctx, "v1")
 	if err == nil {
 		_, err = d.waitSucceeded(ctx, id)
+	}
+	if err == nil && d.switchMode {
+		_, err = d.switchdPID(ctx, 0)
 	}
 	if err != nil {
 		err = fmt.Errorf("first deploy (traffic.mode %s): %w\ndeployd log:\n%s", mode, err, d.logTail())
@@ -260,7 +262,8 @@ func (w *world) startDeployd(ctx context.Context, bin, svc, mode string) (*daemo
 	return d, nil
 }
 
-// teardown stops deployd, removes every container of the run and stops
+// teardown stops deployd and then its switchd (a daemon still running
+// would start switchd again), removes every container of the run and stops
 // nginx, each with its own deadline so one failure does not skip the rest.
 func (w *world) teardown() {
 	for _, d := range []*daemon{w.d, w.sw} {
@@ -270,6 +273,13 @@ func (w *world) teardown() {
 		if err := d.Stop(); err != nil {
 			w.log.WithError(err).Warn("stop deployd")
 		}
+	}
+	if w.swData != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*switchdStopLimit)
+		if err := lab.StopSwitchd(ctx, w.swData, switchdStopLimit); err != nil {
+			w.log.WithError(err).Warn("stop switchd")
+		}
+		cancel()
 	}
 	if w.cli != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
