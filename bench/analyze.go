@@ -20,6 +20,9 @@ type result struct {
 	Options    options          `json:"options"`
 	Machine    machine          `json:"machine"`
 	Strategies []strategyResult `json:"strategies"`
+	// Resilience is the resilience strategy's events, per load, traffic
+	// mode and event kind; its phases are also in Strategies, by name.
+	Resilience []resilienceResult `json:"resilience,omitempty"`
 	// Goals are issue 12's goals for the switch, per load, as measured.
 	Goals []goal `json:"goals,omitempty"`
 }
@@ -103,6 +106,9 @@ func analyze(opts options, phases []*phase) *result {
 	res := &result{Options: opts}
 	for _, p := range phases {
 		res.Strategies = append(res.Strategies, analyzePhase(p))
+		if isResilience(p.Strategy) {
+			res.Resilience = append(res.Resilience, analyzeResilience(p)...)
+		}
 	}
 	compare(res)
 	return res
@@ -115,8 +121,7 @@ func analyzePhase(p *phase) strategyResult {
 	}
 	r.Failures = countFailures(p.Records, p.Switches)
 
-	recs := slices.Clone(p.Records)
-	slices.SortFunc(recs, func(a, b record) int { return cmpInt64(a.done(), b.done()) })
+	recs := sortedByDone(p.Records)
 
 	var firstNew, lastOld, lastOldEnd, depTotal, rbTotal []float64
 	steps := map[string]map[string][]float64{}
@@ -197,6 +202,13 @@ func analyzePhase(p *phase) strategyResult {
 	}
 	r.Timeline = timeline(p.Records, p.Duration)
 	return r
+}
+
+// sortedByDone is a copy of recs sorted by completion time.
+func sortedByDone(recs []record) []record {
+	s := slices.Clone(recs)
+	slices.SortFunc(s, func(a, b record) int { return cmpInt64(a.done(), b.done()) })
+	return s
 }
 
 func cmpInt64(a, b int64) int {

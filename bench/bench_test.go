@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,17 +15,20 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/deployd/deployd/internal/config"
 	"github.com/deployd/deployd/internal/lab"
 )
 
 // TestBenchShort runs the whole benchmark, every strategy under both
-// loads, with K=1 and short cycles, so the harness cannot rot. It asserts
-// that the harness works, never on timings: setup succeeds, every phase
-// records requests, both deployds report their footprint (switchd's too in
-// switch mode) and no switchd outlives the run, the switch's
-// goals are evaluated, the JSON and SVG are written, and recreate shows
-// failures (if it did not, the harness would be blind to downtime).
-func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
+// loads, with K=1, short cycles and each resilience event once, so the
+// harness cannot rot. It asserts that the harness works, never on timings:
+// setup succeeds, every phase records requests, both deployds report their
+// footprint (switchd's too in switch mode), every resilience event
+// replaces the process it acts on (and a daemon's restart leaves switchd
+// alone), no switchd outlives the run, the goals are evaluated, the JSON
+// and SVG are written, and recreate and the kill -9 of switchd show
+// failures (if they did not, the harness would be blind to downtime).
+func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 	opts := defaultOptions()
 	opts.K = 1
 	opts.C = 4
@@ -33,6 +37,7 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 	opts.Name = "short"
 	opts.OutDir = t.TempDir()
 	opts.MaxRecords = 2_000_000
+	opts.ResilienceN = 1
 	svc, err := randomHex(4)
 	if err != nil {
 		t.Fatal(err)
@@ -70,10 +75,25 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 	}
 	t.Logf("table:\n%s", table.String())
 
-	if got, want := len(res.Strategies), len(opts.Strategies)*len(opts.Loads); got != want {
-		t.Fatalf("strategies × loads = %d, want %d", got, want)
+	// Resilience runs two phases per load, one per traffic mode.
+	if got, want := len(res.Strategies), (len(opts.Strategies)+1)*len(opts.Loads); got != want {
+		t.Fatalf("phases = %d, want %d (strategies × loads, resilience twice)", got, want)
 	}
 	for _, s := range res.Strategies {
+		if isResilience(s.Name) {
+			if s.Requests == 0 {
+				t.Errorf("%s (%s): requests = 0, want some", s.Name, s.Load)
+			}
+			for _, ev := range s.Switches {
+				if ev.PIDBefore == 0 || ev.PIDAfter == 0 || ev.PIDBefore == ev.PIDAfter || ev.End <= ev.Start {
+					t.Errorf("%s (%s): event %+v, want a process replaced by another after the signal", s.Name, s.Load, ev)
+				}
+				if ev.SwitchdBefore != ev.SwitchdAfter {
+					t.Errorf("%s (%s): %s changed switchd's pid %d to %d, want the daemon's restart to leave it alone", s.Name, s.Load, ev.Label, ev.SwitchdBefore, ev.SwitchdAfter)
+				}
+			}
+			continue
+		}
 		if s.Name == strategyDeploydSwitch && s.VsReloadPath == nil {
 			t.Errorf("%s (%s): no comparison with the reload path", s.Name, s.Load)
 		}
@@ -106,6 +126,25 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 			t.Errorf("%s (%s): failed GETs in a POST-only load", s.Name, s.Load)
 		}
 	}
+	wantEvents := map[string]int{}
+	for _, l := range opts.Loads {
+		for _, e := range switchEvents {
+			wantEvents[l+" "+config.TrafficModeSwitch+" "+e] = 1
+		}
+		for _, e := range reloadEvents {
+			wantEvents[l+" "+config.TrafficModeReload+" "+e] = 1
+		}
+	}
+	gotEvents := map[string]int{}
+	for _, r := range res.Resilience {
+		gotEvents[r.Load+" "+r.Mode+" "+r.Event] = r.N
+		if r.Mode == config.TrafficModeSwitch && (r.Event == eventKillSwitchd || r.Event == eventKillSwitchdChild) && r.FailedGET+r.FailedPOST == 0 {
+			t.Errorf("%s: kill -9 of switchd failed no request, want some: the harness does not see its outage", r.Load)
+		}
+	}
+	if !maps.Equal(gotEvents, wantEvents) {
+		t.Errorf("resilience events = %v, want %v", gotEvents, wantEvents)
+	}
 	if got, want := len(res.Goals), 5*len(opts.Loads); got != want {
 		t.Errorf("goals = %d, want %d (5 per load)", got, want)
 	}
@@ -118,7 +157,7 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 			t.Errorf("result %s is empty", p)
 		}
 	}
-	for _, name := range []string{strategyRecreate, strategyDeploydSwitch, "load " + loadPOST} {
+	for _, name := range []string{strategyRecreate, strategyDeploydSwitch, "load " + loadPOST, eventUpgradeSwitchd} {
 		if !strings.Contains(table.String(), name) {
 			t.Errorf("table does not name %q:\n%s", name, table.String())
 		}

@@ -95,6 +95,12 @@ func startDaemon(ctx context.Context, d daemon) (*daemon, error) {
 	return &d, nil
 }
 
+// again starts the next deployd from d's binary, configuration and data
+// dir, once d has ended, and waits until it is healthy.
+func (d *daemon) again(ctx context.Context) (*daemon, error) {
+	return startDaemon(ctx, *d)
+}
+
 // switchdPIDLimit bounds the wait for switchd's pid file.
 const switchdPIDLimit = 15 * time.Second
 
@@ -259,6 +265,28 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("parse utime/stime in /proc/%d/stat", pid)
 	}
 	return float64(ut+st) / clockTicks, nil
+}
+
+// parentPID reads a process's parent from /proc/<pid>/stat.
+func parentPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	// After the command name's last ')': state (field 3), ppid (field 4).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, fmt.Errorf("parse ppid in /proc/%d/stat: %w", pid, err)
+	}
+	return ppid, nil
 }
 
 // loadAverage is the machine's 1-minute load average, or -1 when

@@ -54,7 +54,9 @@ func compare(res *result) {
 	for i := range res.Strategies {
 		s := &res.Strategies[i]
 		ref := reference(res, s.Load)
-		if ref == nil || ref == s || ref.RPS == 0 {
+		// Resilience phases are not a way of switching: their throughput
+		// under crashes compares with nothing.
+		if ref == nil || ref == s || ref.RPS == 0 || isResilience(s.Name) {
 			continue
 		}
 		s.VsReloadPath = &comparison{

@@ -51,7 +51,7 @@ func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon
 		wg.Wait()
 	}()
 
-	p, err := w.runPhase(ctx, strategy, load, w.serviceURL(d.svc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+	p, err := w.runPhase(ctx, strategy, load, w.serviceURL(d.svc), 2*w.opts.K, func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		// The status poller runs from the first switch to the last.
 		pollOnce.Do(func() {
 			wg.Add(1)
@@ -252,7 +252,7 @@ func (w *world) runRecreateContainer(ctx context.Context, tag string, color uint
 // runRecreate stops and removes the running container and starts the
 // other version on the same port, 2K times.
 func (w *world) runRecreate(ctx context.Context, load string) (*phase, error) {
-	return w.runPhase(ctx, strategyRecreate, load, w.serviceURL(w.rcSvc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+	return w.runPhase(ctx, strategyRecreate, load, w.serviceURL(w.rcSvc), 2*w.opts.K, func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		from := w.rcColor
 		to, tag := colorGreen, "v2"
 		if from == colorGreen {
@@ -286,7 +286,7 @@ func (w *world) runRecreate(ctx context.Context, load string) (*phase, error) {
 // the load on deployd's reload-mode service: nginx talks to its containers
 // directly.
 func (w *world) runReload(ctx context.Context, load string) (*phase, error) {
-	return w.runPhase(ctx, strategyReload, load, w.serviceURL(w.svc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+	return w.runPhase(ctx, strategyReload, load, w.serviceURL(w.svc), 2*w.opts.K, func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		ev := switchEvent{Label: "reload", Call: int64(time.Since(start))}
 		ev.Start = ev.Call
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
