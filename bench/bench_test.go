@@ -145,8 +145,9 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 	if !maps.Equal(gotEvents, wantEvents) {
 		t.Errorf("resilience events = %v, want %v", gotEvents, wantEvents)
 	}
-	if got, want := len(res.Goals), 5*len(opts.Loads); got != want {
-		t.Errorf("goals = %d, want %d (5 per load)", got, want)
+	// 5 of the switch, 5 of resilience in switch mode.
+	if got, want := len(res.Goals), 10*len(opts.Loads); got != want {
+		t.Errorf("goals = %d, want %d (10 per load)", got, want)
 	}
 	for _, ext := range []string{".json", ".svg"} {
 		p := filepath.Join(opts.OutDir, opts.Name+ext)

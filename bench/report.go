@@ -126,10 +126,13 @@ func printTable(out io.Writer, res *result) {
 	}
 	printResilience(out, res)
 	if len(res.Goals) > 0 {
-		fmt.Fprintln(out, "\ngoals of the switch (deployd-switch):")
+		fmt.Fprintln(out, "\ngoals of the switch (deployd-switch, and resilience in switch mode):")
 		for _, g := range res.Goals {
 			verdict := "MISSED"
-			if g.Met {
+			switch {
+			case g.ReportOnly:
+				verdict = "report"
+			case g.Met:
 				verdict = "met"
 			}
 			fmt.Fprintf(out, "  %-6s %s, %s: want %s; got %s\n", verdict, g.Load, g.Name, g.Want, g.Got)
