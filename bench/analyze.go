@@ -20,6 +20,9 @@ type result struct {
 	Options    options          `json:"options"`
 	Machine    machine          `json:"machine"`
 	Strategies []strategyResult `json:"strategies"`
+	// Resilience is the resilience strategy's events, per load, traffic
+	// mode and event kind; its phases are also in Strategies, by name.
+	Resilience []resilienceResult `json:"resilience,omitempty"`
 	// Goals are issue 12's goals for the switch, per load, as measured.
 	Goals []goal `json:"goals,omitempty"`
 }
@@ -84,8 +87,9 @@ type strategyResult struct {
 type footprintStats struct {
 	footprint
 	CPUPerDeploy float64 `json:"cpu_seconds_per_deployment"`
-	// CPUPer1kRequests is the phase's CPU seconds per 1,000 requests of
-	// the load, deploys included (in reload mode it is all deploy work).
+	// CPUPer1kRequests is the phase's CPU seconds of deployd's processes
+	// (the daemon, and switchd in switch mode) per 1,000 requests of the
+	// load, deploys included (in reload mode it is all deploy work).
 	CPUPer1kRequests float64 `json:"cpu_seconds_per_1k_requests"`
 	StatusAPI        dist    `json:"status_api_latency"`
 }
@@ -102,6 +106,9 @@ func analyze(opts options, phases []*phase) *result {
 	res := &result{Options: opts}
 	for _, p := range phases {
 		res.Strategies = append(res.Strategies, analyzePhase(p))
+		if isResilience(p.Strategy) {
+			res.Resilience = append(res.Resilience, analyzeResilience(p)...)
+		}
 	}
 	compare(res)
 	return res
@@ -114,8 +121,7 @@ func analyzePhase(p *phase) strategyResult {
 	}
 	r.Failures = countFailures(p.Records, p.Switches)
 
-	recs := slices.Clone(p.Records)
-	slices.SortFunc(recs, func(a, b record) int { return cmpInt64(a.done(), b.done()) })
+	recs := sortedByDone(p.Records)
 
 	var firstNew, lastOld, lastOldEnd, depTotal, rbTotal []float64
 	steps := map[string]map[string][]float64{}
@@ -182,13 +188,27 @@ func analyzePhase(p *phase) strategyResult {
 		if fp.Deployments > 0 {
 			fs.CPUPerDeploy = fp.CPUSeconds / float64(fp.Deployments)
 		}
-		if len(p.Records) > 0 {
-			fs.CPUPer1kRequests = fp.CPUSeconds * 1000 / float64(len(p.Records))
+		if fp.Switchd != nil {
+			sd := *fp.Switchd
+			fs.Switchd = &sd
+		}
+		if n := len(p.Records); n > 0 {
+			fs.CPUPer1kRequests = fp.CPUSeconds * 1000 / float64(n)
+			for _, pc := range fs.procs() {
+				pc.CPUPer1kRequests = pc.CPUSeconds * 1000 / float64(n)
+			}
 		}
 		r.Footprint = fs
 	}
 	r.Timeline = timeline(p.Records, p.Duration)
 	return r
+}
+
+// sortedByDone is a copy of recs sorted by completion time.
+func sortedByDone(recs []record) []record {
+	s := slices.Clone(recs)
+	slices.SortFunc(s, func(a, b record) int { return cmpInt64(a.done(), b.done()) })
+	return s
 }
 
 func cmpInt64(a, b int64) int {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,15 +14,21 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/deployd/deployd/internal/config"
+	"github.com/deployd/deployd/internal/lab"
 )
 
 // TestBenchShort runs the whole benchmark, every strategy under both
-// loads, with K=1 and short cycles, so the harness cannot rot. It asserts
-// that the harness works, never on timings: setup succeeds, every phase
-// records requests, both deployds report their footprint, the switch's
-// goals are evaluated, the JSON and SVG are written, and recreate shows
-// failures (if it did not, the harness would be blind to downtime).
-func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
+// loads, with K=1, short cycles and each resilience event once, so the
+// harness cannot rot. It asserts that the harness works, never on timings:
+// setup succeeds, every phase records requests, both deployds report their
+// footprint (switchd's too in switch mode), every resilience event
+// replaces the process it acts on (and a daemon's restart leaves switchd
+// alone), no switchd outlives the run, the goals are evaluated, the JSON
+// and SVG are written, and recreate and the kill -9 of switchd show
+// failures (if they did not, the harness would be blind to downtime).
+func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 	opts := defaultOptions()
 	opts.K = 1
 	opts.C = 4
@@ -29,12 +37,23 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 	opts.Name = "short"
 	opts.OutDir = t.TempDir()
 	opts.MaxRecords = 2_000_000
+	opts.ResilienceN = 1
 	svc, err := randomHex(4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Service = "zt" + svc
-	t.Cleanup(func() { removeLeftovers(t, opts.Service) })
+	// Not t.TempDir: switchd's control socket under it would pass the
+	// 108-byte limit of a Unix socket path.
+	if opts.TempDir, err = os.MkdirTemp("", "zb"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		removeLeftovers(t, opts.Service, opts.TempDir)
+		if err := os.RemoveAll(opts.TempDir); err != nil {
+			t.Errorf("remove temp dir: %v", err)
+		}
+	})
 
 	log, _ := logtest.NewNullLogger()
 	log.SetLevel(logrus.WarnLevel)
@@ -48,15 +67,33 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 		}
 		t.Skipf("%v; skipping (with CI=true this fails)", err)
 	}
+	if left := switchdsUnder(opts.TempDir); len(left) > 0 {
+		t.Errorf("switchd processes %v outlive the run (err %v): the bench must stop them", left, err)
+	}
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	t.Logf("table:\n%s", table.String())
 
-	if got, want := len(res.Strategies), len(opts.Strategies)*len(opts.Loads); got != want {
-		t.Fatalf("strategies × loads = %d, want %d", got, want)
+	// Resilience runs two phases per load, one per traffic mode.
+	if got, want := len(res.Strategies), (len(opts.Strategies)+1)*len(opts.Loads); got != want {
+		t.Fatalf("phases = %d, want %d (strategies × loads, resilience twice)", got, want)
 	}
 	for _, s := range res.Strategies {
+		if isResilience(s.Name) {
+			if s.Requests == 0 {
+				t.Errorf("%s (%s): requests = 0, want some", s.Name, s.Load)
+			}
+			for _, ev := range s.Switches {
+				if ev.PIDBefore == 0 || ev.PIDAfter == 0 || ev.PIDBefore == ev.PIDAfter || ev.End <= ev.Start {
+					t.Errorf("%s (%s): event %+v, want a process replaced by another after the signal", s.Name, s.Load, ev)
+				}
+				if ev.SwitchdBefore != ev.SwitchdAfter {
+					t.Errorf("%s (%s): %s changed switchd's pid %d to %d, want the daemon's restart to leave it alone", s.Name, s.Load, ev.Label, ev.SwitchdBefore, ev.SwitchdAfter)
+				}
+			}
+			continue
+		}
 		if s.Name == strategyDeploydSwitch && s.VsReloadPath == nil {
 			t.Errorf("%s (%s): no comparison with the reload path", s.Name, s.Load)
 		}
@@ -72,6 +109,16 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 		if (s.Name == strategyDeployd || s.Name == strategyDeploydSwitch) && s.Footprint == nil {
 			t.Errorf("%s (%s): no footprint recorded", s.Name, s.Load)
 		}
+		if f := s.Footprint; s.Name == strategyDeploydSwitch && f != nil {
+			if f.Switchd == nil || f.Switchd.PID == 0 || f.Switchd.CPUSeconds <= 0 || f.Switchd.PeakRSS == 0 {
+				t.Errorf("%s (%s): switchd's footprint = %+v, want its pid, CPU time and RSS", s.Name, s.Load, f.Switchd)
+			} else if f.CPUSeconds != f.Daemon.CPUSeconds+f.Switchd.CPUSeconds {
+				t.Errorf("%s (%s): CPU %.2f s, want daemon %.2f + switchd %.2f", s.Name, s.Load, f.CPUSeconds, f.Daemon.CPUSeconds, f.Switchd.CPUSeconds)
+			}
+		}
+		if f := s.Footprint; s.Name == strategyDeployd && f != nil && f.Switchd != nil {
+			t.Errorf("%s (%s): a switchd footprint in reload mode", s.Name, s.Load)
+		}
 		if s.Name == strategyDeploydSwitch && s.FirstNew.N == 0 {
 			t.Errorf("%s (%s): no switch → first new-color response measured", s.Name, s.Load)
 		}
@@ -79,8 +126,28 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 			t.Errorf("%s (%s): failed GETs in a POST-only load", s.Name, s.Load)
 		}
 	}
-	if got, want := len(res.Goals), 5*len(opts.Loads); got != want {
-		t.Errorf("goals = %d, want %d (5 per load)", got, want)
+	wantEvents := map[string]int{}
+	for _, l := range opts.Loads {
+		for _, e := range switchEvents {
+			wantEvents[l+" "+config.TrafficModeSwitch+" "+e] = 1
+		}
+		for _, e := range reloadEvents {
+			wantEvents[l+" "+config.TrafficModeReload+" "+e] = 1
+		}
+	}
+	gotEvents := map[string]int{}
+	for _, r := range res.Resilience {
+		gotEvents[r.Load+" "+r.Mode+" "+r.Event] = r.N
+		if r.Mode == config.TrafficModeSwitch && (r.Event == eventKillSwitchd || r.Event == eventKillSwitchdChild) && r.FailedGET+r.FailedPOST == 0 {
+			t.Errorf("%s: kill -9 of switchd failed no request, want some: the harness does not see its outage", r.Load)
+		}
+	}
+	if !maps.Equal(gotEvents, wantEvents) {
+		t.Errorf("resilience events = %v, want %v", gotEvents, wantEvents)
+	}
+	// 5 of the switch, 5 of resilience in switch mode.
+	if got, want := len(res.Goals), 10*len(opts.Loads); got != want {
+		t.Errorf("goals = %d, want %d (10 per load)", got, want)
 	}
 	for _, ext := range []string{".json", ".svg"} {
 		p := filepath.Join(opts.OutDir, opts.Name+ext)
@@ -91,23 +158,50 @@ func TestBenchShort_HarnessRunsAndCatchesRecreateDowntime(t *testing.T) {
 			t.Errorf("result %s is empty", p)
 		}
 	}
-	for _, name := range []string{strategyRecreate, strategyDeploydSwitch, "load " + loadPOST} {
+	for _, name := range []string{strategyRecreate, strategyDeploydSwitch, "load " + loadPOST, eventUpgradeSwitchd} {
 		if !strings.Contains(table.String(), name) {
 			t.Errorf("table does not name %q:\n%s", name, table.String())
 		}
 	}
 }
 
-// removeLeftovers removes the test's containers even when run failed
-// before its own teardown could.
-func removeLeftovers(t *testing.T, svc string) {
+// switchdsUnder lists the switchd processes whose command line names a
+// path under dir.
+func switchdsUnder(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(string(b), "\x00")
+		if err == nil && len(args) > 2 && args[1] == "switchd" && strings.Contains(string(b), dir+"/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// removeLeftovers stops the test's switchds and removes its containers
+// even when run failed before its own teardown could.
+func removeLeftovers(t *testing.T, svc, tmp string) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	// StopSwitchd stops every switchd whose command line names a path
+	// under the data dir's parent: here, tmp.
+	if err := lab.StopSwitchd(ctx, filepath.Join(tmp, "data"), switchdStopLimit); err != nil {
+		t.Errorf("cleanup: stop switchd: %v", err)
+	}
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return // no engine: nothing can be left over
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
 	for _, s := range []string{svc, svc + "sw", svc + "rc"} {
 		if err := removeServiceContainers(ctx, cli, s); err != nil {
 			t.Errorf("cleanup: %v", err)

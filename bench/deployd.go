@@ -20,10 +20,13 @@ import (
 )
 
 const (
-	tokenEnv          = "DEPLOYD_BENCH_TOKEN"
-	repository        = "deployd-bench-demo"
-	daemonStartLimit  = 30 * time.Second
-	daemonStopLimit   = 20 * time.Second
+	tokenEnv         = "DEPLOYD_BENCH_TOKEN"
+	repository       = "deployd-bench-demo"
+	daemonStartLimit = 30 * time.Second
+	daemonStopLimit  = 20 * time.Second
+	// switchdStopLimit is how long switchd has after SIGTERM; it closes
+	// within the daemon's shutdown_timeout (10 s).
+	switchdStopLimit  = 15 * time.Second
 	deploymentLimit   = 90 * time.Second
 	apiTimeout        = 10 * time.Second
 	deploymentPolling = 20 * time.Millisecond
@@ -43,13 +46,17 @@ type daemon struct {
 	svc     string
 	token   string
 	logPath string
+	// bin, config and dataDir are what again starts the next process with.
+	bin, config, dataDir string
+	// switchMode says that the daemon runs a switchd (traffic.mode switch).
+	switchMode bool
 }
 
 // writeDaemonConfig writes deployd's config for one service deployed from
-// repository behind ng, in traffic mode (config.TrafficMode*), and returns
-// its path.
-func writeDaemonConfig(dir, svc string, ng *lab.Nginx, mode string) (string, error) {
-	c := lab.DaemonConfig(filepath.Join(dir, "data"), ng, svc, repository,
+// repository behind ng, in traffic mode (config.TrafficMode*), with its
+// data in dataDir, and returns its path.
+func writeDaemonConfig(dir, dataDir, svc string, ng *lab.Nginx, mode string) (string, error) {
+	c := lab.DaemonConfig(dataDir, ng, svc, repository,
 		config.Token{Name: "bench", Role: config.RoleOperator, TokenEnv: tokenEnv})
 	if mode == config.TrafficModeSwitch {
 		if err := lab.UseTrafficSwitch(c); err != nil {
@@ -63,27 +70,61 @@ func writeDaemonConfig(dir, svc string, ng *lab.Nginx, mode string) (string, err
 	return path, nil
 }
 
-// startDaemon starts deployd and waits until /healthz answers. The caller
-// must call Stop.
-func startDaemon(ctx context.Context, bin, config, svc, logPath string) (*daemon, error) {
+// startDaemon starts deployd with d's binary and configuration (d's
+// Daemon is ignored) and waits until /healthz answers. It appends to d's
+// log, so that a restarted daemon's log follows its predecessor's. The
+// caller must call Stop.
+func startDaemon(ctx context.Context, d daemon) (*daemon, error) {
 	token, err := randomHex(24)
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(d.logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("deployd log: %w", err)
 	}
 	defer logf.Close() // the child has its own copy
-	d := &daemon{svc: svc, token: token, logPath: logPath}
+	d.token = token
 	d.Daemon, err = lab.StartDaemon(ctx, lab.DaemonOptions{
-		Bin: bin, Config: config, Env: []string{tokenEnv + "=" + token},
+		Bin: d.bin, Config: d.config, Env: []string{tokenEnv + "=" + token},
 		Output: logf, StopTimeout: daemonStopLimit,
 	}, daemonStartLimit)
 	if err != nil {
 		return nil, fmt.Errorf("%w:\n%s", err, d.logTail())
 	}
-	return d, nil
+	return &d, nil
+}
+
+// again starts the next deployd from d's binary, configuration and data
+// dir, once d has ended, and waits until it is healthy.
+func (d *daemon) again(ctx context.Context) (*daemon, error) {
+	return startDaemon(ctx, *d)
+}
+
+// switchdPIDLimit bounds the wait for switchd's pid file.
+const switchdPIDLimit = 15 * time.Second
+
+// switchdPID waits until the pid file of d's switchd names a live switchd
+// other than not (0: any) and returns its pid. The daemon answers /healthz
+// once switchd answers on its control socket, which is a moment before
+// tableflip writes the pid file.
+func (d *daemon) switchdPID(ctx context.Context, not int) (int, error) {
+	deadline := time.Now().Add(switchdPIDLimit)
+	for {
+		pid, err := lab.SwitchdPID(d.dataDir)
+		if err != nil {
+			return 0, err
+		}
+		if pid != 0 && pid != not {
+			return pid, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("no switchd other than pid %d in %s after %s", not, filepath.Join(d.dataDir, "switchd.pid"), switchdPIDLimit)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return 0, fmt.Errorf("wait for switchd's pid: %w", err)
+		}
+	}
 }
 
 // logTail is the end of deployd's log, with the token scrubbed.
@@ -224,6 +265,28 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("parse utime/stime in /proc/%d/stat", pid)
 	}
 	return float64(ut+st) / clockTicks, nil
+}
+
+// parentPID reads a process's parent from /proc/<pid>/stat.
+func parentPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	// After the command name's last ')': state (field 3), ppid (field 4).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, fmt.Errorf("parse ppid in /proc/%d/stat: %w", pid, err)
+	}
+	return ppid, nil
 }
 
 // loadAverage is the machine's 1-minute load average, or -1 when

@@ -11,7 +11,12 @@
 //   - recreate: stop, remove and start the app's one container on the same
 //     port, like `docker compose up -d` of a new image;
 //   - reload: no change at all, only `nginx -s reload` at the same cadence,
-//     the floor any reload-based switch pays.
+//     the floor any reload-based switch pays;
+//   - resilience: no switch, but crashes and upgrades under the load:
+//     kill -9 and restart, and graceful restart, of the switch mode's
+//     deployd, in-place upgrade (SIGHUP) and kill -9 of its switchd, and
+//     for contrast kill -9 and restart of the reload mode's deployd, each
+//     -resilience-n times (default max(k, 3)).
 //
 // Each strategy runs under each load: mixed (1 in -post-every requests a
 // POST) and post (every request a POST, the case a reload fails).
@@ -94,7 +99,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.Settle, "settle", o.Settle, "least time after a switch ends before the next starts")
 	fs.StringVar(&o.Name, "name", o.Name, "result name: writes <out>/<name>.json and <out>/<name>.svg")
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "result directory")
-	strategies := fs.String("strategies", strings.Join(o.Strategies, ","), "comma-separated strategies to run, in order: deployd, deployd-switch, recreate, reload")
+	strategies := fs.String("strategies", strings.Join(o.Strategies, ","), "comma-separated strategies to run, in order: deployd, deployd-switch, recreate, reload, resilience")
+	fs.IntVar(&o.ResilienceN, "resilience-n", o.ResilienceN, "times the resilience strategy does each of its events per load (0: max(k, 3))")
 	loads := fs.String("loads", strings.Join(o.Loads, ","), "comma-separated loads, each runs every strategy: mixed (1 in -post-every a POST), post (every request a POST)")
 	fs.IntVar(&o.NginxWorkers, "nginx-workers", o.NginxWorkers, "nginx worker_processes")
 	fs.StringVar(&o.NginxHTTPExtra, "nginx-extra", o.NginxHTTPExtra, "raw directives added to nginx's http block, e.g. 'keepalive_timeout 5s;'")

@@ -12,6 +12,9 @@ const (
 	strategyDeploydSwitch = "deployd-switch" // traffic.mode switch
 	strategyRecreate      = "recreate"
 	strategyReload        = "reload"
+	// strategyResilience is no way of switching: it kills, restarts and
+	// upgrades deployd's processes under load (see resilience.go).
+	strategyResilience = "resilience"
 )
 
 // Load names: every strategy runs under each load asked for.
@@ -43,6 +46,9 @@ type options struct {
 	NginxWorkers   int           `json:"nginx_workers"`
 	NginxHTTPExtra string        `json:"nginx_http_extra"`
 	NginxMainExtra string        `json:"nginx_main_extra"`
+	// ResilienceN is how many times the resilience strategy does each of
+	// its events per load; 0 means max(K, 3).
+	ResilienceN int `json:"resilience_n"`
 	// Tail is how long the load keeps running after a phase's last switch.
 	Tail time.Duration `json:"tail_ns"`
 	// Settle is the least time after a switch before the next one.
@@ -52,6 +58,9 @@ type options struct {
 	// Service names deployd's service; the recreate strategy's container
 	// is Service+"rc". Empty means a random name.
 	Service string `json:"-"`
+	// TempDir is where the run's temp directory is made; empty means
+	// os.TempDir(). (Unix socket paths under it must stay short.)
+	TempDir string `json:"-"`
 	// Race builds deployd with the race detector (slow; off by default).
 	Race bool `json:"race"`
 }
@@ -64,7 +73,7 @@ func defaultOptions() options {
 		PerCycle:     fullCycle,
 		Name:         "full",
 		OutDir:       "bench/results",
-		Strategies:   []string{strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload},
+		Strategies:   []string{strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload, strategyResilience},
 		Loads:        []string{loadMixed, loadPOST},
 		NginxWorkers: 2,
 		Tail:         1500 * time.Millisecond,
@@ -87,6 +96,8 @@ func (o options) validate() error {
 		return fmt.Errorf("-post-every %d: want 0 or more", o.PostEvery)
 	case !validName.MatchString(o.Name):
 		return fmt.Errorf("-name %q: want letters, digits, dot, dash, underscore", o.Name)
+	case o.ResilienceN < 0:
+		return fmt.Errorf("-resilience-n %d: want 0 (max(k, 3)) or more", o.ResilienceN)
 	case o.Settle < 0:
 		return fmt.Errorf("-settle %s: want 0 or more", o.Settle)
 	case o.NginxWorkers < 1:
@@ -98,9 +109,9 @@ func (o options) validate() error {
 	}
 	for _, s := range o.Strategies {
 		switch s {
-		case strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload:
+		case strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload, strategyResilience:
 		default:
-			return fmt.Errorf("-strategies: unknown strategy %q (want deployd, deployd-switch, recreate, reload)", s)
+			return fmt.Errorf("-strategies: unknown strategy %q (want deployd, deployd-switch, recreate, reload, resilience)", s)
 		}
 	}
 	for _, l := range o.Loads {
@@ -120,4 +131,12 @@ func (o options) has(strategy string) bool {
 		}
 	}
 	return false
+}
+
+// resilienceN is how many times each resilience event runs per load.
+func (o options) resilienceN() int {
+	if o.ResilienceN > 0 {
+		return o.ResilienceN
+	}
+	return max(o.K, 3)
 }

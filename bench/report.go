@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -76,12 +77,16 @@ func printTable(out io.Writer, res *result) {
 	fmt.Fprintf(out, "machine: %d CPUs (%s), %.1f GiB, Linux %s, nginx %s, Docker %s\n",
 		m.CPUs, m.CPUModel, float64(m.MemoryBytes)/(1<<30), m.Kernel, m.NginxVersion, m.DockerVersion)
 
+	switches := slices.ContainsFunc(res.Strategies, func(s strategyResult) bool { return !isResilience(s.Name) })
 	for _, load := range o.Loads {
+		if !switches {
+			break
+		}
 		fmt.Fprintf(out, "\nload %s (%s):\n", load, loadText(o, load))
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 		fmt.Fprintln(tw, "strategy\tswitches\trequests\tRPS\tvs reload path\tfailed GET\tfailed POST\tlatency p50/p99 ms\tswitch→first new p50/p99/max ms\trollback p50/p99/max ms\tdeployd CPU s/1k req\tdeployd RSS idle/peak MiB\tload avg\t")
 		for _, s := range res.Strategies {
-			if s.Load != load {
+			if s.Load != load || isResilience(s.Name) {
 				continue
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%.2f / %.2f\t%s\t%s\t%s\t%s\t%.1f → %.1f\t\n", s.Name, len(s.Switches), s.Requests, s.RPS,
@@ -90,7 +95,11 @@ func printTable(out io.Writer, res *result) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx; vs reload path = RPS ratio, p50 difference, against deployd in reload mode under the same load.")
+	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx.")
+	if switches {
+		fmt.Fprintln(out, "vs reload path = RPS ratio, p50 difference, against deployd in reload mode under the same load;")
+		fmt.Fprintln(out, "deployd CPU and RSS = the daemon's, plus switchd's in switch mode (RSS: sum of readings taken together).")
+	}
 	for _, s := range res.Strategies {
 		name := s.Name + " (" + s.Load + ")"
 		if s.Name == strategyRecreate && s.Downtime.N > 0 {
@@ -110,19 +119,64 @@ func printTable(out io.Writer, res *result) {
 				name, s.Overhead.P50, s.OverheadNoDrain.P50, drainText(s.Switches), mib(f.IdleRSS), mib(f.PeakRSS))
 			fmt.Fprintf(out, "    CPU %.2f s in the phase, %.4f s per 1,000 requests, %.3f s per deployment (%d); GET /api/v1/services/{name} during deploys p50 %.2f ms, p99 %.2f ms (%d calls, %d errors)\n",
 				f.CPUSeconds, f.CPUPer1kRequests, f.CPUPerDeploy, f.Deployments, f.StatusAPI.P50, f.StatusAPI.P99, f.StatusAPI.N, f.StatusErrs)
+			if f.Switchd != nil {
+				fmt.Fprintf(out, "    of which daemon %s; switchd %s\n", procText(f.Daemon), procText(*f.Switchd))
+			}
 		}
 	}
+	printResilience(out, res)
 	if len(res.Goals) > 0 {
-		fmt.Fprintln(out, "\ngoals of the switch (deployd-switch):")
+		fmt.Fprintln(out, "\ngoals of the switch (deployd-switch, and resilience in switch mode):")
 		for _, g := range res.Goals {
 			verdict := "MISSED"
-			if g.Met {
+			switch {
+			case g.ReportOnly:
+				verdict = "report"
+			case g.Met:
 				verdict = "met"
 			}
 			fmt.Fprintf(out, "  %-6s %s, %s: want %s; got %s\n", verdict, g.Load, g.Name, g.Want, g.Got)
 		}
 	}
 	fmt.Fprintln(out)
+}
+
+// printResilience prints the resilience strategy's events, a table per
+// load.
+func printResilience(out io.Writer, res *result) {
+	if len(res.Resilience) == 0 {
+		return
+	}
+	o := res.Options
+	fmt.Fprintf(out, "\nresilience: each event %s per load, under the load on the service of the deployd acted on;\n", timesText(o.resilienceN()))
+	fmt.Fprintf(out, "an event's requests are those completing from %s before its signal to %s before the next one's.\n", windowBefore, windowBefore)
+	for _, load := range o.Loads {
+		fmt.Fprintf(out, "\nload %s (%s):\n", load, loadText(o, load))
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+		fmt.Fprintln(tw, "mode\tevent\tevents\tfailed GET\tfailed POST\tmost failed in one event\toutage p50/max ms\tlongest without success p50/max ms\tback after p50/max ms\t")
+		for _, r := range res.Resilience {
+			if r.Load != load {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.0f / %.0f\t%.0f / %.0f\t%.0f / %.0f\t\n", r.Mode, r.Event, r.N,
+				r.FailedGET, r.FailedPOST, r.MaxFailedPerEvent, r.Outage.P50, r.Outage.Max,
+				r.MaxGap.P50, r.MaxGap.Max, r.Back.P50, r.Back.Max)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(out, "outage = signal → first success after the event's last failure (0: none failed); back after = signal → daemon answering /healthz, or a new switchd in its pid file.")
+	for _, r := range res.Resilience {
+		if n := r.FailedGET + r.FailedPOST; n > 0 {
+			fmt.Fprintf(out, "%s %s (%s): failed by kind: %s\n", r.Mode, r.Event, r.Load, failText(r.FailedKind))
+		}
+	}
+}
+
+func timesText(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
 }
 
 func loadsText(o options) string {
@@ -157,6 +211,12 @@ func cpuText(f *footprintStats) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.4f", f.CPUPer1kRequests)
+}
+
+// procText is one process's share of a footprint.
+func procText(p procCost) string {
+	return fmt.Sprintf("(pid %d) CPU %.2f s, %.4f s per 1,000 requests, RSS idle %.1f MiB, peak %.1f MiB",
+		p.PID, p.CPUSeconds, p.CPUPer1kRequests, mib(p.IdleRSS), mib(p.PeakRSS))
 }
 
 func rssText(f *footprintStats) string {

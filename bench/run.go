@@ -35,9 +35,10 @@ var imageArgs = map[string]map[string]string{
 // skip on outside CI.
 var errUnavailable = errors.New("unavailable")
 
-// switchEvent is one switch of a phase. Times are ns since the phase began.
+// switchEvent is one switch of a phase, or one resilience event. Times
+// are ns since the phase began.
 type switchEvent struct {
-	Label string `json:"label"` // deploy, rollback, recreate, reload
+	Label string `json:"label"` // deploy, rollback, recreate, reload, or a resilience event
 	Call  int64  `json:"call_ns"`
 	Start int64  `json:"start_ns"`
 	End   int64  `json:"end_ns"`
@@ -52,6 +53,17 @@ type switchEvent struct {
 	StepsMs map[string]float64 `json:"steps_ms,omitempty"`
 	// Set for recreate: when the new container first answered /health.
 	Ready int64 `json:"ready_ns,omitempty"`
+	// Set for resilience events: the pid of the process signalled and of
+	// the one serving after (daemon or switchd); for a switch-mode
+	// daemon's events also switchd's pid before and after, the same when
+	// the daemon's restart left it alone.
+	PIDBefore     int `json:"pid_before,omitempty"`
+	PIDAfter      int `json:"pid_after,omitempty"`
+	SwitchdBefore int `json:"switchd_pid_before,omitempty"`
+	SwitchdAfter  int `json:"switchd_pid_after,omitempty"`
+	// SwitchdParent is the parent of the switchd a switchd event acts on:
+	// the daemon's pid when the daemon started it.
+	SwitchdParent int `json:"switchd_parent_pid,omitempty"`
 }
 
 // phase is one strategy's run under one load.
@@ -68,19 +80,6 @@ type phase struct {
 	LoadAvg [2]float64
 }
 
-// footprint is deployd's own cost during its phase.
-type footprint struct {
-	// IdleRSS is read before the phase's load starts; PeakRSS is the
-	// highest reading under load, deploys included.
-	IdleRSS int64 `json:"idle_rss_bytes"`
-	PeakRSS int64 `json:"peak_rss_bytes"`
-	// CPUSeconds is deployd's user+system time over the whole phase.
-	CPUSeconds  float64   `json:"cpu_seconds"`
-	Deployments int       `json:"deployments"`
-	StatusLatMs []float64 `json:"-"`
-	StatusErrs  int       `json:"status_errors"`
-}
-
 // world is what the setup built and the teardown removes.
 type world struct {
 	opts    options
@@ -88,7 +87,9 @@ type world struct {
 	cli     *client.Client
 	ng      *lab.Nginx
 	d       *daemon // traffic.mode reload
-	sw      *daemon // traffic.mode switch; nil unless its strategy runs
+	sw      *daemon // traffic.mode switch; nil unless its strategy or resilience runs
+	swData  string  // sw's data dir, set before sw starts: teardown stops its switchd
+	bin     string  // the deployd binary
 	svc     string  // d's service
 	swSvc   string  // sw's service
 	rcSvc   string  // the recreate strategy's upstream and container label
@@ -123,12 +124,14 @@ func run(ctx context.Context, opts options, log logrus.FieldLogger, out io.Write
 		for _, s := range opts.Strategies {
 			fields := logrus.Fields{"strategy": s, "load": l}
 			log.WithFields(fields).Info("phase starts")
-			p, err := w.runStrategy(ctx, s, l)
+			ps, err := w.runStrategy(ctx, s, l)
 			if err != nil {
 				return nil, fmt.Errorf("strategy %s, load %s: %w", s, l, err)
 			}
-			log.WithFields(fields).WithField("requests", len(p.Records)).Info("phase done")
-			phases = append(phases, p)
+			for _, p := range ps {
+				log.WithFields(fields).WithFields(logrus.Fields{"phase": p.Strategy, "requests": len(p.Records)}).Info("phase done")
+			}
+			phases = append(phases, ps...)
 		}
 	}
 
@@ -157,7 +160,7 @@ func (w *world) setup(ctx context.Context) error {
 		return fmt.Errorf("%w: docker engine at %s does not answer: %w", errUnavailable, cli.DaemonHost(), err)
 	}
 
-	if w.tmp, err = os.MkdirTemp("", "deployd-bench-"); err != nil {
+	if w.tmp, err = os.MkdirTemp(w.opts.TempDir, "deployd-bench-"); err != nil {
 		return fmt.Errorf("temp dir: %w", err)
 	}
 	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
@@ -167,14 +170,13 @@ func (w *world) setup(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("building deployd and the demo images")
-	var bin string
 	var binErr error
 	var wg sync.WaitGroup
-	if w.opts.has(strategyDeployd) || w.opts.has(strategyDeploydSwitch) {
+	if w.opts.has(strategyDeployd) || w.opts.has(strategyDeploydSwitch) || w.opts.has(strategyResilience) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bin, binErr = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race)
+			w.bin, binErr = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race)
 		}()
 	}
 	app, err := lab.BuildDemoApp(bctx)
@@ -210,16 +212,16 @@ func (w *world) setup(ctx context.Context) error {
 
 	// Every strategy but recreate sends its load to deployd's service, so
 	// deployd always runs; it is idle outside its own phase.
-	if bin == "" {
-		if bin, err = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race); err != nil {
+	if w.bin == "" {
+		if w.bin, err = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race); err != nil {
 			return err
 		}
 	}
-	if w.d, err = w.startDeployd(ctx, bin, w.svc, config.TrafficModeReload); err != nil {
+	if w.d, err = w.startDeployd(ctx, w.svc, config.TrafficModeReload); err != nil {
 		return err
 	}
-	if w.opts.has(strategyDeploydSwitch) {
-		if w.sw, err = w.startDeployd(ctx, bin, w.swSvc, config.TrafficModeSwitch); err != nil {
+	if w.opts.has(strategyDeploydSwitch) || w.opts.has(strategyResilience) {
+		if w.sw, err = w.startDeployd(ctx, w.swSvc, config.TrafficModeSwitch); err != nil {
 			return err
 		}
 	}
@@ -232,23 +234,37 @@ func (w *world) setup(ctx context.Context) error {
 }
 
 // startDeployd starts a deployd in its own directory under w.tmp, serving
-// svc in the given traffic mode, and deploys v1 (blue) through it.
-func (w *world) startDeployd(ctx context.Context, bin, svc, mode string) (*daemon, error) {
+// svc in the given traffic mode, and deploys v1 (blue) through it. In
+// switch mode it also waits for switchd's pid file.
+func (w *world) startDeployd(ctx context.Context, svc, mode string) (*daemon, error) {
 	dir := filepath.Join(w.tmp, "deployd-"+mode)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("deployd dir: %w", err)
 	}
-	conf, err := writeDaemonConfig(dir, svc, w.ng, mode)
+	spec := daemon{
+		svc: svc, logPath: filepath.Join(dir, "deployd.log"),
+		bin: w.bin, dataDir: filepath.Join(dir, "data"), switchMode: mode == config.TrafficModeSwitch,
+	}
+	conf, err := writeDaemonConfig(dir, spec.dataDir, svc, w.ng, mode)
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(ctx, bin, conf, svc, filepath.Join(dir, "deployd.log"))
+	spec.config = conf
+	if spec.switchMode {
+		// The daemon starts switchd detached, and it outlives the daemon:
+		// from here on teardown stops it, whatever fails next.
+		w.swData = spec.dataDir
+	}
+	d, err := startDaemon(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	id, err := d.deploy(ctx, "v1")
 	if err == nil {
 		_, err = d.waitSucceeded(ctx, id)
+	}
+	if err == nil && d.switchMode {
+		_, err = d.switchdPID(ctx, 0)
 	}
 	if err != nil {
 		err = fmt.Errorf("first deploy (traffic.mode %s): %w\ndeployd log:\n%s", mode, err, d.logTail())
@@ -260,7 +276,8 @@ func (w *world) startDeployd(ctx context.Context, bin, svc, mode string) (*daemo
 	return d, nil
 }
 
-// teardown stops deployd, removes every container of the run and stops
+// teardown stops deployd and then its switchd (a daemon still running
+// would start switchd again), removes every container of the run and stops
 // nginx, each with its own deadline so one failure does not skip the rest.
 func (w *world) teardown() {
 	for _, d := range []*daemon{w.d, w.sw} {
@@ -270,6 +287,13 @@ func (w *world) teardown() {
 		if err := d.Stop(); err != nil {
 			w.log.WithError(err).Warn("stop deployd")
 		}
+	}
+	if w.swData != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*switchdStopLimit)
+		if err := lab.StopSwitchd(ctx, w.swData, switchdStopLimit); err != nil {
+			w.log.WithError(err).Warn("stop switchd")
+		}
+		cancel()
 	}
 	if w.cli != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
@@ -310,37 +334,48 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// runStrategy runs one strategy's phase under one load.
-func (w *world) runStrategy(ctx context.Context, strategy, load string) (*phase, error) {
-	la0 := loadAverage()
-	var p *phase
-	var err error
+// runStrategy runs one strategy's phases under one load: one phase, or
+// two for resilience (one per traffic mode).
+func (w *world) runStrategy(ctx context.Context, strategy, load string) ([]*phase, error) {
+	one := func(run func() (*phase, error)) ([]*phase, error) {
+		la0 := loadAverage()
+		p, err := run()
+		if err != nil {
+			return nil, err
+		}
+		p.LoadAvg = [2]float64{la0, loadAverage()}
+		return []*phase{p}, nil
+	}
 	switch strategy {
 	case strategyDeployd:
-		p, err = w.runDeployd(ctx, strategy, load, w.d)
+		return one(func() (*phase, error) { return w.runDeployd(ctx, strategy, load, w.d) })
 	case strategyDeploydSwitch:
-		p, err = w.runDeployd(ctx, strategy, load, w.sw)
+		return one(func() (*phase, error) { return w.runDeployd(ctx, strategy, load, w.sw) })
 	case strategyRecreate:
-		p, err = w.runRecreate(ctx, load)
+		return one(func() (*phase, error) { return w.runRecreate(ctx, load) })
 	case strategyReload:
-		p, err = w.runReload(ctx, load)
-	default:
-		err = fmt.Errorf("unknown strategy %q", strategy)
+		return one(func() (*phase, error) { return w.runReload(ctx, load) })
+	case strategyResilience:
+		sw, err := one(func() (*phase, error) { return w.runResilience(ctx, phaseResilienceSwitch, load, &w.sw, switchEvents) })
+		if err != nil {
+			return nil, err
+		}
+		rl, err := one(func() (*phase, error) { return w.runResilience(ctx, phaseResilienceReload, load, &w.d, reloadEvents) })
+		if err != nil {
+			return nil, err
+		}
+		return append(sw, rl...), nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	p.LoadAvg = [2]float64{la0, loadAverage()}
-	return p, nil
+	return nil, fmt.Errorf("unknown strategy %q", strategy)
 }
 
 // serviceURL is the nginx URL of svc's root.
 func (w *world) serviceURL(svc string) string { return w.ng.URL + "/" + svc + "/" }
 
-// runPhase keeps the load on target while it performs 2K switches, at
-// least opts.PerCycle apart, with a quiet PerCycle before the first and
-// opts.Tail after the last.
-func (w *world) runPhase(ctx context.Context, strategy, load, target string, act func(ctx context.Context, i int, start time.Time) (switchEvent, error)) (*phase, error) {
+// runPhase keeps the load on target while it performs n actions (2K
+// switches, or resilience events), at least opts.PerCycle apart, with a
+// quiet PerCycle before the first and opts.Tail after the last.
+func (w *world) runPhase(ctx context.Context, strategy, load, target string, n int, act func(ctx context.Context, i int, start time.Time) (switchEvent, error)) (*phase, error) {
 	p := &phase{Strategy: strategy, Load: load, Start: time.Now()}
 	ld, err := startLoad(ctx, loadConfig{Target: target, C: w.opts.C, Rate: w.opts.Rate, PostEvery: w.opts.postEvery(load), MaxRecords: w.opts.MaxRecords}, p.Start)
 	if err != nil {
@@ -355,7 +390,7 @@ func (w *world) runPhase(ctx context.Context, strategy, load, target string, act
 	if err := sleepCtx(ctx, max(w.opts.PerCycle, time.Second)); err != nil {
 		return nil, err
 	}
-	for i := range 2 * w.opts.K {
+	for i := range n {
 		t0 := time.Now()
 		ev, err := act(ctx, i, p.Start)
 		if err != nil {

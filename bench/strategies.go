@@ -22,18 +22,17 @@ import (
 )
 
 // runDeployd deploys v2 and rolls back, K times, through d (the reload or
-// the switch mode's deployd), while sampling d's memory and CPU over the
-// whole phase and timing GET /api/v1/services/{name} during the switches.
+// the switch mode's deployd), while sampling the memory and CPU of d's
+// processes (the daemon, and switchd in switch mode) over the whole phase
+// and timing GET /api/v1/services/{name} during the switches.
 func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon) (*phase, error) {
-	pid := d.PID()
-	fp := &footprint{}
-	cpu0, err := cpuSeconds(pid)
+	fp, err := newFootprint(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	// Idle: before the load starts. In switch mode deployd carries the
-	// load itself, so its RSS is sampled from the first request on.
-	if fp.IdleRSS, err = rssBytes(pid); err != nil {
+	// Idle: before the load starts. In switch mode switchd carries the
+	// load, so its RSS is sampled from the first request on.
+	if err := fp.begin(); err != nil {
 		return nil, err
 	}
 
@@ -43,7 +42,7 @@ func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sampleRSS(sctx, pid, fp)
+		sampleRSS(sctx, fp)
 	}()
 	pctx, stopPolling := context.WithCancel(sctx)
 	defer func() {
@@ -52,7 +51,7 @@ func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon
 		wg.Wait()
 	}()
 
-	p, err := w.runPhase(ctx, strategy, load, w.serviceURL(d.svc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+	p, err := w.runPhase(ctx, strategy, load, w.serviceURL(d.svc), 2*w.opts.K, func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		// The status poller runs from the first switch to the last.
 		pollOnce.Do(func() {
 			wg.Add(1)
@@ -115,30 +114,18 @@ func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon
 	if err != nil {
 		return nil, err
 	}
-	cpu1, err := cpuSeconds(pid)
-	if err != nil {
+	if err := fp.end(); err != nil {
 		return nil, err
 	}
-	fp.CPUSeconds = cpu1 - cpu0
-	p.Footprint = fp
-	return p, nil
-}
-
-// sampleRSS keeps fp.PeakRSS at the highest RSS of pid read every
-// sampleEvery until ctx ends.
-func sampleRSS(ctx context.Context, pid int, fp *footprint) {
-	t := time.NewTicker(sampleEvery)
-	defer t.Stop()
-	for {
-		if r, err := rssBytes(pid); err == nil {
-			fp.PeakRSS = max(fp.PeakRSS, r)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	if fp.Switchd != nil {
+		// After an upgrade the old switchd lives on for its handoff, so
+		// end reads its CPU time; the new one's would be missing.
+		if pid, err := d.switchdPID(ctx, 0); err != nil || pid != fp.Switchd.PID {
+			return nil, fmt.Errorf("switchd pid %d at the phase's start, %d (%v) at its end: it was restarted during the phase", fp.Switchd.PID, pid, err)
 		}
 	}
+	p.Footprint = fp
+	return p, nil
 }
 
 // pollStatus times GET /api/v1/services/{name} every sampleEvery, like a
@@ -265,7 +252,7 @@ func (w *world) runRecreateContainer(ctx context.Context, tag string, color uint
 // runRecreate stops and removes the running container and starts the
 // other version on the same port, 2K times.
 func (w *world) runRecreate(ctx context.Context, load string) (*phase, error) {
-	return w.runPhase(ctx, strategyRecreate, load, w.serviceURL(w.rcSvc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+	return w.runPhase(ctx, strategyRecreate, load, w.serviceURL(w.rcSvc), 2*w.opts.K, func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		from := w.rcColor
 		to, tag := colorGreen, "v2"
 		if from == colorGreen {
@@ -299,7 +286,7 @@ func (w *world) runRecreate(ctx context.Context, load string) (*phase, error) {
 // the load on deployd's reload-mode service: nginx talks to its containers
 // directly.
 func (w *world) runReload(ctx context.Context, load string) (*phase, error) {
-	return w.runPhase(ctx, strategyReload, load, w.serviceURL(w.svc), func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
+	return w.runPhase(ctx, strategyReload, load, w.serviceURL(w.svc), 2*w.opts.K, func(ctx context.Context, i int, start time.Time) (switchEvent, error) {
 		ev := switchEvent{Label: "reload", Call: int64(time.Since(start))}
 		ev.Start = ev.Call
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

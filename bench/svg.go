@@ -43,7 +43,7 @@ func renderSVG(w io.Writer, res *result) {
 		{colorFailHex, "failed requests per 100 ms"},
 		{colorBlueHex, "share served by blue"},
 		{colorGreenHex, "share served by green"},
-		{"#888", "switch (dashed: start; label: kind)"},
+		{"#888", "switch or event (dashed; label: kind)"},
 	}
 	for _, l := range legend {
 		fmt.Fprintf(w, `<rect x="%d" y="30" width="12" height="12" fill="%s"/><text x="%d" y="40">%s</text>`+"\n", lx, l.color, lx+16, esc(l.text))
@@ -65,8 +65,12 @@ func renderSVG(w io.Writer, res *result) {
 		dur := math.Max(s.DurationSec, 0.1)
 		x := func(sec float64) float64 { return svgLeft + sec/dur*plotW }
 		fmt.Fprintf(w, `<g id="panel-%s-%s">`+"\n", esc(s.Load), esc(s.Name))
-		title := fmt.Sprintf("%s, %s load: %d requests, %.0f req/s, %d failed (GET %d, POST %d), %d switches",
-			s.Name, s.Load, s.Requests, s.RPS, s.Failures.Total, s.Failures.sum(s.Failures.GET), s.Failures.sum(s.Failures.POST), len(s.Switches))
+		what := "switches"
+		if isResilience(s.Name) {
+			what = "events"
+		}
+		title := fmt.Sprintf("%s, %s load: %d requests, %.0f req/s, %d failed (GET %d, POST %d), %d %s",
+			s.Name, s.Load, s.Requests, s.RPS, s.Failures.Total, s.Failures.sum(s.Failures.GET), s.Failures.sum(s.Failures.POST), len(s.Switches), what)
 		fmt.Fprintf(w, `<text x="%d" y="%.0f" font-size="13" font-weight="bold">%s</text>`+"\n", svgLeft, y0+16, esc(title))
 
 		rpsTop := y0 + 40
