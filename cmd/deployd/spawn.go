@@ -173,6 +173,12 @@ func (k *switchdKeeper) waitFor(ctx context.Context, ok func(trafficswitch.Info)
 func (k *switchdKeeper) watch(ctx context.Context) {
 	t := time.NewTicker(switchdCheckInterval)
 	defer t.Stop()
+	waiting := make(chan struct{})
+	go func() {
+		defer close(waiting)
+		k.waitForEnds(ctx)
+	}()
+	defer func() { <-waiting }()
 	up := true
 	for {
 		select {
@@ -208,6 +214,30 @@ func (k *switchdKeeper) watch(ctx context.Context) {
 			continue
 		}
 		k.respawned()
+	}
+}
+
+// waitForEnds holds a wait call open on switchd (Client.Wait) and wakes
+// watch the moment it ends, so that a switchd this daemon did not start
+// (one from before the daemon's restart, or from an upgrade) is also
+// started again at once when killed, rather than at the next check.
+func (k *switchdKeeper) waitForEnds(ctx context.Context) {
+	for ctx.Err() == nil {
+		_ = k.client.Wait(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case k.exited <- struct{}{}:
+		default:
+		}
+		// Until switchd is back (watch starts it) there is nothing to
+		// wait on; a switchd too old to offer the call refuses it at
+		// once. Either way, do not spin.
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

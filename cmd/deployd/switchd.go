@@ -104,6 +104,7 @@ func (d *Switchd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopping := make(chan struct{})
 	d.ctl = &http.Server{
 		Handler: trafficswitch.NewControlHandler(trafficswitch.ServerOptions{
 			Switch:   d.sw,
@@ -111,9 +112,11 @@ func (d *Switchd) Run(ctx context.Context) error {
 			Upgrade:  d.Upgrade,
 			Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 			OnChange: d.save,
+			Stopping: stopping,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
+	d.ctl.RegisterOnShutdown(func() { close(stopping) })
 	go func() {
 		if err := d.ctl.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.serveErr <- err

@@ -129,6 +129,23 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return info, err
 }
 
+// Wait returns when the switch process it reaches stops serving: killed,
+// crashed, stopped, or handed over to a new process by an upgrade. It
+// returns at once, with an error wrapping ErrUnreachable, when no process
+// answers, and ctx's error when ctx ends first.
+func (c *Client) Wait(ctx context.Context) error {
+	res, err := c.do(ctx, http.MethodGet, "/v1/wait", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return answerError(res)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	return ctx.Err()
+}
+
 // Upgrade asks the switch process to replace itself, and returns when it
 // says it did (or refused: errors.ErrUnsupported when it cannot, the
 // sentinel of its reason otherwise).

@@ -58,6 +58,10 @@ type ServerOptions struct {
 	// change is made. It may be called concurrently: it should take a lock
 	// and then read State, so that the last write holds the latest state.
 	OnChange func()
+	// Stopping, closed when the process stops serving the control API,
+	// ends the GET /v1/wait calls (http.Server.RegisterOnShutdown); nil
+	// leaves them to end with their connection.
+	Stopping <-chan struct{}
 }
 
 // maxRequestBody bounds a request body: the largest is a target list.
@@ -72,6 +76,7 @@ func NewControlHandler(o ServerOptions) http.Handler {
 	s := &controlServer{o: o, p: Local(o.Switch)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", s.info)
+	mux.HandleFunc("GET /v1/wait", s.wait)
 	mux.HandleFunc("POST /v1/upgrade", s.upgrade)
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /v1/services/{service}", s.status)
@@ -330,4 +335,19 @@ func writeError(w http.ResponseWriter, err error) {
 		}
 	}
 	writeJSON(w, status, we)
+}
+
+// wait answers at once and then holds the response open until the process
+// stops serving (o.Stopping) or the caller leaves: a daemon holding one
+// learns of the process's end, even a kill -9, the moment the kernel
+// closes the connection.
+func (s *controlServer) wait(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	select {
+	case <-r.Context().Done():
+	case <-s.o.Stopping:
+	}
 }

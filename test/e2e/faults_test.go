@@ -192,7 +192,8 @@ func (d *daemon) readyz() (int, error) {
 func (d *daemon) readyzBody() (int, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	status, b, err := d.Do(ctx, http.MethodGet, "/readyz", nil, "")
+	// A viewer's token: anonymous callers get only the status.
+	status, b, err := d.Do(ctx, http.MethodGet, "/readyz", nil, d.e.viewer)
 	return status, string(b), err
 }
 
