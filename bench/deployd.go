@@ -58,11 +58,9 @@ type daemon struct {
 func writeDaemonConfig(dir, dataDir, svc string, ng *lab.Nginx, mode string) (string, error) {
 	c := lab.DaemonConfig(dataDir, ng, svc, repository,
 		config.Token{Name: "bench", Role: config.RoleOperator, TokenEnv: tokenEnv})
-	if mode == config.TrafficModeSwitch {
-		if err := lab.UseTrafficSwitch(c); err != nil {
-			return "", err
-		}
-	}
+	// Switch mode as a user gets it by default: the service on a unix
+	// socket next to its upstream file.
+	c.Traffic.Mode = mode
 	path := filepath.Join(dir, "deployd.yaml")
 	if err := c.WriteFile(path); err != nil {
 		return "", fmt.Errorf("deployd config: %w", err)
