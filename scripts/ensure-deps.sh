@@ -31,6 +31,11 @@ for tool in curl openssl jq; do
 	command -v "$tool" >/dev/null || apt_install "$tool"
 done
 
+# The shipped systemd units are checked with systemd-analyze verify, and
+# the host-install test runs the daemon's side under setpriv.
+command -v systemd-analyze >/dev/null || apt_install systemd
+command -v setpriv >/dev/null || apt_install util-linux
+
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
 	log "installing nginx-light"
 	apt_install nginx-light

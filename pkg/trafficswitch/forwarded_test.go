@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -119,12 +117,7 @@ func TestListen_UnixSocketServesAndTrustsItsPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sw.Close(context.Background()) })
-	dir, err := os.MkdirTemp("", "sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "web.switch.sock")
+	sock := socketPath(t)
 	if err := sw.Listen(context.Background(), "web", "unix:"+sock); err != nil {
 		t.Fatalf("Listen: %v", err)
 	}

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/deployd/deployd/internal/atomicfile"
 )
 
 // State is what the switch process persists of its Switch, so that it
@@ -154,57 +155,16 @@ func (sw *Switch) restoreMaintenance(s *service, ss ServiceState) error {
 	return sw.Maintenance(s.name, true, ss.Message)
 }
 
-// SaveState writes st to path atomically: a temporary file in the same
-// directory, written, synced and renamed over path, then the directory
-// synced, so that a crash leaves the old file or the new one, never a
-// part. The file is readable by its owner only (0600).
-func SaveState(path string, st State) (err error) {
+// SaveState writes st to path atomically (internal/atomicfile: a crash
+// leaves the old file or the new one, never a part), readable by its owner
+// only (0600).
+func SaveState(path string, st State) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode switch state: %w", err)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save switch state: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("save switch state: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("save switch state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save switch state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save switch state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("save switch state: %w", err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

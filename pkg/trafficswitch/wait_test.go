@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -19,12 +17,7 @@ func TestClient_WaitEndsWhenTheProcessStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sw.Close(context.Background()) })
-	dir, err := os.MkdirTemp("", "sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "ctl.sock")
+	sock := socketPath(t)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
