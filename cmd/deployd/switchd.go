@@ -116,7 +116,8 @@ func (d *Switchd) Run(ctx context.Context) error {
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	d.ctl.RegisterOnShutdown(func() { close(stopping) })
+	// Shutdown runs this at every call (Handoff, then Close).
+	d.ctl.RegisterOnShutdown(sync.OnceFunc(func() { close(stopping) }))
 	go func() {
 		if err := d.ctl.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.serveErr <- err
