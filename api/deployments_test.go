@@ -277,9 +277,9 @@ func checkServiceShape(t *testing.T, raw json.RawMessage) {
 		t.Errorf("traffic in reload mode = %s, want null", got)
 	}
 	colors := wantKeys(t, "colors", s["colors"], "blue", "green")
-	blue := wantKeys(t, "blue", colors["blue"], "image", "containers")
+	blue := wantKeys(t, "blue", colors["blue"], "image", "containers", "others")
 	wantKeys(t, "container", firstOf(t, blue["containers"]), "id", "name", "state", "health", "address", "restarts", "started_at")
-	green := wantKeys(t, "green", colors["green"], "image", "containers")
+	green := wantKeys(t, "green", colors["green"], "image", "containers", "others")
 	if got := string(green["containers"]); got != "[]" {
 		t.Errorf("green containers = %s, want []", got)
 	}

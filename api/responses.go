@@ -54,10 +54,12 @@ type Colors struct {
 	Green ColorView `json:"green"`
 }
 
-// ColorView is one color of a service. Containers is never null.
+// ColorView is one color of a service. Containers and Others are never
+// null.
 type ColorView struct {
 	Image      string      `json:"image"`
 	Containers []Container `json:"containers"`
+	Others     []Container `json:"others"`
 }
 
 // Container is a container of a service's color.
@@ -208,12 +210,16 @@ func timeOrNil(t time.Time) *time.Time {
 }
 
 func colorViewOf(v controller.ColorView) ColorView {
-	cv := ColorView{Image: v.Image, Containers: make([]Container, len(v.Containers))}
-	for i, c := range v.Containers {
-		cv.Containers[i] = Container{ID: c.ID, Name: c.Name, State: c.State, Health: c.Health,
+	return ColorView{Image: v.Image, Containers: containersOf(v.Containers), Others: containersOf(v.Others)}
+}
+
+func containersOf(cs []controller.Container) []Container {
+	out := make([]Container, len(cs))
+	for i, c := range cs {
+		out[i] = Container{ID: c.ID, Name: c.Name, State: c.State, Health: c.Health,
 			Address: c.Address, Restarts: c.Restarts, StartedAt: c.StartedAt}
 	}
-	return cv
+	return out
 }
 
 func deploymentOf(d controller.Deployment) Deployment {

@@ -601,3 +601,31 @@ func TestPages_ClaimIsShownBesideTheTokenNameAndMarked(t *testing.T) {
 		}
 	}
 }
+
+// Mid-deploy the standby's color also holds the deploy's new containers:
+// they get rows of their own that say so, and the standby's rows stay the
+// standby's.
+func TestDashboard_NewContainersBesideTheStandbyAreMarkedAsTheDeploys(t *testing.T) {
+	f := newFixture(t)
+	svc := &f.ctl.services[0]
+	running := fixtureRunning()
+	running.Service, running.Image = "web", "app:v3"
+	svc.Deployment = &running
+	blue := svc.Colors[controller.Blue]
+	blue.Others = []controller.Container{{Name: "web-blue-9f3a1c-1", Color: controller.Blue, State: "running", Deployment: running.ID, StartedAt: testNow.Add(-10 * time.Second)}}
+	svc.Colors[controller.Blue] = blue
+	s := f.session(auth.RoleViewer)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	others := elements(card, "tr", "other")
+	if len(others) != 1 {
+		t.Fatalf("rows of other containers = %d, want 1", len(others))
+	}
+	row := subtree(card, others[0])
+	if got, want := oneText(t, row, "td", "c-name"), "web-blue-9f3a1c-1 (new: deploy of app:v3, not the standby)"; got != want {
+		t.Errorf("name cell = %q, want %q", got, want)
+	}
+	if n := len(elements(card, "tr", "container")); n != 3 {
+		t.Errorf("container rows = %d, want 3 (green, the blue standby, the new one)", n)
+	}
+}

@@ -52,6 +52,9 @@ type colorTable struct {
 	Role       string // "active", "standby" or ""
 	Image      string
 	Containers []controller.Container
+	// Others are the color's containers outside its set: a running
+	// deploy's new replicas beside the standby's, or a failed one's.
+	Others []controller.Container
 }
 
 func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
@@ -64,7 +67,7 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.CommitURL = commitURL(v.RepositoryURL, cv.Commit)
 	}
 	for _, col := range []controller.Color{controller.Blue, controller.Green} {
-		t := colorTable{Color: col, Image: v.Colors[col].Image, Containers: v.Colors[col].Containers}
+		t := colorTable{Color: col, Image: v.Colors[col].Image, Containers: v.Colors[col].Containers, Others: v.Colors[col].Others}
 		switch col {
 		case v.ActiveColor:
 			t.Role = "active"

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -170,9 +171,11 @@ func (f finding) summary() string {
 
 // rebuildStates works out each service's state from its labelled
 // containers and its upstream file: the active color is the one whose
-// running containers are exactly the upstream's servers; the standby is the
-// other color when it has containers (running or not); images and
-// deployments come from the containers' config and labels.
+// running containers, all of them or those of one deployment (a deploy
+// runs its containers beside the standby's in one color), are exactly the
+// upstream's servers; the standby is the other color when it has
+// containers (running or not); images and deployments come from the
+// containers' config and labels.
 func rebuildStates(ctx context.Context, specs []controller.ServiceSpec, rt recoverRuntime, upstreamDir string, now time.Time) ([]finding, error) {
 	var out []finding
 	for _, spec := range specs {
@@ -202,16 +205,26 @@ func rebuildState(name string, cs []controller.Container, upstream []string, now
 		return f
 	}
 	var active controller.Color
+	var activeSet []controller.Container
 	for _, color := range []controller.Color{controller.Blue, controller.Green} {
-		var addrs []string
+		sets := map[string][]controller.Container{"": byColor[color]}
 		for _, c := range byColor[color] {
-			if c.Running() && c.Address != "" {
-				addrs = append(addrs, c.Address)
-			}
+			sets[c.Deployment] = append(sets[c.Deployment], c)
 		}
-		slices.Sort(addrs)
-		if slices.Equal(slices.Compact(addrs), upstream) {
-			active = color
+		// "" (the whole color) sorts first: one deployment's set that
+		// matches wins over it.
+		for _, dep := range slices.Sorted(maps.Keys(sets)) {
+			set := sets[dep]
+			var addrs []string
+			for _, c := range set {
+				if c.Running() && c.Address != "" {
+					addrs = append(addrs, c.Address)
+				}
+			}
+			slices.Sort(addrs)
+			if slices.Equal(slices.Compact(addrs), upstream) {
+				active, activeSet = color, set
+			}
 		}
 	}
 	if active == controller.NoColor {
@@ -219,7 +232,7 @@ func rebuildState(name string, cs []controller.Container, upstream []string, now
 		return f
 	}
 	f.State.ActiveColor = active
-	f.State.ActiveImage, f.State.ActiveDeployment = imageAndDeployment(byColor[active])
+	f.State.ActiveImage, f.State.ActiveDeployment = imageAndDeployment(activeSet)
 	if standby := active.Other(); len(byColor[standby]) > 0 {
 		f.State.StandbyColor = standby
 		f.State.StandbyImage, f.State.StandbyDeployment = imageAndDeployment(byColor[standby])

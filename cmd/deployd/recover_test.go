@@ -268,3 +268,22 @@ func TestWithRecoverCommand_NamesTheConfigOnlyForCorruptStores(t *testing.T) {
 		t.Errorf("other error = %v, want it unchanged", got)
 	}
 }
+
+// A crash mid-deploy leaves the deploy's containers beside the standby's
+// in one color; the active color's set is found by its deployment.
+func TestRebuildState_ActiveSetBesideAnotherDeploymentsContainers(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	cs := []controller.Container{
+		{Name: "web-blue-aaaaaa-1", Color: controller.Blue, Deployment: "d-aaaaaa", Image: "app:v1", State: "running", Address: "127.0.0.1:9001"},
+		{Name: "web-blue-cccccc-1", Color: controller.Blue, Deployment: "d-cccccc", Image: "app:v3", State: "running", Address: "127.0.0.1:9003"},
+		{Name: "web-green-bbbbbb-1", Color: controller.Green, Deployment: "d-bbbbbb", Image: "app:v2", State: "running", Address: "127.0.0.1:9002"},
+	}
+	f := rebuildState("web", cs, []string{"127.0.0.1:9003"}, now)
+	st := f.State
+	if st.ActiveColor != controller.Blue || st.ActiveImage != "app:v3" || st.ActiveDeployment != "d-cccccc" {
+		t.Errorf("active = %s %s %s, want blue app:v3 d-cccccc (%s)", st.ActiveColor, st.ActiveImage, st.ActiveDeployment, f.Note)
+	}
+	if st.StandbyColor != controller.Green || st.StandbyDeployment != "d-bbbbbb" {
+		t.Errorf("standby = %s %s, want green d-bbbbbb", st.StandbyColor, st.StandbyDeployment)
+	}
+}

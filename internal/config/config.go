@@ -226,6 +226,9 @@ type Service struct {
 	PreDeploy PreDeploy         `yaml:"pre_deploy"`
 	Drain     time.Duration     `yaml:"drain"`
 	Standby   string            `yaml:"standby"`
+	// StandbyDuringDeploy is keep or remove (see
+	// controller.DeployStandbyMode).
+	StandbyDuringDeploy string `yaml:"standby_during_deploy"`
 	// RepositoryURL is the http(s) address of the source repository, for
 	// commit links on the status page.
 	RepositoryURL string `yaml:"repository_url,omitempty"`
@@ -347,13 +350,14 @@ func DefaultService() Service {
 			HealthyThreshold: 2,
 			StartTimeout:     60 * time.Second,
 		},
-		PreDeploy:       PreDeploy{Timeout: 5 * time.Minute},
-		Drain:           5 * time.Second,
-		Standby:         string(controller.StandbyRunning),
-		BakeMinRequests: defaultMinRequests,
-		PidsLimit:       defaultPidsLimit,
-		CapDrop:         append([]string(nil), defaultCapDrop...),
-		NoNewPrivileges: true,
+		PreDeploy:           PreDeploy{Timeout: 5 * time.Minute},
+		Drain:               5 * time.Second,
+		Standby:             string(controller.StandbyRunning),
+		StandbyDuringDeploy: string(controller.DeployStandbyKeep),
+		BakeMinRequests:     defaultMinRequests,
+		PidsLimit:           defaultPidsLimit,
+		CapDrop:             append([]string(nil), defaultCapDrop...),
+		NoNewPrivileges:     true,
 	}
 }
 

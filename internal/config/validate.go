@@ -370,6 +370,8 @@ func (s Service) validate(v *validator, p, name string) {
 		v.addf(p+".bake_max_error_rate", "needs bake: the rule judges the new color during the bake, and bake is %s", s.Bake)
 	}
 	v.oneOf(p+".standby", s.Standby, string(controller.StandbyRunning), string(controller.StandbyStopped))
+	v.oneOf(p+".standby_during_deploy", s.StandbyDuringDeploy,
+		string(controller.DeployStandbyKeep), string(controller.DeployStandbyRemove))
 	if s.RepositoryURL != "" {
 		if u, err := url.Parse(s.RepositoryURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			v.addf(p+".repository_url", "must be an http or https URL without credentials, got %q", s.RepositoryURL)

@@ -13,9 +13,10 @@ import (
 // container stops, restarts or disappears, or when its traffic breaks
 // ServiceSpec.BakeTraffic (too many 5xx answers). On failure traffic goes back to
 // prev's active color, whose containers still run (drain and standby come
-// after the bake), the store records prev's state without a standby (the
-// old standby was removed by cleanup) and the deployment ends rolled back;
-// finish then removes the new containers.
+// after the bake), the store records prev's state as it was, standby
+// included (retire, which removes the replaced standby, comes after the
+// bake too), and the deployment ends rolled back; finish then removes the
+// new containers.
 //
 // A shutdown during the bake ends it early as a success: traffic has
 // moved, and undoing a switch nobody found fault with would be a change of
@@ -117,7 +118,7 @@ func (r *deployRun) switchBack(ctx context.Context, prev ServiceState, cs []Cont
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchTimeout)
 	defer cancel()
 	start := r.c.now()
-	old, err := r.c.colorContainers(sctx, r.spec.Name, prev.ActiveColor)
+	old, err := r.c.stateContainers(sctx, r.spec.Name, prev, prev.ActiveColor)
 	if err != nil {
 		return fmt.Errorf("traffic stays on %s: list %s containers: %w", r.d.ToColor, prev.ActiveColor, err)
 	}
@@ -130,7 +131,6 @@ func (r *deployRun) switchBack(ctx context.Context, prev ServiceState, cs []Cont
 	}
 	back := prev
 	back.Name = r.spec.Name
-	back.StandbyColor, back.StandbyImage, back.StandbyDeployment = NoColor, "", ""
 	back.UpdatedAt = r.c.now().UTC()
 	if err := r.c.store.SaveSwitch(sctx, back, r.d); err != nil {
 		// nginx and the store must agree; the store still names the new

@@ -89,7 +89,7 @@ func TestBake_ExitedContainerSwitchesBackAtOnce(t *testing.T) {
 		// inspections).
 		h.rt.set(func(rt *fakeRuntime) {
 			rt.onInspect = func(ct *controller.Container, n int) {
-				if ct.Name == "web-green-2" && n >= 3 {
+				if byReplica(ct.Name) == "web-green-2" && n >= 3 {
 					ct.State, ct.ExitCode = "exited", 137
 				}
 			}
@@ -104,7 +104,7 @@ func TestBake_ExitedContainerSwitchesBackAtOnce(t *testing.T) {
 		if took := time.Since(start); took > 10*time.Second {
 			t.Errorf("deploy took %s, want the crash to end the bake at once", took)
 		}
-		if missing := containsAll(d.Error, "web-green-2", "exited", "137"); len(missing) > 0 {
+		if missing := containsAll(byReplica(d.Error), "web-green-2", "exited", "137"); len(missing) > 0 {
 			t.Errorf("error = %q, missing %q", d.Error, missing)
 		}
 		wantSwitchedBack(t, h, blue, v1)
@@ -133,7 +133,7 @@ func TestBake_RestartedContainerReportsTheExitCodeOfItsDeath(t *testing.T) {
 				h.rt.set(func(rt *fakeRuntime) {
 					rt.deathCodes = tt.deathCodes
 					rt.onInspect = func(ct *controller.Container, n int) {
-						if ct.Name == "web-green-2" && n >= 3 {
+						if byReplica(ct.Name) == "web-green-2" && n >= 3 {
 							ct.Restarts = 1
 						}
 					}
@@ -144,7 +144,7 @@ func TestBake_RestartedContainerReportsTheExitCodeOfItsDeath(t *testing.T) {
 				if d.Status != controller.StatusRolledBack {
 					t.Fatalf("status = %s (%q), want rolled_back", d.Status, d.Error)
 				}
-				if !strings.Contains(d.Error, tt.want) {
+				if !strings.Contains(byReplica(d.Error), tt.want) {
 					t.Errorf("error = %q, want it to contain %q", d.Error, tt.want)
 				}
 				wantSwitchedBack(t, h, blue, v1)
@@ -159,7 +159,7 @@ func TestBake_HealthyColorGoesOnToDrainAndStandby(t *testing.T) {
 		h.deployOK("v1")
 		d := h.deployOK("v2")
 
-		want := []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "bake", "drain", "standby"}
+		want := []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "bake", "retire", "drain", "standby"}
 		if got := stepNames(d); !slices.Equal(got, want) {
 			t.Errorf("steps = %v, want %v", got, want)
 		}

@@ -436,17 +436,21 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		},
 		RepositoryURL: spec.RepositoryURL,
 	}
-	for _, ct := range containers {
-		cv, ok := v.Colors[ct.Color]
-		if !ok {
-			continue
-		}
+	for i, ct := range containers {
 		if ct.Health == "" && ct.Running() {
-			ct.Health = c.probeResults.get(ct.ID)
+			containers[i].Health = c.probeResults.get(ct.ID)
 		}
-		cv.Containers = append(cv.Containers, ct)
-		cv.Image = ct.Image
-		v.Colors[ct.Color] = cv
+	}
+	for color, cv := range v.Colors {
+		// A color may hold a running deploy's new containers beside the
+		// standby's own: they are shown apart, never as the standby.
+		own := members(containers, name, color, st.deploymentOf(color))
+		cv.Containers = append(cv.Containers, own...)
+		cv.Others = strays(containers, name, color, st.deploymentOf(color))
+		if len(own) > 0 {
+			cv.Image = own[len(own)-1].Image
+		}
+		v.Colors[color] = cv
 	}
 	// The store knows which image each color was deployed with even when
 	// its containers are gone.

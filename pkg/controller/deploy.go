@@ -23,8 +23,8 @@ const switchTimeout = 30 * time.Second
 func (r *deployRun) deploy(ctx context.Context) error {
 	rt := r.c.rt
 	target := r.d.ToColor
-	// A broken env file must fail the deploy before cleanup removes the
-	// standby.
+	// A broken env file must fail the deploy before cleanup removes
+	// anything.
 	env, err := r.env()
 	if err != nil {
 		return err
@@ -40,11 +40,7 @@ func (r *deployRun) deploy(ctx context.Context) error {
 	}
 
 	if err := r.step(ctx, StepCleanup, func(ctx context.Context, _ *Step) (string, error) {
-		n, err := r.removeColor(ctx, target)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("removed %d old %s container(s)", n, target), nil
+		return r.cleanup(ctx, target)
 	}); err != nil {
 		return err
 	}
@@ -72,8 +68,9 @@ func (r *deployRun) deploy(ctx context.Context) error {
 
 // promote makes the deployment's containers of the target color live once
 // they are healthy: nginx moves to them, the store records them as active
-// with the previously active color as the standby, and the old color is
-// drained and kept according to the standby mode.
+// with the previously active color as the standby, the standby a deploy
+// replaced is removed, and the old color is drained and kept according to
+// the standby mode.
 func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) error {
 	if err := r.step(ctx, StepHealth, func(ctx context.Context, _ *Step) (string, error) {
 		return r.c.waitHealthy(ctx, r.spec.Name, r.spec.Health, cs, threshold, r.logLine)
@@ -104,7 +101,67 @@ func (r *deployRun) promote(ctx context.Context, cs []Container, threshold int) 
 			return err
 		}
 	}
-	return r.afterSwitch(ctx, st.ActiveColor)
+	if r.d.Kind == KindDeploy && st.ActiveColor.Valid() {
+		r.retire(ctx)
+	}
+	return r.afterSwitch(ctx, st)
+}
+
+// cleanup clears the target color for the deployment's containers. Only
+// leftovers go (an earlier failed or interrupted deployment's containers):
+// the standby's own keep running beside the new ones, and remain the
+// rollback target, until the new color has taken traffic (retire). With
+// DeployStandbyRemove the standby goes now, and a deploy that fails leaves
+// none.
+func (r *deployRun) cleanup(ctx context.Context, color Color) (string, error) {
+	st, err := r.c.state(ctx, r.spec.Name)
+	if err != nil {
+		return "", err
+	}
+	all, err := r.c.rt.Containers(ctx, r.spec.Name)
+	if err != nil {
+		return "", err
+	}
+	old, kept := ofColor(all, color), []Container(nil)
+	if r.spec.StandbyDuringDeploy != DeployStandbyRemove && color == st.StandbyColor {
+		kept = members(all, r.spec.Name, color, st.StandbyDeployment)
+		old = strays(all, r.spec.Name, color, st.StandbyDeployment)
+	}
+	if err := r.c.removeContainers(ctx, old); err != nil {
+		return "", err
+	}
+	msg := fmt.Sprintf("removed %d old %s container(s)", len(old), color)
+	if len(kept) > 0 {
+		msg += fmt.Sprintf("; standby %s (%s, %d container(s)) kept until the new ones take traffic",
+			color, st.StandbyImage, len(kept))
+	}
+	return msg, nil
+}
+
+// retire removes the standby the deploy replaced, and whatever else of the
+// new active color is not the deployment's: traffic has moved (and the bake
+// passed), so the previously active color is the rollback target now. It
+// runs detached, like drain, and a failure does not fail a deploy whose
+// traffic has moved: the step says so and the reconciler removes the rest,
+// as it removes any container of no recorded set.
+func (r *deployRun) retire(ctx context.Context) {
+	err := r.step(context.WithoutCancel(ctx), StepRetire, func(ctx context.Context, _ *Step) (string, error) {
+		all, err := r.c.rt.Containers(ctx, r.spec.Name)
+		if err != nil {
+			return "", err
+		}
+		old := strays(all, r.spec.Name, r.d.ToColor, r.d.ID)
+		if len(old) == 0 {
+			return "no old standby left to remove", errSkipped
+		}
+		if err := r.c.removeContainers(ctx, old); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("removed the replaced %s standby (%d container(s))", r.d.ToColor, len(old)), nil
+	})
+	if err != nil {
+		r.log.WithError(err).Warn("replaced standby not removed; the reconciler will")
+	}
 }
 
 // switchTo points nginx at the new containers and records the new state.
@@ -149,15 +206,16 @@ func (r *deployRun) restoreRouting(ctx context.Context, prev ServiceState) error
 	if !prev.ActiveColor.Valid() {
 		return r.c.router.Switch(ctx, r.spec.Name, NoColor, nil)
 	}
-	cs, err := r.c.colorContainers(ctx, r.spec.Name, prev.ActiveColor)
+	cs, err := r.c.stateContainers(ctx, r.spec.Name, prev, prev.ActiveColor)
 	if err != nil {
 		return err
 	}
 	return r.c.router.Switch(ctx, r.spec.Name, prev.ActiveColor, addresses(running(cs)))
 }
 
-// afterSwitch drains the old color and leaves it as the standby.
-func (r *deployRun) afterSwitch(ctx context.Context, old Color) error {
+// afterSwitch drains prev's active color and leaves it as the standby.
+func (r *deployRun) afterSwitch(ctx context.Context, prev ServiceState) error {
+	old := prev.ActiveColor
 	if !old.Valid() {
 		return nil
 	}
@@ -178,7 +236,7 @@ func (r *deployRun) afterSwitch(ctx context.Context, old Color) error {
 		if r.spec.Standby != StandbyStopped {
 			return fmt.Sprintf("%s kept running as a warm standby", old), nil
 		}
-		cs, err := r.c.colorContainers(ctx, r.spec.Name, old)
+		cs, err := r.c.stateContainers(ctx, r.spec.Name, prev, old)
 		if err != nil {
 			return "", err
 		}
@@ -219,7 +277,7 @@ func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color 
 	for i, n := range nums {
 		g.Go(func() error {
 			ct, err := c.rt.StartContainer(ctx, ContainerSpec{
-				Name:          replicaName(spec.Name, color, n),
+				Name:          replicaName(spec.Name, color, deployment, n),
 				Image:         image,
 				Service:       spec.Name,
 				Color:         color,
@@ -240,26 +298,13 @@ func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color 
 	return cs, nil
 }
 
-// replicaName is the container name of replica n (from 1) of a color.
-func replicaName(service string, color Color, n int) string {
-	return fmt.Sprintf("%s-%s-%d", service, color, n)
-}
-
-// removeColor removes every container of the service's given color, in
-// parallel.
-func (r *deployRun) removeColor(ctx context.Context, color Color) (int, error) {
-	cs, err := r.c.colorContainers(ctx, r.spec.Name, color)
-	if err != nil {
-		return 0, err
-	}
+// removeContainers removes cs in parallel.
+func (c *Controller) removeContainers(ctx context.Context, cs []Container) error {
 	var g errgroup.Group
 	for _, ct := range cs {
-		g.Go(func() error { return r.c.rt.RemoveContainer(ctx, ct.ID) })
+		g.Go(func() error { return c.rt.RemoveContainer(ctx, ct.ID) })
 	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return len(cs), nil
+	return g.Wait()
 }
 
 // preDeployOutputLimit is how much of the pre-deploy command's output the
@@ -325,15 +370,6 @@ func specEnv(spec ServiceSpec) ([]string, error) {
 	}
 	sort.Strings(env)
 	return env, nil
-}
-
-// colorContainers lists the service's containers of color, sorted by name.
-func (c *Controller) colorContainers(ctx context.Context, service string, color Color) ([]Container, error) {
-	all, err := c.rt.Containers(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	return ofColor(all, color), nil
 }
 
 // ofColor returns the containers of color among all, sorted by name: the

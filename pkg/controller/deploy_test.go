@@ -48,7 +48,7 @@ func TestDeploy_FirstDeployGoesBlueAndSwitches(t *testing.T) {
 		}
 
 		cs := h.rt.list(svc)
-		if got, want := namesOf(cs), []string{"web-blue-1", "web-blue-2", "web-blue-3"}; !slices.Equal(got, want) {
+		if got, want := namesOf(cs), replicaNames(controller.Blue, d.ID, 3); !slices.Equal(got, want) {
 			t.Fatalf("containers = %v, want %v", got, want)
 		}
 		// The runtime adds DEPLOYD_* itself; the controller passes the env
@@ -97,7 +97,7 @@ func TestDeploy_SecondDeployKeepsOldColorAsWarmStandby(t *testing.T) {
 		if d.FromColor != controller.Blue || d.ToColor != controller.Green {
 			t.Errorf("from/to = %s/%s, want blue/green", d.FromColor, d.ToColor)
 		}
-		wantSteps := []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "drain", "standby"}
+		wantSteps := []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "retire", "drain", "standby"}
 		if got := stepNames(d); !slices.Equal(got, wantSteps) {
 			t.Errorf("steps = %v, want %v", got, wantSteps)
 		}
@@ -105,7 +105,7 @@ func TestDeploy_SecondDeployKeepsOldColorAsWarmStandby(t *testing.T) {
 			t.Errorf("blue containers changed, want them kept running untouched:%s", s)
 		}
 		green := h.colorContainers(controller.Green)
-		if got, want := namesOf(green), []string{"web-green-1", "web-green-2"}; !slices.Equal(got, want) {
+		if got, want := namesOf(green), replicaNames(controller.Green, d.ID, 2); !slices.Equal(got, want) {
 			t.Fatalf("green containers = %v, want %v", got, want)
 		}
 		if got, want := h.router.current(svc), addrsOf(green); !slices.Equal(got, want) {
@@ -349,7 +349,7 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 				h.prober.failUntil("web-green-", errors.New("connection refused"), nil)
 				h.rt.set(func(rt *fakeRuntime) {
 					rt.onInspect = func(c *controller.Container, n int) {
-						if c.Name == "web-green-2" && n >= 2 {
+						if byReplica(c.Name) == "web-green-2" && n >= 2 {
 							c.State, c.ExitCode, c.Address = "exited", 1, ""
 						}
 					}
@@ -368,7 +368,7 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 				h.rt.set(func(rt *fakeRuntime) {
 					rt.deathCodes = map[string]int{"web-green-1": 2}
 					rt.onInspect = func(c *controller.Container, n int) {
-						if c.Name == "web-green-1" && n == 3 {
+						if byReplica(c.Name) == "web-green-1" && n == 3 {
 							c.Restarts = 1
 						}
 					}
@@ -435,7 +435,7 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 				if d.Status != controller.StatusFailed {
 					t.Fatalf("status = %s (error %q), want failed", d.Status, d.Error)
 				}
-				if missing := containsAll(d.Error, tt.wantErr...); len(missing) > 0 {
+				if missing := containsAll(byReplica(d.Error), tt.wantErr...); len(missing) > 0 {
 					t.Errorf("error = %q, want it to contain %q", d.Error, missing)
 				}
 				if got, want := failedSteps(d), []string{tt.wantFailedStep}; !slices.Equal(got, want) {

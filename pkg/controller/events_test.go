@@ -141,7 +141,7 @@ func TestEvents_StreamCoversStepsLogsAndFinalStatus(t *testing.T) {
 			}
 		}
 
-		lines := logLines(evs)
+		lines := byReplicas(logLines(evs))
 		for _, want := range []string{
 			"pull: image demoapp:v1 is present",
 			"pre_deploy: Applying shop.0001_initial... OK",
@@ -181,7 +181,7 @@ func TestEvents_FailedDeployEndsWithFailedStatusAndError(t *testing.T) {
 		if got, want := stepEvents(evs), wantStepEvents(final); !slices.Equal(got, want) {
 			t.Errorf("step events = %v, want %v", got, want)
 		}
-		if lines := logLines(evs); !slices.Contains(lines, "health: web-blue-1: not healthy: 502 Bad Gateway") {
+		if lines := byReplicas(logLines(evs)); !slices.Contains(lines, "health: web-blue-1: not healthy: 502 Bad Gateway") {
 			t.Errorf("log lines lack the failing probe; got %q", lines)
 		}
 	})
@@ -343,7 +343,7 @@ func TestEvents_RunawayLogKeepsFirstLinesAndFinalEvents(t *testing.T) {
 		if last := evs[len(evs)-1]; last.Type != controller.EventStatus || last.Status != "succeeded" {
 			t.Errorf("last event = %+v, want status succeeded", last)
 		}
-		if lines := logLines(evs); !slices.Contains(lines, "health: web-blue-1: not healthy: 502 Bad Gateway") {
+		if lines := byReplicas(logLines(evs)); !slices.Contains(lines, "health: web-blue-1: not healthy: 502 Bad Gateway") {
 			t.Errorf("first failing probes missing from the kept lines")
 		}
 	})

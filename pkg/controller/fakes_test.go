@@ -54,7 +54,8 @@ type fakeRuntime struct {
 	// onInspect may change a container's state on its n-th inspection
 	// (1-based), e.g. to make it exit or restart during the health wait.
 	onInspect func(ct *controller.Container, n int)
-	// deathCodes are, by container name, the exit codes LastExitCode
+	// deathCodes are, by replica name without its deployment
+	// (byReplica), the exit codes LastExitCode
 	// reports for running containers: of the death before their restart,
 	// which Docker no longer shows in the container's state.
 	deathCodes map[string]int
@@ -358,7 +359,7 @@ func (rt *fakeRuntime) LastExitCode(ctx context.Context, id string) (int, error)
 	if !c.Running() {
 		return c.ExitCode, nil
 	}
-	code, ok := rt.deathCodes[c.Name]
+	code, ok := rt.deathCodes[byReplica(c.Name)]
 	if !ok {
 		return 0, fmt.Errorf("last exit code of %s: no death on record: %w", id, controller.ErrNotFound)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -208,12 +209,41 @@ func (h *harness) duringSwitch(image string, fn func()) controller.Deployment {
 	return h.wait(d.ID)
 }
 
+// deploymentInName matches the deployment's part of a replica's name.
+var deploymentInName = regexp.MustCompile(`-(blue|green)-[0-9a-f]{6}-([0-9]+)`)
+
+// byReplica drops the deployments from the replica names in s
+// ("web-green-3f2a1b-2" becomes "web-green-2"), for checks written before
+// the deployment's id is known.
+func byReplica(s string) string { return deploymentInName.ReplaceAllString(s, "-$1-$2") }
+
+// byReplicas is byReplica of each of ss.
+func byReplicas(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = byReplica(s)
+	}
+	return out
+}
+
+// replicaNames returns the names replicas 1..n of color get from
+// deployment id.
+func replicaNames(color controller.Color, id string, n int) []string {
+	short := id[strings.LastIndexByte(id, '-')+1:]
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%s-%s-%d", svc, color, short, i+1)
+	}
+	return names
+}
+
 // activeSnapshot is everything a failed deploy must leave exactly as it
-// found it: the stored state, the active color's containers and where
-// traffic goes.
+// found it: the stored state, the active color's and the standby's
+// containers and where traffic goes.
 type activeSnapshot struct {
 	State     controller.ServiceState
 	Active    []controller.Container
+	Standby   []controller.Container
 	Upstream  []string
 	Placehold bool
 }
@@ -221,12 +251,16 @@ type activeSnapshot struct {
 func (h *harness) snapshot() activeSnapshot {
 	st := h.store.service(svc)
 	up := h.router.current(svc)
-	return activeSnapshot{
+	snap := activeSnapshot{
 		State:     st,
 		Active:    h.colorContainers(st.ActiveColor),
 		Upstream:  up,
 		Placehold: up == nil,
 	}
+	if st.StandbyColor.Valid() {
+		snap.Standby = h.colorContainers(st.StandbyColor)
+	}
+	return snap
 }
 
 // ownContainers returns the containers labelled with deployment id.

@@ -119,7 +119,10 @@ const (
 	StepSwitch    = "switch"
 	StepRecord    = "record"
 	// StepBake watches the new color after the switch (ServiceSpec.Bake).
-	StepBake    = "bake"
+	StepBake = "bake"
+	// StepRetire removes the standby a deploy replaced, once the new color
+	// has taken traffic (ServiceSpec.StandbyDuringDeploy).
+	StepRetire  = "retire"
 	StepDrain   = "drain"
 	StepStandby = "standby"
 )
@@ -249,6 +252,10 @@ type DeployRequest struct {
 type ColorView struct {
 	Image      string
 	Containers []Container
+	// Others are containers of the color that are not its recorded set: a
+	// running deploy's new ones beside the standby's, or what a failed
+	// deployment left for the reconciler. Sorted by name.
+	Others []Container
 }
 
 // ServiceView is a service as the API shows it: stored state joined with the

@@ -22,8 +22,10 @@ const (
 //   - rewrites and reloads an upstream that no longer points at the active
 //     color's running containers (edited or deleted by hand), or that is not
 //     the placeholder before the first deploy;
-//   - removes deployd-labelled containers of a color that is neither active
-//     nor standby, and one-off containers no running deployment owns;
+//   - removes deployd-labelled containers that are neither the active
+//     color's nor the standby's (another deployment's containers of the
+//     same color included: a deploy's that failed, or a standby a deploy
+//     replaced), and one-off containers no running deployment owns;
 //   - reports (log, notification, Observer) an active color without running
 //     containers, without moving traffic: which version should serve is the
 //     operator's call.
@@ -85,13 +87,14 @@ func (c *Controller) reconcileHeld(ctx context.Context, spec ServiceSpec) (pass,
 	}
 	var errs []error
 	restarted := false
-	if st.ActiveColor.Valid() && len(running(ofColor(all, st.ActiveColor))) == 0 {
+	active := func() []Container { return members(all, spec.Name, st.ActiveColor, st.ActiveDeployment) }
+	if st.ActiveColor.Valid() && len(running(active())) == 0 {
 		p.activeDown = fmt.Errorf("active color %s has no running containers", st.ActiveColor)
 		log.WithField("color", string(st.ActiveColor)).Error("reconcile: active color has no running containers")
 		// A warm standby takes traffic at once through escalate's rollback;
 		// otherwise the active color comes back as it was recorded.
 		if !spec.AutoRollback || c.standbyUnfit(ctx, spec, st) != "" {
-			n, err := c.restartActive(ctx, spec, st, ofColor(all, st.ActiveColor), log)
+			n, err := c.restartActive(ctx, spec, st, active(), log)
 			p.repairs += n
 			restarted = n > 0
 			if err != nil {
@@ -101,7 +104,7 @@ func (c *Controller) reconcileHeld(ctx context.Context, spec ServiceSpec) (pass,
 				if all, err = c.rt.Containers(ctx, spec.Name); err != nil {
 					return p, errors.Join(append(errs, unavailable("list containers of "+spec.Name, err))...)
 				}
-				if len(running(ofColor(all, st.ActiveColor))) > 0 {
+				if len(running(active())) > 0 {
 					p.activeDown = nil
 				}
 			}
@@ -130,7 +133,7 @@ func (c *Controller) reconcileUpstream(ctx context.Context, st ServiceState, all
 	log logrus.FieldLogger) (int, error) {
 	var want []string
 	if st.ActiveColor.Valid() {
-		want = addresses(running(ofColor(all, st.ActiveColor)))
+		want = addresses(running(members(all, st.Name, st.ActiveColor, st.ActiveDeployment)))
 	}
 	inSync, err := c.router.InSync(ctx, st.Name, st.ActiveColor, want)
 	if err != nil {
@@ -169,8 +172,14 @@ func (c *Controller) removeOrphans(ctx context.Context, st ServiceState, all []C
 	repairs := 0
 	var errs []error
 	if st.ActiveColor.Valid() {
+		keep := map[string]bool{}
+		for _, color := range []Color{st.ActiveColor, st.StandbyColor} {
+			for _, ct := range members(all, st.Name, color, st.deploymentOf(color)) {
+				keep[ct.ID] = color.Valid()
+			}
+		}
 		for _, ct := range all {
-			if ct.Color == st.ActiveColor || (st.StandbyColor.Valid() && ct.Color == st.StandbyColor) {
+			if keep[ct.ID] {
 				continue
 			}
 			if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
@@ -179,7 +188,7 @@ func (c *Controller) removeOrphans(ctx context.Context, st ServiceState, all []C
 			}
 			repairs++
 			c.repaired(st, RepairOrphanContainer,
-				fmt.Sprintf("removed container %s of %s (color %q, deployment %s): it belongs to neither the active nor the standby color",
+				fmt.Sprintf("removed container %s of %s (color %q, deployment %s): it belongs to neither the active nor the standby",
 					ct.Name, st.Name, ct.Color, ct.Deployment),
 				log.WithFields(logrus.Fields{"container": ct.Name, "color": string(ct.Color), "deployment": ct.Deployment}))
 		}

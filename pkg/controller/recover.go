@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/sirupsen/logrus"
 )
@@ -18,7 +19,9 @@ import (
 //     placeholder before the first recorded deploy;
 //   - deployments left queued or running by a previous process are marked
 //     interrupted and the containers they created are removed, unless they
-//     became the active color.
+//     became the active color (then the standby they replaced is removed);
+//     the active color's and the standby's own containers are never
+//     touched.
 //
 // It returns the first error that leaves a service in an unknown state.
 func (c *Controller) Start(ctx context.Context) error {
@@ -66,19 +69,27 @@ func (c *Controller) interrupt(ctx context.Context, d Deployment) error {
 	// A rollback only starts containers of the standby color, which stay
 	// the standby; a deploy's own containers are debris unless the switch
 	// was recorded before the crash.
-	if d.Kind == KindDeploy && d.ToColor != st.ActiveColor {
-		cs, err := c.rt.Containers(ctx, d.Service)
+	// Its containers ran beside the standby's in the standby's color
+	// (DeployStandbyKeep): only they go. Once the switch was recorded they
+	// are the active color, and what goes is the standby they replaced,
+	// which the crash kept retire from removing.
+	if d.Kind == KindDeploy {
+		all, err := c.rt.Containers(ctx, d.Service)
 		if err != nil {
 			return fmt.Errorf("list containers of %s: %w", d.Service, err)
 		}
-		for _, ct := range cs {
-			if ct.Deployment != d.ID {
-				continue
-			}
+		var debris []Container
+		if d.ToColor != st.ActiveColor {
+			debris = slices.DeleteFunc(all, func(ct Container) bool { return ct.Deployment != d.ID })
+		} else if st.ActiveDeployment == d.ID {
+			debris = strays(all, d.Service, d.ToColor, d.ID)
+		}
+		for _, ct := range debris {
 			if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
-				return fmt.Errorf("remove %s of interrupted deployment %s: %w", ct.Name, d.ID, err)
+				return fmt.Errorf("remove %s left by interrupted deployment %s: %w", ct.Name, d.ID, err)
 			}
-			log.WithField("container", ct.Name).Info("removed container of interrupted deployment")
+			log.WithFields(logrus.Fields{"container": ct.Name, "container_deployment": ct.Deployment}).
+				Info("removed container left by interrupted deployment")
 		}
 	}
 	now := c.now().UTC()
@@ -123,7 +134,7 @@ func (c *Controller) restoreActive(ctx context.Context, name string) error {
 		}
 		return nil
 	}
-	cs, err := c.colorContainers(ctx, name, st.ActiveColor)
+	cs, err := c.stateContainers(ctx, name, st, st.ActiveColor)
 	if err != nil {
 		return fmt.Errorf("list containers of %s: %w", name, err)
 	}

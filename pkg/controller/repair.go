@@ -25,15 +25,19 @@ const RepairActiveRestarted = "active_restarted"
 func (c *Controller) restartActive(ctx context.Context, spec ServiceSpec, st ServiceState, cs []Container,
 	log logrus.FieldLogger) (int, error) {
 	log = log.WithField("color", string(st.ActiveColor))
-	byName := make(map[string]Container, len(cs))
+	// By number, not by name: replicas named before they were named by
+	// deployment are still the active color's.
+	byNum := make(map[int]Container, len(cs))
 	for _, ct := range cs {
-		byName[ct.Name] = ct
+		if n, ok := replicaNumber(ct.Name); ok {
+			byNum[n] = ct
+		}
 	}
 	var errs []error
 	restarted := 0
 	var missing []int
 	for n := 1; n <= spec.Replicas; n++ {
-		ct, ok := byName[replicaName(spec.Name, st.ActiveColor, n)]
+		ct, ok := byNum[n]
 		if !ok {
 			missing = append(missing, n)
 			continue

@@ -64,8 +64,16 @@ func (c *Controller) retainService(ctx context.Context, spec ServiceSpec) (int, 
 	}
 	removed := 0
 	var errs []error
+	keep := map[string]bool{}
+	for _, color := range []Color{st.ActiveColor, st.StandbyColor} {
+		if color.Valid() {
+			for _, ct := range members(all, spec.Name, color, st.deploymentOf(color)) {
+				keep[ct.ID] = true
+			}
+		}
+	}
 	for _, ct := range all {
-		if ct.Running() || ct.Color == st.ActiveColor || (st.StandbyColor.Valid() && ct.Color == st.StandbyColor) {
+		if ct.Running() || keep[ct.ID] {
 			continue
 		}
 		if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {

@@ -33,9 +33,14 @@ func (r *deployRun) rollback(ctx context.Context) error {
 }
 
 // readyStandby makes sure the standby color has running containers and
-// reports whether they were all running already.
+// reports whether they were all running already. Only the standby's own
+// containers count, never what a failed deploy left in its color.
 func (r *deployRun) readyStandby(ctx context.Context, color Color) ([]Container, bool, string, error) {
-	cs, err := r.c.colorContainers(ctx, r.spec.Name, color)
+	st, err := r.c.state(ctx, r.spec.Name)
+	if err != nil {
+		return nil, false, "", err
+	}
+	cs, err := r.c.stateContainers(ctx, r.spec.Name, st, color)
 	if err != nil {
 		return nil, false, "", err
 	}
@@ -47,7 +52,13 @@ func (r *deployRun) readyStandby(ctx context.Context, color Color) ([]Container,
 		if err != nil {
 			return nil, false, "", err
 		}
-		if cs, err = r.startReplicas(ctx, color, env); err != nil {
+		// Created in the name of the deployment the standby records, so
+		// that they are its set, as if they had never gone.
+		dep := st.StandbyDeployment
+		if dep == "" {
+			dep = r.d.ID
+		}
+		if cs, err = r.c.startReplicas(ctx, r.spec, color, r.d.Image, dep, env, allReplicas(r.spec.Replicas)); err != nil {
 			return nil, false, "", err
 		}
 		return cs, false, fmt.Sprintf("standby %s had no containers: created %d from %s", color, len(cs), r.d.Image), nil

@@ -144,7 +144,7 @@ func TestRollback_ColdStandbyIsStartedAndFullyChecked(t *testing.T) {
 func TestRollback_MissingStandbyContainersAreRecreatedFromStandbyImage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
-		h.deployOK("v1")
+		v1 := h.deployOK("v1")
 		h.deployOK("v2")
 		for _, c := range h.colorContainers(controller.Blue) {
 			if err := h.rt.RemoveContainer(h.ctx(), c.ID); err != nil {
@@ -160,9 +160,15 @@ func TestRollback_MissingStandbyContainersAreRecreatedFromStandbyImage(t *testin
 		if !slices.Contains(h.rt.callLog(), "EnsureImage demoapp:v1 missing") {
 			t.Errorf("call log = %v, want EnsureImage of the standby image demoapp:v1", h.rt.callLog())
 		}
-		for _, c := range h.colorContainers(controller.Blue) {
-			if c.Image != "demoapp:v1" || c.Deployment != d.ID || !c.Running() {
-				t.Errorf("blue container %s image/deployment/state = %s/%s/%s, want demoapp:v1/%s/running", c.Name, c.Image, c.Deployment, c.State, d.ID)
+		// Created in the name of the deployment the standby records, so
+		// that they are its set as if they had never gone.
+		blue := h.colorContainers(controller.Blue)
+		if got, want := namesOf(blue), replicaNames(controller.Blue, v1.ID, h.spec.Replicas); !slices.Equal(got, want) {
+			t.Errorf("blue containers = %v, want %v", got, want)
+		}
+		for _, c := range blue {
+			if c.Image != "demoapp:v1" || c.Deployment != v1.ID || !c.Running() {
+				t.Errorf("blue container %s image/deployment/state = %s/%s/%s, want demoapp:v1/%s/running", c.Name, c.Image, c.Deployment, c.State, v1.ID)
 			}
 		}
 		wantRolledBack(t, h)

@@ -26,6 +26,22 @@ const (
 	StandbyStopped StandbyMode = "stopped"
 )
 
+// DeployStandbyMode says what a deploy does with the standby it replaces
+// while the new containers start.
+type DeployStandbyMode string
+
+const (
+	// DeployStandbyKeep keeps the old standby running beside the new
+	// containers until they have taken traffic, so a failed, cancelled or
+	// interrupted deploy leaves it exactly as it was. For a moment three
+	// sets of replicas run: active, standby and new.
+	DeployStandbyKeep DeployStandbyMode = "keep"
+	// DeployStandbyRemove removes the old standby before the new
+	// containers start, for hosts that cannot run three sets at once; a
+	// deploy that then fails leaves no warm standby.
+	DeployStandbyRemove DeployStandbyMode = "remove"
+)
+
 // HealthSpec says how a replica is judged healthy.
 type HealthSpec struct {
 	Path             string
@@ -64,6 +80,10 @@ type ServiceSpec struct {
 	PreDeploy     PreDeploySpec
 	Drain         time.Duration
 	Standby       StandbyMode
+	// StandbyDuringDeploy says whether a deploy keeps the standby it
+	// replaces until the new color has taken traffic (the default) or
+	// removes it first.
+	StandbyDuringDeploy DeployStandbyMode
 	// RepositoryURL is the http(s) address of the source repository; the
 	// status page links commits to <RepositoryURL>/commit/<sha>.
 	RepositoryURL string

@@ -160,7 +160,7 @@ func (c *Controller) watchService(ctx context.Context, spec ServiceSpec) error {
 	if !st.ActiveColor.Valid() {
 		return nil
 	}
-	cs, err := c.colorContainers(ctx, spec.Name, st.ActiveColor)
+	cs, err := c.stateContainers(ctx, spec.Name, st, st.ActiveColor)
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func (c *Controller) standbyUnfit(ctx context.Context, spec ServiceSpec, st Serv
 	if !st.StandbyColor.Valid() || st.StandbyImage == "" {
 		return "no standby"
 	}
-	cs, err := c.colorContainers(ctx, spec.Name, st.StandbyColor)
+	cs, err := c.stateContainers(ctx, spec.Name, st, st.StandbyColor)
 	if err != nil {
 		return "list standby containers: " + err.Error()
 	}

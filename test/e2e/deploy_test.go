@@ -194,8 +194,8 @@ func TestDeploy_CrashAtStartFailsFast(t *testing.T) {
 		t.Fatalf("status = %s, want failed", dep.Status)
 	}
 	elapsedUnder(t, "failing a crashing deploy", took, 5*time.Second)
-	if !strings.Contains(dep.Error, "exited") || !strings.Contains(dep.Error, e.svc+"-green-1") {
-		t.Fatalf("error = %q, want it to say %s-green-1 exited", dep.Error, e.svc)
+	if name := e.replicaName("green", dep.ID, 1); !strings.Contains(dep.Error, "exited") || !strings.Contains(dep.Error, name) {
+		t.Fatalf("error = %q, want it to say %s exited", dep.Error, name)
 	}
 	assertUntouched(e, v1, upstream, dep.ID)
 }
@@ -365,4 +365,64 @@ func TestRollback_ToStoppedStandbyStartsItFirst(t *testing.T) {
 	if green := e.colorContainers("green"); len(green) != 1 || green[0].State != "exited" {
 		t.Fatalf("green after rollback = %v, want one stopped container", green)
 	}
+}
+
+func TestRollback_AfterFailedDeployIsStillWarm(t *testing.T) {
+	t.Parallel()
+	eachTrafficMode(t, testRollbackAfterFailedDeployIsStillWarm)
+}
+
+// A deploy that fails leaves the standby it targeted running: the next
+// rollback takes a warm standby's time and serves the old version.
+func testRollbackAfterFailedDeployIsStillWarm(t *testing.T, mode string) {
+	e := newEnv(t, "v1", "v2", "v2-fail")
+	cfg := defaultSvc()
+	cfg.StartTimeout = 3 * time.Second
+	cfg.Traffic = mode
+	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
+	v1 := d.mustSucceed("v1")
+	d.mustSucceed("v2")
+	e.assertServes("v2", "green")
+	standby := e.assertRunning("blue", 1, v1.ID)
+
+	// The failing deploy targets blue, the standby's color: its container
+	// runs beside the standby's until it fails.
+	fail := d.deploy("v2-fail")
+	d.waitStep(fail.ID, controller.StepHealth)
+	blue := e.colorContainers("blue")
+	if len(blue) != 2 || len(e.ofDeployment(fail.ID)) != 1 {
+		t.Fatalf("blue during the failing deploy = %v, want the standby and the new container side by side", blue)
+	}
+	dep := d.waitDeployment(fail.ID)
+	if dep.Status != controller.StatusFailed {
+		t.Fatalf("status = %s (%s), want failed", dep.Status, dep.Error)
+	}
+	if left := e.ofDeployment(fail.ID); len(left) != 0 {
+		t.Fatalf("containers of the failed deployment left: %v", left)
+	}
+	after := e.assertRunning("blue", 1, v1.ID)
+	if after[0].Name != standby[0].Name || after[0].Address != standby[0].Address {
+		t.Fatalf("standby after the failed deploy = %+v, want %+v untouched", after[0], standby[0])
+	}
+	e.assertServes("v2", "green")
+
+	start := time.Now()
+	rb := d.rollback()
+	rbDone := d.waitDeployment(rb.ID)
+	took := time.Since(start)
+	if rbDone.Status != controller.StatusSucceeded {
+		t.Fatalf("rollback status = %s (%s), want succeeded; steps %s", rbDone.Status, rbDone.Error, stepSummary(rbDone))
+	}
+	var server time.Duration
+	if rbDone.FinishedAt != nil {
+		server = rbDone.FinishedAt.Sub(rbDone.CreatedAt)
+	}
+	t.Logf("rollback after a failed deploy took %s (API call to final status; %s in the record)",
+		took.Round(time.Millisecond), server.Round(time.Millisecond))
+	if s := rbDone.Steps[0]; s.Name != controller.StepStart || !strings.Contains(s.Message, "warm") {
+		t.Errorf("rollback's first step = %s %q, want start with the standby warm", s.Name, s.Message)
+	}
+	elapsedUnder(t, "rollback to the standby a failed deploy left", took, time.Second)
+	e.assertServes("v1", "blue")
+	e.assertUpstreamIs(after)
 }

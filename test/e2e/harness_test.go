@@ -731,8 +731,14 @@ func (e *env) ofDeployment(id string) []ctr {
 	return out
 }
 
+// replicaName is the container name deployd gives replica n of color
+// created by deployment dep.
+func (e *env) replicaName(color string, dep string, n int) string {
+	return fmt.Sprintf("%s-%s-%s-%d", e.svc, color, dep[strings.LastIndexByte(dep, '-')+1:], n)
+}
+
 // assertRunning checks color has exactly n running containers named
-// <svc>-<color>-1..n, all labelled for deployment dep.
+// <svc>-<color>-<dep's short id>-1..n, all labelled for deployment dep.
 func (e *env) assertRunning(color string, n int, dep string) []ctr {
 	e.t.Helper()
 	cs := e.colorContainers(color)
@@ -740,7 +746,7 @@ func (e *env) assertRunning(color string, n int, dep string) []ctr {
 		e.t.Fatalf("%s containers = %d (%v), want %d", color, len(cs), cs, n)
 	}
 	for i, c := range cs {
-		want := fmt.Sprintf("%s-%s-%d", e.svc, color, i+1)
+		want := e.replicaName(color, dep, i+1)
 		if c.Name != want {
 			e.t.Errorf("container %d name = %q, want %q", i, c.Name, want)
 		}

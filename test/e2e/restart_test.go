@@ -205,7 +205,7 @@ func TestRestart_StartsStoppedActiveContainers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	timeout := 5
-	if err := e.cli.ContainerStop(ctx, e.svc+"-blue-1", container.StopOptions{Timeout: &timeout}); err != nil {
+	if err := e.cli.ContainerStop(ctx, e.replicaName("blue", v1.ID, 1), container.StopOptions{Timeout: &timeout}); err != nil {
 		t.Fatalf("stop blue-1: %v", err)
 	}
 	if _, err := e.viaNginx(); err == nil {
