@@ -147,7 +147,7 @@ bin/deployd deploy --service demoweb --image v1 --commit demo-v1 --on-behalf-of 
 show
 
 say "Deploying demoapp:v2 through the signed webhook, as GitHub Actions does (goes to green)"
-body='{"service":"demoweb","image":"v2","commit":"demo-v2","on_behalf_of":"demo","ref":"refs/heads/main"}'
+body='{"service":"demoweb","image":"v2","commit":"demo-v2","actor":"demo","ref":"refs/heads/main"}'
 ts=$(date +%s)
 sig=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$DEPLOYD_WEBHOOK_SECRET" | awk '{print $NF}')
 answer=$(curl -fsS -H "X-Hub-Signature-256: sha256=$sig" -H "X-Deployd-Timestamp: $ts" -H "X-GitHub-Delivery: demo-$(date +%s%N)" \
