@@ -45,10 +45,10 @@ type switchdKeeper struct {
 	// up and respawned report to the daemon's metrics.
 	up        func(bool)
 	respawned func()
-	// exited gets a value when a switchd this daemon started ends, so
-	// that watch starts the next one at once rather than at its next
-	// check. (One started by an earlier daemon is not its child: polling
-	// finds that one's end.)
+	// exited gets a value when switchd ends, so that watch starts the
+	// next one at once rather than at its next check: from spawn's wait
+	// on a switchd this daemon started, and from the wait call
+	// (waitForEnds) on any switchd, one an earlier daemon started too.
 	exited chan struct{}
 	// startTimeout bounds ensure; zero means switchdStartTimeout.
 	startTimeout time.Duration
