@@ -210,28 +210,28 @@ func (m *Main) Run(ctx context.Context) error {
 
 	warnTrafficRulesOff(m.Logger, cfg, m.trafficReader)
 	m.ctrl = controller.New(controller.Options{
-		Services: specs,
-		Runtime:  m.docker,
-		Router:   router,
-		Prober:   health.NewProber(m.Logger),
-		Store:    m.store,
-		Logger:   m.Logger,
-		Notifier: m.notifier,
-		Observer: m.metrics,
-		Hook:     hook,
-		Exits:    m.exitFeed(),
+		Services:  specs,
+		Runtime:   m.docker,
+		Router:    router,
+		Prober:    health.NewProber(m.Logger),
+		Store:     m.store,
+		Logger:    m.Logger,
+		Notifier:  m.notifier,
+		Observer:  m.metrics,
+		Hook:      hook,
+		Exits:     m.exitFeed(),
+		Watch:     cfg.WatchSpec(),
+		Retention: cfg.RetentionSpec(),
+		Pause:     cfg.PauseLimits(),
+		// Set by startSwitch in switch mode; nil in reload mode, where
+		// pause and maintenance answer 409 and the traffic rules are off.
+		TrafficControl: m.trafficControl,
+		TrafficReader:  m.trafficReader,
 		// The API and the page answer from a view of the containers
 		// that Docker's events keep; it is listed again on the
 		// reconciler's interval.
 		Containers: m.docker,
 		ViewResync: cfg.Reconcile.Interval,
-		Watch:      cfg.WatchSpec(),
-		Retention:  cfg.RetentionSpec(),
-		Pause:      cfg.PauseLimits(),
-		// Set by startSwitch in switch mode; nil in reload mode, where
-		// pause and maintenance answer 409 and the traffic rules are off.
-		TrafficControl: m.trafficControl,
-		TrafficReader:  m.trafficReader,
 	})
 	if err := m.ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)
