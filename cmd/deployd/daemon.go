@@ -227,6 +227,11 @@ func (m *Main) Run(ctx context.Context) error {
 		// pause and maintenance answer 409 and the traffic rules are off.
 		TrafficControl: m.trafficControl,
 		TrafficReader:  m.trafficReader,
+		// The API and the page answer from a view of the containers
+		// that Docker's events keep; it is listed again on the
+		// reconciler's interval.
+		Containers: m.docker,
+		ViewResync: cfg.Reconcile.Interval,
 	})
 	if err := m.ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("recover state: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -20,6 +21,8 @@ type jobRunner interface {
 	Retain(ctx context.Context) (int, error)
 	// FollowExits reacts to container exits until ctx ends.
 	FollowExits(ctx context.Context)
+	// FollowContainers keeps the services' container view until ctx ends.
+	FollowContainers(ctx context.Context)
 }
 
 // jobIntervals are the periods of the scheduled jobs.
@@ -32,7 +35,7 @@ type jobIntervals struct {
 const jobsStopTimeout = 10 * time.Second
 
 // Jobs runs the watchdog, the reconciler and retention on their intervals,
-// and follows container exits between them. Each scheduled job runs as a
+// and follows container exits and changes between them. Each scheduled job runs as a
 // singleton: a run still going when the next is due makes that next one be
 // skipped, never run alongside. Close stops them all.
 type Jobs struct {
@@ -41,7 +44,8 @@ type Jobs struct {
 	// long pass to finish on its own.
 	cancel context.CancelFunc
 	log    logrus.FieldLogger
-	// followed is closed when the exit follower has returned.
+	// followed is closed when the exit and container followers have
+	// returned.
 	followed chan struct{}
 }
 
@@ -106,9 +110,12 @@ func StartJobs(r jobRunner, iv jobIntervals, log logrus.FieldLogger) (*Jobs, err
 		}
 	}
 	sched.Start()
+	var followers sync.WaitGroup
+	followers.Go(func() { r.FollowExits(ctx) })
+	followers.Go(func() { r.FollowContainers(ctx) })
 	go func() {
 		defer close(j.followed)
-		r.FollowExits(ctx)
+		followers.Wait()
 	}()
 	return j, nil
 }
@@ -134,7 +141,7 @@ func (j *Jobs) Close(ctx context.Context) error {
 	case <-j.followed:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("stop following container exits: %w", ctx.Err())
+		return fmt.Errorf("stop following container exits and changes: %w", ctx.Err())
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 // fakeRunner counts runs and tracks how many of one job overlap.
 type fakeRunner struct {
 	watch, reconcile, retain atomic.Int32
-	// following counts FollowExits calls that have not returned.
+	// following counts FollowExits and FollowContainers calls that have
+	// not returned.
 	following atomic.Int32
 	// watchBlocks makes Watch wait for its context to end.
 	watchBlocks bool
@@ -53,6 +54,12 @@ func (f *fakeRunner) Reconcile(ctx context.Context) (int, error) {
 }
 
 func (f *fakeRunner) FollowExits(ctx context.Context) {
+	f.following.Add(1)
+	defer f.following.Add(-1)
+	<-ctx.Done()
+}
+
+func (f *fakeRunner) FollowContainers(ctx context.Context) {
 	f.following.Add(1)
 	defer f.following.Add(-1)
 	<-ctx.Done()
@@ -156,13 +163,13 @@ func TestJobs_NothingRunsAfterClose(t *testing.T) {
 	}
 }
 
-func TestJobs_ExitFollowerRunsUntilClose(t *testing.T) {
+func TestJobs_ExitAndContainerFollowersRunUntilClose(t *testing.T) {
 	r := &fakeRunner{}
 	j, _ := startTestJobs(t, r, jobIntervals{Watch: time.Hour, Reconcile: time.Hour, Retain: time.Hour})
-	waitFor(t, "the exit follower to start", func() bool { return r.following.Load() == 1 })
+	waitFor(t, "both followers to start", func() bool { return r.following.Load() == 2 })
 	closeJobs(t, j)
 	if got := r.following.Load(); got != 0 {
-		t.Fatalf("exit followers still running after Close = %d, want 0", got)
+		t.Fatalf("followers still running after Close = %d, want 0", got)
 	}
 }
 

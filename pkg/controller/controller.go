@@ -29,6 +29,13 @@ type Options struct {
 	// Exits may be nil: then only the scheduled rounds notice dead
 	// containers. See FollowExits.
 	Exits ExitFeed
+	// Containers may be nil: then Service and Services list the
+	// service's containers from the runtime on every call. See
+	// FollowContainers.
+	Containers ContainerFeed
+	// ViewResync is how often FollowContainers lists every service's
+	// containers again; zero means defaultViewResync.
+	ViewResync time.Duration
 	// ExitSettle is how long FollowExits lets a service settle after a
 	// container exit before its pass; zero means defaultExitSettle.
 	ExitSettle time.Duration
@@ -67,10 +74,14 @@ type Controller struct {
 	hook     Hook
 	exits    ExitFeed
 	settle   time.Duration
-	watchCfg WatchSpec
-	retain   RetentionSpec
-	traffic  TrafficControl
-	pause    PauseLimits
+	// feed keeps view current; see FollowContainers.
+	feed       ContainerFeed
+	view       *containerView
+	viewResync time.Duration
+	watchCfg   WatchSpec
+	retain     RetentionSpec
+	traffic    TrafficControl
+	pause      PauseLimits
 	// trafficMu serializes the changes of pause and maintenance, so that
 	// the switch and the stored record change in the same order. Its holds
 	// are short: the switch does not block, the store writes one record.
@@ -128,6 +139,9 @@ func New(o Options) *Controller {
 		observer:     o.Observer,
 		hook:         o.Hook,
 		exits:        o.Exits,
+		feed:         o.Containers,
+		view:         newContainerView(),
+		viewResync:   o.ViewResync,
 		settle:       o.ExitSettle,
 		watchCfg:     o.Watch,
 		retain:       o.Retention,
@@ -137,6 +151,9 @@ func New(o Options) *Controller {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.viewResync <= 0 {
+		c.viewResync = defaultViewResync
 	}
 	if c.notifier == nil {
 		c.notifier = noopNotifier{}
@@ -420,9 +437,10 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	if err != nil {
 		return ServiceView{}, err
 	}
-	containers, err := c.rt.Containers(ctx, name)
+	// From memory while the container feed is followed (FollowContainers).
+	containers, err := c.containersOf(ctx, name)
 	if err != nil {
-		return ServiceView{}, unavailable("list containers of "+name, err)
+		return ServiceView{}, err
 	}
 	v := ServiceView{
 		Name:         name,

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -70,6 +71,8 @@ type fakeRuntime struct {
 	oneOffLeft []controller.Container
 	// removeImageErr, when set, decides whether RemoveImage fails.
 	removeImageErr func(id string) error
+	// lists counts calls of Containers.
+	lists atomic.Int64
 }
 
 func newFakeRuntime(images ...string) *fakeRuntime {
@@ -315,6 +318,7 @@ func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.Conta
 }
 
 func (rt *fakeRuntime) Containers(ctx context.Context, service string) ([]controller.Container, error) {
+	rt.lists.Add(1)
 	return rt.listOf(ctx, "containers", service, func() []controller.Container {
 		// Map order on purpose: Docker promises no order either.
 		cs := make([]controller.Container, 0, len(rt.containers))

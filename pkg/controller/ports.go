@@ -251,3 +251,16 @@ const (
 	PointDuringHealth = "during-health" // after the first health probe round
 	PointBeforeSave   = "before-save"   // nginx switched, new state not yet recorded
 )
+
+// ContainerFeed reports, as they happen, that a container of deployd's
+// services changed: created, started, died, removed, or its health
+// changed. dockerx implements it on the Engine's event stream.
+type ContainerFeed interface {
+	// FollowContainers calls fn with the service of each replica (one-offs
+	// excepted) that changed since since, the changes between since and
+	// the call included (the engine replays them), until ctx ends or the
+	// stream breaks. It blocks; it returns ctx's error after ctx ends,
+	// otherwise the stream's error wrapping ErrUnavailable when the engine
+	// went away. fn must not block.
+	FollowContainers(ctx context.Context, since time.Time, fn func(service string)) error
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,6 +42,13 @@ func benchDeployment(i int) controller.Deployment {
 // replicas each, and ten past deployments.
 func newBenchController(b *testing.B) (*controller.Controller, *memStore) {
 	b.Helper()
+	return newBenchControllerWith(b, nil)
+}
+
+// newBenchControllerWith is newBenchController with opts applied to its
+// options.
+func newBenchControllerWith(b *testing.B, opts func(*controller.Options)) (*controller.Controller, *memStore) {
+	b.Helper()
 	rt := newFakeRuntime("demoapp:v9", "demoapp:v10")
 	store := newMemStore()
 	for i := 1; i <= 10; i++ {
@@ -58,10 +66,14 @@ func newBenchController(b *testing.B) (*controller.Controller, *memStore) {
 	}
 	logger := logrus.New()
 	logger.SetOutput(io.Discard)
-	c := controller.New(controller.Options{
+	o := controller.Options{
 		Services: []controller.ServiceSpec{baseSpec()},
 		Runtime:  rt, Router: newFakeRouter(), Prober: newFakeProber(rt), Store: store, Logger: logger,
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	c := controller.New(o)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 		defer cancel()
@@ -108,6 +120,62 @@ func BenchmarkEventsFromRecord(b *testing.B) {
 		}
 		if !done || len(evs) == 0 {
 			b.Fatalf("events = %d, done = %v; want some and done", len(evs), done)
+		}
+	}
+}
+
+// BenchmarkServiceViewFromMemory is BenchmarkServiceView with the container
+// feed followed, while a deploy's worth of events (one a millisecond, more than any deploy makes) keeps
+// the view being listed again beside the requests: each request reads the
+// view and makes no runtime call. It reports the p99 of one request.
+func BenchmarkServiceViewFromMemory(b *testing.B) {
+	c, _ := newBenchControllerWith(b, func(o *controller.Options) { o.Containers = benchFeed{} })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.FollowContainers(ctx)
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	for {
+		if _, err := c.Service(ctx, svc); err == nil {
+			break
+		}
+	}
+	took := make([]time.Duration, 0, 1<<16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		v, err := c.Service(ctx, svc)
+		took = append(took, time.Since(start))
+		if err != nil {
+			b.Fatalf("Service: %v", err)
+		}
+		if got := len(v.Colors[controller.Blue].Containers) + len(v.Colors[controller.Green].Containers); got != 4 {
+			b.Fatalf("containers = %d, want 4", got)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[(len(took)-1)*99/100].Microseconds()), "p99-µs")
+}
+
+// benchFeed reports a change of svc every millisecond.
+type benchFeed struct{}
+
+func (benchFeed) FollowContainers(ctx context.Context, since time.Time, fn func(service string)) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			fn(svc)
 		}
 	}
 }

@@ -86,3 +86,41 @@ func waitExits(t *testing.T, log *exitLog, since time.Time, n int, what string) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestFollowContainers_ReplaysSinceAndReportsStartsAndKills(t *testing.T) {
+	c, image, svc := realClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	since := time.Now().Add(-time.Second)
+	// Started before the follow: the engine replays it from since.
+	ctr, err := c.StartContainer(ctx, replicaSpec(svc, image, controller.Blue, 1))
+	if err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	log := &exitLog{}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.FollowContainers(ctx, since, func(service string) {
+			if service != svc {
+				return
+			}
+			log.mu.Lock()
+			log.got = append(log.got, time.Now())
+			log.mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("FollowContainers after cancel = %v, want context.Canceled", err)
+		}
+	})
+	// create and start, replayed.
+	waitExits(t, log, time.Time{}, 2, "the replayed create and start")
+
+	killed := time.Now()
+	if err := c.api.ContainerKill(ctx, ctr.ID, "SIGKILL"); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	waitExits(t, log, killed, 1, "the kill")
+}
