@@ -629,3 +629,28 @@ func TestDashboard_NewContainersBesideTheStandbyAreMarkedAsTheDeploys(t *testing
 		t.Errorf("container rows = %d, want 3 (green, the blue standby, the new one)", n)
 	}
 }
+
+// A failed deploy stays on its card, with its reason, time and actor,
+// for as long as the controller reports it.
+func TestDashboard_LastFailureStaysOnTheCard(t *testing.T) {
+	f := newFixture(t)
+	failed := fixtureDeployments()[1]
+	f.ctl.services[0].LastFailure = &failed
+	s := f.session(auth.RoleViewer)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	got := oneText(t, card, "p", "last-failure")
+	want := "last deploy failed: health check failed: 500 from /health, 4 min ago (11:56 UTC), by bob · details of app:v3"
+	if got != want {
+		t.Errorf(".last-failure = %q, want %q", got, want)
+	}
+	if at := one(t, card, "time", "failure-when").attrs["datetime"]; at != rfc3339(*failed.FinishedAt) {
+		t.Errorf("failure time = %q, want the deploy's end %s", at, rfc3339(*failed.FinishedAt))
+	}
+
+	f.ctl.services[0].LastFailure = nil
+	card = cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+	if n := len(elements(card, "p", "last-failure")); n != 0 {
+		t.Errorf("card without a failure shows %d .last-failure", n)
+	}
+}

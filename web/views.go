@@ -27,6 +27,10 @@ type cardView struct {
 	StandbyState string
 	Tables       []colorTable
 
+	// Failure is the last deploy's failure, kept on the card until a
+	// deploy of the service succeeds; nil when there is none.
+	Failure *failureView
+
 	// Live is the running (or queued) deployment, if any.
 	Live          *controller.Deployment
 	CanCancel     bool
@@ -46,6 +50,30 @@ type cardView struct {
 	MaintenanceOffConfirm string
 }
 
+// failureView is a failed deploy as the card states it: "last deploy
+// failed: <reason>, <when>, by <who>".
+type failureView struct {
+	ID     string
+	Image  string
+	Reason string
+	At     time.Time
+	Actor  string
+}
+
+func newFailureView(d *controller.Deployment) *failureView {
+	if d == nil {
+		return nil
+	}
+	f := &failureView{ID: d.ID, Image: d.Image, Reason: d.Error, At: d.CreatedAt, Actor: d.Trigger.Actor}
+	if d.FinishedAt != nil {
+		f.At = *d.FinishedAt
+	}
+	if f.Reason == "" {
+		f.Reason = d.Status.String()
+	}
+	return f
+}
+
 // colorTable is one color's containers.
 type colorTable struct {
 	Color      controller.Color
@@ -58,7 +86,7 @@ type colorTable struct {
 }
 
 func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
-	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v)}
+	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v), Failure: newFailureView(v.LastFailure)}
 	if d := v.ActiveDeployment; d != nil {
 		cv.Commit = d.Trigger.Commit
 		cv.Actor = d.Trigger.Actor

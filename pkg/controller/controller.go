@@ -486,6 +486,9 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	if len(last) > 0 {
 		v.Deployment = &last[0]
 	}
+	if v.LastFailure, err = c.lastFailure(ctx, name); err != nil {
+		return ServiceView{}, err
+	}
 	if c.traffic != nil {
 		rec, err := c.trafficRecord(ctx, name)
 		if err != nil {
@@ -494,6 +497,32 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		v.Traffic = c.trafficView(ctx, name, rec)
 	}
 	return v, nil
+}
+
+// failureLookback bounds how far back lastFailure reads: a failure older
+// than that many deployments of the service is no longer news.
+const failureLookback = 50
+
+// lastFailure returns the newest deploy of name that failed or was
+// interrupted after its last successful deploy, or nil. Rollbacks neither
+// raise nor clear it: only a deploy that succeeds does.
+func (c *Controller) lastFailure(ctx context.Context, name string) (*Deployment, error) {
+	ds, err := c.store.ListDeployments(ctx, name, failureLookback)
+	if err != nil {
+		return nil, fmt.Errorf("recent deployments of %s: %w", name, err)
+	}
+	for _, d := range ds {
+		if d.Kind != KindDeploy {
+			continue
+		}
+		switch d.Status {
+		case StatusSucceeded:
+			return nil, nil
+		case StatusFailed, StatusInterrupted, StatusRolledBack:
+			return &d, nil
+		}
+	}
+	return nil, nil
 }
 
 // Deployments lists deployments newest first, of one service or ("") all.

@@ -275,6 +275,10 @@ type ServiceView struct {
 	ActiveDeployment *Deployment
 	// Deployment is the running deployment, else the last one, else nil.
 	Deployment *Deployment
+	// LastFailure is the newest deploy that failed or was interrupted
+	// since the service's last successful deploy, else nil: a failure
+	// stays visible until a deploy succeeds.
+	LastFailure *Deployment
 	// RepositoryURL, when configured, is where commits link to.
 	RepositoryURL string
 	// Traffic is the service's pause, maintenance and requests in flight

@@ -421,6 +421,16 @@ func TestBrowser_PageShowsFailedDeployError(t *testing.T) {
 	b.waitTrue("active still BLUE", colorIs(card(e.svc, ".active-color"), "blue"), pageTimeout)
 	e.assertServes("v1", "blue")
 
+	// The failure stays on the card, from the store, across a reload.
+	b.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(card(e.svc, ".last-failure"))))
+	failure := b.text(card(e.svc, ".last-failure"))
+	for _, want := range []string{"last deploy failed:", failed.Error, "by " + failed.Trigger.Actor} {
+		if !strings.Contains(failure, want) {
+			t.Errorf("card's .last-failure = %q, want it to contain %q", failure, want)
+		}
+	}
+	b.screenshot("failed-deploy-card")
+
 	b.do("open the details", chromedp.Click(chromedp.CSS(row+" a.details")), chromedp.WaitVisible(chromedp.CSS(".deployment-error")))
 	if loc := run(b, "location", chromedp.Location()); loc != d.url+"/deployments/"+failed.ID {
 		t.Errorf("details page = %q, want %q", loc, d.url+"/deployments/"+failed.ID)
