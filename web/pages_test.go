@@ -654,3 +654,49 @@ func TestDashboard_LastFailureStaysOnTheCard(t *testing.T) {
 		t.Errorf("card without a failure shows %d .last-failure", n)
 	}
 }
+
+// While a deploy runs, a rollback would be refused with 409: the button is
+// disabled and says why, and a cold standby's promise carries the time its
+// own deploy took to start and pass health.
+func TestDashboard_RollbackIsDisabledWhileBusyAndPromisesTheRealState(t *testing.T) {
+	f := newFixture(t)
+	svc := &f.ctl.services[0]
+	running := fixtureRunning()
+	running.Service, running.Image = "web", "app:v3"
+	running.CreatedAt = testNow.Add(-40 * time.Second)
+	svc.Deployment = &running
+	s := f.session(auth.RoleOperator)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	btn := one(t, card, "button", "rollback")
+	if _, disabled := btn.attrs["disabled"]; !disabled {
+		t.Errorf("rollback button during a deploy = %v, want disabled", btn.attrs)
+	}
+	if got, want := btn.attrs["aria-describedby"], "rollback-busy-web"; got != want {
+		t.Errorf("aria-describedby = %q, want %q", got, want)
+	}
+	if got, want := oneText(t, card, "p", "rollback-busy"), "busy: deploy of app:v3 running, started 40 s ago by ci"; got != want {
+		t.Errorf(".rollback-busy = %q, want %q", got, want)
+	}
+
+	// Idle, cold, with the standby's deploy on record: 2 s start + 9.5 s health.
+	svc.Deployment = nil
+	svc.StandbyWarm = false
+	svc.StandbyDeployment = &controller.Deployment{ID: "dep-1", Service: "web", Kind: controller.KindDeploy, Image: "app:v1", Steps: []controller.Step{
+		{Name: controller.StepPull, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 30*time.Second))},
+		{Name: controller.StepStart, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 2*time.Second))},
+		{Name: controller.StepHealth, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 9500*time.Millisecond))},
+	}}
+	card = cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+	btn = one(t, card, "button", "rollback")
+	if _, disabled := btn.attrs["disabled"]; disabled {
+		t.Errorf("rollback button of an idle service is disabled")
+	}
+	if n := len(elements(card, "p", "rollback-busy")); n != 0 {
+		t.Errorf("idle card shows %d .rollback-busy", n)
+	}
+	want := "Switch web from green (app:v2) back to blue (app:v1)? Blue is cold: its containers are started and checked first, about 11.5 s (as when it was deployed)."
+	if got := btn.attrs["data-confirm"]; got != want {
+		t.Errorf("data-confirm = %q\nwant          %q", got, want)
+	}
+}

@@ -38,6 +38,9 @@ type cardView struct {
 
 	CanRollback     bool
 	RollbackConfirm string
+	// RollbackBusy, when set, says why the rollback button is disabled:
+	// "busy: deploy of app:v3 running, started 40 s ago by ci".
+	RollbackBusy string
 
 	// HeldText says how many requests a pause holds ("3 requests held").
 	HeldText string
@@ -112,6 +115,9 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 	if role >= auth.RoleOperator && v.StandbyColor.Valid() {
 		cv.CanRollback = true
 		cv.RollbackConfirm = rollbackConfirm(v)
+		if cv.Live != nil {
+			cv.RollbackBusy = busyText(*cv.Live, now)
+		}
 	}
 	if t := v.Traffic; t != nil {
 		cv.HeldText = heldText(t.Held)
@@ -157,15 +163,46 @@ func standbyState(v controller.ServiceView) string {
 }
 
 // rollbackConfirm says exactly what a rollback will do, and how long it
-// will take: a warm standby only needs a probe and an nginx switch.
+// will take: a warm standby only needs a probe and a switch; a cold one
+// is started and checked first, which took as long as the start and
+// health steps of the deploy that put it there.
 func rollbackConfirm(v controller.ServiceView) string {
 	how := "is warm: traffic moves in about a second."
 	if !v.StandbyWarm {
 		how = "is cold: its containers are started and checked first, which takes longer."
+		if est, ok := coldEstimate(v.StandbyDeployment); ok {
+			how = fmt.Sprintf("is cold: its containers are started and checked first, about %s (as when it was deployed).", duration(est))
+		}
 	}
 	return fmt.Sprintf("Switch %s from %s (%s) back to %s (%s)? %s %s",
 		v.Name, colorKey(v.ActiveColor), v.ActiveImage, colorKey(v.StandbyColor), v.StandbyImage,
 		colorName(v.StandbyColor), how)
+}
+
+// coldEstimate is how long d's start and health steps took; false when d
+// did not record both.
+func coldEstimate(d *controller.Deployment) (time.Duration, bool) {
+	if d == nil {
+		return 0, false
+	}
+	var total time.Duration
+	seen := 0
+	for _, s := range d.Steps {
+		if (s.Name == controller.StepStart || s.Name == controller.StepHealth) && s.FinishedAt != nil {
+			total += s.FinishedAt.Sub(s.StartedAt)
+			seen++
+		}
+	}
+	return total, seen == 2
+}
+
+// busyText says why a rollback cannot start now.
+func busyText(d controller.Deployment, now time.Time) string {
+	by := ""
+	if d.Trigger.Actor != "" {
+		by = " by " + d.Trigger.Actor
+	}
+	return fmt.Sprintf("busy: %s of %s %s, started %s ago%s", d.Kind, d.Image, d.Status, uptime(now, d.CreatedAt), by)
 }
 
 func cancelConfirm(d controller.Deployment, active controller.Color) string {

@@ -468,6 +468,11 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 			v.ActiveDeployment = &d
 		}
 	}
+	if st.StandbyDeployment != "" {
+		if d, err := c.store.GetDeployment(ctx, st.StandbyDeployment); err == nil {
+			v.StandbyDeployment = &d
+		}
+	}
 	c.mu.Lock()
 	l := c.leases[name]
 	c.mu.Unlock()

@@ -273,6 +273,10 @@ type ServiceView struct {
 	// ActiveDeployment is the deploy that put the active image in place:
 	// who deployed it, when, from which commit.
 	ActiveDeployment *Deployment
+	// StandbyDeployment is the deploy that put the standby image in
+	// place; its start and health steps say how long a cold rollback
+	// takes.
+	StandbyDeployment *Deployment
 	// Deployment is the running deployment, else the last one, else nil.
 	Deployment *Deployment
 	// LastFailure is the newest deploy that failed or was interrupted

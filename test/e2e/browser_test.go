@@ -287,6 +287,42 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	updateReadmeScreenshot(t, paths[desktop.name])
 }
 
+// A rollback during a deploy would be refused with 409: the page disables
+// the button and says why, and enables it again once the deploy is done.
+func TestBrowser_RollbackIsDisabledWhileADeployRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "v1", "v2", "v2-slow")
+	d := e.startDaemon("main", e.writeConfig("deployd.yml", defaultSvc()))
+	d.mustSucceed("v1")
+	d.mustSucceed("v2")
+	b := newBrowser(t)
+	b.login(d, e.token)
+	rollback := card(e.svc, "button.rollback")
+	b.waitTrue("rollback enabled", fmt.Sprintf(`!document.querySelector(%s).disabled`, jsString(rollback)), pageTimeout)
+
+	slow := d.deploy("v2-slow")
+	b.do("reload mid-deploy", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(card(e.svc, ".rollback-busy"))))
+	if !eval[bool](b, fmt.Sprintf(`document.querySelector(%s).disabled`, jsString(rollback))) {
+		t.Errorf("rollback button is enabled while a deploy runs")
+	}
+	busy := b.text(card(e.svc, ".rollback-busy"))
+	for _, want := range []string{"busy: deploy of " + slow.Image, "started", "by e2e"} {
+		if !strings.Contains(busy, want) {
+			t.Errorf(".rollback-busy = %q, want it to contain %q", busy, want)
+		}
+	}
+	b.screenshot("rollback-busy")
+
+	if dep := d.waitDeployment(slow.ID); dep.Status != controller.StatusSucceeded {
+		t.Fatalf("deploy of v2-slow: %s (%s), want succeeded", dep.Status, dep.Error)
+	}
+	b.do("reload after the deploy", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(rollback)))
+	b.waitTrue("rollback enabled again", fmt.Sprintf(`!document.querySelector(%s).disabled`, jsString(rollback)), pageTimeout)
+	if n := b.count(card(e.svc, ".rollback-busy")); n != 0 {
+		t.Errorf(".rollback-busy after the deploy = %d, want 0", n)
+	}
+}
+
 func TestBrowser_ViewerSeesNoRollbackButton(t *testing.T) {
 	t.Parallel()
 	e, d := greenOverWarmBlue(t, false)
