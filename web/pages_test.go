@@ -700,3 +700,34 @@ func TestDashboard_RollbackIsDisabledWhileBusyAndPromisesTheRealState(t *testing
 		t.Errorf("data-confirm = %q\nwant          %q", got, want)
 	}
 }
+
+// Each card states in one sentence what serves, since when and who made
+// it so; a rollback names who rolled back.
+func TestDashboard_CardSaysItsStateInOneSentence(t *testing.T) {
+	deploy := controller.Deployment{ID: "dep-2", Service: "web", Kind: controller.KindDeploy, Image: "app:v2",
+		Status: controller.StatusSucceeded, Trigger: controller.Trigger{Actor: "alice"},
+		CreatedAt: testNow.Add(-12 * time.Minute), FinishedAt: ptime(testNow.Add(-11 * time.Minute))}
+	rollback := controller.Deployment{ID: "rb-1", Service: "web", Kind: controller.KindRollback, Image: "app:v2",
+		Status: controller.StatusSucceeded, Trigger: controller.Trigger{Actor: "oncall-admin"},
+		CreatedAt: testNow.Add(-2 * time.Minute), FinishedAt: ptime(testNow.Add(-2 * time.Minute))}
+	tests := []struct {
+		name string
+		last *controller.Deployment
+		want string
+	}{
+		{"deployed", &deploy, "LIVE green · app:v2 @0123456789ab · since " + clockUTC(*deploy.FinishedAt) + " · deployed by alice"},
+		{"rolled back", &rollback, "LIVE green · app:v2 @0123456789ab · since " + clockUTC(*rollback.FinishedAt) + " · rolled back by oncall-admin"},
+		{"no record", nil, "LIVE green · app:v2 @0123456789ab"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.ctl.services[0].LastSwitch = tt.last
+			s := f.session(auth.RoleViewer)
+			card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+			if got := oneText(t, card, "p", "state-sentence"); got != tt.want {
+				t.Errorf(".state-sentence = %q\nwant            %q", got, tt.want)
+			}
+		})
+	}
+}

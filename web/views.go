@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/deployd/deployd/pkg/auth"
@@ -27,6 +28,9 @@ type cardView struct {
 	StandbyState string
 	Tables       []colorTable
 
+	// State is the card's one sentence of state: "LIVE green · app:v2
+	// @9f8e7d6a1b2c · since 17:36 UTC · rolled back by oncall-admin".
+	State string
 	// Failure is the last deploy's failure, kept on the card until a
 	// deploy of the service succeeds; nil when there is none.
 	Failure *failureView
@@ -90,6 +94,7 @@ type colorTable struct {
 
 func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
 	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v), Failure: newFailureView(v.LastFailure)}
+	cv.State = stateSentence(v, now)
 	if d := v.ActiveDeployment; d != nil {
 		cv.Commit = d.Trigger.Commit
 		cv.Actor = d.Trigger.Actor
@@ -130,6 +135,57 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		}
 	}
 	return cv
+}
+
+// stateSentence says in one line what serves, since when, and who made it
+// so. A rollback says so, and names who rolled back, not who deployed.
+func stateSentence(v controller.ServiceView, now time.Time) string {
+	if !v.ActiveColor.Valid() {
+		return "NOT DEPLOYED · requests get the placeholder"
+	}
+	word := "LIVE"
+	if t := v.Traffic; t != nil && t.Maintenance {
+		word = "MAINTENANCE"
+	} else if t != nil && t.Paused {
+		word = "PAUSED"
+	}
+	parts := []string{word + " " + colorKey(v.ActiveColor)}
+	what := v.ActiveImage
+	if d := v.ActiveDeployment; d != nil && d.Trigger.Commit != "" {
+		what += " @" + shortCommit(d.Trigger.Commit)
+	}
+	parts = append(parts, what)
+	if sw := v.LastSwitch; sw != nil {
+		at := sw.CreatedAt
+		if sw.FinishedAt != nil {
+			at = *sw.FinishedAt
+		}
+		parts = append(parts, "since "+sinceClock(now, at))
+		switch {
+		case sw.Kind == controller.KindRollback:
+			parts = append(parts, "rolled back by "+actorOf(*sw))
+		case sw.Status == controller.StatusRolledBack:
+			parts = append(parts, fmt.Sprintf("%s failed its bake and was rolled back automatically", sw.Image))
+		default:
+			parts = append(parts, "deployed by "+actorOf(*sw))
+		}
+	}
+	return strings.Join(parts, " · ")
+}
+
+// sinceClock is t's UTC clock time, with its date when t is not today.
+func sinceClock(now, t time.Time) string {
+	if now.UTC().Format(time.DateOnly) == t.UTC().Format(time.DateOnly) {
+		return clockUTC(t)
+	}
+	return t.UTC().Format("Jan 2 15:04 UTC")
+}
+
+func actorOf(d controller.Deployment) string {
+	if d.Trigger.Actor == "" {
+		return "nobody recorded"
+	}
+	return d.Trigger.Actor
 }
 
 // activeName is where requests go: "green", or "the replicas" before

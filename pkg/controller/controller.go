@@ -491,7 +491,7 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	if len(last) > 0 {
 		v.Deployment = &last[0]
 	}
-	if v.LastFailure, err = c.lastFailure(ctx, name); err != nil {
+	if v.LastFailure, v.LastSwitch, err = c.recentOutcomes(ctx, name); err != nil {
 		return ServiceView{}, err
 	}
 	if c.traffic != nil {
@@ -504,30 +504,39 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	return v, nil
 }
 
-// failureLookback bounds how far back lastFailure reads: a failure older
-// than that many deployments of the service is no longer news.
-const failureLookback = 50
+// outcomeLookback bounds how far back recentOutcomes reads: a failure
+// older than that many deployments of the service is no longer news.
+const outcomeLookback = 50
 
-// lastFailure returns the newest deploy of name that failed or was
-// interrupted after its last successful deploy, or nil. Rollbacks neither
-// raise nor clear it: only a deploy that succeeds does.
-func (c *Controller) lastFailure(ctx context.Context, name string) (*Deployment, error) {
-	ds, err := c.store.ListDeployments(ctx, name, failureLookback)
+// recentOutcomes reads name's recent deployments, newest first, for two
+// things. failure is the newest deploy that failed or was interrupted
+// after the last successful deploy, or nil: rollbacks neither raise nor
+// clear it, only a deploy that succeeds does. lastSwitch is the newest
+// deploy or rollback that moved traffic, or nil.
+func (c *Controller) recentOutcomes(ctx context.Context, name string) (failure, lastSwitch *Deployment, err error) {
+	ds, err := c.store.ListDeployments(ctx, name, outcomeLookback)
 	if err != nil {
-		return nil, fmt.Errorf("recent deployments of %s: %w", name, err)
+		return nil, nil, fmt.Errorf("recent deployments of %s: %w", name, err)
 	}
-	for _, d := range ds {
-		if d.Kind != KindDeploy {
-			continue
+	failureDone := false
+	for i := range ds {
+		d := &ds[i]
+		if lastSwitch == nil && (d.Status == StatusSucceeded || d.Status == StatusRolledBack) {
+			lastSwitch = d
 		}
-		switch d.Status {
-		case StatusSucceeded:
-			return nil, nil
-		case StatusFailed, StatusInterrupted, StatusRolledBack:
-			return &d, nil
+		if !failureDone && d.Kind == KindDeploy {
+			switch d.Status {
+			case StatusSucceeded:
+				failureDone = true
+			case StatusFailed, StatusInterrupted, StatusRolledBack:
+				failure, failureDone = d, true
+			}
+		}
+		if lastSwitch != nil && failureDone {
+			break
 		}
 	}
-	return nil, nil
+	return failure, lastSwitch, nil
 }
 
 // Deployments lists deployments newest first, of one service or ("") all.

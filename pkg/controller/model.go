@@ -283,6 +283,10 @@ type ServiceView struct {
 	// since the service's last successful deploy, else nil: a failure
 	// stays visible until a deploy succeeds.
 	LastFailure *Deployment
+	// LastSwitch is the newest deploy or rollback that moved traffic and
+	// finished (succeeded, or rolled back after its bake), else nil: when
+	// the active color took over, and who made it so.
+	LastSwitch *Deployment
 	// RepositoryURL, when configured, is where commits link to.
 	RepositoryURL string
 	// Traffic is the service's pause, maintenance and requests in flight

@@ -285,7 +285,7 @@ func TestClose_WaitsForDeployBeingRecorded(t *testing.T) {
 	})
 }
 
-func TestService_LastFailureStaysUntilADeploySucceeds(t *testing.T) {
+func TestService_LastFailureStaysUntilADeploySucceedsAndLastSwitchNamesTheRollback(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		h.deployOK("v1")
@@ -308,13 +308,21 @@ func TestService_LastFailureStaysUntilADeploySucceeds(t *testing.T) {
 		if rb := h.rollback(); rb.Status != controller.StatusSucceeded {
 			t.Fatalf("rollback: %s (%s), want succeeded", rb.Status, rb.Error)
 		}
-		if v := h.view(); v.LastFailure == nil || v.LastFailure.ID != failed.ID {
+		v := h.view()
+		if v.LastFailure == nil || v.LastFailure.ID != failed.ID {
 			t.Fatalf("last failure after a rollback = %+v, want %s", v.LastFailure, failed.ID)
 		}
+		if v.LastSwitch == nil || v.LastSwitch.Kind != controller.KindRollback {
+			t.Errorf("last switch after a rollback = %+v, want the rollback", v.LastSwitch)
+		}
 
-		h.deployOK("v2")
-		if v := h.view(); v.LastFailure != nil {
+		ok := h.deployOK("v2")
+		v = h.view()
+		if v.LastFailure != nil {
 			t.Errorf("last failure after a successful deploy = %+v, want none", v.LastFailure)
+		}
+		if v.LastSwitch == nil || v.LastSwitch.ID != ok.ID {
+			t.Errorf("last switch = %+v, want the deploy %s", v.LastSwitch, ok.ID)
 		}
 	})
 }

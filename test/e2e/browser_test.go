@@ -226,6 +226,9 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	if n := b.count(`#history tr.deployment`); n < 2 {
 		t.Errorf("history rows = %d, want at least the 2 deploys", n)
 	}
+	if got, want := b.text(card(e.svc, ".state-sentence")), "LIVE green · "+sv.ActiveImage+" @"+v2Commit[:12]; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, " · deployed by e2e") {
+		t.Errorf(".state-sentence = %q, want %q … deployed by e2e", got, want)
+	}
 	b.screenshot("before-rollback")
 	b.phoneFits("the status page")
 
@@ -282,6 +285,11 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 
 	if got, want := b.text(card(e.svc, ".active-by")), "e2e on behalf of "+v1Deployer+" (claimed)"; got != want {
 		t.Errorf(".active-by after rollback = %q, want %q (who deployed v1)", got, want)
+	}
+	b.waitTrue("the sentence names the rollback", fmt.Sprintf(`document.querySelector(%s).textContent.endsWith("rolled back by e2e")`,
+		jsString(card(e.svc, ".state-sentence"))), liveTimeout)
+	if got, want := b.text(card(e.svc, ".state-sentence")), "LIVE blue · "+sv.StandbyImage+" @"+v1Commit[:12]; !strings.HasPrefix(got, want) {
+		t.Errorf(".state-sentence after rollback = %q, want it to start with %q", got, want)
 	}
 	paths := b.screenshot("after-rollback")
 	updateReadmeScreenshot(t, paths[desktop.name])
