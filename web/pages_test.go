@@ -628,6 +628,11 @@ func TestDashboard_NewContainersBesideTheStandbyAreMarkedAsTheDeploys(t *testing
 	if n := len(elements(card, "tr", "container")); n != 3 {
 		t.Errorf("container rows = %d, want 3 (green, the blue standby, the new one)", n)
 	}
+	// The standby is still the one that was there, and it says what runs
+	// beside it.
+	if got, want := strings.Join(strings.Fields(oneText(t, card, "dd", "standby")), " "), "BLUE app:v1 warm (beside it: 1 new container of the deploy of app:v3, not the standby)"; got != want {
+		t.Errorf("standby = %q, want %q", got, want)
+	}
 }
 
 // A failed deploy stays on its card, with its reason, time and actor,

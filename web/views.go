@@ -26,7 +26,11 @@ type cardView struct {
 	DeployedAt time.Time
 	// StandbyState is "warm", "cold" or "none".
 	StandbyState string
-	Tables       []colorTable
+	// StandbyBeside says what else runs in the standby's color, so the new
+	// containers of a deploy are never taken for the standby: "beside it:
+	// 1 new container of the deploy of app:v3, not the standby".
+	StandbyBeside string
+	Tables        []colorTable
 
 	// State is the card's one sentence of state: "LIVE green · app:v2
 	// @9f8e7d6a1b2c · since 17:36 UTC · rolled back by oncall-admin".
@@ -95,6 +99,7 @@ type colorTable struct {
 func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
 	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v), Failure: newFailureView(v.LastFailure)}
 	cv.State = stateSentence(v, now)
+	cv.StandbyBeside = standbyBeside(v)
 	if d := v.ActiveDeployment; d != nil {
 		cv.Commit = d.Trigger.Commit
 		cv.Actor = d.Trigger.Actor
@@ -171,6 +176,24 @@ func stateSentence(v controller.ServiceView, now time.Time) string {
 		}
 	}
 	return strings.Join(parts, " · ")
+}
+
+func standbyBeside(v controller.ServiceView) string {
+	if !v.StandbyColor.Valid() {
+		return ""
+	}
+	n := len(v.Colors[v.StandbyColor].Others)
+	if n == 0 {
+		return ""
+	}
+	noun := "containers"
+	if n == 1 {
+		noun = "container"
+	}
+	if d := v.Deployment; d != nil && !d.Status.Done() {
+		return fmt.Sprintf("beside it: %d new %s of the %s of %s, not the standby", n, noun, d.Kind, d.Image)
+	}
+	return fmt.Sprintf("beside it: %d %s left by another deployment, not the standby", n, noun)
 }
 
 // sinceClock is t's UTC clock time, with its date when t is not today.

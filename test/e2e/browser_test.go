@@ -297,7 +297,9 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 
 // A rollback during a deploy would be refused with 409: the page disables
 // the button and says why, and enables it again once the deploy is done.
-func TestBrowser_RollbackIsDisabledWhileADeployRuns(t *testing.T) {
+// Meanwhile the standby is described as the one that was there, never as
+// the deploy's new containers beside it.
+func TestBrowser_MidDeployRollbackIsDisabledAndStandbyIsTheOldOne(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "v1", "v2", "v2-slow")
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", defaultSvc()))
@@ -320,6 +322,23 @@ func TestBrowser_RollbackIsDisabledWhileADeployRuns(t *testing.T) {
 		}
 	}
 	b.screenshot("rollback-busy")
+
+	// Once the new containers run beside the standby, the standby is still
+	// described as the one that was there.
+	eventually(t, pageTimeout, "the new container beside the standby", func() error {
+		if n := len(d.service().Colors.Blue.Others); n != 1 {
+			return fmt.Errorf("blue others = %d, want 1", n)
+		}
+		return nil
+	})
+	b.do("reload beside the standby", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(card(e.svc, "tr.other"))))
+	standby := b.text(card(e.svc, ".standby"))
+	for _, want := range []string{"BLUE", repository + ":v1", "warm", "beside it: 1 new container of the deploy of " + slow.Image + ", not the standby"} {
+		if !strings.Contains(standby, want) {
+			t.Errorf(".standby mid-deploy = %q, want it to contain %q", standby, want)
+		}
+	}
+	b.screenshot("standby-beside-new")
 
 	if dep := d.waitDeployment(slow.ID); dep.Status != controller.StatusSucceeded {
 		t.Fatalf("deploy of v2-slow: %s (%s), want succeeded", dep.Status, dep.Error)
