@@ -736,3 +736,31 @@ func TestDashboard_CardSaysItsStateInOneSentence(t *testing.T) {
 		})
 	}
 }
+
+// The Rollback button names the image and commit it goes back to, and the
+// standby links to the changes between its commit and the active one.
+func TestDashboard_RollbackLabelNamesImageAndCommitWithACompareLink(t *testing.T) {
+	f := newFixture(t)
+	f.ctl.services[0].StandbyDeployment = &controller.Deployment{ID: "dep-1", Service: "web", Kind: controller.KindDeploy, Image: "app:v1",
+		Trigger: controller.Trigger{Commit: "3f2c1e9a7b5d4c3b2a1f"}}
+	s := f.session(auth.RoleOperator)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	if got, want := oneText(t, card, "button", "rollback"), "Roll back to BLUE: app:v1 @3f2c1e9a7b5d"; got != want {
+		t.Errorf("rollback label = %q, want %q", got, want)
+	}
+	link := one(t, card, "a", "compare")
+	if got, want := link.attrs["href"], "https://git.example.com/acme/web/compare/3f2c1e9a7b5d4c3b2a1f...0123456789abcdef0123"; got != want {
+		t.Errorf("compare href = %q, want %q", got, want)
+	}
+
+	// Without a repository there is nothing to link to; the label stays.
+	f.ctl.services[0].RepositoryURL = ""
+	card = cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+	if n := len(elements(card, "a", "compare")); n != 0 {
+		t.Errorf("compare links without a repository = %d, want 0", n)
+	}
+	if got, want := oneText(t, card, "button", "rollback"), "Roll back to BLUE: app:v1 @3f2c1e9a7b5d"; got != want {
+		t.Errorf("rollback label = %q, want %q", got, want)
+	}
+}

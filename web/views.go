@@ -46,6 +46,12 @@ type cardView struct {
 
 	CanRollback     bool
 	RollbackConfirm string
+	// RollbackTarget is where a rollback goes: "BLUE: app:v1 @3f2c1e9a7b5d".
+	RollbackTarget string
+	// StandbyCommit is the standby's commit; CompareURL links the changes
+	// from it to the active commit when a repository is configured.
+	StandbyCommit string
+	CompareURL    string
 	// RollbackBusy, when set, says why the rollback button is disabled:
 	// "busy: deploy of app:v3 running, started 40 s ago by ci".
 	RollbackBusy string
@@ -100,6 +106,16 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v), Failure: newFailureView(v.LastFailure)}
 	cv.State = stateSentence(v, now)
 	cv.StandbyBeside = standbyBeside(v)
+	if d := v.StandbyDeployment; d != nil {
+		cv.StandbyCommit = d.Trigger.Commit
+	}
+	cv.RollbackTarget = colorLabel(v.StandbyColor)
+	if v.StandbyImage != "" {
+		cv.RollbackTarget += ": " + v.StandbyImage
+	}
+	if cv.StandbyCommit != "" {
+		cv.RollbackTarget += " @" + shortCommit(cv.StandbyCommit)
+	}
 	if d := v.ActiveDeployment; d != nil {
 		cv.Commit = d.Trigger.Commit
 		cv.Actor = d.Trigger.Actor
@@ -107,6 +123,7 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.DeployedAt = d.CreatedAt
 		cv.CommitURL = commitURL(v.RepositoryURL, cv.Commit)
 	}
+	cv.CompareURL = compareURL(v.RepositoryURL, cv.StandbyCommit, cv.Commit)
 	for _, col := range []controller.Color{controller.Blue, controller.Green} {
 		t := colorTable{Color: col, Image: v.Colors[col].Image, Containers: v.Colors[col].Containers, Others: v.Colors[col].Others}
 		switch col {

@@ -229,6 +229,13 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	if got, want := b.text(card(e.svc, ".state-sentence")), "LIVE green · "+sv.ActiveImage+" @"+v2Commit[:12]; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, " · deployed by e2e") {
 		t.Errorf(".state-sentence = %q, want %q … deployed by e2e", got, want)
 	}
+	if got, want := b.text(card(e.svc, "button.rollback")), "Roll back to BLUE: "+sv.StandbyImage+" @"+v1Commit[:12]; got != want {
+		t.Errorf("rollback label = %q, want %q", got, want)
+	}
+	compare := eval[string](b, fmt.Sprintf(`(() => { const a = document.querySelector(%s); return a ? a.href : ''; })()`, jsString(card(e.svc, "a.compare"))))
+	if want := repositoryURL + "/compare/" + v1Commit + "..." + v2Commit; compare != want {
+		t.Errorf("compare link = %q, want %q", compare, want)
+	}
 	b.screenshot("before-rollback")
 	b.phoneFits("the status page")
 
