@@ -764,3 +764,31 @@ func TestDashboard_RollbackLabelNamesImageAndCommitWithACompareLink(t *testing.T
 		t.Errorf("rollback label = %q, want %q", got, want)
 	}
 }
+
+// A failed deploy's row offers to retry it, and its details page does not
+// draw traffic moving that never moved.
+func TestFailedDeploy_RowOffersRetryAndDetailsSayTrafficStayed(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(auth.RoleDeployer)
+	toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
+	for id, want := range map[string]string{"dep-fail": "Retry", "dep-2": "Redeploy"} {
+		row := rowTokens(t, toks, id)
+		if got := oneText(t, row, "button", "redeploy"); got != want {
+			t.Errorf("%s button = %q, want %q", id, got, want)
+		}
+	}
+	if got := one(t, rowTokens(t, toks, "dep-fail"), "button", "redeploy").attrs["data-confirm"]; !strings.HasPrefix(got, "Retry the failed deploy of app:v3 to web?") {
+		t.Errorf("retry confirm = %q", got)
+	}
+
+	for id, want := range map[string]string{
+		"dep-fail": "stayed on GREEN (BLUE was the target)",
+		"dep-2":    "BLUE → GREEN",
+		"dep-run":  "on BLUE; GREEN is the target, traffic moves once it is healthy",
+	} {
+		page := tokenize(t, f.page(t, "/deployments/"+id, &s, http.StatusOK))
+		if got := oneText(t, page, "dd", "traffic"); got != want {
+			t.Errorf("%s traffic = %q, want %q", id, got, want)
+		}
+	}
+}

@@ -326,6 +326,9 @@ type historyRow struct {
 	Duration        string
 	CanRedeploy     bool
 	RedeployConfirm string
+	// RedeployLabel is "Retry" for a deploy that did not stick, else
+	// "Redeploy".
+	RedeployLabel string
 }
 
 func newHistoryView(ds []controller.Deployment, role auth.Role, now time.Time) historyView {
@@ -335,6 +338,12 @@ func newHistoryView(ds []controller.Deployment, role auth.Role, now time.Time) h
 		if role >= auth.RoleDeployer && d.Image != "" && d.Status.Done() {
 			r.CanRedeploy = true
 			r.RedeployConfirm = redeployConfirm(d)
+			r.RedeployLabel = "Redeploy"
+			if d.Kind == controller.KindDeploy && d.Status != controller.StatusSucceeded {
+				r.RedeployLabel = "Retry"
+				r.RedeployConfirm = fmt.Sprintf("Retry the %s deploy of %s to %s? It starts on the standby color, and traffic switches only once it is healthy.",
+					d.Status, d.Image, d.Service)
+			}
 		}
 		h.Rows = append(h.Rows, r)
 	}
@@ -378,6 +387,8 @@ func newStepView(now time.Time, s controller.Step) stepView {
 // deploymentView is the deployment page.
 type deploymentView struct {
 	controller.Deployment
+	// Traffic says where traffic went: "GREEN → BLUE" only when it moved.
+	Traffic       string
 	CommitURL     string
 	Duration      string
 	Running       bool
@@ -393,6 +404,7 @@ func newDeploymentView(d controller.Deployment, repoURL string, role auth.Role, 
 		CommitURL:  commitURL(repoURL, d.Trigger.Commit),
 		Duration:   deploymentDuration(d, now),
 		Running:    !d.Status.Done(),
+		Traffic:    trafficText(d),
 	}
 	for _, s := range d.Steps {
 		v.StepViews = append(v.StepViews, newStepView(now, s))
@@ -406,6 +418,27 @@ func newDeploymentView(d controller.Deployment, repoURL string, role auth.Role, 
 	}
 	v.LogLines = recordLog(d)
 	return v
+}
+
+// trafficText draws an arrow only for traffic that moved: a deployment
+// that failed, was cancelled or interrupted left it where it was.
+func trafficText(d controller.Deployment) string {
+	from, to := colorLabel(d.FromColor), colorLabel(d.ToColor)
+	switch d.Status {
+	case controller.StatusSucceeded:
+		return from + " → " + to
+	case controller.StatusRolledBack:
+		return fmt.Sprintf("%s → %s → %s (moved, failed its bake, moved back)", from, to, from)
+	case controller.StatusQueued, controller.StatusRunning:
+		if !d.FromColor.Valid() {
+			from = "the placeholder"
+		}
+		return fmt.Sprintf("on %s; %s is the target, traffic moves once it is healthy", from, to)
+	}
+	if !d.FromColor.Valid() {
+		return fmt.Sprintf("did not move (%s was the target)", to)
+	}
+	return fmt.Sprintf("stayed on %s (%s was the target)", from, to)
 }
 
 // recordLog rebuilds a finished deployment's log from its record: each

@@ -476,17 +476,24 @@ func TestBrowser_PageShowsFailedDeployError(t *testing.T) {
 	cfg := defaultSvc()
 	cfg.StartTimeout = 3 * time.Second
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
-	d.mustSucceed("v1")
+	good := d.mustSucceed("v1")
 	failed := d.waitDeployment(d.deploy("v2-fail").ID)
 	if failed.Status != controller.StatusFailed || failed.Error == "" {
 		t.Fatalf("deploy of v2-fail: %s (%q), want failed with an error", failed.Status, failed.Error)
 	}
 
 	b := newBrowser(t)
-	b.login(d, e.viewer)
+	b.login(d, e.token)
 	row := fmt.Sprintf(`#history tr.deployment[data-id="%s"]`, failed.ID)
 	if got := b.text(row + " .status"); !strings.Contains(strings.ToLower(got), "failed") {
 		t.Errorf("history status of the failed deploy = %q, want failed", got)
+	}
+	// Its row offers a retry; the good deploy's row a redeploy.
+	if got := b.text(row + " button.redeploy"); got != "Retry" {
+		t.Errorf("failed row's button = %q, want Retry", got)
+	}
+	if got := b.text(fmt.Sprintf(`#history tr.deployment[data-id="%s"] button.redeploy`, good.ID)); got != "Redeploy" {
+		t.Errorf("good row's button = %q, want Redeploy", got)
 	}
 	b.waitTrue("active still BLUE", colorIs(card(e.svc, ".active-color"), "blue"), pageTimeout)
 	e.assertServes("v1", "blue")
@@ -504,6 +511,10 @@ func TestBrowser_PageShowsFailedDeployError(t *testing.T) {
 	b.do("open the details", chromedp.Click(chromedp.CSS(row+" a.details")), chromedp.WaitVisible(chromedp.CSS(".deployment-error")))
 	if loc := run(b, "location", chromedp.Location()); loc != d.url+"/deployments/"+failed.ID {
 		t.Errorf("details page = %q, want %q", loc, d.url+"/deployments/"+failed.ID)
+	}
+	// Traffic never moved: no arrow from BLUE to GREEN.
+	if got, want := b.text(".traffic"), "stayed on BLUE (GREEN was the target)"; got != want {
+		t.Errorf(".traffic = %q, want %q", got, want)
 	}
 	if got := b.text(".deployment-error"); !strings.Contains(got, failed.Error) {
 		t.Errorf(".deployment-error = %q, want it to contain %q", got, failed.Error)
