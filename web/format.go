@@ -81,14 +81,28 @@ func shortCommit(c string) string {
 // http(s) with a host, and the commit is path-escaped so it stays one path
 // segment whatever it holds.
 func commitURL(repo, commit string) string {
-	if repo == "" || commit == "" {
-		return ""
-	}
-	u, err := url.Parse(repo)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+	if commit == "" || !safeRepo(repo) {
 		return ""
 	}
 	return strings.TrimRight(repo, "/") + "/commit/" + url.PathEscape(commit)
+}
+
+// compareURL links the changes from base to head in the repository's web
+// UI (GitHub's and GitLab's /compare/base...head), under commitURL's rules;
+// "" when either commit is missing or they are the same.
+func compareURL(repo, base, head string) string {
+	if base == "" || head == "" || base == head || !safeRepo(repo) {
+		return ""
+	}
+	return strings.TrimRight(repo, "/") + "/compare/" + url.PathEscape(base) + "..." + url.PathEscape(head)
+}
+
+func safeRepo(repo string) bool {
+	if repo == "" {
+		return false
+	}
+	u, err := url.Parse(repo)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil
 }
 
 // colorKey is a color as a CSS/data attribute value: "blue", "green" or

@@ -127,3 +127,20 @@ func TestColorWords_AlwaysSayTheColor(t *testing.T) {
 		}
 	}
 }
+
+func TestCompareURL_OnlySafeRepositoriesAndTwoDifferentCommits(t *testing.T) {
+	tests := []struct{ repo, base, head, want string }{
+		{"https://github.com/acme/web/", "aaa", "bbb", "https://github.com/acme/web/compare/aaa...bbb"},
+		{"https://github.com/acme/web", "a/../b", "c", "https://github.com/acme/web/compare/a%2F..%2Fb...c"},
+		{"https://github.com/acme/web", "aaa", "aaa", ""},
+		{"https://github.com/acme/web", "", "bbb", ""},
+		{"javascript:alert(1)//", "aaa", "bbb", ""},
+		{"https://user:pw@github.com/acme/web", "aaa", "bbb", ""},
+		{"", "aaa", "bbb", ""},
+	}
+	for _, tt := range tests {
+		if got := compareURL(tt.repo, tt.base, tt.head); got != tt.want {
+			t.Errorf("compareURL(%q, %q, %q) = %q, want %q", tt.repo, tt.base, tt.head, got, tt.want)
+		}
+	}
+}

@@ -628,4 +628,167 @@ func TestDashboard_NewContainersBesideTheStandbyAreMarkedAsTheDeploys(t *testing
 	if n := len(elements(card, "tr", "container")); n != 3 {
 		t.Errorf("container rows = %d, want 3 (green, the blue standby, the new one)", n)
 	}
+	// The standby is still the one that was there, and it says what runs
+	// beside it.
+	if got, want := strings.Join(strings.Fields(oneText(t, card, "dd", "standby")), " "), "BLUE app:v1 warm (beside it: 1 new container of the deploy of app:v3, not the standby)"; got != want {
+		t.Errorf("standby = %q, want %q", got, want)
+	}
+}
+
+// A failed deploy stays on its card, with its reason, time and actor,
+// for as long as the controller reports it.
+func TestDashboard_LastFailureStaysOnTheCard(t *testing.T) {
+	f := newFixture(t)
+	failed := fixtureDeployments()[1]
+	f.ctl.services[0].LastFailure = &failed
+	s := f.session(auth.RoleViewer)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	got := oneText(t, card, "p", "last-failure")
+	want := "last deploy failed: health check failed: 500 from /health, 4 min ago (11:56 UTC), by bob · details of app:v3"
+	if got != want {
+		t.Errorf(".last-failure = %q, want %q", got, want)
+	}
+	if at := one(t, card, "time", "failure-when").attrs["datetime"]; at != rfc3339(*failed.FinishedAt) {
+		t.Errorf("failure time = %q, want the deploy's end %s", at, rfc3339(*failed.FinishedAt))
+	}
+
+	f.ctl.services[0].LastFailure = nil
+	card = cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+	if n := len(elements(card, "p", "last-failure")); n != 0 {
+		t.Errorf("card without a failure shows %d .last-failure", n)
+	}
+}
+
+// While a deploy runs, a rollback would be refused with 409: the button is
+// disabled and says why, and a cold standby's promise carries the time its
+// own deploy took to start and pass health.
+func TestDashboard_RollbackIsDisabledWhileBusyAndPromisesTheRealState(t *testing.T) {
+	f := newFixture(t)
+	svc := &f.ctl.services[0]
+	running := fixtureRunning()
+	running.Service, running.Image = "web", "app:v3"
+	running.CreatedAt = testNow.Add(-40 * time.Second)
+	svc.Deployment = &running
+	s := f.session(auth.RoleOperator)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	btn := one(t, card, "button", "rollback")
+	if _, disabled := btn.attrs["disabled"]; !disabled {
+		t.Errorf("rollback button during a deploy = %v, want disabled", btn.attrs)
+	}
+	if got, want := btn.attrs["aria-describedby"], "rollback-busy-web"; got != want {
+		t.Errorf("aria-describedby = %q, want %q", got, want)
+	}
+	if got, want := oneText(t, card, "p", "rollback-busy"), "busy: deploy of app:v3 running, started 40 s ago by ci"; got != want {
+		t.Errorf(".rollback-busy = %q, want %q", got, want)
+	}
+
+	// Idle, cold, with the standby's deploy on record: 2 s start + 9.5 s health.
+	svc.Deployment = nil
+	svc.StandbyWarm = false
+	svc.StandbyDeployment = &controller.Deployment{ID: "dep-1", Service: "web", Kind: controller.KindDeploy, Image: "app:v1", Steps: []controller.Step{
+		{Name: controller.StepPull, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 30*time.Second))},
+		{Name: controller.StepStart, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 2*time.Second))},
+		{Name: controller.StepHealth, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 9500*time.Millisecond))},
+	}}
+	card = cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+	btn = one(t, card, "button", "rollback")
+	if _, disabled := btn.attrs["disabled"]; disabled {
+		t.Errorf("rollback button of an idle service is disabled")
+	}
+	if n := len(elements(card, "p", "rollback-busy")); n != 0 {
+		t.Errorf("idle card shows %d .rollback-busy", n)
+	}
+	want := "Switch web from green (app:v2) back to blue (app:v1)? Blue is cold: its containers are started and checked first, about 11.5 s (as when it was deployed)."
+	if got := btn.attrs["data-confirm"]; got != want {
+		t.Errorf("data-confirm = %q\nwant          %q", got, want)
+	}
+}
+
+// Each card states in one sentence what serves, since when and who made
+// it so; a rollback names who rolled back.
+func TestDashboard_CardSaysItsStateInOneSentence(t *testing.T) {
+	deploy := controller.Deployment{ID: "dep-2", Service: "web", Kind: controller.KindDeploy, Image: "app:v2",
+		Status: controller.StatusSucceeded, Trigger: controller.Trigger{Actor: "alice"},
+		CreatedAt: testNow.Add(-12 * time.Minute), FinishedAt: ptime(testNow.Add(-11 * time.Minute))}
+	rollback := controller.Deployment{ID: "rb-1", Service: "web", Kind: controller.KindRollback, Image: "app:v2",
+		Status: controller.StatusSucceeded, Trigger: controller.Trigger{Actor: "oncall-admin"},
+		CreatedAt: testNow.Add(-2 * time.Minute), FinishedAt: ptime(testNow.Add(-2 * time.Minute))}
+	tests := []struct {
+		name string
+		last *controller.Deployment
+		want string
+	}{
+		{"deployed", &deploy, "LIVE green · app:v2 @0123456789ab · since " + clockUTC(*deploy.FinishedAt) + " · deployed by alice"},
+		{"rolled back", &rollback, "LIVE green · app:v2 @0123456789ab · since " + clockUTC(*rollback.FinishedAt) + " · rolled back by oncall-admin"},
+		{"no record", nil, "LIVE green · app:v2 @0123456789ab"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.ctl.services[0].LastSwitch = tt.last
+			s := f.session(auth.RoleViewer)
+			card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+			if got := oneText(t, card, "p", "state-sentence"); got != tt.want {
+				t.Errorf(".state-sentence = %q\nwant            %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// The Rollback button names the image and commit it goes back to, and the
+// standby links to the changes between its commit and the active one.
+func TestDashboard_RollbackLabelNamesImageAndCommitWithACompareLink(t *testing.T) {
+	f := newFixture(t)
+	f.ctl.services[0].StandbyDeployment = &controller.Deployment{ID: "dep-1", Service: "web", Kind: controller.KindDeploy, Image: "app:v1",
+		Trigger: controller.Trigger{Commit: "3f2c1e9a7b5d4c3b2a1f"}}
+	s := f.session(auth.RoleOperator)
+	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+
+	if got, want := oneText(t, card, "button", "rollback"), "Roll back to BLUE: app:v1 @3f2c1e9a7b5d"; got != want {
+		t.Errorf("rollback label = %q, want %q", got, want)
+	}
+	link := one(t, card, "a", "compare")
+	if got, want := link.attrs["href"], "https://git.example.com/acme/web/compare/3f2c1e9a7b5d4c3b2a1f...0123456789abcdef0123"; got != want {
+		t.Errorf("compare href = %q, want %q", got, want)
+	}
+
+	// Without a repository there is nothing to link to; the label stays.
+	f.ctl.services[0].RepositoryURL = ""
+	card = cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+	if n := len(elements(card, "a", "compare")); n != 0 {
+		t.Errorf("compare links without a repository = %d, want 0", n)
+	}
+	if got, want := oneText(t, card, "button", "rollback"), "Roll back to BLUE: app:v1 @3f2c1e9a7b5d"; got != want {
+		t.Errorf("rollback label = %q, want %q", got, want)
+	}
+}
+
+// A failed deploy's row offers to retry it, and its details page does not
+// draw traffic moving that never moved.
+func TestFailedDeploy_RowOffersRetryAndDetailsSayTrafficStayed(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(auth.RoleDeployer)
+	toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
+	for id, want := range map[string]string{"dep-fail": "Retry", "dep-2": "Redeploy"} {
+		row := rowTokens(t, toks, id)
+		if got := oneText(t, row, "button", "redeploy"); got != want {
+			t.Errorf("%s button = %q, want %q", id, got, want)
+		}
+	}
+	if got := one(t, rowTokens(t, toks, "dep-fail"), "button", "redeploy").attrs["data-confirm"]; !strings.HasPrefix(got, "Retry the failed deploy of app:v3 to web?") {
+		t.Errorf("retry confirm = %q", got)
+	}
+
+	for id, want := range map[string]string{
+		"dep-fail": "stayed on GREEN (BLUE was the target)",
+		"dep-2":    "BLUE → GREEN",
+		"dep-run":  "on BLUE; GREEN is the target, traffic moves once it is healthy",
+	} {
+		page := tokenize(t, f.page(t, "/deployments/"+id, &s, http.StatusOK))
+		if got := oneText(t, page, "dd", "traffic"); got != want {
+			t.Errorf("%s traffic = %q, want %q", id, got, want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/deployd/deployd/pkg/auth"
@@ -25,7 +26,18 @@ type cardView struct {
 	DeployedAt time.Time
 	// StandbyState is "warm", "cold" or "none".
 	StandbyState string
-	Tables       []colorTable
+	// StandbyBeside says what else runs in the standby's color, so the new
+	// containers of a deploy are never taken for the standby: "beside it:
+	// 1 new container of the deploy of app:v3, not the standby".
+	StandbyBeside string
+	Tables        []colorTable
+
+	// State is the card's one sentence of state: "LIVE green · app:v2
+	// @9f8e7d6a1b2c · since 17:36 UTC · rolled back by oncall-admin".
+	State string
+	// Failure is the last deploy's failure, kept on the card until a
+	// deploy of the service succeeds; nil when there is none.
+	Failure *failureView
 
 	// Live is the running (or queued) deployment, if any.
 	Live          *controller.Deployment
@@ -34,6 +46,15 @@ type cardView struct {
 
 	CanRollback     bool
 	RollbackConfirm string
+	// RollbackTarget is where a rollback goes: "BLUE: app:v1 @3f2c1e9a7b5d".
+	RollbackTarget string
+	// StandbyCommit is the standby's commit; CompareURL links the changes
+	// from it to the active commit when a repository is configured.
+	StandbyCommit string
+	CompareURL    string
+	// RollbackBusy, when set, says why the rollback button is disabled:
+	// "busy: deploy of app:v3 running, started 40 s ago by ci".
+	RollbackBusy string
 
 	// HeldText says how many requests a pause holds ("3 requests held").
 	HeldText string
@@ -44,6 +65,30 @@ type cardView struct {
 	ResumeConfirm         string
 	MaintenanceOnConfirm  string
 	MaintenanceOffConfirm string
+}
+
+// failureView is a failed deploy as the card states it: "last deploy
+// failed: <reason>, <when>, by <who>".
+type failureView struct {
+	ID     string
+	Image  string
+	Reason string
+	At     time.Time
+	Actor  string
+}
+
+func newFailureView(d *controller.Deployment) *failureView {
+	if d == nil {
+		return nil
+	}
+	f := &failureView{ID: d.ID, Image: d.Image, Reason: d.Error, At: d.CreatedAt, Actor: d.Trigger.Actor}
+	if d.FinishedAt != nil {
+		f.At = *d.FinishedAt
+	}
+	if f.Reason == "" {
+		f.Reason = d.Status.String()
+	}
+	return f
 }
 
 // colorTable is one color's containers.
@@ -58,7 +103,19 @@ type colorTable struct {
 }
 
 func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
-	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v)}
+	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v), Failure: newFailureView(v.LastFailure)}
+	cv.State = stateSentence(v, now)
+	cv.StandbyBeside = standbyBeside(v)
+	if d := v.StandbyDeployment; d != nil {
+		cv.StandbyCommit = d.Trigger.Commit
+	}
+	cv.RollbackTarget = colorLabel(v.StandbyColor)
+	if v.StandbyImage != "" {
+		cv.RollbackTarget += ": " + v.StandbyImage
+	}
+	if cv.StandbyCommit != "" {
+		cv.RollbackTarget += " @" + shortCommit(cv.StandbyCommit)
+	}
 	if d := v.ActiveDeployment; d != nil {
 		cv.Commit = d.Trigger.Commit
 		cv.Actor = d.Trigger.Actor
@@ -66,6 +123,7 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.DeployedAt = d.CreatedAt
 		cv.CommitURL = commitURL(v.RepositoryURL, cv.Commit)
 	}
+	cv.CompareURL = compareURL(v.RepositoryURL, cv.StandbyCommit, cv.Commit)
 	for _, col := range []controller.Color{controller.Blue, controller.Green} {
 		t := colorTable{Color: col, Image: v.Colors[col].Image, Containers: v.Colors[col].Containers, Others: v.Colors[col].Others}
 		switch col {
@@ -84,6 +142,9 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 	if role >= auth.RoleOperator && v.StandbyColor.Valid() {
 		cv.CanRollback = true
 		cv.RollbackConfirm = rollbackConfirm(v)
+		if cv.Live != nil {
+			cv.RollbackBusy = busyText(*cv.Live, now)
+		}
 	}
 	if t := v.Traffic; t != nil {
 		cv.HeldText = heldText(t.Held)
@@ -96,6 +157,75 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		}
 	}
 	return cv
+}
+
+// stateSentence says in one line what serves, since when, and who made it
+// so. A rollback says so, and names who rolled back, not who deployed.
+func stateSentence(v controller.ServiceView, now time.Time) string {
+	if !v.ActiveColor.Valid() {
+		return "NOT DEPLOYED · requests get the placeholder"
+	}
+	word := "LIVE"
+	if t := v.Traffic; t != nil && t.Maintenance {
+		word = "MAINTENANCE"
+	} else if t != nil && t.Paused {
+		word = "PAUSED"
+	}
+	parts := []string{word + " " + colorKey(v.ActiveColor)}
+	what := v.ActiveImage
+	if d := v.ActiveDeployment; d != nil && d.Trigger.Commit != "" {
+		what += " @" + shortCommit(d.Trigger.Commit)
+	}
+	parts = append(parts, what)
+	if sw := v.LastSwitch; sw != nil {
+		at := sw.CreatedAt
+		if sw.FinishedAt != nil {
+			at = *sw.FinishedAt
+		}
+		parts = append(parts, "since "+sinceClock(now, at))
+		switch {
+		case sw.Kind == controller.KindRollback:
+			parts = append(parts, "rolled back by "+actorOf(*sw))
+		case sw.Status == controller.StatusRolledBack:
+			parts = append(parts, fmt.Sprintf("%s failed its bake and was rolled back automatically", sw.Image))
+		default:
+			parts = append(parts, "deployed by "+actorOf(*sw))
+		}
+	}
+	return strings.Join(parts, " · ")
+}
+
+func standbyBeside(v controller.ServiceView) string {
+	if !v.StandbyColor.Valid() {
+		return ""
+	}
+	n := len(v.Colors[v.StandbyColor].Others)
+	if n == 0 {
+		return ""
+	}
+	noun := "containers"
+	if n == 1 {
+		noun = "container"
+	}
+	if d := v.Deployment; d != nil && !d.Status.Done() {
+		return fmt.Sprintf("beside it: %d new %s of the %s of %s, not the standby", n, noun, d.Kind, d.Image)
+	}
+	return fmt.Sprintf("beside it: %d %s left by another deployment, not the standby", n, noun)
+}
+
+// sinceClock is t's UTC clock time, with its date when t is not today.
+func sinceClock(now, t time.Time) string {
+	if now.UTC().Format(time.DateOnly) == t.UTC().Format(time.DateOnly) {
+		return clockUTC(t)
+	}
+	return t.UTC().Format("Jan 2 15:04 UTC")
+}
+
+func actorOf(d controller.Deployment) string {
+	if d.Trigger.Actor == "" {
+		return "nobody recorded"
+	}
+	return d.Trigger.Actor
 }
 
 // activeName is where requests go: "green", or "the replicas" before
@@ -129,15 +259,46 @@ func standbyState(v controller.ServiceView) string {
 }
 
 // rollbackConfirm says exactly what a rollback will do, and how long it
-// will take: a warm standby only needs a probe and an nginx switch.
+// will take: a warm standby only needs a probe and a switch; a cold one
+// is started and checked first, which took as long as the start and
+// health steps of the deploy that put it there.
 func rollbackConfirm(v controller.ServiceView) string {
 	how := "is warm: traffic moves in about a second."
 	if !v.StandbyWarm {
 		how = "is cold: its containers are started and checked first, which takes longer."
+		if est, ok := coldEstimate(v.StandbyDeployment); ok {
+			how = fmt.Sprintf("is cold: its containers are started and checked first, about %s (as when it was deployed).", duration(est))
+		}
 	}
 	return fmt.Sprintf("Switch %s from %s (%s) back to %s (%s)? %s %s",
 		v.Name, colorKey(v.ActiveColor), v.ActiveImage, colorKey(v.StandbyColor), v.StandbyImage,
 		colorName(v.StandbyColor), how)
+}
+
+// coldEstimate is how long d's start and health steps took; false when d
+// did not record both.
+func coldEstimate(d *controller.Deployment) (time.Duration, bool) {
+	if d == nil {
+		return 0, false
+	}
+	var total time.Duration
+	seen := 0
+	for _, s := range d.Steps {
+		if (s.Name == controller.StepStart || s.Name == controller.StepHealth) && s.FinishedAt != nil {
+			total += s.FinishedAt.Sub(s.StartedAt)
+			seen++
+		}
+	}
+	return total, seen == 2
+}
+
+// busyText says why a rollback cannot start now.
+func busyText(d controller.Deployment, now time.Time) string {
+	by := ""
+	if d.Trigger.Actor != "" {
+		by = " by " + d.Trigger.Actor
+	}
+	return fmt.Sprintf("busy: %s of %s %s, started %s ago%s", d.Kind, d.Image, d.Status, uptime(now, d.CreatedAt), by)
 }
 
 func cancelConfirm(d controller.Deployment, active controller.Color) string {
@@ -165,6 +326,9 @@ type historyRow struct {
 	Duration        string
 	CanRedeploy     bool
 	RedeployConfirm string
+	// RedeployLabel is "Retry" for a deploy that did not stick, else
+	// "Redeploy".
+	RedeployLabel string
 }
 
 func newHistoryView(ds []controller.Deployment, role auth.Role, now time.Time) historyView {
@@ -174,6 +338,12 @@ func newHistoryView(ds []controller.Deployment, role auth.Role, now time.Time) h
 		if role >= auth.RoleDeployer && d.Image != "" && d.Status.Done() {
 			r.CanRedeploy = true
 			r.RedeployConfirm = redeployConfirm(d)
+			r.RedeployLabel = "Redeploy"
+			if d.Kind == controller.KindDeploy && d.Status != controller.StatusSucceeded {
+				r.RedeployLabel = "Retry"
+				r.RedeployConfirm = fmt.Sprintf("Retry the %s deploy of %s to %s? It starts on the standby color, and traffic switches only once it is healthy.",
+					d.Status, d.Image, d.Service)
+			}
 		}
 		h.Rows = append(h.Rows, r)
 	}
@@ -217,6 +387,8 @@ func newStepView(now time.Time, s controller.Step) stepView {
 // deploymentView is the deployment page.
 type deploymentView struct {
 	controller.Deployment
+	// Traffic says where traffic went: "GREEN → BLUE" only when it moved.
+	Traffic       string
 	CommitURL     string
 	Duration      string
 	Running       bool
@@ -232,6 +404,7 @@ func newDeploymentView(d controller.Deployment, repoURL string, role auth.Role, 
 		CommitURL:  commitURL(repoURL, d.Trigger.Commit),
 		Duration:   deploymentDuration(d, now),
 		Running:    !d.Status.Done(),
+		Traffic:    trafficText(d),
 	}
 	for _, s := range d.Steps {
 		v.StepViews = append(v.StepViews, newStepView(now, s))
@@ -245,6 +418,27 @@ func newDeploymentView(d controller.Deployment, repoURL string, role auth.Role, 
 	}
 	v.LogLines = recordLog(d)
 	return v
+}
+
+// trafficText draws an arrow only for traffic that moved: a deployment
+// that failed, was cancelled or interrupted left it where it was.
+func trafficText(d controller.Deployment) string {
+	from, to := colorLabel(d.FromColor), colorLabel(d.ToColor)
+	switch d.Status {
+	case controller.StatusSucceeded:
+		return from + " → " + to
+	case controller.StatusRolledBack:
+		return fmt.Sprintf("%s → %s → %s (moved, failed its bake, moved back)", from, to, from)
+	case controller.StatusQueued, controller.StatusRunning:
+		if !d.FromColor.Valid() {
+			from = "the placeholder"
+		}
+		return fmt.Sprintf("on %s; %s is the target, traffic moves once it is healthy", from, to)
+	}
+	if !d.FromColor.Valid() {
+		return fmt.Sprintf("did not move (%s was the target)", to)
+	}
+	return fmt.Sprintf("stayed on %s (%s was the target)", from, to)
 }
 
 // recordLog rebuilds a finished deployment's log from its record: each

@@ -486,6 +486,11 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 			v.ActiveDeployment = &d
 		}
 	}
+	if st.StandbyDeployment != "" {
+		if d, err := c.store.GetDeployment(ctx, st.StandbyDeployment); err == nil {
+			v.StandbyDeployment = &d
+		}
+	}
 	c.mu.Lock()
 	l := c.leases[name]
 	c.mu.Unlock()
@@ -504,6 +509,9 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	if len(last) > 0 {
 		v.Deployment = &last[0]
 	}
+	if v.LastFailure, v.LastSwitch, err = c.recentOutcomes(ctx, name); err != nil {
+		return ServiceView{}, err
+	}
 	if c.traffic != nil {
 		rec, err := c.trafficRecord(ctx, name)
 		if err != nil {
@@ -512,6 +520,41 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		v.Traffic = c.trafficView(ctx, name, rec)
 	}
 	return v, nil
+}
+
+// outcomeLookback bounds how far back recentOutcomes reads: a failure
+// older than that many deployments of the service is no longer news.
+const outcomeLookback = 50
+
+// recentOutcomes reads name's recent deployments, newest first, for two
+// things. failure is the newest deploy that failed or was interrupted
+// after the last successful deploy, or nil: rollbacks neither raise nor
+// clear it, only a deploy that succeeds does. lastSwitch is the newest
+// deploy or rollback that moved traffic, or nil.
+func (c *Controller) recentOutcomes(ctx context.Context, name string) (failure, lastSwitch *Deployment, err error) {
+	ds, err := c.store.ListDeployments(ctx, name, outcomeLookback)
+	if err != nil {
+		return nil, nil, fmt.Errorf("recent deployments of %s: %w", name, err)
+	}
+	failureDone := false
+	for i := range ds {
+		d := &ds[i]
+		if lastSwitch == nil && (d.Status == StatusSucceeded || d.Status == StatusRolledBack) {
+			lastSwitch = d
+		}
+		if !failureDone && d.Kind == KindDeploy {
+			switch d.Status {
+			case StatusSucceeded:
+				failureDone = true
+			case StatusFailed, StatusInterrupted, StatusRolledBack:
+				failure, failureDone = d, true
+			}
+		}
+		if lastSwitch != nil && failureDone {
+			break
+		}
+	}
+	return failure, lastSwitch, nil
 }
 
 // Deployments lists deployments newest first, of one service or ("") all.

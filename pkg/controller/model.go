@@ -273,8 +273,20 @@ type ServiceView struct {
 	// ActiveDeployment is the deploy that put the active image in place:
 	// who deployed it, when, from which commit.
 	ActiveDeployment *Deployment
+	// StandbyDeployment is the deploy that put the standby image in
+	// place; its start and health steps say how long a cold rollback
+	// takes.
+	StandbyDeployment *Deployment
 	// Deployment is the running deployment, else the last one, else nil.
 	Deployment *Deployment
+	// LastFailure is the newest deploy that failed or was interrupted
+	// since the service's last successful deploy, else nil: a failure
+	// stays visible until a deploy succeeds.
+	LastFailure *Deployment
+	// LastSwitch is the newest deploy or rollback that moved traffic and
+	// finished (succeeded, or rolled back after its bake), else nil: when
+	// the active color took over, and who made it so.
+	LastSwitch *Deployment
 	// RepositoryURL, when configured, is where commits link to.
 	RepositoryURL string
 	// Traffic is the service's pause, maintenance and requests in flight

@@ -284,3 +284,54 @@ func TestClose_WaitsForDeployBeingRecorded(t *testing.T) {
 		}
 	})
 }
+
+func TestService_LastFailureStaysUntilADeploySucceedsAndLastSwitchNamesTheRollback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		h.deployOK("v1")
+		h.deployOK("v2")
+		if v := h.view(); v.LastFailure != nil {
+			t.Fatalf("last failure after good deploys = %+v, want none", v.LastFailure)
+		}
+
+		release := make(chan struct{})
+		h.prober.failUntil(svc+"-blue-", errors.New("GET /health: 500"), release)
+		failed := h.deploy("v3")
+		if failed.Status != controller.StatusFailed {
+			t.Fatalf("deploy of v3: %s, want failed", failed.Status)
+		}
+		if v := h.view(); v.LastFailure == nil || v.LastFailure.ID != failed.ID || v.LastFailure.Error == "" {
+			t.Fatalf("last failure = %+v, want %s with its error", v.LastFailure, failed.ID)
+		}
+		close(release)
+		// A rollback is not a deploy: it does not clear the failure.
+		if rb := h.rollback(); rb.Status != controller.StatusSucceeded {
+			t.Fatalf("rollback: %s (%s), want succeeded", rb.Status, rb.Error)
+		}
+		v := h.view()
+		if v.LastFailure == nil || v.LastFailure.ID != failed.ID {
+			t.Fatalf("last failure after a rollback = %+v, want %s", v.LastFailure, failed.ID)
+		}
+		if v.LastSwitch == nil || v.LastSwitch.Kind != controller.KindRollback {
+			t.Errorf("last switch after a rollback = %+v, want the rollback", v.LastSwitch)
+		}
+
+		ok := h.deployOK("v2")
+		v = h.view()
+		if v.LastFailure != nil {
+			t.Errorf("last failure after a successful deploy = %+v, want none", v.LastFailure)
+		}
+		if v.LastSwitch == nil || v.LastSwitch.ID != ok.ID {
+			t.Errorf("last switch = %+v, want the deploy %s", v.LastSwitch, ok.ID)
+		}
+	})
+}
+
+func (h *harness) view() controller.ServiceView {
+	h.t.Helper()
+	v, err := h.c.Service(h.ctx(), svc)
+	if err != nil {
+		h.t.Fatalf("Service: %v", err)
+	}
+	return v
+}

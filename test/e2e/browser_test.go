@@ -226,6 +226,16 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	if n := b.count(`#history tr.deployment`); n < 2 {
 		t.Errorf("history rows = %d, want at least the 2 deploys", n)
 	}
+	if got, want := b.text(card(e.svc, ".state-sentence")), "LIVE green · "+sv.ActiveImage+" @"+v2Commit[:12]; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, " · deployed by e2e") {
+		t.Errorf(".state-sentence = %q, want %q … deployed by e2e", got, want)
+	}
+	if got, want := b.text(card(e.svc, "button.rollback")), "Roll back to BLUE: "+sv.StandbyImage+" @"+v1Commit[:12]; got != want {
+		t.Errorf("rollback label = %q, want %q", got, want)
+	}
+	compare := eval[string](b, fmt.Sprintf(`(() => { const a = document.querySelector(%s); return a ? a.href : ''; })()`, jsString(card(e.svc, "a.compare"))))
+	if want := repositoryURL + "/compare/" + v1Commit + "..." + v2Commit; compare != want {
+		t.Errorf("compare link = %q, want %q", compare, want)
+	}
 	b.screenshot("before-rollback")
 	b.phoneFits("the status page")
 
@@ -283,8 +293,68 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	if got, want := b.text(card(e.svc, ".active-by")), "e2e on behalf of "+v1Deployer+" (claimed)"; got != want {
 		t.Errorf(".active-by after rollback = %q, want %q (who deployed v1)", got, want)
 	}
+	b.waitTrue("the sentence names the rollback", fmt.Sprintf(`document.querySelector(%s).textContent.endsWith("rolled back by e2e")`,
+		jsString(card(e.svc, ".state-sentence"))), liveTimeout)
+	if got, want := b.text(card(e.svc, ".state-sentence")), "LIVE blue · "+sv.StandbyImage+" @"+v1Commit[:12]; !strings.HasPrefix(got, want) {
+		t.Errorf(".state-sentence after rollback = %q, want it to start with %q", got, want)
+	}
 	paths := b.screenshot("after-rollback")
 	updateReadmeScreenshot(t, paths[desktop.name])
+}
+
+// A rollback during a deploy would be refused with 409: the page disables
+// the button and says why, and enables it again once the deploy is done.
+// Meanwhile the standby is described as the one that was there, never as
+// the deploy's new containers beside it.
+func TestBrowser_MidDeployRollbackIsDisabledAndStandbyIsTheOldOne(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "v1", "v2", "v2-slow")
+	d := e.startDaemon("main", e.writeConfig("deployd.yml", defaultSvc()))
+	d.mustSucceed("v1")
+	d.mustSucceed("v2")
+	b := newBrowser(t)
+	b.login(d, e.token)
+	rollback := card(e.svc, "button.rollback")
+	b.waitTrue("rollback enabled", fmt.Sprintf(`!document.querySelector(%s).disabled`, jsString(rollback)), pageTimeout)
+
+	slow := d.deploy("v2-slow")
+	b.do("reload mid-deploy", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(card(e.svc, ".rollback-busy"))))
+	if !eval[bool](b, fmt.Sprintf(`document.querySelector(%s).disabled`, jsString(rollback))) {
+		t.Errorf("rollback button is enabled while a deploy runs")
+	}
+	busy := b.text(card(e.svc, ".rollback-busy"))
+	for _, want := range []string{"busy: deploy of " + slow.Image, "started", "by e2e"} {
+		if !strings.Contains(busy, want) {
+			t.Errorf(".rollback-busy = %q, want it to contain %q", busy, want)
+		}
+	}
+	b.screenshot("rollback-busy")
+
+	// Once the new containers run beside the standby, the standby is still
+	// described as the one that was there.
+	eventually(t, pageTimeout, "the new container beside the standby", func() error {
+		if n := len(d.service().Colors.Blue.Others); n != 1 {
+			return fmt.Errorf("blue others = %d, want 1", n)
+		}
+		return nil
+	})
+	b.do("reload beside the standby", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(card(e.svc, "tr.other"))))
+	standby := b.text(card(e.svc, ".standby"))
+	for _, want := range []string{"BLUE", repository + ":v1", "warm", "beside it: 1 new container of the deploy of " + slow.Image + ", not the standby"} {
+		if !strings.Contains(standby, want) {
+			t.Errorf(".standby mid-deploy = %q, want it to contain %q", standby, want)
+		}
+	}
+	b.screenshot("standby-beside-new")
+
+	if dep := d.waitDeployment(slow.ID); dep.Status != controller.StatusSucceeded {
+		t.Fatalf("deploy of v2-slow: %s (%s), want succeeded", dep.Status, dep.Error)
+	}
+	b.do("reload after the deploy", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(rollback)))
+	b.waitTrue("rollback enabled again", fmt.Sprintf(`!document.querySelector(%s).disabled`, jsString(rollback)), pageTimeout)
+	if n := b.count(card(e.svc, ".rollback-busy")); n != 0 {
+		t.Errorf(".rollback-busy after the deploy = %d, want 0", n)
+	}
 }
 
 func TestBrowser_ViewerSeesNoRollbackButton(t *testing.T) {
@@ -406,24 +476,45 @@ func TestBrowser_PageShowsFailedDeployError(t *testing.T) {
 	cfg := defaultSvc()
 	cfg.StartTimeout = 3 * time.Second
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
-	d.mustSucceed("v1")
+	good := d.mustSucceed("v1")
 	failed := d.waitDeployment(d.deploy("v2-fail").ID)
 	if failed.Status != controller.StatusFailed || failed.Error == "" {
 		t.Fatalf("deploy of v2-fail: %s (%q), want failed with an error", failed.Status, failed.Error)
 	}
 
 	b := newBrowser(t)
-	b.login(d, e.viewer)
+	b.login(d, e.token)
 	row := fmt.Sprintf(`#history tr.deployment[data-id="%s"]`, failed.ID)
 	if got := b.text(row + " .status"); !strings.Contains(strings.ToLower(got), "failed") {
 		t.Errorf("history status of the failed deploy = %q, want failed", got)
 	}
+	// Its row offers a retry; the good deploy's row a redeploy.
+	if got := b.text(row + " button.redeploy"); got != "Retry" {
+		t.Errorf("failed row's button = %q, want Retry", got)
+	}
+	if got := b.text(fmt.Sprintf(`#history tr.deployment[data-id="%s"] button.redeploy`, good.ID)); got != "Redeploy" {
+		t.Errorf("good row's button = %q, want Redeploy", got)
+	}
 	b.waitTrue("active still BLUE", colorIs(card(e.svc, ".active-color"), "blue"), pageTimeout)
 	e.assertServes("v1", "blue")
+
+	// The failure stays on the card, from the store, across a reload.
+	b.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(card(e.svc, ".last-failure"))))
+	failure := b.text(card(e.svc, ".last-failure"))
+	for _, want := range []string{"last deploy failed:", failed.Error, "by " + failed.Trigger.Actor} {
+		if !strings.Contains(failure, want) {
+			t.Errorf("card's .last-failure = %q, want it to contain %q", failure, want)
+		}
+	}
+	b.screenshot("failed-deploy-card")
 
 	b.do("open the details", chromedp.Click(chromedp.CSS(row+" a.details")), chromedp.WaitVisible(chromedp.CSS(".deployment-error")))
 	if loc := run(b, "location", chromedp.Location()); loc != d.url+"/deployments/"+failed.ID {
 		t.Errorf("details page = %q, want %q", loc, d.url+"/deployments/"+failed.ID)
+	}
+	// Traffic never moved: no arrow from BLUE to GREEN.
+	if got, want := b.text(".traffic"), "stayed on BLUE (GREEN was the target)"; got != want {
+		t.Errorf(".traffic = %q, want %q", got, want)
 	}
 	if got := b.text(".deployment-error"); !strings.Contains(got, failed.Error) {
 		t.Errorf(".deployment-error = %q, want it to contain %q", got, failed.Error)
