@@ -47,30 +47,45 @@ func (c *Controller) FollowExits(ctx context.Context) {
 			// many services; one more exit changes nothing.
 		}
 	}
+	c.followRetrying(ctx, "container exit feed broke; following it again",
+		func() error { return c.exits.FollowExits(ctx, report) },
+		func() {
+			for _, name := range c.names {
+				report(name)
+			}
+		})
+	<-done
+}
+
+// followRetrying runs follow until ctx ends. Each time it breaks, the
+// error is logged with msg and follow runs again after a wait that starts
+// at exitFeedRetryMin and doubles up to exitFeedRetryMax, back to the
+// minimum once a follow lasted longer than the maximum; again, when not
+// nil, runs after the wait, before the next follow.
+func (c *Controller) followRetrying(ctx context.Context, msg string, follow func() error, again func()) {
 	wait := exitFeedRetryMin
 	for {
 		started := c.now()
-		err := c.exits.FollowExits(ctx, report)
+		err := follow()
 		if ctx.Err() != nil {
-			break
+			return
 		}
 		if c.now().Sub(started) > exitFeedRetryMax {
 			wait = exitFeedRetryMin
 		}
-		c.log.WithError(err).WithField("retry_in", wait.String()).Warn("container exit feed broke; following it again")
+		c.log.WithError(err).WithField("retry_in", wait.String()).Warn(msg)
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
 		}
 		if ctx.Err() != nil {
-			break
+			return
 		}
 		wait = min(2*wait, exitFeedRetryMax)
-		for _, name := range c.names {
-			report(name)
+		if again != nil {
+			again()
 		}
 	}
-	<-done
 }
 
 // passesAfterExits runs one reconciler pass per service that reported an

@@ -132,29 +132,15 @@ func (c *Controller) FollowContainers(ctx context.Context) {
 			c.view.mark(service)
 		}
 	}
-	wait := exitFeedRetryMin
-	for {
-		started := c.now()
-		c.view.follow()
-		c.view.mark(c.names...)
-		err := c.feed.FollowContainers(ctx, started.Add(-viewSinceMargin), report)
-		c.view.drop()
-		if ctx.Err() != nil {
-			break
-		}
-		if c.now().Sub(started) > exitFeedRetryMax {
-			wait = exitFeedRetryMin
-		}
-		c.log.WithError(err).WithField("retry_in", wait.String()).Warn("container feed broke; serving the service view from the engine until it is followed again")
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wait = min(2*wait, exitFeedRetryMax)
-	}
+	c.followRetrying(ctx, "container feed broke; serving the service view from the engine until it is followed again",
+		func() error {
+			since := c.now().Add(-viewSinceMargin)
+			c.view.follow()
+			c.view.mark(c.names...)
+			err := c.feed.FollowContainers(ctx, since, report)
+			c.view.drop()
+			return err
+		}, nil)
 	<-done
 }
 
