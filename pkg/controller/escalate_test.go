@@ -68,6 +68,9 @@ func wantOneAutoRollback(t *testing.T, h *harness, actors ...string) {
 		t.Fatalf("rollbacks = %d, want exactly 1", len(rbs))
 	}
 	rb := h.wait(rbs[0].ID)
+	// The noticer tells people and audits after it started the rollback,
+	// which may finish first: let every goroutine of the bubble settle.
+	synctest.Wait()
 	if rb.Status != controller.StatusSucceeded || !slices.Contains(actors, rb.Trigger.Actor) {
 		t.Fatalf("rollback = %s by %+v (%q), want succeeded by one of %v", rb.Status, rb.Trigger, rb.Error, actors)
 	}

@@ -103,6 +103,8 @@ func TestFollowExits_DeadActiveColorRestartedWithoutStandby(t *testing.T) {
 		eventually(t, "blue running again", func() bool {
 			return len(running(h.colorContainers(controller.Blue))) == h.spec.Replicas
 		})
+		// The repair is announced after the containers run again.
+		synctest.Wait()
 		if got := h.notes.ofKind(controller.NotifyRepair); len(got) != 1 {
 			t.Errorf("repair notifications = %+v, want 1", got)
 		}
