@@ -59,6 +59,11 @@ func (c *Controller) waitHealthy(ctx context.Context, service string, spec Healt
 				continue
 			}
 			if err := c.prober.Probe(ctx, rep.Address, spec); err != nil {
+				if ctx.Err() != nil && rep.lastErr != nil {
+					// The start timeout cut this probe short; the report
+					// keeps what the replica last answered.
+					continue
+				}
 				c.probeResults.set(rep.ID, HealthUnhealthy)
 				c.observer.HealthCheckFailed(service)
 				rep.streak, rep.lastErr = 0, err
