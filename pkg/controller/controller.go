@@ -66,14 +66,16 @@ type Controller struct {
 	router   Router
 	prober   Prober
 	store    Store
-	windows  TrafficReader
-	log      logrus.FieldLogger
-	now      func() time.Time
-	notifier Notifier
-	observer Observer
-	hook     Hook
-	exits    ExitFeed
-	settle   time.Duration
+	// recordCache keeps what Service reads from the store between writes.
+	recordCache *recordCache
+	windows     TrafficReader
+	log         logrus.FieldLogger
+	now         func() time.Time
+	notifier    Notifier
+	observer    Observer
+	hook        Hook
+	exits       ExitFeed
+	settle      time.Duration
 	// feed keeps view current; see FollowContainers.
 	feed       ContainerFeed
 	view       *containerView
@@ -125,7 +127,6 @@ func New(o Options) *Controller {
 		rt:           o.Runtime,
 		router:       o.Router,
 		prober:       o.Prober,
-		store:        o.Store,
 		windows:      o.TrafficReader,
 		log:          o.Logger,
 		now:          o.Now,
@@ -148,7 +149,9 @@ func New(o Options) *Controller {
 		traffic:      o.TrafficControl,
 		pause:        o.Pause,
 		watch:        &watchBook{byService: map[string]*watchEntry{}},
+		recordCache:  newRecordCache(),
 	}
+	c.store = notingStore{Store: o.Store, wrote: c.recordCache.wrote}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -433,10 +436,11 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	if err != nil {
 		return ServiceView{}, err
 	}
-	st, err := c.state(ctx, name)
+	rec, err := c.records(ctx, name)
 	if err != nil {
 		return ServiceView{}, err
 	}
+	st := rec.state
 	// From memory while the container feed is followed (FollowContainers).
 	containers, err := c.containersOf(ctx, name)
 	if err != nil {
@@ -452,7 +456,12 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 			Blue:  {Containers: []Container{}},
 			Green: {Containers: []Container{}},
 		},
-		RepositoryURL: spec.RepositoryURL,
+		RepositoryURL:     spec.RepositoryURL,
+		ActiveDeployment:  rec.active,
+		StandbyDeployment: rec.standby,
+		Deployment:        rec.last,
+		LastFailure:       rec.lastFailure,
+		LastSwitch:        rec.lastSwitch,
 	}
 	for i, ct := range containers {
 		if ct.Health == "" && ct.Running() {
@@ -481,43 +490,8 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 	if sb, ok := v.Colors[st.StandbyColor]; ok && len(sb.Containers) > 0 {
 		v.StandbyWarm = len(running(sb.Containers)) == len(sb.Containers)
 	}
-	if st.ActiveDeployment != "" {
-		if d, err := c.store.GetDeployment(ctx, st.ActiveDeployment); err == nil {
-			v.ActiveDeployment = &d
-		}
-	}
-	if st.StandbyDeployment != "" {
-		if d, err := c.store.GetDeployment(ctx, st.StandbyDeployment); err == nil {
-			v.StandbyDeployment = &d
-		}
-	}
-	c.mu.Lock()
-	l := c.leases[name]
-	c.mu.Unlock()
-	var last []Deployment
-	if l != nil && l.id != "" {
-		d, err := c.store.GetDeployment(ctx, l.id)
-		if err == nil {
-			last = []Deployment{d}
-		}
-	}
-	if last == nil {
-		if last, err = c.store.ListDeployments(ctx, name, 1); err != nil {
-			return ServiceView{}, fmt.Errorf("last deployment of %s: %w", name, err)
-		}
-	}
-	if len(last) > 0 {
-		v.Deployment = &last[0]
-	}
-	if v.LastFailure, v.LastSwitch, err = c.recentOutcomes(ctx, name); err != nil {
-		return ServiceView{}, err
-	}
 	if c.traffic != nil {
-		rec, err := c.trafficRecord(ctx, name)
-		if err != nil {
-			return ServiceView{}, err
-		}
-		v.Traffic = c.trafficView(ctx, name, rec)
+		v.Traffic = c.trafficView(ctx, name, rec.traffic)
 	}
 	return v, nil
 }
