@@ -272,9 +272,12 @@ func checkServiceShape(t *testing.T, raw json.RawMessage) {
 	t.Helper()
 	// The issue's keys, plus what the status page needs.
 	s := wantKeys(t, "service", raw, "name", "active_color", "active_image", "standby_color", "standby_image", "colors", "deployment",
-		"standby_warm", "active_deployment", "traffic")
+		"standby_warm", "standby_state", "active_deployment", "standby_deployment", "last_failure", "last_switch", "traffic")
 	if got := string(s["traffic"]); got != "null" {
 		t.Errorf("traffic in reload mode = %s, want null", got)
+	}
+	if got := string(s["standby_state"]); got != `"warm"` && got != `"cold"` && got != `"none"` {
+		t.Errorf("standby_state = %s, want warm, cold or none", got)
 	}
 	colors := wantKeys(t, "colors", s["colors"], "blue", "green")
 	blue := wantKeys(t, "blue", colors["blue"], "image", "containers", "others")

@@ -22,9 +22,19 @@ type Service struct {
 	StandbyImage string           `json:"standby_image"`
 	Colors       Colors           `json:"colors"`
 	StandbyWarm  bool             `json:"standby_warm"`
+	// StandbyState is what a rollback returns to: warm, cold or none.
+	StandbyState string `json:"standby_state"`
 	// ActiveDeployment is the deploy that put the active image in place,
 	// nil when unknown.
 	ActiveDeployment *Deployment `json:"active_deployment"`
+	// StandbyDeployment is the deploy that put the standby image in place,
+	// nil when unknown.
+	StandbyDeployment *Deployment `json:"standby_deployment"`
+	// LastFailure is the newest failed or interrupted deploy since the last
+	// successful one, nil when there is none.
+	LastFailure *Deployment `json:"last_failure"`
+	// LastSwitch is the newest deploy or rollback that moved traffic.
+	LastSwitch *Deployment `json:"last_switch"`
 	// Deployment is the running deployment, else the last one, else nil.
 	Deployment    *Deployment `json:"deployment"`
 	RepositoryURL string      `json:"repository_url,omitempty"`
@@ -173,19 +183,25 @@ func serviceOf(v controller.ServiceView) Service {
 		StandbyWarm:   v.StandbyWarm,
 		RepositoryURL: v.RepositoryURL,
 	}
-	if v.ActiveDeployment != nil {
-		d := deploymentOf(*v.ActiveDeployment)
-		s.ActiveDeployment = &d
-	}
-	if v.Deployment != nil {
-		d := deploymentOf(*v.Deployment)
-		s.Deployment = &d
-	}
+	s.StandbyState = v.Standby()
+	s.ActiveDeployment = deploymentOrNil(v.ActiveDeployment)
+	s.StandbyDeployment = deploymentOrNil(v.StandbyDeployment)
+	s.Deployment = deploymentOrNil(v.Deployment)
+	s.LastFailure = deploymentOrNil(v.LastFailure)
+	s.LastSwitch = deploymentOrNil(v.LastSwitch)
 	if v.Traffic != nil {
 		t := trafficOf(*v.Traffic)
 		s.Traffic = &t
 	}
 	return s
+}
+
+func deploymentOrNil(d *controller.Deployment) *Deployment {
+	if d == nil {
+		return nil
+	}
+	out := deploymentOf(*d)
+	return &out
 }
 
 // trafficOf leaves the limits and times out when they do not apply: a

@@ -393,11 +393,26 @@ func (c *cli) status(ctx context.Context, service string) error {
 		if d := v.Deployment; d != nil {
 			last = fmt.Sprintf("%s %s (%s)", d.Kind, d.Status, d.ID)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, colorImage(v.ActiveColor, v.ActiveImage),
-			colorImage(v.StandbyColor, v.StandbyImage), last)
+		standby := colorImage(v.StandbyColor, v.StandbyImage)
+		if v.StandbyState != "" && v.StandbyState != controller.StandbyNone {
+			standby += " (" + v.StandbyState + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, colorImage(v.ActiveColor, v.ActiveImage), standby, last)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write status: %w", err)
+	}
+	// A failure stays in view until a deploy of the service succeeds, as
+	// on the status page.
+	for _, v := range views {
+		if d := v.LastFailure; d != nil {
+			by := ""
+			if d.Trigger.Actor != "" {
+				by = " by " + d.Trigger.Actor
+			}
+			fmt.Fprintf(c.stdout, "%s: last deploy of %s %s%s at %s (%s): %s\n", v.Name, d.Image, d.Status, by,
+				d.CreatedAt.UTC().Format(time.RFC3339), d.ID, d.Error)
+		}
 	}
 	return nil
 }

@@ -115,15 +115,20 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func webView(d api.Deployment) api.Service {
-	return api.Service{
+	v := api.Service{
 		Name: "web", ActiveColor: controller.Green, ActiveImage: "demoapp:v2",
 		StandbyColor: controller.Blue, StandbyImage: "demoapp:v1",
 		Colors: api.Colors{
 			Blue:  api.ColorView{Image: "demoapp:v1", Containers: []api.Container{}},
 			Green: api.ColorView{Image: "demoapp:v2", Containers: []api.Container{}},
 		},
+		StandbyWarm: true, StandbyState: controller.StandbyWarm,
 		Deployment: &d,
 	}
+	if d.Status == controller.StatusFailed {
+		v.LastFailure = &d
+	}
+	return v
 }
 
 func (f *fakeAPI) seen() []string {
@@ -375,8 +380,9 @@ func TestCLI_StatusTable(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit = %d; stderr: %s", r.code, r.stderr)
 	}
-	want := "SERVICE  ACTIVE            STANDBY          LAST DEPLOYMENT\n" +
-		"web      green demoapp:v2  blue demoapp:v1  deploy failed (d-1)\n"
+	want := "SERVICE  ACTIVE            STANDBY                 LAST DEPLOYMENT\n" +
+		"web      green demoapp:v2  blue demoapp:v1 (warm)  deploy failed (d-1)\n" +
+		"web: last deploy of demoapp:v2 failed by ci at 2026-01-02T03:04:05Z (d-1): boom\n"
 	if r.stdout != want {
 		t.Fatalf("stdout =\n%s\nwant\n%s", r.stdout, want)
 	}

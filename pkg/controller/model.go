@@ -293,3 +293,28 @@ type ServiceView struct {
 	// through deployd's switch; nil in reload mode.
 	Traffic *TrafficView
 }
+
+// What a rollback would return to (ServiceView.Standby).
+const (
+	// StandbyWarm: the standby's containers all run; a rollback is a probe
+	// and a switch.
+	StandbyWarm = "warm"
+	// StandbyCold: a standby image is recorded but its containers do not
+	// all run; a rollback starts and checks them first.
+	StandbyCold = "cold"
+	// StandbyNone: nothing to roll back to.
+	StandbyNone = "none"
+)
+
+// Standby says what a rollback would return to: StandbyWarm, StandbyCold
+// or StandbyNone.
+func (v ServiceView) Standby() string {
+	switch {
+	case !v.StandbyColor.Valid() || v.StandbyImage == "":
+		return StandbyNone
+	case v.StandbyWarm:
+		return StandbyWarm
+	default:
+		return StandbyCold
+	}
+}

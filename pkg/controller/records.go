@@ -14,7 +14,7 @@ type serviceRecords struct {
 	traffic TrafficState
 	// leaseID is the deployment running when the records were read; a
 	// new one makes them stale even before it writes anything.
-	leaseID                                           string
+	leaseID                                        string
 	active, standby, last, lastFailure, lastSwitch *Deployment
 }
 

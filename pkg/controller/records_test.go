@@ -61,3 +61,23 @@ func TestServiceView_ReadsTheStoreOnlyAfterAWrite(t *testing.T) {
 		}
 	})
 }
+
+func TestServiceView_StandbyNamesWhatARollbackReturnsTo(t *testing.T) {
+	tests := []struct {
+		name string
+		view controller.ServiceView
+		want string
+	}{
+		{"first deploy, nothing before", controller.ServiceView{ActiveColor: controller.Blue, ActiveImage: "app:v1"}, controller.StandbyNone},
+		{"containers running", controller.ServiceView{StandbyColor: controller.Blue, StandbyImage: "app:v1", StandbyWarm: true}, controller.StandbyWarm},
+		{"image recorded, containers gone", controller.ServiceView{StandbyColor: controller.Blue, StandbyImage: "app:v1"}, controller.StandbyCold},
+		{"color without an image", controller.ServiceView{StandbyColor: controller.Green}, controller.StandbyNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.view.Standby(); got != tt.want {
+				t.Fatalf("Standby() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
