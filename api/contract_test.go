@@ -143,6 +143,11 @@ func TestOpenAPI_ResponsesMatchTheDocument(t *testing.T) {
 			return r
 		}, status: 400},
 
+		{name: "system events of an unknown service", setup: func(h *harness) {
+			h.ctl.err = controller.Errorf(controller.ENOTFOUND, "unknown service %q", "nope")
+		}, req: get("/api/v1/events?service=nope", viewerSecret), status: 404},
+		{name: "system events without a token", req: get("/api/v1/events", ""), status: 401},
+
 		{name: "deploy", req: post("/api/v1/services/web/deployments", deployerSecret, `{"image":"v2"}`), status: 202},
 		{name: "deploy, bad body", req: post("/api/v1/services/web/deployments", deployerSecret, `{"image":""}`), status: 400},
 		{name: "deploy as a viewer", req: post("/api/v1/services/web/deployments", viewerSecret, `{"image":"v2"}`), status: 403},

@@ -49,80 +49,118 @@ func (s *Server) deploymentEvents(c *fiber.Ctx) error {
 		return err
 	}
 
-	c.Set(fiber.HeaderContentType, "text/event-stream")
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	// nginx in front would otherwise buffer the stream.
-	c.Set("X-Accel-Buffering", "no")
-	st := &eventStream{
-		s: s, id: id, conn: c.Context().Conn(),
-		log: s.log.WithFields(requestFields(c)).WithField("deployment", id),
-	}
+	st := newSSEStream(s, c, s.heartbeat, s.log.WithFields(requestFields(c)).WithField("deployment", id))
+	src := &deploymentSource{ctl: s.ctl, id: id, seq: seq, first: evs, changed: changed, done: done}
 	// fasthttp runs the writer on a goroutine of its own, even when the
 	// response is never sent, and the writer's end frees the slot.
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer release()
-		st.run(w, seq, evs, changed, done)
+		st.run(w, src)
 	})
 	return nil
 }
 
-// eventStream is one client's stream. run executes on fasthttp's stream
-// goroutine after the handler returned, so it uses only the server's
-// lifetime, never the request's context.
-type eventStream struct {
-	s    *Server
-	id   string
-	conn net.Conn
-	log  logrus.FieldLogger
+// setStreamHeaders marks the response as an event stream.
+func setStreamHeaders(c *fiber.Ctx) {
+	c.Set(fiber.HeaderContentType, "text/event-stream")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	// nginx in front would otherwise buffer the stream.
+	c.Set("X-Accel-Buffering", "no")
 }
 
-// run writes evs and then whatever follows seq, until done. Write errors
-// mean the client went away; they end the stream quietly.
-func (st *eventStream) run(w *bufio.Writer, seq int, evs []controller.Event, changed <-chan struct{}, done bool) {
-	heartbeat := time.NewTicker(st.s.heartbeat)
+// sseFrame is one Server-Sent Event, or a comment when comment is set.
+type sseFrame struct {
+	id, event string
+	data      any
+	comment   string
+}
+
+// streamSource is what an event stream reads. next runs on the stream's
+// goroutine only.
+type streamSource interface {
+	// next returns the frames to send now, a channel closed when more may
+	// be available, and whether the stream is complete after them.
+	next(ctx context.Context) (frames []sseFrame, changed <-chan struct{}, done bool, err error)
+	// heartbeat is what an idle stream sends every heartbeat interval.
+	heartbeat() sseFrame
+}
+
+// sseStream is one client's stream. run executes on fasthttp's stream
+// goroutine after the handler returned, so it uses only the server's
+// lifetime, never the request's context.
+type sseStream struct {
+	s        *Server
+	conn     net.Conn
+	interval time.Duration
+	log      logrus.FieldLogger
+}
+
+func newSSEStream(s *Server, c *fiber.Ctx, interval time.Duration, log logrus.FieldLogger) *sseStream {
+	setStreamHeaders(c)
+	return &sseStream{s: s, conn: c.Context().Conn(), interval: interval, log: log}
+}
+
+// run writes what src has, and then what follows, until src says the
+// stream is complete, the client goes away or the server shuts down.
+// Write errors mean the client went away; they end the stream quietly.
+func (st *sseStream) run(w *bufio.Writer, src streamSource) {
+	heartbeat := time.NewTicker(st.interval)
 	defer heartbeat.Stop()
 	for {
-		for _, e := range evs {
-			if err := writeEvent(w, e); err != nil {
-				st.log.WithError(err).Debug("event stream ended")
-				return
-			}
-			seq = e.Seq
-		}
-		if len(evs) > 0 && st.flush(w) != nil {
-			return // the client went away
-		}
-		if done {
-			return
-		}
-		select {
-		case <-st.s.streams.Done():
-			return
-		case <-heartbeat.C:
-			if _, err := w.WriteString(": heartbeat\n\n"); err != nil || st.flush(w) != nil {
-				return
-			}
-			evs = nil
-			continue
-		case <-changed:
-		}
 		ctx, cancel := context.WithTimeout(st.s.streams, eventsCallTimeout)
-		var err error
-		evs, changed, done, err = st.s.ctl.Events(ctx, st.id, seq)
+		frames, changed, done, err := src.next(ctx)
 		cancel()
 		if err != nil {
 			if st.s.streams.Err() == nil {
-				st.log.WithError(err).Warn("read deployment events; ending the stream")
+				st.log.WithError(err).Warn("read events; ending the stream")
 			}
 			return
 		}
+		if err := st.write(w, frames...); err != nil {
+			st.log.WithError(err).Debug("event stream ended")
+			return
+		}
+		if done || !st.idle(w, src, heartbeat.C, changed) {
+			return
+		}
 	}
+}
+
+// idle sends heartbeats until changed closes, and says whether the stream
+// goes on: false once the server shuts down or the client went away.
+func (st *sseStream) idle(w *bufio.Writer, src streamSource, heartbeat <-chan time.Time, changed <-chan struct{}) bool {
+	for {
+		select {
+		case <-st.s.streams.Done():
+			return false
+		case <-changed:
+			return true
+		case <-heartbeat:
+			if err := st.write(w, src.heartbeat()); err != nil {
+				st.log.WithError(err).Debug("event stream ended")
+				return false
+			}
+		}
+	}
+}
+
+// write sends frames and flushes them, if there are any.
+func (st *sseStream) write(w *bufio.Writer, frames ...sseFrame) error {
+	if len(frames) == 0 {
+		return nil
+	}
+	for _, f := range frames {
+		if err := writeFrame(w, f); err != nil {
+			return err
+		}
+	}
+	return st.flush(w)
 }
 
 // flush pushes what is buffered to the client. fasthttp sets the write
 // deadline once per response; each flush moves it, so a stream lives as
 // long as its client reads while a stalled client still times out.
-func (st *eventStream) flush(w *bufio.Writer) error {
+func (st *sseStream) flush(w *bufio.Writer) error {
 	if st.conn != nil {
 		if err := st.conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 			return fmt.Errorf("extend write deadline: %w", err)
@@ -134,18 +172,61 @@ func (st *eventStream) flush(w *bufio.Writer) error {
 	return nil
 }
 
-// writeEvent writes one SSE event. JSON holds no raw newline, and the type
-// is one of the controller's words; anything else becomes "message" so
-// that no value can break the framing.
-func writeEvent(w *bufio.Writer, e controller.Event) error {
-	data, err := json.Marshal(eventOf(e))
-	if err != nil {
-		return fmt.Errorf("marshal event %d: %w", e.Seq, err)
+// writeFrame writes one SSE event. JSON holds no raw newline, and the
+// event name is one of our words; anything else becomes "message" so that
+// no value can break the framing.
+func writeFrame(w *bufio.Writer, f sseFrame) error {
+	if f.comment != "" {
+		_, err := fmt.Fprintf(w, ": %s\n\n", f.comment)
+		return err
 	}
-	typ := e.Type
+	data, err := json.Marshal(f.data)
+	if err != nil {
+		return fmt.Errorf("marshal event %s: %w", f.id, err)
+	}
+	typ := f.event
 	if typ == "" || strings.ContainsAny(typ, "\r\n:") {
 		typ = "message"
 	}
-	_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, typ, data)
+	if f.id != "" && !strings.ContainsAny(f.id, "\r\n") {
+		if _, err := fmt.Fprintf(w, "id: %s\n", f.id); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data)
 	return err
 }
+
+// deploymentSource reads one deployment's progress: the batch the handler
+// fetched first, then whatever follows seq, until the final status.
+type deploymentSource struct {
+	ctl     Controller
+	id      string
+	seq     int
+	first   []controller.Event
+	changed <-chan struct{}
+	done    bool
+	fetched bool
+}
+
+func (d *deploymentSource) next(ctx context.Context) ([]sseFrame, <-chan struct{}, bool, error) {
+	evs, changed, done := d.first, d.changed, d.done
+	if d.fetched {
+		var err error
+		evs, changed, done, err = d.ctl.Events(ctx, d.id, d.seq)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("events of deployment %s: %w", d.id, err)
+		}
+	}
+	d.fetched, d.first = true, nil
+	frames := make([]sseFrame, 0, len(evs))
+	for _, e := range evs {
+		frames = append(frames, sseFrame{id: strconv.Itoa(e.Seq), event: e.Type, data: eventOf(e)})
+		d.seq = e.Seq
+	}
+	return frames, changed, done, nil
+}
+
+// heartbeat is a comment: the deployment stream's clients know no
+// heartbeat event.
+func (d *deploymentSource) heartbeat() sseFrame { return sseFrame{comment: "heartbeat"} }

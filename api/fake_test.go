@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -51,7 +52,9 @@ type fakeController struct {
 	entered chan struct{}
 	// events, when set, is the stream Events serves; else an empty,
 	// complete one.
-	events     *fakeEvents
+	events *fakeEvents
+	// feed, when set, is the system feed Feed serves; else an empty one.
+	feed       *fakeFeed
 	deliveries map[string]bool
 	audit      []controller.AuditEntry
 	auditErr   error
@@ -151,17 +154,23 @@ type harness struct {
 // sessionTTL is the harness's session lifetime.
 const sessionTTL = time.Hour
 
-func newHarness(t *testing.T) *harness {
+// newHarness builds a Server on a fake controller; opts may change its
+// Options first.
+func newHarness(t *testing.T, opts ...func(*Options)) *harness {
 	t.Helper()
 	logger, hook := logtest.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
 	ctl := &fakeController{deployment: sampleDeployment()}
 	clock := xtest.NewClock(time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC))
 	sessions := auth.NewSessions(sessionTTL, clock.Now)
-	srv := New(Options{
+	o := Options{
 		Controller: ctl, Tokens: testTokens, WebhookSecret: []byte(webhookSecret), Logger: logger,
 		Sessions: sessions, Pages: fakePages{sessions: sessions}, Metrics: fakeMetrics,
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	srv := New(o)
 	return &harness{srv: srv, ctl: ctl, hook: hook, sessions: sessions, clock: clock}
 }
 
@@ -390,4 +399,76 @@ func (l *fakeEvents) since(seq int) ([]controller.Event, <-chan struct{}, bool) 
 		out = append(out, l.events[seq:]...)
 	}
 	return out, l.changed, l.done
+}
+
+// fakeFeedEpoch is the epoch of every fakeFeed.
+const fakeFeedEpoch = "fake1"
+
+// fakeFeed is a system feed the test appends to. It keeps the newest
+// keep events (all when keep is zero) and loses cursors as the
+// controller's does.
+type fakeFeed struct {
+	mu      sync.Mutex
+	events  []controller.FeedEvent
+	last    uint64
+	keep    int
+	changed chan struct{}
+}
+
+func newFakeFeed() *fakeFeed { return &fakeFeed{changed: make(chan struct{})} }
+
+func (f *fakeFeed) add(e controller.FeedEvent) controller.FeedCursor {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.last++
+	e.Seq = f.last
+	if e.Time.IsZero() {
+		e.Time = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	}
+	f.events = append(f.events, e)
+	if f.keep > 0 && len(f.events) > f.keep {
+		f.events = f.events[len(f.events)-f.keep:]
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return controller.FeedCursor{Epoch: fakeFeedEpoch, Seq: f.last}
+}
+
+func (f *fakeFeed) since(cursor controller.FeedCursor, service string) (controller.FeedPage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	page := controller.FeedPage{Next: controller.FeedCursor{Epoch: fakeFeedEpoch, Seq: f.last}, Changed: f.changed}
+	if cursor == (controller.FeedCursor{}) {
+		return page, nil
+	}
+	oldest := f.last + 1
+	if len(f.events) > 0 {
+		oldest = f.events[0].Seq
+	}
+	switch {
+	case cursor.Epoch != fakeFeedEpoch:
+		return page, fmt.Errorf("%w: the cursor is of another deployd process", controller.ErrFeedLost)
+	case cursor.Seq > f.last || cursor.Seq+1 < oldest:
+		return page, fmt.Errorf("%w: the events after it are no longer kept", controller.ErrFeedLost)
+	}
+	for _, e := range f.events {
+		if e.Seq > cursor.Seq && (service == "" || e.Service == service) {
+			page.Events = append(page.Events, e)
+		}
+	}
+	return page, nil
+}
+
+// Feed serves f.feed, or an empty feed when it is nil.
+func (f *fakeController) Feed(cursor controller.FeedCursor, service string) (controller.FeedPage, error) {
+	if err := f.record(call{method: "Feed", service: service, id: cursor.String()}); err != nil {
+		return controller.FeedPage{}, err
+	}
+	f.mu.Lock()
+	feed := f.feed
+	f.mu.Unlock()
+	if feed == nil {
+		return controller.FeedPage{Next: controller.FeedCursor{Epoch: fakeFeedEpoch}, Changed: make(chan struct{})}, nil
+	}
+	return feed.since(cursor, service)
 }

@@ -46,6 +46,12 @@ type Controller interface {
 	// Cancel asks a running deployment to stop; ENOTFOUND for an unknown
 	// id, ECONFLICT when it has ended or is already switching traffic.
 	Cancel(ctx context.Context, id string) (controller.Deployment, error)
+	// Feed returns the system feed's events after cursor, of one service
+	// or ("") all, with the cursor to read on from and a channel closed
+	// when more may be available. It does not block. ENOTFOUND for an
+	// unknown service; an error wrapping controller.ErrFeedLost, with a
+	// page starting at the newest event, when cursor cannot be resumed.
+	Feed(cursor controller.FeedCursor, service string) (controller.FeedPage, error)
 	// DeployDelivery is Deploy for a verified webhook delivery: a key seen
 	// before returns its deployment with replayed set and starts nothing.
 	// ENOTFOUND, EFORBIDDEN (image or ref not allowed) and ECONFLICT are
@@ -114,7 +120,10 @@ type Options struct {
 	// 256 and 16.
 	MaxStreams         int
 	MaxStreamsPerToken int
-	Logger             logrus.FieldLogger
+	// FeedHeartbeat is how often GET /api/v1/events sends a heartbeat
+	// event; zero means 5s.
+	FeedHeartbeat time.Duration
+	Logger        logrus.FieldLogger
 }
 
 // fasthttp's ReadTimeout bounds reading a whole request, headers and body
@@ -157,8 +166,10 @@ type Server struct {
 	failures *auth.Limiter
 	// now is the clock of webhook timestamps and the failure limiter.
 	now func() time.Time
-	// heartbeat is how often an idle event stream sends a comment.
+	// heartbeat is how often an idle deployment stream sends a comment.
 	heartbeat time.Duration
+	// feedHeartbeat is how often the system stream sends a heartbeat.
+	feedHeartbeat time.Duration
 	// slots counts the open event streams against their caps.
 	slots *streamSlots
 
@@ -181,7 +192,11 @@ func New(o Options) *Server {
 		proxies:        o.TrustedProxies,
 		now:            time.Now,
 		heartbeat:      heartbeatInterval,
+		feedHeartbeat:  o.FeedHeartbeat,
 		slots:          newStreamSlots(o.MaxStreams, o.MaxStreamsPerToken),
+	}
+	if s.feedHeartbeat <= 0 {
+		s.feedHeartbeat = feedHeartbeatInterval
 	}
 	// Through s.now, so that tests moving the server's clock move the
 	// limiter's too.
@@ -256,6 +271,7 @@ func (s *Server) routes() {
 	v1.Get("/deployments/:id", s.authorize(auth.RoleViewer), s.getDeployment)
 	v1.Get("/deployments/:id/events", s.authorize(auth.RoleViewer), s.deploymentEvents)
 	v1.Post("/deployments/:id/cancel", s.audit("cancel", paramTarget("id")), s.authorize(auth.RoleOperator), body, s.cancel)
+	v1.Get("/events", s.authorize(auth.RoleViewer), s.systemEvents)
 	v1.Get("/audit", s.authorize(auth.RoleViewer), s.listAudit)
 	v1.Get("/openapi.yaml", s.authorize(auth.RoleViewer), s.openAPI)
 

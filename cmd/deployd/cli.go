@@ -26,9 +26,13 @@ const cliUsage = `Client commands (server from --server or DEPLOYD_SERVER, token
   deployd cancel   --id ID [--json]
   deployd status   [--service NAME] [--json]
   deployd history  [--service NAME] [--limit N] [--json]
+  deployd watch    [--service NAME] [--json]
 ` + hookUsage + `
 With --wait, deploy and rollback print each step as it happens and exit 0
 when the deployment succeeded, 1 when it failed, was cancelled or interrupted.
+watch prints every service's events as they happen (deploys, steps, log
+lines, health and traffic changes, container changes, notifications) until
+Ctrl-C, which exits 0; with --json it prints each event's JSON on a line.
 Exit status 2 means the command itself was wrong (flags, server, token).
 `
 
@@ -168,6 +172,9 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer,
 			return nil
 		}
 		run = func(ctx context.Context, c *cli) error { return c.history(ctx, *service, *limit) }
+	case "watch":
+		service := fs.String("service", "", "show only this service's events")
+		run = func(ctx context.Context, c *cli) error { return c.watch(ctx, *service) }
 	default:
 		fmt.Fprintf(stderr, "deployd: unknown command %q\n\n%s", name, cliUsage)
 		return exitUsage
@@ -479,4 +486,65 @@ func deploymentDuration(d api.Deployment) string {
 		return dur.Round(time.Millisecond).String()
 	}
 	return dur.Round(time.Second).String()
+}
+
+// watch prints the system's events until ctx ends (Ctrl-C), which is not
+// an error.
+func (c *cli) watch(ctx context.Context, service string) error {
+	err := c.api.Watch(ctx, service, func(ev client.SystemEvent) error {
+		if ev.Type == "heartbeat" {
+			return nil
+		}
+		var err error
+		if c.json {
+			_, err = fmt.Fprintf(c.stdout, "%s\n", ev.Data)
+		} else if line := watchLine(ev); line != "" {
+			_, err = fmt.Fprintln(c.stdout, line)
+		}
+		if err != nil {
+			return fmt.Errorf("write event: %w", err)
+		}
+		return nil
+	})
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return fmt.Errorf("watch events: %w", err)
+}
+
+// watchLine renders one system event as a line of deployd watch, "" for
+// those not worth one.
+func watchLine(ev client.SystemEvent) string {
+	var what string
+	switch ev.Type {
+	case "hello":
+		return ""
+	case "reset":
+		return fmt.Sprintf("%s %-10s events may have been missed (%s); run deployd status to see where things stand",
+			ev.Time.Local().Format(time.TimeOnly), "-", ev.Reason)
+	case "deployment":
+		what = fmt.Sprintf("%s %s %s %s", ev.Kind, ev.Deployment, ev.Image, ev.Status)
+		if ev.Message != "" {
+			what += ": " + ev.Message
+		}
+	case "step":
+		what = fmt.Sprintf("step %s: %s", ev.Step, ev.Status)
+		if ev.Message != "" {
+			what += " (" + ev.Message + ")"
+		}
+	case "log":
+		what = fmt.Sprintf("log %s: %s", ev.Step, ev.Message)
+	case "service":
+		what = "service " + ev.Message
+	case "containers":
+		what = "containers changed"
+	case "notice":
+		what = ev.Kind + ": " + ev.Message
+	default:
+		what = ev.Type
+		if ev.Message != "" {
+			what += ": " + ev.Message
+		}
+	}
+	return fmt.Sprintf("%s %-10s %s", ev.Time.Local().Format(time.TimeOnly), orDash(ev.Service), what)
 }

@@ -480,3 +480,109 @@ func TestRunCLI_MissingTokenExitsTwo(t *testing.T) {
 		t.Fatalf("stderr = %q, want it to start with %q", stderr.String(), want)
 	}
 }
+
+// feedAPI serves GET /api/v1/events: the frames once, then, on the
+// reconnect, it records Last-Event-ID, calls reconnected and holds the
+// stream open.
+type feedAPI struct {
+	frames      string
+	reconnected func()
+
+	mu      sync.Mutex
+	lastIDs []string
+	queries []string
+}
+
+func (f *feedAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/api/v1/events" || r.Header.Get("Authorization") != "Bearer "+cliToken {
+		http.NotFound(w, r)
+		return
+	}
+	f.mu.Lock()
+	f.lastIDs = append(f.lastIDs, r.Header.Get("Last-Event-ID"))
+	f.queries = append(f.queries, r.URL.RawQuery)
+	n := len(f.lastIDs)
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "text/event-stream")
+	if n == 1 {
+		fmt.Fprint(w, f.frames)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	f.reconnected()
+	<-r.Context().Done()
+}
+
+const watchFrames = "id: e1-1\nevent: hello\ndata: {\"type\":\"hello\",\"time\":\"2026-01-02T03:04:05Z\",\"resumed\":false,\"heartbeat_ms\":5000}\n\n" +
+	"id: e1-2\nevent: deployment\ndata: {\"type\":\"deployment\",\"time\":\"2026-01-02T03:04:05Z\",\"service\":\"web\",\"deployment\":\"d-1\",\"kind\":\"deploy\",\"image\":\"demoapp:v2\",\"status\":\"running\",\"actor\":\"ci\",\"message\":\"\"}\n\n" +
+	"id: e1-2\nevent: heartbeat\ndata: {\"type\":\"heartbeat\",\"time\":\"2026-01-02T03:04:06Z\"}\n\n" +
+	"id: e1-3\nevent: step\ndata: {\"type\":\"step\",\"time\":\"2026-01-02T03:04:06Z\",\"service\":\"web\",\"deployment\":\"d-1\",\"step\":\"health\",\"status\":\"succeeded\",\"message\":\"2 replica(s) healthy\"}\n\n" +
+	"id: e1-4\nevent: log\ndata: {\"type\":\"log\",\"time\":\"2026-01-02T03:04:06Z\",\"service\":\"web\",\"deployment\":\"d-1\",\"step\":\"health\",\"message\":\"web-green-1: healthy (1/2)\"}\n\n" +
+	"id: e1-5\nevent: containers\ndata: {\"type\":\"containers\",\"time\":\"2026-01-02T03:04:07Z\",\"service\":\"web\"}\n\n" +
+	"id: e1-6\nevent: notice\ndata: {\"type\":\"notice\",\"time\":\"2026-01-02T03:04:07Z\",\"service\":\"web\",\"kind\":\"repair\",\"deployment\":\"\",\"actor\":\"reconciler\",\"message\":\"restarted web-green-1\"}\n\n" +
+	"id: e2-0\nevent: reset\ndata: {\"type\":\"reset\",\"time\":\"2026-01-02T03:04:08Z\",\"reason\":\"restarted\"}\n\n"
+
+// runWatch runs deployd watch against f until f sees the reconnect.
+func runWatch(t *testing.T, f *feedAPI, args ...string) cliResult {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The reconnect stands in for Ctrl-C: the context ends as runCLI's
+	// does on SIGINT.
+	f.reconnected = cancel
+	var stdout, stderr bytes.Buffer
+	code := runCLIContext(ctx, append([]string{"watch"}, args...), &stdout, &stderr,
+		envMap(map[string]string{"DEPLOYD_SERVER": srv.URL, "DEPLOYD_TOKEN": cliToken}))
+	return cliResult{code, stdout.String(), stderr.String()}
+}
+
+func TestCLI_WatchPrintsALinePerEventAndExitsZeroOnInterrupt(t *testing.T) {
+	f := &feedAPI{frames: watchFrames}
+	r := runWatch(t, f, "--service", "web")
+	if r.code != exitOK {
+		t.Fatalf("exit = %d, want 0; stderr:\n%s", r.code, r.stderr)
+	}
+	// Times are shown in the local zone.
+	at := func(sec int) string {
+		return time.Date(2026, 1, 2, 3, 4, sec, 0, time.UTC).Local().Format(time.TimeOnly)
+	}
+	want := []string{
+		at(5) + " web        deploy d-1 demoapp:v2 running",
+		at(6) + " web        step health: succeeded (2 replica(s) healthy)",
+		at(6) + " web        log health: web-green-1: healthy (1/2)",
+		at(7) + " web        containers changed",
+		at(7) + " web        repair: restarted web-green-1",
+		at(8) + " -          events may have been missed (restarted); run deployd status to see where things stand",
+	}
+	if got := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("stdout:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lastIDs) != 2 || f.lastIDs[1] != "e2-0" {
+		t.Errorf("Last-Event-IDs = %q, want the reconnect to resume after e2-0", f.lastIDs)
+	}
+	if f.queries[0] != "service=web" {
+		t.Errorf("query = %q, want service=web", f.queries[0])
+	}
+}
+
+func TestCLI_WatchJSONPrintsTheDataLinesWithoutHeartbeats(t *testing.T) {
+	r := runWatch(t, &feedAPI{frames: watchFrames}, "--json")
+	if r.code != exitOK {
+		t.Fatalf("exit = %d, want 0; stderr:\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != 7 {
+		t.Fatalf("%d lines, want 7 (every event but the heartbeat):\n%s", len(lines), r.stdout)
+	}
+	for _, l := range lines {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil || v["type"] == "heartbeat" {
+			t.Errorf("line %q: %v, want one event's JSON, no heartbeat", l, err)
+		}
+	}
+}

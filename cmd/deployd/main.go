@@ -44,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "deploy", "rollback", "cancel", "status", "history":
+	case "deploy", "rollback", "cancel", "status", "history", "watch":
 		return runCLI(args, stdout, stderr, os.Getenv)
 	case "hook":
 		return runHook(args[1:], stdout, stderr, os.Getenv)

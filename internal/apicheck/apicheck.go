@@ -26,7 +26,8 @@ import (
 // DocumentPath is where deployd serves its OpenAPI document (viewer).
 const DocumentPath = "/api/v1/openapi.yaml"
 
-// eventStream is the media type of GET /api/v1/deployments/{id}/events.
+// eventStream is the media type of the event streams (GET
+// /api/v1/deployments/{id}/events and GET /api/v1/events).
 const eventStream = "text/event-stream"
 
 // Checker checks responses against one OpenAPI document. It is safe for

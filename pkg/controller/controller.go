@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -53,6 +54,9 @@ type Options struct {
 	// Pause bounds every pause; zero fields take DefaultPauseMaxHold and
 	// DefaultPauseMaxHeld.
 	Pause PauseLimits
+	// FeedSize is how many events the system feed keeps for clients that
+	// resume (see Feed); zero means DefaultFeedSize.
+	FeedSize int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -101,6 +105,8 @@ type Controller struct {
 	wg        sync.WaitGroup
 
 	events *eventHub
+	// system is every service's events, for the system event stream.
+	system *systemFeed
 	// deliveries serializes the check-then-deploy of copies of one webhook
 	// delivery; deliveries with other keys go on meanwhile.
 	deliveries keyLock
@@ -155,6 +161,9 @@ func New(o Options) *Controller {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	// The process's start time names its feed, so that a cursor of an
+	// earlier process is never taken for one of this.
+	c.system = newSystemFeed(strconv.FormatInt(time.Now().UnixNano(), 36), o.FeedSize)
 	if c.viewResync <= 0 {
 		c.viewResync = defaultViewResync
 	}
@@ -363,7 +372,9 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 		c.wg.Done()
 		return Deployment{}, err
 	}
-	c.events.open(id).append(Event{Time: d.CreatedAt, Type: EventStatus, Status: StatusQueued.String()}, false)
+	queued := Event{Time: d.CreatedAt, Type: EventStatus, Status: StatusQueued.String()}
+	c.events.open(id).append(queued, false)
+	c.publishDeployment(d, queued)
 
 	go func() {
 		defer c.wg.Done()

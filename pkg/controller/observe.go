@@ -38,7 +38,7 @@ func (c *Controller) notifyf(kind string, d Deployment, actor, format string, ar
 	if actor == d.Trigger.Actor {
 		n.OnBehalfOf = d.Trigger.OnBehalfOf
 	}
-	c.notifier.Notify(n)
+	c.notify(n)
 }
 
 // publishState tells the Observer where a service stands. The standby
@@ -50,6 +50,24 @@ func (c *Controller) publishState(ctx context.Context, service string) {
 		c.log.WithError(err).WithField("service", service).Warn("read state for metrics")
 		return
 	}
-	c.observer.ServiceState(service, st.ActiveColor, st.StandbyColor.Valid() && st.StandbyImage != "",
-		!c.watch.unhealthy(service))
+	standby, healthy := st.StandbyColor.Valid() && st.StandbyImage != "", !c.watch.unhealthy(service)
+	c.observer.ServiceState(service, st.ActiveColor, standby, healthy)
+	c.publishService(service, stateMessage(st, standby, healthy))
+}
+
+// stateMessage says where a service stands in one line of the system feed.
+func stateMessage(st ServiceState, standby, healthy bool) string {
+	if !st.ActiveColor.Valid() {
+		return "not deployed"
+	}
+	msg := fmt.Sprintf("active %s (%s)", st.ActiveColor, st.ActiveImage)
+	if standby {
+		msg += fmt.Sprintf(", standby %s (%s)", st.StandbyColor, st.StandbyImage)
+	} else {
+		msg += ", no standby"
+	}
+	if healthy {
+		return msg + ", healthy"
+	}
+	return msg + ", unhealthy"
 }

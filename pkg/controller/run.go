@@ -88,7 +88,9 @@ func (r *deployRun) finish(ctx context.Context, err error) {
 	// than being refused as busy.
 	r.c.enterFinish(r.lease)
 	r.save()
-	r.events.append(Event{Time: now, Type: EventStatus, Status: r.d.Status.String(), Message: r.d.Error}, true)
+	final := Event{Time: now, Type: EventStatus, Status: r.d.Status.String(), Message: r.d.Error}
+	r.events.append(final, true)
+	r.c.publishDeployment(r.d, final)
 	r.c.events.retire(r.d.ID)
 	r.c.observer.DeploymentFinished(r.d)
 	r.notifyEnd()
@@ -198,6 +200,7 @@ func (r *deployRun) emit(e Event) {
 		e.Time = r.c.now().UTC()
 	}
 	r.events.append(e, false)
+	r.c.publishDeployment(r.d, e)
 }
 
 // lastStep names the step the deployment is in or ended at.

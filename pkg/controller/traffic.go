@@ -129,6 +129,7 @@ func (c *Controller) Pause(ctx context.Context, service string, req PauseRequest
 	}
 	c.log.WithFields(logrus.Fields{"service": service, "max_hold": limits.MaxHold, "max_held": limits.MaxHeld}).
 		Info("requests paused")
+	c.publishService(service, fmt.Sprintf("requests paused (hold up to %s, %d requests)", limits.MaxHold, limits.MaxHeld))
 	return *c.trafficView(ctx, service, rec), nil
 }
 
@@ -157,6 +158,7 @@ func (c *Controller) Resume(ctx context.Context, service string) (TrafficView, e
 		return TrafficView{}, fmt.Errorf("resumed, but the record still says paused: %w", err)
 	}
 	c.log.WithField("service", service).Info("requests resumed")
+	c.publishService(service, "requests resumed")
 	return *c.trafficView(ctx, service, rec), nil
 }
 
@@ -202,6 +204,14 @@ func (c *Controller) Maintenance(ctx context.Context, service string, on bool, m
 		return TrafficView{}, err
 	}
 	c.log.WithFields(logrus.Fields{"service": service, "on": on}).Info("maintenance changed")
+	switch {
+	case on && message != "":
+		c.publishService(service, "maintenance on: "+message)
+	case on:
+		c.publishService(service, "maintenance on")
+	default:
+		c.publishService(service, "maintenance off")
+	}
 	return *c.trafficView(ctx, service, rec), nil
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,10 +34,14 @@ type containerView struct {
 	// added.
 	dirty map[string]bool
 	wake  chan struct{}
+	// shown is the last list stored of each service, kept across drops,
+	// so that put can tell whether a service's containers changed.
+	shown map[string][]Container
 }
 
 func newContainerView() *containerView {
-	return &containerView{byService: map[string][]Container{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1)}
+	return &containerView{byService: map[string][]Container{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
+		shown: map[string][]Container{}}
 }
 
 // get returns a copy of service's containers and whether the view has them.
@@ -84,13 +89,28 @@ func (v *containerView) take() ([]string, uint64) {
 	return names, v.epoch
 }
 
-// put stores a list made in epoch, unless the view was dropped since.
-func (v *containerView) put(service string, cs []Container, epoch uint64) {
+// put stores a list made in epoch, unless the view was dropped since, and
+// reports whether it differs from the list stored before.
+func (v *containerView) put(service string, cs []Container, epoch uint64) (changed bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.live && epoch == v.epoch {
-		v.byService[service] = cs
+	if !v.live || epoch != v.epoch {
+		return false
 	}
+	v.byService[service] = cs
+	// The runtime's order is not part of the view's meaning.
+	sorted := slices.SortedFunc(slices.Values(cs), func(a, b Container) int { return strings.Compare(a.ID, b.ID) })
+	prev, seen := v.shown[service]
+	v.shown[service] = sorted
+	return !seen || !slices.EqualFunc(prev, sorted, sameContainer)
+}
+
+// sameContainer compares what a view shows of a container. Times are
+// compared with Equal: == would also compare their monotonic readings.
+func sameContainer(a, b Container) bool {
+	ta, tb := a.StartedAt, b.StartedAt
+	a.StartedAt, b.StartedAt = time.Time{}, time.Time{}
+	return a == b && ta.Equal(tb)
 }
 
 // forget drops one service's entry (its list failed).
@@ -169,7 +189,9 @@ func (c *Controller) refreshView(ctx context.Context) {
 				c.log.WithError(err).WithField("service", name).Warn("list containers for the service view")
 				continue
 			}
-			c.view.put(name, cs, epoch)
+			if c.view.put(name, cs, epoch) {
+				c.publish(FeedEvent{Type: FeedContainers, Service: name})
+			}
 		}
 	}
 }

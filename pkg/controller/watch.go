@@ -271,7 +271,7 @@ func (c *Controller) probeAll(ctx context.Context, spec ServiceSpec, cs []Contai
 // notifyState sends a notification about a service rather than a
 // deployment.
 func (c *Controller) notifyState(kind string, st ServiceState, actor, msg string) {
-	c.notifier.Notify(Notification{
+	c.notify(Notification{
 		Kind:       kind,
 		Service:    st.Name,
 		Deployment: st.ActiveDeployment,

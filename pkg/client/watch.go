@@ -1,0 +1,136 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// SystemEvent is one event of GET /api/v1/events: the frame's id and name,
+// the data as sent, and the data's fields that any event type carries.
+// Fields that do not apply to Type are empty.
+type SystemEvent struct {
+	// ID is the event's "<epoch>-<seq>"; hello, reset and heartbeat carry
+	// the stream's position.
+	ID string `json:"-"`
+	// Data is the event's JSON as the server sent it.
+	Data json.RawMessage `json:"-"`
+
+	Type        string    `json:"type"`
+	Time        time.Time `json:"time"`
+	Service     string    `json:"service"`
+	Deployment  string    `json:"deployment"`
+	Kind        string    `json:"kind"`
+	Image       string    `json:"image"`
+	Status      string    `json:"status"`
+	Actor       string    `json:"actor"`
+	Step        string    `json:"step"`
+	Message     string    `json:"message"`
+	Reason      string    `json:"reason"`
+	Resumed     bool      `json:"resumed"`
+	HeartbeatMS int64     `json:"heartbeat_ms"`
+}
+
+// Watch follows every service's events, or one service's when service is
+// not "", calling fn for each in order, heartbeats included. It blocks
+// until fn returns an error (returned as is) or ctx ends (ctx's error). A
+// dropped connection, a server shutting down or a 5xx or 429 answer is
+// retried after a short backoff, resuming with Last-Event-ID; when the
+// server cannot resume, fn gets its reset event. Other error answers (an
+// unknown service, a bad token) are returned as *APIError at once.
+func (c *Client) Watch(ctx context.Context, service string, fn func(SystemEvent) error) error {
+	last := ""
+	backoff := c.minBackoff
+	for {
+		progressed, err := c.watchOnce(ctx, service, &last, fn)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		var apiErr *APIError
+		var fnErr *callbackError
+		switch {
+		case errors.As(err, &fnErr):
+			return fnErr.err
+		case errors.As(err, &apiErr) && !retryableStatus(apiErr.Status):
+			return err
+		}
+		if progressed {
+			backoff = c.minBackoff
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.maxBackoff)
+	}
+}
+
+// watchOnce reads one connection's worth of events, keeping in *last the
+// id to resume after. It says whether any event arrived.
+func (c *Client) watchOnce(ctx context.Context, service string, last *string, fn func(SystemEvent) error) (bool, error) {
+	var q url.Values
+	if service != "" {
+		q = url.Values{"service": {service}}
+	}
+	u := c.endpoint(q, "api", "v1", "events")
+	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if *last != "" {
+		req.Header.Set("Last-Event-ID", *last)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("GET %s: %w", u.Path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, decodeAPIError(resp)
+	}
+
+	progressed := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
+	var f sseFrame
+	for sc.Scan() {
+		line := sc.Text()
+		if line != "" {
+			f.add(line)
+			continue
+		}
+		frame := f
+		f = sseFrame{}
+		if len(frame.data) == 0 {
+			continue
+		}
+		ev := SystemEvent{ID: frame.id, Data: json.RawMessage(strings.Join(frame.data, "\n"))}
+		if err := json.Unmarshal(ev.Data, &ev); err != nil {
+			return progressed, fmt.Errorf("decode event %q: %w", frame.id, err)
+		}
+		if ev.Type == "" {
+			ev.Type = frame.typ
+		}
+		if frame.id != "" {
+			*last = frame.id
+		}
+		progressed = true
+		if err := fn(ev); err != nil {
+			return progressed, &callbackError{err}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return progressed, fmt.Errorf("system events: %w", err)
+	}
+	return progressed, errors.New("system event stream ended")
+}
