@@ -98,6 +98,9 @@ var imageArgs = map[string]map[string]string{
 
 // svcConfig is the part of the daemon's config a test varies.
 type svcConfig struct {
+	// Listen is the API's address; empty picks a free port at each start,
+	// set it to bring a daemon back where a browser left it.
+	Listen       string
 	Replicas     int
 	StartTimeout time.Duration
 	Drain        time.Duration
@@ -269,6 +272,9 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 		c.Nginx.TestCommand = s.TestCommand
 	}
 	c.TrustedProxies = s.TrustedProxies
+	if s.Listen != "" {
+		c.Listen = s.Listen
+	}
 	svc := c.Services[e.svc]
 	svc.Replicas, svc.Health.StartTimeout, svc.Drain = s.Replicas, s.StartTimeout, s.Drain
 	svc.AllowedRefs, svc.RepositoryURL, svc.Bake, svc.AutoRollback = s.AllowedRefs, s.RepositoryURL, s.Bake, s.AutoRollback

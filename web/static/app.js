@@ -2,8 +2,11 @@
 // rendered by the server; this script only
 //   - asks for confirmation and calls the REST API for the buttons
 //     (rollback, cancel, redeploy, pause, resume, maintenance),
+//   - follows deployd's event stream (GET /api/v1/events) and swaps in
+//     server-rendered partials for what changed,
 //   - streams a running deployment's steps and log over SSE,
-//   - swaps in server-rendered partials when something changed,
+//   - says how fresh the page is, and turns the buttons off while deployd
+//     does not answer,
 //   - keeps relative times fresh.
 // Every DOM write is textContent/setAttribute, or a partial our own server
 // rendered with html/template (no inline script or style: the CSP forbids
@@ -11,8 +14,18 @@
 'use strict';
 
 (function () {
-  const CARD_REFRESH_MS = 10000;
   const CLOCK_MS = 30000;
+  // A card refresh waits this long for more events of the same service, so
+  // a burst (a step ends, its containers change) costs one fetch.
+  const REFRESH_COALESCE_MS = 100;
+  // The stream's hello says how often the server sends a heartbeat; this is
+  // what the page assumes until it has heard one.
+  const DEFAULT_HEARTBEAT_MS = 5000;
+  // After the stream broke, the page waits this long for it to come back
+  // before it says it is disconnected, so a reconnect does not flash a
+  // banner.
+  const RECONNECT_GRACE_MS = 3000;
+  const FRESHNESS_MS = 1000;
   const ELAPSED_MS = 1000;
   const MAX_LOG_LINES = 2000;
   const FINAL = new Set(['succeeded', 'failed', 'interrupted', 'cancelled']);
@@ -20,6 +33,7 @@
   // streams maps a deployment id to its EventSource; one per deployment.
   const streams = new Map();
   let refreshing = false;
+  let refreshAgain = false;
 
   function csrfToken() {
     const m = document.querySelector('meta[name="csrf-token"]');
@@ -267,6 +281,7 @@
       if (again) again.focus();
     }
     updateClocks(fresh);
+    applyOffline(fresh);
     watchLive(fresh);
   }
 
@@ -278,20 +293,187 @@
     if (old.contains(document.activeElement)) return; // do not yank a focused button away
     old.replaceWith(fresh);
     updateClocks(fresh);
+    applyOffline(fresh);
   }
 
+  // refreshAll fetches every card and the history again. Asked while it
+  // runs, it runs once more afterwards: what it fetched may predate the ask.
   async function refreshAll() {
-    if (refreshing || document.visibilityState !== 'visible') return;
+    if (refreshing) { refreshAgain = true; return; }
     refreshing = true;
     try {
-      const cards = Array.from(document.querySelectorAll('section.service[data-service]'));
-      for (const c of cards) {
-        await refreshCard(c.getAttribute('data-service'));
-      }
-      await refreshHistory();
+      do {
+        refreshAgain = false;
+        const cards = Array.from(document.querySelectorAll('section.service[data-service]'));
+        for (const c of cards) {
+          await refreshCard(c.getAttribute('data-service'));
+        }
+        await refreshHistory();
+      } while (refreshAgain);
     } finally {
       refreshing = false;
     }
+  }
+
+  // ---- the system event stream ----
+
+  // pending maps a service to its scheduled card refresh.
+  const pending = new Map();
+  let historyPending = null;
+
+  function scheduleCard(service) {
+    if (!service || pending.has(service)) return;
+    pending.set(service, setTimeout(() => {
+      pending.delete(service);
+      refreshCard(service);
+    }, REFRESH_COALESCE_MS));
+  }
+
+  function scheduleHistory() {
+    if (historyPending) return;
+    historyPending = setTimeout(() => {
+      historyPending = null;
+      refreshHistory();
+    }, REFRESH_COALESCE_MS);
+  }
+
+  // link is the page's connection to deployd: the stream, when it was last
+  // heard from, and since when it has been broken.
+  const link = { es: null, heard: 0, brokenAt: 0, heartbeatMs: DEFAULT_HEARTBEAT_MS, offline: false, retry: null };
+
+  function heard() {
+    link.heard = Date.now();
+    link.brokenAt = 0;
+    showFreshness();
+  }
+
+  function onSystemEvent(msg) {
+    heard();
+    let ev;
+    try { ev = JSON.parse(msg.data); } catch (e) { return; }
+    switch (ev.type) {
+      case 'hello':
+        if (ev.heartbeat_ms > 0) link.heartbeatMs = ev.heartbeat_ms;
+        // Without a resume the page may have missed anything since it was
+        // rendered or last connected.
+        if (!ev.resumed) refreshAll();
+        break;
+      case 'reset':
+        refreshAll();
+        break;
+      case 'deployment':
+        scheduleCard(ev.service);
+        scheduleHistory();
+        break;
+      case 'step':
+        // A step's end changes the card's containers and state sentence;
+        // its start is shown by the deployment's own stream.
+        if (ev.status !== 'running') scheduleCard(ev.service);
+        break;
+      case 'service':
+      case 'containers':
+      case 'notice':
+        scheduleCard(ev.service);
+        break;
+    }
+  }
+
+  function connect() {
+    if (link.retry) { clearTimeout(link.retry); link.retry = null; }
+    if (link.es) link.es.close();
+    const es = new EventSource('/api/v1/events');
+    link.es = es;
+    for (const type of ['hello', 'reset', 'heartbeat', 'deployment', 'step', 'service', 'containers', 'notice']) {
+      es.addEventListener(type, onSystemEvent);
+    }
+    es.addEventListener('error', () => {
+      if (!link.brokenAt) link.brokenAt = Date.now();
+      showFreshness();
+      // The browser reconnects by itself unless the server refused the
+      // stream (401, 429): then the page tries again on its own, and a
+      // partial's 401 sends the operator to the login page.
+      if (es.readyState === EventSource.CLOSED && link.es === es) {
+        link.retry = setTimeout(() => { fetchPartial('/partials/history'); connect(); }, RECONNECT_GRACE_MS);
+      }
+    });
+  }
+
+  // showFreshness says how fresh the page is: "live", "updated 12 s ago",
+  // or a banner once deployd has not answered for a while, with the
+  // buttons off until it does.
+  function showFreshness() {
+    const now = Date.now();
+    const age = link.heard ? now - link.heard : 0;
+    const broken = link.brokenAt && now - link.brokenAt >= RECONNECT_GRACE_MS;
+    const silent = link.heard && age > 2 * link.heartbeatMs + RECONNECT_GRACE_MS;
+    setOffline(Boolean(broken || silent));
+    const el = freshnessElement();
+    if (!el) return;
+    if (!link.heard) {
+      el.textContent = 'connecting…';
+      el.setAttribute('data-state', 'connecting');
+    } else if (!link.offline && age <= link.heartbeatMs + FRESHNESS_MS) {
+      el.textContent = 'live';
+      el.setAttribute('data-state', 'live');
+    } else {
+      el.textContent = 'updated ' + Math.round(age / 1000) + ' s ago';
+      el.setAttribute('data-state', link.offline ? 'offline' : 'stale');
+    }
+    const banner = document.getElementById('disconnected');
+    if (banner && link.offline) {
+      const since = link.heard || link.brokenAt;
+      banner.textContent = 'Disconnected from deployd since ' + clockTime(since) + ' (' +
+        Math.round((now - since) / 1000) + ' s ago). What you see may be out of date; the buttons are off until deployd answers again.';
+    }
+  }
+
+  function clockTime(ms) {
+    return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  }
+
+  function freshnessElement() {
+    let el = document.getElementById('freshness');
+    if (el) return el;
+    const bar = document.querySelector('header.topbar');
+    if (!bar) return null;
+    el = document.createElement('span');
+    el.id = 'freshness';
+    bar.insertBefore(el, bar.querySelector('.brand') ? bar.querySelector('.brand').nextSibling : bar.firstChild);
+    return el;
+  }
+
+  // The buttons that act on deployd; the page turns them off while it is
+  // disconnected and marks the ones it turned off, so that buttons the
+  // server rendered disabled (a busy rollback) stay so on return.
+  const ACTIONS = 'button.rollback, button.cancel, button.redeploy, button.pause, button.resume, button.maintenance-on, button.maintenance-off';
+
+  function setOffline(offline) {
+    if (offline === link.offline) return;
+    link.offline = offline;
+    let banner = document.getElementById('disconnected');
+    if (offline && !banner) {
+      banner = document.createElement('p');
+      banner.id = 'disconnected';
+      banner.setAttribute('role', 'alert');
+      const flashEl = document.getElementById('flash');
+      if (flashEl) flashEl.parentNode.insertBefore(banner, flashEl);
+      else document.body.insertBefore(banner, document.body.firstChild);
+    }
+    if (!offline && banner) banner.remove();
+    applyOffline(document);
+    if (!offline) refreshAll();
+  }
+
+  function applyOffline(root) {
+    root.querySelectorAll(ACTIONS).forEach((b) => {
+      if (link.offline && !b.disabled) {
+        b.disabled = true;
+        b.setAttribute('data-offline', '');
+      } else if (!link.offline && b.hasAttribute('data-offline')) {
+        b.disabled = false;
+        b.removeAttribute('data-offline');
+      }
+    });
   }
 
   // ---- live deployments ----
@@ -422,9 +604,20 @@
     watchLive();
     setInterval(updateClocks, CLOCK_MS);
     setInterval(updateElapsed, ELAPSED_MS);
-    if (document.querySelector('section.service[data-service]')) {
-      setInterval(refreshAll, CARD_REFRESH_MS);
-    }
+    // Only signed-in pages (they carry a CSRF token) follow the stream.
+    if (!csrfToken()) return;
+    connect();
+    showFreshness();
+    setInterval(showFreshness, FRESHNESS_MS);
+    // A tab in the background may have been throttled or put to sleep:
+    // coming back, it asks for everything at once rather than showing what
+    // it last drew.
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState !== 'visible') return;
+      if (!link.es || link.es.readyState === EventSource.CLOSED) connect();
+      refreshAll();
+      showFreshness();
+    });
   }
 
   if (document.readyState === 'loading') {
