@@ -55,6 +55,10 @@ type cardView struct {
 	// RollbackBusy, when set, says why the rollback button is disabled:
 	// "busy: deploy of app:v3 running, started 40 s ago by ci".
 	RollbackBusy string
+	// RollbackNone, when set, says why there is nothing to roll back to
+	// (StandbyState "none"): the button is shown disabled with it instead
+	// of opening a dialog that could promise nothing.
+	RollbackNone string
 
 	// HeldText says how many requests a pause holds ("3 requests held").
 	HeldText string
@@ -138,6 +142,9 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.Live = d
 		cv.CanCancel = role >= auth.RoleOperator
 		cv.CancelConfirm = cancelConfirm(*d, v.ActiveColor)
+	}
+	if role >= auth.RoleOperator && !v.StandbyColor.Valid() {
+		cv.RollbackNone = noStandbyText(v)
 	}
 	if role >= auth.RoleOperator && v.StandbyColor.Valid() {
 		cv.CanRollback = true
@@ -256,6 +263,14 @@ func standbyState(v controller.ServiceView) string {
 	default:
 		return "cold"
 	}
+}
+
+// noStandbyText says why a service without a standby cannot roll back.
+func noStandbyText(v controller.ServiceView) string {
+	if !v.ActiveColor.Valid() {
+		return "no standby to roll back to: nothing is deployed yet"
+	}
+	return fmt.Sprintf("no standby to roll back to: %s (%s) is the only color deployed so far", colorLabel(v.ActiveColor), v.ActiveImage)
 }
 
 // rollbackConfirm says exactly what a rollback will do, and how long it
