@@ -344,18 +344,27 @@ type historyRow struct {
 	// RedeployLabel is "Retry" for a deploy that did not stick, else
 	// "Redeploy".
 	RedeployLabel string
+	// DetailsName and RedeployName are the row's link and button as a
+	// screen reader names them: which deployment, of what, to where, and
+	// when, since the same image may be in the history twice.
+	DetailsName  string
+	RedeployName string
 }
 
 func newHistoryView(ds []controller.Deployment, role auth.Role, now time.Time) historyView {
 	h := historyView{Now: now}
 	for _, d := range ds {
 		r := historyRow{Deployment: d, Duration: deploymentDuration(d, now)}
+		started := clockExact(now, d.CreatedAt)
+		r.DetailsName = fmt.Sprintf("Details of %s %s of %s, started %s", d.Kind, d.Image, d.Service, started)
 		if role >= auth.RoleDeployer && d.Image != "" && d.Status.Done() {
 			r.CanRedeploy = true
 			r.RedeployConfirm = redeployConfirm(d)
 			r.RedeployLabel = "Redeploy"
+			r.RedeployName = fmt.Sprintf("Redeploy %s to %s, as deployed %s", d.Image, d.Service, started)
 			if d.Kind == controller.KindDeploy && d.Status != controller.StatusSucceeded {
 				r.RedeployLabel = "Retry"
+				r.RedeployName = fmt.Sprintf("Retry %s %s of %s, started %s", d.Kind, d.Image, d.Service, started)
 				r.RedeployConfirm = fmt.Sprintf("Retry the %s deploy of %s to %s? It starts on the standby color, and traffic switches only once it is healthy.",
 					d.Status, d.Image, d.Service)
 			}
