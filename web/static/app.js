@@ -432,6 +432,7 @@
       if (!m) {
         m = document.createElement('span');
         m.className = 'step-message';
+        li.appendChild(document.createTextNode(' '));
         li.appendChild(m);
       }
       m.textContent = ev.message;
