@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"html/template"
 	"math"
 	"net/url"
 	"strings"
@@ -131,3 +132,44 @@ func exact(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 MST"
 // clockUTC is the time of day of t in UTC, "17:36 UTC", for the pause
 // banner; the element's title carries the full time.
 func clockUTC(t time.Time) string { return t.UTC().Format("15:04 UTC") }
+
+// clockExact is t's UTC time to the second, "17:36:02 UTC", with its date
+// when t is not on now's UTC day: the visible twin of a relative time,
+// which a phone cannot show as a tooltip.
+func clockExact(now, t time.Time) string {
+	if now.UTC().Format(time.DateOnly) == t.UTC().Format(time.DateOnly) {
+		return t.UTC().Format("15:04:05 UTC")
+	}
+	return t.UTC().Format("Jan 2 15:04:05 UTC")
+}
+
+// whenView is a relative time with its exact time beside it: what the
+// "when" template renders.
+type whenView struct {
+	Now, T time.Time
+	// Class is the <time> element's own class besides reltime.
+	Class string
+}
+
+func newWhenView(now, t time.Time, class string) whenView {
+	return whenView{Now: now, T: t, Class: class}
+}
+
+// imageBreaks are where an image reference may wrap: after its registry
+// and path separators, its tag separator and its hyphens.
+const imageBreaks = "/:-"
+
+// imageRef is an image reference as HTML, escaped, with a <wbr> after
+// every character of imageBreaks, so a narrow screen wraps
+// "registry/team/app:v2" at those points; the image-name style forbids
+// breaks anywhere else.
+func imageRef(ref string) template.HTML {
+	var b strings.Builder
+	for _, r := range ref {
+		b.WriteString(template.HTMLEscapeString(string(r)))
+		if strings.ContainsRune(imageBreaks, r) {
+			b.WriteString("<wbr>")
+		}
+	}
+	return template.HTML(b.String())
+}

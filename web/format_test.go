@@ -1,6 +1,8 @@
 package web
 
 import (
+	"html"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +143,61 @@ func TestCompareURL_OnlySafeRepositoriesAndTwoDifferentCommits(t *testing.T) {
 	for _, tt := range tests {
 		if got := compareURL(tt.repo, tt.base, tt.head); got != tt.want {
 			t.Errorf("compareURL(%q, %q, %q) = %q, want %q", tt.repo, tt.base, tt.head, got, tt.want)
+		}
+	}
+}
+
+func TestImageRef_BreaksOnlyAfterSeparatorsAndEscapes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"app", "app"},
+		{"app:v2", "app:<wbr>v2"},
+		{"pagecheck-app:v2", "pagecheck-<wbr>app:<wbr>v2"},
+		{"registry.example.com:5000/team/web-api:1.2.3", "registry.example.com:<wbr>5000/<wbr>team/<wbr>web-<wbr>api:<wbr>1.2.3"},
+		{"app@sha256:abc", "app@sha256:<wbr>abc"},
+		{`<script>alert("x")</script>:v1`, "&lt;script&gt;alert(&#34;x&#34;)&lt;/<wbr>script&gt;:<wbr>v1"},
+		{"a&b'c", "a&amp;b&#39;c"},
+		{"naïve-ü:v1", "naïve-<wbr>ü:<wbr>v1"},
+	}
+	for _, tt := range tests {
+		if got := string(imageRef(tt.in)); got != tt.want {
+			t.Errorf("imageRef(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzImageRef: whatever the reference, the HTML holds no markup but
+// <wbr>, and reads back as the reference.
+func FuzzImageRef(f *testing.F) {
+	for _, s := range []string{"app:v2", "registry:5000/a/b-c:d", "<b>&amp;", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ref string) {
+		out := strings.ReplaceAll(string(imageRef(ref)), "<wbr>", "")
+		if strings.ContainsAny(out, "<>\"'") {
+			t.Fatalf("imageRef(%q) leaves markup: %q", ref, out)
+		}
+		// html/template's escaper turns NUL into U+FFFD, as browsers would.
+		want := strings.ReplaceAll(string([]rune(ref)), "\x00", "\uFFFD")
+		if got := html.UnescapeString(out); got != want {
+			t.Fatalf("imageRef(%q) reads back as %q", ref, got)
+		}
+	})
+}
+
+func TestClockExact_SecondsInUTCWithTheDateWhenNotToday(t *testing.T) {
+	now := time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Date(2025, 5, 1, 11, 48, 7, 0, time.UTC), "11:48:07 UTC"},
+		{time.Date(2025, 5, 1, 13, 48, 7, 0, time.FixedZone("CEST", 2*3600)), "11:48:07 UTC"},
+		{time.Date(2025, 4, 30, 23, 59, 59, 0, time.UTC), "Apr 30 23:59:59 UTC"},
+	}
+	for _, tt := range tests {
+		if got := clockExact(now, tt.t); got != tt.want {
+			t.Errorf("clockExact(%v) = %q, want %q", tt.t, got, tt.want)
 		}
 	}
 }

@@ -27,7 +27,7 @@ type token struct {
 	text  string            // unescaped text; raw for script/style bodies
 }
 
-var voidElements = map[string]bool{"meta": true, "link": true, "input": true, "br": true, "img": true, "hr": true, "source": true}
+var voidElements = map[string]bool{"meta": true, "link": true, "input": true, "br": true, "img": true, "hr": true, "source": true, "wbr": true}
 
 func tokenize(t *testing.T, doc string) []token {
 	t.Helper()

@@ -275,7 +275,8 @@ func TestDashboard_ButtonsFollowRoles(t *testing.T) {
 		{auth.RoleViewer, 0, 0, 0},
 		// History holds two finished deployments and one running one.
 		{auth.RoleDeployer, 0, 0, 2},
-		{auth.RoleOperator, 1, 1, 2},
+		// api has no standby: its rollback button is there, disabled.
+		{auth.RoleOperator, 2, 1, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.role.String(), func(t *testing.T) {
@@ -316,9 +317,9 @@ func TestDashboard_OperatorRollbackButtonSaysExactlyWhatHappens(t *testing.T) {
 			if got := btn.attrs["data-confirm"]; got != tt.want {
 				t.Errorf("data-confirm = %q\nwant          %q", got, tt.want)
 			}
-			// api has no standby: nothing to roll back to, so no button.
-			if n := len(elements(cardTokens(t, toks, "api"), "button", "rollback")); n != 0 {
-				t.Errorf("api (no standby) rollback buttons = %d, want 0", n)
+			// api has no standby: nothing to roll back to, so no dialog.
+			if _, ok := one(t, cardTokens(t, toks, "api"), "button", "rollback").attrs["data-confirm"]; ok {
+				t.Errorf("api (no standby) rollback button has a confirmation")
 			}
 			cancel := one(t, cardTokens(t, toks, "api"), "button", "cancel")
 			if cancel.attrs["data-deployment"] != "dep-run" || cancel.attrs["data-confirm"] == "" {
@@ -645,7 +646,7 @@ func TestDashboard_LastFailureStaysOnTheCard(t *testing.T) {
 	card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
 
 	got := oneText(t, card, "p", "last-failure")
-	want := "last deploy failed: health check failed: 500 from /health, 4 min ago (11:56 UTC), by bob · details of app:v3"
+	want := "last deploy failed: health check failed: 500 from /health, 4 min ago · 11:56:02 UTC, by bob · details of app:v3"
 	if got != want {
 		t.Errorf(".last-failure = %q, want %q", got, want)
 	}
@@ -790,5 +791,70 @@ func TestFailedDeploy_RowOffersRetryAndDetailsSayTrafficStayed(t *testing.T) {
 		if got := oneText(t, page, "dd", "traffic"); got != want {
 			t.Errorf("%s traffic = %q, want %q", id, got, want)
 		}
+	}
+}
+
+// The rollback button promises what the standby's real state allows: a
+// warm one a switch in about a second, a cold one a start with the time
+// it took before, and none no dialog at all but a disabled button saying
+// why.
+func TestDashboard_RollbackFollowsTheStandbyState(t *testing.T) {
+	coldDeploy := &controller.Deployment{ID: "dep-1", Service: "web", Kind: controller.KindDeploy, Image: "app:v1", Steps: []controller.Step{
+		{Name: controller.StepStart, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 3*time.Second))},
+		{Name: controller.StepHealth, StartedAt: testNow.Add(-time.Hour), FinishedAt: ptime(testNow.Add(-time.Hour + 4*time.Second))},
+	}}
+	tests := []struct {
+		name    string
+		edit    func(*controller.ServiceView)
+		state   string
+		confirm string // "" when the button must be disabled without a dialog
+		reason  string
+	}{
+		{"warm", func(v *controller.ServiceView) { v.StandbyWarm = true }, "warm",
+			"Switch web from green (app:v2) back to blue (app:v1)? Blue is warm: traffic moves in about a second.", ""},
+		{"cold with an estimate", func(v *controller.ServiceView) { v.StandbyWarm = false; v.StandbyDeployment = coldDeploy }, "cold",
+			"Switch web from green (app:v2) back to blue (app:v1)? Blue is cold: its containers are started and checked first, about 7.0 s (as when it was deployed).", ""},
+		{"none", func(v *controller.ServiceView) {
+			v.StandbyColor, v.StandbyImage, v.StandbyWarm = "", "", false
+			delete(v.Colors, controller.Blue)
+		}, "none", "", "no standby to roll back to: GREEN (app:v2) is the only color deployed so far"},
+		{"none, nothing deployed", func(v *controller.ServiceView) {
+			v.StandbyColor, v.StandbyImage, v.ActiveColor, v.ActiveImage, v.ActiveDeployment = "", "", "", "", nil
+			v.Colors = nil
+		}, "none", "", "no standby to roll back to: nothing is deployed yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			tt.edit(&f.ctl.services[0])
+			s := f.session(auth.RoleOperator)
+			card := cardTokens(t, tokenize(t, f.page(t, "/", &s, http.StatusOK)), "web")
+			if got := oneText(t, card, "", "standby-state"); got != tt.state {
+				t.Errorf(".standby-state = %q, want %q", got, tt.state)
+			}
+			btn := one(t, card, "button", "rollback")
+			_, disabled := btn.attrs["disabled"]
+			if tt.confirm != "" {
+				if disabled || btn.attrs["data-confirm"] != tt.confirm {
+					t.Errorf("rollback disabled=%v data-confirm = %q\nwant enabled with %q", disabled, btn.attrs["data-confirm"], tt.confirm)
+				}
+				if n := len(elements(card, "p", "rollback-none")); n != 0 {
+					t.Errorf("%s standby shows %d .rollback-none", tt.state, n)
+				}
+				return
+			}
+			if !disabled {
+				t.Errorf("rollback without a standby is enabled")
+			}
+			if c, ok := btn.attrs["data-confirm"]; ok {
+				t.Errorf("rollback without a standby has data-confirm %q, want none (no dialog)", c)
+			}
+			if got, want := btn.attrs["aria-describedby"], "rollback-none-web"; got != want {
+				t.Errorf("aria-describedby = %q, want %q", got, want)
+			}
+			if got := oneText(t, card, "p", "rollback-none"); got != tt.reason {
+				t.Errorf(".rollback-none = %q, want %q", got, tt.reason)
+			}
+		})
 	}
 }

@@ -55,6 +55,10 @@ type cardView struct {
 	// RollbackBusy, when set, says why the rollback button is disabled:
 	// "busy: deploy of app:v3 running, started 40 s ago by ci".
 	RollbackBusy string
+	// RollbackNone, when set, says why there is nothing to roll back to
+	// (StandbyState "none"): the button is shown disabled with it instead
+	// of opening a dialog that could promise nothing.
+	RollbackNone string
 
 	// HeldText says how many requests a pause holds ("3 requests held").
 	HeldText string
@@ -138,6 +142,9 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.Live = d
 		cv.CanCancel = role >= auth.RoleOperator
 		cv.CancelConfirm = cancelConfirm(*d, v.ActiveColor)
+	}
+	if role >= auth.RoleOperator && !v.StandbyColor.Valid() {
+		cv.RollbackNone = noStandbyText(v)
 	}
 	if role >= auth.RoleOperator && v.StandbyColor.Valid() {
 		cv.CanRollback = true
@@ -258,6 +265,14 @@ func standbyState(v controller.ServiceView) string {
 	}
 }
 
+// noStandbyText says why a service without a standby cannot roll back.
+func noStandbyText(v controller.ServiceView) string {
+	if !v.ActiveColor.Valid() {
+		return "no standby to roll back to: nothing is deployed yet"
+	}
+	return fmt.Sprintf("no standby to roll back to: %s (%s) is the only color deployed so far", colorLabel(v.ActiveColor), v.ActiveImage)
+}
+
 // rollbackConfirm says exactly what a rollback will do, and how long it
 // will take: a warm standby only needs a probe and a switch; a cold one
 // is started and checked first, which took as long as the start and
@@ -329,18 +344,27 @@ type historyRow struct {
 	// RedeployLabel is "Retry" for a deploy that did not stick, else
 	// "Redeploy".
 	RedeployLabel string
+	// DetailsName and RedeployName are the row's link and button as a
+	// screen reader names them: which deployment, of what, to where, and
+	// when, since the same image may be in the history twice.
+	DetailsName  string
+	RedeployName string
 }
 
 func newHistoryView(ds []controller.Deployment, role auth.Role, now time.Time) historyView {
 	h := historyView{Now: now}
 	for _, d := range ds {
 		r := historyRow{Deployment: d, Duration: deploymentDuration(d, now)}
+		started := clockExact(now, d.CreatedAt)
+		r.DetailsName = fmt.Sprintf("Details of %s %s of %s, started %s", d.Kind, d.Image, d.Service, started)
 		if role >= auth.RoleDeployer && d.Image != "" && d.Status.Done() {
 			r.CanRedeploy = true
 			r.RedeployConfirm = redeployConfirm(d)
 			r.RedeployLabel = "Redeploy"
+			r.RedeployName = fmt.Sprintf("Redeploy %s to %s, as deployed %s", d.Image, d.Service, started)
 			if d.Kind == controller.KindDeploy && d.Status != controller.StatusSucceeded {
 				r.RedeployLabel = "Retry"
+				r.RedeployName = fmt.Sprintf("Retry %s %s of %s, started %s", d.Kind, d.Image, d.Service, started)
 				r.RedeployConfirm = fmt.Sprintf("Retry the %s deploy of %s to %s? It starts on the standby color, and traffic switches only once it is healthy.",
 					d.Status, d.Image, d.Service)
 			}

@@ -157,6 +157,9 @@ var templateFuncs = template.FuncMap{
 	"colorKey":    colorKey,
 	"colorLabel":  colorLabel,
 	"stepView":    newStepView,
+	"clockExact":  clockExact,
+	"when":        newWhenView,
+	"imageRef":    imageRef,
 }
 
 // Register mounts the pages on r: GET /, /login, /deployments/:id, the

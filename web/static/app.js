@@ -40,12 +40,64 @@
     return m ? m.getAttribute('content') : '';
   }
 
-  function flash(text, ok) {
+  // flash shows a message with the time it was said, newest first. An
+  // error stays until its close button dismisses it. A message about a
+  // deployment (deployment set: "rollback of web started") goes once that
+  // deployment is over; any other good news gives way to the next message.
+  function flash(text, ok, deployment) {
     const el = document.getElementById('flash');
     if (!el) return;
-    el.textContent = text;
-    el.className = ok ? 'ok' : 'error';
+    for (const old of el.querySelectorAll('.flash-msg.ok')) old.remove();
+    const msg = document.createElement('span');
+    msg.className = 'flash-msg ' + (ok ? 'ok' : 'error');
+    if (deployment) msg.setAttribute('data-deployment', deployment);
+    const now = new Date();
+    const when = document.createElement('time');
+    when.className = 'flash-time';
+    when.setAttribute('datetime', now.toISOString());
+    when.textContent = clock(now, true);
+    const words = document.createElement('span');
+    words.className = 'flash-text';
+    words.textContent = text;
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'flash-close link-button';
+    close.setAttribute('aria-label', 'Dismiss: ' + text);
+    close.textContent = '×';
+    msg.append(when, ' ', words, ' ', close);
+    el.prepend(msg);
+    if (deployment) watchFlash(msg, deployment);
   }
+
+  // flashDone removes the messages about deployment id, which is over.
+  function flashDone(id) {
+    document.querySelectorAll('#flash .flash-msg[data-deployment]').forEach((m) => {
+      if (m.getAttribute('data-deployment') === id) m.remove();
+    });
+  }
+
+  // watchFlash removes msg once its deployment is over even when no
+  // stream saw it end (it finished before the card showed it live): its
+  // live box came and went, or its history row says it is done.
+  function watchFlash(msg, id) {
+    let seenLive = false;
+    const timer = setInterval(() => {
+      if (!msg.isConnected) { clearInterval(timer); return; }
+      const live = currentLive(id) !== null;
+      seenLive = seenLive || live;
+      let done = seenLive && !live;
+      for (const row of document.querySelectorAll('#history tr.deployment[data-id]')) {
+        const st = row.getAttribute('data-id') === id ? row.querySelector('.status') : null;
+        if (st && FINAL.has(st.getAttribute('data-status'))) done = true;
+      }
+      if (done) { msg.remove(); clearInterval(timer); }
+    }, ELAPSED_MS);
+  }
+
+  document.addEventListener('click', (ev) => {
+    const btn = ev.target instanceof Element ? ev.target.closest('#flash .flash-close') : null;
+    if (btn) btn.closest('.flash-msg').remove();
+  });
 
   // ---- time formatting (mirrors the server's template funcs) ----
 
@@ -78,8 +130,28 @@
     return Math.floor(m / 60) + ' h ' + (m % 60) + ' min';
   }
 
+  function pad2(n) { return (n < 10 ? '0' : '') + n; }
+
+  const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+  // clock is d's local time of day, "18:36" or with seconds "18:36:02".
+  function clock(d, seconds) {
+    return pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + (seconds ? ':' + pad2(d.getSeconds()) : '');
+  }
+
+  // localTime is the reader's own clock beside the server's UTC time:
+  // " (18:36 local)", with the date when it is not today here.
+  function localTime(d, now) {
+    const day = d.toDateString() === now.toDateString() ? '' : MONTHS[d.getMonth()] + ' ' + d.getDate() + ' ';
+    return ' (' + day + clock(d, false) + ' local)';
+  }
+
   function updateClocks(root) {
     const now = Date.now();
+    (root || document).querySelectorAll('.local-time[data-time]').forEach((el) => {
+      const then = Date.parse(el.getAttribute('data-time'));
+      if (!isNaN(then)) el.textContent = localTime(new Date(then), new Date(now));
+    });
     (root || document).querySelectorAll('time.reltime[datetime]').forEach((t) => {
       const then = Date.parse(t.getAttribute('datetime'));
       if (!isNaN(then)) t.textContent = relTime(then, now);
@@ -181,9 +253,21 @@
     btn.disabled = true;
     const r = await api('POST', '/api/v1/services/' + encodeURIComponent(service) + '/rollback');
     btn.disabled = false;
-    if (!r.ok) { flash(r.error, false); return; }
-    flash('Rollback of ' + service + ' started (' + r.data.id + ').', true);
+    if (!r.ok) { flash(r.error, false); btn.focus(); return; }
+    flash('Rollback of ' + service + ' started (' + r.data.id + ').', true, r.data.id);
     await refreshCard(service);
+    focusProgress(service, r.data.id);
+  }
+
+  // focusProgress moves the focus to the progress of deployment id, so
+  // that it is not lost to the page when the dialog's button goes; to the
+  // service's card when the deployment is already over.
+  function focusProgress(service, id) {
+    const live = currentLive(id);
+    if (live) { live.focus(); return; }
+    const card = document.getElementById('service-' + service);
+    const head = card ? card.querySelector('.card-head h2') : null;
+    if (head) head.focus();
   }
 
   async function onCancel(btn) {
@@ -194,7 +278,7 @@
     const r = await api('POST', '/api/v1/deployments/' + encodeURIComponent(id) + '/cancel');
     btn.disabled = false;
     if (!r.ok) { flash(r.error, false); return; }
-    flash('Cancelling ' + id + '; the deployment stops at its next safe point.', true);
+    flash('Cancelling ' + id + '; the deployment stops at its next safe point.', true, id);
   }
 
   async function onRedeploy(btn) {
@@ -207,7 +291,7 @@
     const r = await api('POST', '/api/v1/services/' + encodeURIComponent(service) + '/deployments', body);
     btn.disabled = false;
     if (!r.ok) { flash(r.error, false); return; }
-    flash('Deploy of ' + body.image + ' to ' + service + ' started (' + r.data.id + ').', true);
+    flash('Deploy of ' + body.image + ' to ' + service + ' started (' + r.data.id + ').', true, r.data.id);
     await refreshCard(service);
     await refreshHistory();
   }
@@ -498,9 +582,24 @@
     return li;
   }
 
+  // progressPrefix names a live deployment for the progress region:
+  // "deploy app:v3 of web".
+  function progressPrefix(live) {
+    return (live.getAttribute('data-kind') || 'deployment') + ' ' + (live.getAttribute('data-image') || '') +
+      ' of ' + (live.getAttribute('data-service') || '');
+  }
+
+  // announce says in live's polite region how far it got: "deploy app:v3
+  // of web: health 1/2 healthy", "…: switch succeeded".
+  function announce(live, text) {
+    const region = live.querySelector('.live-progress');
+    if (region) region.textContent = progressPrefix(live) + ': ' + text;
+  }
+
   function onStep(live, ev) {
     const li = stepItem(live, ev.step);
     if (!li) return;
+    announce(live, ev.step + ' ' + (ev.status === 'running' && ev.message ? ev.message : ev.status));
     li.setAttribute('data-status', ev.status);
     li.querySelector('.step-status').textContent = ev.status;
     const t = Date.parse(ev.time);
@@ -515,6 +614,7 @@
       if (!m) {
         m = document.createElement('span');
         m.className = 'step-message';
+        li.appendChild(document.createTextNode(' '));
         li.appendChild(m);
       }
       m.textContent = ev.message;
@@ -533,9 +633,18 @@
     const es = streams.get(id);
     if (es) es.close();
     streams.delete(id);
+    const st = live.querySelector('.live-status');
+    announce(live, st && st.textContent ? st.textContent : 'finished');
+    flashDone(id);
     const card = live.closest('section.service');
     if (card) {
-      refreshCard(card.getAttribute('data-service'));
+      const service = card.getAttribute('data-service');
+      const hadFocus = live.contains(document.activeElement);
+      // The refreshed card has no progress box any more: the focus that
+      // was on it goes to the card's title rather than to the page.
+      refreshCard(service).then(() => {
+        if (hadFocus && (!document.activeElement || document.activeElement === document.body)) focusProgress(service, id);
+      });
       refreshHistory();
     } else if (live.closest('.deployment-page')) {
       // The detail page shows the final record, error included.
