@@ -129,17 +129,24 @@ func feedData(e controller.FeedEvent) (data any, ok bool) {
 
 // systemEvents is GET /api/v1/events: every service's events (or one's,
 // with ?service=) as Server-Sent Events, live until the client leaves or
-// the server shuts down. A Last-Event-ID of this process's stream replays
-// the kept events after it; any other is answered with a reset event.
+// the server shuts down. A Last-Event-ID (or ?after=) of this process's
+// stream replays the kept events after it; any other is answered with a
+// reset event.
 func (s *Server) systemEvents(c *fiber.Ctx) error {
 	service := c.Query("service")
 	var cursor controller.FeedCursor
 	reset := ""
-	raw := c.Get("Last-Event-ID")
+	// A browser's first connection cannot send Last-Event-ID; the status
+	// page passes the cursor it was rendered at as ?after= instead, so
+	// that nothing between the render and the stream is lost.
+	raw, from := c.Get("Last-Event-ID"), "Last-Event-ID"
+	if raw == "" {
+		raw, from = c.Query("after"), "after"
+	}
 	if raw != "" {
 		var err error
 		if cursor, err = controller.ParseFeedCursor(raw); err != nil {
-			reset = "malformed Last-Event-ID"
+			reset = "malformed " + from
 		}
 	}
 	// Read here so that an unknown service is a plain JSON 404.

@@ -143,29 +143,40 @@ func jsonOf(v any) string {
 	return string(b)
 }
 
+// The status page's first connection passes its cursor as ?after=, which
+// a browser's EventSource can send where it cannot send the header.
 func TestSystemEvents_LastEventIDReplaysExactlyTheEventsAfterIt(t *testing.T) {
-	h := newHarness(t)
-	h.ctl.feed = newFakeFeed()
-	for _, st := range []string{"queued", "running", "succeeded"} {
-		h.ctl.feed.add(deployEvent(st))
-	}
-	base := serve(t, h)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	for _, via := range []string{"header", "query"} {
+		t.Run(via, func(t *testing.T) {
+			h := newHarness(t)
+			h.ctl.feed = newFakeFeed()
+			for _, st := range []string{"queued", "running", "succeeded"} {
+				h.ctl.feed.add(deployEvent(st))
+			}
+			base := serve(t, h)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
 
-	_, r := openFeed(t, ctx, base, "", viewerSecret, feedCursor(1))
-	if hello := r.wantFeed(feedCursor(1), feedHello); hello["resumed"] != true {
-		t.Errorf("hello = %v, want resumed", hello)
-	}
-	if got := r.wantFeed(feedCursor(2), controller.FeedDeployment); got["status"] != "running" {
-		t.Errorf("first replayed = %v, want running", got)
-	}
-	if got := r.wantFeed(feedCursor(3), controller.FeedDeployment); got["status"] != "succeeded" {
-		t.Errorf("second replayed = %v, want succeeded", got)
-	}
-	h.ctl.feed.add(controller.FeedEvent{Type: controller.FeedService, Service: "web", Message: "active green"})
-	if got := r.wantFeed(feedCursor(4), controller.FeedService); got["message"] != "active green" {
-		t.Errorf("live event = %v, want the service change", got)
+			var r *sseReader
+			if via == "header" {
+				_, r = openFeed(t, ctx, base, "", viewerSecret, feedCursor(1))
+			} else {
+				_, r = openFeed(t, ctx, base, "?after="+feedCursor(1), viewerSecret, "")
+			}
+			if hello := r.wantFeed(feedCursor(1), feedHello); hello["resumed"] != true {
+				t.Errorf("hello = %v, want resumed", hello)
+			}
+			if got := r.wantFeed(feedCursor(2), controller.FeedDeployment); got["status"] != "running" {
+				t.Errorf("first replayed = %v, want running", got)
+			}
+			if got := r.wantFeed(feedCursor(3), controller.FeedDeployment); got["status"] != "succeeded" {
+				t.Errorf("second replayed = %v, want succeeded", got)
+			}
+			h.ctl.feed.add(controller.FeedEvent{Type: controller.FeedService, Service: "web", Message: "active green"})
+			if got := r.wantFeed(feedCursor(4), controller.FeedService); got["message"] != "active green" {
+				t.Errorf("live event = %v, want the service change", got)
+			}
+		})
 	}
 }
 

@@ -44,6 +44,13 @@ func (f *fakeController) recordedAudit() []controller.AuditEntry {
 
 var _ Controller = (*fakeController)(nil)
 
+// fakeFeedPosition is where the fake's feed stands.
+var fakeFeedPosition = controller.FeedCursor{Epoch: "lz3k9ab", Seq: 41}
+
+func (f *fakeController) Feed(controller.FeedCursor, string) (controller.FeedPage, error) {
+	return controller.FeedPage{Next: fakeFeedPosition}, nil
+}
+
 func (f *fakeController) Services(context.Context) ([]controller.ServiceView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -15,14 +15,21 @@ func TestDashboard_FollowsTheDOMContract(t *testing.T) {
 	s := f.session(auth.RoleViewer)
 	toks := tokenize(t, f.page(t, "/", &s, http.StatusOK))
 
-	var csrf string
+	var csrf, after string
 	for _, i := range elements(toks, "meta") {
-		if toks[i].attrs["name"] == "csrf-token" {
+		switch toks[i].attrs["name"] {
+		case "csrf-token":
 			csrf = toks[i].attrs["content"]
+		case "events-after":
+			after = toks[i].attrs["content"]
 		}
 	}
 	if csrf != s.CSRF {
 		t.Errorf("meta csrf-token = %q, want the session's", csrf)
+	}
+	// The script's event stream starts where the page's data was read.
+	if want := fakeFeedPosition.String(); after != want {
+		t.Errorf("meta events-after = %q, want %q", after, want)
 	}
 	if got := one(t, toks, "body").attrs["data-role"]; got != "viewer" {
 		t.Errorf("body data-role = %q, want viewer", got)

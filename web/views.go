@@ -24,7 +24,7 @@ type cardView struct {
 	// OnBehalfOf is the deploy's unverified claim, shown marked as such.
 	OnBehalfOf string
 	DeployedAt time.Time
-	// StandbyState is "warm", "cold" or "none".
+	// StandbyState is controller.StandbyWarm, StandbyCold or StandbyNone.
 	StandbyState string
 	// StandbyBeside says what else runs in the standby's color, so the new
 	// containers of a deploy are never taken for the standby: "beside it:
@@ -107,7 +107,7 @@ type colorTable struct {
 }
 
 func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
-	cv := cardView{ServiceView: v, Now: now, StandbyState: standbyState(v), Failure: newFailureView(v.LastFailure)}
+	cv := cardView{ServiceView: v, Now: now, StandbyState: v.Standby(), Failure: newFailureView(v.LastFailure)}
 	cv.State = stateSentence(v, now)
 	cv.StandbyBeside = standbyBeside(v)
 	if d := v.StandbyDeployment; d != nil {
@@ -143,10 +143,10 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.CanCancel = role >= auth.RoleOperator
 		cv.CancelConfirm = cancelConfirm(*d, v.ActiveColor)
 	}
-	if role >= auth.RoleOperator && !v.StandbyColor.Valid() {
+	if role >= auth.RoleOperator && cv.StandbyState == controller.StandbyNone {
 		cv.RollbackNone = noStandbyText(v)
 	}
-	if role >= auth.RoleOperator && v.StandbyColor.Valid() {
+	if role >= auth.RoleOperator && cv.StandbyState != controller.StandbyNone {
 		cv.CanRollback = true
 		cv.RollbackConfirm = rollbackConfirm(v)
 		if cv.Live != nil {
@@ -252,17 +252,6 @@ func heldText(n int) string {
 		return "1 request held"
 	}
 	return fmt.Sprintf("%d requests held", n)
-}
-
-func standbyState(v controller.ServiceView) string {
-	switch {
-	case !v.StandbyColor.Valid():
-		return "none"
-	case v.StandbyWarm:
-		return "warm"
-	default:
-		return "cold"
-	}
 }
 
 // noStandbyText says why a service without a standby cannot roll back.

@@ -47,6 +47,8 @@ type Controller interface {
 	Audit(ctx context.Context, limit int) ([]controller.AuditEntry, error)
 	// RecordAudit appends one entry to the audit trail: logins and logouts.
 	RecordAudit(ctx context.Context, e controller.AuditEntry) error
+	// Feed with the zero cursor says where the system feed stands (Next).
+	Feed(cursor controller.FeedCursor, service string) (controller.FeedPage, error)
 }
 
 // Options configures the pages. Every field but SecureCookies and Now is
@@ -186,6 +188,10 @@ type page struct {
 
 	Error      string
 	SessionTTL string
+	// EventsAfter is the system feed's position when the page's data was
+	// read: the script's stream starts after it, so that nothing that
+	// happened between the render and the stream is missed.
+	EventsAfter string
 
 	Services   []cardView
 	History    historyView
@@ -202,6 +208,17 @@ func (p *Pages) newPage(title string, s *auth.Session) page {
 		pg.CSRF = s.CSRF
 	}
 	return pg
+}
+
+// feedPosition is where the system feed stands now, in its wire form.
+func (p *Pages) feedPosition() string {
+	page, err := p.ctl.Feed(controller.FeedCursor{}, "")
+	if err != nil {
+		// The script then starts live and reads everything afresh.
+		p.log.WithError(err).Warn("read the event feed's position")
+		return ""
+	}
+	return page.Next.String()
 }
 
 // session returns the request's valid session, if any.
@@ -222,6 +239,7 @@ func (p *Pages) dashboard(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), pageTimeout)
 	defer cancel()
 	pg := p.newPage("Status", &s)
+	pg.EventsAfter = p.feedPosition()
 	views, err := p.ctl.Services(ctx)
 	if err != nil {
 		return p.fail(c, &s, fmt.Errorf("list services: %w", err))
@@ -253,6 +271,7 @@ func (p *Pages) deploymentPage(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), pageTimeout)
 	defer cancel()
+	after := p.feedPosition()
 	d, err := p.ctl.Deployment(ctx, strings.Clone(c.Params("id")))
 	if err != nil {
 		return p.fail(c, &s, fmt.Errorf("read deployment: %w", err))
@@ -263,6 +282,7 @@ func (p *Pages) deploymentPage(c *fiber.Ctx) error {
 		repo = v.RepositoryURL
 	}
 	pg := p.newPage(fmt.Sprintf("%s of %s", d.Kind, d.Service), &s)
+	pg.EventsAfter = after
 	dv := newDeploymentView(d, repo, s.Role, pg.Now)
 	pg.Deployment = &dv
 	return p.render(c, fiber.StatusOK, "deployment", pg)

@@ -95,6 +95,10 @@ type DaemonOptions struct {
 	// that checks each answer; nil means a plain http.Transport that
 	// ignores proxy settings.
 	Transport http.RoundTripper
+	// Listen is the API's address ("127.0.0.1:<port>"); empty picks a free
+	// loopback port. A daemon started again at the same address is found
+	// by clients (a browser's page) that knew the first.
+	Listen string
 }
 
 // Daemon is a running `deployd serve` subprocess, started by LaunchDaemon
@@ -114,11 +118,14 @@ type Daemon struct {
 // waiting for it to be ready (see WaitHealthy). The process is not bound
 // to a context: it lives until Stop or Kill9, or until it exits itself.
 func LaunchDaemon(o DaemonOptions) (*Daemon, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	listen := o.Listen
+	if listen == "" {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		listen = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	listen := "127.0.0.1:" + strconv.Itoa(port)
 	transport := o.Transport
 	if transport == nil {
 		transport = &http.Transport{Proxy: nil}

@@ -152,10 +152,42 @@ func (b *browser) waitTrue(what, expr string, timeout time.Duration) {
 }
 
 // text returns the visible text of the first element matching the CSS
-// selector, trimmed, once the element is there.
+// selector, trimmed, once the element is there. It finds and reads the
+// element in one script run: the page swaps in fresh cards as events
+// arrive, and a node found in one call may be gone by the next.
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	return strings.TrimSpace(run(b, "text of "+sel, chromedp.Text(chromedp.CSS(sel))))
+	b.waitTrue("element "+sel, fmt.Sprintf("!!document.querySelector(%s)", jsString(sel)), pageTimeout)
+	return strings.TrimSpace(eval[string](b, fmt.Sprintf(`(() => { const el = document.querySelector(%s);
+		return el ? el.innerText : ''; })()`, jsString(sel))))
+}
+
+// attr returns an attribute of the first element matching the CSS
+// selector once it is there, read as text does, in one script run.
+func (b *browser) attr(sel, name string) string {
+	b.t.Helper()
+	b.waitTrue("element "+sel, fmt.Sprintf("!!document.querySelector(%s)", jsString(sel)), pageTimeout)
+	return eval[string](b, fmt.Sprintf(`(() => { const el = document.querySelector(%s);
+		return el ? (el.getAttribute(%s) || '') : ''; })()`, jsString(sel), jsString(name)))
+}
+
+// click clicks the element matching the CSS selector as a user would. A
+// card swapped in between finding the node and clicking it makes the
+// click miss; it is tried again on the fresh node.
+func (b *browser) click(what, sel string) {
+	b.t.Helper()
+	var err error
+	for range 3 {
+		ctx, cancel := context.WithTimeout(b.ctx, pageTimeout)
+		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "node") {
+			break
+		}
+	}
+	if err != nil {
+		b.t.Fatalf("browser: %s: %v", what, err)
+	}
 }
 
 // count returns how many elements match the CSS selector now.

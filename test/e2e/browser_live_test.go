@@ -31,10 +31,9 @@ func TestBrowser_PageFollowsTheSystemStreamAndSaysWhenItLostDeployd(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := defaultSvc()
-	cfg.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	path := e.writeConfig("deployd.yml", cfg)
-	d := e.startDaemon("first", path)
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	path := e.writeConfig("deployd.yml", defaultSvc())
+	d := e.startDaemonAt("first", path, listen)
 	d.mustSucceed("v1")
 
 	b := newBrowser(t)
@@ -100,7 +99,7 @@ func TestBrowser_PageFollowsTheSystemStreamAndSaysWhenItLostDeployd(t *testing.T
 	b.screenshot("disconnected")
 
 	// deployd back on the same address: live again, buttons back.
-	e.startDaemon("second", path)
+	e.startDaemonAt("second", path, listen)
 	b.waitTrue("the banner to go", `!document.querySelector('#disconnected')`, 15*time.Second)
 	b.waitTrue("the page to be live again", `document.querySelector('#freshness').dataset.state === 'live'`, pageTimeout)
 	b.waitTrue("the rollback button enabled again", fmt.Sprintf(`document.querySelector(%s)?.disabled === false`,

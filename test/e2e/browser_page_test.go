@@ -215,7 +215,8 @@ func TestBrowser_PhoneShowsHistoryAsCardsWithExactTimesAndNamedButtons(t *testin
 
 	// The details page: the image wraps at its separators and the start
 	// time is there in full.
-	b.do("open details", chromedp.Click(chromedp.CSS(row+" a.details")), chromedp.WaitVisible(chromedp.CSS(".deployment-page")))
+	b.click("open details", row+" a.details")
+	b.do("wait for the details", chromedp.WaitVisible(chromedp.CSS(".deployment-page")))
 	b.do("resize to phone", chromedp.EmulateViewport(phone.width, phone.height))
 	if bad := b.badImageBreaks(); len(bad) > 0 {
 		t.Errorf("details page: image names broken elsewhere than after / : -: %v", bad)
@@ -347,7 +348,8 @@ func TestBrowser_ProgressIsAnnouncedAndRollbackKeepsFocus(t *testing.T) {
 
 	// An error: the page's CSRF token spoiled, a redeploy is refused.
 	eval[bool](b, `(() => { const m = document.querySelector('meta[name="csrf-token"]'); window.goodCSRF = m.content; m.content = 'spoiled'; return true; })()`)
-	b.do("click Redeploy", chromedp.Click(chromedp.CSS(`#history tr.deployment button.redeploy`)), chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
+	b.click("click Redeploy", `#history tr.deployment button.redeploy`)
+	b.do("wait for the dialog", chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
 	b.do("confirm", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitVisible(chromedp.CSS("#flash .flash-msg.error")))
 	if got := b.text("#flash .flash-msg.error .flash-time"); !flashTime.MatchString(got) {
 		t.Errorf("error flash time = %q, want hh:mm:ss", got)
@@ -359,7 +361,8 @@ func TestBrowser_ProgressIsAnnouncedAndRollbackKeepsFocus(t *testing.T) {
 
 	rollback := card(e.svc, "button.rollback")
 	b.waitTrue("rollback enabled", fmt.Sprintf(`!document.querySelector(%s).disabled`, jsString(rollback)), liveTimeout)
-	b.do("click Rollback", chromedp.Click(chromedp.CSS(rollback)), chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
+	b.click("click Rollback", rollback)
+	b.do("wait for the dialog", chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
 	b.do("confirm", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")))
 	b.waitTrue("the rollback's flash", `!!document.querySelector('#flash .flash-msg.ok[data-deployment]')`, pageTimeout)
 	id := eval[string](b, `document.querySelector('#flash .flash-msg.ok[data-deployment]').dataset.deployment`)

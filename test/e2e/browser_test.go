@@ -217,7 +217,7 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	if want := repositoryURL + "/commit/" + v2Commit; link != want {
 		t.Errorf(".active-commit links to %q, want a link to %q", link, want)
 	}
-	if dt := run(b, "when", chromedp.AttributeValue(chromedp.CSS(card(e.svc, "time.active-when")), "datetime")).Value; !isRFC3339(dt) {
+	if dt := b.attr(card(e.svc, "time.active-when"), "datetime"); !isRFC3339(dt) {
 		t.Errorf(".active-when datetime = %q, want an RFC 3339 time", dt)
 	}
 	if n := b.count(card(e.svc, `table.containers[data-color="green"] tbody tr`)); n != 1 {
@@ -244,10 +244,11 @@ func TestBrowser_RollbackFromThePageMovesTrafficLive(t *testing.T) {
 	rollback := fmt.Sprintf(`button.rollback[data-service="%s"]`, e.svc)
 	wantConfirm := fmt.Sprintf("Switch %s from green (%s) back to blue (%s)? Blue is warm: traffic moves in about a second.",
 		e.svc, sv.ActiveImage, sv.StandbyImage)
-	if got := run(b, "rollback's data-confirm", chromedp.AttributeValue(chromedp.CSS(rollback), "data-confirm")); got.Value != wantConfirm {
-		t.Errorf("rollback data-confirm = %q, want %q", got.Value, wantConfirm)
+	if got := b.attr(rollback, "data-confirm"); got != wantConfirm {
+		t.Errorf("rollback data-confirm = %q, want %q", got, wantConfirm)
 	}
-	b.do("click Rollback", chromedp.Click(chromedp.CSS(rollback)), chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
+	b.click("click Rollback", rollback)
+	b.do("wait for the dialog", chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
 	if got := b.text("#confirm-message"); got != wantConfirm {
 		t.Fatalf("confirmation = %q, want %q", got, wantConfirm)
 	}
@@ -508,7 +509,8 @@ func TestBrowser_PageShowsFailedDeployError(t *testing.T) {
 	}
 	b.screenshot("failed-deploy-card")
 
-	b.do("open the details", chromedp.Click(chromedp.CSS(row+" a.details")), chromedp.WaitVisible(chromedp.CSS(".deployment-error")))
+	b.click("open the details", row+" a.details")
+	b.do("wait for the details", chromedp.WaitVisible(chromedp.CSS(".deployment-error")))
 	if loc := run(b, "location", chromedp.Location()); loc != d.url+"/deployments/"+failed.ID {
 		t.Errorf("details page = %q, want %q", loc, d.url+"/deployments/"+failed.ID)
 	}

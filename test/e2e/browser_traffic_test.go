@@ -33,7 +33,8 @@ func bannerGone(svc, state string) string {
 func (b *browser) pressConfirmed(svc, class, message string) {
 	b.t.Helper()
 	btn := card(svc, fmt.Sprintf(`button.%s[data-service=%q]`, class, svc))
-	b.do("click "+class, chromedp.Click(chromedp.CSS(btn)), chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
+	b.click("click "+class, btn)
+	b.do("wait for the dialog", chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
 	if got := b.text("#confirm-message"); !strings.Contains(got, svc) {
 		b.t.Errorf("%s confirmation = %q, want it to name %s", class, got, svc)
 	}

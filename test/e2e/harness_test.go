@@ -98,9 +98,6 @@ var imageArgs = map[string]map[string]string{
 
 // svcConfig is the part of the daemon's config a test varies.
 type svcConfig struct {
-	// Listen is the API's address; empty picks a free port at each start,
-	// set it to bring a daemon back where a browser left it.
-	Listen       string
 	Replicas     int
 	StartTimeout time.Duration
 	Drain        time.Duration
@@ -272,9 +269,6 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 		c.Nginx.TestCommand = s.TestCommand
 	}
 	c.TrustedProxies = s.TrustedProxies
-	if s.Listen != "" {
-		c.Listen = s.Listen
-	}
 	svc := c.Services[e.svc]
 	svc.Replicas, svc.Health.StartTimeout, svc.Drain = s.Replicas, s.StartTimeout, s.Drain
 	svc.AllowedRefs, svc.RepositoryURL, svc.Bake, svc.AutoRollback = s.AllowedRefs, s.RepositoryURL, s.Bake, s.AutoRollback
@@ -407,6 +401,12 @@ func (b *contractBreaches) report(t *testing.T, daemon string) {
 // test failed.
 func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	e.t.Helper()
+	return e.launchAt(name, config, "", extraEnv...)
+}
+
+// launchAt is launch on the API address listen ("" for a free port).
+func (e *env) launchAt(name, config, listen string, extraEnv ...string) *daemon {
+	e.t.Helper()
 	env := []string{tokenEnv + "=" + e.token, viewerTokenEnv + "=" + e.viewer, webhookSecretEnv + "=" + e.webhookSecret}
 	if e.notifyURL != "" {
 		env = append(env, notifyURLEnv+"="+e.notifyURL, notifySecretEnv+"="+e.notifySecret)
@@ -419,7 +419,7 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 	var err error
 	d.Daemon, err = lab.LaunchDaemon(lab.DaemonOptions{
 		Bin: cmp.Or(e.bin, deploydBin), Config: config, Env: append(env, extraEnv...),
-		Output: d.stderr, StopTimeout: daemonStopTimeout, Transport: d.contract,
+		Output: d.stderr, StopTimeout: daemonStopTimeout, Transport: d.contract, Listen: listen,
 	})
 	if err != nil {
 		e.t.Fatalf("start deployd: %v", err)
@@ -451,7 +451,14 @@ func (e *env) launch(name, config string, extraEnv ...string) *daemon {
 // /healthz answers.
 func (e *env) startDaemon(name, config string, extraEnv ...string) *daemon {
 	e.t.Helper()
-	d := e.launch(name, config, extraEnv...)
+	return e.startDaemonAt(name, config, "", extraEnv...)
+}
+
+// startDaemonAt is startDaemon on the API address listen ("" for a free
+// port).
+func (e *env) startDaemonAt(name, config, listen string, extraEnv ...string) *daemon {
+	e.t.Helper()
+	d := e.launchAt(name, config, listen, extraEnv...)
 	if err := d.WaitHealthy(context.Background(), daemonStartTimeout); err != nil {
 		if errors.Is(err, lab.ErrDaemonExited) {
 			e.t.Fatalf("deployd %s exited at start (%v):\n%s", name, d.ExitErr(), d.stderr.String())

@@ -25,6 +25,9 @@
   // before it says it is disconnected, so a reconnect does not flash a
   // banner.
   const RECONNECT_GRACE_MS = 3000;
+  // Reconnects wait 0.5 s, then twice as long each time, up to 5 s.
+  const RECONNECT_MIN_MS = 500;
+  const RECONNECT_MAX_MS = 5000;
   const FRESHNESS_MS = 1000;
   const ELAPSED_MS = 1000;
   const MAX_LOG_LINES = 2000;
@@ -34,6 +37,10 @@
   const streams = new Map();
   let refreshing = false;
   let refreshAgain = false;
+  // The partials last swapped in, by service, and the history's: a fresh
+  // one that is the same is not swapped in again.
+  const cardHTML = new Map();
+  let historyHTML = '';
 
   function csrfToken() {
     const m = document.querySelector('meta[name="csrf-token"]');
@@ -347,8 +354,17 @@
     if (!old) return;
     const fresh = await fetchPartial('/partials/services/' + encodeURIComponent(service));
     if (!fresh || !fresh.matches('section.service')) return;
+    // An event often changes nothing the card shows (a heartbeat of the
+    // containers, a step's log): then the card, and the focus or the
+    // selection in it, stay as they are.
+    const html = fresh.outerHTML;
+    if (cardHTML.get(service) === html && document.getElementById('service-' + service) === old) return;
+    cardHTML.set(service, html);
     // A deployment already streaming keeps its node, so the log gathered so
     // far survives the swap.
+    // Taken before anything moves: moving the focused node blurs it.
+    const focused = document.activeElement;
+    const hadFocus = focused && old.contains(focused) ? focused.className : null;
     const oldLive = old.querySelector('.deployment-live[data-deployment]');
     const newLive = fresh.querySelector('.deployment-live[data-deployment]');
     if (oldLive && newLive && oldLive.getAttribute('data-deployment') === newLive.getAttribute('data-deployment')) {
@@ -357,12 +373,12 @@
       if (!cancelNew && cancelOld) cancelOld.remove();
       newLive.replaceWith(oldLive);
     }
-    const focused = document.activeElement;
-    const hadFocus = focused && old.contains(focused) ? focused.className : null;
     old.replaceWith(fresh);
-    if (hadFocus) {
-      const again = fresh.querySelector('.' + hadFocus.split(' ')[0]);
-      if (again) again.focus();
+    if (hadFocus !== null) {
+      // The live box (or a node in it) came along: focus it again, as the
+      // rollback dialog left it. Anything else is found by its class.
+      const again = fresh.contains(focused) ? focused : (hadFocus ? fresh.querySelector('.' + hadFocus.split(' ')[0]) : null);
+      if (again) again.focus({ preventScroll: true });
     }
     updateClocks(fresh);
     applyOffline(fresh);
@@ -375,6 +391,8 @@
     const fresh = await fetchPartial('/partials/history');
     if (!fresh || fresh.id !== 'history-section') return;
     if (old.contains(document.activeElement)) return; // do not yank a focused button away
+    if (fresh.outerHTML === historyHTML) return;
+    historyHTML = fresh.outerHTML;
     old.replaceWith(fresh);
     updateClocks(fresh);
     applyOffline(fresh);
@@ -423,23 +441,25 @@
 
   // link is the page's connection to deployd: the stream, when it was last
   // heard from, and since when it has been broken.
-  const link = { es: null, heard: 0, brokenAt: 0, heartbeatMs: DEFAULT_HEARTBEAT_MS, offline: false, retry: null };
+  const link = { es: null, after: '', heard: 0, brokenAt: 0, failures: 0, heartbeatMs: DEFAULT_HEARTBEAT_MS, offline: false, retry: null };
 
   function heard() {
     link.heard = Date.now();
     link.brokenAt = 0;
+    link.failures = 0;
     showFreshness();
   }
 
   function onSystemEvent(msg) {
     heard();
+    if (msg.lastEventId) link.after = msg.lastEventId;
     let ev;
     try { ev = JSON.parse(msg.data); } catch (e) { return; }
     switch (ev.type) {
       case 'hello':
         if (ev.heartbeat_ms > 0) link.heartbeatMs = ev.heartbeat_ms;
-        // Without a resume the page may have missed anything since it was
-        // rendered or last connected.
+        // Without a resume (deployd restarted, or the page was away too
+        // long) the page may have missed anything since it last heard.
         if (!ev.resumed) refreshAll();
         break;
       case 'reset':
@@ -462,23 +482,33 @@
     }
   }
 
+  // connect opens the stream after the last event the page has seen: the
+  // one it was rendered at, then the last one it heard. A new EventSource
+  // cannot send Last-Event-ID, so the cursor goes in ?after=.
   function connect() {
     if (link.retry) { clearTimeout(link.retry); link.retry = null; }
     if (link.es) link.es.close();
-    const es = new EventSource('/api/v1/events');
+    const es = new EventSource('/api/v1/events' + (link.after ? '?after=' + encodeURIComponent(link.after) : ''));
     link.es = es;
     for (const type of ['hello', 'reset', 'heartbeat', 'deployment', 'step', 'service', 'containers', 'notice']) {
       es.addEventListener(type, onSystemEvent);
     }
     es.addEventListener('error', () => {
+      if (link.es !== es) return;
       if (!link.brokenAt) link.brokenAt = Date.now();
       showFreshness();
-      // The browser reconnects by itself unless the server refused the
-      // stream (401, 429): then the page tries again on its own, and a
-      // partial's 401 sends the operator to the login page.
-      if (es.readyState === EventSource.CLOSED && link.es === es) {
-        link.retry = setTimeout(() => { fetchPartial('/partials/history'); connect(); }, RECONNECT_GRACE_MS);
-      }
+      // The page reconnects by itself rather than leave it to the browser,
+      // which gives up on some failures (a refused connection, a 401 or
+      // 429) and retries others. A partial's 401 sends the operator to the
+      // login page first.
+      es.close();
+      link.es = null;
+      const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * Math.pow(2, link.failures++));
+      link.retry = setTimeout(async () => {
+        link.retry = null;
+        await fetchPartial('/partials/history');
+        connect();
+      }, delay);
     });
   }
 
@@ -715,6 +745,8 @@
     setInterval(updateElapsed, ELAPSED_MS);
     // Only signed-in pages (they carry a CSRF token) follow the stream.
     if (!csrfToken()) return;
+    const after = document.querySelector('meta[name="events-after"]');
+    link.after = after ? after.getAttribute('content') : '';
     connect();
     showFreshness();
     setInterval(showFreshness, FRESHNESS_MS);
@@ -723,7 +755,7 @@
     // it last drew.
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState !== 'visible') return;
-      if (!link.es || link.es.readyState === EventSource.CLOSED) connect();
+      if (!link.es) connect();
       refreshAll();
       showFreshness();
     });
