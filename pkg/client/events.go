@@ -32,9 +32,18 @@ var errStreamEnded = errors.New("event stream ended before the final status")
 // token) are returned as *APIError at once.
 func (c *Client) Events(ctx context.Context, id string, after int, fn func(api.Event) error) error {
 	last := after
+	return c.follow(ctx, func() (bool, error) { return c.streamOnce(ctx, id, &last, fn) })
+}
+
+// follow calls once, one connection of a stream, until it returns nil
+// (the stream is complete), fn's error, an error answer that is not worth
+// retrying (returned at once) or ctx ends. Between connections it waits a
+// backoff that starts again from the minimum after a connection that made
+// progress.
+func (c *Client) follow(ctx context.Context, once func() (progressed bool, err error)) error {
 	backoff := c.minBackoff
 	for {
-		progressed, err := c.streamOnce(ctx, id, &last, fn)
+		progressed, err := once()
 		if err == nil {
 			return nil
 		}

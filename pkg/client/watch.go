@@ -46,32 +46,8 @@ type SystemEvent struct {
 // unknown service, a bad token) are returned as *APIError at once.
 func (c *Client) Watch(ctx context.Context, service string, fn func(SystemEvent) error) error {
 	last := ""
-	backoff := c.minBackoff
-	for {
-		progressed, err := c.watchOnce(ctx, service, &last, fn)
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
-		}
-		var apiErr *APIError
-		var fnErr *callbackError
-		switch {
-		case errors.As(err, &fnErr):
-			return fnErr.err
-		case errors.As(err, &apiErr) && !retryableStatus(apiErr.Status):
-			return err
-		}
-		if progressed {
-			backoff = c.minBackoff
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, c.maxBackoff)
-	}
+	// watchOnce never returns nil: the system stream has no end.
+	return c.follow(ctx, func() (bool, error) { return c.watchOnce(ctx, service, &last, fn) })
 }
 
 // watchOnce reads one connection's worth of events, keeping in *last the

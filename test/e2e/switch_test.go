@@ -185,7 +185,9 @@ func TestSwitch_KeepAlivePOSTsSurviveSwitchesWithoutNginxReload(t *testing.T) {
 
 	stopLoad := e.startPOSTClients(clients)
 	// Switch 1, a deploy, with a long request running on blue.
-	long := e.startLongRequest(3 * time.Second)
+	// Long enough to outlast the deploy on a busy 2-CPU machine, well
+	// within the drain.
+	long := e.startLongRequest(6 * time.Second)
 	d.waitInFlight("blue")
 	v2 := d.mustSucceed("v2")
 	sw := findStep(v2, controller.StepSwitch)

@@ -441,7 +441,7 @@
 
   // link is the page's connection to deployd: the stream, when it was last
   // heard from, and since when it has been broken.
-  const link = { es: null, after: '', heard: 0, brokenAt: 0, failures: 0, heartbeatMs: DEFAULT_HEARTBEAT_MS, offline: false, retry: null };
+  const link = { es: null, after: '', leaving: false, heard: 0, brokenAt: 0, failures: 0, heartbeatMs: DEFAULT_HEARTBEAT_MS, offline: false, retry: null };
 
   function heard() {
     link.heard = Date.now();
@@ -494,7 +494,9 @@
       es.addEventListener(type, onSystemEvent);
     }
     es.addEventListener('error', () => {
-      if (link.es !== es) return;
+      // A page being left (a link, the logout form) loses its stream on the
+      // way out; reconnecting then would only race the navigation.
+      if (link.es !== es || link.leaving) return;
       if (!link.brokenAt) link.brokenAt = Date.now();
       showFreshness();
       // The page reconnects by itself rather than leave it to the browser,
@@ -745,6 +747,13 @@
     setInterval(updateElapsed, ELAPSED_MS);
     // Only signed-in pages (they carry a CSRF token) follow the stream.
     if (!csrfToken()) return;
+    window.addEventListener('beforeunload', () => { link.leaving = true; });
+    window.addEventListener('pagehide', () => { link.leaving = true; });
+    // Back from the back-forward cache the page is live again.
+    window.addEventListener('pageshow', (ev) => {
+      link.leaving = false;
+      if (ev.persisted) { connect(); refreshAll(); }
+    });
     const after = document.querySelector('meta[name="events-after"]');
     link.after = after ? after.getAttribute('content') : '';
     connect();
