@@ -47,9 +47,13 @@ func (b *browser) pressConfirmed(svc, class, message string) {
 	b.do("confirm "+class, chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")))
 }
 
-// logout drops the browser's cookies, the session's among them.
+// logout leaves the page and drops the browser's cookies, the session's
+// among them.
 func (b *browser) logout() {
 	b.t.Helper()
+	// Leave the page first: its script follows deployd's events and, its
+	// session gone, would send the browser to /login while the test does.
+	b.do("leave the page", chromedp.Navigate("about:blank"))
 	ctx, cancel := context.WithTimeout(b.ctx, pageTimeout)
 	defer cancel()
 	if _, err := chromedp.Call(ctx, network.ClearBrowserCookies, cdp.Empty{}); err != nil {
