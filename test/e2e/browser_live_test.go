@@ -52,7 +52,9 @@ func TestBrowser_PageFollowsTheSystemStreamAndSaysWhenItLostDeployd(t *testing.T
 	dep := decode[api.Deployment](t, body)
 	b.waitTrue("the deploy on the card", fmt.Sprintf(`!!document.querySelector(%s)`,
 		jsString(card(e.svc, fmt.Sprintf(`[data-deployment=%q]`, dep.ID)))), pageTimeout)
-	if took := time.Since(asked); took > pageCatchUp {
+	took := time.Since(asked)
+	t.Logf("the deploy started through the API showed on the page after %s", took.Round(time.Millisecond))
+	if took > pageCatchUp {
 		t.Errorf("the deploy started through the API showed on the page after %s, want within %s", took.Round(time.Millisecond), pageCatchUp)
 	}
 	if got := d.waitDeployment(dep.ID); got.Status != controller.StatusSucceeded {
@@ -76,7 +78,9 @@ func TestBrowser_PageFollowsTheSystemStreamAndSaysWhenItLostDeployd(t *testing.T
 	}
 	killed := time.Now()
 	b.waitTrue("the killed container's row to change", fmt.Sprintf(`(%s) !== %s`, rows, jsString(before)), pageTimeout)
-	if took := time.Since(killed); took > pageCatchUp {
+	took = time.Since(killed)
+	t.Logf("the killed container showed on the page after %s", took.Round(time.Millisecond))
+	if took > pageCatchUp {
 		t.Errorf("the killed container showed on the page after %s, want within %s", took.Round(time.Millisecond), pageCatchUp)
 	}
 
