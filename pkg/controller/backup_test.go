@@ -286,3 +286,45 @@ func TestBackup_FailureStopsTheDeployBeforeMigrations(t *testing.T) {
 		})
 	}
 }
+
+// The backup's env file is read at each deploy, like the service's: a
+// broken one fails the deploy before anything is touched, and its values
+// are never echoed.
+func TestBackup_BadEnvFileFailsBeforeAnythingRunsWithoutEchoingSecrets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		envFile := filepath.Join(t.TempDir(), "backup.env")
+		if err := os.WriteFile(envFile, []byte("PGPASSWORD=s3cret-one\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h := newBackupHarness(t, func(s *controller.ServiceSpec) { s.Backup.EnvFile = envFile })
+		h.deployOK("v1")
+		before := h.snapshot()
+		runs := len(h.oneOffsNamed(""))
+		if err := os.WriteFile(envFile, []byte("PGPASSWORD=s3cret-one\nPG PASSWORD s3cret-two\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+
+		d := h.deploy("v2")
+
+		if d.Status != controller.StatusFailed {
+			t.Fatalf("status = %s, want failed", d.Status)
+		}
+		if missing := containsAll(d.Error, "backup", "env file", "line 2"); len(missing) > 0 {
+			t.Errorf("error = %q, want it to contain %q", d.Error, missing)
+		}
+		if len(d.Steps) != 0 || len(h.oneOffsNamed("")) != runs {
+			t.Errorf("steps %v ran, %d one-offs; want none", stepStatuses(d), len(h.oneOffsNamed(""))-runs)
+		}
+		if strings.Contains(d.Error, "s3cret") {
+			t.Errorf("error = %q, want no value from the env file in it", d.Error)
+		}
+		for _, e := range h.logs.AllEntries() {
+			if line, _ := e.String(); strings.Contains(line, "s3cret") {
+				t.Errorf("log line %q contains a value from the env file", line)
+			}
+		}
+		if s := diff(h.snapshot(), before); s != "" {
+			t.Errorf("active color, its containers or the upstream changed:%s", s)
+		}
+	})
+}
