@@ -307,7 +307,7 @@ type Backup struct {
 // leaves out.
 func DefaultBackup() Backup {
 	return Backup{
-		Command: append([]string(nil), controller.DefaultBackupCommand...),
+		Command: controller.DefaultBackupCommand(),
 		Volume:  "deployd-backups",
 		Keep:    5,
 		Timeout: 10 * time.Minute,

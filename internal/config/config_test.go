@@ -686,7 +686,7 @@ func TestLoadConfig_BackupDefaults(t *testing.T) {
 		{
 			name: "image only",
 			yml:  minimal + "    backup:\n      image: deployd-postgres:16\n",
-			want: &Backup{Image: "deployd-postgres:16", Command: controller.DefaultBackupCommand,
+			want: &Backup{Image: "deployd-postgres:16", Command: controller.DefaultBackupCommand(),
 				Volume: "deployd-backups", Keep: 5, Timeout: 10 * time.Minute},
 		},
 		{
@@ -884,7 +884,7 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 		},
 		Backup: &controller.BackupSpec{
 			Image:   "deployd-postgres:16",
-			Command: controller.DefaultBackupCommand,
+			Command: controller.DefaultBackupCommand(),
 			Env:     map[string]string{"PGHOST": "db", "PGUSER": "app", "PGDATABASE": "app"},
 			EnvFile: c.Services["web"].Backup.EnvFile,
 			Volume:  "deployd-backups",

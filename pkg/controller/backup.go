@@ -13,10 +13,13 @@ import (
 // BackupDir is where the backup volume is mounted in backup one-offs.
 const BackupDir = "/backups"
 
-// DefaultBackupCommand makes a PostgreSQL dump in pg_dump's custom format
-// (the one pg_restore reads) at $DEPLOYD_BACKUP_FILE; the database comes
-// from the libpq variables (PGHOST, PGUSER, PGDATABASE, PGPASSWORD).
-var DefaultBackupCommand = []string{"sh", "-c", `pg_dump --format=custom --file "$DEPLOYD_BACKUP_FILE"`}
+// DefaultBackupCommand returns the command that makes a PostgreSQL dump in
+// pg_dump's custom format (the one pg_restore reads) at
+// $DEPLOYD_BACKUP_FILE; the database comes from the libpq variables
+// (PGHOST, PGUSER, PGDATABASE, PGPASSWORD).
+func DefaultBackupCommand() []string {
+	return []string{"sh", "-c", `pg_dump --format=custom --file "$DEPLOYD_BACKUP_FILE"`}
+}
 
 // pruneScript keeps the newest $3 backups of service $2 in directory $1
 // and prints "kept N". Names are <service>-<deployment id>.dump, and ids
@@ -168,7 +171,7 @@ func (r *deployRun) pruneBackups(ctx context.Context) (int, error) {
 // needs rm in the image) and runs detached: ctx may have ended with the
 // step's timeout.
 func (r *deployRun) removeFailedBackup(ctx context.Context, file string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	res, err := r.c.rt.RunOneOff(rctx, r.backupOneOff("backupclean", []string{"rm", "-f", "--", file}, nil))
 	if err == nil && res.ExitCode != 0 {

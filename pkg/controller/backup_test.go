@@ -22,7 +22,7 @@ func withBackup(keep int) func(*controller.ServiceSpec) {
 		s.PreDeploy = controller.PreDeploySpec{Command: []string{"manage", "migrate"}, Timeout: time.Second}
 		s.Backup = &controller.BackupSpec{
 			Image:   backupImage,
-			Command: controller.DefaultBackupCommand,
+			Command: controller.DefaultBackupCommand(),
 			Env:     map[string]string{"PGHOST": "db", "PGDATABASE": "app"},
 			Volume:  "deployd-backups",
 			Keep:    keep,
@@ -96,7 +96,7 @@ func TestBackup_RunsBeforePreDeployOnTheServiceNetworkWithTheVolume(t *testing.T
 		o := runs[0]
 		wantEnv := []string{"PGDATABASE=app", "PGHOST=db", "PGPASSWORD=s3cret-pw", "PGUSER=app", "DEPLOYD_BACKUP_FILE=/backups/" + file}
 		if o.Image != backupImage || o.Network != "deployd" || o.Service != svc || o.Deployment != d.ID ||
-			!slices.Equal(o.Command, controller.DefaultBackupCommand) || !slices.Equal(o.Env, wantEnv) ||
+			!slices.Equal(o.Command, controller.DefaultBackupCommand()) || !slices.Equal(o.Env, wantEnv) ||
 			!slices.Equal(o.Mounts, []controller.VolumeMount{{Volume: "deployd-backups", Target: "/backups"}}) {
 			t.Errorf("backup one-off = %+v\nwant image %s on network deployd, volume deployd-backups at /backups, env %v",
 				o, backupImage, wantEnv)
