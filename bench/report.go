@@ -315,7 +315,7 @@ func writeFileAtomic(path string, b []byte) error {
 // stepsText lists step p50s in the order a deploy runs them.
 func stepsText(m map[string]float64) string {
 	var parts []string
-	for _, name := range []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "record", "retire", "drain", "standby"} {
+	for _, name := range []string{"pull", "cleanup", "backup", "pre_deploy", "start", "health", "switch", "record", "retire", "drain", "standby"} {
 		if v, ok := m[name]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.0f", name, v))
 		}

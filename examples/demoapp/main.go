@@ -5,9 +5,14 @@
 //
 //	demoapp           serve HTTP on $PORT (default 8000)
 //	demoapp migrate   pretend to apply database migrations, exit $MIGRATE_EXIT
+//	demoapp backup-fake
+//	                  stand in for pg_dump as a deployd backup image: write
+//	                  $BACKUP_FAKE_BYTES bytes (default 4096) to
+//	                  $DEPLOYD_BACKUP_FILE, then exit $BACKUP_FAKE_EXIT
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,8 +49,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "migrate":
 			return migrate(ctx, cfg, stdout, stderr)
+		case "backup-fake":
+			return backupFake(getenv, stderr)
 		default:
-			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command or migrate)\n", args[0])
+			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command, migrate or backup-fake)\n", args[0])
 			return 2
 		}
 	}
@@ -140,6 +147,36 @@ func migrate(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "  Applying app.0002_add_email... OK")
 	return 0
+}
+
+// backupFake writes a fake dump where deployd's backup step asks for one,
+// so that the demo image can stand in for a pg_dump image in tests.
+func backupFake(getenv func(string) string, stderr io.Writer) int {
+	file := getenv("DEPLOYD_BACKUP_FILE")
+	if file == "" {
+		fmt.Fprintln(stderr, "backup-fake: DEPLOYD_BACKUP_FILE is not set")
+		return 2
+	}
+	size, exit := 4096, 0
+	for _, v := range []struct {
+		name string
+		dst  *int
+	}{{"BACKUP_FAKE_BYTES", &size}, {"BACKUP_FAKE_EXIT", &exit}} {
+		if s := getenv(v.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				fmt.Fprintf(stderr, "backup-fake: %s: %q is not a non-negative integer\n", v.name, s)
+				return 2
+			}
+			*v.dst = n
+		}
+	}
+	if err := os.WriteFile(file, bytes.Repeat([]byte{'d'}, size), 0o600); err != nil {
+		fmt.Fprintf(stderr, "backup-fake: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "pg_dump: (fake) wrote %d bytes to %s\n", size, file)
+	return exit
 }
 
 // sleep waits d or until ctx ends, whichever is first.

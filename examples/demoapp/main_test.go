@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -229,4 +232,42 @@ func get(t *testing.T, url string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+func TestRun_BackupFakeWritesTheFileAndExits(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		wantCode int
+		wantSize int // -1: no file
+	}{
+		{name: "default size", env: map[string]string{}, wantCode: 0, wantSize: 4096},
+		{name: "empty dump", env: map[string]string{"BACKUP_FAKE_BYTES": "0"}, wantCode: 0, wantSize: 0},
+		{name: "failing dump", env: map[string]string{"BACKUP_FAKE_BYTES": "10", "BACKUP_FAKE_EXIT": "3"}, wantCode: 3, wantSize: 10},
+		{name: "bad size", env: map[string]string{"BACKUP_FAKE_BYTES": "lots"}, wantCode: 2, wantSize: -1},
+		{name: "no file named", env: nil, wantCode: 2, wantSize: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "web-1.dump")
+			env := map[string]string{}
+			if tt.env != nil {
+				maps.Copy(env, tt.env)
+				env["DEPLOYD_BACKUP_FILE"] = file
+			}
+			code := run(context.Background(), []string{"backup-fake"}, envFrom(env), io.Discard, io.Discard)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d", code, tt.wantCode)
+			}
+			fi, err := os.Stat(file)
+			switch {
+			case tt.wantSize < 0 && err == nil:
+				t.Errorf("file written (%d bytes), want none", fi.Size())
+			case tt.wantSize >= 0 && err != nil:
+				t.Errorf("stat: %v, want a file of %d bytes", err, tt.wantSize)
+			case tt.wantSize >= 0 && fi.Size() != int64(tt.wantSize):
+				t.Errorf("size = %d, want %d", fi.Size(), tt.wantSize)
+			}
+		})
+	}
 }

@@ -224,8 +224,11 @@ type Service struct {
 	Pull      string            `yaml:"pull"`
 	Health    Health            `yaml:"health"`
 	PreDeploy PreDeploy         `yaml:"pre_deploy"`
-	Drain     time.Duration     `yaml:"drain"`
-	Standby   string            `yaml:"standby"`
+	// Backup, when present, makes a backup right before pre_deploy runs;
+	// see Backup.
+	Backup  *Backup       `yaml:"backup,omitempty"`
+	Drain   time.Duration `yaml:"drain"`
+	Standby string        `yaml:"standby"`
 	// StandbyDuringDeploy is keep or remove (see
 	// controller.DeployStandbyMode).
 	StandbyDuringDeploy string `yaml:"standby_during_deploy"`
@@ -279,6 +282,48 @@ type Health struct {
 type PreDeploy struct {
 	Command []string      `yaml:"command,omitempty"`
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Backup is the database backup made before each deploy's pre_deploy (see
+// controller.BackupSpec). A block written without values is a backup with
+// the defaults, and an image is then required.
+type Backup struct {
+	// Image is a full reference, with its tag or digest, of an image that
+	// holds the dump tool and sh.
+	Image   string   `yaml:"image"`
+	Command []string `yaml:"command"`
+	// Env and EnvFile are the backup's environment (PGHOST, PGUSER,
+	// PGPASSWORD, ...), read at each deploy like the service's own.
+	Env     map[string]string `yaml:"env,omitempty"`
+	EnvFile string            `yaml:"env_file,omitempty"`
+	// Volume is the named Docker volume mounted at /backups.
+	Volume string `yaml:"volume"`
+	// Keep is how many of the service's backup files the volume keeps.
+	Keep    int           `yaml:"keep"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DefaultBackup returns the settings a backup block gets for every key it
+// leaves out.
+func DefaultBackup() Backup {
+	return Backup{
+		Command: controller.DefaultBackupCommand(),
+		Volume:  "deployd-backups",
+		Keep:    5,
+		Timeout: 10 * time.Minute,
+	}
+}
+
+// UnmarshalYAML decodes a backup block over DefaultBackup, as
+// Service.UnmarshalYAML does for services.
+func (b *Backup) UnmarshalYAML(n *yaml.Node) error {
+	type plain Backup // without this method
+	p := plain(DefaultBackup())
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*b = Backup(p)
+	return nil
 }
 
 // ResolvedToken is an API token with its secret read from the environment

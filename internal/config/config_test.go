@@ -401,6 +401,56 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{"config.yml:6: services.web.allowed_tags: invalid regular expression"},
 		},
 		{
+			name: "backup without image",
+			yml:  minimal + "    backup:\n",
+			want: []string{"services.web.backup.image: is required"},
+		},
+		{
+			name: "backup image without tag",
+			yml:  minimal + "    backup: {image: postgres}\n",
+			want: []string{`config.yml:6: services.web.backup.image: must name a tag or a digest, got "postgres"`},
+		},
+		{
+			name: "backup unknown key",
+			yml:  minimal + "    backup:\n      image: postgres:16\n      keep_last: 3\n",
+			want: []string{"config.yml:8: services.web.backup.keep_last: unknown key"},
+		},
+		{
+			name: "backup keep zero",
+			yml:  minimal + "    backup: {image: postgres:16, keep: 0}\n",
+			want: []string{"services.web.backup.keep: must be between 1 and 1000, got 0"},
+		},
+		{
+			name: "backup volume is a path",
+			yml:  minimal + "    backup: {image: postgres:16, volume: /srv/backups}\n",
+			want: []string{`services.web.backup.volume: must be the name of a Docker volume, not a path, got "/srv/backups"`},
+		},
+		{
+			name: "backup volume bad name",
+			yml:  minimal + "    backup: {image: postgres:16, volume: \"my backups\"}\n",
+			want: []string{`services.web.backup.volume: must be a Docker volume name`},
+		},
+		{
+			name: "backup timeout without unit",
+			yml:  minimal + "    backup: {image: postgres:16, timeout: 600}\n",
+			want: []string{`services.web.backup.timeout: invalid duration "600": give a unit`},
+		},
+		{
+			name: "backup negative timeout",
+			yml:  minimal + "    backup: {image: postgres:16, timeout: -1m}\n",
+			want: []string{"services.web.backup.timeout: must be greater than 0, got -1m0s"},
+		},
+		{
+			name: "backup empty command",
+			yml:  minimal + "    backup: {image: postgres:16, command: []}\n",
+			want: []string{"services.web.backup.command: must not be empty"},
+		},
+		{
+			name: "backup env name",
+			yml:  minimal + "    backup: {image: postgres:16, env: {\"PG HOST\": db}}\n",
+			want: []string{`services.web.backup.env["PG HOST"]: invalid environment variable name`},
+		},
+		{
 			name: "all problems reported at once",
 			yml:  "log_format: xml\nnginx: {mode: k8s}\nservices:\n  web: {image: demoapp, port: 0, replicas: 99}\n",
 			want: []string{"log_format:", "nginx.mode:", "services.web.port:", "services.web.replicas: must be between 1 and 20, got 99"},
@@ -499,6 +549,15 @@ func TestLoadConfig_FullExample(t *testing.T) {
 				PreDeploy: PreDeploy{
 					Command: []string{"python", "manage.py", "migrate", "--noinput"},
 					Timeout: 5 * time.Minute,
+				},
+				Backup: &Backup{
+					Image:   "deployd-postgres:16",
+					Command: []string{"sh", "-c", `pg_dump --format=custom --file "$DEPLOYD_BACKUP_FILE"`},
+					Env:     map[string]string{"PGHOST": "db", "PGUSER": "app", "PGDATABASE": "app"},
+					EnvFile: in("backup.env"),
+					Volume:  "deployd-backups",
+					Keep:    3,
+					Timeout: 10 * time.Minute,
 				},
 				Drain:               5 * time.Second,
 				Standby:             "running",
@@ -614,6 +673,54 @@ func TestLoadConfig_KeyWithoutValueKeepsItsDefault(t *testing.T) {
 	}
 	if api := c.Services["api"]; api.Drain != 0 || api.Health != DefaultService().Health {
 		t.Errorf("api drain, health = %s, %+v; want 0 and the default health", api.Drain, api.Health)
+	}
+}
+
+func TestLoadConfig_BackupDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want *Backup
+	}{
+		{name: "no block, no backup", yml: minimal, want: nil},
+		{
+			name: "image only",
+			yml:  minimal + "    backup:\n      image: deployd-postgres:16\n",
+			want: &Backup{Image: "deployd-postgres:16", Command: controller.DefaultBackupCommand(),
+				Volume: "deployd-backups", Keep: 5, Timeout: 10 * time.Minute},
+		},
+		{
+			name: "every key",
+			yml: minimal + "    backup:\n      image: pg@sha256:" + strings.Repeat("a", 64) + "\n" +
+				"      command: [pg_dumpall]\n      env_file: pg.env\n      env: {PGHOST: db}\n" +
+				"      volume: web-dumps\n      keep: 2\n      timeout: 1h\n",
+			want: &Backup{Image: "pg@sha256:" + strings.Repeat("a", 64), Command: []string{"pg_dumpall"},
+				EnvFile: "/etc/deployd/pg.env", Env: map[string]string{"PGHOST": "db"},
+				Volume: "web-dumps", Keep: 2, Timeout: time.Hour},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.yml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Services["web"].Backup
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("backup = %+v, want %+v", got, tt.want)
+			}
+			spec := c.ServiceSpecs()[0].Backup
+			if (spec == nil) != (tt.want == nil) {
+				t.Fatalf("spec backup = %+v, want one exactly when configured", spec)
+			}
+			if spec != nil && (spec.Image != tt.want.Image || spec.Keep != tt.want.Keep || spec.Volume != tt.want.Volume ||
+				spec.EnvFile != tt.want.EnvFile || spec.Timeout != tt.want.Timeout || !reflect.DeepEqual(spec.Command, tt.want.Command)) {
+				t.Errorf("spec backup = %+v, want the configured %+v", spec, tt.want)
+			}
+		})
+	}
+	if got := DefaultBackup().Command; !reflect.DeepEqual(got, []string{"sh", "-c", `pg_dump --format=custom --file "$DEPLOYD_BACKUP_FILE"`}) {
+		t.Errorf("default command = %q", got)
 	}
 }
 
@@ -774,6 +881,15 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 		PreDeploy: controller.PreDeploySpec{
 			Command: []string{"python", "manage.py", "migrate", "--noinput"},
 			Timeout: 5 * time.Minute,
+		},
+		Backup: &controller.BackupSpec{
+			Image:   "deployd-postgres:16",
+			Command: controller.DefaultBackupCommand(),
+			Env:     map[string]string{"PGHOST": "db", "PGUSER": "app", "PGDATABASE": "app"},
+			EnvFile: c.Services["web"].Backup.EnvFile,
+			Volume:  "deployd-backups",
+			Keep:    3,
+			Timeout: 10 * time.Minute,
 		},
 		Drain:               5 * time.Second,
 		Standby:             controller.StandbyRunning,

@@ -72,6 +72,9 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem() // an optional block (services.<name>.backup)
+	}
 	switch w.visits++; {
 	case w.visits > w.limit:
 		w.errs = append(w.errs[:min(len(w.errs), 1)], fmt.Errorf("%s: document too large or too many aliases", w.file))
@@ -136,7 +139,9 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string) {
 				msg = hinter.unknownKeyHint(k.Value)
 			}
 			w.fail(k, p, "%s", msg)
-		case v.Tag != "!!null" || t.Kind() == reflect.Map:
+		// An optional block written with no value is there, with its
+		// defaults, like "web:" alone.
+		case v.Tag != "!!null" || t.Kind() == reflect.Map || ft.Kind() == reflect.Pointer:
 			kept = append(kept, k, v)
 			w.lines[p] = k.Line
 			w.walk(v, ft, p)

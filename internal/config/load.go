@@ -82,6 +82,11 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	for name, s := range c.Services {
 		abs(&s.EnvFile)
+		if s.Backup != nil {
+			b := *s.Backup
+			abs(&b.EnvFile)
+			s.Backup = &b
+		}
 		c.Services[name] = s
 	}
 }

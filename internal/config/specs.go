@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"strings"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -12,13 +13,7 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 	specs := make([]controller.ServiceSpec, 0, len(c.Services))
 	for _, name := range c.serviceNames() {
 		s := c.Services[name]
-		var env map[string]string
-		if s.Env != nil {
-			env = make(map[string]string, len(s.Env))
-			for k, val := range s.Env {
-				env[k] = val
-			}
-		}
+		env := maps.Clone(s.Env)
 		specs = append(specs, controller.ServiceSpec{
 			Name:          name,
 			Image:         s.Image,
@@ -42,6 +37,7 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 				Command: append([]string(nil), s.PreDeploy.Command...),
 				Timeout: s.PreDeploy.Timeout,
 			},
+			Backup:              s.Backup.spec(),
 			Drain:               s.Drain,
 			Standby:             controller.StandbyMode(s.Standby),
 			StandbyDuringDeploy: controller.DeployStandbyMode(s.StandbyDuringDeploy),
@@ -92,4 +88,20 @@ func (c *Config) RetentionSpec() controller.RetentionSpec {
 // PauseLimits bounds every pause, for the controller.
 func (c *Config) PauseLimits() controller.PauseLimits {
 	return controller.PauseLimits{MaxHold: c.Traffic.Pause.MaxHold, MaxHeld: c.Traffic.Pause.MaxHeld}
+}
+
+// spec is the backup for the controller; nil when there is none.
+func (b *Backup) spec() *controller.BackupSpec {
+	if b == nil {
+		return nil
+	}
+	return &controller.BackupSpec{
+		Image:   b.Image,
+		Command: append([]string(nil), b.Command...),
+		Env:     maps.Clone(b.Env),
+		EnvFile: b.EnvFile,
+		Volume:  b.Volume,
+		Keep:    b.Keep,
+		Timeout: b.Timeout,
+	}
 }

@@ -359,6 +359,9 @@ func (s Service) validate(v *validator, p, name string) {
 		}
 	}
 	v.positive(p+".pre_deploy.timeout", s.PreDeploy.Timeout)
+	if s.Backup != nil {
+		s.Backup.validate(v, p+".backup")
+	}
 	if s.Drain < 0 {
 		v.addf(p+".drain", "must not be negative, got %s", s.Drain)
 	}
@@ -383,6 +386,47 @@ func (s Service) validate(v *validator, p, name string) {
 		}
 	}
 	s.validateLimits(v, p)
+}
+
+// Limits of a backup block.
+const maxBackupKeep = 1000
+
+// volumeNameRE is Docker's rule for a named volume.
+var volumeNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+func (b Backup) validate(v *validator, p string) {
+	switch named, err := reference.ParseNormalizedNamed(b.Image); {
+	case b.Image == "":
+		v.addf(p+".image", "is required: an image with the dump tool and sh, e.g. postgres:16")
+	case err != nil:
+		v.addf(p+".image", "invalid image reference %q: %v", b.Image, err)
+	default:
+		_, tagged := named.(reference.Tagged)
+		_, digested := named.(reference.Digested)
+		if !tagged && !digested {
+			v.addf(p+".image", "must name a tag or a digest, got %q", b.Image)
+		}
+	}
+	if len(b.Command) == 0 {
+		v.addf(p+".command", "must not be empty (leave it out for the pg_dump default)")
+	} else if b.Command[0] == "" {
+		v.addf(p+".command[0]", "the program name must not be empty")
+	}
+	for _, k := range sortedKeys(b.Env) {
+		if !envNameRE.MatchString(k) {
+			v.addf(joinKey(p+".env", k), "invalid environment variable name %q", k)
+		}
+	}
+	switch {
+	case strings.HasPrefix(b.Volume, "/") || strings.HasPrefix(b.Volume, "."):
+		v.addf(p+".volume", "must be the name of a Docker volume, not a path, got %q", b.Volume)
+	case !volumeNameRE.MatchString(b.Volume):
+		v.addf(p+".volume", "must be a Docker volume name (letters, digits, _ . -, at least 2 characters), got %q", b.Volume)
+	}
+	if b.Keep < 1 || b.Keep > maxBackupKeep {
+		v.addf(p+".keep", "must be between 1 and %d, got %d", maxBackupKeep, b.Keep)
+	}
+	v.positive(p+".timeout", b.Timeout)
 }
 
 // badGitRef says what is wrong with ref as a full git ref name, or "" when

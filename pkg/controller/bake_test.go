@@ -58,7 +58,7 @@ func TestBake_FailingProbesSwitchBackToPreviousColor(t *testing.T) {
 		if missing := containsAll(d.Error, "bake", "consecutive failed", "500"); len(missing) > 0 {
 			t.Errorf("error = %q, missing %q", d.Error, missing)
 		}
-		want := []string{"pull=succeeded", "cleanup=succeeded", "pre_deploy=skipped", "start=succeeded",
+		want := []string{"pull=succeeded", "cleanup=succeeded", "backup=skipped", "pre_deploy=skipped", "start=succeeded",
 			"health=succeeded", "switch=succeeded", "bake=failed"}
 		if got := stepStatuses(d); !slices.Equal(got, want) {
 			t.Errorf("steps = %v, want %v", got, want)
@@ -159,7 +159,7 @@ func TestBake_HealthyColorGoesOnToDrainAndStandby(t *testing.T) {
 		h.deployOK("v1")
 		d := h.deployOK("v2")
 
-		want := []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "bake", "retire", "drain", "standby"}
+		want := []string{"pull", "cleanup", "backup", "pre_deploy", "start", "health", "switch", "bake", "retire", "drain", "standby"}
 		if got := stepNames(d); !slices.Equal(got, want) {
 			t.Errorf("steps = %v, want %v", got, want)
 		}

@@ -29,6 +29,10 @@ func (r *deployRun) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	backupEnv, err := r.backupEnv()
+	if err != nil {
+		return err
+	}
 
 	if err := r.step(ctx, StepPull, func(ctx context.Context, _ *Step) (string, error) {
 		if err := rt.EnsureImage(ctx, r.d.Image, r.spec.Pull, r.progress); err != nil {
@@ -41,6 +45,12 @@ func (r *deployRun) deploy(ctx context.Context) error {
 
 	if err := r.step(ctx, StepCleanup, func(ctx context.Context, _ *Step) (string, error) {
 		return r.cleanup(ctx, target)
+	}); err != nil {
+		return err
+	}
+
+	if err := r.step(ctx, StepBackup, func(ctx context.Context, s *Step) (string, error) {
+		return r.backup(ctx, backupEnv, s)
 	}); err != nil {
 		return err
 	}
@@ -350,10 +360,14 @@ func (r *deployRun) env() ([]string, error) { return specEnv(r.spec) }
 
 // specEnv is the environment of a service's replicas: its env file, read
 // now, overridden by the spec's own variables, sorted.
-func specEnv(spec ServiceSpec) ([]string, error) {
+func specEnv(spec ServiceSpec) ([]string, error) { return mergeEnv(spec.EnvFile, spec.Env) }
+
+// mergeEnv reads envFile (when set) now and overrides its variables with
+// env's, sorted as KEY=VALUE. Errors never quote the file's content.
+func mergeEnv(envFile string, env map[string]string) ([]string, error) {
 	vars := map[string]string{}
-	if spec.EnvFile != "" {
-		fileVars, err := readEnvFile(spec.EnvFile)
+	if envFile != "" {
+		fileVars, err := readEnvFile(envFile)
 		if err != nil {
 			return nil, err
 		}
@@ -361,15 +375,15 @@ func specEnv(spec ServiceSpec) ([]string, error) {
 			vars[k] = v
 		}
 	}
-	for k, v := range spec.Env {
+	for k, v := range env {
 		vars[k] = v
 	}
-	env := make([]string, 0, len(vars))
+	out := make([]string, 0, len(vars))
 	for k, v := range vars {
-		env = append(env, k+"="+v)
+		out = append(out, k+"="+v)
 	}
-	sort.Strings(env)
-	return env, nil
+	sort.Strings(out)
+	return out, nil
 }
 
 // ofColor returns the containers of color among all, sorted by name: the

@@ -37,7 +37,7 @@ func TestDeploy_FirstDeployGoesBlueAndSwitches(t *testing.T) {
 		if d.Error != "" || d.FinishedAt == nil {
 			t.Errorf("error = %q, finished_at = %v; want no error and a finish time", d.Error, d.FinishedAt)
 		}
-		wantSteps := []string{"pull=succeeded", "cleanup=succeeded", "pre_deploy=skipped", "start=succeeded", "health=succeeded", "switch=succeeded"}
+		wantSteps := []string{"pull=succeeded", "cleanup=succeeded", "backup=skipped", "pre_deploy=skipped", "start=succeeded", "health=succeeded", "switch=succeeded"}
 		if got := stepStatuses(d); !slices.Equal(got, wantSteps) {
 			t.Errorf("steps = %v, want %v", got, wantSteps)
 		}
@@ -97,7 +97,7 @@ func TestDeploy_SecondDeployKeepsOldColorAsWarmStandby(t *testing.T) {
 		if d.FromColor != controller.Blue || d.ToColor != controller.Green {
 			t.Errorf("from/to = %s/%s, want blue/green", d.FromColor, d.ToColor)
 		}
-		wantSteps := []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch", "retire", "drain", "standby"}
+		wantSteps := []string{"pull", "cleanup", "backup", "pre_deploy", "start", "health", "switch", "retire", "drain", "standby"}
 		if got := stepNames(d); !slices.Equal(got, wantSteps) {
 			t.Errorf("steps = %v, want %v", got, wantSteps)
 		}

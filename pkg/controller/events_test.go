@@ -120,7 +120,7 @@ func TestEvents_StreamCoversStepsLogsAndFinalStatus(t *testing.T) {
 		if got, want := stepEvents(evs), wantStepEvents(final); !slices.Equal(got, want) {
 			t.Errorf("step events = %v, want %v (from the record)", got, want)
 		}
-		wantSteps := []string{"pull", "cleanup", "pre_deploy", "start", "health", "switch"}
+		wantSteps := []string{"pull", "cleanup", "backup", "pre_deploy", "start", "health", "switch"}
 		if got := stepNames(final); !slices.Equal(got, wantSteps) {
 			t.Errorf("recorded steps = %v, want %v", got, wantSteps)
 		}
@@ -206,7 +206,7 @@ func TestEvents_LateSubscriberGetsHistoryFirst(t *testing.T) {
 			t.Fatal("stream of a deploy waiting for health is done, want it open")
 		}
 		checkSeqs(t, history, 1)
-		want := []string{"pull=running", "pull=succeeded", "cleanup=running", "cleanup=succeeded",
+		want := []string{"pull=running", "pull=succeeded", "cleanup=running", "cleanup=succeeded", "backup=running", "backup=skipped",
 			"pre_deploy=running", "pre_deploy=skipped", "start=running", "start=succeeded", "health=running"}
 		if got := stepEvents(history); !slices.Equal(got, want) {
 			t.Errorf("history's step events = %v, want %v", got, want)

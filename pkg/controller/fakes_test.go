@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,12 @@ type fakeRuntime struct {
 	oneOff func(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error)
 	// oneOffs records every one-off spec run.
 	oneOffs []controller.OneOffSpec
+	// files are the backup volumes' files by path, with their sizes. A
+	// one-off with DEPLOYD_BACKUP_FILE in its environment writes
+	// backupSize bytes there, a prune one-off keeps the newest of its
+	// service (see backupOneOff); FileSize reads them.
+	files      map[string]int64
+	backupSize int64
 	// onInspect may change a container's state on its n-th inspection
 	// (1-based), e.g. to make it exit or restart during the health wait.
 	onInspect func(ct *controller.Container, n int)
@@ -77,7 +84,7 @@ type fakeRuntime struct {
 
 func newFakeRuntime(images ...string) *fakeRuntime {
 	rt := &fakeRuntime{images: map[string]bool{}, containers: map[string]*fakeContainer{},
-		imageMeta: map[string]*controller.Image{}}
+		imageMeta: map[string]*controller.Image{}, files: map[string]int64{}, backupSize: 2516582}
 	// Images given later are newer, as if built one after the other.
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, im := range images {
@@ -259,7 +266,7 @@ func (rt *fakeRuntime) RunOneOff(ctx context.Context, spec controller.OneOffSpec
 	fn := rt.oneOff
 	rt.mu.Unlock()
 	if fn == nil {
-		return controller.OneOffResult{ExitCode: 0, Output: "ok\n"}, nil
+		return rt.backupOneOff(spec)
 	}
 	res, err := fn(ctx, spec)
 	if err != nil && ctx.Err() != nil {
@@ -268,6 +275,60 @@ func (rt *fakeRuntime) RunOneOff(ctx context.Context, spec controller.OneOffSpec
 		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, ctx.Err())
 	}
 	return res, err
+}
+
+// backupOneOff is how a one-off ends by default: exit 0 with output
+// "ok". A backup one-off also writes its file, a prune one-off removes its
+// service's oldest backups beyond the kept count, and a clean-up one-off
+// removes its file, as the real commands would in the volume.
+func (rt *fakeRuntime) backupOneOff(spec controller.OneOffSpec) (controller.OneOffResult, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, kv := range spec.Env {
+		if file, ok := strings.CutPrefix(kv, "DEPLOYD_BACKUP_FILE="); ok {
+			rt.files[file] = rt.backupSize
+		}
+	}
+	switch {
+	case strings.Contains(spec.Name, "-backupprune-"):
+		// sh -c script name dir service keep
+		dir, service, keep := spec.Command[4], spec.Command[5], spec.Command[6]
+		n, err := strconv.Atoi(keep)
+		if err != nil {
+			return controller.OneOffResult{ExitCode: 2, Output: "bad keep\n"}, nil
+		}
+		var mine []string
+		for f := range rt.files {
+			// As the script's glob: <service>-<digit>*.dump.
+			rest, ok := strings.CutPrefix(f, dir+"/"+service+"-")
+			if ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' && strings.HasSuffix(f, ".dump") {
+				mine = append(mine, f)
+			}
+		}
+		sort.Strings(mine)
+		for len(mine) > n {
+			delete(rt.files, mine[0])
+			mine = mine[1:]
+		}
+		return controller.OneOffResult{Output: fmt.Sprintf("kept %d\n", len(mine))}, nil
+	case strings.Contains(spec.Name, "-backupclean-"):
+		delete(rt.files, spec.Command[len(spec.Command)-1])
+	}
+	return controller.OneOffResult{ExitCode: 0, Output: "ok\n"}, nil
+}
+
+func (rt *fakeRuntime) FileSize(ctx context.Context, spec controller.OneOffSpec, path string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.logCall("FileSize %s %s", spec.Name, path)
+	size, ok := rt.files[path]
+	if !ok {
+		return 0, fmt.Errorf("stat %s: %w", path, controller.ErrNotFound)
+	}
+	return size, nil
 }
 
 // failStartAt makes the next start of replica n (1-based) fail.

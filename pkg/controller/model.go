@@ -111,8 +111,11 @@ func (s *StepStatus) UnmarshalText(b []byte) error {
 
 // Step names, in the order a deploy runs them.
 const (
-	StepPull      = "pull"
-	StepCleanup   = "cleanup"
+	StepPull    = "pull"
+	StepCleanup = "cleanup"
+	// StepBackup makes a backup before the pre-deploy command
+	// (ServiceSpec.Backup).
+	StepBackup    = "backup"
 	StepPreDeploy = "pre_deploy"
 	StepStart     = "start"
 	StepHealth    = "health"

@@ -17,6 +17,12 @@ type Runtime interface {
 	// It blocks until the command ends or ctx is done; on ctx's end the
 	// container is killed and removed and ctx's error is returned.
 	RunOneOff(ctx context.Context, spec OneOffSpec) (OneOffResult, error)
+	// FileSize returns the size in bytes of the regular file at path as a
+	// container of spec sees it (its image and Mounts), without running
+	// anything of the image: it works with images that hold no shell.
+	// A missing path wraps ErrNotFound; a path that is not a regular file
+	// is an error too.
+	FileSize(ctx context.Context, spec OneOffSpec, path string) (int64, error)
 	// StartContainer creates and starts one replica and returns it with
 	// the address nginx and the prober reach it at.
 	StartContainer(ctx context.Context, spec ContainerSpec) (Container, error)

@@ -79,7 +79,7 @@ func TestStart_InterruptedDeployOfOtherColorIsRemovedAndTrafficRestored(t *testi
 		g1 := h.rt.add(svc, controller.Green, 1, "demoapp:v2", lostDeployID, true)
 		h.rt.add(svc, controller.Green, 2, "demoapp:v2", lostDeployID, false)
 		h.seedDeployment(lostDeployID, controller.KindDeploy, controller.Blue, controller.Green, "demoapp:v2",
-			"pull", "cleanup", "pre_deploy", "start", "health")
+			"pull", "cleanup", "backup", "pre_deploy", "start", "health")
 		// The crash came after nginx had been rewritten but before the record.
 		if err := h.router.Switch(h.ctx(), svc, controller.NoColor, []string{g1.Address}); err != nil {
 			t.Fatal(err)
@@ -122,7 +122,7 @@ func TestStart_UnfinishedFirstDeployResetsToPlaceholder(t *testing.T) {
 		h := newHarness(t)
 		b1 := h.rt.add(svc, controller.Blue, 1, "demoapp:v1", lostDeployID, true)
 		h.seedDeployment(lostDeployID, controller.KindDeploy, controller.NoColor, controller.Blue, "demoapp:v1",
-			"pull", "cleanup", "pre_deploy", "start", "health", "switch")
+			"pull", "cleanup", "backup", "pre_deploy", "start", "health", "switch")
 		if err := h.router.Switch(h.ctx(), svc, controller.NoColor, []string{b1.Address}); err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func TestStart_DeployWithRecordedSwitchKeepsItsContainers(t *testing.T) {
 		h.rt.add(svc, controller.Green, 1, "demoapp:v2", lostDeployID, true)
 		h.rt.add(svc, controller.Green, 2, "demoapp:v2", lostDeployID, true)
 		h.seedDeployment(lostDeployID, controller.KindDeploy, controller.Blue, controller.Green, "demoapp:v2",
-			"pull", "cleanup", "pre_deploy", "start", "health", "switch", "drain")
+			"pull", "cleanup", "backup", "pre_deploy", "start", "health", "switch", "drain")
 
 		h.start()
 

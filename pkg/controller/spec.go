@@ -62,6 +62,27 @@ type PreDeploySpec struct {
 	Timeout time.Duration
 }
 
+// BackupSpec is the backup made before the pre-deploy command runs: a
+// one-off of Image runs Command with the backup file's path in
+// DEPLOYD_BACKUP_FILE, on a named volume that keeps the newest Keep
+// files of the service.
+type BackupSpec struct {
+	// Image is a full reference (with its tag) of an image holding the
+	// dump tool and sh (sh prunes old files).
+	Image   string
+	Command []string
+	// Env and EnvFile are the one-off's environment (database address,
+	// user, password), read at each deploy like the service's own.
+	Env     map[string]string
+	EnvFile string
+	// Volume is the named volume mounted at BackupDir.
+	Volume string
+	// Keep is how many of the service's backup files the volume keeps.
+	Keep int
+	// Timeout bounds the whole step: the dump, its check and the prune.
+	Timeout time.Duration
+}
+
 // ServiceSpec is a service's configuration, validated by the caller.
 type ServiceSpec struct {
 	Name string
@@ -78,8 +99,10 @@ type ServiceSpec struct {
 	Pull          PullPolicy
 	Health        HealthSpec
 	PreDeploy     PreDeploySpec
-	Drain         time.Duration
-	Standby       StandbyMode
+	// Backup, when set, makes a backup right before PreDeploy runs.
+	Backup  *BackupSpec
+	Drain   time.Duration
+	Standby StandbyMode
 	// StandbyDuringDeploy says whether a deploy keeps the standby it
 	// replaces until the new color has taken traffic (the default) or
 	// removes it first.
@@ -192,6 +215,15 @@ type OneOffSpec struct {
 	Env        []string
 	Network    string
 	Limits     ContainerLimits
+	// Mounts are named volumes mounted into the container; the runtime
+	// creates a missing one.
+	Mounts []VolumeMount
+}
+
+// VolumeMount mounts the named volume Volume at Target, read-write.
+type VolumeMount struct {
+	Volume string
+	Target string
 }
 
 // OneOffResult is how a one-off container ended.

@@ -276,7 +276,7 @@ func TestStart_InterruptedDeployBesideTheStandbyRemovesOnlyItsContainers(t *test
 		lost := h.rt.add(svc, controller.Blue, 1, "demoapp:v3", lostDeployID, true)
 		h.rt.set(func(rt *fakeRuntime) { rt.containers[lost.ID].Name = "web-blue-bbbbbb-1" })
 		h.seedDeployment(lostDeployID, controller.KindDeploy, controller.Green, controller.Blue, "demoapp:v3",
-			"pull", "cleanup", "pre_deploy", "start", "health")
+			"pull", "cleanup", "backup", "pre_deploy", "start", "health")
 		if err := h.router.Switch(h.ctx(), svc, controller.Green, []string{g.Address}); err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +309,7 @@ func TestStart_InterruptedAfterTheSwitchRemovesTheReplacedStandby(t *testing.T) 
 		h.rt.set(func(rt *fakeRuntime) { rt.containers[nb.ID].Name = "web-blue-bbbbbb-1" })
 		nb.Name = "web-blue-bbbbbb-1"
 		h.seedDeployment(lostDeployID, controller.KindDeploy, controller.Green, controller.Blue, "demoapp:v3",
-			"pull", "cleanup", "pre_deploy", "start", "health", "switch", "retire")
+			"pull", "cleanup", "backup", "pre_deploy", "start", "health", "switch", "retire")
 		if err := h.router.Switch(h.ctx(), svc, controller.Blue, []string{nb.Address}); err != nil {
 			t.Fatal(err)
 		}

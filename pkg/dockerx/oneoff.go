@@ -29,7 +29,10 @@ func (c *Client) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (con
 		Env:    append(append([]string(nil), spec.Env...), serviceEnv(spec.Service, controller.NoColor, spec.Deployment)...),
 		Labels: oneOffLabels(spec),
 	}
-	hostCfg := &container.HostConfig{}
+	if err := c.ensureVolumes(ctx, spec); err != nil {
+		return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, err)
+	}
+	hostCfg := &container.HostConfig{Mounts: volumeMounts(spec)}
 	applyLimits(cfg, hostCfg, spec.Limits)
 	netCfg := networkConfig(hostCfg, spec.Network, spec.Name)
 

@@ -104,6 +104,8 @@ type svcConfig struct {
 	Restart      string
 	Standby      string
 	PreDeploy    []string
+	// Backup is the service's backup block, when set.
+	Backup *config.Backup
 	// TestCommand replaces nginx's config test command when set.
 	TestCommand []string
 	// Webhook turns on POST /hooks/deploy with the env's webhook secret.
@@ -286,6 +288,7 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	if len(s.PreDeploy) > 0 {
 		svc.PreDeploy = config.PreDeploy{Command: s.PreDeploy, Timeout: 30 * time.Second}
 	}
+	svc.Backup = s.Backup
 	c.Services[e.svc] = svc
 	e.switchMode = s.Traffic == config.TrafficModeSwitch || s.Traffic == trafficDefault
 	if s.Traffic == trafficDefault {
