@@ -40,7 +40,14 @@ func (s *Server) rollback(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.ctl.Rollback(c.UserContext(), name, controller.Trigger{Source: "api", Actor: TokenName(c)})
+	body, err := decodeRollbackBody(c.Body())
+	if err != nil {
+		return err
+	}
+	d, err := s.ctl.Rollback(c.UserContext(), name, controller.RollbackRequest{
+		Trigger:             controller.Trigger{Source: "api", Actor: TokenName(c)},
+		ConfirmSchemaChange: body.ConfirmSchemaChange,
+	})
 	if err != nil {
 		return err
 	}
