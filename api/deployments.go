@@ -35,6 +35,10 @@ func (s *Server) deploy(c *fiber.Ctx) error {
 	return accepted(c, d)
 }
 
+// actionRollbackConfirmedSchema audits a rollback confirmed across a
+// breaking schema change.
+const actionRollbackConfirmedSchema = "rollback_confirmed_schema_change"
+
 func (s *Server) rollback(c *fiber.Ctx) error {
 	name, err := serviceParam(c)
 	if err != nil {
@@ -50,6 +54,10 @@ func (s *Server) rollback(c *fiber.Ctx) error {
 	})
 	if err != nil {
 		return err
+	}
+	if d.SchemaChange != nil && d.SchemaChange.Confirmed {
+		// The trail says who took responsibility for the schema.
+		c.Locals(localAction, actionRollbackConfirmedSchema)
 	}
 	return accepted(c, d)
 }
