@@ -3,8 +3,10 @@
 // migration timing) comes from environment variables so that a test can bake
 // a misbehaviour into an image tag; see config.go.
 //
-//	demoapp           serve HTTP on $PORT (default 8000)
-//	demoapp migrate   pretend to apply database migrations, exit $MIGRATE_EXIT
+//	demoapp                 serve HTTP on $PORT (default 8000)
+//	demoapp migrate         pretend to apply database migrations, exit $MIGRATE_EXIT
+//	demoapp showmigrations  print the migrations of $APP_VERSION, as Django's
+//	                        showmigrations --plan does (see versionMigrations)
 package main
 
 import (
@@ -44,8 +46,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "migrate":
 			return migrate(ctx, cfg, stdout, stderr)
+		case "showmigrations":
+			return showMigrations(cfg, stdout)
 		default:
-			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command or migrate)\n", args[0])
+			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command, migrate or showmigrations)\n", args[0])
 			return 2
 		}
 	}
