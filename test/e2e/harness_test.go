@@ -83,8 +83,10 @@ func runTests(m *testing.M) int {
 
 // images the tests deploy; each tag has its behaviour baked in.
 var imageArgs = map[string]map[string]string{
-	"v1":       {"APP_VERSION": "v1"},
-	"v2":       {"APP_VERSION": "v2"},
+	"v1": {"APP_VERSION": "v1"},
+	"v2": {"APP_VERSION": "v2"},
+	// v3 ships a breaking migration (demoapp showmigrations).
+	"v3":       {"APP_VERSION": "v3"},
 	"v2-fail":  {"APP_VERSION": "v2", "HEALTH_MODE": "failing"},
 	"v2-crash": {"APP_VERSION": "v2", "CRASH_AT_START": "1"},
 	"v2-slow":  {"APP_VERSION": "v2", "STARTUP_DELAY": "4s"},
@@ -104,6 +106,8 @@ type svcConfig struct {
 	Restart      string
 	Standby      string
 	PreDeploy    []string
+	// Schema, when set, is the service's schema block.
+	Schema *config.Schema
 	// TestCommand replaces nginx's config test command when set.
 	TestCommand []string
 	// Webhook turns on POST /hooks/deploy with the env's webhook secret.
@@ -285,6 +289,9 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	}
 	if len(s.PreDeploy) > 0 {
 		svc.PreDeploy = config.PreDeploy{Command: s.PreDeploy, Timeout: 30 * time.Second}
+	}
+	if s.Schema != nil {
+		svc.Schema = *s.Schema
 	}
 	c.Services[e.svc] = svc
 	e.switchMode = s.Traffic == config.TrafficModeSwitch || s.Traffic == trafficDefault
