@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/internal/config"
@@ -14,8 +17,8 @@ import (
 
 // The demo app's showmigrations prints what its version ships: v2 adds
 // app.0002_add_field2 (expand-only), v3 adds app.0003_drop_field3
-// (breaking). A rollback from v3 to v2 must be confirmed; one from v2 to
-// v1 need not be.
+// (breaking). Going back from v2 to v1 would need no confirmation; from v3
+// to v2 the API refuses without it, and the status page asks for it.
 func TestSchema_RollbackAcrossBreakingMigrationNeedsConfirmation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "v1", "v2", "v3")
@@ -58,15 +61,33 @@ func TestSchema_RollbackAcrossBreakingMigrationNeedsConfirmation(t *testing.T) {
 	}
 	e.assertServes("v3", string(svc.ActiveColor))
 
-	// Confirmed: the rollback runs and its record says so.
-	status, b = d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/rollback",
-		map[string]bool{"confirm_schema_change": true}, e.token)
-	if status != http.StatusAccepted {
-		t.Fatalf("confirmed rollback: status = %d, want 202; body %s", status, b)
+	// Confirmed in the status page's dialog: the yes button works only
+	// once the operator ticked that the standby ran against the old schema.
+	br := newBrowser(t)
+	br.login(d, e.token)
+	rollback := fmt.Sprintf(`button.rollback[data-service="%s"]`, e.svc)
+	if got := br.text(card(e.svc, ".rollback-schema")); got != "Breaking schema change: "+want {
+		t.Errorf(".rollback-schema = %q, want the breaking change", got)
 	}
-	rb := d.waitDeployment(decode[api.Deployment](t, b).ID)
-	if rb.Status != controller.StatusSucceeded {
-		t.Fatalf("confirmed rollback: %s (%s), steps %s", rb.Status, rb.Error, stepSummary(rb))
+	br.click("click Rollback", rollback)
+	br.do("wait for the dialog", chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
+	if got := br.text("#confirm-schema"); got != want {
+		t.Errorf("#confirm-schema = %q, want %q", got, want)
+	}
+	ack := "I understand: " + repository + ":v2 ran against the old schema"
+	if got := br.text("#confirm-ack-text"); got != ack {
+		t.Errorf("#confirm-ack-text = %q, want %q", got, ack)
+	}
+	if !eval[bool](br, `document.getElementById('confirm-yes').disabled`) {
+		t.Fatalf("#confirm-yes is enabled before the acknowledgement")
+	}
+	br.do("tick the acknowledgement", chromedp.Click(chromedp.CSS("#confirm-ack")))
+	br.waitTrue("#confirm-yes enabled", `!document.getElementById('confirm-yes').disabled`, pageTimeout)
+	br.do("confirm", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")))
+	br.waitTrue("the rollback's flash", `!!document.querySelector('#flash .flash-msg.ok[data-deployment]')`, pageTimeout)
+	rb := d.waitDeployment(eval[string](br, `document.querySelector('#flash .flash-msg.ok[data-deployment]').dataset.deployment`))
+	if rb.Kind != controller.KindRollback || rb.Status != controller.StatusSucceeded {
+		t.Fatalf("the page's rollback: %s %s (%s), steps %s", rb.Kind, rb.Status, rb.Error, stepSummary(rb))
 	}
 	if rb.SchemaChange == nil || !rb.SchemaChange.Confirmed || !rb.SchemaChange.Breaking {
 		t.Errorf("rollback's schema_change = %+v, want breaking and confirmed", rb.SchemaChange)
