@@ -78,6 +78,14 @@ func warmService() controller.ServiceView {
 	}
 }
 
+// breakingChange is a rollback across a migration old code cannot run
+// against.
+func breakingChange() controller.SchemaChange {
+	return controller.SchemaChange{Breaking: true, Migrations: []string{"notes.0003_drop_legacy"},
+		Message: "web's active demoapp:v2 applied notes.0003_drop_legacy; the standby demoapp:v1 ran against the old schema " +
+			"and may fail. Roll back with confirm_schema_change to do it anyway."}
+}
+
 // pausedTraffic is a service in switch mode, paused with requests held
 // and its maintenance page on.
 func pausedTraffic() controller.TrafficView {
@@ -118,6 +126,13 @@ func TestOpenAPI_ResponsesMatchTheDocument(t *testing.T) {
 			tv := pausedTraffic()
 			h.ctl.service.Traffic = &tv
 		}, req: get("/api/v1/services/web", viewerSecret), status: 200},
+		{name: "service whose rollback crosses a schema change", setup: func(h *harness) {
+			h.ctl.service = warmService()
+			ch := breakingChange()
+			h.ctl.service.RollbackSchema = &ch
+			h.ctl.service.ActiveDeployment.Schema = &controller.SchemaRecord{Version: "5d41402abc4b",
+				Applied: []string{"app.0001_initial", "notes.0003_drop_legacy"}, Migrated: []string{"notes.0003_drop_legacy"}}
+		}, req: get("/api/v1/services/web", viewerSecret), status: 200},
 		{name: "service never deployed", setup: func(h *harness) { h.ctl.service = newService() },
 			req: get("/api/v1/services/fresh", viewerSecret), status: 200},
 		{name: "service while docker is away", setup: func(h *harness) { h.ctl.err = unavailable },
@@ -155,6 +170,18 @@ func TestOpenAPI_ResponsesMatchTheDocument(t *testing.T) {
 			req: post("/api/v1/services/web/deployments", deployerSecret, `{"image":"v2"}`), status: 409},
 		{name: "rollback", setup: func(h *harness) { h.ctl.deployment = watchdogRollback() },
 			req: post("/api/v1/services/web/rollback", operatorSecret, ""), status: 202},
+		{name: "rollback across a breaking schema change", setup: func(h *harness) {
+			h.ctl.err = controller.Errorf(controller.ESCHEMACHANGE, "%s", breakingChange().Message)
+		}, req: post("/api/v1/services/web/rollback", operatorSecret, ""), status: 409},
+		{name: "rollback confirmed across a schema change", setup: func(h *harness) {
+			d := watchdogRollback()
+			d.Trigger = controller.Trigger{Source: "api", Actor: "ops"}
+			ch := breakingChange()
+			ch.Confirmed = true
+			d.SchemaChange = &ch
+			h.ctl.deployment = d
+		}, req: post("/api/v1/services/web/rollback", operatorSecret, `{"confirm_schema_change":true}`), status: 202},
+		{name: "rollback, bad body", req: post("/api/v1/services/web/rollback", operatorSecret, `{"confirm":true}`), status: 400},
 		{name: "rollback while docker is away", setup: func(h *harness) { h.ctl.err = unavailable },
 			req: post("/api/v1/services/web/rollback", operatorSecret, ""), status: 503},
 		{name: "cancel", req: post("/api/v1/deployments/d-42/cancel", operatorSecret, ""), status: 202},

@@ -60,6 +60,37 @@ func decodeDeployBody(b []byte) (deployBody, error) {
 	return body, nil
 }
 
+// rollbackBody is the optional JSON body of POST
+// /api/v1/services/:name/rollback.
+type rollbackBody struct {
+	// ConfirmSchemaChange lets the rollback cross a breaking schema
+	// change (controller.RollbackRequest).
+	ConfirmSchemaChange bool `json:"confirm_schema_change"`
+}
+
+// decodeRollbackBody parses a rollback request: no body at all (or only
+// blanks) asks for a plain rollback, anything else must be one JSON
+// object without unknown fields. Failures are EINVALID *controller.Error
+// values.
+func decodeRollbackBody(b []byte) (rollbackBody, error) {
+	var body rollbackBody
+	if len(b) > maxDeployBody {
+		return body, controller.Errorf(controller.EINVALID, "request body is larger than %d KiB", maxDeployBody>>10)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return body, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return rollbackBody{}, invalidJSON(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return rollbackBody{}, controller.Errorf(controller.EINVALID, "request body must hold a single JSON object")
+	}
+	return body, nil
+}
+
 // webhookBody is the JSON body of POST /hooks/deploy.
 type webhookBody struct {
 	Service string `json:"service"`

@@ -35,14 +35,29 @@ func (s *Server) deploy(c *fiber.Ctx) error {
 	return accepted(c, d)
 }
 
+// actionRollbackConfirmedSchema audits a rollback confirmed across a
+// breaking schema change.
+const actionRollbackConfirmedSchema = "rollback_confirmed_schema_change"
+
 func (s *Server) rollback(c *fiber.Ctx) error {
 	name, err := serviceParam(c)
 	if err != nil {
 		return err
 	}
-	d, err := s.ctl.Rollback(c.UserContext(), name, controller.Trigger{Source: "api", Actor: TokenName(c)})
+	body, err := decodeRollbackBody(c.Body())
 	if err != nil {
 		return err
+	}
+	d, err := s.ctl.Rollback(c.UserContext(), name, controller.RollbackRequest{
+		Trigger:             controller.Trigger{Source: "api", Actor: TokenName(c)},
+		ConfirmSchemaChange: body.ConfirmSchemaChange,
+	})
+	if err != nil {
+		return err
+	}
+	if d.SchemaChange != nil && d.SchemaChange.Confirmed {
+		// The trail says who took responsibility for the schema.
+		c.Locals(localAction, actionRollbackConfirmedSchema)
 	}
 	return accepted(c, d)
 }

@@ -272,7 +272,7 @@ func checkServiceShape(t *testing.T, raw json.RawMessage) {
 	t.Helper()
 	// The keys, plus what the status page needs.
 	s := wantKeys(t, "service", raw, "name", "active_color", "active_image", "standby_color", "standby_image", "colors", "deployment",
-		"standby_warm", "standby_state", "active_deployment", "standby_deployment", "last_failure", "last_switch", "traffic")
+		"standby_warm", "standby_state", "active_deployment", "standby_deployment", "last_failure", "last_switch", "traffic", "rollback_schema_change")
 	if got := string(s["traffic"]); got != "null" {
 		t.Errorf("traffic in reload mode = %s, want null", got)
 	}

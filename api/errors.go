@@ -25,6 +25,7 @@ var codeStatus = map[string]int{
 	controller.ENOTFOUND:     fiber.StatusNotFound,
 	codeMethodNotAllowed:     fiber.StatusMethodNotAllowed,
 	controller.ECONFLICT:     fiber.StatusConflict,
+	controller.ESCHEMACHANGE: fiber.StatusConflict,
 	codeRateLimited:          fiber.StatusTooManyRequests,
 	controller.EUNAVAILABLE:  fiber.StatusServiceUnavailable,
 	controller.EINTERNAL:     fiber.StatusInternalServerError,

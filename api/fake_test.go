@@ -23,15 +23,16 @@ import (
 
 // call is one recorded call to fakeController.
 type call struct {
-	method  string
-	service string
-	id      string
-	limit   int
-	req     controller.DeployRequest
-	trigger controller.Trigger
-	pause   controller.PauseRequest
-	on      bool
-	message string
+	method   string
+	service  string
+	id       string
+	limit    int
+	req      controller.DeployRequest
+	trigger  controller.Trigger
+	pause    controller.PauseRequest
+	rollback controller.RollbackRequest
+	on       bool
+	message  string
 }
 
 // fakeController records calls and answers with err when set, else with
@@ -107,8 +108,8 @@ func (f *fakeController) Deploy(ctx context.Context, service string, req control
 	return f.deployment, nil
 }
 
-func (f *fakeController) Rollback(ctx context.Context, service string, trigger controller.Trigger) (controller.Deployment, error) {
-	if err := f.record(call{method: "Rollback", service: service, trigger: trigger}); err != nil {
+func (f *fakeController) Rollback(ctx context.Context, service string, req controller.RollbackRequest) (controller.Deployment, error) {
+	if err := f.record(call{method: "Rollback", service: service, trigger: req.Trigger, rollback: req}); err != nil {
 		return controller.Deployment{}, err
 	}
 	return f.deployment, nil

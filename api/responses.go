@@ -41,6 +41,29 @@ type Service struct {
 	// Traffic is nil in reload mode, where nginx sends requests straight
 	// to the containers.
 	Traffic *Traffic `json:"traffic"`
+	// RollbackSchemaChange is the schema change a rollback to the standby
+	// would cross; nil when there is none or it is unknown.
+	RollbackSchemaChange *SchemaChange `json:"rollback_schema_change"`
+}
+
+// SchemaChange is the migrations a rollback goes back across: those the
+// active deployment's schema has that the standby's lacked.
+type SchemaChange struct {
+	// Breaking: some of Migrations are not compatible (expand-only), so
+	// the rollback needs confirm_schema_change.
+	Breaking   bool     `json:"breaking"`
+	Migrations []string `json:"migrations"`
+	Message    string   `json:"message"`
+	// Confirmed is set on a rollback that was confirmed across a breaking
+	// change.
+	Confirmed bool `json:"confirmed,omitempty"`
+}
+
+// SchemaRecord is the schema state a deploy left.
+type SchemaRecord struct {
+	Version  string   `json:"version"`
+	Applied  []string `json:"applied"`
+	Migrated []string `json:"migrated"`
 }
 
 // Traffic is a service's pause, maintenance and requests through deployd's
@@ -97,6 +120,10 @@ type Deployment struct {
 	Trigger    Trigger           `json:"trigger"`
 	CreatedAt  time.Time         `json:"created_at"`
 	FinishedAt *time.Time        `json:"finished_at"`
+	// Schema is set on deploys of a service with schema.command.
+	Schema *SchemaRecord `json:"schema,omitempty"`
+	// SchemaChange is set on rollbacks that crossed a schema change.
+	SchemaChange *SchemaChange `json:"schema_change,omitempty"`
 }
 
 // Step is one step of a deployment.
@@ -193,7 +220,23 @@ func serviceOf(v controller.ServiceView) Service {
 		t := trafficOf(*v.Traffic)
 		s.Traffic = &t
 	}
+	s.RollbackSchemaChange = schemaChangeOf(v.RollbackSchema)
 	return s
+}
+
+// schemaChangeOf keeps Migrations a list, never null.
+func schemaChangeOf(ch *controller.SchemaChange) *SchemaChange {
+	if ch == nil {
+		return nil
+	}
+	return &SchemaChange{Breaking: ch.Breaking, Migrations: orEmpty(ch.Migrations), Message: ch.Message, Confirmed: ch.Confirmed}
+}
+
+func orEmpty(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
 }
 
 func deploymentOrNil(d *controller.Deployment) *Deployment {
@@ -258,6 +301,10 @@ func deploymentOf(d controller.Deployment) Deployment {
 		out.Steps[i] = Step{Name: s.Name, Status: s.Status, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
 			Message: s.Message, Output: s.Output}
 	}
+	if sr := d.Schema; sr != nil {
+		out.Schema = &SchemaRecord{Version: sr.Version, Applied: orEmpty(sr.Applied), Migrated: orEmpty(sr.Migrated)}
+	}
+	out.SchemaChange = schemaChangeOf(d.SchemaChange)
 	return out
 }
 

@@ -33,7 +33,7 @@ type Controller interface {
 	// it to finish; ctx bounds only the call, not the deployment.
 	Deploy(ctx context.Context, service string, req controller.DeployRequest) (controller.Deployment, error)
 	// Rollback returns ECONFLICT when the service has no standby color.
-	Rollback(ctx context.Context, service string, trigger controller.Trigger) (controller.Deployment, error)
+	Rollback(ctx context.Context, service string, req controller.RollbackRequest) (controller.Deployment, error)
 	// Deployments lists the newest deployments first; an empty service means
 	// all services.
 	Deployments(ctx context.Context, service string, limit int) ([]controller.Deployment, error)

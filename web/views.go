@@ -46,6 +46,12 @@ type cardView struct {
 
 	CanRollback     bool
 	RollbackConfirm string
+	// RollbackSchema, when set, says what schema change a rollback
+	// crosses; RollbackSchemaAck, set when the change is breaking, is what
+	// the operator must tick before the dialog's yes button works: "I
+	// understand: app:v1 ran against the old schema".
+	RollbackSchema    string
+	RollbackSchemaAck string
 	// RollbackTarget is where a rollback goes: "BLUE: app:v1 @3f2c1e9a7b5d".
 	RollbackTarget string
 	// StandbyCommit is the standby's commit; CompareURL links the changes
@@ -149,6 +155,12 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 	if role >= auth.RoleOperator && cv.StandbyState != controller.StandbyNone {
 		cv.CanRollback = true
 		cv.RollbackConfirm = rollbackConfirm(v)
+		if ch := v.RollbackSchema; ch != nil {
+			cv.RollbackSchema = ch.Message
+			if ch.Breaking {
+				cv.RollbackSchemaAck = fmt.Sprintf("I understand: %s ran against the old schema", v.StandbyImage)
+			}
+		}
 		if cv.Live != nil {
 			cv.RollbackBusy = busyText(*cv.Live, now)
 		}

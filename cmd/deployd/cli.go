@@ -22,7 +22,7 @@ import (
 // cliUsage lists the client commands, which talk to a running deployd.
 const cliUsage = `Client commands (server from --server or DEPLOYD_SERVER, token only from DEPLOYD_TOKEN):
   deployd deploy   --service NAME --image TAG [--commit C] [--on-behalf-of WHO] [--wait] [--json]
-  deployd rollback --service NAME [--wait] [--json]
+  deployd rollback --service NAME [--confirm-schema-change] [--wait] [--json]
   deployd cancel   --id ID [--json]
   deployd status   [--service NAME] [--json]
   deployd history  [--service NAME] [--limit N] [--json]
@@ -30,6 +30,8 @@ const cliUsage = `Client commands (server from --server or DEPLOYD_SERVER, token
 ` + hookUsage + `
 With --wait, deploy and rollback print each step as it happens and exit 0
 when the deployment succeeded, 1 when it failed, was cancelled or interrupted.
+A rollback across a breaking schema change (migrations the standby never ran
+against) is refused, naming them, unless --confirm-schema-change is given.
 watch prints every service's events as they happen (deploys, steps, log
 lines, health and traffic changes, container changes, notifications) until
 Ctrl-C, which exits 0; with --json it prints each event's JSON on a line.
@@ -132,12 +134,20 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 	case "rollback":
 		service := fs.String("service", "", "the service to roll back to its standby color (required)")
+		confirmSchema := fs.Bool("confirm-schema-change", false,
+			"roll back even across a breaking schema change (migrations the standby never ran against)")
 		w := registerWait(fs)
 		validate = required("rollback needs --service", service)
 		run = func(ctx context.Context, c *cli) error {
 			cctx, cancel := callCtx(ctx)
 			defer cancel()
-			d, err := c.api.Rollback(cctx, *service)
+			d, err := c.api.Rollback(cctx, *service, *confirmSchema)
+			var apiErr *client.APIError
+			if errors.As(err, &apiErr) && apiErr.Code == controller.ESCHEMACHANGE {
+				// The server's hint names the API field; this is the flag.
+				return fmt.Errorf("not rolled back: %s\nRun again with --confirm-schema-change to roll back anyway",
+					strings.TrimSuffix(apiErr.Message, " Roll back with confirm_schema_change to do it anyway."))
+			}
 			if err != nil {
 				return fmt.Errorf("roll back %s: %w", *service, err)
 			}

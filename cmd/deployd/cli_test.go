@@ -25,6 +25,9 @@ const cliToken = "cli-token-0123456789abcdef"
 type fakeAPI struct {
 	outcome controller.Status
 	errMsg  string
+	// schemaChange makes a rollback without confirm_schema_change answer
+	// 409 schema_change, and one with it start.
+	schemaChange bool
 
 	mu       sync.Mutex
 	requests []string
@@ -92,7 +95,18 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "POST /api/v1/services/web/deployments":
 		writeJSON(http.StatusAccepted, f.deployment(controller.StatusQueued))
 	case "POST /api/v1/services/web/rollback":
-		writeJSON(http.StatusConflict, map[string]string{"error": "service web is busy", "code": "conflict", "deployment_id": "d-9"})
+		switch {
+		case !f.schemaChange:
+			writeJSON(http.StatusConflict, map[string]string{"error": "service web is busy", "code": "conflict", "deployment_id": "d-9"})
+		case strings.Contains(string(b), `"confirm_schema_change":true`):
+			d := f.deployment(controller.StatusQueued)
+			d.Kind = controller.KindRollback
+			writeJSON(http.StatusAccepted, d)
+		default:
+			writeJSON(http.StatusConflict, map[string]string{"code": "schema_change", "error": "web's active demoapp:v2 applied " +
+				"notes.0003_drop_legacy; the standby demoapp:v1 ran against the old schema and may fail. " +
+				"Roll back with confirm_schema_change to do it anyway."})
+		}
 	case "POST /api/v1/deployments/d-1/cancel":
 		writeJSON(http.StatusOK, f.deployment(controller.StatusRunning))
 	case "GET /api/v1/deployments/d-1":
@@ -584,5 +598,32 @@ func TestCLI_WatchJSONPrintsTheDataLinesWithoutHeartbeats(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &v); err != nil || v["type"] == "heartbeat" {
 			t.Errorf("line %q: %v, want one event's JSON, no heartbeat", l, err)
 		}
+	}
+}
+
+func TestCLI_RollbackAcrossABreakingSchemaChangeNeedsTheFlag(t *testing.T) {
+	fake := &fakeAPI{schemaChange: true}
+	r := runFakeCLI(t, fake, nil, "rollback", "--service", "web")
+	if r.code != 1 {
+		t.Fatalf("exit = %d, want 1", r.code)
+	}
+	want := "deployd rollback: not rolled back: web's active demoapp:v2 applied notes.0003_drop_legacy; " +
+		"the standby demoapp:v1 ran against the old schema and may fail.\n" +
+		"Run again with --confirm-schema-change to roll back anyway\n"
+	if r.stderr != want {
+		t.Fatalf("stderr =\n%s\nwant\n%s", r.stderr, want)
+	}
+
+	r = runFakeCLI(t, fake, nil, "rollback", "--service", "web", "--confirm-schema-change")
+	if r.code != 0 {
+		t.Fatalf("exit with --confirm-schema-change = %d, want 0\nstderr:\n%s", r.code, r.stderr)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if got := fake.bodies[len(fake.bodies)-1]; got != `{"confirm_schema_change":true}` {
+		t.Errorf("body = %q, want the confirmation", got)
+	}
+	if got := fake.bodies[0]; got != "" {
+		t.Errorf("body without the flag = %q, want none", got)
 	}
 }

@@ -3,12 +3,13 @@
 // migration timing) comes from environment variables so that a test can bake
 // a misbehaviour into an image tag; see config.go.
 //
-//	demoapp           serve HTTP on $PORT (default 8000)
-//	demoapp migrate   pretend to apply database migrations, exit $MIGRATE_EXIT
-//	demoapp backup-fake
-//	                  stand in for pg_dump as a deployd backup image: write
-//	                  $BACKUP_FAKE_BYTES bytes (default 4096) to
-//	                  $DEPLOYD_BACKUP_FILE, then exit $BACKUP_FAKE_EXIT
+//	demoapp                 serve HTTP on $PORT (default 8000)
+//	demoapp migrate         pretend to apply database migrations, exit $MIGRATE_EXIT
+//	demoapp showmigrations  print the migrations of $APP_VERSION, as Django's
+//	                        showmigrations --plan does (see versionMigrations)
+//	demoapp backup-fake     stand in for pg_dump as a deployd backup image: write
+//	                        $BACKUP_FAKE_BYTES bytes (default 4096) to
+//	                        $DEPLOYD_BACKUP_FILE, then exit $BACKUP_FAKE_EXIT
 package main
 
 import (
@@ -49,10 +50,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "migrate":
 			return migrate(ctx, cfg, stdout, stderr)
+		case "showmigrations":
+			return showMigrations(cfg, stdout)
 		case "backup-fake":
 			return backupFake(getenv, stderr)
 		default:
-			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command, migrate or backup-fake)\n", args[0])
+			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command, migrate, showmigrations or backup-fake)\n", args[0])
 			return 2
 		}
 	}

@@ -271,3 +271,25 @@ func TestRun_BackupFakeWritesTheFileAndExits(t *testing.T) {
 		})
 	}
 }
+
+func TestShowMigrations_PrintsTheVersionsPlanAllApplied(t *testing.T) {
+	tests := []struct {
+		version string
+		want    string
+	}{
+		{"", "[X]  app.0001_initial\n"},
+		{"v1", "[X]  app.0001_initial\n"},
+		{"v2", "[X]  app.0001_initial\n[X]  app.0002_add_field2\n"},
+		{"v3", "[X]  app.0001_initial\n[X]  app.0002_add_field2\n[X]  app.0003_drop_field3\n"},
+		{"v3-beta", "[X]  app.0001_initial\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"showmigrations"}, envFrom(map[string]string{"APP_VERSION": tt.version}), &stdout, &stderr)
+			if code != 0 || stdout.String() != tt.want {
+				t.Errorf("exit %d, stdout %q (stderr %q), want 0 and %q", code, stdout.String(), stderr.String(), tt.want)
+			}
+		})
+	}
+}

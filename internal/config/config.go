@@ -265,6 +265,20 @@ type Service struct {
 	NoNewPrivileges bool     `yaml:"no_new_privileges"`
 	ReadOnly        bool     `yaml:"read_only,omitempty"`
 	User            string   `yaml:"user,omitempty"`
+
+	// Schema reads the service's schema state around pre_deploy, so that
+	// rollbacks know which migrations the standby never ran against.
+	Schema Schema `yaml:"schema"`
+}
+
+// Schema is the command that prints the applied migrations (see
+// controller.ParseSchemaState) and which of them old code runs against.
+type Schema struct {
+	Command []string      `yaml:"command,omitempty"`
+	Timeout time.Duration `yaml:"timeout"`
+	// Compatible is a regular expression (unanchored) matching the names
+	// of expand-only migrations; empty means none is.
+	Compatible string `yaml:"compatible,omitempty"`
 }
 
 // Health is how a replica is judged healthy.
@@ -396,6 +410,7 @@ func DefaultService() Service {
 			StartTimeout:     60 * time.Second,
 		},
 		PreDeploy:           PreDeploy{Timeout: 5 * time.Minute},
+		Schema:              Schema{Timeout: time.Minute},
 		Drain:               5 * time.Second,
 		Standby:             string(controller.StandbyRunning),
 		StandbyDuringDeploy: string(controller.DeployStandbyKeep),

@@ -219,6 +219,17 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{`services.web.health: must be a mapping, got "/health"`},
 		},
 		{
+			name: "schema with a bad pattern and timeout",
+			yml:  minimal + "    schema: {command: [show], timeout: 0s, compatible: '(add'}\n",
+			want: []string{"services.web.schema.timeout: must be greater than 0, got 0s",
+				"services.web.schema.compatible: invalid regular expression"},
+		},
+		{
+			name: "schema compatible without a command",
+			yml:  minimal + "    schema: {compatible: '_add_'}\n",
+			want: []string{"services.web.schema.compatible: needs schema.command"},
+		},
+		{
 			name: "pre_deploy command as a string",
 			yml:  minimal + "    pre_deploy:\n      command: ./manage.py migrate\n",
 			want: []string{`config.yml:7: services.web.pre_deploy.command: must be a list of strings`},
@@ -559,6 +570,11 @@ func TestLoadConfig_FullExample(t *testing.T) {
 					Keep:    3,
 					Timeout: 10 * time.Minute,
 				},
+				Schema: Schema{
+					Command:    []string{"python", "manage.py", "showmigrations", "--plan"},
+					Timeout:    time.Minute,
+					Compatible: `^[a-z_]+\.\d{4}_add_`,
+				},
 				Drain:               5 * time.Second,
 				Standby:             "running",
 				StandbyDuringDeploy: "keep",
@@ -638,6 +654,7 @@ func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
 		Health: Health{Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
 			HealthyThreshold: 2, StartTimeout: 60 * time.Second},
 		PreDeploy:           PreDeploy{Timeout: 5 * time.Minute},
+		Schema:              Schema{Timeout: time.Minute},
 		Drain:               5 * time.Second,
 		Standby:             "running",
 		StandbyDuringDeploy: "keep",
@@ -900,6 +917,11 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 		Limits: controller.ContainerLimits{
 			Memory: 512 << 20, NanoCPUs: 1_500_000_000, PidsLimit: 4096, CapDrop: []string{"NET_RAW"},
 			NoNewPrivileges: true,
+		},
+		Schema: controller.SchemaSpec{
+			Command:    []string{"python", "manage.py", "showmigrations", "--plan"},
+			Timeout:    time.Minute,
+			Compatible: `^[a-z_]+\.\d{4}_add_`,
 		},
 	}
 	if !reflect.DeepEqual(web, want) {

@@ -48,6 +48,11 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 			AutoRollback:        s.AutoRollback,
 			AllowedTags:         s.AllowedTags,
 			Limits:              s.containerLimits(),
+			Schema: controller.SchemaSpec{
+				Command:    append([]string(nil), s.Schema.Command...),
+				Timeout:    s.Schema.Timeout,
+				Compatible: s.Schema.Compatible,
+			},
 		})
 	}
 	return specs

@@ -362,6 +362,7 @@ func (s Service) validate(v *validator, p, name string) {
 	if s.Backup != nil {
 		s.Backup.validate(v, p+".backup")
 	}
+	s.validateSchema(v, p)
 	if s.Drain < 0 {
 		v.addf(p+".drain", "must not be negative, got %s", s.Drain)
 	}
@@ -478,3 +479,21 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 func (c *Config) serviceNames() []string { return sortedKeys(c.Services) }
+
+// validateSchema checks a service's schema block.
+func (s Service) validateSchema(v *validator, p string) {
+	for i, arg := range s.Schema.Command {
+		if i == 0 && arg == "" {
+			v.addf(p+".schema.command[0]", "the program name must not be empty")
+		}
+	}
+	v.positive(p+".schema.timeout", s.Schema.Timeout)
+	if s.Schema.Compatible != "" {
+		if _, err := regexp.Compile(s.Schema.Compatible); err != nil {
+			v.addf(p+".schema.compatible", "invalid regular expression: %v", err)
+		}
+		if len(s.Schema.Command) == 0 {
+			v.addf(p+".schema.compatible", "needs schema.command: without it no schema is read")
+		}
+	}
+}

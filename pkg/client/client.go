@@ -223,10 +223,18 @@ func (c *Client) Deploy(ctx context.Context, service, image, commit, onBehalfOf 
 }
 
 // Rollback asks for service's standby color to be made active again. It
-// returns once the rollback is accepted; ECONFLICT without a standby.
-func (c *Client) Rollback(ctx context.Context, service string) (api.Deployment, error) {
+// returns once the rollback is accepted; ECONFLICT without a standby, and
+// ESCHEMACHANGE when the rollback crosses a breaking schema change and
+// confirmSchemaChange is false.
+func (c *Client) Rollback(ctx context.Context, service string, confirmSchemaChange bool) (api.Deployment, error) {
+	var in any
+	if confirmSchemaChange {
+		in = struct {
+			ConfirmSchemaChange bool `json:"confirm_schema_change"`
+		}{true}
+	}
 	var d api.Deployment
-	err := c.call(ctx, http.MethodPost, c.endpoint(nil, "api", "v1", "services", service, "rollback"), nil, &d)
+	err := c.call(ctx, http.MethodPost, c.endpoint(nil, "api", "v1", "services", service, "rollback"), in, &d)
 	return d, err
 }
 

@@ -85,7 +85,7 @@ func TestClient_CallsSendRouteTokenAndBody(t *testing.T) {
 		{
 			name: "rollback",
 			call: func(ctx context.Context, c *Client) error {
-				_, err := c.Rollback(ctx, "web")
+				_, err := c.Rollback(ctx, "web", false)
 				return err
 			},
 			want: recorded{Method: "POST", Path: "/api/v1/services/web/rollback"},

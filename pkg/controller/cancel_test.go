@@ -199,7 +199,7 @@ func TestCancel_RollbackBeforeSwitchKeepsStandbyAndTraffic(t *testing.T) {
 		before := h.snapshot()
 		standby := namesOf(h.colorContainers(controller.Blue))
 		h.prober.failUntil("web-blue-", errors.New("connection refused"), nil)
-		d, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{Source: "test"})
+		d, err := h.c.Rollback(h.ctx(), svc, controller.RollbackRequest{Trigger: controller.Trigger{Source: "test"}})
 		if err != nil {
 			t.Fatalf("Rollback: %v", err)
 		}

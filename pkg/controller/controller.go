@@ -287,13 +287,24 @@ func (c *Controller) Deploy(ctx context.Context, service string, req DeployReque
 }
 
 // Rollback switches a service back to its standby color in the background.
-// Errors as Deploy; ECONFLICT also when the service has no standby.
-func (c *Controller) Rollback(ctx context.Context, service string, trigger Trigger) (Deployment, error) {
+// Errors as Deploy; ECONFLICT also when the service has no standby, and
+// ESCHEMACHANGE when the rollback crosses a breaking schema change that
+// req does not confirm (see SchemaChange).
+func (c *Controller) Rollback(ctx context.Context, service string, req RollbackRequest) (Deployment, error) {
 	spec, err := c.spec(service)
 	if err != nil {
 		return Deployment{}, err
 	}
-	return c.launch(ctx, spec, KindRollback, trigger, rollbackPlan)
+	return c.launch(ctx, spec, KindRollback, req.Trigger, func(st ServiceState) (Deployment, error) {
+		d, err := rollbackPlan(st)
+		if err != nil {
+			return Deployment{}, err
+		}
+		if err := c.schemaGuard(ctx, spec, st, req.ConfirmSchemaChange, &d); err != nil {
+			return Deployment{}, err
+		}
+		return d, nil
+	})
 }
 
 // rollbackFrom starts a rollback only if the service is still in state
@@ -305,7 +316,16 @@ func (c *Controller) rollbackFrom(ctx context.Context, spec ServiceSpec, seen Se
 			return Deployment{}, fmt.Errorf("%w: %s is on %s, %s was judged unhealthy",
 				errTrafficMoved, st.Name, st.ActiveColor, seen.ActiveColor)
 		}
-		return rollbackPlan(st)
+		d, err := rollbackPlan(st)
+		if err != nil {
+			return Deployment{}, err
+		}
+		// Never confirmed: crossing a breaking schema change is a
+		// person's decision.
+		if err := c.schemaGuard(ctx, spec, st, false, &d); err != nil {
+			return Deployment{}, err
+		}
+		return d, nil
 	})
 }
 
@@ -473,6 +493,7 @@ func (c *Controller) Service(ctx context.Context, name string) (ServiceView, err
 		Deployment:        rec.last,
 		LastFailure:       rec.lastFailure,
 		LastSwitch:        rec.lastSwitch,
+		RollbackSchema:    schemaChange(spec, st, rec.active, rec.standby),
 	}
 	for i, ct := range containers {
 		if ct.Health == "" && ct.Running() {

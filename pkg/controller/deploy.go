@@ -55,9 +55,16 @@ func (r *deployRun) deploy(ctx context.Context) error {
 		return err
 	}
 
+	before, err := r.schemaBefore(ctx, env)
+	if err != nil {
+		return err
+	}
 	if err := r.step(ctx, StepPreDeploy, func(ctx context.Context, s *Step) (string, error) {
 		return r.preDeploy(ctx, env, s)
 	}); err != nil {
+		return err
+	}
+	if err := r.schemaAfter(ctx, env, before); err != nil {
 		return err
 	}
 

@@ -552,7 +552,7 @@ func TestDeploy_BusyServiceConflicts(t *testing.T) {
 				return err
 			}},
 			{"rollback", func() error {
-				_, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{})
+				_, err := h.c.Rollback(h.ctx(), svc, controller.RollbackRequest{Trigger: controller.Trigger{}})
 				return err
 			}},
 		} {
@@ -699,7 +699,7 @@ func TestClose_DuringHealthInterruptsAndRemovesNewContainers(t *testing.T) {
 		if got := controller.ErrorCode(err); got != controller.EUNAVAILABLE {
 			t.Errorf("Deploy after Close: code = %q (err %v), want %q", got, err, controller.EUNAVAILABLE)
 		}
-		_, err = h.c.Rollback(h.ctx(), svc, controller.Trigger{})
+		_, err = h.c.Rollback(h.ctx(), svc, controller.RollbackRequest{Trigger: controller.Trigger{}})
 		if got := controller.ErrorCode(err); got != controller.EUNAVAILABLE {
 			t.Errorf("Rollback after Close: code = %q (err %v), want %q", got, err, controller.EUNAVAILABLE)
 		}

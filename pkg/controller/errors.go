@@ -14,6 +14,9 @@ const (
 	ENOTFOUND     = "not_found"
 	EUNAUTHORIZED = "unauthorized"
 	EUNAVAILABLE  = "unavailable"
+	// ESCHEMACHANGE refuses a rollback across a breaking schema change
+	// that the request did not confirm.
+	ESCHEMACHANGE = "schema_change"
 )
 
 // Error is an error a user can act on: its Message is safe to show, its Code

@@ -149,7 +149,7 @@ func (h *harness) deploy(image string) controller.Deployment {
 // rollback starts a rollback and waits for it to end.
 func (h *harness) rollback() controller.Deployment {
 	h.t.Helper()
-	d, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{Source: "test"})
+	d, err := h.c.Rollback(h.ctx(), svc, controller.RollbackRequest{Trigger: controller.Trigger{Source: "test"}})
 	if err != nil {
 		h.t.Fatalf("Rollback: %v", err)
 	}

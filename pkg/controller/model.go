@@ -199,6 +199,38 @@ type Deployment struct {
 	Trigger    Trigger
 	CreatedAt  time.Time
 	FinishedAt *time.Time
+	// Schema is the schema state a deploy left (ServiceSpec.Schema); nil
+	// when the service reads none, and for rollbacks.
+	Schema *SchemaRecord
+	// SchemaChange is, for a rollback, the migrations it went back
+	// across; nil when the schema did not differ.
+	SchemaChange *SchemaChange
+}
+
+// SchemaRecord is the schema state a deploy read after its pre-deploy
+// command.
+type SchemaRecord struct {
+	// Version identifies Applied: a short hash of its sorted names.
+	Version string
+	// Applied lists every migration applied after the pre-deploy command.
+	Applied []string
+	// Migrated lists those the deploy's pre-deploy command applied.
+	Migrated []string
+}
+
+// SchemaChange describes what a rollback crosses: the migrations the
+// active deployment's schema has that the standby's lacked.
+type SchemaChange struct {
+	// Breaking says some of Migrations do not match the service's
+	// compatible pattern: the standby's code may fail against them.
+	Breaking bool
+	// Migrations are the migrations the standby never ran against.
+	Migrations []string
+	// Message says so in a sentence.
+	Message string
+	// Confirmed is set on a rollback the requester confirmed across a
+	// breaking change.
+	Confirmed bool
 }
 
 // ServiceState is what the store keeps per service: which color serves
@@ -251,6 +283,14 @@ type DeployRequest struct {
 	Trigger Trigger
 }
 
+// RollbackRequest asks for a rollback to the standby.
+type RollbackRequest struct {
+	Trigger Trigger
+	// ConfirmSchemaChange lets the rollback cross a breaking schema change
+	// (see SchemaChange), which is refused without it.
+	ConfirmSchemaChange bool
+}
+
 // ColorView is one color of a service: its image and its containers.
 type ColorView struct {
 	Image      string
@@ -295,6 +335,10 @@ type ServiceView struct {
 	// Traffic is the service's pause, maintenance and requests in flight
 	// through deployd's switch; nil in reload mode.
 	Traffic *TrafficView
+	// RollbackSchema is the schema change a rollback to the standby would
+	// cross; nil when there is none, or when either side's schema is
+	// unknown.
+	RollbackSchema *SchemaChange
 }
 
 // What a rollback would return to (ServiceView.Standby).

@@ -18,7 +18,7 @@ func TestDeploy_DockerDownAnswersUnavailableAndRecordsNothing(t *testing.T) {
 			return err
 		},
 		"rollback": func(h *harness) error {
-			_, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{Source: "test"})
+			_, err := h.c.Rollback(h.ctx(), svc, controller.RollbackRequest{Trigger: controller.Trigger{Source: "test"}})
 			return err
 		},
 		"delivery": func(h *harness) error {
@@ -118,7 +118,7 @@ func TestDeploy_NotifiesStartAndEnd(t *testing.T) {
 		h.prober.setVerdict(func(name string, n int) error { return errors.New("503") })
 		failed := h.deploy("v3")
 		h.prober.setVerdict(nil)
-		rb, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{Source: "api", Actor: "bob"})
+		rb, err := h.c.Rollback(h.ctx(), svc, controller.RollbackRequest{Trigger: controller.Trigger{Source: "api", Actor: "bob"}})
 		if err != nil {
 			t.Fatalf("Rollback: %v", err)
 		}

@@ -179,7 +179,7 @@ func TestRollback_WithoutStandbyConflicts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		for _, stage := range []string{"before any deploy", "after the first deploy"} {
-			_, err := h.c.Rollback(h.ctx(), svc, controller.Trigger{})
+			_, err := h.c.Rollback(h.ctx(), svc, controller.RollbackRequest{Trigger: controller.Trigger{}})
 			if got := controller.ErrorCode(err); got != controller.ECONFLICT {
 				t.Errorf("Rollback %s: code = %q (err %v), want %q", stage, got, err, controller.ECONFLICT)
 			}

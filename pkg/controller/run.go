@@ -44,7 +44,8 @@ func (c *Controller) execute(l *lease, spec ServiceSpec, d Deployment) {
 	r.emit(Event{Type: EventStatus, Status: StatusRunning.String()})
 	r.log.WithField("image", d.Image).Info("deployment started")
 	if d.Kind == KindRollback {
-		c.notifyf(NotifyDeployStarted, r.d, d.Trigger.Actor, "rollback of %s to %s (%s) started", d.Service, d.ToColor, d.Image)
+		c.notifyf(NotifyDeployStarted, r.d, d.Trigger.Actor, "rollback of %s to %s (%s)%s started",
+			d.Service, d.ToColor, d.Image, schemaNote(d))
 	} else {
 		c.notifyf(NotifyDeployStarted, r.d, d.Trigger.Actor, "deploy of %s to %s started", d.Image, d.ToColor)
 	}
@@ -117,7 +118,8 @@ func (r *deployRun) notifyEnd() {
 	case d.Status == StatusRolledBack:
 		r.c.notifyf(NotifyRolledBack, d, "bake", "deploy of %s rolled back by bake: %s", d.Image, d.Error)
 	case d.Status == StatusSucceeded && d.Kind == KindRollback:
-		r.c.notifyf(NotifyRolledBack, d, actor, "%s rolled back to %s (%s) by %s", d.Service, d.ToColor, d.Image, orUnknown(actor))
+		r.c.notifyf(NotifyRolledBack, d, actor, "%s rolled back to %s (%s) by %s%s",
+			d.Service, d.ToColor, d.Image, orUnknown(actor), schemaNote(d))
 	case d.Status == StatusSucceeded:
 		r.c.notifyf(NotifyDeploySucceeded, d, actor, "%s deployed to %s", d.Image, d.ToColor)
 	case d.Status == StatusInterrupted:

@@ -83,6 +83,18 @@ type BackupSpec struct {
 	Timeout time.Duration
 }
 
+// SchemaSpec says how to read a service's schema state: Command runs in a
+// one-off of a deployment's image, like the pre-deploy command, and prints
+// the migrations (see ParseSchemaState).
+type SchemaSpec struct {
+	Command []string
+	Timeout time.Duration
+	// Compatible, when set, is a regular expression (unanchored) matching
+	// the names of expand-only migrations, which old code runs against. A
+	// rollback across any other migration needs a confirmation.
+	Compatible string
+}
+
 // ServiceSpec is a service's configuration, validated by the caller.
 type ServiceSpec struct {
 	Name string
@@ -128,6 +140,9 @@ type ServiceSpec struct {
 	// Limits apply to every container of the service, its pre-deploy
 	// one-offs included.
 	Limits ContainerLimits
+	// Schema, when its Command is set, is read before and after the
+	// pre-deploy command and guards rollbacks.
+	Schema SchemaSpec
 }
 
 // ContainerLimits bound what a container may use and do. Zero values mean

@@ -199,12 +199,16 @@ func (c *Controller) watchService(ctx context.Context, spec ServiceSpec) error {
 }
 
 // standbyUnfit says why the standby cannot take traffic at once, or ""
-// when it is warm (all its containers run) and each answers one probe. A
+// when it is warm (all its containers run), each answers one probe, and
+// going back to it crosses no breaking schema change. A
 // cold standby is not started by the watchdog: that takes a full health
 // check, which is a decision for a person.
 func (c *Controller) standbyUnfit(ctx context.Context, spec ServiceSpec, st ServiceState) string {
 	if !st.StandbyColor.Valid() || st.StandbyImage == "" {
 		return "no standby"
+	}
+	if why := c.standbySchemaUnfit(ctx, spec, st); why != "" {
+		return why
 	}
 	cs, err := c.stateContainers(ctx, spec.Name, st, st.StandbyColor)
 	if err != nil {

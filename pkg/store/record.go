@@ -76,6 +76,26 @@ type deploymentV1 struct {
 	Trigger    triggerV1         `json:"trigger"`
 	CreatedAt  time.Time         `json:"created_at"`
 	FinishedAt *time.Time        `json:"finished_at"`
+	// Schema and SchemaChange came after schema 1: records without them
+	// read as no schema known, and omitempty keeps those records' bytes
+	// as they were.
+	Schema       *schemaRecordV1 `json:"schema,omitempty"`
+	SchemaChange *schemaChangeV1 `json:"schema_change,omitempty"`
+}
+
+// schemaRecordV1 is a controller.SchemaRecord.
+type schemaRecordV1 struct {
+	Version  string   `json:"version"`
+	Applied  []string `json:"applied"`
+	Migrated []string `json:"migrated"`
+}
+
+// schemaChangeV1 is a controller.SchemaChange.
+type schemaChangeV1 struct {
+	Breaking   bool     `json:"breaking"`
+	Migrations []string `json:"migrations"`
+	Message    string   `json:"message"`
+	Confirmed  bool     `json:"confirmed,omitempty"`
 }
 
 type stepV1 struct {
@@ -115,6 +135,12 @@ func newDeploymentV1(d controller.Deployment) deploymentV1 {
 		CreatedAt:  d.CreatedAt,
 		FinishedAt: d.FinishedAt,
 	}
+	if sr := d.Schema; sr != nil {
+		r.Schema = &schemaRecordV1{Version: sr.Version, Applied: sr.Applied, Migrated: sr.Migrated}
+	}
+	if ch := d.SchemaChange; ch != nil {
+		r.SchemaChange = &schemaChangeV1{Breaking: ch.Breaking, Migrations: ch.Migrations, Message: ch.Message, Confirmed: ch.Confirmed}
+	}
 	if d.Steps != nil {
 		r.Steps = make([]stepV1, len(d.Steps))
 		for i, s := range d.Steps {
@@ -141,6 +167,12 @@ func (r deploymentV1) deployment() controller.Deployment {
 		},
 		CreatedAt:  r.CreatedAt,
 		FinishedAt: r.FinishedAt,
+	}
+	if sr := r.Schema; sr != nil {
+		d.Schema = &controller.SchemaRecord{Version: sr.Version, Applied: sr.Applied, Migrated: sr.Migrated}
+	}
+	if ch := r.SchemaChange; ch != nil {
+		d.SchemaChange = &controller.SchemaChange{Breaking: ch.Breaking, Migrations: ch.Migrations, Message: ch.Message, Confirmed: ch.Confirmed}
 	}
 	if r.Steps != nil {
 		d.Steps = make([]controller.Step, len(r.Steps))

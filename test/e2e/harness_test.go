@@ -83,8 +83,10 @@ func runTests(m *testing.M) int {
 
 // images the tests deploy; each tag has its behaviour baked in.
 var imageArgs = map[string]map[string]string{
-	"v1":       {"APP_VERSION": "v1"},
-	"v2":       {"APP_VERSION": "v2"},
+	"v1": {"APP_VERSION": "v1"},
+	"v2": {"APP_VERSION": "v2"},
+	// v3 ships a breaking migration (demoapp showmigrations).
+	"v3":       {"APP_VERSION": "v3"},
 	"v2-fail":  {"APP_VERSION": "v2", "HEALTH_MODE": "failing"},
 	"v2-crash": {"APP_VERSION": "v2", "CRASH_AT_START": "1"},
 	"v2-slow":  {"APP_VERSION": "v2", "STARTUP_DELAY": "4s"},
@@ -106,6 +108,8 @@ type svcConfig struct {
 	PreDeploy    []string
 	// Backup is the service's backup block, when set.
 	Backup *config.Backup
+	// Schema, when set, is the service's schema block.
+	Schema *config.Schema
 	// TestCommand replaces nginx's config test command when set.
 	TestCommand []string
 	// Webhook turns on POST /hooks/deploy with the env's webhook secret.
@@ -289,6 +293,9 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 		svc.PreDeploy = config.PreDeploy{Command: s.PreDeploy, Timeout: 30 * time.Second}
 	}
 	svc.Backup = s.Backup
+	if s.Schema != nil {
+		svc.Schema = *s.Schema
+	}
 	c.Services[e.svc] = svc
 	e.switchMode = s.Traffic == config.TrafficModeSwitch || s.Traffic == trafficDefault
 	if s.Traffic == trafficDefault {

@@ -182,8 +182,10 @@
 
   // confirmAction resolves true only when the user pressed the yes button;
   // Esc, the no button and closing the dialog all mean no. With input set
-  // the dialog also asks for a line of text, left in input.value.
-  function confirmAction(message, input) {
+  // the dialog also asks for a line of text, left in input.value. With
+  // schema set ({warning, ack}) it shows the warning and, when ack is
+  // set, the yes button works only once its checkbox is ticked.
+  function confirmAction(message, input, schema) {
     const dialog = document.getElementById('confirm-dialog');
     if (!dialog || typeof dialog.showModal !== 'function') {
       if (input) {
@@ -192,26 +194,48 @@
         input.value = v;
         return Promise.resolve(true);
       }
+      if (schema && schema.warning) message += '\n\n' + schema.warning;
+      if (schema && schema.ack) message += '\n\n' + schema.ack + '?';
       return Promise.resolve(window.confirm(message));
     }
     const yes = document.getElementById('confirm-yes');
     const no = document.getElementById('confirm-no');
     const label = document.getElementById('confirm-input-label');
     const field = document.getElementById('confirm-input');
+    const warning = document.getElementById('confirm-schema');
+    const ackLabel = document.getElementById('confirm-ack-label');
+    const ack = document.getElementById('confirm-ack');
     document.getElementById('confirm-message').textContent = message;
     if (label && field) {
       label.hidden = !input;
       field.value = '';
     }
+    if (warning) {
+      warning.textContent = (schema && schema.warning) || '';
+      warning.hidden = !(schema && schema.warning);
+    }
+    const needAck = !!(schema && schema.ack && ackLabel && ack);
+    const onAck = () => { yes.disabled = !ack.checked; };
+    if (ackLabel && ack) {
+      ackLabel.hidden = !needAck;
+      ack.checked = false;
+      document.getElementById('confirm-ack-text').textContent = needAck ? schema.ack : '';
+    }
+    yes.disabled = needAck;
+    if (needAck) ack.addEventListener('change', onAck);
     return new Promise((resolve) => {
-      const onYes = () => dialog.close('yes');
+      const onYes = () => { if (!yes.disabled) dialog.close('yes'); };
       const onNo = () => dialog.close('no');
       const onClose = () => {
         yes.removeEventListener('click', onYes);
         no.removeEventListener('click', onNo);
         dialog.removeEventListener('close', onClose);
+        if (needAck) ack.removeEventListener('change', onAck);
         if (input && field) input.value = field.value;
         if (label) label.hidden = true;
+        if (warning) warning.hidden = true;
+        if (ackLabel) ackLabel.hidden = true;
+        yes.disabled = false;
         resolve(dialog.returnValue === 'yes');
       };
       yes.addEventListener('click', onYes);
@@ -256,9 +280,13 @@
 
   async function onRollback(btn) {
     const service = btn.getAttribute('data-service');
-    if (!(await confirmAction(btn.getAttribute('data-confirm')))) return;
+    const schema = { warning: btn.getAttribute('data-schema'), ack: btn.getAttribute('data-schema-ack') };
+    if (!(await confirmAction(btn.getAttribute('data-confirm'), null, schema))) return;
     btn.disabled = true;
-    const r = await api('POST', '/api/v1/services/' + encodeURIComponent(service) + '/rollback');
+    // Confirmed only when the dialog asked for it: a breaking change the
+    // page did not know of yet is refused, and its message says so.
+    const body = schema.ack ? { confirm_schema_change: true } : undefined;
+    const r = await api('POST', '/api/v1/services/' + encodeURIComponent(service) + '/rollback', body);
     btn.disabled = false;
     if (!r.ok) { flash(r.error, false); btn.focus(); return; }
     flash('Rollback of ' + service + ' started (' + r.data.id + ').', true, r.data.id);
