@@ -15,9 +15,6 @@
 
 (function () {
   const CLOCK_MS = 30000;
-  // A card refresh waits this long for more events of the same service, so
-  // a burst (a step ends, its containers change) costs one fetch.
-  const REFRESH_COALESCE_MS = 100;
   // The stream's hello says how often the server sends a heartbeat; this is
   // what the page assumes until it has heard one.
   const DEFAULT_HEARTBEAT_MS = 5000;
@@ -447,24 +444,31 @@
 
   // ---- the system event stream ----
 
-  // pending maps a service to its scheduled card refresh.
-  const pending = new Map();
-  let historyPending = null;
+  // refreshes maps a card's service (and "" the history) to its refresh: a
+  // burst of events (a step ends, its containers change) costs one fetch
+  // that starts at once and, when more came in meanwhile, one more after.
+  const refreshes = new Map();
+
+  function coalesce(key, refresh) {
+    let st = refreshes.get(key);
+    if (!st) { st = { running: false, again: false }; refreshes.set(key, st); }
+    if (st.running) { st.again = true; return; }
+    st.running = true;
+    (async () => {
+      try {
+        do { st.again = false; await refresh(); } while (st.again);
+      } finally {
+        st.running = false;
+      }
+    })();
+  }
 
   function scheduleCard(service) {
-    if (!service || pending.has(service)) return;
-    pending.set(service, setTimeout(() => {
-      pending.delete(service);
-      refreshCard(service);
-    }, REFRESH_COALESCE_MS));
+    if (service) coalesce('service:' + service, () => refreshCard(service));
   }
 
   function scheduleHistory() {
-    if (historyPending) return;
-    historyPending = setTimeout(() => {
-      historyPending = null;
-      refreshHistory();
-    }, REFRESH_COALESCE_MS);
+    coalesce('', refreshHistory);
   }
 
   // link is the page's connection to deployd: the stream, when it was last
