@@ -47,42 +47,49 @@ func BuildExample(ctx context.Context, cli Engine, djangoTag, dir, version strin
 	return tag, err
 }
 
-// exampleFiles reads the example's build context: every file below dir,
-// in lexical order, except Python caches, collected static files and the
-// local secrets (.env, web.env) that docker-compose.yml reads.
+// exampleContext is what the example's image is built from, as its
+// .dockerignore says: the Dockerfile and the app. The compose files and
+// local secrets (.env, web.env) beside them are never sent, and editing
+// them rebuilds nothing.
+var exampleContext = []string{"Dockerfile", "manage.py", "notesite", "notes", "versions"}
+
+// exampleFiles reads the example's build context (exampleContext below
+// dir) in lexical order, without Python caches.
 func exampleFiles(dir string) ([]contextFile, error) {
 	var files []contextFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if name == "__pycache__" || name == "staticfiles" {
-				return filepath.SkipDir
+	for _, top := range exampleContext {
+		err := filepath.WalkDir(filepath.Join(dir, top), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
 			}
+			name := d.Name()
+			if d.IsDir() {
+				if name == "__pycache__" {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if strings.HasSuffix(name, ".pyc") || !d.Type().IsRegular() {
+				return nil
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			files = append(files, contextFile{filepath.ToSlash(rel), b, int64(info.Mode().Perm())})
 			return nil
-		}
-		if strings.HasSuffix(name, ".pyc") || name == ".env" || name == "web.env" || !d.Type().IsRegular() {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
+		})
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("read the example in %s: %w", dir, err)
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files = append(files, contextFile{filepath.ToSlash(rel), b, int64(info.Mode().Perm())})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read the example in %s: %w", dir, err)
 	}
 	return files, nil
 }
