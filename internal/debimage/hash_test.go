@@ -11,8 +11,7 @@ func TestTags_AreStableForTheSameInputs(t *testing.T) {
 	if a != b {
 		t.Fatalf("two plans for the same options differ:\n%+v\n%+v", a, b)
 	}
-	// Pinned, so that an accidental change to what is hashed (which would
-	// rebuild every machine's images) shows up here.
+	// The form scripts and the README rely on.
 	for _, tag := range []string{a.Base, a.Django, a.Postgres} {
 		if !regexp.MustCompile(`^deployd-(debian:bookworm|django|postgres):[0-9a-f]{12}$|^deployd-debian:bookworm-[0-9a-f]{12}$`).MatchString(tag) {
 			t.Fatalf("tag %q does not have the documented form", tag)

@@ -22,8 +22,7 @@ const lockPoll = 250 * time.Millisecond
 // it. The kernel drops the lock when the holder exits, so a killed build
 // never leaves a stale lock behind.
 func lockTag(ctx context.Context, tag string) (unlock func(), err error) {
-	name := "deployd-debimage-" + strings.NewReplacer("/", "_", ":", "_").Replace(tag) + ".lock"
-	path := filepath.Join(os.TempDir(), name)
+	path := lockPath(tag)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
@@ -47,4 +46,9 @@ func lockTag(ctx context.Context, tag string) (unlock func(), err error) {
 	// Closing the file releases the lock; the file itself stays, empty,
 	// for the next caller.
 	return func() { _ = f.Close() }, nil
+}
+
+func lockPath(tag string) string {
+	name := "deployd-debimage-" + strings.NewReplacer("/", "_", ":", "_").Replace(tag) + ".lock"
+	return filepath.Join(os.TempDir(), name)
 }
