@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what deployd's tests and demo need is here: nginx (Debian's
-# nginx-light), Chromium for the status page's browser tests and a Docker
-# engine that answers. Installs and starts what is missing when run as root;
+# nginx-light), Chromium for the status page's browser tests, debootstrap
+# for the reference images built from Debian packages (internal/debimage)
+# and a Docker engine that answers. Installs and starts what is missing when run as root;
 # otherwise says what to do.
 set -euo pipefail
 
@@ -39,6 +40,13 @@ command -v setpriv >/dev/null || apt_install util-linux
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
 	log "installing nginx-light"
 	apt_install nginx-light
+fi
+
+# The Debian base of the reference images (internal/debimage) is made with
+# debootstrap; no registry is needed.
+if ! command -v debootstrap >/dev/null && [ ! -x /usr/sbin/debootstrap ]; then
+	log "installing debootstrap (the reference images' Debian base)"
+	apt_install debootstrap
 fi
 
 if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then

@@ -138,15 +138,17 @@ func (a DemoApp) BuildImage(ctx context.Context, cli ImageBuilder, ref string, b
 		return fmt.Errorf("image build request for %s: %w", ref, err)
 	}
 	defer resp.Body.Close()
-	if err := readBuildStream(resp.Body); err != nil {
+	if err := ReadBuildStream(resp.Body); err != nil {
 		return fmt.Errorf("build %s: %w", ref, err)
 	}
 	return nil
 }
 
-// readBuildStream consumes the engine's JSON progress messages. A failed
-// build still answers 200; the failure is an "error" message in the stream.
-func readBuildStream(r io.Reader) error {
+// ReadBuildStream consumes the engine's JSON progress messages (of a build
+// or an import) and returns the error the stream reports, with the tail of
+// the build output. A failed build still answers 200; the failure is an
+// "error" message in the stream.
+func ReadBuildStream(r io.Reader) error {
 	var log []string
 	dec := json.NewDecoder(r)
 	for {
