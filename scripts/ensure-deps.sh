@@ -89,3 +89,11 @@ if ! command -v promtool >/dev/null; then
 	log "installing prometheus (for promtool)"
 	apt_install prometheus
 fi
+
+# The reference images (a Debian base, Django and PostgreSQL from Debian's
+# packages, and the Django example's versions) are built unless an image of
+# the same inputs exists. Only a machine's first run pays for them (a few
+# minutes on the mirror); they are built here, before the suite, so that
+# their build does not compete with the suite's timed tests.
+log "reference images"
+(cd "$(dirname "$0")/.." && go run ./internal/debimage/cmd/build-images -example examples/django)
