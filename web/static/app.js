@@ -374,7 +374,10 @@
     return tpl.content.firstElementChild;
   }
 
-  async function refreshCard(service) {
+  // loadCard fetches the service's card and swaps it in; only refreshCard
+  // calls it, one at a time per service, so that an older answer never
+  // replaces a newer one.
+  async function loadCard(service) {
     const old = document.getElementById('service-' + service);
     if (!old) return;
     const fresh = await fetchPartial('/partials/services/' + encodeURIComponent(service));
@@ -410,7 +413,7 @@
     watchLive(fresh);
   }
 
-  async function refreshHistory() {
+  async function loadHistory() {
     const old = document.getElementById('history-section');
     if (!old) return;
     const fresh = await fetchPartial('/partials/history');
@@ -444,31 +447,34 @@
 
   // ---- the system event stream ----
 
-  // refreshes maps a card's service (and "" the history) to its refresh: a
-  // burst of events (a step ends, its containers change) costs one fetch
-  // that starts at once and, when more came in meanwhile, one more after.
+  // refreshes maps a card's service (and "" the history) to its running
+  // refresh. One runs at a time per key: a burst of events (a step ends,
+  // its containers change) costs one fetch that starts at once and, when
+  // more came in meanwhile, one more after, and an answer fetched before
+  // another can never be swapped in after it. The promise settles when the
+  // last run is done.
   const refreshes = new Map();
 
-  function coalesce(key, refresh) {
+  function coalesce(key, load) {
     let st = refreshes.get(key);
-    if (!st) { st = { running: false, again: false }; refreshes.set(key, st); }
-    if (st.running) { st.again = true; return; }
-    st.running = true;
-    (async () => {
+    if (!st) { st = { running: null, again: false }; refreshes.set(key, st); }
+    if (st.running) { st.again = true; return st.running; }
+    st.running = (async () => {
       try {
-        do { st.again = false; await refresh(); } while (st.again);
+        do { st.again = false; await load(); } while (st.again);
       } finally {
-        st.running = false;
+        st.running = null;
       }
     })();
+    return st.running;
   }
 
-  function scheduleCard(service) {
-    if (service) coalesce('service:' + service, () => refreshCard(service));
+  function refreshCard(service) {
+    return service ? coalesce('service:' + service, () => loadCard(service)) : Promise.resolve();
   }
 
-  function scheduleHistory() {
-    coalesce('', refreshHistory);
+  function refreshHistory() {
+    return coalesce('', loadHistory);
   }
 
   // link is the page's connection to deployd: the stream, when it was last
@@ -498,18 +504,18 @@
         refreshAll();
         break;
       case 'deployment':
-        scheduleCard(ev.service);
-        scheduleHistory();
+        refreshCard(ev.service);
+        refreshHistory();
         break;
       case 'step':
         // A step's end changes the card's containers and state sentence;
         // its start is shown by the deployment's own stream.
-        if (ev.status !== 'running') scheduleCard(ev.service);
+        if (ev.status !== 'running') refreshCard(ev.service);
         break;
       case 'service':
       case 'containers':
       case 'notice':
-        scheduleCard(ev.service);
+        refreshCard(ev.service);
         break;
     }
   }
