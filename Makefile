@@ -9,11 +9,13 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/deployd ./cmd/deployd
 
 # The test command: unit tests, integration tests on the real Docker engine
-# and a private nginx, all under the race detector.
+# and a private nginx, all under the race detector. The end-to-end package,
+# by far the longest, is named first so that it starts first and the rest
+# run beside it.
 test:
 	bash scripts/ensure-deps.sh
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./test/e2e/ ./...
 
 # The zero-downtime benchmark (real Docker engine and nginx): deployd's
 # blue-green switch in both traffic modes (reload, switch) against recreate
