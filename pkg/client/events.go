@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -86,56 +88,91 @@ func (e *callbackError) Error() string { return e.err.Error() }
 // returns nil once the final status event was handed to fn, and whether any
 // new event arrived.
 func (c *Client) streamOnce(ctx context.Context, id string, last *int, fn func(api.Event) error) (bool, error) {
-	u := c.endpoint(nil, "api", "v1", "deployments", id, "events")
-	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
+	lastID := ""
+	if *last > 0 {
+		lastID = strconv.Itoa(*last)
+	}
+	body, err := c.openStream(ctx, c.endpoint(nil, "api", "v1", "deployments", id, "events"), lastID)
 	if err != nil {
 		return false, err
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	if *last > 0 {
-		req.Header.Set("Last-Event-ID", strconv.Itoa(*last))
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("GET %s: %w", u.Path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false, decodeAPIError(resp)
-	}
+	defer body.Close()
 
-	progressed := false
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
-	var f sseFrame
-	for sc.Scan() {
-		line := sc.Text()
-		if line != "" {
-			f.add(line)
-			continue
-		}
+	progressed, final := false, false
+	err = eachFrame(body, func(f sseFrame) error {
 		ev, ok, err := f.event()
-		f = sseFrame{}
 		if err != nil {
-			return progressed, fmt.Errorf("deployment %s events: %w", id, err)
+			return err
 		}
 		// After a reconnect the server may repeat what was already seen.
 		if !ok || ev.Seq <= *last {
-			continue
+			return nil
 		}
 		*last = ev.Seq
 		progressed = true
 		if err := fn(ev); err != nil {
-			return progressed, &callbackError{err}
+			return &callbackError{err}
 		}
 		if isFinal(ev) {
-			return progressed, nil
+			final = true
+			return errFinal
 		}
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	switch {
+	case final:
+		return progressed, nil
+	case err != nil:
 		return progressed, fmt.Errorf("deployment %s events: %w", id, err)
 	}
 	return progressed, errStreamEnded
+}
+
+// errFinal stops eachFrame after a deployment's final status.
+var errFinal = errors.New("final status")
+
+// openStream GETs the server-sent events at u, resuming after lastID when
+// it is not "". The caller closes the body. An answer other than 200 is an
+// *APIError.
+func (c *Client) openStream(ctx context.Context, u *url.URL, lastID string) (io.ReadCloser, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u.Path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, decodeAPIError(resp)
+	}
+	return resp.Body, nil
+}
+
+// eachFrame calls fn with every complete frame of body, in order, until
+// the body ends (nil), fn returns an error (returned as is) or reading
+// fails.
+func eachFrame(body io.Reader, fn func(sseFrame) error) error {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
+	var f sseFrame
+	for sc.Scan() {
+		if line := sc.Text(); line != "" {
+			f.add(line)
+			continue
+		}
+		frame := f
+		f = sseFrame{}
+		if err := fn(frame); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
 }
 
 // sseFrame collects the fields of one server-sent event.

@@ -1,12 +1,10 @@
 package client
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -57,42 +55,20 @@ func (c *Client) watchOnce(ctx context.Context, service string, last *string, fn
 	if service != "" {
 		q = url.Values{"service": {service}}
 	}
-	u := c.endpoint(q, "api", "v1", "events")
-	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
+	body, err := c.openStream(ctx, c.endpoint(q, "api", "v1", "events"), *last)
 	if err != nil {
 		return false, err
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	if *last != "" {
-		req.Header.Set("Last-Event-ID", *last)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("GET %s: %w", u.Path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false, decodeAPIError(resp)
-	}
+	defer body.Close()
 
 	progressed := false
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
-	var f sseFrame
-	for sc.Scan() {
-		line := sc.Text()
-		if line != "" {
-			f.add(line)
-			continue
-		}
-		frame := f
-		f = sseFrame{}
+	err = eachFrame(body, func(frame sseFrame) error {
 		if len(frame.data) == 0 {
-			continue
+			return nil
 		}
 		ev := SystemEvent{ID: frame.id, Data: json.RawMessage(strings.Join(frame.data, "\n"))}
 		if err := json.Unmarshal(ev.Data, &ev); err != nil {
-			return progressed, fmt.Errorf("decode event %q: %w", frame.id, err)
+			return fmt.Errorf("decode event %q: %w", frame.id, err)
 		}
 		if ev.Type == "" {
 			ev.Type = frame.typ
@@ -102,10 +78,11 @@ func (c *Client) watchOnce(ctx context.Context, service string, last *string, fn
 		}
 		progressed = true
 		if err := fn(ev); err != nil {
-			return progressed, &callbackError{err}
+			return &callbackError{err}
 		}
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return progressed, fmt.Errorf("system events: %w", err)
 	}
 	return progressed, errors.New("system event stream ended")
