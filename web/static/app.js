@@ -560,6 +560,14 @@
     const age = link.heard ? now - link.heard : 0;
     const broken = link.brokenAt && now - link.brokenAt >= RECONNECT_GRACE_MS;
     const silent = link.heard && age > 2 * link.heartbeatMs + RECONNECT_GRACE_MS;
+    if (silent && link.es && !link.leaving) {
+      // Open but silent past two heartbeats (a hung deployd, a proxy that
+      // holds the stream): start afresh rather than wait on it.
+      if (!link.brokenAt) link.brokenAt = link.heard;
+      link.es.close();
+      link.es = null;
+      link.retry = setTimeout(connect, RECONNECT_MIN_MS);
+    }
     setOffline(Boolean(broken || silent));
     const el = freshnessElement();
     if (!el) return;
