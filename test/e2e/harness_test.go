@@ -149,6 +149,14 @@ type svcConfig struct {
 	// for), trafficDefault what a config that does not say gets. In switch
 	// mode the service's switch listens on a free loopback port.
 	Traffic string
+	// Image replaces the demo repository when set.
+	Image string
+	// Env, EnvFile and Network are the service's env, env_file and network.
+	Env     map[string]string
+	EnvFile string
+	Network string
+	// HealthTimeout replaces the probes' timeout when set.
+	HealthTimeout time.Duration
 }
 
 // trafficModes are the traffic modes the core behaviours run in.
@@ -276,6 +284,13 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	}
 	c.TrustedProxies = s.TrustedProxies
 	svc := c.Services[e.svc]
+	if s.Image != "" {
+		svc.Image = s.Image
+	}
+	svc.Env, svc.EnvFile, svc.Network = s.Env, s.EnvFile, s.Network
+	if s.HealthTimeout > 0 {
+		svc.Health.Timeout = s.HealthTimeout
+	}
 	svc.Replicas, svc.Health.StartTimeout, svc.Drain = s.Replicas, s.StartTimeout, s.Drain
 	svc.AllowedRefs, svc.RepositoryURL, svc.Bake, svc.AutoRollback = s.AllowedRefs, s.RepositoryURL, s.Bake, s.AutoRollback
 	svc.AllowedTags = s.AllowedTags
