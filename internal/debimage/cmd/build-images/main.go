@@ -1,6 +1,8 @@
 // Command build-images builds deployd's reference images from Debian
 // packages (see package debimage) unless they exist, and prints their tags,
-// one "name=tag" a line, for scripts and CI:
+// one "name=tag" a line, for scripts and CI. Each image is also tagged with
+// its stable name (deployd-postgres:latest, deployd-django-example:v2, see
+// debimage.AliasOf), the one the example's files name:
 //
 //	go run ./internal/debimage/cmd/build-images
 //	go run ./internal/debimage/cmd/build-images -example examples/django
@@ -54,16 +56,23 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("base=%s\ndjango=%s\npostgres=%s\n", tags.Base, tags.Django, tags.Postgres)
-	if example == "" {
-		return nil
+	built := []struct{ name, tag string }{{"base", tags.Base}, {"django", tags.Django}, {"postgres", tags.Postgres}}
+	if example != "" {
+		for _, v := range debimage.ExampleVersions {
+			tag, err := debimage.BuildExample(ctx, cli, tags.Django, example, v, log)
+			if err != nil {
+				return err
+			}
+			built = append(built, struct{ name, tag string }{"example-" + v, tag})
+		}
 	}
-	for _, v := range debimage.ExampleVersions {
-		tag, err := debimage.BuildExample(ctx, cli, tags.Django, example, v, log)
+	for _, b := range built {
+		alias, err := debimage.Alias(ctx, cli, b.tag)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("example-%s=%s\n", v, tag)
+		fmt.Printf("%s=%s\n", b.name, b.tag)
+		log.Infof("%s is also %s", b.tag, alias)
 	}
 	return nil
 }
