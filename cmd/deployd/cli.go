@@ -430,6 +430,14 @@ func (c *cli) status(ctx context.Context, service string) error {
 			fmt.Fprintf(c.stdout, "%s: last deploy of %s %s%s at %s (%s): %s\n", v.Name, d.Image, d.Status, by,
 				d.CreatedAt.UTC().Format(time.RFC3339), d.ID, d.Error)
 		}
+		// What a rollback would go back across, before anyone asks for one.
+		if ch := v.RollbackSchemaChange; ch != nil {
+			kind := "compatible"
+			if ch.Breaking {
+				kind = "breaking: a rollback needs --confirm-schema-change"
+			}
+			fmt.Fprintf(c.stdout, "%s: rollback crosses %s (%s)\n", v.Name, strings.Join(ch.Migrations, ", "), kind)
+		}
 	}
 	return nil
 }

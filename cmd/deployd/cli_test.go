@@ -114,9 +114,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GET /api/v1/deployments":
 		writeJSON(http.StatusOK, map[string]any{"deployments": []api.Deployment{f.deployment(f.outcome)}})
 	case "GET /api/v1/services":
-		writeJSON(http.StatusOK, map[string]any{"services": []api.Service{webView(f.deployment(f.outcome))}})
+		writeJSON(http.StatusOK, map[string]any{"services": []api.Service{f.view()}})
 	case "GET /api/v1/services/web":
-		writeJSON(http.StatusOK, webView(f.deployment(f.outcome)))
+		writeJSON(http.StatusOK, f.view())
 	case "GET /api/v1/deployments/d-1/events":
 		w.Header().Set("Content-Type", "text/event-stream")
 		for _, ev := range f.events() {
@@ -126,6 +126,17 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(http.StatusNotFound, map[string]string{"error": "no route", "code": "not_found"})
 	}
+}
+
+// view is the service view the fake answers; with schemaChange, a
+// rollback would cross a breaking migration.
+func (f *fakeAPI) view() api.Service {
+	v := webView(f.deployment(f.outcome))
+	if f.schemaChange {
+		v.RollbackSchemaChange = &api.SchemaChange{Breaking: true, Migrations: []string{"notes.0003_drop_legacy"},
+			Message: "web's active demoapp:v2 applied notes.0003_drop_legacy; ..."}
+	}
+	return v
 }
 
 func webView(d api.Deployment) api.Service {
@@ -390,15 +401,29 @@ func TestCLI_HistorySendsServiceAndLimit(t *testing.T) {
 }
 
 func TestCLI_StatusTable(t *testing.T) {
-	r := runFakeCLI(t, &fakeAPI{outcome: controller.StatusFailed, errMsg: "boom"}, nil, "status")
-	if r.code != 0 {
-		t.Fatalf("exit = %d; stderr: %s", r.code, r.stderr)
+	const table = "SERVICE  ACTIVE            STANDBY                 LAST DEPLOYMENT\n"
+	tests := []struct {
+		name string
+		fake *fakeAPI
+		want string
+	}{
+		{"a failure stays in view", &fakeAPI{outcome: controller.StatusFailed, errMsg: "boom"}, table +
+			"web      green demoapp:v2  blue demoapp:v1 (warm)  deploy failed (d-1)\n" +
+			"web: last deploy of demoapp:v2 failed by ci at 2026-01-02T03:04:05Z (d-1): boom\n"},
+		{"a rollback across a breaking migration is named", &fakeAPI{outcome: controller.StatusSucceeded, schemaChange: true}, table +
+			"web      green demoapp:v2  blue demoapp:v1 (warm)  deploy succeeded (d-1)\n" +
+			"web: rollback crosses notes.0003_drop_legacy (breaking: a rollback needs --confirm-schema-change)\n"},
 	}
-	want := "SERVICE  ACTIVE            STANDBY                 LAST DEPLOYMENT\n" +
-		"web      green demoapp:v2  blue demoapp:v1 (warm)  deploy failed (d-1)\n" +
-		"web: last deploy of demoapp:v2 failed by ci at 2026-01-02T03:04:05Z (d-1): boom\n"
-	if r.stdout != want {
-		t.Fatalf("stdout =\n%s\nwant\n%s", r.stdout, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runFakeCLI(t, tt.fake, nil, "status")
+			if r.code != 0 {
+				t.Fatalf("exit = %d; stderr: %s", r.code, r.stderr)
+			}
+			if r.stdout != tt.want {
+				t.Fatalf("stdout =\n%s\nwant\n%s", r.stdout, tt.want)
+			}
+		})
 	}
 }
 

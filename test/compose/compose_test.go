@@ -58,6 +58,7 @@ type stack struct {
 	t          *testing.T
 	httpURL    string // nginx's port 80, published on loopback
 	httpsURL   string // nginx's port 443
+	apiURL     string // where deployd's API answers through nginx: one of the two
 	client     *http.Client
 	adminToken string
 	secret     string // the webhook secret
@@ -146,8 +147,8 @@ func startStack(t *testing.T, cli *client.Client, dc string) *stack {
 		adminToken: randomHex(t),
 		secret:     randomHex(t),
 	}
+	s.apiURL = s.httpsURL
 	s.client = trustingClient(t, filepath.Join(certs, "fullchain.pem"))
-	project := "deploydci" + randomHex(t)[:8]
 	env := []string{
 		"DEPLOYD_ADMIN_TOKEN=" + s.adminToken,
 		"DEPLOYD_CI_TOKEN=" + randomHex(t),
@@ -158,7 +159,16 @@ func startStack(t *testing.T, cli *client.Client, dc string) *stack {
 		"NGINX_HTTP_PUBLISH=127.0.0.1:" + strconv.Itoa(httpPort),
 		"NGINX_HTTPS_PUBLISH=127.0.0.1:" + strconv.Itoa(httpsPort),
 	}
-	args := []string{"-f", "docker-compose.yml", "-f", "deploy/compose/ci.override.yml", "-p", project}
+	s.up(t, cli, dc, root, []string{"-f", "docker-compose.yml", "-f", "deploy/compose/ci.override.yml"}, env)
+	return s
+}
+
+// up starts the compose project of files (relative to root) with env, under
+// a project name of its own, and waits for deployd's API. Its cleanups
+// take everything down again, the app containers deployd started included.
+func (s *stack) up(t *testing.T, cli *client.Client, dc, root string, files, env []string) {
+	t.Helper()
+	args := append(slices.Clone(files), "-p", "deploydci"+randomHex(t)[:8])
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := runErr(root, env, time.Minute, dc, append(args, "logs", "--no-color", "--tail", "200")...)
@@ -183,7 +193,6 @@ func startStack(t *testing.T, cli *client.Client, dc string) *stack {
 		t.Fatalf("docker-compose up: %v\n%s", err, s.redact(out))
 	}
 	s.waitDeployd(t)
-	return s
 }
 
 // removeAppContainers removes the containers deployd started for the
@@ -282,7 +291,7 @@ func (s *stack) api(t *testing.T, method, path string, body []byte) (int, []byte
 	if body != nil {
 		h["Content-Type"] = "application/json"
 	}
-	status, _, b, err := s.do(t, method, s.httpsURL+path, "deployd.localhost", body, h)
+	status, _, b, err := s.do(t, method, s.apiURL+path, "deployd.localhost", body, h)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -295,7 +304,7 @@ func (s *stack) waitDeployd(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		status, _, _, err := s.do(t, http.MethodGet, s.httpsURL+"/healthz", "deployd.localhost", nil, nil)
+		status, _, _, err := s.do(t, http.MethodGet, s.apiURL+"/healthz", "deployd.localhost", nil, nil)
 		if err == nil && status == http.StatusOK {
 			return
 		}
@@ -322,7 +331,7 @@ func (s *stack) webhookDeploy(t *testing.T, tag string) string {
 	mac := hmac.New(sha256.New, []byte(s.secret))
 	mac.Write([]byte(ts + "."))
 	mac.Write(body)
-	status, _, b, err := s.do(t, http.MethodPost, s.httpsURL+"/hooks/deploy", "deployd.localhost", body, map[string]string{
+	status, _, b, err := s.do(t, http.MethodPost, s.apiURL+"/hooks/deploy", "deployd.localhost", body, map[string]string{
 		"Content-Type":        "application/json",
 		"X-Deployd-Timestamp": ts,
 		"X-Hub-Signature-256": "sha256=" + hex.EncodeToString(mac.Sum(nil)),
