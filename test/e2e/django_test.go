@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -470,6 +471,12 @@ func TestDjango_MigrationsBackupsRestoreAndSchemaGuardedRollbacks(t *testing.T) 
 		Env: w.pgEnv(), EnvFile: backupEnv, Volume: w.volume, Keep: 5, Timeout: time.Minute}
 	cfg.Schema = &config.Schema{Command: []string{"python3", "manage.py", "showmigrations", "--plan"},
 		Timeout: 30 * time.Second, Compatible: `^[a-z_]+\.\d{4}_add_`}
+	// The watchdog may roll back on its own: it must not when the database
+	// is what failed.
+	rcv, notifyURL := startReceiver(t)
+	e.notifyURL = notifyURL
+	cfg.Notify, cfg.AutoRollback = true, true
+	cfg.WatchInterval, cfg.UnhealthyThreshold = 500*time.Millisecond, 2
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
 	logPhase("setup (images, db, daemon)")
 
@@ -521,6 +528,33 @@ func TestDjango_MigrationsBackupsRestoreAndSchemaGuardedRollbacks(t *testing.T) 
 		t.Fatalf("rollback from v3 without confirmation = %d %s, want 409 code %s", status, b, controller.ESCHEMACHANGE)
 	}
 	e.assertDjangoServes(ctx, "v3", string(v3.ToColor))
+	warning := decode[apiError](t, b).Error
+	if !strings.Contains(warning, "applied notes.0003_drop_legacy") {
+		t.Fatalf("refusal %q does not name notes.0003_drop_legacy", warning)
+	}
+
+	// The status page says so on the card and in the rollback dialog,
+	// whose yes button waits for the acknowledgement.
+	br := newBrowser(t)
+	br.login(d, e.token)
+	rollbackButton := fmt.Sprintf(`button.rollback[data-service="%s"]`, e.svc)
+	if got := br.text(card(e.svc, ".rollback-schema")); got != "Breaking schema change: "+warning {
+		t.Errorf(".rollback-schema = %q, want %q", got, "Breaking schema change: "+warning)
+	}
+	openDialog := func() {
+		br.click("click Rollback", rollbackButton)
+		br.do("wait for the dialog", chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")))
+		if got := br.text("#confirm-schema"); got != warning {
+			t.Errorf("#confirm-schema = %q, want %q", got, warning)
+		}
+		if !eval[bool](br, `document.getElementById('confirm-yes').disabled`) {
+			t.Fatalf("#confirm-yes is enabled before the acknowledgement")
+		}
+	}
+	openDialog()
+	br.screenshot("schema-warning")
+	br.do("cancel", chromedp.Click(chromedp.CSS("#confirm-no")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")))
+	e.assertDjangoServes(ctx, "v3", string(v3.ToColor))
 	logPhase("rollback v3 -> v2 refused")
 
 	// Every migrating deploy left its dump; rollbacks none.
@@ -554,24 +588,63 @@ func TestDjango_MigrationsBackupsRestoreAndSchemaGuardedRollbacks(t *testing.T) 
 	// one v2 ran against. (On v3's schema its probe would fail: v2 selects
 	// the dropped column, and the rollback would end failed after the
 	// start timeout, v3 still serving.)
-	confirm := map[string]bool{"confirm_schema_change": true}
-	status, b = d.request(http.MethodPost, "/api/v1/services/"+e.svc+"/rollback", confirm, e.token)
-	if status != http.StatusAccepted {
-		t.Fatalf("confirmed rollback after the restore = %d %s, want 202", status, b)
-	}
-	rb = d.waitDjango(decode[api.Deployment](t, b).ID)
+	// Confirmed in the page's dialog.
+	openDialog()
+	br.do("tick the acknowledgement", chromedp.Click(chromedp.CSS("#confirm-ack")))
+	br.waitTrue("#confirm-yes enabled", `!document.getElementById('confirm-yes').disabled`, pageTimeout)
+	br.screenshot("schema-warning-acknowledged")
+	br.do("confirm", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitNotVisible(chromedp.CSS("#confirm-dialog")))
+	br.waitTrue("the rollback's flash", `!!document.querySelector('#flash .flash-msg.ok[data-deployment]')`, pageTimeout)
+	rb = d.waitDjango(eval[string](br, `document.querySelector('#flash .flash-msg.ok[data-deployment]').dataset.deployment`))
 	if rb.Status != controller.StatusSucceeded || rb.SchemaChange == nil || !rb.SchemaChange.Confirmed || !rb.SchemaChange.Breaking {
 		t.Fatalf("confirmed rollback: %s (%s), schema_change %+v, steps %s", rb.Status, rb.Error, rb.SchemaChange, stepSummary(rb))
 	}
 	e.assertDjangoServes(ctx, "v2", string(v2b.ToColor))
 	logPhase("rollback v3 -> v2 confirmed")
 
-	// The database away: /health through nginx says so within seconds.
+	// The database away: /health through nginx says so within seconds,
+	// the watchdog reports the service unhealthy and rolls nothing back,
+	// since the standby fails its probe too: not a code fault.
 	if err := e.cli.ContainerStop(ctx, w.pg, container.StopOptions{}); err != nil {
 		t.Fatalf("stop postgres: %v", err)
 	}
 	stopped := time.Now()
 	e.waitDjangoHealth(ctx, http.StatusServiceUnavailable, "")
 	elapsedUnder(t, "/health turning 503 after the database stopped", time.Since(stopped), 10*time.Second)
+	// The episode's report names the active color and image first:
+	// "<service> (green, <v2's image>): ...".
+	active := fmt.Sprintf("%s (%s, %s)", e.svc, v2b.ToColor, w.examples["v2"])
+	var report string
+	eventually(t, djangoStepTimeout, "a service_unhealthy notification for v2 without a rollback", func() error {
+		for _, n := range rcv.ofKind(controller.NotifyServiceUnhealthy) {
+			if strings.HasPrefix(n.note.Message, active) && n.note.Time.After(stopped) {
+				report = n.note.Message
+				return nil
+			}
+		}
+		return fmt.Errorf("%d service_unhealthy notifications, none since the stop about %s", len(rcv.ofKind(controller.NotifyServiceUnhealthy)), active)
+	})
+	if !strings.Contains(report, "no automatic rollback") {
+		t.Fatalf("service_unhealthy with the database down = %q, want it to say why there is no automatic rollback", report)
+	}
+	t.Logf("watchdog %s after the stop: %s", time.Since(stopped).Round(time.Millisecond), report)
 	logPhase("database stopped")
+
+	// A few more watchdog rounds: still no rollback. Then the database
+	// back, and v2 serves again with nobody touching deployd.
+	time.Sleep(4 * cfg.WatchInterval)
+	if last := d.service().Deployment; last == nil || last.ID != rb.ID {
+		t.Fatalf("last deployment with the database down = %+v, want still the confirmed rollback %s", last, rb.ID)
+	}
+	for _, n := range rcv.ofKind(controller.NotifyRolledBack) {
+		if n.note.Actor != "e2e" {
+			t.Fatalf("rolled_back by %s: %s; want only the test's own rollbacks", n.note.Actor, n.note.Message)
+		}
+	}
+	if err := e.cli.ContainerStart(ctx, w.pg, container.StartOptions{}); err != nil {
+		t.Fatalf("start postgres: %v", err)
+	}
+	e.waitDjangoHealth(ctx, http.StatusOK, "v2")
+	e.assertDjangoServes(ctx, "v2", string(v2b.ToColor))
+	logPhase("database back")
 }

@@ -145,10 +145,12 @@ func TestSystemEvents_ShowADeployFromTheAPIAndAContainerKilledByHand(t *testing.
 	name := cs[0].Name
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
+	// Taken before the kill: its event may reach the stream before the
+	// kill call returns.
+	killed := time.Now()
 	if err := e.cli.ContainerKill(ctx, name, "SIGKILL"); err != nil {
 		t.Fatalf("kill %s: %v", name, err)
 	}
-	killed := time.Now()
 	// The deploy's own container changes may still be on their way: the
 	// one wanted is the first after which the service shows the kill.
 	ev := nextFeed(t, evs, 5*time.Second, "containers event showing the kill", func(ev feedEvent) bool {

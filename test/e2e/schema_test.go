@@ -61,6 +61,18 @@ func TestSchema_RollbackAcrossBreakingMigrationNeedsConfirmation(t *testing.T) {
 	}
 	e.assertServes("v3", string(svc.ActiveColor))
 
+	// The CLI names the change before a rollback is asked for, and refuses
+	// one without --confirm-schema-change, saying how to go on.
+	st := d.cli("status", "--service", e.svc)
+	if wantLine := e.svc + ": rollback crosses app.0003_drop_field3 (breaking: a rollback needs --confirm-schema-change)\n"; st.code != 0 || !strings.Contains(st.stdout, wantLine) {
+		t.Fatalf("deployd status: exit %d, stdout %q, want the line %q", st.code, st.stdout, wantLine)
+	}
+	rbCLI := d.cli("rollback", "--service", e.svc)
+	if rbCLI.code != 1 || !strings.Contains(rbCLI.stderr, "applied app.0003_drop_field3") || !strings.Contains(rbCLI.stderr, "--confirm-schema-change") {
+		t.Fatalf("deployd rollback without confirmation: exit %d, stderr %q; want 1, naming the migration and the flag", rbCLI.code, rbCLI.stderr)
+	}
+	e.assertServes("v3", string(svc.ActiveColor))
+
 	// Confirmed in the status page's dialog: the yes button works only
 	// once the operator ticked that the standby ran against the old schema.
 	br := newBrowser(t)
@@ -104,7 +116,8 @@ func TestSchema_RollbackAcrossBreakingMigrationNeedsConfirmation(t *testing.T) {
 			actions = append(actions, entry.Action+"="+entry.Result)
 		}
 	}
-	if wantActions := []string{"rollback_confirmed_schema_change=ok", "rollback=schema_change"}; !slices.Equal(actions, wantActions) {
+	// Refused twice (the API call, then the CLI), then confirmed.
+	if wantActions := []string{"rollback_confirmed_schema_change=ok", "rollback=schema_change", "rollback=schema_change"}; !slices.Equal(actions, wantActions) {
 		t.Errorf("rollback audit entries, newest first = %v, want %v", actions, wantActions)
 	}
 }
