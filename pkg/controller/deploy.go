@@ -304,6 +304,8 @@ func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color 
 				Network:       spec.Network,
 				RestartPolicy: spec.RestartPolicy,
 				Limits:        spec.Limits,
+				Replicas:      spec.Replicas,
+				Placement:     spec.Placement,
 			})
 			cs[i] = ct
 			return err

@@ -143,6 +143,28 @@ type ServiceSpec struct {
 	// Schema, when its Command is set, is read before and after the
 	// pre-deploy command and guards rollbacks.
 	Schema SchemaSpec
+	// Placement says where a cluster runtime (Swarm) may run the replicas;
+	// a single-host runtime ignores it.
+	Placement Placement
+}
+
+// Placement is where a cluster runtime schedules a color's replicas, in
+// Swarm's own terms, and what each replica reserves on its node.
+type Placement struct {
+	// Constraints are Swarm placement constraints, e.g. "node.role==worker"
+	// or "node.labels.zone==a"; every one must hold.
+	Constraints []string
+	// Spread lists node labels to spread the replicas over evenly
+	// ("node.labels.zone"), in order of preference.
+	Spread []string
+	// Reservations are what a node must have free for each replica.
+	Reservations Resources
+}
+
+// Resources is an amount of memory and CPU.
+type Resources struct {
+	Memory   int64 // bytes
+	NanoCPUs int64 // billionths of a CPU
 }
 
 // ContainerLimits bound what a container may use and do. Zero values mean
@@ -181,6 +203,11 @@ type ContainerSpec struct {
 	Network       string
 	RestartPolicy string // as ParseRestartPolicy reads it; "" means no
 	Limits        ContainerLimits
+	// Replicas is how many replicas the set this one belongs to has (the
+	// color's of Deployment), and Placement where they may run: a
+	// cluster runtime runs the set as one scheduled unit.
+	Replicas  int
+	Placement Placement
 }
 
 // RestartPolicy is what the runtime does when a replica's process exits.
