@@ -144,6 +144,13 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, w := range cfg.Warnings() {
 		m.Logger.Warn(w)
 	}
+	// The Swarm runtime is configured and validated ahead of its adapter:
+	// refused here rather than run on the local engine by mistake.
+	for _, spec := range cfg.ServiceSpecs() {
+		if spec.Runtime == controller.RuntimeSwarm {
+			return cfg.FieldErrorf("services."+spec.Name+".runtime", "swarm is not available in this version of deployd yet")
+		}
+	}
 	hook := m.faultHook()
 	if cfg.Nginx.Mode == config.NginxModeExec {
 		// Before anything is opened: a wrong pid file is a configuration

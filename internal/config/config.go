@@ -269,6 +269,12 @@ type Service struct {
 	// Schema reads the service's schema state around pre_deploy, so that
 	// rollbacks know which migrations the standby never ran against.
 	Schema Schema `yaml:"schema"`
+
+	// Runtime is docker (the local engine) or swarm; Placement and
+	// Reservations apply to swarm only.
+	Runtime      string       `yaml:"runtime"`
+	Placement    Placement    `yaml:"placement,omitempty"`
+	Reservations Reservations `yaml:"reservations,omitempty"`
 }
 
 // Schema is the command that prints the applied migrations (see
@@ -400,6 +406,7 @@ func Default() *Config {
 func DefaultService() Service {
 	return Service{
 		Replicas: 1,
+		Runtime:  string(controller.RuntimeDocker),
 		Restart:  "unless-stopped",
 		Pull:     string(controller.PullMissing),
 		Health: Health{

@@ -462,6 +462,34 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 			want: []string{`services.web.backup.env["PG HOST"]: invalid environment variable name`},
 		},
 		{
+			name: "unknown runtime",
+			yml:  minimal + "    runtime: k8s\n",
+			want: []string{`config.yml:6: services.web.runtime: must be docker or swarm, got "k8s"`},
+		},
+		{
+			name: "placement on the docker runtime",
+			yml:  minimal + "    placement: {constraints: [node.role==worker]}\n    reservations: {cpus: 1}\n",
+			want: []string{`services.web.placement: applies to runtime: swarm only (runtime is "docker")`,
+				`services.web.reservations: applies to runtime: swarm only`},
+		},
+		{
+			name: "swarm without a network",
+			yml:  minimal + "    runtime: swarm\n",
+			want: []string{"services.web.network: is required with runtime: swarm"},
+		},
+		{
+			name: "swarm with a backup",
+			yml:  minimal + "    runtime: swarm\n    network: app\n    backup: {image: postgres:16}\n",
+			want: []string{"services.web.backup: is not supported with runtime: swarm yet"},
+		},
+		{
+			name: "swarm placement and reservations",
+			yml: minimal + "    runtime: swarm\n    network: app\n    placement:\n      constraints: [\"role=worker\", \"node.labels.zone==a\"]\n" +
+				"      spread: [zone]\n    reservations: {memory: 1k, cpus: 0.001}\n",
+			want: []string{`services.web.placement.constraints[0]: must be <attribute>==<value>`, `services.web.placement.spread[0]: must be a node attribute`,
+				"services.web.reservations.memory: must be at least 6m", "services.web.reservations.cpus: must be at least 0.01"},
+		},
+		{
 			name: "all problems reported at once",
 			yml:  "log_format: xml\nnginx: {mode: k8s}\nservices:\n  web: {image: demoapp, port: 0, replicas: 99}\n",
 			want: []string{"log_format:", "nginx.mode:", "services.web.port:", "services.web.replicas: must be between 1 and 20, got 99"},
@@ -511,6 +539,9 @@ func TestLoadConfig_FullExample(t *testing.T) {
 	worker.Pull = "always"
 	worker.Standby = "stopped"
 	worker.AllowedRefs = []string{"refs/heads/main", "refs/heads/release"}
+	worker.Runtime, worker.Network = "swarm", "worker-net"
+	worker.Placement = Placement{Constraints: []string{"node.role==worker", "node.labels.zone!=c"}, Spread: []string{"node.labels.zone"}}
+	worker.Reservations = Reservations{Memory: 128 << 20, CPUs: 0.25}
 
 	want := &Config{
 		Listen:          "127.0.0.1:7400",
@@ -551,6 +582,7 @@ func TestLoadConfig_FullExample(t *testing.T) {
 				Env:      map[string]string{"APP_ENV": "production", "WORKERS": "4"},
 				EnvFile:  in("web.env"),
 				Network:  "deployd",
+				Runtime:  "docker",
 				Restart:  "unless-stopped",
 				Pull:     "missing",
 				Health: Health{
@@ -650,7 +682,7 @@ func TestLoadConfig_DefaultsFillEverythingLeftOut(t *testing.T) {
 	}
 
 	wantSvc := Service{
-		Replicas: 1, Restart: "unless-stopped", Pull: "missing",
+		Replicas: 1, Runtime: "docker", Restart: "unless-stopped", Pull: "missing",
 		Health: Health{Path: "/health", Interval: time.Second, Timeout: 2 * time.Second,
 			HealthyThreshold: 2, StartTimeout: 60 * time.Second},
 		PreDeploy:           PreDeploy{Timeout: 5 * time.Minute},
@@ -923,12 +955,18 @@ func TestServiceSpecs_SortedAndMapped(t *testing.T) {
 			Timeout:    time.Minute,
 			Compatible: `^[a-z_]+\.\d{4}_add_`,
 		},
+		Runtime: controller.RuntimeDocker,
 	}
 	if !reflect.DeepEqual(web, want) {
 		t.Errorf("web spec =\n%+v\nwant\n%+v", web, want)
 	}
 	if specs[1].Pull != controller.PullAlways || specs[1].Standby != controller.StandbyStopped {
 		t.Errorf("worker pull, standby = %q, %q; want always, stopped", specs[1].Pull, specs[1].Standby)
+	}
+	wantPlacement := controller.Placement{Constraints: []string{"node.role==worker", "node.labels.zone!=c"}, Spread: []string{"node.labels.zone"},
+		Reservations: controller.Resources{Memory: 128 << 20, NanoCPUs: 250_000_000}}
+	if specs[1].Runtime != controller.RuntimeSwarm || !reflect.DeepEqual(specs[1].Placement, wantPlacement) {
+		t.Errorf("worker runtime, placement = %q, %+v; want swarm, %+v", specs[1].Runtime, specs[1].Placement, wantPlacement)
 	}
 
 	// The specs must not alias the config: the controller may keep them.

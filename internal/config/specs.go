@@ -48,6 +48,8 @@ func (c *Config) ServiceSpecs() []controller.ServiceSpec {
 			AutoRollback:        s.AutoRollback,
 			AllowedTags:         s.AllowedTags,
 			Limits:              s.containerLimits(),
+			Runtime:             controller.RuntimeKind(s.Runtime),
+			Placement:           s.placement(),
 			Schema: controller.SchemaSpec{
 				Command:    append([]string(nil), s.Schema.Command...),
 				Timeout:    s.Schema.Timeout,

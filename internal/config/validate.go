@@ -387,6 +387,7 @@ func (s Service) validate(v *validator, p, name string) {
 		}
 	}
 	s.validateLimits(v, p)
+	s.validateRuntime(v, p)
 }
 
 // Limits of a backup block.

@@ -143,10 +143,23 @@ type ServiceSpec struct {
 	// Schema, when its Command is set, is read before and after the
 	// pre-deploy command and guards rollbacks.
 	Schema SchemaSpec
+	// Runtime is what runs the service's containers: the local Docker
+	// engine (RuntimeDocker, the default) or a Swarm (RuntimeSwarm).
+	Runtime RuntimeKind
 	// Placement says where a cluster runtime (Swarm) may run the replicas;
 	// a single-host runtime ignores it.
 	Placement Placement
 }
+
+// RuntimeKind names a runtime a service may run on.
+type RuntimeKind string
+
+const (
+	// RuntimeDocker runs replicas as containers of the local engine.
+	RuntimeDocker RuntimeKind = "docker"
+	// RuntimeSwarm runs each color's replicas as a Swarm service.
+	RuntimeSwarm RuntimeKind = "swarm"
+)
 
 // Placement is where a cluster runtime schedules a color's replicas, in
 // Swarm's own terms, and what each replica reserves on its node.
