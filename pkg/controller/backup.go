@@ -85,13 +85,13 @@ func (r *deployRun) backup(ctx context.Context, env []string, s *Step) (string, 
 		return err
 	}
 
-	if err := r.c.rt.EnsureImage(tctx, b.Image, r.spec.Pull, r.progress); err != nil {
+	if err := r.rt.EnsureImage(tctx, b.Image, r.spec.Pull, r.progress); err != nil {
 		return "", timedOut(fmt.Errorf("backup image: %w", err))
 	}
 	name := backupFileName(r.spec.Name, r.d.ID)
 	file := path.Join(BackupDir, name)
 	spec := r.backupOneOff("backup", b.Command, append(env[:len(env):len(env)], "DEPLOYD_BACKUP_FILE="+file))
-	res, err := r.c.rt.RunOneOff(tctx, spec)
+	res, err := r.rt.RunOneOff(tctx, spec)
 	s.Output = tail(res.Output, backupOutputLimit)
 	for _, line := range OutputLines(s.Output) {
 		r.logLine("%s", line)
@@ -105,7 +105,7 @@ func (r *deployRun) backup(ctx context.Context, env []string, s *Step) (string, 
 		return "", fmt.Errorf("backup command %q exited with code %d", strings.Join(b.Command, " "), res.ExitCode)
 	}
 
-	size, err := r.c.rt.FileSize(tctx, r.backupOneOff("backupcheck", nil, nil), file)
+	size, err := r.rt.FileSize(tctx, r.backupOneOff("backupcheck", nil, nil), file)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return "", fmt.Errorf("backup command succeeded but wrote no %s", file)
@@ -152,7 +152,7 @@ func (r *deployRun) pruneBackups(ctx context.Context) (int, error) {
 	spec := r.backupOneOff("backupprune",
 		[]string{"sh", "-c", pruneScript, "prune", BackupDir, r.spec.Name, strconv.Itoa(keep)},
 		[]string{"LC_ALL=C"})
-	res, err := r.c.rt.RunOneOff(ctx, spec)
+	res, err := r.rt.RunOneOff(ctx, spec)
 	if err != nil {
 		return 0, err
 	}
@@ -173,7 +173,7 @@ func (r *deployRun) pruneBackups(ctx context.Context) (int, error) {
 func (r *deployRun) removeFailedBackup(ctx context.Context, file string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	res, err := r.c.rt.RunOneOff(rctx, r.backupOneOff("backupclean", []string{"rm", "-f", "--", file}, nil))
+	res, err := r.rt.RunOneOff(rctx, r.backupOneOff("backupclean", []string{"rm", "-f", "--", file}, nil))
 	if err == nil && res.ExitCode != 0 {
 		err = fmt.Errorf("rm exited with code %d", res.ExitCode)
 	}

@@ -97,7 +97,7 @@ func (r *deployRun) watchNew(ctx context.Context, cs []Container, start time.Tim
 func (r *deployRun) bakeRound(ctx context.Context, cs []Container) (dead, failed error) {
 	now := make([]Container, 0, len(cs))
 	for _, ct := range cs {
-		cur, err := r.c.rt.InspectContainer(ctx, ct.ID)
+		cur, err := r.rt.InspectContainer(ctx, ct.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			return fmt.Errorf("container %s disappeared during bake", ct.Name), nil

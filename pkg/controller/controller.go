@@ -17,7 +17,11 @@ import (
 // Options wires a Controller to its ports.
 type Options struct {
 	Services []ServiceSpec
-	Runtime  Runtime
+	// Runtime runs the containers of services on RuntimeDocker, Swarm
+	// those on RuntimeSwarm; Swarm may be nil when no service is (Start
+	// refuses one that is).
+	Runtime Runtime
+	Swarm   Runtime
 	Router   Router
 	Prober   Prober
 	Store    Store
@@ -67,6 +71,7 @@ type Controller struct {
 	services map[string]ServiceSpec
 	names    []string
 	rt       Runtime
+	swarm    Runtime
 	router   Router
 	prober   Prober
 	store    Store
@@ -131,6 +136,7 @@ func New(o Options) *Controller {
 	c := &Controller{
 		services:     make(map[string]ServiceSpec, len(o.Services)),
 		rt:           o.Runtime,
+		swarm:        o.Swarm,
 		router:       o.Router,
 		prober:       o.Prober,
 		windows:      o.TrafficReader,
@@ -345,7 +351,7 @@ func (c *Controller) launch(ctx context.Context, spec ServiceSpec, kind Kind, tr
 	plan func(ServiceState) (Deployment, error)) (Deployment, error) {
 	// A deploy that cannot reach Docker would only record a failure; the
 	// caller learns at once, and the history stays free of them.
-	if err := c.pingRuntime(ctx); err != nil {
+	if err := c.pingRuntime(ctx, spec.Name); err != nil {
 		return Deployment{}, err
 	}
 	// The id exists before the lock is taken so that a request refused as a
@@ -599,4 +605,14 @@ func unavailable(what string, err error) error {
 		return fmt.Errorf("%w: %w", Errorf(EUNAVAILABLE, "%s: docker engine unavailable", what), err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// runtime is what runs the service's containers: the Swarm runtime for a
+// service on RuntimeSwarm, the local engine's for every other (and for a
+// name that is no service, which has no containers to find anyway).
+func (c *Controller) runtime(service string) Runtime {
+	if c.services[service].Runtime == RuntimeSwarm {
+		return c.swarm
+	}
+	return c.rt
 }

@@ -21,7 +21,7 @@ const switchTimeout = 30 * time.Second
 // to it and keeps the old color as the standby. Until the switch, the
 // active color, its containers and the nginx upstream are never touched.
 func (r *deployRun) deploy(ctx context.Context) error {
-	rt := r.c.rt
+	rt := r.rt
 	target := r.d.ToColor
 	// A broken env file must fail the deploy before cleanup removes
 	// anything.
@@ -135,7 +135,7 @@ func (r *deployRun) cleanup(ctx context.Context, color Color) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	all, err := r.c.rt.Containers(ctx, r.spec.Name)
+	all, err := r.rt.Containers(ctx, r.spec.Name)
 	if err != nil {
 		return "", err
 	}
@@ -163,7 +163,7 @@ func (r *deployRun) cleanup(ctx context.Context, color Color) (string, error) {
 // as it removes any container of no recorded set.
 func (r *deployRun) retire(ctx context.Context) {
 	err := r.step(context.WithoutCancel(ctx), StepRetire, func(ctx context.Context, _ *Step) (string, error) {
-		all, err := r.c.rt.Containers(ctx, r.spec.Name)
+		all, err := r.rt.Containers(ctx, r.spec.Name)
 		if err != nil {
 			return "", err
 		}
@@ -258,7 +258,7 @@ func (r *deployRun) afterSwitch(ctx context.Context, prev ServiceState) error {
 			return "", err
 		}
 		for _, ct := range running(cs) {
-			if err := r.c.rt.StopContainer(ctx, ct.ID, 10*time.Second); err != nil {
+			if err := r.rt.StopContainer(ctx, ct.ID, 10*time.Second); err != nil {
 				return "", err
 			}
 		}
@@ -293,7 +293,7 @@ func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color 
 	var g errgroup.Group
 	for i, n := range nums {
 		g.Go(func() error {
-			ct, err := c.rt.StartContainer(ctx, ContainerSpec{
+			ct, err := c.runtime(spec.Name).StartContainer(ctx, ContainerSpec{
 				Name:          replicaName(spec.Name, color, deployment, n),
 				Image:         image,
 				Service:       spec.Name,
@@ -321,7 +321,7 @@ func (c *Controller) startReplicas(ctx context.Context, spec ServiceSpec, color 
 func (c *Controller) removeContainers(ctx context.Context, cs []Container) error {
 	var g errgroup.Group
 	for _, ct := range cs {
-		g.Go(func() error { return c.rt.RemoveContainer(ctx, ct.ID) })
+		g.Go(func() error { return c.runtime(ct.Service).RemoveContainer(ctx, ct.ID) })
 	}
 	return g.Wait()
 }
@@ -337,7 +337,7 @@ func (r *deployRun) preDeploy(ctx context.Context, env []string, s *Step) (strin
 	}
 	tctx, cancel := context.WithTimeout(ctx, pd.Timeout)
 	defer cancel()
-	res, err := r.c.rt.RunOneOff(tctx, OneOffSpec{
+	res, err := r.rt.RunOneOff(tctx, OneOffSpec{
 		Name:       fmt.Sprintf("%s-predeploy-%s", r.spec.Name, shortID(r.d.ID)),
 		Image:      r.d.Image,
 		Service:    r.spec.Name,

@@ -44,7 +44,7 @@ func (c *Controller) waitHealthy(ctx context.Context, service string, spec Healt
 		for _, rep := range reps {
 			// Replicas that already passed are inspected too: one that dies
 			// while its siblings are still starting must not get traffic.
-			now, err := c.rt.InspectContainer(ctx, rep.ID)
+			now, err := c.runtime(service).InspectContainer(ctx, rep.ID)
 			if err != nil {
 				if ctx.Err() != nil {
 					continue // reported by the select above
@@ -99,7 +99,7 @@ func (c *Controller) deathReport(ctx context.Context, ct Container) string {
 		// Up again after its restart, ct.ExitCode is the new process's (0),
 		// which says nothing about the death; the runtime remembers that.
 		code = "unknown"
-		if n, err := c.rt.LastExitCode(ctx, ct.ID); err == nil {
+		if n, err := c.runtime(ct.Service).LastExitCode(ctx, ct.ID); err == nil {
 			code = strconv.Itoa(n)
 		}
 	}

@@ -24,6 +24,12 @@ func (c *Controller) Ready(ctx context.Context) error {
 		{"docker", c.rt.Ping},
 		{"nginx", c.router.Check},
 	}
+	if c.swarm != nil {
+		checks = append(checks, struct {
+			name string
+			fn   func(context.Context) error
+		}{"swarm", c.swarm.Ping})
+	}
 	var failed []string
 	for _, ch := range checks {
 		cctx, cancel := context.WithTimeout(ctx, readyTimeout)
@@ -39,13 +45,17 @@ func (c *Controller) Ready(ctx context.Context) error {
 	return nil
 }
 
-// pingRuntime checks that the Docker engine answers before a request
+// pingRuntime checks that the service's runtime answers before a request
 // records anything.
-func (c *Controller) pingRuntime(ctx context.Context) error {
+func (c *Controller) pingRuntime(ctx context.Context, service string) error {
 	pctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if err := c.rt.Ping(pctx); err != nil {
-		return &Error{Code: EUNAVAILABLE, Message: "docker engine unavailable: " + err.Error()}
+	if err := c.runtime(service).Ping(pctx); err != nil {
+		what := "docker engine"
+		if c.services[service].Runtime == RuntimeSwarm {
+			what = "swarm"
+		}
+		return &Error{Code: EUNAVAILABLE, Message: what + " unavailable: " + err.Error()}
 	}
 	return nil
 }

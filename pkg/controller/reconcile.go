@@ -81,7 +81,7 @@ func (c *Controller) reconcileHeld(ctx context.Context, spec ServiceSpec) (pass,
 		return pass{}, err
 	}
 	p := pass{state: st}
-	all, err := c.rt.Containers(ctx, spec.Name)
+	all, err := c.runtime(spec.Name).Containers(ctx, spec.Name)
 	if err != nil {
 		return p, unavailable("list containers of "+spec.Name, err)
 	}
@@ -101,7 +101,7 @@ func (c *Controller) reconcileHeld(ctx context.Context, spec ServiceSpec) (pass,
 				errs = append(errs, err)
 			}
 			if n > 0 {
-				if all, err = c.rt.Containers(ctx, spec.Name); err != nil {
+				if all, err = c.runtime(spec.Name).Containers(ctx, spec.Name); err != nil {
 					return p, errors.Join(append(errs, unavailable("list containers of "+spec.Name, err))...)
 				}
 				if len(running(active())) > 0 {
@@ -182,7 +182,7 @@ func (c *Controller) removeOrphans(ctx context.Context, st ServiceState, all []C
 			if keep[ct.ID] {
 				continue
 			}
-			if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+			if err := c.runtime(st.Name).RemoveContainer(ctx, ct.ID); err != nil {
 				errs = append(errs, fmt.Errorf("remove orphan container %s: %w", ct.Name, err))
 				continue
 			}
@@ -198,12 +198,12 @@ func (c *Controller) removeOrphans(ctx context.Context, st ServiceState, all []C
 		// nginx serves. Start removes an interrupted first deploy's.
 		log.WithField("containers", len(all)).Warn("reconcile: containers exist but no active color is recorded; leaving them")
 	}
-	oneOffs, err := c.rt.OneOffs(ctx, st.Name)
+	oneOffs, err := c.runtime(st.Name).OneOffs(ctx, st.Name)
 	if err != nil {
 		return repairs, errors.Join(append(errs, unavailable("list one-offs of "+st.Name, err))...)
 	}
 	for _, ct := range oneOffs {
-		if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+		if err := c.runtime(st.Name).RemoveContainer(ctx, ct.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove orphan one-off %s: %w", ct.Name, err))
 			continue
 		}

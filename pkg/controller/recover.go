@@ -25,6 +25,11 @@ import (
 //
 // It returns the first error that leaves a service in an unknown state.
 func (c *Controller) Start(ctx context.Context) error {
+	for _, name := range c.names {
+		if c.runtime(name) == nil {
+			return fmt.Errorf("service %s: runtime %s is not available", name, c.services[name].Runtime)
+		}
+	}
 	// A pause or maintenance page outlives a restart, and holds from the
 	// first request on: it is applied before the service gets a route.
 	for _, name := range c.names {
@@ -74,7 +79,7 @@ func (c *Controller) interrupt(ctx context.Context, d Deployment) error {
 	// are the active color, and what goes is the standby they replaced,
 	// which the crash kept retire from removing.
 	if d.Kind == KindDeploy {
-		all, err := c.rt.Containers(ctx, d.Service)
+		all, err := c.runtime(d.Service).Containers(ctx, d.Service)
 		if err != nil {
 			return fmt.Errorf("list containers of %s: %w", d.Service, err)
 		}
@@ -85,7 +90,7 @@ func (c *Controller) interrupt(ctx context.Context, d Deployment) error {
 			debris = strays(all, d.Service, d.ToColor, d.ID)
 		}
 		for _, ct := range debris {
-			if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+			if err := c.runtime(d.Service).RemoveContainer(ctx, ct.ID); err != nil {
 				return fmt.Errorf("remove %s left by interrupted deployment %s: %w", ct.Name, d.ID, err)
 			}
 			log.WithFields(logrus.Fields{"container": ct.Name, "container_deployment": ct.Deployment}).
@@ -142,7 +147,7 @@ func (c *Controller) restoreActive(ctx context.Context, name string) error {
 		if ct.Running() {
 			continue
 		}
-		started, err := c.rt.StartExisting(ctx, ct.ID)
+		started, err := c.runtime(name).StartExisting(ctx, ct.ID)
 		if err != nil {
 			log.WithError(err).WithField("container", ct.Name).Error("start stopped active container")
 			continue

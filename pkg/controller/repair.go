@@ -42,11 +42,11 @@ func (c *Controller) restartActive(ctx context.Context, spec ServiceSpec, st Ser
 			missing = append(missing, n)
 			continue
 		}
-		if _, err := c.rt.StartExisting(ctx, ct.ID); err != nil {
+		if _, err := c.runtime(spec.Name).StartExisting(ctx, ct.ID); err != nil {
 			// A container the engine will not start again (dead, its
 			// config broken) is replaced rather than left in the way.
 			log.WithError(err).WithField("container", ct.Name).Warn("reconcile: start stopped replica failed; creating it again")
-			if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+			if err := c.runtime(spec.Name).RemoveContainer(ctx, ct.ID); err != nil {
 				errs = append(errs, fmt.Errorf("remove unstartable replica %s: %w", ct.Name, err))
 				continue
 			}
@@ -93,7 +93,7 @@ func (c *Controller) restartActive(ctx context.Context, spec ServiceSpec, st Ser
 // recreateReplicas creates the given replica numbers of the active color
 // from its recorded image, pulling it first if the pull policy says so.
 func (c *Controller) recreateReplicas(ctx context.Context, spec ServiceSpec, st ServiceState, nums []int) (int, error) {
-	if err := c.rt.EnsureImage(ctx, st.ActiveImage, spec.Pull, func(string) {}); err != nil {
+	if err := c.runtime(spec.Name).EnsureImage(ctx, st.ActiveImage, spec.Pull, func(string) {}); err != nil {
 		return 0, err
 	}
 	env, err := specEnv(spec)

@@ -92,7 +92,7 @@ func strays(all []Container, service string, color Color, deployment string) []C
 // stateContainers lists the containers that make up color in the
 // service's state st: the active's or the standby's set, sorted by name.
 func (c *Controller) stateContainers(ctx context.Context, service string, st ServiceState, color Color) ([]Container, error) {
-	all, err := c.rt.Containers(ctx, service)
+	all, err := c.runtime(service).Containers(ctx, service)
 	if err != nil {
 		return nil, err
 	}

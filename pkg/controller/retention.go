@@ -58,7 +58,7 @@ func (c *Controller) retainService(ctx context.Context, spec ServiceSpec) (int, 
 	if !st.ActiveColor.Valid() {
 		return 0, nil
 	}
-	all, err := c.rt.Containers(ctx, spec.Name)
+	all, err := c.runtime(spec.Name).Containers(ctx, spec.Name)
 	if err != nil {
 		return 0, unavailable("list containers of "+spec.Name, err)
 	}
@@ -76,7 +76,7 @@ func (c *Controller) retainService(ctx context.Context, spec ServiceSpec) (int, 
 		if ct.Running() || keep[ct.ID] {
 			continue
 		}
-		if err := c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+		if err := c.runtime(spec.Name).RemoveContainer(ctx, ct.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove stopped container %s: %w", ct.Name, err))
 			continue
 		}
@@ -98,7 +98,7 @@ func (c *Controller) retainService(ctx context.Context, spec ServiceSpec) (int, 
 // Retention.Images, counting neither the protected ones (active, standby,
 // used by a container) nor those the runtime refuses as in use.
 func (c *Controller) retainImages(ctx context.Context, spec ServiceSpec, st ServiceState, all []Container, log logrus.FieldLogger) (int, error) {
-	imgs, err := c.rt.Images(ctx, spec.Image)
+	imgs, err := c.runtime(spec.Name).Images(ctx, spec.Image)
 	if err != nil {
 		return 0, unavailable("list images of "+spec.Image, err)
 	}
@@ -119,7 +119,7 @@ func (c *Controller) retainImages(ctx context.Context, spec ServiceSpec, st Serv
 			continue
 		}
 		ilog := log.WithFields(logrus.Fields{"image": img.ID, "tags": img.Tags})
-		err := c.rt.RemoveImage(ctx, img.ID)
+		err := c.runtime(spec.Name).RemoveImage(ctx, img.ID)
 		switch {
 		case errors.Is(err, ErrConflict):
 			ilog.WithError(err).Debug("retention: image in use, kept")

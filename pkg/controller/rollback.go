@@ -45,7 +45,7 @@ func (r *deployRun) readyStandby(ctx context.Context, color Color) ([]Container,
 		return nil, false, "", err
 	}
 	if len(cs) == 0 {
-		if err := r.c.rt.EnsureImage(ctx, r.d.Image, r.spec.Pull, r.progress); err != nil {
+		if err := r.rt.EnsureImage(ctx, r.d.Image, r.spec.Pull, r.progress); err != nil {
 			return nil, false, "", err
 		}
 		env, err := r.env()
@@ -68,7 +68,7 @@ func (r *deployRun) readyStandby(ctx context.Context, color Color) ([]Container,
 		if ct.Running() {
 			continue
 		}
-		if cs[i], err = r.c.rt.StartExisting(ctx, ct.ID); err != nil {
+		if cs[i], err = r.rt.StartExisting(ctx, ct.ID); err != nil {
 			return nil, false, "", err
 		}
 		started++

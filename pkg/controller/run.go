@@ -17,9 +17,11 @@ const saveTimeout = 10 * time.Second
 // deployRun is one deployment being executed by its goroutine; only that
 // goroutine touches it.
 type deployRun struct {
-	c      *Controller
-	lease  *lease
-	spec   ServiceSpec
+	c     *Controller
+	lease *lease
+	spec  ServiceSpec
+	// rt runs the service's containers (see Controller.runtime).
+	rt     Runtime
 	d      Deployment
 	log    logrus.FieldLogger
 	events *eventLog
@@ -35,7 +37,7 @@ type deployRun struct {
 // outcome.
 func (c *Controller) execute(l *lease, spec ServiceSpec, d Deployment) {
 	ctx := l.ctx
-	r := &deployRun{c: c, lease: l, spec: spec, d: d, events: c.events.open(d.ID),
+	r := &deployRun{c: c, lease: l, spec: spec, rt: c.runtime(spec.Name), d: d, events: c.events.open(d.ID),
 		log: c.log.WithFields(logrus.Fields{
 			"service": spec.Name, "deployment": d.ID, "kind": string(d.Kind), "color": string(d.ToColor),
 		})}
@@ -141,7 +143,7 @@ func orUnknown(actor string) string {
 func (r *deployRun) removeOwnContainers() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.lease.ctx), time.Minute)
 	defer cancel()
-	cs, err := r.c.rt.Containers(ctx, r.spec.Name)
+	cs, err := r.rt.Containers(ctx, r.spec.Name)
 	if err != nil {
 		r.log.WithError(err).Error("list containers to clean up failed; leftovers are removed by the next deploy")
 		return
@@ -150,7 +152,7 @@ func (r *deployRun) removeOwnContainers() {
 		if ct.Deployment != r.d.ID {
 			continue
 		}
-		if err := r.c.rt.RemoveContainer(ctx, ct.ID); err != nil {
+		if err := r.rt.RemoveContainer(ctx, ct.ID); err != nil {
 			r.log.WithError(err).WithField("container", ct.Name).Error("remove container of failed deployment")
 		}
 	}

@@ -109,7 +109,7 @@ func (r *deployRun) readSchema(ctx context.Context, env []string, phase string, 
 	sc := r.spec.Schema
 	tctx, cancel := context.WithTimeout(ctx, sc.Timeout)
 	defer cancel()
-	res, err := r.c.rt.RunOneOff(tctx, OneOffSpec{
+	res, err := r.rt.RunOneOff(tctx, OneOffSpec{
 		Name:       fmt.Sprintf("%s-schema-%s-%s", r.spec.Name, phase, shortID(r.d.ID)),
 		Image:      r.d.Image,
 		Service:    r.spec.Name,

@@ -180,7 +180,7 @@ func (c *Controller) refreshView(ctx context.Context) {
 		}
 		names, epoch := c.view.take()
 		for _, name := range names {
-			cs, err := c.rt.Containers(ctx, name)
+			cs, err := c.runtime(name).Containers(ctx, name)
 			if ctx.Err() != nil {
 				return
 			}
@@ -202,7 +202,7 @@ func (c *Controller) containersOf(ctx context.Context, service string) ([]Contai
 	if cs, ok := c.view.get(service); ok {
 		return cs, nil
 	}
-	cs, err := c.rt.Containers(ctx, service)
+	cs, err := c.runtime(service).Containers(ctx, service)
 	if err != nil {
 		return nil, unavailable("list containers of "+service, err)
 	}
