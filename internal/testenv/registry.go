@@ -19,6 +19,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 )
@@ -215,9 +216,9 @@ func (r *Registry) Stop(t testing.TB) {
 // Push tags the local image localRef as <Addr>/<repoTag> (repoTag is
 // "team/demoapp:stable") and pushes it through the Engine API. It returns
 // the pushed reference and the manifest's digest ("sha256:...") as the
-// registry stores it. The local tag <Addr>/<repoTag> is removed at
-// t.Cleanup (see RemoveImageRef); a test that pulls the same ref again
-// leaves nothing behind either.
+// registry stores it. The local references the push made (the tag and
+// <Addr>/<repo>@<digest>) are removed at t.Cleanup (see RemoveImageRef); a
+// test that pulls the same refs again leaves nothing behind either.
 func (r *Registry) Push(t testing.TB, cli *client.Client, localRef, repoTag string) (ref, digest string) {
 	t.Helper()
 	ref = r.addr + "/" + repoTag
@@ -236,6 +237,14 @@ func (r *Registry) Push(t testing.TB, cli *client.Client, localRef, repoTag stri
 	if err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
+	// The push also gave the local image the digest reference
+	// <Addr>/<repo>@<digest>, which outlives the tag.
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	byDigest := named.Name() + "@" + digest
+	t.Cleanup(func() { RemoveImageRef(t, cli, byDigest) })
 	return ref, digest
 }
 
