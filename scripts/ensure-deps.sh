@@ -83,6 +83,14 @@ if ! command -v docker-compose >/dev/null; then
 	apt_install docker-compose
 fi
 
+# The registry tests (internal/testenv.StartRegistry, pull and digest
+# pinning against a real registry) run Debian's distribution registry as a
+# child process on a free loopback port; the packaged service is not used.
+if [ ! -x /usr/bin/docker-registry ]; then
+	log "installing docker-registry (the registry tests run their own instance)"
+	apt_install docker-registry
+fi
+
 # promtool checks the shipped alert rules; Debian ships it in the prometheus
 # package. Without an init system nothing starts the server it brings.
 if ! command -v promtool >/dev/null; then

@@ -151,6 +151,8 @@ type svcConfig struct {
 	Traffic string
 	// Image replaces the demo repository when set.
 	Image string
+	// Pull replaces the service's pull policy (missing) when set.
+	Pull string
 	// Env, EnvFile and Network are the service's env, env_file and network.
 	Env     map[string]string
 	EnvFile string
@@ -286,6 +288,9 @@ func (e *env) writeConfig(name string, s svcConfig) string {
 	svc := c.Services[e.svc]
 	if s.Image != "" {
 		svc.Image = s.Image
+	}
+	if s.Pull != "" {
+		svc.Pull = s.Pull
 	}
 	svc.Env, svc.EnvFile, svc.Network = s.Env, s.EnvFile, s.Network
 	if s.HealthTimeout > 0 {
