@@ -38,6 +38,15 @@ func (r *deployRun) deploy(ctx context.Context) error {
 		if err := rt.EnsureImage(ctx, r.d.Image, r.spec.Pull, r.progress); err != nil {
 			return "", err
 		}
+		if pinner, ok := rt.(ImagePinner); ok {
+			pinned, err := pinner.PinImage(ctx, r.d.Image)
+			if err != nil {
+				return "", err
+			}
+			requested := r.d.Image
+			r.d.Image = withDigestOf(requested, pinned)
+			return fmt.Sprintf("image %s pinned to %s", requested, r.d.Image), nil
+		}
 		return fmt.Sprintf("image %s present (pull policy %s)", r.d.Image, r.spec.Pull), nil
 	}); err != nil {
 		return err

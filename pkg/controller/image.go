@@ -108,3 +108,36 @@ func (s ServiceSpec) resolveImage(requested string) (string, error) {
 	}
 	return image, nil
 }
+
+// withDigestOf is requested with pinned's digest, keeping requested's tag
+// for people to read: "demoapp:v2" and "demoapp@sha256:..." make
+// "demoapp:v2@sha256:...", which Docker runs by the digest alone. When the
+// two cannot be combined (pinned has no digest, or names another
+// repository), pinned is returned as is.
+func withDigestOf(requested, pinned string) string {
+	p, err := reference.ParseNormalizedNamed(pinned)
+	if err != nil {
+		return pinned
+	}
+	digested, ok := p.(reference.Digested)
+	if !ok {
+		return pinned
+	}
+	r, err := reference.ParseNormalizedNamed(requested)
+	if err != nil || r.Name() != p.Name() {
+		return pinned
+	}
+	tagged, ok := r.(reference.Tagged)
+	if !ok {
+		return pinned
+	}
+	named, err := reference.WithTag(reference.TrimNamed(r), tagged.Tag())
+	if err != nil {
+		return pinned
+	}
+	both, err := reference.WithDigest(named, digested.Digest())
+	if err != nil {
+		return pinned
+	}
+	return reference.FamiliarString(both)
+}

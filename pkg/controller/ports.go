@@ -56,6 +56,18 @@ type Runtime interface {
 	RemoveImage(ctx context.Context, id string) error
 }
 
+// ImagePinner is a Runtime that runs images by digest: a cluster's nodes
+// each pull for themselves, and must all run the same bytes whatever a tag
+// points at by then. The deploy's pull step resolves the image with it, and
+// the deployment records (and a rollback runs) the pinned reference.
+type ImagePinner interface {
+	// PinImage returns ref with the registry's digest of it. Errors: an
+	// image the registry lacks wraps ErrNotFound, a registry that does not
+	// answer wraps ErrUnavailable, a ref that names no registry is
+	// EINVALID.
+	PinImage(ctx context.Context, ref string) (string, error)
+}
+
 // ExitFeed reports, as they happen, that containers of deployd's services
 // stopped. dockerx implements it on the Engine's event stream.
 type ExitFeed interface {
