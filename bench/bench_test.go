@@ -136,11 +136,19 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 		}
 	}
 	gotEvents := map[string]int{}
+	// A switchd started again within milliseconds may come back before
+	// any of the few clients' requests hit the gap; across every kill
+	// some must have, or the harness does not see the outage.
+	kills, failedInKills := 0, 0
 	for _, r := range res.Resilience {
 		gotEvents[r.Load+" "+r.Mode+" "+r.Event] = r.N
-		if r.Mode == config.TrafficModeSwitch && (r.Event == eventKillSwitchd || r.Event == eventKillSwitchdChild) && r.FailedGET+r.FailedPOST == 0 {
-			t.Errorf("%s: kill -9 of switchd failed no request, want some: the harness does not see its outage", r.Load)
+		if r.Mode == config.TrafficModeSwitch && (r.Event == eventKillSwitchd || r.Event == eventKillSwitchdChild) {
+			kills++
+			failedInKills += r.FailedGET + r.FailedPOST
 		}
+	}
+	if kills > 0 && failedInKills == 0 {
+		t.Errorf("%d kills -9 of switchd failed no request, want some: the harness does not see their outage", kills)
 	}
 	if !maps.Equal(gotEvents, wantEvents) {
 		t.Errorf("resilience events = %v, want %v", gotEvents, wantEvents)
