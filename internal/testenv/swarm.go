@@ -222,7 +222,8 @@ func OverlayNetwork(t testing.TB, cli *client.Client) string {
 
 // RemoveSwarmServices removes every swarm service labelled
 // deployd.service=<service> and waits (bounded) until their tasks are
-// gone. Meant for t.Cleanup; problems are reported with t.Errorf.
+// gone or ended (the tasks of a removed job linger, complete, until
+// Swarm reaps them). Meant for t.Cleanup; problems are reported with t.Errorf.
 func RemoveSwarmServices(t testing.TB, cli *client.Client, service string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
@@ -240,7 +241,7 @@ func RemoveSwarmServices(t testing.TB, cli *client.Client, service string) {
 	}
 	for {
 		tasks, err := cli.TaskList(ctx, swarm.TaskListOptions{Filters: f})
-		if err == nil && len(tasks) == 0 {
+		if err == nil && !anyLive(tasks) {
 			return
 		}
 		select {
@@ -250,4 +251,16 @@ func RemoveSwarmServices(t testing.TB, cli *client.Client, service string) {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// anyLive reports whether a task may still hold a container.
+func anyLive(tasks []swarm.Task) bool {
+	for _, t := range tasks {
+		switch t.Status.State {
+		case swarm.TaskStateComplete, swarm.TaskStateFailed, swarm.TaskStateRejected, swarm.TaskStateShutdown, swarm.TaskStateOrphaned:
+		default:
+			return true
+		}
+	}
+	return false
 }
