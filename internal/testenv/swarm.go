@@ -35,6 +35,13 @@ const swarmInitTimeout = time.Minute
 // swarmLockPath is the file the test processes lock.
 func swarmLockPath() string { return filepath.Join(os.TempDir(), "deployd-test-swarm.lock") }
 
+// Lock modes for swarmLease.lock.
+const (
+	lockShared       = syscall.LOCK_SH
+	lockExclusive    = syscall.LOCK_EX
+	lockExclusiveNow = syscall.LOCK_EX | syscall.LOCK_NB
+)
+
 // swarmLease is one test's shared hold on the swarm lock.
 type swarmLease struct{ f *os.File }
 
@@ -80,7 +87,7 @@ func Swarm(t testing.TB) *client.Client {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), swarmInitTimeout)
 	defer cancel()
-	if err := lease.lock(syscall.LOCK_SH); err != nil {
+	if err := lease.lock(lockShared); err != nil {
 		t.Fatalf("lock %s shared: %v", swarmLockPath(), err)
 	}
 	state, err := swarmState(ctx, cli)
@@ -94,7 +101,7 @@ func Swarm(t testing.TB) *client.Client {
 	// Exclusive to init: no other test process is using a swarm now.
 	// Converting the lock drops the shared hold first, so two processes
 	// upgrading at once do not deadlock.
-	if err := lease.lock(syscall.LOCK_EX); err != nil {
+	if err := lease.lock(lockExclusive); err != nil {
 		t.Fatalf("lock %s exclusive: %v", swarmLockPath(), err)
 	}
 	if state, err = swarmState(ctx, cli); err != nil {
@@ -110,7 +117,7 @@ func Swarm(t testing.TB) *client.Client {
 			unavailable(t, "init a test swarm on %s: %v", cli.DaemonHost(), err)
 		}
 	}
-	if err := lease.lock(syscall.LOCK_SH); err != nil {
+	if err := lease.lock(lockShared); err != nil {
 		t.Fatalf("lock %s shared: %v", swarmLockPath(), err)
 	}
 	requireManager(ctx, t, cli)
@@ -153,7 +160,7 @@ func leaveTestSwarm() error {
 		return err
 	}
 	defer func() { _ = lease.release() }()
-	if err := lease.lock(syscall.LOCK_EX | syscall.LOCK_NB); err != nil {
+	if err := lease.lock(lockExclusiveNow); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil // another process still uses it; the last one leaves
 		}
