@@ -263,6 +263,9 @@ type Container struct {
 	Restarts   int
 	StartedAt  time.Time
 	ExitCode   int
+	// Node is the cluster node the replica runs on (a Swarm node's
+	// hostname); "" on a single host.
+	Node string
 }
 
 // Running reports whether the container's process is up.

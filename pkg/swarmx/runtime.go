@@ -1,0 +1,134 @@
+// Package swarmx adapts Docker Swarm mode to controller.Runtime. A
+// controller Container is one Swarm task; a set (the replicas one
+// deployment runs in one color of a service) is one Swarm service named
+// <service>-<color>-<last 6 characters of the deployment>. Everything goes
+// through the Engine API of a manager: no ssh, no CLI.
+package swarmx
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+	"github.com/sirupsen/logrus"
+
+	"github.com/deployd/deployd/pkg/controller"
+)
+
+// callTimeout bounds every short Engine call; waits for tasks are bounded
+// by the caller's context.
+const callTimeout = 30 * time.Second
+
+// pollInterval is how often task states are read while waiting: Swarm
+// reports a rejected or unplaceable task within a second or so, and a
+// deploy should fail within a couple of seconds of that.
+const pollInterval = 250 * time.Millisecond
+
+// Engine lists the Docker SDK methods swarmx uses; *client.Client has them.
+type Engine interface {
+	SwarmInspect(ctx context.Context) (swarm.Swarm, error)
+	ServiceCreate(ctx context.Context, spec swarm.ServiceSpec, opts swarm.ServiceCreateOptions) (swarm.ServiceCreateResponse, error)
+	ServiceInspectWithRaw(ctx context.Context, id string, opts swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
+	ServiceUpdate(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec, opts swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error)
+	ServiceList(ctx context.Context, opts swarm.ServiceListOptions) ([]swarm.Service, error)
+	ServiceRemove(ctx context.Context, id string) error
+	ServiceLogs(ctx context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error)
+	TaskList(ctx context.Context, opts swarm.TaskListOptions) ([]swarm.Task, error)
+	TaskInspectWithRaw(ctx context.Context, id string) (swarm.Task, []byte, error)
+	NodeList(ctx context.Context, opts swarm.NodeListOptions) ([]swarm.Node, error)
+	NetworkInspect(ctx context.Context, id string, opts network.InspectOptions) (network.Inspect, error)
+}
+
+var _ Engine = (*client.Client)(nil)
+
+// Runtime runs deployd's replicas as Swarm services. It is safe for
+// concurrent use.
+type Runtime struct {
+	api Engine
+	log logrus.FieldLogger
+
+	mu sync.Mutex
+	// sets serialises the create-or-scale of one set's service: the
+	// controller starts a set's replicas in parallel.
+	sets map[string]*sync.Mutex
+	// stopped remembers where the tasks StopContainer scaled away lived:
+	// Swarm deletes a task once its slot is scaled down, so StartExisting
+	// could not find its set and slot otherwise. In memory only.
+	stopped map[string]taskRef
+}
+
+// taskRef is a task's set service and slot.
+type taskRef struct {
+	serviceID string
+	slot      int
+}
+
+var _ controller.Runtime = (*Runtime)(nil)
+
+// New returns a Runtime on cli, which must talk to a swarm manager (see
+// Ping). log may be nil.
+func New(cli Engine, log logrus.FieldLogger) *Runtime {
+	if log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		log = l
+	}
+	return &Runtime{api: cli, log: log, sets: map[string]*sync.Mutex{}, stopped: map[string]taskRef{}}
+}
+
+// Ping checks that the engine answers as a swarm manager; otherwise the
+// error wraps controller.ErrUnavailable.
+func (r *Runtime) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if _, err := r.api.SwarmInspect(ctx); err != nil {
+		return fmt.Errorf("swarm inspect (not a swarm manager?): %w: %w", controller.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// setLock returns the mutex of the set service named name.
+func (r *Runtime) setLock(name string) *sync.Mutex {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.sets[name]
+	if !ok {
+		m = &sync.Mutex{}
+		r.sets[name] = m
+	}
+	return m
+}
+
+// wrapErr adds op to err and maps the engine's error classes onto the
+// controller's sentinels.
+func wrapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%s: %w: %w", op, controller.ErrUnavailable, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %w", op, controller.ErrNotFound, err)
+	default:
+		return fmt.Errorf("%s: %w", op, err)
+	}
+}
+
+// sleepPoll waits pollInterval or until ctx ends.
+func sleepPoll(ctx context.Context) error {
+	t := time.NewTimer(pollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
