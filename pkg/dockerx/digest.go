@@ -14,7 +14,7 @@ import (
 	"github.com/deployd/deployd/pkg/controller"
 )
 
-// PinImage returns ref pinned by digest, "<repository>@sha256:...", in
+// PinnedRef returns ref pinned by digest, "<repository>@sha256:...", in
 // familiar form. The digest is the registry's, asked through the engine's
 // distribution endpoint rather than read from the local store, so every node
 // of a cluster that runs the pinned reference runs exactly those bytes.
@@ -27,7 +27,7 @@ import (
 //     wraps controller.ErrNotFound;
 //   - the registry does not answer after the client's pull retries, or the
 //     engine does not answer: wraps controller.ErrUnavailable.
-func (c *Client) PinImage(ctx context.Context, ref string) (string, error) {
+func (c *Client) PinnedRef(ctx context.Context, ref string) (string, error) {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return "", controller.Errorf(controller.EINVALID, "pin image %s: invalid reference: %v", ref, err)

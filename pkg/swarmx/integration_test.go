@@ -43,7 +43,7 @@ func newEnv(t *testing.T) env {
 	svc := testenv.UniqueService(t)
 	t.Cleanup(func() { testenv.RemoveSwarmServices(t, cli, svc) })
 	log, _ := logtest.NewNullLogger()
-	return env{cli: cli, rt: New(cli, log), image: image, svc: svc, net: net}
+	return env{cli: cli, rt: New(cli, nil, log), image: image, svc: svc, net: net}
 }
 
 func (e env) spec(n, replicas int) controller.ContainerSpec {

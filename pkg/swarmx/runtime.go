@@ -52,6 +52,7 @@ var _ Engine = (*client.Client)(nil)
 // concurrent use.
 type Runtime struct {
 	api Engine
+	pin Pinner
 	log logrus.FieldLogger
 
 	mu sync.Mutex
@@ -70,17 +71,26 @@ type taskRef struct {
 	slot      int
 }
 
-var _ controller.Runtime = (*Runtime)(nil)
+var (
+	_ controller.Runtime     = (*Runtime)(nil)
+	_ controller.ImagePinner = (*Runtime)(nil)
+)
+
+// Pinner resolves an image reference to the registry's digest of it;
+// dockerx.Client's PinnedRef does.
+type Pinner interface {
+	PinnedRef(ctx context.Context, ref string) (string, error)
+}
 
 // New returns a Runtime on cli, which must talk to a swarm manager (see
-// Ping). log may be nil.
-func New(cli Engine, log logrus.FieldLogger) *Runtime {
+// Ping), pinning images with pin. log may be nil.
+func New(cli Engine, pin Pinner, log logrus.FieldLogger) *Runtime {
 	if log == nil {
 		l := logrus.New()
 		l.Out = io.Discard
 		log = l
 	}
-	return &Runtime{api: cli, log: log, sets: map[string]*sync.Mutex{}, stopped: map[string]taskRef{}}
+	return &Runtime{api: cli, pin: pin, log: log, sets: map[string]*sync.Mutex{}, stopped: map[string]taskRef{}}
 }
 
 // Ping checks that the engine answers as a swarm manager; otherwise the
