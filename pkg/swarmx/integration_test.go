@@ -146,33 +146,60 @@ func assertFailsFast(t *testing.T, e env, spec controller.ContainerSpec, want st
 	}
 }
 
-func TestStopContainer_ScalesToZeroAndStartExistingBringsTheSlotBack(t *testing.T) {
+// A cold standby: the controller stops each replica of the set, then
+// later finds the stopped set by listing, starts it again or removes it,
+// as it does with stopped containers on a single host, and this runtime
+// forgets nothing in between (a restarted deployd finds it all the same).
+func TestStopContainer_ScalesToZeroListsStoppedSlotsAndStartsThemAgain(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	c, err := e.rt.StartContainer(ctx, e.spec(1, 1))
-	if err != nil {
-		t.Fatalf("StartContainer: %v", err)
+	var started []controller.Container
+	for n := 1; n <= 2; n++ {
+		c, err := e.rt.StartContainer(ctx, e.spec(n, 2))
+		if err != nil {
+			t.Fatalf("StartContainer %d: %v", n, err)
+		}
+		started = append(started, c)
 	}
-	if err := e.rt.StopContainer(ctx, c.ID, 2*time.Second); err != nil {
-		t.Fatalf("StopContainer: %v", err)
+	for _, c := range started {
+		if err := e.rt.StopContainer(ctx, c.ID, 2*time.Second); err != nil {
+			t.Fatalf("StopContainer %s: %v", c.Name, err)
+		}
 	}
-	if listed, err := e.rt.Containers(ctx, e.svc); err != nil || len(listed) != 0 {
-		t.Fatalf("Containers after stop = %+v, %v; want none", listed, err)
+	fresh := New(e.cli, nil, nil) // as after a restart of deployd
+	listed, err := fresh.Containers(ctx, e.svc)
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("Containers after stop = %+v, %v; want the 2 slots, stopped", listed, err)
 	}
-	again, err := e.rt.StartExisting(ctx, c.ID)
+	for i, c := range listed {
+		if c.Running() || c.Name != started[i].Name || c.Deployment != started[i].Deployment || c.Color != started[i].Color || c.Image != started[i].Image {
+			t.Fatalf("stopped slot %+v, want a stopped %s of the same set (was %+v)", c, started[i].Name, started[i])
+		}
+	}
+	again, err := fresh.StartExisting(ctx, listed[1].ID)
 	if err != nil {
 		t.Fatalf("StartExisting: %v", err)
 	}
-	if !again.Running() || again.ID == c.ID || again.Name != c.Name || again.Address == "" {
-		t.Fatalf("StartExisting = %+v, want a new running task named %s (was %+v)", again, c.Name, c)
+	if !again.Running() || again.Name != started[1].Name || again.Address == "" {
+		t.Fatalf("StartExisting = %+v, want a new running task named %s", again, started[1].Name)
 	}
-	if err := e.rt.RemoveContainer(ctx, again.ID); err != nil {
-		t.Fatalf("RemoveContainer: %v", err)
+	if running, err := fresh.Containers(ctx, e.svc); err != nil || len(running) != 2 {
+		t.Fatalf("Containers after the start = %+v, %v; want both slots running again", running, err)
 	}
-	if err := e.rt.RemoveContainer(ctx, again.ID); err != nil {
-		t.Fatalf("RemoveContainer again: %v", err)
+	if err := fresh.StopContainer(ctx, again.ID, 2*time.Second); err != nil {
+		t.Fatalf("StopContainer again: %v", err)
+	}
+	stopped, err := fresh.Containers(ctx, e.svc)
+	if err != nil || len(stopped) != 2 {
+		t.Fatalf("Containers after the second stop = %+v, %v", stopped, err)
+	}
+	if err := fresh.RemoveContainer(ctx, stopped[0].ID); err != nil {
+		t.Fatalf("RemoveContainer of a stopped slot: %v", err)
+	}
+	if err := fresh.RemoveContainer(ctx, stopped[1].ID); err != nil {
+		t.Fatalf("RemoveContainer of the set's other slot, gone with it: %v", err)
 	}
 	svcs, err := e.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: serviceFilter(e.svc)})
 	if err != nil || len(svcs) != 0 {

@@ -59,10 +59,6 @@ type Runtime struct {
 	// sets serialises the create-or-scale of one set's service: the
 	// controller starts a set's replicas in parallel.
 	sets map[string]*sync.Mutex
-	// stopped remembers where the tasks StopContainer scaled away lived:
-	// Swarm deletes a task once its slot is scaled down, so StartExisting
-	// could not find its set and slot otherwise. In memory only.
-	stopped map[string]taskRef
 }
 
 // taskRef is a task's set service and slot.
@@ -90,7 +86,7 @@ func New(cli Engine, pin Pinner, log logrus.FieldLogger) *Runtime {
 		l.Out = io.Discard
 		log = l
 	}
-	return &Runtime{api: cli, pin: pin, log: log, sets: map[string]*sync.Mutex{}, stopped: map[string]taskRef{}}
+	return &Runtime{api: cli, pin: pin, log: log, sets: map[string]*sync.Mutex{}}
 }
 
 // Ping checks that the engine answers as a swarm manager; otherwise the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -43,9 +44,10 @@ func (r *Runtime) InspectContainer(ctx context.Context, id string) (controller.C
 }
 
 // Containers lists the tasks that Swarm wants running of every set
-// service of service. A set scaled to zero (a cold standby) has none and
-// shows nothing; the controller's rollback then starts it again through
-// StartContainer, which scales the set back up.
+// service of service. A set scaled to zero (a cold standby) has no tasks:
+// it shows as one stopped Container per slot (see stoppedSlot), which
+// StartExisting scales up again and RemoveContainer removes, as the
+// controller does with stopped containers on a single host.
 func (r *Runtime) Containers(ctx context.Context, service string) ([]controller.Container, error) {
 	lctx, cancel := context.WithTimeout(ctx, callTimeout)
 	list, err := r.api.ServiceList(lctx, swarm.ServiceListOptions{Filters: serviceFilter(service)})
@@ -57,6 +59,10 @@ func (r *Runtime) Containers(ctx context.Context, service string) ([]controller.
 	var out []controller.Container
 	for _, svc := range list {
 		if isOneOff(svc.Spec.Labels) {
+			continue
+		}
+		if replicasOf(svc) == 0 {
+			out = append(out, stoppedSlots(svc)...)
 			continue
 		}
 		tasks, err := r.tasks(ctx, svc.ID)
@@ -78,17 +84,18 @@ func (r *Runtime) Containers(ctx context.Context, service string) ([]controller.
 
 // StopContainer scales the task's whole set to zero (a set is stopped as
 // one, like the controller's cold standby) with timeout as its stop grace
-// period, and waits until none of its tasks runs. Swarm deletes the
-// tasks of slots it scales away; StartExisting still knows the task's
-// set and slot for as long as this Runtime lives.
+// period, and waits until none of its tasks runs. Swarm deletes the tasks
+// of slots it scales away, so stopping the set's other tasks afterwards
+// finds them gone, which is no error: they are stopped. From then on the
+// set lists as stopped slots (see Containers).
 func (r *Runtime) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
 	ref, err := r.refOf(ctx, id)
+	if errors.Is(err, controller.ErrNotFound) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", id, err)
 	}
-	r.mu.Lock()
-	r.stopped[id] = ref
-	r.mu.Unlock()
 	svc, err := r.scale(ctx, ref.serviceID, 0, timeout)
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", id, err)
@@ -117,27 +124,75 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout time.Dur
 	}
 }
 
-// refOf finds the set and slot of a task, live or remembered by
-// StopContainer.
+// refOf finds the set and slot of a task, or of a stopped slot's ID.
 func (r *Runtime) refOf(ctx context.Context, id string) (taskRef, error) {
-	t, err := r.task(ctx, id)
-	if err == nil {
-		return taskRef{serviceID: t.ServiceID, slot: t.Slot}, nil
-	}
-	r.mu.Lock()
-	ref, ok := r.stopped[id]
-	r.mu.Unlock()
-	if ok && errors.Is(err, controller.ErrNotFound) {
+	if ref, ok := parseStoppedSlot(id); ok {
 		return ref, nil
 	}
-	return taskRef{}, err
+	t, err := r.task(ctx, id)
+	if err != nil {
+		return taskRef{}, err
+	}
+	return taskRef{serviceID: t.ServiceID, slot: t.Slot}, nil
 }
 
-// StartExisting scales a stopped task's set back to its full size (its
-// deployd.replicas label) and returns the task that now runs in the old
-// one's slot: a new task, with a new ID and address. It fails fast like
-// StartContainer. A task this Runtime never saw stopped and Swarm no
-// longer knows wraps controller.ErrNotFound.
+// stoppedPrefix starts the ID of a stopped slot: "stopped-<service
+// ID>-<slot>". Swarm's own IDs are alphanumeric, so the two never mix.
+const stoppedPrefix = "stopped-"
+
+// stoppedSlots are the Containers of a set scaled to zero: one per slot
+// of its full size, stopped, named as the controller named the replicas.
+func stoppedSlots(svc swarm.Service) []controller.Container {
+	l := svc.Spec.Labels
+	n, err := strconv.Atoi(l[LabelReplicas])
+	if err != nil || n < 1 {
+		return nil
+	}
+	prefix := l[LabelName]
+	if prefix == "" {
+		prefix = svc.Spec.Name
+	}
+	var image string
+	if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
+		image = cs.Image
+	}
+	out := make([]controller.Container, 0, n)
+	for slot := 1; slot <= n; slot++ {
+		out = append(out, controller.Container{
+			ID:         stoppedPrefix + svc.ID + "-" + strconv.Itoa(slot),
+			Name:       prefix + "-" + strconv.Itoa(slot),
+			Service:    l[LabelService],
+			Color:      controller.Color(l[LabelColor]),
+			Deployment: l[LabelDeployment],
+			Image:      image,
+			State:      "exited",
+		})
+	}
+	return out
+}
+
+// parseStoppedSlot reads a stopped slot's ID back into its set and slot.
+func parseStoppedSlot(id string) (taskRef, bool) {
+	rest, ok := strings.CutPrefix(id, stoppedPrefix)
+	if !ok {
+		return taskRef{}, false
+	}
+	i := strings.LastIndexByte(rest, '-')
+	if i <= 0 {
+		return taskRef{}, false
+	}
+	slot, err := strconv.Atoi(rest[i+1:])
+	if err != nil || slot < 1 {
+		return taskRef{}, false
+	}
+	return taskRef{serviceID: rest[:i], slot: slot}, true
+}
+
+// StartExisting scales a stopped slot's set (or a task's) back to its
+// full size (its deployd.replicas label) and returns the task that now
+// runs in the slot: a new task, with a new ID and address. It fails fast
+// like StartContainer. A task Swarm no longer knows wraps
+// controller.ErrNotFound.
 func (r *Runtime) StartExisting(ctx context.Context, id string) (controller.Container, error) {
 	ref, err := r.refOf(ctx, id)
 	if err != nil {
@@ -164,9 +219,6 @@ func (r *Runtime) StartExisting(ctx context.Context, id string) (controller.Cont
 	if err != nil {
 		return controller.Container{}, fmt.Errorf("start existing %s: %w", id, err)
 	}
-	r.mu.Lock()
-	delete(r.stopped, id)
-	r.mu.Unlock()
 	return ctr, nil
 }
 
@@ -198,7 +250,6 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 		return wrapErr("remove service "+svc.Spec.Name, err)
 	}
 	r.mu.Lock()
-	delete(r.stopped, id)
 	delete(r.sets, svc.Spec.Name)
 	r.mu.Unlock()
 	r.log.WithField("container", svc.Spec.Name).Info("set service removed")
