@@ -24,6 +24,7 @@ import (
 	"github.com/deployd/deployd/pkg/nginxconf"
 	"github.com/deployd/deployd/pkg/notify"
 	"github.com/deployd/deployd/pkg/store"
+	"github.com/deployd/deployd/pkg/swarmx"
 	"github.com/deployd/deployd/pkg/trafficswitch"
 	"github.com/deployd/deployd/web"
 )
@@ -144,13 +145,6 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, w := range cfg.Warnings() {
 		m.Logger.Warn(w)
 	}
-	// The Swarm runtime is configured and validated ahead of its adapter:
-	// refused here rather than run on the local engine by mistake.
-	for _, spec := range cfg.ServiceSpecs() {
-		if spec.Runtime == controller.RuntimeSwarm {
-			return cfg.FieldErrorf("services."+spec.Name+".runtime", "swarm is not available in this version of deployd yet")
-		}
-	}
 	hook := m.faultHook()
 	if cfg.Nginx.Mode == config.NginxModeExec {
 		// Before anything is opened: a wrong pid file is a configuration
@@ -216,9 +210,14 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 
 	warnTrafficRulesOff(m.Logger, cfg, m.trafficReader)
+	swarmRT, err := m.swarmRuntime(ctx)
+	if err != nil {
+		return err
+	}
 	m.ctrl = controller.New(controller.Options{
 		Services:  specs,
 		Runtime:   m.docker,
+		Swarm:     swarmRT,
 		Router:    router,
 		Prober:    health.NewProber(m.Logger),
 		Store:     m.store,
@@ -331,6 +330,28 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 
 // extraMetrics are the metrics /metrics serves besides the daemon's own:
 // the traffic switch's, gathered from switchd, in switch mode.
+// swarmRuntime is the Swarm runtime when a service runs on one, on the
+// same engine connection, which must be a swarm manager's: checked here,
+// so that a service configured for a swarm on an engine that is not one
+// fails startup naming the field. nil when no service needs it.
+func (m *Main) swarmRuntime(ctx context.Context) (controller.Runtime, error) {
+	var first string
+	for _, spec := range m.Config.ServiceSpecs() {
+		if spec.Runtime == controller.RuntimeSwarm {
+			first = spec.Name
+			break
+		}
+	}
+	if first == "" {
+		return nil, nil
+	}
+	rt := swarmx.New(m.docker.API(), m.docker, m.Logger)
+	if err := rt.Ping(ctx); err != nil {
+		return nil, m.Config.FieldErrorf("services."+first+".runtime", "swarm: this Docker engine is not a swarm manager: %w", err)
+	}
+	return rt, nil
+}
+
 func (m *Main) extraMetrics() []prometheus.Gatherer {
 	if m.switchd == nil {
 		return nil

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,13 +14,30 @@ import (
 	"github.com/deployd/deployd/internal/config"
 )
 
-// Until the Swarm adapter is wired, a swarm service must stop startup with
-// the field named, before the store or Docker is opened, rather than run
-// on the local engine.
-func TestRun_SwarmRuntimeIsRefusedBeforeAnythingOpens(t *testing.T) {
+// A service on runtime swarm needs the engine to be a swarm manager:
+// startup stops naming the field, rather than deploy nowhere. The engine is
+// a stand-in that answers as Docker does on a node outside any swarm.
+func TestRun_SwarmRuntimeNeedsASwarmManager(t *testing.T) {
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			_, _ = io.WriteString(w, "OK")
+		case strings.HasSuffix(r.URL.Path, "/swarm"):
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"message":"This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"message":"not in this stand-in"}`)
+		}
+	}))
+	defer engine.Close()
+
 	dir := t.TempDir()
 	path := filepath.Join(dir, "deployd.yml")
-	yml := "data_dir: data\ntraffic: {mode: reload}\nnginx: {mode: exec, upstream_dir: up}\n" +
+	yml := "data_dir: data\ndocker: {host: \"tcp://" + strings.TrimPrefix(engine.URL, "http://") + "\"}\n" +
+		"traffic: {mode: reload}\nnginx: {mode: exec, upstream_dir: up}\n" +
 		"services:\n  web:\n    image: demoapp\n    port: 8000\n    runtime: swarm\n    network: app\n"
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
@@ -32,10 +51,7 @@ func TestRun_SwarmRuntimeIsRefusedBeforeAnythingOpens(t *testing.T) {
 	defer cancel()
 	err = m.Run(ctx)
 	defer func() { _ = m.Close(ctx) }()
-	if want := "services.web.runtime: swarm is not available in this version of deployd yet"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "services.web.runtime: swarm: this Docker engine is not a swarm manager"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Run err = %v, want it to contain %q", err, want)
-	}
-	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
-		t.Errorf("data dir stat err = %v, want it never created", err)
 	}
 }

@@ -22,10 +22,10 @@ type Options struct {
 	// refuses one that is).
 	Runtime Runtime
 	Swarm   Runtime
-	Router   Router
-	Prober   Prober
-	Store    Store
-	Logger   logrus.FieldLogger
+	Router  Router
+	Prober  Prober
+	Store   Store
+	Logger  logrus.FieldLogger
 	// Notifier and Observer may be nil: nothing is sent or recorded.
 	Notifier Notifier
 	Observer Observer

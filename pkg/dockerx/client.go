@@ -100,6 +100,11 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	return c, nil
 }
 
+// API is the engine's SDK client, for an adapter beside this one that
+// needs other endpoints of the same engine (the Swarm runtime) and shares
+// its connection. Close closes it.
+func (c *Client) API() *client.Client { return c.api }
+
 // Close releases the client's connections.
 func (c *Client) Close() error {
 	if err := c.api.Close(); err != nil {

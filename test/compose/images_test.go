@@ -1,124 +1,24 @@
 package compose
 
 import (
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/deployd/deployd/internal/testenv"
 )
 
+// The images deploy/compose/ci.override.yml names.
 const (
-	// The images deploy/compose/ci.override.yml names.
-	deploydCIImage = "deployd-ci:latest"
-	nginxCIImage   = "deployd-ci-nginx:latest"
-	buildTimeout   = 5 * time.Minute
+	deploydCIImage = testenv.DeploydImageRef
+	nginxCIImage   = testenv.NginxImageRef
 )
 
-// buildDeploydImage builds deployd statically and wraps it in a FROM
-// scratch image laid out like the shipped Dockerfile's (same user, same
-// directories owned by it), since the multi-stage build needs a registry.
-func buildDeploydImage(t *testing.T) {
-	t.Helper()
-	dir := t.TempDir()
-	run(t, repoRoot(t), []string{"CGO_ENABLED=0"}, buildTimeout, "go", "build", "-trimpath",
-		"-ldflags", "-s -w -X main.version=ci", "-o", filepath.Join(dir, "deployd"), "./cmd/deployd")
-	// COPY of a directory copies its contents; a marker file makes sure the
-	// directory itself is created even by builders that skip empty ones.
-	for _, d := range []string{"data", "upstreams"} {
-		mustWrite(t, filepath.Join(dir, d, ".keep"), "", 0o644)
-	}
-	mustWrite(t, filepath.Join(dir, "Dockerfile"), `FROM scratch
-COPY deployd /deployd
-COPY --chown=65532:65532 data/ /var/lib/deployd/
-COPY --chown=65532:65532 upstreams/ /etc/nginx/deployd/
-USER 65532:65532
-ENV DEPLOYD_CONFIG=/etc/deployd/deployd.yml
-ENTRYPOINT ["/deployd"]
-CMD ["serve"]
-`, 0o644)
-	run(t, dir, nil, buildTimeout, "docker", "build", "-q", "-t", deploydCIImage, dir)
-}
+func buildDeploydImage(t *testing.T) { testenv.DeploydImage(t) }
 
-// lddPath matches the library paths in ldd's output: "libz.so.1 =>
-// /lib/x86_64-linux-gnu/libz.so.1 (0x...)" and "/lib64/ld-linux-x86-64.so.2
-// (0x...)".
-var lddPath = regexp.MustCompile(`(?m)(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)`)
-
-// buildNginxImage assembles a FROM scratch nginx image out of the host's
-// Debian nginx binary and the shared libraries it links, with the users,
-// files and directories nginx expects. It answers `nginx -t` by exec and
-// reloads on SIGHUP like the official image.
 func buildNginxImage(t *testing.T) {
-	t.Helper()
-	nginx := requireTool(t, "/usr/sbin/nginx", "nginx")
-	ldd := run(t, "", nil, time.Minute, "ldd", nginx)
-	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	files := []string{nginx, "/etc/nginx/mime.types"}
-	for _, m := range lddPath.FindAllStringSubmatch(ldd, -1) {
-		files = append(files, m[1])
-	}
-	for _, f := range files {
-		copyFile(t, f, filepath.Join(rootfs, strings.TrimPrefix(f, "/")))
-	}
-	if filepath.Join(rootfs, "usr/sbin/nginx") != filepath.Join(rootfs, strings.TrimPrefix(nginx, "/")) {
-		copyFile(t, nginx, filepath.Join(rootfs, "usr/sbin/nginx"))
-	}
-	// uid 101 as in the official image; deploy/nginx/nginx.conf runs its
-	// workers as "nginx".
-	mustWrite(t, filepath.Join(rootfs, "etc/passwd"), "root:x:0:0:root:/root:/sbin/nologin\nnginx:x:101:101:nginx:/nonexistent:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n", 0o644)
-	mustWrite(t, filepath.Join(rootfs, "etc/group"), "root:x:0:\nnginx:x:101:\nnogroup:x:65534:\n", 0o644)
-	// Upstream servers are container names: resolve them through Docker's
-	// DNS (resolv.conf and hosts are provided by the engine).
-	mustWrite(t, filepath.Join(rootfs, "etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files dns\n", 0o644)
-	for _, d := range []string{"var/lib/nginx", "var/log/nginx", "run", "tmp", "etc/nginx/conf.d", "etc/nginx/deployd", "etc/nginx/certs"} {
-		mustWrite(t, filepath.Join(rootfs, d, ".keep"), "", 0o644)
-	}
-	mustWrite(t, filepath.Join(dir, "Dockerfile"), `FROM scratch
-COPY rootfs/ /
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-STOPSIGNAL SIGQUIT
-CMD ["nginx", "-g", "daemon off;"]
-`, 0o644)
-	run(t, dir, nil, buildTimeout, "docker", "build", "-q", "-t", nginxCIImage, dir)
-}
-
-// copyFile copies src (following symlinks) to dst, keeping its mode.
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := copyFileErr(src, dst); err != nil {
-		t.Fatalf("copy %s: %v", src, err)
-	}
-}
-
-func copyFileErr(src, dst string) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, st.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close %s: %w", dst, cerr)
-		}
-	}()
-	_, err = io.Copy(out, in)
-	return err
+	requireTool(t, "/usr/sbin/nginx", "nginx")
+	testenv.NginxImage(t)
 }
 
 func mustWrite(t *testing.T, path, body string, mode os.FileMode) {
