@@ -78,6 +78,17 @@ func warmService() controller.ServiceView {
 	}
 }
 
+// swarmService is warmService on a Swarm: each replica names its node.
+func swarmService() controller.ServiceView {
+	v := warmService()
+	for col, node := range map[controller.Color]string{controller.Blue: "node-a", controller.Green: "node-b"} {
+		cv := v.Colors[col]
+		cv.Containers[0].Node = node
+		v.Colors[col] = cv
+	}
+	return v
+}
+
 // breakingChange is a rollback across a migration old code cannot run
 // against.
 func breakingChange() controller.SchemaChange {
@@ -133,6 +144,8 @@ func TestOpenAPI_ResponsesMatchTheDocument(t *testing.T) {
 			h.ctl.service.ActiveDeployment.Schema = &controller.SchemaRecord{Version: "5d41402abc4b",
 				Applied: []string{"app.0001_initial", "notes.0003_drop_legacy"}, Migrated: []string{"notes.0003_drop_legacy"}}
 		}, req: get("/api/v1/services/web", viewerSecret), status: 200},
+		{name: "service on a swarm, replicas on nodes", setup: func(h *harness) { h.ctl.service = swarmService() },
+			req: get("/api/v1/services/web", viewerSecret), status: 200},
 		{name: "service never deployed", setup: func(h *harness) { h.ctl.service = newService() },
 			req: get("/api/v1/services/fresh", viewerSecret), status: 200},
 		{name: "service while docker is away", setup: func(h *harness) { h.ctl.err = unavailable },

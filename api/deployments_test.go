@@ -304,6 +304,37 @@ func TestShape_ServiceHasExactlyTheDocumentedKeys(t *testing.T) {
 	}
 }
 
+// A replica's node is in its container only where the runtime has nodes:
+// a single host's answer keeps the keys it always had.
+func TestShape_ContainerNamesItsNodeOnlyOnACluster(t *testing.T) {
+	tests := []struct {
+		name, node string
+		want       []string
+	}{
+		{"single host", "", []string{"id", "name", "state", "health", "address", "restarts", "started_at"}},
+		{"swarm", "node-a", []string{"id", "name", "state", "health", "address", "restarts", "started_at", "node"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.ctl.service = sampleService()
+			h.ctl.service.Colors[controller.Blue].Containers[0].Node = tt.node
+			resp := h.do(t, "GET", "/api/v1/services/web", viewerSecret, "")
+			wantStatus(t, resp, 200)
+			s := decodeJSON[map[string]json.RawMessage](t, resp)
+			colors := wantKeys(t, "colors", s["colors"], "blue", "green")
+			blue := wantKeys(t, "blue", colors["blue"], "image", "containers", "others")
+			c := wantKeys(t, "container", firstOf(t, blue["containers"]), tt.want...)
+			if tt.node == "" {
+				return
+			}
+			if got, want := string(c["node"]), `"`+tt.node+`"`; got != want {
+				t.Errorf("node = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
 func TestShape_ServicesListWrapsServices(t *testing.T) {
 	h := newHarness(t)
 	h.ctl.services = []controller.ServiceView{sampleService()}

@@ -104,6 +104,9 @@ type Container struct {
 	Address   string    `json:"address"`
 	Restarts  int       `json:"restarts"`
 	StartedAt time.Time `json:"started_at"`
+	// Node is the cluster node the replica runs on; absent on the
+	// single-host runtime, which has no nodes.
+	Node string `json:"node,omitempty"`
 }
 
 // Deployment is one deploy or rollback. Steps is never null.
@@ -276,7 +279,7 @@ func containersOf(cs []controller.Container) []Container {
 	out := make([]Container, len(cs))
 	for i, c := range cs {
 		out[i] = Container{ID: c.ID, Name: c.Name, State: c.State, Health: c.Health,
-			Address: c.Address, Restarts: c.Restarts, StartedAt: c.StartedAt}
+			Address: c.Address, Restarts: c.Restarts, StartedAt: c.StartedAt, Node: c.Node}
 	}
 	return out
 }

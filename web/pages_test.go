@@ -354,8 +354,10 @@ func hostileFixture(f *fixture) {
 	svc.StandbyImage = image
 	svc.ActiveDeployment.Trigger = controller.Trigger{Source: "api", Actor: actor, Commit: commit}
 	svc.Colors[controller.Green] = controller.ColorView{Image: image, Containers: []controller.Container{
-		{Name: actor, State: image, Health: errMsg, StartedAt: testNow.Add(-time.Minute)},
+		{Name: actor, Node: image, State: image, Health: errMsg, StartedAt: testNow.Add(-time.Minute)},
 	}}
+	// A second node, so the per-node summary shows the hostile one too.
+	svc.Colors[controller.Blue].Containers[0].Node = actor
 	f.ctl.services[1].RepositoryURL = "javascript:alert(1)//"
 	f.ctl.services[1].ActiveDeployment = &controller.Deployment{Trigger: controller.Trigger{Actor: actor, Commit: commit}, CreatedAt: testNow}
 	run := f.ctl.services[1].Deployment

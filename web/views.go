@@ -31,6 +31,10 @@ type cardView struct {
 	// 1 new container of the deploy of app:v3, not the standby".
 	StandbyBeside string
 	Tables        []colorTable
+	// ShowNodes adds a Node column to both tables when any container of
+	// the service has a node, so the columns line up and a single host
+	// gets no empty column.
+	ShowNodes bool
 
 	// State is the card's one sentence of state: "LIVE green · app:v2
 	// @9f8e7d6a1b2c · since 17:36 UTC · rolled back by oncall-admin".
@@ -110,6 +114,9 @@ type colorTable struct {
 	// Others are the color's containers outside its set: a running
 	// deploy's new replicas beside the standby's, or a failed one's.
 	Others []controller.Container
+	// Nodes sums up the table's rows per node, set only when the
+	// service's replicas span more than one node.
+	Nodes []nodeCount
 }
 
 func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardView {
@@ -134,8 +141,13 @@ func newCardView(v controller.ServiceView, role auth.Role, now time.Time) cardVi
 		cv.CommitURL = commitURL(v.RepositoryURL, cv.Commit)
 	}
 	cv.CompareURL = compareURL(v.RepositoryURL, cv.StandbyCommit, cv.Commit)
+	nodes := serviceNodes(v)
+	cv.ShowNodes = nodes > 0
 	for _, col := range []controller.Color{controller.Blue, controller.Green} {
 		t := colorTable{Color: col, Image: v.Colors[col].Image, Containers: v.Colors[col].Containers, Others: v.Colors[col].Others}
+		if nodes > 1 {
+			t.Nodes = perNode(t.Containers, t.Others)
+		}
 		switch col {
 		case v.ActiveColor:
 			t.Role = "active"
