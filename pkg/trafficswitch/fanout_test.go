@@ -201,9 +201,9 @@ func TestFanout_SwitchMovesEveryEdgeAndEachConfirms(t *testing.T) {
 
 func TestFanout_FailedEdgeFailsTheSwitchAndTheOthersGoBack(t *testing.T) {
 	tests := []struct {
-		name   string
+		name      string
 		breakEdge func(e *edgeSwitch)
-		want   error // what the error wraps, besides naming the edge
+		want      error // what the error wraps, besides naming the edge
 	}{
 		{"edge down", func(e *edgeSwitch) { e.srv.Close() }, ErrUnreachable},
 		{"edge answers 500", func(e *edgeSwitch) {
