@@ -20,7 +20,7 @@ import (
 )
 
 // ErrUnreachable: the switch process did not answer on its control socket
-// (no socket, nobody listening, the connection broke). The error also
+// or TCP address (no socket, nobody listening, the connection broke). The error also
 // wraps the dial's or the transport's own. A mutating call whose
 // connection broke after it was sent may or may not have taken effect:
 // read Status.
@@ -30,8 +30,8 @@ var ErrUnreachable = errors.New("traffic switch unreachable")
 // control token (a Client of NewTCPClient without the right one).
 var ErrUnauthorized = errors.New("unauthorized")
 
-// Client drives the switch process over its control socket (see wire.go
-// for the API). It implements Plane and, for the switch process's own
+// Client drives the switch process over its control socket, or its TCP
+// control address (see wire.go for the API). It implements Plane and, for the switch process's own
 // metrics, prometheus.Gatherer. It is safe for concurrent use and holds
 // no connection between calls.
 type Client struct {

@@ -441,3 +441,44 @@ func TestFanout_StatusSumsAndWindowAddsUp(t *testing.T) {
 		t.Fatalf("Window = %d, %d (%v), want 0, 0", requests, errors5xx, err)
 	}
 }
+
+// hungPlane is an edge that takes every SetTargets and never answers.
+type hungPlane struct{ Plane }
+
+func (hungPlane) SetTargets(ctx context.Context, _, _ string, _ []string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestFanout_HungEdgeFailsWithinItsTimeoutAndTheOthersGoBack(t *testing.T) {
+	token := newToken(t)
+	var edges []Edge
+	var switches []*edgeSwitch
+	for _, name := range []string{"edge-a", "edge-b", "edge-c"} {
+		e := newEdgeSwitch(t, name, token)
+		switches = append(switches, e)
+		var p Plane = e.client
+		if name == "edge-c" {
+			p = hungPlane{Local(e.sw)}
+		}
+		edges = append(edges, Edge{Name: name, Plane: p})
+	}
+	f, err := NewFanout(FanoutOptions{
+		Discover:    func(context.Context) ([]Edge, error) { return edges, nil },
+		EdgeTimeout: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range switches {
+		if err := e.sw.SetTargets("web", "blue", []string{"10.0.0.1:80"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = f.SetTargets(context.Background(), "web", "green", []string{"10.0.0.2:80"})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "edge edge-c: ") {
+		t.Fatalf("SetTargets = %v, want edge-c's deadline", err)
+	}
+	h := &fanoutHarness{t: t}
+	h.wantEdges(switches[:2], "blue", "10.0.0.1:80")
+}

@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// The control API of the switch process: JSON over HTTP on a unix socket.
-// Client is its only intended caller; the routes are:
+// The control API of the switch process: JSON over HTTP on a unix socket,
+// and on a TCP address with a bearer token (ServerOptions.Token). Client
+// is its only intended caller; the routes are:
 //
 //	GET  /v1/info                              Info
 //	POST /v1/upgrade                           ServerOptions.Upgrade (204)
