@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -238,5 +240,66 @@ func TestSwitchdEnv_KeepsNoSecrets(t *testing.T) {
 	got := switchdEnv([]string{"PATH=/bin", "DEPLOYD_ADMIN_TOKEN=s3cret", "DEPLOYD_DATA_DIR=/d", "DEPLOYD_WEBHOOK_SECRET=x", "HOME=/root", "AWS_SECRET_ACCESS_KEY=y"})
 	if strings.Join(got, " ") != "PATH=/bin DEPLOYD_DATA_DIR=/d HOME=/root" {
 		t.Fatalf("switchdEnv = %v", got)
+	}
+}
+
+// On traffic.switchd.control_listen, switchd serves the control API over
+// TCP to whoever has the token, and to nobody else; the unix socket
+// needs none.
+func TestSwitchd_ControlOverTCPAnswersOnlyWithTheToken(t *testing.T) {
+	cfg := switchConfig(t, freeAddr(t))
+	tokenBytes := make([]byte, 32)
+	if _, err := rand.Read(tokenBytes); err != nil {
+		t.Fatal(err)
+	}
+	token := hex.EncodeToString(tokenBytes)
+	t.Setenv("DEPLOYD_TEST_SWITCHD_CONTROL_TOKEN", token)
+	addr := freeAddr(t)
+	cfg.Traffic.Switchd.Spawn = false
+	cfg.Traffic.Switchd.ControlListen = addr
+	cfg.Traffic.Switchd.ControlTokenEnv = "DEPLOYD_TEST_SWITCHD_CONTROL_TOKEN"
+	if _, err := runSwitchdInProcess(t, cfg); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	ctx := context.Background()
+
+	tcp := trafficswitch.NewTCPClient(addr, token)
+	if err := tcp.SetTargets(ctx, "web", "green", []string{"127.0.0.1:9001"}); err != nil {
+		t.Fatalf("SetTargets over TCP with the token: %v", err)
+	}
+	if info, err := tcp.Info(ctx); err != nil || info.PID != os.Getpid() {
+		t.Fatalf("Info over TCP: %+v (%v)", info, err)
+	}
+	st, err := trafficswitch.NewClient(cfg.SwitchdSocket()).Status(ctx, "web")
+	if err != nil || st.Active != "green" {
+		t.Fatalf("web on the socket: %+v (%v), want green, as set over TCP", st, err)
+	}
+
+	for name, c := range map[string]*trafficswitch.Client{
+		"no token":    trafficswitch.NewTCPClient(addr, ""),
+		"wrong token": trafficswitch.NewTCPClient(addr, strings.Repeat("x", len(token))),
+	} {
+		if err := c.SetTargets(ctx, "web", "blue", []string{"127.0.0.1:9002"}); !errors.Is(err, trafficswitch.ErrUnauthorized) {
+			t.Errorf("%s: SetTargets = %v, want ErrUnauthorized", name, err)
+		}
+		if _, err := c.Info(ctx); !errors.Is(err, trafficswitch.ErrUnauthorized) {
+			t.Errorf("%s: Info = %v, want ErrUnauthorized", name, err)
+		}
+	}
+	st, err = tcp.Status(ctx, "web")
+	if err != nil || st.Active != "green" {
+		t.Fatalf("web after refused calls: %+v (%v), want green still", st, err)
+	}
+}
+
+func TestSwitchd_ShortControlTokenStopsTheStart(t *testing.T) {
+	cfg := switchConfig(t, freeAddr(t))
+	t.Setenv("DEPLOYD_TEST_SWITCHD_CONTROL_TOKEN", "too-short")
+	cfg.Traffic.Switchd.Spawn = false
+	cfg.Traffic.Switchd.ControlListen = freeAddr(t)
+	cfg.Traffic.Switchd.ControlTokenEnv = "DEPLOYD_TEST_SWITCHD_CONTROL_TOKEN"
+	_, err := runSwitchdInProcess(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "shorter than 32 bytes") || strings.Contains(err.Error(), "too-short") {
+		t.Fatalf("Run = %v, want a refusal of the short token that does not show it", err)
 	}
 }

@@ -45,6 +45,7 @@ type Switchd struct {
 
 	sw       *trafficswitch.Switch
 	ctl      *http.Server
+	tcpCtl   *http.Server // the control API on control_listen; nil when off
 	started  time.Time
 	saveMu   sync.Mutex
 	serveErr chan error
@@ -68,14 +69,21 @@ func (freshListeners) Listen(network, addr string) (net.Listener, error) {
 	return net.Listen(network, addr)
 }
 
-// Run restores the last routing, listens for every service and on the
-// control socket, and serves in the background. On failure call Close.
+// Run restores the last routing, listens for every service, on the
+// control socket and, with traffic.switchd.control_listen, on its TCP
+// address, and serves in the background. On failure call Close.
 func (d *Switchd) Run(ctx context.Context) error {
 	cfg := d.Config
 	d.started = time.Now()
-	d.serveErr = make(chan error, 1)
+	d.serveErr = make(chan error, 2)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	// Read before anything listens: a missing or short token stops the
+	// start rather than leave edges that nobody can drive.
+	token, err := cfg.ResolveSwitchdControlToken(os.Getenv, os.ReadFile)
+	if err != nil {
+		return err
 	}
 	proxies, err := trafficswitch.ParseTrustedProxies(cfg.Traffic.TrustedProxies)
 	if err != nil {
@@ -104,26 +112,57 @@ func (d *Switchd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	stopping := make(chan struct{})
-	d.ctl = &http.Server{
-		Handler: trafficswitch.NewControlHandler(trafficswitch.ServerOptions{
-			Switch:   d.sw,
-			Info:     d.info,
-			Upgrade:  d.Upgrade,
-			Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			OnChange: d.save,
-			Stopping: stopping,
-		}),
-		ReadHeaderTimeout: 5 * time.Second,
+	var tcpLn net.Listener
+	if addr := cfg.Traffic.Switchd.ControlListen; addr != "" {
+		// Taken over at an upgrade like the other listeners.
+		if tcpLn, err = d.Listeners.Listen("tcp", addr); err != nil {
+			_ = ln.Close()
+			return cfg.FieldErrorf("traffic.switchd.control_listen", "%w", err)
+		}
 	}
-	// Shutdown runs this at every call (Handoff, then Close).
-	d.ctl.RegisterOnShutdown(sync.OnceFunc(func() { close(stopping) }))
+	stopping := make(chan struct{})
+	opts := trafficswitch.ServerOptions{
+		Switch:   d.sw,
+		Info:     d.info,
+		Upgrade:  d.Upgrade,
+		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		OnChange: d.save,
+		Stopping: stopping,
+	}
+	// Shutdown runs this at every call (Handoff, then Close), of either
+	// server.
+	closeStopping := sync.OnceFunc(func() { close(stopping) })
+	d.ctl = d.serveControl(ln, opts, closeStopping)
+	if tcpLn != nil {
+		// The same API, for a daemon on another node: only with the
+		// token, since no file mode guards a TCP port.
+		opts.Token = token
+		d.tcpCtl = d.serveControl(tcpLn, opts, closeStopping)
+	}
+	return nil
+}
+
+// serveControl serves the control API on ln in the background.
+func (d *Switchd) serveControl(ln net.Listener, opts trafficswitch.ServerOptions, onShutdown func()) *http.Server {
+	srv := &http.Server{Handler: trafficswitch.NewControlHandler(opts), ReadHeaderTimeout: 5 * time.Second}
+	srv.RegisterOnShutdown(onShutdown)
 	go func() {
-		if err := d.ctl.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.serveErr <- err
 		}
 	}()
-	return nil
+	return srv
+}
+
+// controlServers are the servers of the control API that run.
+func (d *Switchd) controlServers() []*http.Server {
+	var out []*http.Server
+	for _, s := range []*http.Server{d.ctl, d.tcpCtl} {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // listenService takes a service's listener over from the previous
@@ -231,9 +270,9 @@ func (d *Switchd) ServeErr() <-chan error { return d.serveErr }
 // within ctx.
 func (d *Switchd) Close(ctx context.Context) error {
 	var errs []error
-	if d.ctl != nil {
-		if err := d.ctl.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stop control socket: %w", err))
+	for _, srv := range d.controlServers() {
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop control API: %w", err))
 		}
 	}
 	if d.sw != nil {
@@ -250,18 +289,24 @@ func (d *Switchd) Close(ctx context.Context) error {
 // new process writes, so that a switch made meanwhile reaches these
 // connections too.
 func (d *Switchd) Handoff(ctx context.Context) error {
-	ctlDone := make(chan error, 1)
-	go func() { ctlDone <- d.ctl.Shutdown(ctx) }()
+	servers := d.controlServers()
+	ctlDone := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { ctlDone <- srv.Shutdown(ctx) }()
+	}
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	followed := make(chan struct{})
 	go func() {
 		defer close(followed)
 		d.follow(followCtx)
 	}()
-	err := d.sw.Handoff(ctx)
+	errs := []error{d.sw.Handoff(ctx)}
 	stopFollowing()
 	<-followed
-	return errors.Join(err, <-ctlDone)
+	for range servers {
+		errs = append(errs, <-ctlDone)
+	}
+	return errors.Join(errs...)
 }
 
 // followInterval is how often the old process of an upgrade rereads the
@@ -291,6 +336,10 @@ func switchdFingerprint(cfg *config.Config) string {
 	fmt.Fprintf(h, "version %s\n", version)
 	for _, p := range cfg.Traffic.TrustedProxies {
 		fmt.Fprintf(h, "proxy %s\n", p)
+	}
+	if ctl := cfg.Traffic.Switchd.ControlListen; ctl != "" {
+		// Not the token: the fingerprint is shown to callers.
+		fmt.Fprintf(h, "control %s\n", ctl)
 	}
 	names := make([]string, 0, len(cfg.Services))
 	for name := range cfg.Services {
@@ -361,7 +410,7 @@ func runSwitchd(args []string, stderr io.Writer) int {
 		_ = d.Close(context.Background())
 		return 1
 	}
-	log.WithFields(logrus.Fields{"pid": os.Getpid(), "version": version, "socket": cfg.SwitchdSocket()}).Info("switchd started")
+	log.WithFields(logrus.Fields{"pid": os.Getpid(), "version": version, "socket": cfg.SwitchdSocket(), "control_listen": cfg.Traffic.Switchd.ControlListen}).Info("switchd started")
 
 	select {
 	case <-upg.Exit():

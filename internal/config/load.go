@@ -72,6 +72,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Nginx.Template)
 	abs(&c.Nginx.PIDFile)
 	abs(&c.Traffic.Switchd.Socket)
+	abs(&c.Traffic.Switchd.ControlTokenFile)
 	for i := range c.Auth.Tokens {
 		abs(&c.Auth.Tokens[i].TokenFile)
 	}

@@ -52,6 +52,42 @@ type Switchd struct {
 	// past it they are closed. It should exceed nginx's upstream
 	// keepalive_timeout, after which nginx closes idle ones itself.
 	HandoffTimeout time.Duration `yaml:"handoff_timeout"`
+	// ControlListen, host:port, serves the control API over TCP as well,
+	// for a daemon on another node (one switchd per edge node of a
+	// cluster); empty: the unix socket only. Every request on it must
+	// carry the token ControlTokenEnv or ControlTokenFile names (exactly
+	// one of them), which the daemon sends to reach it.
+	ControlListen    string `yaml:"control_listen,omitempty"`
+	ControlTokenEnv  string `yaml:"control_token_env,omitempty"`
+	ControlTokenFile string `yaml:"control_token_file,omitempty"`
+}
+
+// minControlTokenLength is the shortest token the TCP control API
+// accepts: whoever has it moves traffic on every edge.
+const minControlTokenLength = 32
+
+func (s *Switchd) unknownKeyHint(key string) string {
+	switch key {
+	case "control_token", "token", "secret":
+		return "secrets do not belong in the configuration file; name an environment variable with control_token_env or a file with control_token_file"
+	}
+	return ""
+}
+
+// ResolveSwitchdControlToken reads the TCP control API's token through
+// getenv or readFile; nil, nil when traffic.switchd.control_listen is
+// empty. It refuses a missing, empty or short (under 32 bytes) token.
+// Errors never contain the token.
+func (c *Config) ResolveSwitchdControlToken(getenv func(string) string, readFile func(string) ([]byte, error)) ([]byte, error) {
+	sd := c.Traffic.Switchd
+	if sd.ControlListen == "" {
+		return nil, nil
+	}
+	token, err := readSecret(secretRef{key: "control_token", env: sd.ControlTokenEnv, file: sd.ControlTokenFile, minLen: minControlTokenLength}, getenv, readFile)
+	if err != nil {
+		return nil, fmt.Errorf("traffic.switchd: %w", err)
+	}
+	return token, nil
 }
 
 // maxSocketPath is what a unix socket address holds on Linux (108 bytes
@@ -128,6 +164,7 @@ func (c *Config) validateTraffic(v *validator) {
 			v.addf("traffic.switchd.socket", "%q is longer than the %d bytes a unix socket path may have; set a shorter one", sock, maxSocketPath)
 		}
 	}
+	c.validateSwitchdControl(v)
 	for i, p := range c.Traffic.TrustedProxies {
 		if !validProxy(p) {
 			v.addf(fmt.Sprintf("traffic.trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix, got %q", p)
@@ -138,6 +175,14 @@ func (c *Config) validateTraffic(v *validator) {
 	apiHost, apiPort, _ := net.SplitHostPort(c.Listen)
 	type taken struct{ host, port, path string }
 	seen := []taken{{apiHost, apiPort, "listen"}}
+	if ctl := c.Traffic.Switchd.ControlListen; ctl != "" {
+		if host, port, ok := validSwitchListen(&validator{}, "", ctl); ok {
+			if port == apiPort && (host == apiHost || unspecified(host) || unspecified(apiHost)) {
+				v.addf("traffic.switchd.control_listen", "%s is already taken by listen", ctl)
+			}
+			seen = append(seen, taken{host, port, "traffic.switchd.control_listen"})
+		}
+	}
 	for _, name := range c.serviceNames() {
 		sw := c.Services[name].Switch
 		p := joinKey("services", name) + ".switch"
@@ -189,6 +234,33 @@ func (c *Config) validateTraffic(v *validator) {
 		} else if ok && unspecified(host) {
 			v.addf(p+".upstream", "is required when switch.listen %q listens on every interface: nginx needs an address to connect to", sw.Listen)
 		}
+	}
+}
+
+// validateSwitchdControl checks the TCP control API's address and where
+// its token comes from; the token itself is read by
+// ResolveSwitchdControlToken.
+func (c *Config) validateSwitchdControl(v *validator) {
+	sd := c.Traffic.Switchd
+	const p = "traffic.switchd"
+	if sd.ControlListen == "" {
+		if sd.ControlTokenEnv != "" || sd.ControlTokenFile != "" {
+			v.addf(p, "control_token_env or control_token_file is set without control_listen")
+		}
+		return
+	}
+	validSwitchListen(v, p+".control_listen", sd.ControlListen)
+	switch {
+	case sd.ControlTokenEnv == "" && sd.ControlTokenFile == "":
+		v.addf(p, "control_listen needs one of control_token_env or control_token_file")
+	case sd.ControlTokenEnv != "" && sd.ControlTokenFile != "":
+		v.addf(p, "set control_token_env or control_token_file, not both")
+	case sd.ControlTokenEnv != "" && !envNameRE.MatchString(sd.ControlTokenEnv):
+		v.addf(p+".control_token_env", "invalid environment variable name %q", sd.ControlTokenEnv)
+	case sd.ControlTokenEnv != "" && sd.Spawn:
+		// A spawned switchd inherits no secret of the daemon's
+		// environment (switchdEnv); a file it reads itself.
+		v.addf(p+".control_token_env", "a switchd the daemon spawns does not inherit its environment's secrets; use control_token_file, or spawn: false where switchd runs on its own")
 	}
 }
 

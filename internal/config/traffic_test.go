@@ -132,3 +132,102 @@ func TestLoadConfig_TrustedProxiesTakeAddressesAndPrefixes(t *testing.T) {
 		t.Fatalf("trusted proxies = %q, want 4", c.Traffic.TrustedProxies)
 	}
 }
+
+// switchdControl is switch mode with switchd's TCP control API, its
+// token from a file, on a line of its own after "switchd:".
+const switchdControl = "traffic:\n  mode: switch\n  switchd:\n    spawn: false\n"
+
+func TestLoadConfig_SwitchdControlOverTCP(t *testing.T) {
+	c, err := parse(t, switchdControl+"    control_listen: \":7600\"\n    control_token_env: SWITCHD_TOKEN\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd := c.Traffic.Switchd; sd.ControlListen != ":7600" || sd.ControlTokenEnv != "SWITCHD_TOKEN" {
+		t.Fatalf("switchd = %+v, want control_listen :7600 with its token from SWITCHD_TOKEN", sd)
+	}
+}
+
+func TestLoadConfig_BadSwitchdControlNamesTheField(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want string
+	}{
+		{"no token", switchdControl + "    control_listen: \":7600\"\n" + minimal,
+			"config.yml:3: traffic.switchd: control_listen needs one of control_token_env or control_token_file"},
+		{"both token sources", switchdControl + "    control_listen: \":7600\"\n    control_token_env: T\n    control_token_file: /t\n" + minimal,
+			"config.yml:3: traffic.switchd: set control_token_env or control_token_file, not both"},
+		{"token without listen", switchdControl + "    control_token_file: /t\n" + minimal,
+			"config.yml:3: traffic.switchd: control_token_env or control_token_file is set without control_listen"},
+		{"bad env name", switchdControl + "    control_listen: \":7600\"\n    control_token_env: 1TOKEN\n" + minimal,
+			`config.yml:6: traffic.switchd.control_token_env: invalid environment variable name "1TOKEN"`},
+		{"env with spawn", "traffic:\n  switchd:\n    control_listen: \":7600\"\n    control_token_env: T\n" + minimal,
+			"config.yml:4: traffic.switchd.control_token_env: a switchd the daemon spawns does not inherit"},
+		{"listen on a name", switchdControl + "    control_listen: switchd:7600\n    control_token_file: /t\n" + minimal,
+			`config.yml:5: traffic.switchd.control_listen: host must be an IP address (or empty for every interface), got "switchd"`},
+		{"listen without a port", switchdControl + "    control_listen: 10.0.0.1\n    control_token_file: /t\n" + minimal,
+			`config.yml:5: traffic.switchd.control_listen: must be host:port, got "10.0.0.1"`},
+		{"listen on the API's port", "listen: 127.0.0.1:7600\n" + switchdControl + "    control_listen: \":7600\"\n    control_token_file: /t\n" + minimal,
+			"config.yml:6: traffic.switchd.control_listen: :7600 is already taken by listen"},
+		{"listen on a service's port", switchdControl + "    control_listen: 127.0.0.1:7501\n    control_token_file: /t\n" + minimal + "    switch:\n      listen: 127.0.0.1:7501\n",
+			"services.web.switch.listen: 127.0.0.1:7501 is already taken by traffic.switchd.control_listen"},
+		{"token in the file", switchdControl + "    control_token: abc\n" + minimal,
+			"config.yml:5: traffic.switchd.control_token: secrets do not belong in the configuration file; name an environment variable with control_token_env or a file with control_token_file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.yml)
+			if err == nil {
+				t.Fatalf("parse succeeded with %+v, want an error containing %q", c.Traffic.Switchd, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %q\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolveSwitchdControlToken_RefusesShortOrMissingTokensWithoutShowingThem(t *testing.T) {
+	c, err := parse(t, switchdControl+"    control_listen: \":7600\"\n    control_token_env: SWITCHD_TOKEN\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("k", minControlTokenLength)
+	short := long[:minControlTokenLength-1]
+	noFile := func(string) ([]byte, error) { t.Fatal("read a file, want the environment"); return nil, nil }
+	for _, tc := range []struct {
+		name, value, wantErr string
+	}{
+		{"long enough", long, ""},
+		{"short", short, "traffic.switchd: secret is shorter than 32 bytes"},
+		{"unset", "", "traffic.switchd: control_token_env: environment variable SWITCHD_TOKEN is empty or unset"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := c.ResolveSwitchdControlToken(func(k string) string {
+				if k == "SWITCHD_TOKEN" {
+					return tc.value
+				}
+				return ""
+			}, noFile)
+			if tc.wantErr == "" {
+				if err != nil || string(got) != tc.value {
+					t.Fatalf("token of %d bytes (%v), want the %d bytes of the environment", len(got), err, len(tc.value))
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error = %v, want %q", err, tc.wantErr)
+			}
+			if tc.value != "" && strings.Contains(err.Error(), tc.value) {
+				t.Fatal("the error shows the token")
+			}
+		})
+	}
+	off, err := parse(t, minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := off.ResolveSwitchdControlToken(func(string) string { return "" }, noFile); got != nil || err != nil {
+		t.Fatalf("without control_listen: %d bytes, %v; want nil, nil", len(got), err)
+	}
+}

@@ -20,19 +20,24 @@ import (
 )
 
 // ErrUnreachable: the switch process did not answer on its control socket
-// (no socket, nobody listening, the connection broke). The error also
+// or TCP address (no socket, nobody listening, the connection broke). The error also
 // wraps the dial's or the transport's own. A mutating call whose
 // connection broke after it was sent may or may not have taken effect:
 // read Status.
 var ErrUnreachable = errors.New("traffic switch unreachable")
 
-// Client drives the switch process over its control socket (see wire.go
-// for the API). It implements Plane and, for the switch process's own
+// ErrUnauthorized: the switch process refused the call for want of its
+// control token (a Client of NewTCPClient without the right one).
+var ErrUnauthorized = errors.New("unauthorized")
+
+// Client drives the switch process over its control socket, or its TCP
+// control address (see wire.go for the API). It implements Plane and, for the switch process's own
 // metrics, prometheus.Gatherer. It is safe for concurrent use and holds
 // no connection between calls.
 type Client struct {
-	socket string
-	hc     *http.Client
+	addr  string // the socket's path or host:port, for messages
+	token string // sent as a bearer token when not empty
+	hc    *http.Client
 }
 
 var (
@@ -50,22 +55,32 @@ const maxResponseBody = 1 << 20
 
 // NewClient returns a Client of the control socket at socketPath. It does
 // not connect: every call dials anew.
-func NewClient(socketPath string) *Client {
+func NewClient(socketPath string) *Client { return newClient("unix", socketPath, "") }
+
+// NewTCPClient returns a Client of the control API a switch process
+// serves over TCP at addr (host:port; traffic.switchd.control_listen),
+// sending token with every call; a wrong or missing one is answered with
+// an error wrapping ErrUnauthorized. It does not connect: every call dials
+// anew.
+func NewTCPClient(addr, token string) *Client { return newClient("tcp", addr, token) }
+
+func newClient(network, addr, token string) *Client {
 	var d net.Dialer
 	tr := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socketPath)
+			return d.DialContext(ctx, network, addr)
 		},
 		// A connection per call: during an upgrade the new process takes
-		// over the socket path, and a kept-alive connection would go on
-		// driving the old one. A unix-socket dial costs microseconds.
+		// over the listener, and a kept-alive connection would go on
+		// driving the old one. A unix-socket dial costs microseconds, a
+		// TCP one on the edges' network little more than the call.
 		DisableKeepAlives:  true,
 		DisableCompression: true,
 	}
 	// No Timeout: Drain may rightly take minutes. Every call is bounded by
 	// its context.
-	return &Client{socket: socketPath, hc: &http.Client{Transport: tr}}
+	return &Client{addr: addr, token: token, hc: &http.Client{Transport: tr}}
 }
 
 // SetTargets is Switch.SetTargets in the switch process.
@@ -237,13 +252,16 @@ func (c *Client) callPath(ctx context.Context, method, path string, in, out any)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, h http.Header) (*http.Response, error) {
-	// The host is a placeholder: the transport dials the socket.
+	// The host is a placeholder: the transport dials the address.
 	req, err := http.NewRequestWithContext(ctx, method, "http://switch"+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("traffic switch %s %s: %w", method, path, err)
 	}
 	for k, v := range h {
 		req.Header[k] = v
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
@@ -258,7 +276,7 @@ func (c *Client) transportError(ctx context.Context, method, path string, err er
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("traffic switch %s %s: %w", method, path, ctxErr)
 	}
-	return fmt.Errorf("traffic switch %s %s on %s: %w: %w", method, path, c.socket, ErrUnreachable, err)
+	return fmt.Errorf("traffic switch %s %s on %s: %w: %w", method, path, c.addr, ErrUnreachable, err)
 }
 
 // answerError is the error an answer other than 2xx carries: its message

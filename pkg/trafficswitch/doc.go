@@ -45,6 +45,13 @@
 // API that NewControlHandler serves on its unix socket (wire.go), with
 // ErrUnreachable when nothing answers there.
 //
+// On a cluster, traffic enters through several edge nodes with a switch
+// process each. Each serves the same control API over TCP as well, only
+// to callers with its token (ServerOptions.Token, NewTCPClient), and
+// Fanout is the Plane of them all: a change is made on every edge or,
+// when one fails, put back on the others; edges that disagree read as out
+// of sync, so that Router's caller sets them again.
+//
 // The switch process keeps its routing across its own restarts: State is
 // what it persists after every change (SaveState, atomically) and
 // Restore applies it again (LoadState). In a graceful upgrade the new

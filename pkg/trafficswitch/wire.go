@@ -1,6 +1,7 @@
 package trafficswitch
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,8 +9,9 @@ import (
 	"time"
 )
 
-// The control API of the switch process: JSON over HTTP on a unix socket.
-// Client is its only intended caller; the routes are:
+// The control API of the switch process: JSON over HTTP on a unix socket,
+// and on a TCP address with a bearer token (ServerOptions.Token). Client
+// is its only intended caller; the routes are:
 //
 //	GET  /v1/info                              Info
 //	POST /v1/upgrade                           ServerOptions.Upgrade (204)
@@ -23,8 +25,9 @@ import (
 //	POST /v1/services/{service}/maintenance    {"on","message"} (204)
 //
 // An error is {"code","message"}: code is one of invalid (400), not_found
-// (404), conflict (409), closed (503), unsupported (501) or internal
-// (500), message the Switch's own error text.
+// (404), conflict (409), closed (503), unsupported (501), unauthorized
+// (401, a handler with ServerOptions.Token and a request without it) or
+// internal (500), message the Switch's own error text.
 //
 // The request and response bodies are the wire types below, not the
 // package's types: those can change without breaking a switch process of
@@ -58,6 +61,11 @@ type ServerOptions struct {
 	// change is made. It may be called concurrently: it should take a lock
 	// and then read State, so that the last write holds the latest state.
 	OnChange func()
+	// Token, when set, is required of every request as "Authorization:
+	// Bearer <token>" (compared in constant time); any other request gets
+	// a 401 and touches nothing. The unix socket needs none (its mode is
+	// the guard); the TCP listener of the control API does.
+	Token []byte
 	// Stopping, closed when the process stops serving the control API,
 	// ends the GET /v1/wait calls (http.Server.RegisterOnShutdown); nil
 	// leaves them to end with their connection.
@@ -86,7 +94,25 @@ func NewControlHandler(o ServerOptions) http.Handler {
 	mux.HandleFunc("POST /v1/services/{service}/pause", s.pause)
 	mux.HandleFunc("POST /v1/services/{service}/resume", s.resume)
 	mux.HandleFunc("POST /v1/services/{service}/maintenance", s.maintenance)
-	return mux
+	if len(o.Token) == 0 {
+		return mux
+	}
+	return requireToken(mux, o.Token)
+}
+
+// requireToken answers 401, before any route runs, a request without
+// "Authorization: Bearer <token>".
+func requireToken(next http.Handler, token []byte) http.Handler {
+	want := []byte("Bearer " + string(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="deployd switchd"`)
+			writeError(w, fmt.Errorf("%w: a valid control token is required", ErrUnauthorized))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type controlServer struct {
@@ -322,6 +348,7 @@ var wireCodes = []struct {
 	{ErrConflict, "conflict", http.StatusConflict},
 	{ErrClosed, "closed", http.StatusServiceUnavailable},
 	{errors.ErrUnsupported, "unsupported", http.StatusNotImplemented},
+	{ErrUnauthorized, "unauthorized", http.StatusUnauthorized},
 }
 
 const codeInternal = "internal"
