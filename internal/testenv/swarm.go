@@ -75,6 +75,22 @@ func (l *swarmLease) release() error { return l.f.Close() }
 // CI=true it fails it.
 func Swarm(t testing.TB) *client.Client {
 	t.Helper()
+	return joinSwarm(t, lockShared)
+}
+
+// SwarmAlone is Swarm for a test that disturbs every task of the swarm
+// (draining its only node, say): it holds the lock exclusively, so it
+// waits until no other test process uses the swarm, and they wait for it.
+// The calling process must hold no other lease meanwhile: call it from a
+// test that is not parallel.
+func SwarmAlone(t testing.TB) *client.Client {
+	t.Helper()
+	return joinSwarm(t, lockExclusive)
+}
+
+// joinSwarm is Swarm, holding the lock as hold for the test.
+func joinSwarm(t testing.TB, hold int) *client.Client {
+	t.Helper()
 	cli := Docker(t)
 	lease, err := openSwarmLock()
 	if err != nil {
@@ -87,8 +103,8 @@ func Swarm(t testing.TB) *client.Client {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), swarmInitTimeout)
 	defer cancel()
-	if err := lease.lock(lockShared); err != nil {
-		t.Fatalf("lock %s shared: %v", swarmLockPath(), err)
+	if err := lease.lock(hold); err != nil {
+		t.Fatalf("lock %s: %v", swarmLockPath(), err)
 	}
 	state, err := swarmState(ctx, cli)
 	if err != nil {
@@ -117,8 +133,8 @@ func Swarm(t testing.TB) *client.Client {
 			unavailable(t, "init a test swarm on %s: %v", cli.DaemonHost(), err)
 		}
 	}
-	if err := lease.lock(lockShared); err != nil {
-		t.Fatalf("lock %s shared: %v", swarmLockPath(), err)
+	if err := lease.lock(hold); err != nil {
+		t.Fatalf("lock %s: %v", swarmLockPath(), err)
 	}
 	requireManager(ctx, t, cli)
 	return cli

@@ -37,7 +37,12 @@ type env struct {
 
 func newEnv(t *testing.T) env {
 	t.Helper()
-	cli := testenv.Swarm(t)
+	return newEnvOn(t, testenv.Swarm(t))
+}
+
+// newEnvOn is newEnv on a swarm joined already (testenv.SwarmAlone).
+func newEnvOn(t *testing.T, cli *client.Client) env {
+	t.Helper()
 	image := testenv.DemoImage(t, cli, "deployd-swarmx-demo:v1", map[string]string{"APP_VERSION": "v1"})
 	net := testenv.OverlayNetwork(t, cli) // registered first: removed after the services
 	svc := testenv.UniqueService(t)
@@ -236,7 +241,9 @@ func TestRunOneOff_ReturnsExitCodeAndOutputAndRemovesTheJob(t *testing.T) {
 }
 
 func TestStartContainer_DrainedNodeFailsCleanly(t *testing.T) {
-	e := newEnv(t) // not parallel: draining the only node stops every task
+	// Alone on the swarm, and not parallel: draining the only node stops
+	// every task, other test processes' too.
+	e := newEnvOn(t, testenv.SwarmAlone(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nodes, err := e.cli.NodeList(ctx, swarm.NodeListOptions{})

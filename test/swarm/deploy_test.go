@@ -46,6 +46,14 @@ func TestSwarm_DeployRollbackAndFailuresLeaveTheActiveColor(t *testing.T) {
 		v2.FinishedAt.Sub(v2.CreatedAt).Round(time.Millisecond), rb.FinishedAt.Sub(rb.CreatedAt).Round(time.Millisecond), sent)
 	s.assertServes("v1", "blue")
 
+	// Each replica names the node it runs on.
+	svc := s.service()
+	for _, ct := range append(svc.Colors.Blue.Containers, svc.Colors.Green.Containers...) {
+		if ct.State == "running" && ct.Node == "" {
+			t.Errorf("replica %s has no node in the API", ct.Name)
+		}
+	}
+
 	broken := s.deploy("v3-broken")
 	if broken.Status != controller.StatusFailed || !strings.Contains(broken.Error, "health") {
 		t.Fatalf("deploy of an unhealthy v3 = %s (%s), want failed at health", broken.Status, broken.Error)
