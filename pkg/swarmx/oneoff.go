@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/tailbuf"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -104,7 +105,7 @@ func (r *Runtime) logsTail(ctx context.Context, serviceID string) (string, error
 		return "", wrapErr("logs", err)
 	}
 	defer func() { _ = rc.Close() }()
-	tail := &tailBuffer{max: outputTail}
+	tail := tailbuf.New(outputTail)
 	// No TTY: the stream is multiplexed.
 	if _, err := stdcopy.StdCopy(tail, tail, rc); err != nil {
 		return "", fmt.Errorf("read logs: %w", err)
@@ -136,27 +137,6 @@ func volumeMounts(spec controller.OneOffSpec) []mount.Mount {
 	}
 	return ms
 }
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	n := len(p)
-	if len(p) >= t.max {
-		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
-		return n, nil
-	}
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return n, nil
-}
-
-func (t *tailBuffer) String() string { return string(t.buf) }
 
 // OneOffs lists the service's one-off job services that still exist: what
 // a killed deployd left, or a run in progress. ID is the job service's,
