@@ -142,5 +142,6 @@ func (r *deployRun) switchBack(ctx context.Context, prev ServiceState, cs []Cont
 	}
 	r.switched, r.bakedOut = false, true
 	r.c.observer.Switched(r.spec.Name, KindRollback, r.c.now().Sub(start))
+	r.c.mirror(sctx, back)
 	return nil
 }

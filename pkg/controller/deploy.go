@@ -222,6 +222,7 @@ func (r *deployRun) switchTo(ctx context.Context, prev, next ServiceState, cs []
 			return "", fmt.Errorf("record new state (traffic moved back): %w", err)
 		}
 		r.c.observer.Switched(r.spec.Name, r.d.Kind, r.c.now().Sub(s.StartedAt))
+		r.c.mirror(sctx, next)
 		return last.Message, nil
 	})
 }

@@ -282,3 +282,20 @@ type ContainerFeed interface {
 	// went away. fn must not block.
 	FollowContainers(ctx context.Context, since time.Time, fn func(service string)) error
 }
+
+// StateMirror is a Runtime that keeps a copy of each service's state in
+// the cluster itself, so that a deployd started on another manager with
+// an empty store finds which set serves and which is the standby. swarmx
+// implements it with labels on the set services. The store stays the
+// record deployd acts on; the mirror is what rebuilds it.
+type StateMirror interface {
+	// MirrorState records st's active and standby (color, image,
+	// deployment) in the cluster, replacing what was recorded for
+	// st.Name. It does not restart or move anything. A set that st names
+	// but the cluster lacks wraps ErrNotFound (the others are recorded
+	// all the same); an unreachable cluster wraps ErrUnavailable.
+	MirrorState(ctx context.Context, st ServiceState) error
+	// MirroredState returns what MirrorState last recorded for service;
+	// false when the cluster holds nothing for it. Errors as MirrorState.
+	MirroredState(ctx context.Context, service string) (ServiceState, bool, error)
+}

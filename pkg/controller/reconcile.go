@@ -13,6 +13,9 @@ const (
 	RepairUpstream        = "upstream"
 	RepairOrphanContainer = "orphan_container"
 	RepairOrphanOneOff    = "orphan_oneoff"
+	// RepairStateMirror: the cluster's copy of the state (StateMirror)
+	// differed from the store's and was written again.
+	RepairStateMirror = "state_mirror"
 )
 
 // Reconcile runs one reconciler pass over every configured service and
@@ -28,7 +31,10 @@ const (
 //     replaced), and one-off containers no running deployment owns;
 //   - reports (log, notification, Observer) an active color without running
 //     containers, without moving traffic: which version should serve is the
-//     operator's call.
+//     operator's call;
+//   - on a runtime that mirrors the state (StateMirror), writes the
+//     store's state to the cluster again when the cluster's copy differs;
+//     a failure is logged and tried again next pass, never fails the pass.
 //
 // The error joins what kept services from being reconciled (the Docker
 // engine or nginx unavailable); the other services are still handled.
@@ -122,6 +128,11 @@ func (c *Controller) reconcileHeld(ctx context.Context, spec ServiceSpec) (pass,
 	p.repairs += n
 	if err != nil {
 		errs = append(errs, err)
+	}
+	if fixed, err := c.reconcileMirror(ctx, st, log); err != nil {
+		log.WithError(err).Warn("reconcile: state not mirrored to the cluster; trying again next pass")
+	} else if fixed {
+		p.repairs++
 	}
 	return p, errors.Join(errs...)
 }

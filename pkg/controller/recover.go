@@ -10,6 +10,9 @@ import (
 
 // Start brings the world in line with the store after a start or a crash,
 // before any request is served:
+//   - on a runtime that mirrors the state (StateMirror), a service the
+//     store knows nothing of takes the cluster's copy of its state, and
+//     a cluster copy that differs from the store's is written again;
 //   - a service's recorded pause and maintenance page are applied again
 //     (switch mode), before it gets a route;
 //   - every service gets a placeholder upstream if it has none, so nginx's
@@ -28,6 +31,14 @@ func (c *Controller) Start(ctx context.Context) error {
 	for _, name := range c.names {
 		if c.runtime(name) == nil {
 			return fmt.Errorf("service %s: runtime %s is not available", name, c.services[name].Runtime)
+		}
+	}
+	// A store without the service's state (deployd moved to another
+	// manager without its volume) takes the cluster's copy before
+	// anything is routed.
+	for _, name := range c.names {
+		if err := c.adoptMirror(ctx, name); err != nil {
+			return err
 		}
 	}
 	// A pause or maintenance page outlives a restart, and holds from the
