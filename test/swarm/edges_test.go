@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -80,6 +81,7 @@ func TestSwarmEdges_EverySwitchMovesEveryEdgeAndTheReconcilerRepairsANewOne(t *t
 	// every one again.
 	before := s.runningEdges()
 	victim := before[0]
+	t.Logf("edges before the kill: %v", edgeNames(before))
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	killed := time.Now()
@@ -103,23 +105,34 @@ func TestSwarmEdges_EverySwitchMovesEveryEdgeAndTheReconcilerRepairsANewOne(t *t
 	s.waitEdgeConfirmed(controller.Blue, replaced, killed, 3*reconcileInterval)
 	repaired := time.Now()
 	t.Logf("edge %s killed: new task %s running after %s, routing the active color %s later (reconcile interval %s)",
-		victim.name, replaced.name, running.Sub(killed).Round(time.Millisecond), repaired.Sub(running).Round(time.Millisecond), reconcileInterval)
+		edgeNames([]edgeTask{victim})[0], edgeNames([]edgeTask{replaced})[0], running.Sub(killed).Round(time.Millisecond), repaired.Sub(running).Round(time.Millisecond), reconcileInterval)
 	// nginx resolved the edges' name when it loaded: a reload makes it
-	// resolve the new task's IP (a virtual IP would need none).
+	// resolve the new task's IP (a virtual IP would need none). What an
+	// old worker still serves may fail meanwhile; then every answer
+	// must come from the active color.
 	if err := s.cli.ContainerKill(ctx, s.svc+"-nginx", "HUP"); err != nil {
 		t.Fatalf("reload nginx: %v", err)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		if v, c, err := s.appVersion(); err == nil && v == "v1" && c == "blue" {
-			break
-		}
+	// A connection per request from here: a kept-alive one may stay with
+	// an old worker, which still knows only the old addresses.
+	s.http = &http.Client{Timeout: apiTimeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	reloaded := time.Now()
+	deadline = reloaded.Add(45 * time.Second)
+	misses := 0
+	for inRow := 0; inRow < 20; {
 		if time.Now().After(deadline) {
-			t.Fatal("nginx did not answer from v1 on blue within 30s of its reload")
+			t.Fatalf("nginx did not answer 20 times in a row from v1 on blue within 45s of its reload (%d misses); edges %v", misses, edgeNames(s.runningEdges()))
 		}
-		time.Sleep(200 * time.Millisecond)
+		v, c, err := s.appVersion()
+		if err != nil || v != "v1" || c != "blue" {
+			misses++
+			inRow = 0
+			t.Logf("after the reload: %s on %s (%v)", v, c, err)
+			continue
+		}
+		inRow++
 	}
-	s.assertAllServe("v1", "blue", 20)
+	t.Logf("20 answers in a row from v1 on blue %s after nginx's reload (%d misses before)", time.Since(reloaded).Round(time.Millisecond), misses)
 	t.Logf("whole test %s", time.Since(started).Round(time.Millisecond))
 }
 
