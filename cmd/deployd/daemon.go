@@ -296,8 +296,18 @@ func (m *Main) Run(ctx context.Context) error {
 // startSwitch makes sure the traffic switch process (switchd) runs with
 // this configuration, starts watching it, and returns the Router that
 // moves traffic through it, nginx (edge) pointing at the switch.
+//
+// With traffic.switchd.edges the switches are the edges' (edgesPlane):
+// the daemon starts and watches none of its own.
 func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (controller.Router, error) {
 	cfg := m.Config
+	if cfg.EdgesOn() {
+		f, err := m.edgesPlane(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return m.switchRouter(f, edge)
+	}
 	m.switchd = trafficswitch.NewClient(cfg.SwitchdSocket())
 	keeper := &switchdKeeper{
 		cfg: cfg, configPath: m.ConfigPath, client: m.switchd, log: m.Logger,
@@ -313,14 +323,21 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 		defer close(m.watchDone)
 		keeper.watch(watchCtx)
 	}()
-	m.trafficControl = trafficswitch.NewControl(m.switchd)
-	m.trafficReader = trafficswitch.NewTrafficReader(m.switchd, trafficswitch.DefaultErrorWindow)
+	return m.switchRouter(m.switchd, edge)
+}
+
+// switchRouter is the Router on p, nginx (edge) pointing at the switch,
+// and sets the pause, maintenance and traffic counts on p as well.
+func (m *Main) switchRouter(p trafficswitch.Plane, edge controller.Router) (controller.Router, error) {
+	cfg := m.Config
+	m.trafficControl = trafficswitch.NewControl(p)
+	m.trafficReader = trafficswitch.NewTrafficReader(p, trafficswitch.DefaultErrorWindow)
 	upstreams := make(map[string]string, len(cfg.Services))
 	for name := range cfg.Services {
 		upstreams[name] = cfg.SwitchUpstream(name)
 	}
 	r, err := trafficswitch.NewRouter(trafficswitch.RouterOptions{
-		Plane: m.switchd, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
+		Plane: p, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("traffic switch: %w", err)
@@ -328,8 +345,6 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 	return r, nil
 }
 
-// extraMetrics are the metrics /metrics serves besides the daemon's own:
-// the traffic switch's, gathered from switchd, in switch mode.
 // swarmRuntime is the Swarm runtime when a service runs on one, on the
 // same engine connection, which must be a swarm manager's: checked here,
 // so that a service configured for a swarm on an engine that is not one
@@ -352,6 +367,11 @@ func (m *Main) swarmRuntime(ctx context.Context) (controller.Runtime, error) {
 	return rt, nil
 }
 
+// extraMetrics are the metrics /metrics serves besides the daemon's own:
+// the traffic switch's, gathered from switchd, in switch mode. The edge
+// switches of a swarm are not gathered: their series carry no edge label
+// and would collide; scrape each edge's control API (/metrics, with the
+// token) instead.
 func (m *Main) extraMetrics() []prometheus.Gatherer {
 	if m.switchd == nil {
 		return nil

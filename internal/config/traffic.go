@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,43 @@ type Switchd struct {
 	ControlListen    string `yaml:"control_listen,omitempty"`
 	ControlTokenEnv  string `yaml:"control_token_env,omitempty"`
 	ControlTokenFile string `yaml:"control_token_file,omitempty"`
+	// Edges, when its Service is set, makes the daemon drive the switches
+	// of a Swarm service (one per edge node) over their TCP control API
+	// instead of a switchd of its own.
+	Edges SwitchdEdges `yaml:"edges,omitempty"`
+}
+
+// SwitchdEdges are the edge switches of a swarm: the tasks of a Swarm
+// service running `deployd switchd` with this configuration. The daemon
+// lists the service's running tasks at every call and drives each at its
+// address on Network, port ControlPort, with the control token; a switch
+// succeeds only when every edge confirmed it.
+type SwitchdEdges struct {
+	// Service is the Swarm service of the edge switches; empty: off.
+	Service string `yaml:"service,omitempty"`
+	// Network is the overlay network the daemon reaches them on.
+	Network string `yaml:"network,omitempty"`
+	// ControlPort is the port of their control_listen; 0 means the port
+	// of traffic.switchd.control_listen.
+	ControlPort int `yaml:"control_port,omitempty"`
+}
+
+// EdgesOn reports whether the daemon drives edge switches on a swarm.
+func (c *Config) EdgesOn() bool { return c.Traffic.Switchd.Edges.Service != "" }
+
+// EdgesControlPort is the port the edge switches serve their control API
+// on: edges.control_port, else control_listen's.
+func (c *Config) EdgesControlPort() int {
+	sd := c.Traffic.Switchd
+	if sd.Edges.ControlPort != 0 {
+		return sd.Edges.ControlPort
+	}
+	if _, port, err := net.SplitHostPort(sd.ControlListen); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			return p
+		}
+	}
+	return 0
 }
 
 // minControlTokenLength is the shortest token the TCP control API
@@ -75,12 +113,12 @@ func (s *Switchd) unknownKeyHint(key string) string {
 }
 
 // ResolveSwitchdControlToken reads the TCP control API's token through
-// getenv or readFile; nil, nil when traffic.switchd.control_listen is
-// empty. It refuses a missing, empty or short (under 32 bytes) token.
+// getenv or readFile; nil, nil when traffic.switchd.control_listen and
+// traffic.switchd.edges.service are empty. It refuses a missing, empty or short (under 32 bytes) token.
 // Errors never contain the token.
 func (c *Config) ResolveSwitchdControlToken(getenv func(string) string, readFile func(string) ([]byte, error)) ([]byte, error) {
 	sd := c.Traffic.Switchd
-	if sd.ControlListen == "" {
+	if sd.ControlListen == "" && !c.EdgesOn() {
 		return nil, nil
 	}
 	token, err := readSecret(secretRef{key: "control_token", env: sd.ControlTokenEnv, file: sd.ControlTokenFile, minLen: minControlTokenLength}, getenv, readFile)
@@ -243,14 +281,19 @@ func (c *Config) validateTraffic(v *validator) {
 func (c *Config) validateSwitchdControl(v *validator) {
 	sd := c.Traffic.Switchd
 	const p = "traffic.switchd"
-	if sd.ControlListen == "" {
+	c.validateEdges(v)
+	if sd.ControlListen == "" && !c.EdgesOn() {
 		if sd.ControlTokenEnv != "" || sd.ControlTokenFile != "" {
-			v.addf(p, "control_token_env or control_token_file is set without control_listen")
+			v.addf(p, "control_token_env or control_token_file is set without control_listen or edges")
 		}
 		return
 	}
-	validSwitchListen(v, p+".control_listen", sd.ControlListen)
+	if sd.ControlListen != "" {
+		validSwitchListen(v, p+".control_listen", sd.ControlListen)
+	}
 	switch {
+	case sd.ControlTokenEnv == "" && sd.ControlTokenFile == "" && sd.ControlListen == "":
+		v.addf(p+".edges", "needs one of traffic.switchd.control_token_env or control_token_file: the edges' control API takes the token")
 	case sd.ControlTokenEnv == "" && sd.ControlTokenFile == "":
 		v.addf(p, "control_listen needs one of control_token_env or control_token_file")
 	case sd.ControlTokenEnv != "" && sd.ControlTokenFile != "":
@@ -263,6 +306,41 @@ func (c *Config) validateSwitchdControl(v *validator) {
 		v.addf(p+".control_token_env", "a switchd the daemon spawns does not inherit its environment's secrets; use control_token_file, or spawn: false where switchd runs on its own")
 	}
 }
+
+// validateEdges checks traffic.switchd.edges when it is on: the edges
+// are switch mode's, the daemon starts no switchd of its own, and their
+// control API needs the token (checked with control_listen's).
+func (c *Config) validateEdges(v *validator) {
+	e := c.Traffic.Switchd.Edges
+	const p = "traffic.switchd.edges"
+	if !c.EdgesOn() {
+		if e.Network != "" || e.ControlPort != 0 {
+			v.addf(p+".service", "is required when edges.network or edges.control_port is set")
+		}
+		return
+	}
+	if !swarmNameRE.MatchString(e.Service) {
+		v.addf(p+".service", "must be a Swarm service name (letters, digits, _ and -, at most 63), got %q", e.Service)
+	}
+	if !c.SwitchMode() {
+		v.addf(p, "needs traffic.mode %q: the edges are traffic switches", TrafficModeSwitch)
+	}
+	if c.Traffic.Switchd.Spawn {
+		v.addf(p, "needs traffic.switchd.spawn: false: the daemon drives the edges' switches and runs none of its own")
+	}
+	if e.Network == "" {
+		v.addf(p+".network", "is required: the overlay network the daemon reaches the edge switches on")
+	}
+	switch {
+	case e.ControlPort < 0 || e.ControlPort > 65535:
+		v.addf(p+".control_port", "must be 1 to 65535, got %d", e.ControlPort)
+	case c.EdgesControlPort() == 0:
+		v.addf(p+".control_port", "is required when traffic.switchd.control_listen names no port")
+	}
+}
+
+// swarmNameRE is what Swarm accepts as a service's name.
+var swarmNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
 
 // validSocketPath checks a unix socket path: absolute, of letters, digits
 // and "._-/" (what nginx reads plainly in a server directive), and short

@@ -231,3 +231,67 @@ func TestResolveSwitchdControlToken_RefusesShortOrMissingTokensWithoutShowingThe
 		t.Fatalf("without control_listen: %d bytes, %v; want nil, nil", len(got), err)
 	}
 }
+
+func TestLoadConfig_EdgesOnASwarm(t *testing.T) {
+	c, err := parse(t, switchdControl+"    control_listen: \":7600\"\n    control_token_env: SWITCHD_TOKEN\n"+
+		"    edges: {service: edge-switch, network: edge-net}\n"+minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.EdgesOn() || c.Traffic.Switchd.Edges.Network != "edge-net" {
+		t.Fatalf("edges = %+v, want on, network edge-net", c.Traffic.Switchd.Edges)
+	}
+	if got, want := c.EdgesControlPort(), 7600; got != want {
+		t.Fatalf("control port = %d, want %d (control_listen's)", got, want)
+	}
+	c, err = parse(t, switchdControl+"    control_token_env: SWITCHD_TOKEN\n"+
+		"    edges: {service: edge-switch, network: edge-net, control_port: 7700}\n"+minimal)
+	if err != nil {
+		t.Fatalf("edges without control_listen: %v", err)
+	}
+	if got, want := c.EdgesControlPort(), 7700; got != want {
+		t.Fatalf("control port = %d, want %d", got, want)
+	}
+	token := strings.Repeat("t", 32)
+	got, err := c.ResolveSwitchdControlToken(func(string) string { return token }, nil)
+	if err != nil || string(got) != token {
+		t.Fatalf("token with edges and no control_listen: %d bytes, %v; want the token", len(got), err)
+	}
+}
+
+func TestLoadConfig_BadEdgesNameTheField(t *testing.T) {
+	const edges = "    edges: {service: edge-switch, network: edge-net, control_port: 7600}\n"
+	tests := []struct {
+		name string
+		yml  string
+		want string
+	}{
+		{"reload mode", "traffic:\n  mode: reload\n  switchd:\n    spawn: false\n    control_token_file: /t\n" + edges + minimal,
+			`traffic.switchd.edges: needs traffic.mode "switch"`},
+		{"spawn", "traffic:\n  switchd:\n    control_token_file: /t\n" + edges + minimal,
+			"traffic.switchd.edges: needs traffic.switchd.spawn: false"},
+		{"no token", switchdControl + edges + minimal,
+			"traffic.switchd.edges: needs one of traffic.switchd.control_token_env or control_token_file"},
+		{"no network", switchdControl + "    control_token_file: /t\n    edges: {service: edge-switch, control_port: 7600}\n" + minimal,
+			"traffic.switchd.edges.network: is required"},
+		{"no port", switchdControl + "    control_token_file: /t\n    edges: {service: edge-switch, network: n}\n" + minimal,
+			"traffic.switchd.edges.control_port: is required when traffic.switchd.control_listen names no port"},
+		{"bad port", switchdControl + "    control_token_file: /t\n    edges: {service: edge-switch, network: n, control_port: 70000}\n" + minimal,
+			"traffic.switchd.edges.control_port: must be 1 to 65535, got 70000"},
+		{"bad service", switchdControl + "    control_token_file: /t\n    edges: {service: \"edge switch\", network: n, control_port: 1}\n" + minimal,
+			`traffic.switchd.edges.service: must be a Swarm service name`},
+		{"network without service", switchdControl + "    edges: {network: n}\n" + minimal,
+			"traffic.switchd.edges.service: is required when edges.network or edges.control_port is set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.yml)
+			if err == nil {
+				t.Fatalf("parse succeeded with %+v, want an error containing %q", c.Traffic.Switchd, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %q\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

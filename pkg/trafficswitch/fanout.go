@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Edge is one switch among those traffic enters a cluster through: one
@@ -29,6 +31,9 @@ type FanoutOptions struct {
 	// RestoreTimeout bounds putting edges back after a failed call, which
 	// runs even when the caller's ctx has ended; 0 means EdgeTimeout.
 	RestoreTimeout time.Duration
+	// Logger gets a line per change every edge confirmed, naming the
+	// edges; nil discards it.
+	Logger logrus.FieldLogger
 }
 
 // Fanout is the Plane of several switches that must move as one: every
@@ -45,6 +50,7 @@ type Fanout struct {
 	discover       func(ctx context.Context) ([]Edge, error)
 	edgeTimeout    time.Duration
 	restoreTimeout time.Duration
+	log            logrus.FieldLogger
 }
 
 var _ Plane = (*Fanout)(nil)
@@ -56,7 +62,10 @@ func NewFanout(o FanoutOptions) (*Fanout, error) {
 	if o.Discover == nil {
 		return nil, fmt.Errorf("%w: a fan-out plane needs a discovery function", ErrInvalid)
 	}
-	f := &Fanout{discover: o.Discover, edgeTimeout: o.EdgeTimeout, restoreTimeout: o.RestoreTimeout}
+	f := &Fanout{discover: o.Discover, edgeTimeout: o.EdgeTimeout, restoreTimeout: o.RestoreTimeout, log: o.Logger}
+	if f.log == nil {
+		f.log = discardLogger()
+	}
 	if f.edgeTimeout <= 0 {
 		f.edgeTimeout = defaultEdgeTimeout
 	}
@@ -181,6 +190,8 @@ func (f *Fanout) SetTargets(ctx context.Context, service, color string, addrs []
 		return p.SetTargets(ctx, service, color, addrs)
 	})
 	if !slices.ContainsFunc(errs, func(err error) bool { return err != nil }) {
+		f.log.WithFields(logrus.Fields{"service": service, "color": color, "edges": edgeNames(edges)}).
+			Infof("targets set and confirmed on %d edges", len(edges))
 		return nil
 	}
 	var back []Edge
@@ -201,6 +212,15 @@ func (f *Fanout) SetTargets(ctx context.Context, service, color string, addrs []
 		return p.SetTargets(ctx, service, backTo[i].Color, backTo[i].Addrs)
 	})
 	return failedEdges(fmt.Sprintf("set targets of %s to %s on the edges", service, color), edges, errs, edgeErrors(back, rerrs, nil))
+}
+
+// edgeNames lists the edges' names, for logs.
+func edgeNames(edges []Edge) []string {
+	out := make([]string, len(edges))
+	for i, e := range edges {
+		out[i] = e.Name
+	}
+	return out
 }
 
 // activeColor is st's active color and its targets; false when there is

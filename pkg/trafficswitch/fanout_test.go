@@ -127,6 +127,7 @@ type fanoutHarness struct {
 	edges []*edgeSwitch
 	r     *Router
 	token string
+	logs  *test.Hook
 }
 
 func newFanoutHarness(t *testing.T, n int) *fanoutHarness {
@@ -137,7 +138,9 @@ func newFanoutHarness(t *testing.T, n int) *fanoutHarness {
 		h.edges = append(h.edges, e)
 		h.set.add(e)
 	}
-	f, err := NewFanout(FanoutOptions{Discover: h.set.discover, EdgeTimeout: 2 * time.Second})
+	log, logs := test.NewNullLogger()
+	h.logs = logs
+	f, err := NewFanout(FanoutOptions{Discover: h.set.discover, EdgeTimeout: 2 * time.Second, Logger: log})
 	if err != nil {
 		t.Fatalf("NewFanout: %v", err)
 	}
@@ -184,6 +187,10 @@ func TestFanout_SwitchMovesEveryEdgeAndEachConfirms(t *testing.T) {
 	h.wantEdges(h.edges, "blue", "10.0.0.1:80", "10.0.0.2:80")
 	if !h.inSync("blue", "10.0.0.2:80", "10.0.0.1:80") {
 		t.Error("InSync after the switch = false, want true")
+	}
+	last := h.logs.LastEntry()
+	if last == nil || last.Data["color"] != "blue" || !slices.Equal(last.Data["edges"].([]string), []string{"edge-a", "edge-b", "edge-c"}) {
+		t.Errorf("last log entry = %+v, want the switch to blue confirmed on edge-a, edge-b and edge-c", last)
 	}
 
 	h.switchTo("green", "10.0.0.3:80")

@@ -56,6 +56,20 @@ type stack struct {
 	cfgPath  string
 	http     *http.Client
 	uniqueID string
+	opts     stackOptions
+	// switchdToken is the edge switches' control token, with
+	// stackOptions.edges; never logged.
+	switchdToken string
+	edgeService  string
+}
+
+// stackOptions vary the stack newStackWith starts.
+type stackOptions struct {
+	// edges, when above 0, runs the switch as that many replicas of a
+	// Swarm service of its own on the overlay (traffic.switchd.edges):
+	// nginx reaches them through the service's virtual IP and deployd
+	// drives each over its TCP control API; deployd runs none.
+	edges int
 }
 
 // newStack starts the registry, pushes the demo app's versions, and runs
@@ -63,9 +77,15 @@ type stack struct {
 // extra is appended to the service's config block.
 func newStack(t *testing.T, extra string) *stack {
 	t.Helper()
+	return newStackWith(t, extra, stackOptions{})
+}
+
+// newStackWith is newStack with opts.
+func newStackWith(t *testing.T, extra string, opts stackOptions) *stack {
+	t.Helper()
 	cli := testenv.Swarm(t)
 	s := &stack{t: t, cli: cli, svc: testenv.UniqueService(t), digests: map[string]string{}, token: randomHex(t),
-		http: &http.Client{Timeout: apiTimeout, Transport: &http.Transport{Proxy: nil}}}
+		http: &http.Client{Timeout: apiTimeout, Transport: &http.Transport{Proxy: nil}}, opts: opts}
 	s.uniqueID = s.svc
 	s.net = testenv.OverlayNetwork(t, cli)
 	// Runs after deployd's container is gone (cleanups run last first), so
@@ -89,13 +109,23 @@ func newStack(t *testing.T, extra string) *stack {
 	upstreams := s.volume("upstreams")
 	data := s.volume("data")
 	s.cfgPath = filepath.Join(dir, "deployd.yml")
+	env := []string{"DEPLOYD_TOKEN=" + s.token}
+	if opts.edges > 0 {
+		s.switchdToken, s.edgeService = randomHex(t), s.svc+"-edge"
+		env = append(env, edgeTokenEnv+"="+s.switchdToken)
+	}
 	s.writeConfig(extra)
+	if opts.edges > 0 {
+		// Before deployd, which waits for them, and nginx, which
+		// resolves their service's name.
+		s.startEdges(reg, deploydImage, opts.edges)
+	}
 	gid := dockerGID(t)
 
 	s.deployd = s.svc + "-deployd"
 	s.run(container.Config{
 		Image: deploydImage, Cmd: []string{"serve", "--config", "/etc/deployd/deployd.yml"},
-		Env:          []string{"DEPLOYD_TOKEN=" + s.token},
+		Env:          env,
 		ExposedPorts: nat.PortSet{"7400/tcp": {}},
 		Labels:       map[string]string{"deployd.test": s.svc},
 	}, container.HostConfig{
@@ -127,14 +157,16 @@ func newStack(t *testing.T, extra string) *stack {
 // nginx reloaded through the Docker API, switchd spawned by deployd in its
 // container and reached by nginx on a unix socket in the shared volume.
 func (s *stack) writeConfig(extra string) {
+	traffic := "traffic:\n  mode: switch\n"
+	if s.opts.edges > 0 {
+		traffic, extra = s.edgesConfig(), s.edgesSwitchConfig()+extra
+	}
 	writeFile(s.t, s.cfgPath, fmt.Sprintf(`listen: 0.0.0.0:7400
 data_dir: /var/lib/deployd
 auth:
   tokens:
     - {name: e2e, role: operator, token_env: DEPLOYD_TOKEN}
-traffic:
-  mode: switch
-nginx:
+%[5]snginx:
   mode: docker
   container: %[1]s-nginx
   upstream_dir: /etc/nginx/deployd
@@ -150,7 +182,7 @@ services:
     pull: always
     health: {path: /health, interval: 250ms, timeout: 2s, healthy_threshold: 2, start_timeout: 20s}
     drain: 1s
-%[4]s`, s.svc, s.repo, s.net, extra), 0o644)
+%[4]s`, s.svc, s.repo, s.net, extra, traffic), 0o644)
 }
 
 func (s *stack) volume(name string) string {
@@ -210,7 +242,16 @@ func (s *stack) logs(name string) {
 	}
 	defer rc.Close()
 	b, _ := io.ReadAll(rc)
-	s.t.Logf("%s log (tail):\n%s", name, strings.ReplaceAll(string(b), s.token, "<token>"))
+	s.t.Logf("%s log (tail):\n%s", name, s.redact(string(b)))
+}
+
+// redact hides the stack's tokens in text bound for the test log.
+func (s *stack) redact(text string) string {
+	text = strings.ReplaceAll(text, s.token, "<token>")
+	if s.switchdToken != "" {
+		text = strings.ReplaceAll(text, s.switchdToken, "<switchd token>")
+	}
+	return text
 }
 
 // published is the loopback address a container's port is published on.
