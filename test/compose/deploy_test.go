@@ -175,3 +175,33 @@ func TestPrometheusFiles_PassPromtool(t *testing.T) {
 	mustWrite(t, filepath.Join(dir, "alerts.yml"), string(alerts), 0o644)
 	run(t, dir, nil, time.Minute, promtool, "check", "config", "prometheus.yml")
 }
+
+// The swarm stack as shipped: the stack file passes docker's own check,
+// and the configuration deployd and the edge switches read passes deployd
+// check, with throwaway secrets where Swarm mounts the real ones.
+func TestSwarmStackFiles_AreValid(t *testing.T) {
+	docker := requireTool(t, "docker")
+	root := repoRoot(t)
+	out := run(t, root, []string{"DEPLOYD_IMAGE=registry.example.com/deployd:1", "DOCKER_GID=999"}, time.Minute,
+		docker, "stack", "config", "-c", "deploy/swarm/stack.yml")
+	for _, want := range []string{"deployd_config", "mode: global", "node.role == manager"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("docker stack config output lacks %q", want)
+		}
+	}
+
+	shipped, err := os.ReadFile(filepath.Join(root, "deploy/swarm/deployd.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, s := range []string{"deployd_admin_token", "deployd_ci_token", "deployd_webhook_secret", "deployd_switch_token"} {
+		mustWrite(t, filepath.Join(dir, s), randomHex(t), 0o600)
+	}
+	cfg := filepath.Join(dir, "deployd.yml")
+	mustWrite(t, cfg, strings.ReplaceAll(string(shipped), "/run/secrets/", dir+"/"), 0o600)
+	out = run(t, root, nil, 3*time.Minute, "go", "run", "./cmd/deployd", "check", "--config", cfg)
+	if !strings.Contains(out, "configuration ok") {
+		t.Fatalf("deployd check of deploy/swarm/deployd.yml: %s, want \"configuration ok\"", out)
+	}
+}

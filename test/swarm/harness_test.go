@@ -70,6 +70,9 @@ type stackOptions struct {
 	// nginx reaches them through the service's virtual IP and deployd
 	// drives each over its TCP control API; deployd runs none.
 	edges int
+	// alone holds the test swarm exclusively (testenv.SwarmAlone), for a
+	// test that disturbs every task on it.
+	alone bool
 }
 
 // newStack starts the registry, pushes the demo app's versions, and runs
@@ -83,7 +86,11 @@ func newStack(t *testing.T, extra string) *stack {
 // newStackWith is newStack with opts.
 func newStackWith(t *testing.T, extra string, opts stackOptions) *stack {
 	t.Helper()
-	cli := testenv.Swarm(t)
+	join := testenv.Swarm
+	if opts.alone {
+		join = testenv.SwarmAlone
+	}
+	cli := join(t)
 	s := &stack{t: t, cli: cli, svc: testenv.UniqueService(t), digests: map[string]string{}, token: randomHex(t),
 		http: &http.Client{Timeout: apiTimeout, Transport: &http.Transport{Proxy: nil}}, opts: opts}
 	s.uniqueID = s.svc
