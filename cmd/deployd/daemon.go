@@ -165,22 +165,15 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.docker, err = dockerx.New(ctx, dockerx.Options{
 		Host:         cfg.Docker.Host,
-		PublishPorts: cfg.Nginx.Mode == config.NginxModeExec,
+		PublishPorts: publishPorts(cfg),
 		Logger:       m.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("connect to docker: %w", err)
 	}
-	nginxRouter, err := nginxconf.New(nginxconf.Options{
-		Dir:                  cfg.Nginx.UpstreamDir,
-		TemplatePath:         cfg.Nginx.Template,
-		Driver:               m.nginxDriver(),
-		Logger:               m.Logger,
-		ReloadConfirmTimeout: cfg.Nginx.ReloadConfirmTimeout,
-		Hook:                 hook,
-	})
+	nginxRouter, err := m.nginxRouter(hook)
 	if err != nil {
-		return fmt.Errorf("nginx: %w", err)
+		return err
 	}
 	m.metrics = metrics.New()
 	specs := cfg.ServiceSpecs()
@@ -194,7 +187,7 @@ func (m *Main) Run(ctx context.Context) error {
 		targetNames = append(targetNames, t.Name)
 	}
 	m.metrics.InitTargets(targetNames)
-	var router controller.Router = nginxRouter
+	router := nginxRouter
 	if cfg.SwitchMode() {
 		// switchd answers before the controller starts, so that recovery
 		// points each service at its active color on a live address.
@@ -293,9 +286,42 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
+// nginxRouter is the Router that writes nginx's upstream files and
+// reloads it; nil with nginx.mode static, where nginx is the operator's
+// and the switch Router runs without an edge. A nil interface, not a nil
+// *nginxconf.Router, so that the switch Router sees no edge.
+func (m *Main) nginxRouter(hook controller.Hook) (controller.Router, error) {
+	cfg := m.Config
+	if cfg.NginxStatic() {
+		m.Logger.Info("nginx.mode static: deployd writes no nginx upstream and reloads nothing; nginx proxies to the traffic switch as configured")
+		return nil, nil
+	}
+	r, err := nginxconf.New(nginxconf.Options{
+		Dir:                  cfg.Nginx.UpstreamDir,
+		TemplatePath:         cfg.Nginx.Template,
+		Driver:               m.nginxDriver(),
+		Logger:               m.Logger,
+		ReloadConfirmTimeout: cfg.Nginx.ReloadConfirmTimeout,
+		Hook:                 hook,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nginx: %w", err)
+	}
+	return r, nil
+}
+
+// publishPorts is whether containers publish their port on the host's
+// loopback: when nginx runs on the host (exec), and in static mode, where
+// the switch deployd drives runs on the host beside deployd. In docker
+// mode nginx and the switch reach containers by name on their network.
+func publishPorts(cfg *config.Config) bool {
+	return cfg.Nginx.Mode == config.NginxModeExec || cfg.NginxStatic()
+}
+
 // startSwitch makes sure the traffic switch process (switchd) runs with
 // this configuration, starts watching it, and returns the Router that
-// moves traffic through it, nginx (edge) pointing at the switch.
+// moves traffic through it, nginx (edge) pointing at the switch; edge is
+// nil with nginx.mode static.
 //
 // With traffic.switchd.edges the switches are the edges' (edgesPlane):
 // the daemon starts and watches none of its own.
@@ -327,18 +353,24 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 }
 
 // switchRouter is the Router on p, nginx (edge) pointing at the switch,
-// and sets the pause, maintenance and traffic counts on p as well.
+// or no edge with nginx.mode static, and sets the pause, maintenance and
+// traffic counts on p as well.
 func (m *Main) switchRouter(p trafficswitch.Plane, edge controller.Router) (controller.Router, error) {
 	cfg := m.Config
 	m.trafficControl = trafficswitch.NewControl(p)
 	m.trafficReader = trafficswitch.NewTrafficReader(p, trafficswitch.DefaultErrorWindow)
-	upstreams := make(map[string]string, len(cfg.Services))
-	for name := range cfg.Services {
-		upstreams[name] = cfg.SwitchUpstream(name)
+	o := trafficswitch.RouterOptions{Plane: p, Edge: edge, Logger: m.Logger}
+	if edge == nil {
+		for name := range cfg.Services {
+			o.Services = append(o.Services, name)
+		}
+	} else {
+		o.Upstreams = make(map[string]string, len(cfg.Services))
+		for name := range cfg.Services {
+			o.Upstreams[name] = cfg.SwitchUpstream(name)
+		}
 	}
-	r, err := trafficswitch.NewRouter(trafficswitch.RouterOptions{
-		Plane: p, Edge: edge, Upstreams: upstreams, Logger: m.Logger,
-	})
+	r, err := trafficswitch.NewRouter(o)
 	if err != nil {
 		return nil, fmt.Errorf("traffic switch: %w", err)
 	}

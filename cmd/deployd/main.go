@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -126,6 +128,17 @@ func check(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "warning: %s\n", warning)
 		default:
 			fmt.Fprintf(stdout, "nginx pid file: %s (matches nginx's config)\n", path)
+		}
+	}
+	if cfg.NginxStatic() {
+		// Nothing of nginx's is asked: say what it must proxy to instead,
+		// since deployd never checks that it does.
+		where := "the traffic switch"
+		if cfg.EdgesOn() {
+			where = "each edge's traffic switch"
+		}
+		for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
+			fmt.Fprintf(stdout, "nginx static: proxy %s to %s at %s\n", name, where, cfg.SwitchListen(name))
 		}
 	}
 	fmt.Fprintf(stdout, "configuration ok: %d service(s)\n", len(cfg.Services))

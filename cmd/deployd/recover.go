@@ -68,7 +68,7 @@ func connectDocker(stderr io.Writer) func(ctx context.Context, cfg *config.Confi
 		log.SetLevel(logrus.WarnLevel)
 		c, err := dockerx.New(ctx, dockerx.Options{
 			Host:         cfg.Docker.Host,
-			PublishPorts: cfg.Nginx.Mode == config.NginxModeExec,
+			PublishPorts: publishPorts(cfg),
 			Logger:       log,
 		})
 		if err != nil {

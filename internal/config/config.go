@@ -121,10 +121,16 @@ type TrafficPause struct {
 const (
 	NginxModeExec   = "exec"
 	NginxModeDocker = "docker"
+	// NginxModeStatic is nginx configured by its operator to proxy to the
+	// traffic switch (the edges of a cluster, where deployd cannot reach
+	// nginx): deployd writes no upstream file and reloads nothing, and
+	// traffic moves inside the switch only. Switch mode only.
+	NginxModeStatic = "static"
 )
 
 // Nginx says where upstream files go and how nginx is tested and
-// reloaded: with local commands (exec) or inside a container (docker).
+// reloaded: with local commands (exec) or inside a container (docker);
+// in static mode none of it is used.
 type Nginx struct {
 	Mode          string   `yaml:"mode"`
 	UpstreamDir   string   `yaml:"upstream_dir"`
@@ -138,6 +144,10 @@ type Nginx struct {
 	Template             string        `yaml:"template,omitempty"`
 	ReloadConfirmTimeout time.Duration `yaml:"reload_confirm_timeout"`
 }
+
+// NginxStatic reports whether nginx is the operator's (nginx.mode
+// static): deployd neither writes its upstreams nor reloads it.
+func (c *Config) NginxStatic() bool { return c.Nginx.Mode == NginxModeStatic }
 
 // Watch is the watchdog: how often the active colors are probed and
 // how many failed rounds in a row make one unhealthy. Bake uses the same

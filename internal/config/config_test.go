@@ -73,7 +73,7 @@ func TestLoadConfig_BadConfigsNameTheField(t *testing.T) {
 		{
 			name: "nginx mode",
 			yml:  "nginx:\n  mode: kubectl\n" + minimal,
-			want: []string{`config.yml:2: nginx.mode: must be exec or docker, got "kubectl"`},
+			want: []string{`config.yml:2: nginx.mode: must be exec, docker or static, got "kubectl"`},
 		},
 		{
 			name: "token role",

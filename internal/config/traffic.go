@@ -159,7 +159,8 @@ func (c *Config) SwitchMode() bool { return c.Traffic.Mode == TrafficModeSwitch 
 // by default (an empty switch.listen and switch.upstream) a unix socket in
 // nginx's upstream directory, next to the upstream file that names it:
 // nginx reads there (it includes the files), deployd writes there, and no
-// port has to be chosen.
+// port has to be chosen. Validate refuses the default with nginx.mode
+// static (no upstream directory then) unless the edges' switches listen.
 func (c *Config) SwitchListen(service string) string {
 	sw := c.Services[service].Switch
 	if sw.Listen != "" || sw.Upstream != "" {
@@ -172,7 +173,8 @@ func (c *Config) SwitchListen(service string) string {
 const unixPrefix = "unix:"
 
 // SwitchUpstream is the address nginx reaches the switch at for the
-// service: switch.upstream, else where it listens.
+// service: switch.upstream, else where it listens. Unused with nginx.mode
+// static, where no upstream file is written.
 func (c *Config) SwitchUpstream(service string) string {
 	if up := c.Services[service].Switch.Upstream; up != "" {
 		return up
@@ -224,6 +226,13 @@ func (c *Config) validateTraffic(v *validator) {
 	for _, name := range c.serviceNames() {
 		sw := c.Services[name].Switch
 		p := joinKey("services", name) + ".switch"
+		if sw.Listen == "" && c.SwitchMode() && c.NginxStatic() && !c.EdgesOn() {
+			// The default socket sits in nginx.upstream_dir, which
+			// deployd does not manage in static mode; the edges, when
+			// set, listen where this same file tells them.
+			v.addf(p+".listen", "is required with nginx.mode %s: the default is a unix socket in nginx.upstream_dir, which static mode does not use; set the address your nginx proxies to, e.g. 127.0.0.1:7501", NginxModeStatic)
+			continue
+		}
 		if sw.Listen == "" && sw.Upstream != "" {
 			v.addf(p+".upstream", "needs switch.listen")
 			continue
@@ -249,7 +258,7 @@ func (c *Config) validateTraffic(v *validator) {
 				}
 				seen = append(seen, taken{path, "", p + ".listen"})
 			}
-			if sw.Upstream != "" {
+			if sw.Upstream != "" && !c.NginxStatic() {
 				validSwitchUpstream(v, p+".upstream", sw.Upstream)
 			}
 			continue
@@ -267,9 +276,13 @@ func (c *Config) validateTraffic(v *validator) {
 		if ok {
 			seen = append(seen, taken{host, port, p + ".listen"})
 		}
-		if sw.Upstream != "" {
+		switch {
+		case c.NginxStatic():
+			// No upstream file is written: switch.upstream is unused,
+			// and the operator's nginx names the address itself.
+		case sw.Upstream != "":
 			validSwitchUpstream(v, p+".upstream", sw.Upstream)
-		} else if ok && unspecified(host) {
+		case ok && unspecified(host):
 			v.addf(p+".upstream", "is required when switch.listen %q listens on every interface: nginx needs an address to connect to", sw.Listen)
 		}
 	}

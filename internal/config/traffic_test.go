@@ -295,3 +295,61 @@ func TestLoadConfig_BadEdgesNameTheField(t *testing.T) {
 		})
 	}
 }
+
+// staticNginx is nginx.mode static; the rest of the file decides whether
+// it is valid.
+const staticNginx = "nginx:\n  mode: static\n"
+
+// In static mode nothing of nginx's is needed: not its commands, not a
+// container, not an upstream directory, and switch.upstream is unused
+// (even on every interface, where nginx would otherwise need it).
+func TestLoadConfig_StaticNginxNeedsOnlyTheSwitchAddress(t *testing.T) {
+	c, err := parse(t, staticNginx+"  test_command: []\n  reload_command: []\n"+switchMinimal+
+		"  api:\n    image: demoapp\n    port: 8000\n    switch: {listen: \"0.0.0.0:7502\"}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.NginxStatic() || !c.SwitchMode() {
+		t.Fatalf("nginx.mode = %q, traffic.mode = %q; want static and switch", c.Nginx.Mode, c.Traffic.Mode)
+	}
+	if got, want := c.SwitchListen("web"), "127.0.0.1:7501"; got != want {
+		t.Errorf("SwitchListen(web) = %q, want %q", got, want)
+	}
+	// The edges listen where this same file tells them: by default in
+	// their own upstream directory, so switch.listen is not required.
+	_, err = parse(t, staticNginx+switchdControl+"    control_token_file: /t\n"+
+		"    edges: {service: edge-switch, network: edge-net, control_port: 7600}\n"+minimal)
+	if err != nil {
+		t.Fatalf("static with edges and no switch.listen: %v", err)
+	}
+}
+
+func TestLoadConfig_BadStaticNginxNamesTheField(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want string
+	}{
+		{"reload mode", staticNginx + "traffic:\n  mode: reload\n" + minimal,
+			`config.yml:2: nginx.mode: static needs traffic.mode "switch": in reload mode every switch rewrites nginx's upstream and reloads nginx`},
+		{"default socket", staticNginx + "traffic:\n  mode: switch\n" + minimal,
+			"services.web.switch.listen: is required with nginx.mode static: the default is a unix socket in nginx.upstream_dir"},
+		{"default socket with spawn off", staticNginx + "traffic:\n  switchd: {spawn: false}\n" + minimal,
+			"services.web.switch.listen: is required with nginx.mode static"},
+		{"upstream but no listen", staticNginx + minimal + "    switch: {upstream: \"deployd:7501\"}\n",
+			"services.web.switch.listen: is required with nginx.mode static"},
+		{"bad listen still refused", staticNginx + minimal + "    switch: {listen: \"deployd:7501\"}\n",
+			`services.web.switch.listen: host must be an IP address`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.yml)
+			if err == nil {
+				t.Fatalf("parse succeeded with %+v, want an error containing %q", c.Nginx, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %q\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

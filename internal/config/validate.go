@@ -211,7 +211,16 @@ func (c *Config) validateDocker(v *validator) {
 
 func (c *Config) validateNginx(v *validator) {
 	n := c.Nginx
-	v.oneOf("nginx.mode", n.Mode, NginxModeExec, NginxModeDocker)
+	v.oneOf("nginx.mode", n.Mode, NginxModeExec, NginxModeDocker, NginxModeStatic)
+	if n.Mode == NginxModeStatic {
+		// The upstream directory, commands, container, template and pid
+		// file are left unchecked and unused, as another mode's keys are.
+		if !c.SwitchMode() {
+			v.addf("nginx.mode", "%s needs traffic.mode %q: in %s mode every switch rewrites nginx's upstream and reloads nginx, which static leaves to you",
+				NginxModeStatic, TrafficModeSwitch, c.Traffic.Mode)
+		}
+		return
+	}
 	if n.UpstreamDir == "" {
 		v.addf("nginx.upstream_dir", "is required")
 	}

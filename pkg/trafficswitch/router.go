@@ -21,9 +21,17 @@ import (
 // The edge is another controller.Router, nginxconf's: the Router asks it
 // to point the service's upstream at the switch (a reload, once) whenever
 // that upstream is not already so, and otherwise leaves it alone.
+//
+// A Router may have no edge (nginx.mode static): nginx is then configured
+// by its operator to proxy to the switch, the Router never touches it, and
+// the switch is all it drives and checks. A nil edge rather than a no-op
+// edge type, so that "nothing to keep in sync" reads as such at each use
+// instead of as an edge that always agrees.
 type Router struct {
-	p         Plane
-	edge      controller.Router
+	p    Plane
+	edge controller.Router // nil: nginx is not the Router's
+	// upstreams maps each service to the address the edge points at;
+	// empty addresses without an edge.
 	upstreams map[string]string
 	log       logrus.FieldLogger
 }
@@ -40,21 +48,44 @@ type RouterOptions struct {
 	// process, a Client of the switch process.
 	Plane Plane
 	// Edge writes and reloads nginx's upstream files (nginxconf.Router).
+	// nil: nginx is configured by its operator to proxy to the switch,
+	// and the Router writes and reloads nothing (set Services then).
 	Edge controller.Router
 	// Upstreams maps each service to the address nginx reaches the
 	// switch at ("127.0.0.1:7501" in exec mode, "deployd:7501" on the
 	// service's network in docker mode). Every service the controller
-	// routes must have one.
+	// routes must have one. Only with an Edge.
 	Upstreams map[string]string
+	// Services are the services the controller routes, without an Edge
+	// (with one, they are Upstreams' keys).
+	Services []string
 	// Logger gets warnings about the edge; nil discards them.
 	Logger logrus.FieldLogger
 }
 
-// NewRouter returns a Router. It fails when a field is missing or an
-// upstream address is not host:port.
+// NewRouter returns a Router. It fails (ErrInvalid) when a field is
+// missing, an upstream address is not host:port, Upstreams come without
+// an Edge or Services with one.
 func NewRouter(o RouterOptions) (*Router, error) {
-	if o.Plane == nil || o.Edge == nil {
-		return nil, fmt.Errorf("%w: traffic switch router needs a Plane and an edge router", ErrInvalid)
+	if o.Plane == nil {
+		return nil, fmt.Errorf("%w: traffic switch router needs a Plane", ErrInvalid)
+	}
+	log := o.Logger
+	if log == nil {
+		log = discardLogger()
+	}
+	if o.Edge == nil {
+		if len(o.Upstreams) > 0 {
+			return nil, fmt.Errorf("%w: traffic switch router: upstreams without an edge router to write them", ErrInvalid)
+		}
+		ups := make(map[string]string, len(o.Services))
+		for _, s := range o.Services {
+			ups[s] = ""
+		}
+		return &Router{p: o.Plane, upstreams: ups, log: log}, nil
+	}
+	if len(o.Services) > 0 {
+		return nil, fmt.Errorf("%w: traffic switch router: with an edge router, Upstreams names the services", ErrInvalid)
 	}
 	ups := make(map[string]string, len(o.Upstreams))
 	for service, addr := range o.Upstreams {
@@ -63,13 +94,11 @@ func NewRouter(o RouterOptions) (*Router, error) {
 		}
 		ups[service] = addr
 	}
-	log := o.Logger
-	if log == nil {
-		log = discardLogger()
-	}
 	return &Router{p: o.Plane, edge: o.Edge, upstreams: ups, log: log}, nil
 }
 
+// upstream is the address the edge points the service at; ErrNotFound
+// for a service the Router does not route.
 func (r *Router) upstream(service string) ([]string, error) {
 	addr, ok := r.upstreams[service]
 	if !ok {
@@ -85,13 +114,14 @@ func (r *Router) upstream(service string) ([]string, error) {
 // not answer fails the start here. When nginx is not running (it may start after deployd, reading
 // the upstream directory as it starts), the edge's own placeholder is
 // written instead so nginx can start, and the reconciler points the
-// upstream at the switch once nginx answers.
+// upstream at the switch once nginx answers. Without an edge it only
+// reads the status.
 func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
 	if _, err := r.p.Status(ctx, service); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("traffic switch status of %s: %w", service, err)
 	}
 	err := r.ensureEdge(ctx, service)
-	if errors.Is(err, controller.ErrUnavailable) {
+	if r.edge != nil && errors.Is(err, controller.ErrUnavailable) {
 		r.log.WithField("service", service).WithError(err).
 			Warn("nginx unavailable: its upstream will point at the traffic switch once it answers")
 		return r.edge.EnsurePlaceholder(ctx, service)
@@ -100,10 +130,12 @@ func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
 }
 
 // ensureEdge asks the edge to point the service's upstream at the switch
-// unless it does already; the edge reloads nginx only then.
+// unless it does already; the edge reloads nginx only then. Without an
+// edge there is nothing to point, and it only checks the service is one
+// the Router routes.
 func (r *Router) ensureEdge(ctx context.Context, service string) error {
 	up, err := r.upstream(service)
-	if err != nil {
+	if err != nil || r.edge == nil {
 		return err
 	}
 	ok, err := r.edge.InSync(ctx, service, edgeColor, up)
@@ -203,17 +235,20 @@ func (r *Router) active(ctx context.Context, service string) (ColorStatus, bool,
 	return ColorStatus{}, false, nil
 }
 
-// InSync reports whether nginx's upstream points at the switch and the
-// switch's active target set is addrs of color (in any order). No color
-// and no addresses are in sync when the switch has no target to send to.
+// InSync reports whether nginx's upstream points at the switch (when the
+// Router has an edge) and the switch's active target set is addrs of
+// color (in any order). No color and no addresses are in sync when the
+// switch has no target to send to.
 func (r *Router) InSync(ctx context.Context, service string, color controller.Color, addrs []string) (bool, error) {
 	up, err := r.upstream(service)
 	if err != nil {
 		return false, err
 	}
-	ok, err := r.edge.InSync(ctx, service, edgeColor, up)
-	if err != nil || !ok {
-		return false, err
+	if r.edge != nil {
+		ok, err := r.edge.InSync(ctx, service, edgeColor, up)
+		if err != nil || !ok {
+			return false, err
+		}
 	}
 	cur, active, err := r.active(ctx, service)
 	if err != nil {
@@ -255,11 +290,15 @@ func drainMessage(color controller.Color, timeout time.Duration, res DrainResult
 	return msg
 }
 
-// Check runs the edge's check (nginx's config test, its master running)
-// and checks that the switch listens for every service.
+// Check runs the edge's check (nginx's config test, its master running),
+// when the Router has an edge, and checks that the switch listens for
+// every service: without an edge that is all readiness can know, since
+// nginx is not deployd's to test.
 func (r *Router) Check(ctx context.Context) error {
-	if err := r.edge.Check(ctx); err != nil {
-		return err
+	if r.edge != nil {
+		if err := r.edge.Check(ctx); err != nil {
+			return err
+		}
 	}
 	services := make([]string, 0, len(r.upstreams))
 	for s := range r.upstreams {
