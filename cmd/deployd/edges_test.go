@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,25 +17,11 @@ import (
 // switch is asked. The engine is a stand-in that answers as Docker does
 // there.
 func TestRun_EdgesNeedASwarmManager(t *testing.T) {
-	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Api-Version", "1.41")
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/_ping"):
-			_, _ = io.WriteString(w, "OK")
-		case strings.HasSuffix(r.URL.Path, "/swarm"):
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `{"message":"This node is not a swarm manager."}`)
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = io.WriteString(w, `{"message":"not in this stand-in"}`)
-		}
-	}))
-	defer engine.Close()
+	engineHost := engineOutsideASwarm(t)
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "deployd.yml")
-	yml := "data_dir: data\ndocker: {host: \"tcp://" + strings.TrimPrefix(engine.URL, "http://") + "\"}\n" +
+	yml := "data_dir: data\ndocker: {host: \"tcp://" + engineHost + "\"}\n" +
 		"traffic:\n  mode: switch\n  switchd:\n    spawn: false\n    control_token_env: SWITCHD_TOKEN\n" +
 		"    edges: {service: edge-switch, network: edges, control_port: 7600}\n" +
 		"nginx: {mode: exec, upstream_dir: up}\n" +
