@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,7 +121,7 @@ type Daemon struct {
 func LaunchDaemon(o DaemonOptions) (*Daemon, error) {
 	listen := o.Listen
 	if listen == "" {
-		port, err := FreePort()
+		port, err := portNotIn(o.Config)
 		if err != nil {
 			return nil, err
 		}
@@ -331,3 +332,22 @@ func (d *Daemon) ProcessState() *os.ProcessState {
 
 // PID is the daemon's process id.
 func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// portNotIn is a free loopback port that the config file (if any) does not name:
+// a port handed out earlier for the config (a switch's listen address) is
+// free again once released, and the kernel may hand it out a second time.
+func portNotIn(configPath string) (int, error) {
+	cfg, err := os.ReadFile(configPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("read %s: %w", configPath, err)
+	}
+	for {
+		port, err := FreePort()
+		if err != nil {
+			return 0, err
+		}
+		if !strings.Contains(string(cfg), ":"+strconv.Itoa(port)) {
+			return port, nil
+		}
+	}
+}
