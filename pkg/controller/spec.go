@@ -329,3 +329,14 @@ type RetentionSpec struct {
 	// keeps them.
 	AuditMaxEntries int
 }
+
+// ReplicaEnv is what every replica and one-off is told about itself,
+// after the service's own environment, whatever runs it: its service, its
+// color (none for a one-off) and the deployment that created it.
+func ReplicaEnv(service string, color Color, deployment string) []string {
+	env := []string{"DEPLOYD_SERVICE=" + service}
+	if color != NoColor {
+		env = append(env, "DEPLOYD_COLOR="+string(color))
+	}
+	return append(env, "DEPLOYD_DEPLOYMENT="+deployment)
+}

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -48,5 +49,20 @@ func TestParseRestartPolicy_OneRuleForConfigAndRuntime(t *testing.T) {
 				t.Errorf("ParseRestartPolicy(%q) = %+v, want %+v", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestReplicaEnv(t *testing.T) {
+	tests := []struct {
+		color controller.Color
+		want  []string
+	}{
+		{controller.Blue, []string{"DEPLOYD_SERVICE=web", "DEPLOYD_COLOR=blue", "DEPLOYD_DEPLOYMENT=d-1"}},
+		{controller.NoColor, []string{"DEPLOYD_SERVICE=web", "DEPLOYD_DEPLOYMENT=d-1"}},
+	}
+	for _, tt := range tests {
+		if got := controller.ReplicaEnv("web", tt.color, "d-1"); !slices.Equal(got, tt.want) {
+			t.Errorf("ReplicaEnv(web, %q, d-1) = %v, want %v", tt.color, got, tt.want)
+		}
 	}
 }

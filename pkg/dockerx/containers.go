@@ -37,7 +37,7 @@ func (c *Client) StartContainer(ctx context.Context, spec controller.ContainerSp
 	port := nat.Port(strconv.Itoa(spec.Port) + "/tcp")
 	cfg := &container.Config{
 		Image:        spec.Image,
-		Env:          append(append([]string(nil), spec.Env...), serviceEnv(spec.Service, spec.Color, spec.Deployment)...),
+		Env:          append(append([]string(nil), spec.Env...), controller.ReplicaEnv(spec.Service, spec.Color, spec.Deployment)...),
 		Labels:       replicaLabels(spec),
 		ExposedPorts: nat.PortSet{port: struct{}{}},
 	}

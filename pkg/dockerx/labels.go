@@ -51,13 +51,3 @@ func serviceFilter(service string) filters.Args {
 }
 
 func isOneOff(labels map[string]string) bool { return labels[LabelOneOff] == "true" }
-
-// serviceEnv is appended to a container's environment so the app can tell
-// which slot it runs in; one-offs have no color.
-func serviceEnv(service string, color controller.Color, deployment string) []string {
-	env := []string{"DEPLOYD_SERVICE=" + service}
-	if color != controller.NoColor {
-		env = append(env, "DEPLOYD_COLOR="+string(color))
-	}
-	return append(env, "DEPLOYD_DEPLOYMENT="+deployment)
-}

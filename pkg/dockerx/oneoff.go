@@ -27,7 +27,7 @@ func (c *Client) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (con
 	cfg := &container.Config{
 		Image:  spec.Image,
 		Cmd:    spec.Command,
-		Env:    append(append([]string(nil), spec.Env...), serviceEnv(spec.Service, controller.NoColor, spec.Deployment)...),
+		Env:    append(append([]string(nil), spec.Env...), controller.ReplicaEnv(spec.Service, controller.NoColor, spec.Deployment)...),
 		Labels: oneOffLabels(spec),
 	}
 	if err := c.ensureVolumes(ctx, spec); err != nil {

@@ -94,12 +94,3 @@ func serviceFilter(service string) filters.Args {
 }
 
 func isOneOff(labels map[string]string) bool { return labels[LabelOneOff] == "true" }
-
-// serviceEnv is appended to a task's environment, as dockerx does.
-func serviceEnv(service string, color controller.Color, deployment string) []string {
-	env := []string{"DEPLOYD_SERVICE=" + service}
-	if color != controller.NoColor {
-		env = append(env, "DEPLOYD_COLOR="+string(color))
-	}
-	return append(env, "DEPLOYD_DEPLOYMENT="+deployment)
-}

@@ -31,7 +31,7 @@ func (r *Runtime) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (co
 	}
 	labels := oneOffLabels(spec)
 	cs := containerSpec(spec.Image, spec.Command, spec.Limits, labels,
-		append(append([]string(nil), spec.Env...), serviceEnv(spec.Service, controller.NoColor, spec.Deployment)...))
+		append(append([]string(nil), spec.Env...), controller.ReplicaEnv(spec.Service, controller.NoColor, spec.Deployment)...))
 	cs.Mounts = append(cs.Mounts, volumeMounts(spec)...)
 	one := uint64(1)
 	ss := swarm.ServiceSpec{

@@ -30,7 +30,7 @@ func setSpec(spec controller.ContainerSpec) (swarm.ServiceSpec, error) {
 	}
 	labels := setLabels(spec)
 	cs := containerSpec(spec.Image, nil, spec.Limits, labels,
-		append(append([]string(nil), spec.Env...), serviceEnv(spec.Service, spec.Color, spec.Deployment)...))
+		append(append([]string(nil), spec.Env...), controller.ReplicaEnv(spec.Service, spec.Color, spec.Deployment)...))
 	replicas := uint64(spec.Replicas)
 	return swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: setName(spec.Service, spec.Color, spec.Deployment), Labels: labels},
