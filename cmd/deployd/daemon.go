@@ -76,16 +76,22 @@ type Main struct {
 	docker *dockerx.Client
 	// switchd and stopWatch: the traffic switch process and the watch
 	// over it, in traffic.mode switch; nil in reload mode.
-	switchd   *trafficswitch.Client
+	switchd *trafficswitch.Client
+	// edges is the edge switches' plane with traffic.switchd.edges; nil
+	// otherwise.
+	edges     *trafficswitch.Fanout
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
-	ctrl      *controller.Controller
-	metrics   *metrics.Metrics
-	notifier  *notify.Notifier
-	jobs      *Jobs
-	server    *api.Server
-	ln        net.Listener
-	serveErr  chan error
+	// swarm is the engine's Swarm side, made by swarmManager the first
+	// time a service or the edge switches need it.
+	swarm    *swarmx.Runtime
+	ctrl     *controller.Controller
+	metrics  *metrics.Metrics
+	notifier *notify.Notifier
+	jobs     *Jobs
+	server   *api.Server
+	ln       net.Listener
+	serveErr chan error
 
 	// nginxPIDFile is the nginx master's pid file in exec mode:
 	// nginx.pid_file, or the path nginx's config names (see askNginxPID).
@@ -239,7 +245,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Watch:     cfg.Watch.Interval,
 		Reconcile: cfg.Reconcile.Interval,
 		Retain:    cfg.Retention.Interval,
-	}, m.Logger)
+	}, m.metrics.JobRan, m.Logger)
 	if err != nil {
 		return err
 	}
@@ -332,6 +338,7 @@ func (m *Main) startSwitch(ctx context.Context, edge controller.Router) (control
 		if err != nil {
 			return nil, err
 		}
+		m.edges = f
 		return m.switchRouter(f, edge)
 	}
 	m.switchd = trafficswitch.NewClient(cfg.SwitchdSocket())
@@ -377,38 +384,44 @@ func (m *Main) switchRouter(p trafficswitch.Plane, edge controller.Router) (cont
 	return r, nil
 }
 
-// swarmRuntime is the Swarm runtime when a service runs on one, on the
-// same engine connection, which must be a swarm manager's: checked here,
-// so that a service configured for a swarm on an engine that is not one
-// fails startup naming the field. nil when no service needs it.
+// swarmRuntime is the Swarm runtime when a service runs on one; nil when
+// none does.
 func (m *Main) swarmRuntime(ctx context.Context) (controller.Runtime, error) {
-	var first string
 	for _, spec := range m.Config.ServiceSpecs() {
 		if spec.Runtime == controller.RuntimeSwarm {
-			first = spec.Name
-			break
+			return m.swarmManager(ctx, "services."+spec.Name+".runtime", "swarm")
 		}
 	}
-	if first == "" {
-		return nil, nil
+	return nil, nil
+}
+
+// swarmManager is the Swarm side of the daemon's engine connection, which
+// must be a swarm manager's: checked the first time, so that a config
+// asking for a swarm on an engine that is not one fails startup naming
+// field (what says what needed it). Services and edge switches share it.
+func (m *Main) swarmManager(ctx context.Context, field, what string) (*swarmx.Runtime, error) {
+	if m.swarm != nil {
+		return m.swarm, nil
 	}
 	rt := swarmx.New(m.docker.API(), m.docker, m.Logger)
 	if err := rt.Ping(ctx); err != nil {
-		return nil, m.Config.FieldErrorf("services."+first+".runtime", "swarm: this Docker engine is not a swarm manager: %w", err)
+		return nil, m.Config.FieldErrorf(field, "%s: this Docker engine is not a swarm manager: %w", what, err)
 	}
+	m.swarm = rt
 	return rt, nil
 }
 
 // extraMetrics are the metrics /metrics serves besides the daemon's own:
-// the traffic switch's, gathered from switchd, in switch mode. The edge
-// switches of a swarm are not gathered: their series carry no edge label
-// and would collide; scrape each edge's control API (/metrics, with the
-// token) instead.
+// the traffic switch's, gathered from switchd, in switch mode; with edge
+// switches, every edge's, each series labelled with its edge.
 func (m *Main) extraMetrics() []prometheus.Gatherer {
-	if m.switchd == nil {
-		return nil
+	switch {
+	case m.edges != nil:
+		return []prometheus.Gatherer{m.edges}
+	case m.switchd != nil:
+		return []prometheus.Gatherer{m.switchd}
 	}
-	return []prometheus.Gatherer{m.switchd}
+	return nil
 }
 
 // exitFeed is Docker's event stream when the reconciler is to follow

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/deployd/deployd/pkg/swarmx"
 	"github.com/deployd/deployd/pkg/trafficswitch"
 )
 
@@ -30,9 +29,9 @@ func (m *Main) edgesPlane(ctx context.Context) (*trafficswitch.Fanout, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := swarmx.New(m.docker.API(), m.docker, m.Logger)
-	if err := rt.Ping(ctx); err != nil {
-		return nil, cfg.FieldErrorf("traffic.switchd.edges.service", "the edge switches run on a swarm: this Docker engine is not a swarm manager: %w", err)
+	rt, err := m.swarmManager(ctx, "traffic.switchd.edges.service", "the edge switches run on a swarm")
+	if err != nil {
+		return nil, err
 	}
 	e := cfg.Traffic.Switchd.Edges
 	port := strconv.Itoa(cfg.EdgesControlPort())

@@ -51,8 +51,9 @@ type Jobs struct {
 
 // StartJobs schedules and starts the jobs; the first runs come one interval
 // after the start (the controller's Start has just done the work a first
-// run would).
-func StartJobs(r jobRunner, iv jobIntervals, log logrus.FieldLogger) (*Jobs, error) {
+// run would). ran, when not nil, is told how long each run took (by job
+// name: watchdog, reconcile, retention); it must not block.
+func StartJobs(r jobRunner, iv jobIntervals, ran func(job string, took time.Duration), log logrus.FieldLogger) (*Jobs, error) {
 	sched, err := gocron.NewScheduler(
 		gocron.WithLogger(gocronLogger{log: log.WithField("component", "scheduler")}),
 		gocron.WithStopTimeout(jobsStopTimeout),
@@ -94,10 +95,24 @@ func StartJobs(r jobRunner, iv jobIntervals, log logrus.FieldLogger) (*Jobs, err
 	}
 	for _, job := range jobs {
 		jobLog := log.WithField("job", job.name)
-		run := job.run
+		name, run, interval := job.name, job.run, job.interval
 		_, err := sched.NewJob(
 			gocron.DurationJob(job.interval),
-			gocron.NewTask(func(ctx context.Context) { run(ctx, jobLog) }),
+			gocron.NewTask(func(ctx context.Context) {
+				started := time.Now()
+				run(ctx, jobLog)
+				took := time.Since(started)
+				if ran != nil {
+					ran(name, took)
+				}
+				// A run longer than its interval makes the next one be
+				// skipped: the operator should hear of it, not only a
+				// histogram.
+				if took > interval && ctx.Err() == nil {
+					jobLog.WithFields(logrus.Fields{"took": took.Round(time.Millisecond).String(), "interval": interval.String()}).
+						Warn("run took longer than its interval; the run that fell due meanwhile was skipped")
+				}
+			}),
 			gocron.WithName(job.name),
 			gocron.WithContext(ctx),
 			gocron.WithSingletonMode(gocron.LimitModeReschedule),

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,7 +86,7 @@ func startTestJobs(t *testing.T, r jobRunner, iv jobIntervals) (*Jobs, *logtest.
 	t.Helper()
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
-	j, err := StartJobs(r, iv, log)
+	j, err := StartJobs(r, iv, nil, log)
 	if err != nil {
 		t.Fatalf("StartJobs: %v", err)
 	}
@@ -189,8 +190,71 @@ func TestJobs_ErrorsAreLoggedAsWarnings(t *testing.T) {
 
 func TestStartJobs_BadIntervalIsAnError(t *testing.T) {
 	log, _ := logtest.NewNullLogger()
-	_, err := StartJobs(&fakeRunner{}, jobIntervals{Watch: 0, Reconcile: time.Second, Retain: time.Second}, log)
+	_, err := StartJobs(&fakeRunner{}, jobIntervals{Watch: 0, Reconcile: time.Second, Retain: time.Second}, nil, log)
 	if err == nil {
 		t.Fatal("StartJobs with a zero interval succeeded, want an error")
 	}
+}
+
+func TestJobs_EachRunsDurationIsReportedByJobName(t *testing.T) {
+	r := &fakeRunner{}
+	log, _ := logtest.NewNullLogger()
+	var mu sync.Mutex
+	runs := map[string]int{}
+	j, err := StartJobs(r, jobIntervals{Watch: 5 * time.Millisecond, Reconcile: 5 * time.Millisecond, Retain: 5 * time.Millisecond},
+		func(job string, took time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			if took >= 0 {
+				runs[job]++
+			}
+		}, log)
+	if err != nil {
+		t.Fatalf("StartJobs: %v", err)
+	}
+	waitFor(t, "a reported run of each job", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return runs["watchdog"] > 0 && runs["reconcile"] > 0 && runs["retention"] > 0
+	})
+	closeJobs(t, j)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(runs) != 3 {
+		t.Fatalf("jobs reported = %v, want watchdog, reconcile and retention only", runs)
+	}
+}
+
+func TestJobs_RunLongerThanItsIntervalIsAWarning(t *testing.T) {
+	r := &slowReconcile{fakeRunner: &fakeRunner{}, took: 30 * time.Millisecond}
+	j, hook := startTestJobs(t, r, jobIntervals{Watch: time.Hour, Reconcile: 10 * time.Millisecond, Retain: time.Hour})
+	waitFor(t, "the overrun to be logged", func() bool {
+		for _, e := range hook.AllEntries() {
+			if e.Level == logrus.WarnLevel && e.Data["job"] == "reconcile" && e.Data["interval"] == "10ms" &&
+				strings.Contains(e.Message, "longer than its interval") {
+				return true
+			}
+		}
+		return false
+	})
+	closeJobs(t, j)
+	for _, e := range hook.AllEntries() {
+		if e.Data["job"] == "watchdog" && strings.Contains(e.Message, "longer than its interval") {
+			t.Errorf("a watchdog that never ran long was reported: %s", e.Message)
+		}
+	}
+}
+
+// slowReconcile is a runner whose reconciler pass takes a while.
+type slowReconcile struct {
+	*fakeRunner
+	took time.Duration
+}
+
+func (s *slowReconcile) Reconcile(ctx context.Context) (int, error) {
+	select {
+	case <-time.After(s.took):
+	case <-ctx.Done():
+	}
+	return s.fakeRunner.Reconcile(ctx)
 }

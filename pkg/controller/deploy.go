@@ -79,8 +79,17 @@ func (r *deployRun) deploy(ctx context.Context) error {
 
 	var started []Container
 	if err := r.step(ctx, StepStart, func(ctx context.Context, _ *Step) (string, error) {
+		// start_timeout bounds the start as well as the health step: a
+		// cluster's runtime returns a replica once its task runs
+		// (placed, its image pulled on the node, past the image's
+		// HEALTHCHECK), which may never happen.
+		sctx, cancel := context.WithTimeout(ctx, r.spec.Health.StartTimeout)
+		defer cancel()
 		var err error
-		if started, err = r.startReplicas(ctx, target, env); err != nil {
+		if started, err = r.startReplicas(sctx, target, env); err != nil {
+			if ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+				return "", fmt.Errorf("not started within start_timeout %s: %w", r.spec.Health.StartTimeout, err)
+			}
 			return "", err
 		}
 		return fmt.Sprintf("started %d %s container(s)", len(started), target), nil

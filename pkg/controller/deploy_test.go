@@ -325,6 +325,17 @@ func TestDeploy_FailureLeavesActiveColorAndTrafficUntouched(t *testing.T) {
 			},
 		},
 		{
+			// A cluster's task that never runs (its HEALTHCHECK never
+			// passes, no node pulls its image) ends the start at
+			// start_timeout (1s here).
+			name:           "second replica never runs",
+			setup:          func(h *harness) { h.rt.hangStartAt(2) },
+			image:          "v2",
+			wantErr:        []string{"start", "not started within start_timeout 1s", "web-green-2", "task still starting"},
+			wantFailedStep: controller.StepStart,
+			maxTook:        2 * time.Second,
+		},
+		{
 			name:           "second replica fails to start",
 			setup:          func(h *harness) { h.rt.failStartAt(2) },
 			image:          "v2",

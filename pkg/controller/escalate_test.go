@@ -206,15 +206,21 @@ func TestReconcile_DeadActiveColorWithoutWarmStandbyIsRestarted(t *testing.T) {
 		mutate func(*controller.ServiceSpec)
 		kill   func(h *harness)
 		calls  string
+		// why the repair message gives for not rolling back.
+		why string
 	}{
-		{name: "stopped, no auto rollback", kill: func(h *harness) { h.killColor(controller.Green) }, calls: "StartExisting"},
-		{name: "removed, no auto rollback", kill: func(h *harness) { h.removeColorContainers(controller.Green) }, calls: "StartContainer"},
+		{name: "stopped, no auto rollback", kill: func(h *harness) { h.killColor(controller.Green) }, calls: "StartExisting",
+			why: "(auto_rollback is off)"},
+		{name: "removed, no auto rollback", kill: func(h *harness) { h.removeColorContainers(controller.Green) }, calls: "StartContainer",
+			why: "(auto_rollback is off)"},
 		{name: "stopped, cold standby", kill: func(h *harness) { h.killColor(controller.Green) }, calls: "StartExisting",
-			mutate: func(s *controller.ServiceSpec) { s.AutoRollback, s.Standby = true, controller.StandbyStopped }},
+			mutate: func(s *controller.ServiceSpec) { s.AutoRollback, s.Standby = true, controller.StandbyStopped },
+			why:    "(standby blue is cold (0 of 2 running))"},
 		{name: "removed, no standby containers", kill: func(h *harness) {
 			h.removeColorContainers(controller.Green)
 			h.removeColorContainers(controller.Blue)
-		}, calls: "StartContainer", mutate: func(s *controller.ServiceSpec) { s.AutoRollback = true }},
+		}, calls: "StartContainer", mutate: func(s *controller.ServiceSpec) { s.AutoRollback = true },
+			why: "(standby blue has no containers)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,6 +264,8 @@ func TestReconcile_DeadActiveColorWithoutWarmStandbyIsRestarted(t *testing.T) {
 				repairs := h.notes.ofKind(controller.NotifyRepair)
 				if len(repairs) != 1 || !strings.Contains(repairs[0].Message, "had no running containers") || repairs[0].Actor != "reconciler" {
 					t.Errorf("repair notifications = %+v, want one for the restarted active color", repairs)
+				} else if !strings.Contains(repairs[0].Message, tt.why) {
+					t.Errorf("repair notification %q, want it to say why there was no rollback: %q", repairs[0].Message, tt.why)
 				}
 				if got, want := h.obs.repairList(), []string{svc + "/" + controller.RepairActiveRestarted}; !slices.Equal(got, want) {
 					t.Errorf("observed repairs = %v, want %v", got, want)

@@ -48,6 +48,10 @@ type fakeRuntime struct {
 	// when create succeeds and start does not. Replicas start in parallel,
 	// so the replica is named, not the call's position.
 	startFailAt int
+	// startHangsAt makes the next start of that replica number create it
+	// and then wait until its context ends, as a cluster's runtime waits for
+	// a task that never runs.
+	startHangsAt int
 	// oneOff decides how a one-off container ends; nil means exit 0. As
 	// with dockerx, a one-off ended by its context yields no result.
 	oneOff func(ctx context.Context, spec controller.OneOffSpec) (controller.OneOffResult, error)
@@ -338,19 +342,38 @@ func (rt *fakeRuntime) failStartAt(n int) {
 	rt.startFailAt = n
 }
 
+// hangStartAt makes the next start of replica n (1-based) hang until its
+// context ends.
+func (rt *fakeRuntime) hangStartAt(n int) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.startHangsAt = n
+}
+
 func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.ContainerSpec) (controller.Container, error) {
+	c, hang, err := rt.startContainer(ctx, spec)
+	if err != nil || !hang {
+		return c, err
+	}
+	<-ctx.Done()
+	return controller.Container{}, fmt.Errorf("start %s: task still starting: %w", spec.Name, ctx.Err())
+}
+
+// startContainer is StartContainer under the lock; hang says the start
+// is to wait for ctx's end.
+func (rt *fakeRuntime) startContainer(ctx context.Context, spec controller.ContainerSpec) (controller.Container, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return controller.Container{}, err
+		return controller.Container{}, false, err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.logCall("StartContainer %s", spec.Name)
 	if !rt.images[spec.Image] {
-		return controller.Container{}, fmt.Errorf("create %s: no such image %s: %w", spec.Name, spec.Image, controller.ErrNotFound)
+		return controller.Container{}, false, fmt.Errorf("create %s: no such image %s: %w", spec.Name, spec.Image, controller.ErrNotFound)
 	}
 	for _, c := range rt.containers {
 		if c.Name == spec.Name {
-			return controller.Container{}, fmt.Errorf("create %s: name already in use by %s", spec.Name, c.ID)
+			return controller.Container{}, false, fmt.Errorf("create %s: name already in use by %s", spec.Name, c.ID)
 		}
 	}
 	rt.nextID++
@@ -370,12 +393,16 @@ func (rt *fakeRuntime) StartContainer(ctx context.Context, spec controller.Conta
 	rt.containers[c.ID] = c
 	if rt.startFailAt > 0 && strings.HasSuffix(spec.Name, fmt.Sprintf("-%d", rt.startFailAt)) {
 		rt.startFailAt = 0
-		return controller.Container{}, fmt.Errorf("start %s: port is already allocated", spec.Name)
+		return controller.Container{}, false, fmt.Errorf("start %s: port is already allocated", spec.Name)
+	}
+	if rt.startHangsAt > 0 && strings.HasSuffix(spec.Name, fmt.Sprintf("-%d", rt.startHangsAt)) {
+		rt.startHangsAt = 0
+		return controller.Container{}, true, nil
 	}
 	c.State = "running"
 	c.Address = rt.addr()
 	c.StartedAt = time.Now()
-	return c.Container, nil
+	return c.Container, false, nil
 }
 
 func (rt *fakeRuntime) Containers(ctx context.Context, service string) ([]controller.Container, error) {

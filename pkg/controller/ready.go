@@ -12,9 +12,12 @@ import (
 const readyTimeout = 3 * time.Second
 
 // Ready reports whether deployd can do its work: the store is readable,
-// the Docker engine answers and nginx's config test passes. It returns nil
-// or an EUNAVAILABLE *Error whose message names every dependency that
-// failed ("store: ...; docker: ...; nginx: ...").
+// the Docker engine answers and the Router's check passes (nginx's config
+// test, the traffic switch listening, or both). It returns nil or an
+// EUNAVAILABLE *Error whose message names every dependency that failed
+// ("store: ...; docker: ...; traffic: nginx config test: ..."): the
+// Router's errors say which of its parts failed, and "traffic" holds
+// whether nginx is in the path or not.
 func (c *Controller) Ready(ctx context.Context) error {
 	checks := []struct {
 		name string
@@ -22,7 +25,7 @@ func (c *Controller) Ready(ctx context.Context) error {
 	}{
 		{"store", c.store.Ping},
 		{"docker", c.rt.Ping},
-		{"nginx", c.router.Check},
+		{"traffic", c.router.Check},
 	}
 	if c.swarm != nil {
 		checks = append(checks, struct {

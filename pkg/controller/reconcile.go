@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 )
@@ -39,19 +40,16 @@ const (
 // The error joins what kept services from being reconciled (the Docker
 // engine or nginx unavailable); the other services are still handled.
 func (c *Controller) Reconcile(ctx context.Context) (int, error) {
-	total := 0
-	var errs []error
-	for _, name := range c.names {
+	var total atomic.Int64
+	errs := c.eachService(ctx, func(ctx context.Context, name string) error {
 		n, err := c.reconcileService(ctx, name)
-		total += n
+		total.Add(int64(n))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("reconcile %s: %w", name, err))
+			return fmt.Errorf("reconcile %s: %w", name, err)
 		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return total, errors.Join(errs...)
+		return nil
+	})
+	return int(total.Load()), errors.Join(errs...)
 }
 
 func (c *Controller) reconcileService(ctx context.Context, name string) (int, error) {
@@ -99,8 +97,12 @@ func (c *Controller) reconcileHeld(ctx context.Context, spec ServiceSpec) (pass,
 		log.WithField("color", string(st.ActiveColor)).Error("reconcile: active color has no running containers")
 		// A warm standby takes traffic at once through escalate's rollback;
 		// otherwise the active color comes back as it was recorded.
-		if !spec.AutoRollback || c.standbyUnfit(ctx, spec, st) != "" {
-			n, err := c.restartActive(ctx, spec, st, active(), log)
+		noRollback := "auto_rollback is off"
+		if spec.AutoRollback {
+			noRollback = c.standbyUnfit(ctx, spec, st)
+		}
+		if noRollback != "" {
+			n, err := c.restartActive(ctx, spec, st, active(), noRollback, log)
 			p.repairs += n
 			restarted = n > 0
 			if err != nil {

@@ -68,10 +68,10 @@ func TestReady_ReportsEachFailingDependency(t *testing.T) {
 		notWant            []string
 	}{
 		{name: "all up"},
-		{name: "store", store: down, want: []string{"store: "}, notWant: []string{"docker", "nginx"}},
-		{name: "docker", docker: controller.ErrUnavailable, want: []string{"docker: "}, notWant: []string{"store", "nginx"}},
-		{name: "nginx", ngx: errors.New("emerg: unknown directive"), want: []string{"nginx: ", "unknown directive"}, notWant: []string{"store", "docker"}},
-		{name: "all down", store: down, docker: down, ngx: down, want: []string{"store: ", "docker: ", "nginx: "}},
+		{name: "store", store: down, want: []string{"store: "}, notWant: []string{"docker", "traffic"}},
+		{name: "docker", docker: controller.ErrUnavailable, want: []string{"docker: "}, notWant: []string{"store", "traffic"}},
+		{name: "traffic", ngx: errors.New("nginx config test: emerg: unknown directive"), want: []string{"traffic: ", "nginx config test: emerg: unknown directive"}, notWant: []string{"store", "docker"}},
+		{name: "all down", store: down, docker: down, ngx: down, want: []string{"store: ", "docker: ", "traffic: "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,16 +14,18 @@ import (
 const RepairActiveRestarted = "active_restarted"
 
 // restartActive brings back the active color of st, none of whose
-// containers cs runs, exactly as it was recorded: stopped replicas are
-// started again, and replicas that are gone, or cannot be started, are
-// created again from the active image with the service's current spec. No
-// other version is chosen: which version serves is a person's call, or an
-// automatic rollback's, never a repair's. It returns how many replicas run
-// again; the repair is logged, notified, counted and audited. The caller
-// holds the service and rewrites the upstream afterwards, since replicas
-// come back on new addresses.
+// containers cs runs and which no automatic rollback can replace (why
+// says what stands in the way, for the repair's message), exactly as it
+// was recorded: stopped replicas are started again, and replicas that are
+// gone, or cannot be started, are created again from the active image
+// with the service's current spec. No other version is chosen: which
+// version serves is a person's call, or an automatic rollback's, never a
+// repair's. It returns how many replicas run again; the repair is logged,
+// notified, counted and audited. The caller holds the service and
+// rewrites the upstream afterwards, since replicas come back on new
+// addresses.
 func (c *Controller) restartActive(ctx context.Context, spec ServiceSpec, st ServiceState, cs []Container,
-	log logrus.FieldLogger) (int, error) {
+	why string, log logrus.FieldLogger) (int, error) {
 	log = log.WithField("color", string(st.ActiveColor))
 	// By number, not by name: replicas named before they were named by
 	// deployment are still the active color's.
@@ -78,8 +80,8 @@ func (c *Controller) restartActive(ctx context.Context, spec ServiceSpec, st Ser
 			parts = append(parts, fmt.Sprintf("created %d missing", created))
 		}
 		c.repaired(st, RepairActiveRestarted, fmt.Sprintf(
-			"active color %s of %s had no running containers and no automatic rollback was possible: %s replica(s) from %s",
-			st.ActiveColor, spec.Name, strings.Join(parts, " and "), st.ActiveImage), log)
+			"active color %s of %s had no running containers and no automatic rollback was possible (%s): %s replica(s) from %s",
+			st.ActiveColor, spec.Name, why, strings.Join(parts, " and "), st.ActiveImage), log)
 	}
 	if aerr := c.RecordAudit(ctx, entry); aerr != nil {
 		log.WithError(aerr).Error("record repair in the audit trail")

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Watchdog defaults for a zero WatchSpec.
@@ -132,13 +134,38 @@ func (b *watchBook) record(service string, st ServiceState, failed bool) (failur
 // unreachable, the store unreadable); such a service's count is left as
 // it was.
 func (c *Controller) Watch(ctx context.Context) error {
-	var errs []error
-	for _, name := range c.names {
+	return errors.Join(c.eachService(ctx, func(ctx context.Context, name string) error {
 		if err := c.watchService(ctx, c.services[name]); err != nil {
-			errs = append(errs, fmt.Errorf("watch %s: %w", name, err))
+			return fmt.Errorf("watch %s: %w", name, err)
 		}
+		return nil
+	})...)
+}
+
+// roundConcurrency bounds how many services one watchdog round or one
+// reconciler pass works on at once. Their time goes to waiting on the
+// engine and on probes: with dozens of services taken one after another,
+// rounds outlasted their intervals (docs/scaling.md).
+const roundConcurrency = 8
+
+// eachService runs fn for every service, roundConcurrency at a time, and
+// returns fn's errors in the services' order. Once ctx ends no further
+// service is begun.
+func (c *Controller) eachService(ctx context.Context, fn func(ctx context.Context, name string) error) []error {
+	errs := make([]error, len(c.names))
+	var g errgroup.Group
+	g.SetLimit(roundConcurrency)
+	for i, name := range c.names {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			errs[i] = fn(ctx, name)
+			return nil
+		})
 	}
-	return errors.Join(errs...)
+	_ = g.Wait() // the errors are in errs
+	return errs
 }
 
 func (c *Controller) busy(service string) bool {
@@ -253,21 +280,33 @@ func (c *Controller) checkColor(ctx context.Context, spec ServiceSpec, cs []Cont
 // line. Verdicts and failed probes are recorded as during a deploy's
 // health check.
 func (c *Controller) probeAll(ctx context.Context, spec ServiceSpec, cs []Container) error {
-	var errs []string
-	for _, ct := range cs {
-		if err := c.prober.Probe(ctx, ct.Address, spec.Health); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+	// In parallel: one replica that hangs until the probe's timeout must
+	// not hold up the others' probes, nor the round.
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, ct := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.prober.Probe(ctx, ct.Address, spec.Health)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var failed []string
+	for i, ct := range cs {
+		if errs[i] != nil {
 			c.probeResults.set(ct.ID, HealthUnhealthy)
 			c.observer.HealthCheckFailed(spec.Name)
-			errs = append(errs, fmt.Sprintf("%s: %v", ct.Name, err))
+			failed = append(failed, fmt.Sprintf("%s: %v", ct.Name, errs[i]))
 			continue
 		}
 		c.probeResults.set(ct.ID, HealthHealthy)
 	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
 }

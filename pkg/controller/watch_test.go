@@ -3,6 +3,7 @@ package controller_test
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -255,6 +256,55 @@ func TestWatch_SkipsServiceWhileItDeploys(t *testing.T) {
 		h.watchRounds(2)
 		if got := h.notes.ofKind(controller.NotifyServiceUnhealthy); len(got) != 1 {
 			t.Errorf("unhealthy notifications after the deploy = %d, want 1", len(got))
+		}
+	})
+}
+
+// A round works on several services at once, and on a color's replicas
+// at once: with every probe taking a second, 16 services of 2 replicas
+// take 2 s (16 services, 8 at a time), where one after another they took
+// 32 s and the watchdog fell behind its interval.
+func TestWatch_ServicesAndReplicasAreProbedSideBySide(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const services = 16
+		var extra []controller.ServiceSpec
+		for i := 1; i < services; i++ {
+			s := baseSpec()
+			s.Name = "svc" + strconv.Itoa(i)
+			extra = append(extra, s)
+		}
+		h := newHarnessWith(t, func(o *controller.Options) { o.Services = append(o.Services, extra...) }, func(s *controller.ServiceSpec) { s.Replicas = 2 })
+		for _, s := range append([]controller.ServiceSpec{h.spec}, extra...) {
+			d, err := h.c.Deploy(h.ctx(), s.Name, controller.DeployRequest{Image: "v1", Trigger: controller.Trigger{Source: "test"}})
+			if err != nil {
+				t.Fatalf("Deploy %s: %v", s.Name, err)
+			}
+			if d = h.wait(d.ID); d.Status != controller.StatusSucceeded {
+				t.Fatalf("deploy %s: %s (%s)", s.Name, d.Status, d.Error)
+			}
+		}
+		h.prober.setVerdict(func(string, int) error {
+			time.Sleep(time.Second)
+			return nil
+		})
+
+		start := time.Now()
+		h.watchRounds(1)
+		if took := time.Since(start); took != 2*time.Second {
+			t.Errorf("a round over %d services of 2 replicas, each probe 1s: %s, want 2s", services, took)
+		}
+
+		// Side by side, each service still gets its own verdict.
+		h.prober.setVerdict(func(name string, _ int) error {
+			if strings.HasPrefix(name, "svc3-") {
+				return errors.New("GET /health: 500")
+			}
+			return nil
+		})
+		h.watchRounds(2) // the threshold
+		got := h.notes.ofKind(controller.NotifyServiceUnhealthy)
+		if len(got) != 1 || got[0].Service != "svc3" || !strings.Contains(got[0].Message, "500") {
+			t.Errorf("unhealthy notifications = %+v, want one, of svc3, quoting its probes", got)
 		}
 	})
 }

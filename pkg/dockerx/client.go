@@ -9,7 +9,6 @@ import (
 	"io"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
 
@@ -124,19 +123,4 @@ func (c *Client) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping docker engine: %w: %w", controller.ErrUnavailable, err)
 	}
 	return nil
-}
-
-// wrapErr adds op to err and maps the engine's error classes onto the
-// controller's sentinels so callers can use errors.Is.
-func wrapErr(op string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case client.IsErrConnectionFailed(err):
-		return fmt.Errorf("%s: %w: %w", op, controller.ErrUnavailable, err)
-	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("%s: %w: %w", op, controller.ErrNotFound, err)
-	default:
-		return fmt.Errorf("%s: %w", op, err)
-	}
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/docker/go-connections/nat"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // portWait bounds how long StartContainer waits for the engine to report
@@ -75,9 +77,9 @@ func (c *Client) StartContainer(ctx context.Context, spec controller.ContainerSp
 func (c *Client) Containers(ctx context.Context, service string) ([]controller.Container, error) {
 	lctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	list, err := c.api.ContainerList(lctx, container.ListOptions{All: true, Filters: serviceFilter(service)})
+	list, err := c.api.ContainerList(lctx, container.ListOptions{All: true, Filters: workload.Filter(service)})
 	if err != nil {
-		return nil, wrapErr("list containers of "+service, err)
+		return nil, engine.WrapErr("list containers of "+service, err)
 	}
 	// Inspect in parallel: the status page and every deploy step list
 	// containers, and the engine is slowest exactly while a deploy runs.
@@ -88,7 +90,7 @@ func (c *Client) Containers(ctx context.Context, service string) ([]controller.C
 	results := make([]result, len(list))
 	var wg sync.WaitGroup
 	for i, s := range list {
-		if isOneOff(s.Labels) {
+		if workload.IsOneOff(s.Labels) {
 			results[i].err = errSkip
 			continue
 		}
@@ -125,7 +127,7 @@ func (c *Client) InspectContainer(ctx context.Context, id string) (controller.Co
 	defer cancel()
 	resp, err := c.api.ContainerInspect(ctx, id)
 	if err != nil {
-		return controller.Container{}, wrapErr("inspect container "+id, err)
+		return controller.Container{}, engine.WrapErr("inspect container "+id, err)
 	}
 	return c.toContainer(resp), nil
 }
@@ -150,20 +152,61 @@ func (c *Client) StopContainer(ctx context.Context, id string, timeout time.Dura
 	ctx, cancel := context.WithTimeout(ctx, callTimeout+timeout)
 	defer cancel()
 	if err := c.api.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil {
-		return wrapErr("stop container "+id, err)
+		return engine.WrapErr("stop container "+id, err)
 	}
 	return nil
 }
 
 // RemoveContainer force-removes a container; a missing one is no error.
+// One that someone else is removing already (docker rm -f by hand, whose
+// kill is what woke the caller) is waited for until it is gone, so that
+// the caller can create its name again at once.
 func (c *Client) RemoveContainer(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	err := c.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !cerrdefs.IsNotFound(err) {
-		return wrapErr("remove container "+id, err)
+	switch {
+	case err == nil || cerrdefs.IsNotFound(err):
+		return nil
+	case removalInProgress(err):
+		if werr := c.waitGone(ctx, id); werr != nil {
+			return engine.WrapErr("remove container "+id, errors.Join(err, werr))
+		}
+		return nil
 	}
-	return nil
+	return engine.WrapErr("remove container "+id, err)
+}
+
+// removalInProgress reports the engine's refusal to remove a container
+// another call is removing. The engine gives it no kind of its own beyond
+// Conflict, which a forced remove otherwise does not return.
+func removalInProgress(err error) bool {
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
+}
+
+// waitGone polls until the engine no longer knows the container id. When
+// the wait ends first, the engine's last answer goes with the error: an
+// engine that stopped answering is not a container that stayed. An inspect
+// cut short by the wait's own deadline is no answer and is not kept.
+func (c *Client) waitGone(ctx context.Context, id string) error {
+	var lastAnswer error
+	for {
+		_, err := c.api.ContainerInspect(ctx, id)
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if ctx.Err() == nil {
+			lastAnswer = err
+		}
+		select {
+		case <-ctx.Done():
+			if lastAnswer != nil {
+				return fmt.Errorf("still there after waiting for its removal (last inspect: %v): %w", lastAnswer, ctx.Err())
+			}
+			return fmt.Errorf("still there after waiting for its removal: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Client) create(ctx context.Context, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, name string) (string, error) {
@@ -171,7 +214,7 @@ func (c *Client) create(ctx context.Context, cfg *container.Config, hostCfg *con
 	defer cancel()
 	resp, err := c.api.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, name)
 	if err != nil {
-		return "", wrapErr("create", err)
+		return "", engine.WrapErr("create", err)
 	}
 	for _, w := range resp.Warnings {
 		c.log.WithField("container", name).Warn("docker: " + w)
@@ -182,7 +225,7 @@ func (c *Client) create(ctx context.Context, cfg *container.Config, hostCfg *con
 func (c *Client) start(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	return wrapErr("start", c.api.ContainerStart(ctx, id, container.StartOptions{}))
+	return engine.WrapErr("start", c.api.ContainerStart(ctx, id, container.StartOptions{}))
 }
 
 // removeQuietly cleans up after a failure that is already being reported;
@@ -223,9 +266,9 @@ func (c *Client) waitAddress(ctx context.Context, id string) (controller.Contain
 func (c *Client) toContainer(r container.InspectResponse) controller.Container {
 	ctr := controller.Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/")}
 	if r.Config != nil {
-		ctr.Service = r.Config.Labels[LabelService]
-		ctr.Color = controller.Color(r.Config.Labels[LabelColor])
-		ctr.Deployment = r.Config.Labels[LabelDeployment]
+		ctr.Service = r.Config.Labels[workload.LabelService]
+		ctr.Color = controller.Color(r.Config.Labels[workload.LabelColor])
+		ctr.Deployment = r.Config.Labels[workload.LabelDeployment]
 		ctr.Image = r.Config.Image
 	}
 	ctr.Restarts = r.RestartCount
@@ -282,7 +325,7 @@ func containerPort(r container.InspectResponse) string {
 	if r.Config == nil {
 		return ""
 	}
-	if p := r.Config.Labels[LabelPort]; p != "" {
+	if p := r.Config.Labels[workload.LabelPort]; p != "" {
 		return p + "/tcp"
 	}
 	if len(r.Config.ExposedPorts) == 1 {

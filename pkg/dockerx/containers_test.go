@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 func TestContainers_FiltersByServiceLabelAndMapsFields(t *testing.T) {
@@ -114,6 +116,81 @@ func TestRemoveContainer_MissingIsNoError(t *testing.T) {
 	}
 }
 
+func TestRemoveContainer_RemovalByAnotherCallIsWaitedFor(t *testing.T) {
+	const inProgress = "removal of container web-blue-1 is already in progress"
+	cases := []struct {
+		name string
+		// status and message of the engine's answer to the remove.
+		status int
+		msg    string
+		// inspectsLeft is how many inspects still find the container.
+		inspectsLeft int32
+		// inspectFails: the engine answers every inspect with a 500.
+		inspectFails bool
+		// inspectHangs: after its first 500 the engine answers no inspect
+		// at all, so the wait's deadline cuts the last one short.
+		inspectHangs bool
+		timeout      time.Duration
+		wantErr      string
+		// wantInspects < 0: as many as the timeout allows.
+		wantInspects int
+	}{
+		{name: "gone after a while", status: http.StatusConflict, msg: inProgress,
+			inspectsLeft: 3, timeout: 5 * time.Second, wantInspects: 4},
+		{name: "never gone", status: http.StatusConflict, msg: inProgress,
+			inspectsLeft: 1 << 30, timeout: 200 * time.Millisecond, wantErr: "still there after waiting for its removal",
+			wantInspects: -1},
+		{name: "engine stops answering", status: http.StatusConflict, msg: inProgress,
+			inspectFails: true, timeout: 200 * time.Millisecond, wantErr: "last inspect: Error response from daemon: engine gone",
+			wantInspects: -1},
+		{name: "engine hangs after an error", status: http.StatusConflict, msg: inProgress,
+			inspectFails: true, inspectHangs: true, timeout: 200 * time.Millisecond,
+			wantErr: "last inspect: Error response from daemon: engine gone", wantInspects: 2},
+		{name: "another conflict is not waited for", status: http.StatusConflict, msg: "some other conflict",
+			timeout: 5 * time.Second, wantErr: "some other conflict", wantInspects: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeEngine(t)
+			c, _ := f.client(true)
+			f.handle("DELETE /containers/web-blue-1", func(w http.ResponseWriter, _ *http.Request) {
+				writeEngineError(w, tc.status, tc.msg)
+			})
+			left := atomic.Int32{}
+			left.Store(tc.inspectsLeft)
+			var inspects atomic.Int32
+			f.handle("GET /containers/web-blue-1/json", func(w http.ResponseWriter, r *http.Request) {
+				if tc.inspectHangs && inspects.Add(1) > 1 {
+					<-r.Context().Done()
+					return
+				}
+				if tc.inspectFails {
+					writeEngineError(w, http.StatusInternalServerError, "engine gone")
+					return
+				}
+				if left.Add(-1) < 0 {
+					writeEngineError(w, http.StatusNotFound, "No such container: web-blue-1")
+					return
+				}
+				writeJSON(w, container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{
+					ID: "web-blue-1", State: &container.State{Status: "removing"}}})
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+			defer cancel()
+			err := c.RemoveContainer(ctx, "web-blue-1")
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("RemoveContainer: %v, want nil once the container is gone", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("RemoveContainer: %v, want an error saying %q", err, tc.wantErr)
+			}
+			if got := len(f.requests("GET /containers/web-blue-1/json")); tc.wantInspects >= 0 && got != tc.wantInspects {
+				t.Fatalf("inspects = %d, want %d", got, tc.wantInspects)
+			}
+		})
+	}
+}
+
 func TestStartContainer_SendsLabelsEnvPortsAndWaitsForHostPort(t *testing.T) {
 	f := newFakeEngine(t)
 	f.handle("POST /containers/create", func(w http.ResponseWriter, _ *http.Request) {
@@ -177,7 +254,7 @@ func TestStartContainer_SendsLabelsEnvPortsAndWaitsForHostPort(t *testing.T) {
 			t.Errorf("label %s = %q, want %q", k, body.Labels[k], v)
 		}
 	}
-	if _, ok := body.Labels[LabelOneOff]; ok {
+	if _, ok := body.Labels[workload.LabelOneOff]; ok {
 		t.Errorf("replica carries the one-off label")
 	}
 	for _, e := range []string{"APP_VERSION=v2", "DEPLOYD_SERVICE=web", "DEPLOYD_COLOR=green", "DEPLOYD_DEPLOYMENT=d2"} {

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -33,7 +34,7 @@ func (c *Client) LastExitCode(ctx context.Context, id string) (int, error) {
 	defer cancel()
 	r, err := c.api.ContainerInspect(ictx, id)
 	if err != nil {
-		return 0, wrapErr("inspect container "+id, err)
+		return 0, engine.WrapErr("inspect container "+id, err)
 	}
 	s := r.State
 	if s == nil {
@@ -72,7 +73,7 @@ func (c *Client) dieExitCode(ctx context.Context, id string, since, until time.T
 			// The client sends every message before the stream's end.
 			switch {
 			case !errors.Is(err, io.EOF):
-				return 0, wrapErr("events of container "+id, err)
+				return 0, engine.WrapErr("events of container "+id, err)
 			case !found:
 				return 0, fmt.Errorf("last exit code of %s: the engine no longer has its die event of %s: %w",
 					id, since.Format(time.RFC3339Nano), controller.ErrNotFound)

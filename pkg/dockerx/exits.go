@@ -8,7 +8,9 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 var (
@@ -46,7 +48,7 @@ func (c *Client) followReplicas(ctx context.Context, since time.Time, fn func(se
 	// engine does the filtering on them.
 	f := filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
-		filters.Arg("label", LabelManaged+"=true"),
+		filters.Arg("label", workload.LabelManaged+"=true"),
 	)
 	for _, a := range actions {
 		f.Add("event", string(a))
@@ -60,10 +62,10 @@ func (c *Client) followReplicas(ctx context.Context, since time.Time, fn func(se
 		select {
 		case m := <-msgs:
 			attrs := m.Actor.Attributes
-			if isOneOff(attrs) || attrs[LabelService] == "" {
+			if workload.IsOneOff(attrs) || attrs[workload.LabelService] == "" {
 				continue
 			}
-			fn(attrs[LabelService])
+			fn(attrs[workload.LabelService])
 		case err := <-errs:
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -71,7 +73,7 @@ func (c *Client) followReplicas(ctx context.Context, since time.Time, fn func(se
 			if err == nil {
 				err = errors.New("stream closed by the engine")
 			}
-			return wrapErr("follow container events", err)
+			return engine.WrapErr("follow container events", err)
 		case <-ctx.Done():
 			return ctx.Err()
 		}

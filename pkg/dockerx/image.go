@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -87,7 +88,7 @@ func (c *Client) imagePresent(ctx context.Context, ref string) (bool, error) {
 	case cerrdefs.IsNotFound(err):
 		return false, nil
 	default:
-		return false, wrapErr("inspect image "+ref, err)
+		return false, engine.WrapErr("inspect image "+ref, err)
 	}
 }
 
@@ -208,7 +209,7 @@ func (c *Client) Images(ctx context.Context, repository string) ([]controller.Im
 		Filters: filters.NewArgs(filters.Arg("reference", reference.FamiliarName(repo))),
 	})
 	if err != nil {
-		return nil, wrapErr("list images of "+repository, err)
+		return nil, engine.WrapErr("list images of "+repository, err)
 	}
 	out := make([]controller.Image, 0, len(list))
 	for _, s := range list {
@@ -249,6 +250,6 @@ func (c *Client) RemoveImage(ctx context.Context, id string) error {
 	case cerrdefs.IsConflict(err):
 		return fmt.Errorf("remove image %s: %w: %w", id, controller.ErrConflict, err)
 	default:
-		return wrapErr("remove image "+id, err)
+		return engine.WrapErr("remove image "+id, err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // These tests run against the real Docker engine with a locally built demo
@@ -149,6 +150,53 @@ func TestRuntime_ReplicasServeThroughPublishedPortsAndSurviveStopStart(t *testin
 	}
 }
 
+// A docker rm -f by hand kills the replica, which wakes the reconciler,
+// whose own remove then finds the removal in progress: it must wait for
+// it, and the replica's name must be free to create again at once.
+func TestRemoveContainer_WhileRemovedByHandWaitsAndFreesTheName(t *testing.T) {
+	c, image, svc := realClient(t)
+	cli := testenv.Docker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	spec := replicaSpec(svc, image, controller.Blue, 1)
+	// The hand's removal has to be caught in progress; a trial where it
+	// finished first proves nothing and is run again.
+	const trials = 20
+	for trial := 1; trial <= trials; trial++ {
+		ctr, err := c.StartContainer(ctx, spec)
+		if err != nil {
+			t.Fatalf("trial %d: StartContainer: %v", trial, err)
+		}
+		byHand := make(chan error, 1)
+		go func() { byHand <- cli.ContainerRemove(ctx, ctr.ID, container.RemoveOptions{Force: true}) }()
+		caught := false
+		for !caught {
+			got, err := cli.ContainerInspect(ctx, ctr.ID)
+			if err != nil {
+				break
+			}
+			caught = got.State != nil && got.State.Status == "removing"
+		}
+		if err := c.RemoveContainer(ctx, ctr.ID); err != nil {
+			t.Fatalf("trial %d: RemoveContainer during a removal by hand: %v, want nil once it is gone", trial, err)
+		}
+		if _, err := c.StartContainer(ctx, spec); err != nil {
+			t.Fatalf("trial %d: StartContainer of %s right after: %v, want its name free", trial, spec.Name, err)
+		}
+		if err := <-byHand; err != nil {
+			t.Fatalf("trial %d: the removal by hand: %v", trial, err)
+		}
+		if err := c.RemoveContainer(ctx, spec.Name); err != nil {
+			t.Fatalf("trial %d: RemoveContainer: %v", trial, err)
+		}
+		if caught {
+			t.Logf("removal by hand caught in progress at trial %d", trial)
+			return
+		}
+	}
+	t.Fatalf("the removal by hand was never caught in progress in %d trials", trials)
+}
+
 func TestRunOneOff_ExitCodesAndOutput(t *testing.T) {
 	c, image, svc := realClient(t)
 	tests := []struct {
@@ -253,7 +301,7 @@ func TestStartContainer_DockerModeJoinsNetworkWithNameAlias(t *testing.T) {
 	ctx := context.Background()
 
 	netName := svc + "-net"
-	if _, err := cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: map[string]string{LabelService: svc}}); err != nil {
+	if _, err := cli.NetworkCreate(ctx, netName, network.CreateOptions{Labels: map[string]string{workload.LabelService: svc}}); err != nil {
 		t.Fatalf("create network: %v", err)
 	}
 	// Registered after the containers' cleanup, so it runs before it:
@@ -404,7 +452,7 @@ func TestLastExitCode_RestartedContainerReportsItsDeathNotItsNewRun(t *testing.T
 	created, err := c.api.ContainerCreate(ctx,
 		&container.Config{
 			Image: image, Cmd: []string{"migrate"}, Env: []string{"MIGRATE_EXIT=2", "MIGRATE_DELAY=3s"},
-			Labels: map[string]string{LabelManaged: "true", LabelService: svc},
+			Labels: map[string]string{workload.LabelManaged: "true", workload.LabelService: svc},
 		},
 		&container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyOnFailure, MaximumRetryCount: 1}},
 		nil, nil, svc+"-dies-2")

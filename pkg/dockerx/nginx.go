@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -48,11 +49,11 @@ func (n *NginxContainer) Test(ctx context.Context) error {
 		return fmt.Errorf("nginx -t in %s: %w: %w", n.name, controller.ErrUnavailable, err)
 	}
 	if err != nil {
-		return wrapErr("nginx -t in "+n.name, err)
+		return engine.WrapErr("nginx -t in "+n.name, err)
 	}
 	att, err := api.ContainerExecAttach(ctx, exec.ID, container.ExecAttachOptions{})
 	if err != nil {
-		return wrapErr("nginx -t in "+n.name+": attach", err)
+		return engine.WrapErr("nginx -t in "+n.name+": attach", err)
 	}
 	defer att.Close()
 	var out bytes.Buffer
@@ -76,7 +77,7 @@ func (n *NginxContainer) execResult(ctx context.Context, id string) (container.E
 	for {
 		res, err := n.c.api.ContainerExecInspect(ctx, id)
 		if err != nil {
-			return res, wrapErr("inspect exec", err)
+			return res, engine.WrapErr("inspect exec", err)
 		}
 		if !res.Running {
 			return res, nil
@@ -98,7 +99,7 @@ func (n *NginxContainer) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	if err := n.c.api.ContainerKill(ctx, n.name, "HUP"); err != nil {
-		return wrapErr("reload nginx in "+n.name, err)
+		return engine.WrapErr("reload nginx in "+n.name, err)
 	}
 	return nil
 }
@@ -116,7 +117,7 @@ func (n *NginxContainer) Workers(ctx context.Context) ([]int, error) {
 		return nil, fmt.Errorf("nginx workers in %s: %w: %w", n.name, controller.ErrUnavailable, err)
 	}
 	if err != nil {
-		return nil, wrapErr("nginx workers in "+n.name, err)
+		return nil, engine.WrapErr("nginx workers in "+n.name, err)
 	}
 	if insp.State == nil || !insp.State.Running || insp.State.Pid == 0 {
 		return nil, fmt.Errorf("nginx workers in %s: container is not running: %w", n.name, controller.ErrUnavailable)
@@ -148,7 +149,7 @@ func (n *NginxContainer) Retired(ctx context.Context, pids []int) (bool, error) 
 func (n *NginxContainer) top(ctx context.Context) (container.TopResponse, error) {
 	top, err := n.c.api.ContainerTop(ctx, n.name, nil)
 	if err != nil {
-		return top, wrapErr("processes of "+n.name, err)
+		return top, engine.WrapErr("processes of "+n.name, err)
 	}
 	return top, nil
 }

@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/sirupsen/logrus"
 
-	"github.com/deployd/deployd/internal/tailbuf"
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // outputTail is how much of a one-off's output is kept: the end is where a
@@ -68,7 +68,7 @@ func (c *Client) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (con
 			c.killQuietly(ctx, id, log)
 			return controller.OneOffResult{}, fmt.Errorf("run %s: %w", spec.Name, ctx.Err())
 		}
-		return controller.OneOffResult{}, wrapErr("run "+spec.Name+": wait", err)
+		return controller.OneOffResult{}, engine.WrapErr("run "+spec.Name+": wait", err)
 	case <-ctx.Done():
 		c.killQuietly(ctx, id, log)
 		cancelWait()
@@ -102,15 +102,11 @@ func (c *Client) logsTail(ctx context.Context, id string) (string, error) {
 	defer cancel()
 	rc, err := c.api.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		return "", wrapErr("logs", err)
+		return "", engine.WrapErr("logs", err)
 	}
 	defer func() { _ = rc.Close() }()
-	tail := tailbuf.New(outputTail)
-	// A one-off runs without a TTY, so the stream is multiplexed.
-	if _, err := stdcopy.StdCopy(tail, tail, rc); err != nil {
-		return "", fmt.Errorf("read logs: %w", err)
-	}
-	return tail.String(), nil
+	// A one-off runs without a TTY.
+	return engine.ReadTail(rc, outputTail)
 }
 
 func (c *Client) killQuietly(ctx context.Context, id string, log logrus.FieldLogger) {
@@ -127,18 +123,18 @@ func (c *Client) killQuietly(ctx context.Context, id string, log logrus.FieldLog
 func (c *Client) OneOffs(ctx context.Context, service string) ([]controller.Container, error) {
 	lctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	args := serviceFilter(service)
-	args.Add("label", LabelOneOff+"=true")
+	args := workload.Filter(service)
+	args.Add("label", workload.LabelOneOff+"=true")
 	list, err := c.api.ContainerList(lctx, container.ListOptions{All: true, Filters: args})
 	if err != nil {
-		return nil, wrapErr("list one-offs of "+service, err)
+		return nil, engine.WrapErr("list one-offs of "+service, err)
 	}
 	out := make([]controller.Container, 0, len(list))
 	for _, s := range list {
 		ctr := controller.Container{
 			ID:         s.ID,
-			Service:    s.Labels[LabelService],
-			Deployment: s.Labels[LabelDeployment],
+			Service:    s.Labels[workload.LabelService],
+			Deployment: s.Labels[workload.LabelDeployment],
 			Image:      s.Image,
 			State:      string(s.State),
 		}

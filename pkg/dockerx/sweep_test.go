@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 func TestOneOffs_ListsOnlyTheServicesOneOffContainers(t *testing.T) {
@@ -18,7 +19,7 @@ func TestOneOffs_ListsOnlyTheServicesOneOffContainers(t *testing.T) {
 	f.handle("GET /containers/json", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, []map[string]any{{
 			"Id": "ccc333", "Names": []string{"/web-pre-d3"}, "Image": "demoapp:v3", "State": "exited",
-			"Labels": map[string]string{LabelManaged: "true", LabelService: "web", LabelDeployment: "d3", LabelOneOff: "true"},
+			"Labels": map[string]string{workload.LabelManaged: "true", workload.LabelService: "web", workload.LabelDeployment: "d3", workload.LabelOneOff: "true"},
 		}})
 	})
 	c, _ := f.client(true)

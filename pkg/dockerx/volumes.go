@@ -11,7 +11,9 @@ import (
 	"github.com/docker/docker/api/types/volume"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // ensureVolumes creates the named volumes of spec's mounts that do not
@@ -27,16 +29,16 @@ func (c *Client) ensureVolumes(ctx context.Context, spec controller.OneOffSpec) 
 			continue
 		}
 		if !cerrdefs.IsNotFound(err) {
-			return wrapErr("inspect volume "+m.Volume, err)
+			return engine.WrapErr("inspect volume "+m.Volume, err)
 		}
 		_, err = c.api.VolumeCreate(ctx, volume.CreateOptions{
 			Name:   m.Volume,
-			Labels: map[string]string{LabelManaged: "true", LabelService: spec.Service},
+			Labels: map[string]string{workload.LabelManaged: "true", workload.LabelService: spec.Service},
 		})
 		// A concurrent create of the same name is no failure: the engine
 		// answers with the volume that now exists.
 		if err != nil {
-			return wrapErr("create volume "+m.Volume, err)
+			return engine.WrapErr("create volume "+m.Volume, err)
 		}
 		c.log.WithFields(logrus.Fields{"service": spec.Service, "volume": m.Volume}).Info("volume created")
 	}
@@ -85,7 +87,7 @@ func (c *Client) FileSize(ctx context.Context, spec controller.OneOffSpec, path 
 	defer cancel()
 	st, err := c.api.ContainerStatPath(sctx, id, path)
 	if err != nil {
-		return 0, wrapErr("stat "+path, err)
+		return 0, engine.WrapErr("stat "+path, err)
 	}
 	if !st.Mode.IsRegular() {
 		return 0, fmt.Errorf("stat %s: %w (mode %s)", path, errNotRegular, st.Mode)

@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/volume"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // removeServiceVolumes removes the volumes labelled with svc, which
@@ -18,7 +19,7 @@ func removeServiceVolumes(t *testing.T, c *Client, svc string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	list, err := c.api.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelService+"="+svc))})
+	list, err := c.api.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", workload.LabelService+"="+svc))})
 	if err != nil {
 		t.Errorf("list volumes of %s: %v", svc, err)
 		return
@@ -54,8 +55,8 @@ func TestRunOneOff_VolumeMountOutlivesTheContainer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("volume %s after the one-off: %v", vol, err)
 	}
-	if v.Labels[LabelManaged] != "true" || v.Labels[LabelService] != svc {
-		t.Errorf("volume labels = %v, want %s=true and %s=%s", v.Labels, LabelManaged, LabelService, svc)
+	if v.Labels[workload.LabelManaged] != "true" || v.Labels[workload.LabelService] != svc {
+		t.Errorf("volume labels = %v, want %s=true and %s=%s", v.Labels, workload.LabelManaged, workload.LabelService, svc)
 	}
 
 	check := controller.OneOffSpec{Name: svc + "-backupcheck", Image: image, Service: svc, Deployment: "dep-1", Mounts: mounts}

@@ -34,6 +34,7 @@ type Metrics struct {
 	switchdUp           prometheus.Gauge
 	switchdRespawns     prometheus.Counter
 	unaudited           *prometheus.CounterVec
+	jobDuration         *prometheus.HistogramVec
 }
 
 var _ controller.Observer = (*Metrics)(nil)
@@ -83,6 +84,14 @@ func New() *Metrics {
 			"Requests to audited routes refused before anyone was known to have sent them (no valid credentials, "+
 				"bad webhook signature, rate limited): counted here instead of written to the audit trail.",
 			"action", "status"),
+		jobDuration: histogram("deployd_job_duration_seconds",
+			"Time each run of a scheduled job (watchdog, reconcile, retention) took. A run longer than its "+
+				"job's interval makes the next one be skipped.",
+			// Dense up to the intervals operators set (1 s to minutes), so
+			// that "every run ended within its interval" can be read off a
+			// bucket when the interval is one of these bounds.
+			[]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10, 15, 30, 60, 120, 300, 600},
+			"job"),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -90,6 +99,7 @@ func New() *Metrics {
 		m.deployments, m.deploymentDuration, m.stepDuration, m.switchDuration,
 		m.healthCheckFailures, m.activeColor, m.standbyAvailable, m.serviceHealthy,
 		m.autoRollbacks, m.repairs, m.notificationFails, m.switchdUp, m.switchdRespawns, m.unaudited,
+		m.jobDuration,
 	)
 	return m
 }
@@ -172,6 +182,11 @@ func (m *Metrics) SwitchdUp(up bool) { m.switchdUp.Set(boolValue(up)) }
 
 // SwitchdRespawned counts one restart of the traffic switch process.
 func (m *Metrics) SwitchdRespawned() { m.switchdRespawns.Inc() }
+
+// JobRan records how long one run of a scheduled job took.
+func (m *Metrics) JobRan(job string, took time.Duration) {
+	m.jobDuration.WithLabelValues(job).Observe(seconds(took))
+}
 
 // Handler serves the registry in the Prometheus exposition format, and
 // with it what extra gathers (the traffic switch process's metrics). When

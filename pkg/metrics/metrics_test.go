@@ -148,6 +148,44 @@ func TestCounters(t *testing.T) {
 	}
 }
 
+// A run as long as its interval falls in the interval's bucket, one a
+// moment longer in the next: "every run ended within its interval" reads
+// off the le bucket of the interval.
+func TestJobRan_IntervalLengthRunsFallInTheIntervalsBucket(t *testing.T) {
+	m := New()
+	m.JobRan("watchdog", time.Second)
+	m.JobRan("watchdog", 1100*time.Millisecond)
+	m.JobRan("reconcile", 5*time.Second)
+	want := `
+# HELP deployd_job_duration_seconds Time each run of a scheduled job (watchdog, reconcile, retention) took. A run longer than its job's interval makes the next one be skipped.
+# TYPE deployd_job_duration_seconds histogram
+`
+	for _, job := range []struct {
+		name string
+		runs []float64
+	}{{"reconcile", []float64{5}}, {"watchdog", []float64{1, 1.1}}} {
+		sum := 0.0
+		for _, le := range []string{"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "2.5", "5", "10", "15", "30", "60", "120", "300", "600", "+Inf"} {
+			bound, _ := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+			n := 0
+			for _, r := range job.runs {
+				if r <= bound {
+					n++
+				}
+			}
+			want += fmt.Sprintf("deployd_job_duration_seconds_bucket{job=%q,le=%q} %d\n", job.name, le, n)
+		}
+		for _, r := range job.runs {
+			sum += r
+		}
+		want += fmt.Sprintf("deployd_job_duration_seconds_sum{job=%q} %g\n", job.name, sum)
+		want += fmt.Sprintf("deployd_job_duration_seconds_count{job=%q} %d\n", job.name, len(job.runs))
+	}
+	if err := testutil.CollectAndCompare(m.jobDuration, strings.NewReader(want), "deployd_job_duration_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestInitServices_ExposesZeroCountersBeforeAnyEvent(t *testing.T) {
 	m := New()
 	m.InitServices([]string{"web", "api"})
@@ -169,6 +207,7 @@ func TestHandler_ServesEveryDeploydMetricAndTheRuntimeCollectors(t *testing.T) {
 	m.ServiceState("web", controller.Blue, true, true)
 	m.Repaired("web", "upstream")
 	m.NotificationFailed("hook")
+	m.JobRan("watchdog", 40*time.Millisecond)
 	m.InitServices([]string{"web"})
 
 	srv := httptest.NewServer(m.Handler())
@@ -191,7 +230,7 @@ func TestHandler_ServesEveryDeploydMetricAndTheRuntimeCollectors(t *testing.T) {
 		"deployd_switch_duration_seconds_bucket", "deployd_health_check_failures_total", "deployd_active_color",
 		"deployd_standby_available", "deployd_service_healthy", "deployd_auto_rollbacks_total",
 		"deployd_reconciler_repairs_total", "deployd_notification_failures_total",
-		"go_goroutines", "process_start_time_seconds",
+		"deployd_job_duration_seconds_bucket", "go_goroutines", "process_start_time_seconds",
 	} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("exposition lacks %s", name)

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"text/template"
 	"time"
@@ -160,49 +162,77 @@ func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
 // completion even if ctx is cancelled midway. The color is not part of
 // the file: nginx only knows addresses.
 func (r *Router) Switch(ctx context.Context, service string, _ controller.Color, addrs []string) error {
-	out, err := Render(r.tmpl, service, addrs)
-	if err != nil {
-		return err
+	_, err := r.SwitchEach(ctx, map[string][]string{service: addrs})
+	return err
+}
+
+// SwitchEach is Switch for several services at once, with one config test
+// and one reload for all of them: all or nothing, every file is restored
+// when any step fails. Services whose file already holds what they would
+// get are left alone; with none left nginx is not reloaded. It returns the
+// services whose file it changed, in order. It serves a
+// caller that points many upstreams at once (every service at the traffic
+// switch, when nginx first answers), where one reload per service would
+// take seconds each on a busy engine.
+func (r *Router) SwitchEach(ctx context.Context, want map[string][]string) ([]string, error) {
+	services := slices.Sorted(maps.Keys(want))
+	rendered := make([][]byte, len(services))
+	for i, service := range services {
+		out, err := Render(r.tmpl, service, want[service])
+		if err != nil {
+			return nil, err
+		}
+		rendered[i] = out
 	}
-	log := r.log.WithField("service", service)
+	what := "switch " + strings.Join(services, ", ")
+	log := r.log.WithField("service", strings.Join(services, ","))
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
-	path := r.path(service)
-	old, err := os.ReadFile(path)
-	existed := err == nil
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("switch %s: read current upstream: %w", service, err)
+	var prevs []previous
+	for i, service := range services {
+		path := r.path(service)
+		old, err := os.ReadFile(path)
+		existed := err == nil
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, r.fail(ctx, log, prevs, false, fmt.Errorf("%s: read current upstream of %s: %w", what, service, err))
+		}
+		if existed && bytes.Equal(old, rendered[i]) {
+			r.log.WithField("service", service).Debug("upstream unchanged, not reloading")
+			continue
+		}
+		prevs = append(prevs, previous{service: service, path: path, data: old, existed: existed})
+		if err := atomicfile.Write(path, rendered[i], upstreamFileMode); err != nil {
+			// Usually the rename never happened, but a failed directory
+			// fsync comes after it: restore either way.
+			return nil, r.fail(ctx, log, prevs, false, fmt.Errorf("%s: %w", what, err))
+		}
 	}
-	if existed && bytes.Equal(old, out) {
-		log.Debug("upstream unchanged, not reloading")
-		return nil
-	}
-
-	prev := previous{service: service, path: path, data: old, existed: existed}
-	if err := atomicfile.Write(path, out, upstreamFileMode); err != nil {
-		// Usually the rename never happened, but a failed directory fsync
-		// comes after it: restore either way.
-		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: %w", service, err))
+	if len(prevs) == 0 {
+		return nil, nil
 	}
 	r.hook(PointAfterUpstreamWritten)
 	if err := r.driver.Test(ctx); err != nil {
-		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: new upstream rejected: %w", service, err))
+		return nil, r.fail(ctx, log, prevs, false, fmt.Errorf("%s: new upstream rejected: %w", what, err))
 	}
 	before, err := r.driver.Workers(ctx)
 	if err != nil {
-		return r.fail(ctx, log, prev, false, fmt.Errorf("switch %s: %w", service, err))
+		return nil, r.fail(ctx, log, prevs, false, fmt.Errorf("%s: %w", what, err))
 	}
 	if err := r.driver.Reload(ctx); err != nil {
-		return r.fail(ctx, log, prev, true, fmt.Errorf("switch %s: %w", service, err))
+		return nil, r.fail(ctx, log, prevs, true, fmt.Errorf("%s: %w", what, err))
 	}
 	if err := r.confirm(ctx, before); err != nil {
-		return r.fail(ctx, log, prev, true, fmt.Errorf("switch %s: %w", service, err))
+		return nil, r.fail(ctx, log, prevs, true, fmt.Errorf("%s: %w", what, err))
 	}
 	r.hook(PointAfterReload)
-	log.WithField("addrs", addrs).Info("switched upstream")
-	return nil
+	changed := make([]string, len(prevs))
+	for i, prev := range prevs {
+		changed[i] = prev.service
+		r.log.WithFields(logrus.Fields{"service": prev.service, "addrs": want[prev.service]}).Info("switched upstream")
+	}
+	return changed, nil
 }
 
 // InSync reports whether service's upstream file holds exactly the bytes
@@ -264,24 +294,30 @@ type previous struct {
 	existed       bool
 }
 
-// fail restores the previous upstream file (or removes the new one when
-// there was none), reloads nginx again if a reload had been requested, and
-// returns cause joined with any restore error.
-func (r *Router) fail(ctx context.Context, log logrus.FieldLogger, prev previous, reloaded bool, cause error) error {
+// fail restores the previous upstream files (or removes new ones where
+// there were none), reloads nginx again if a reload had been requested,
+// and returns cause joined with any restore error.
+func (r *Router) fail(ctx context.Context, log logrus.FieldLogger, prevs []previous, reloaded bool, cause error) error {
 	// The caller's cancellation must not leave the new file in place.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.confirmTimeout+restoreGrace)
 	defer cancel()
 	log = log.WithError(cause)
 
-	var restoreErr error
-	if prev.existed {
-		restoreErr = atomicfile.Write(prev.path, prev.data, upstreamFileMode)
-	} else {
-		restoreErr = atomicfile.Remove(prev.path)
+	var restoreErrs []error
+	for _, prev := range prevs {
+		var err error
+		if prev.existed {
+			err = atomicfile.Write(prev.path, prev.data, upstreamFileMode)
+		} else {
+			err = atomicfile.Remove(prev.path)
+		}
+		if err != nil {
+			restoreErrs = append(restoreErrs, fmt.Errorf("restore %s: %w", prev.service, err))
+		}
 	}
-	if restoreErr != nil {
+	if restoreErr := errors.Join(restoreErrs...); restoreErr != nil {
 		log.WithField("restore_error", restoreErr).Error("could not restore previous upstream")
-		return errors.Join(cause, fmt.Errorf("restore %s: %w", prev.service, restoreErr))
+		return errors.Join(cause, restoreErr)
 	}
 	if !reloaded {
 		log.Warn("upstream switch failed before reload; previous file restored")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -541,5 +542,66 @@ func TestDrain_WaitsTheTimeoutOrUntilCancelled(t *testing.T) {
 	cancel()
 	if _, err := r.Drain(ctx, "web", controller.Blue, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Drain on a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+func TestSwitchEach_OneTestAndOneReloadForEveryChangedUpstream(t *testing.T) {
+	ng := newFakeNginx()
+	r, dir, _ := newTestRouter(t, ng)
+	ctx := context.Background()
+	if err := r.Switch(ctx, "web", controller.NoColor, []string{"127.0.0.1:8001"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"web":    {"127.0.0.1:8001"}, // already so: left alone
+		"api":    {"127.0.0.1:8002"},
+		"worker": {"127.0.0.1:8003"},
+	}
+	changed, err := r.SwitchEach(ctx, want)
+	if err != nil {
+		t.Fatalf("SwitchEach: %v", err)
+	}
+	if !slices.Equal(changed, []string{"api", "worker"}) {
+		t.Fatalf("changed = %v, want [api worker]", changed)
+	}
+	for service, addrs := range want {
+		rendered, err := Render(DefaultTemplate(), service, addrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(dir, service+".conf")); !bytes.Equal(got, rendered) {
+			t.Errorf("%s.conf =\n%s\nwant\n%s", service, got, rendered)
+		}
+	}
+	if tests, reloads := ng.counts(); tests != 2 || reloads != 2 {
+		t.Fatalf("tests, reloads = %d, %d; want 2, 2 (web's switch, then one for both others)", tests, reloads)
+	}
+
+	// Nothing to change: nginx is neither tested nor reloaded.
+	if changed, err := r.SwitchEach(ctx, want); err != nil || len(changed) != 0 {
+		t.Fatalf("SwitchEach again = %v, %v; want nothing changed", changed, err)
+	}
+	if tests, reloads := ng.counts(); tests != 2 || reloads != 2 {
+		t.Fatalf("tests, reloads = %d, %d after a no-op; want 2, 2", tests, reloads)
+	}
+}
+
+func TestSwitchEach_RejectedConfigPutsEveryFileBack(t *testing.T) {
+	ng := newFakeNginx()
+	r := newSwitchedRouter(t, ng)
+	ng.testErr = errors.New("nginx config test: exit status 1: nginx: [emerg] bad")
+	_, err := r.SwitchEach(context.Background(), map[string][]string{
+		"web": {"127.0.0.1:9001"},
+		"api": {"127.0.0.1:9002"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "switch api, web: new upstream rejected") {
+		t.Fatalf("SwitchEach error = %v, want the rejection naming both services", err)
+	}
+	r.wantRestored(t)
+	if got := dirEntries(t, r.dir); !slices.Equal(got, []string{"web.conf"}) {
+		t.Fatalf("dir holds %v, want only web.conf (api's new file removed)", got)
+	}
+	if _, reloads := ng.counts(); reloads != 1 {
+		t.Fatalf("reloads = %d, want 1 (only the first switch)", reloads)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 )
@@ -39,7 +40,7 @@ func (r *Runtime) TaskAddresses(ctx context.Context, serviceName, network string
 	tasks, err := r.api.TaskList(cctx, swarm.TaskListOptions{Filters: filters.NewArgs(
 		filters.Arg("service", svc.ID), filters.Arg("desired-state", "running"))})
 	if err != nil {
-		return nil, wrapErr("list tasks of "+serviceName, err)
+		return nil, engine.WrapErr("list tasks of "+serviceName, err)
 	}
 	var out []TaskAddress
 	for _, t := range tasks {

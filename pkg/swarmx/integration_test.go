@@ -22,6 +22,7 @@ import (
 
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // These tests run against the local engine as a single-node swarm
@@ -206,7 +207,7 @@ func TestStopContainer_ScalesToZeroListsStoppedSlotsAndStartsThemAgain(t *testin
 	if err := fresh.RemoveContainer(ctx, stopped[1].ID); err != nil {
 		t.Fatalf("RemoveContainer of the set's other slot, gone with it: %v", err)
 	}
-	svcs, err := e.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: serviceFilter(e.svc)})
+	svcs, err := e.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: workload.Filter(e.svc)})
 	if err != nil || len(svcs) != 0 {
 		t.Fatalf("services after remove = %d, %v; want none", len(svcs), err)
 	}

@@ -4,20 +4,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/docker/docker/api/types/filters"
-
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
-// Labels deployd puts on every set service and on its tasks' containers.
-// The first five are dockerx's, so tools that read one read the other.
+// Labels swarmx puts on set services and their tasks' containers beside
+// the workload labels every runtime puts.
 const (
-	LabelManaged    = "deployd.managed"
-	LabelService    = "deployd.service"
-	LabelColor      = "deployd.color"
-	LabelDeployment = "deployd.deployment"
-	LabelOneOff     = "deployd.oneoff"
-	LabelPort       = "deployd.port"
 	// LabelReplicas is the set's full size: StartExisting scales a set
 	// stopped to zero back to it.
 	LabelReplicas = "deployd.replicas"
@@ -61,36 +54,16 @@ func slotOf(name string) (int, bool) {
 }
 
 func setLabels(spec controller.ContainerSpec) map[string]string {
-	return map[string]string{
-		LabelManaged:    "true",
-		LabelService:    spec.Service,
-		LabelColor:      string(spec.Color),
-		LabelDeployment: spec.Deployment,
-		LabelPort:       strconv.Itoa(spec.Port),
-		LabelReplicas:   strconv.Itoa(spec.Replicas),
-		LabelName:       namePrefix(spec.Name),
-		LabelNetwork:    spec.Network,
-	}
+	l := workload.ReplicaLabels(spec.Service, string(spec.Color), spec.Deployment, spec.Port)
+	l[LabelReplicas] = strconv.Itoa(spec.Replicas)
+	l[LabelName] = namePrefix(spec.Name)
+	l[LabelNetwork] = spec.Network
+	return l
 }
 
 func oneOffLabels(spec controller.OneOffSpec) map[string]string {
-	return map[string]string{
-		LabelManaged:    "true",
-		LabelService:    spec.Service,
-		LabelDeployment: spec.Deployment,
-		LabelOneOff:     "true",
-		LabelName:       spec.Name,
-		LabelNetwork:    spec.Network,
-	}
+	l := workload.OneOffLabels(spec.Service, spec.Deployment)
+	l[LabelName] = spec.Name
+	l[LabelNetwork] = spec.Network
+	return l
 }
-
-// serviceFilter selects a service's managed Swarm services, one-off jobs
-// included; the engine cannot filter on a label's absence.
-func serviceFilter(service string) filters.Args {
-	return filters.NewArgs(
-		filters.Arg("label", LabelManaged+"=true"),
-		filters.Arg("label", LabelService+"="+service),
-	)
-}
-
-func isOneOff(labels map[string]string) bool { return labels[LabelOneOff] == "true" }

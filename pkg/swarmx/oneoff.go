@@ -5,14 +5,15 @@ import (
 	"fmt"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/sirupsen/logrus"
 
-	"github.com/deployd/deployd/internal/tailbuf"
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // outputTail is how much of a one-off's output is kept, as in dockerx.
@@ -48,7 +49,7 @@ func (r *Runtime) RunOneOff(ctx context.Context, spec controller.OneOffSpec) (co
 	resp, err := r.api.ServiceCreate(cctx, ss, swarm.ServiceCreateOptions{})
 	cancel()
 	if err != nil {
-		return controller.OneOffResult{}, wrapErr("run "+spec.Name+": create job", err)
+		return controller.OneOffResult{}, engine.WrapErr("run "+spec.Name+": create job", err)
 	}
 	// Whatever happens from here, the job goes; a detached context
 	// because ctx may be the reason we are leaving.
@@ -102,22 +103,37 @@ func (r *Runtime) logsTail(ctx context.Context, serviceID string) (string, error
 	defer cancel()
 	rc, err := r.api.ServiceLogs(ctx, serviceID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		return "", wrapErr("logs", err)
+		return "", engine.WrapErr("logs", err)
 	}
 	defer func() { _ = rc.Close() }()
-	tail := tailbuf.New(outputTail)
-	// No TTY: the stream is multiplexed.
-	if _, err := stdcopy.StdCopy(tail, tail, rc); err != nil {
-		return "", fmt.Errorf("read logs: %w", err)
-	}
-	return tail.String(), nil
+	return engine.ReadTail(rc, outputTail)
 }
 
+// removeQuietly removes the job's service, then its tasks' containers
+// that are on this node: engines before Docker 24 leave a removed
+// replicated job's containers behind (moby/moby#44312), one exited
+// container per one-off. A container on another node is not this
+// engine's to remove; on such engines it stays there (docs/scaling.md).
 func (r *Runtime) removeQuietly(ctx context.Context, serviceID string, log logrus.FieldLogger) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	tasks, err := r.tasks(rctx, serviceID)
+	if err != nil {
+		log.WithError(err).Warn("cleanup: list the job's tasks")
+	}
 	if err := r.api.ServiceRemove(rctx, serviceID); err != nil {
 		log.WithError(err).Warn("cleanup: remove job service")
+		return
+	}
+	for _, t := range tasks {
+		cs := t.Status.ContainerStatus
+		if cs == nil || cs.ContainerID == "" {
+			continue
+		}
+		err := r.api.ContainerRemove(rctx, cs.ContainerID, container.RemoveOptions{Force: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			log.WithError(err).WithField("task", shortID(t.ID)).Warn("cleanup: remove the job's container")
+		}
 	}
 }
 
@@ -130,7 +146,7 @@ func volumeMounts(spec controller.OneOffSpec) []mount.Mount {
 		ms = append(ms, mount.Mount{
 			Type: mount.TypeVolume, Source: m.Volume, Target: m.Target,
 			VolumeOptions: &mount.VolumeOptions{
-				Labels:       map[string]string{LabelManaged: "true", LabelService: spec.Service},
+				Labels:       map[string]string{workload.LabelManaged: "true", workload.LabelService: spec.Service},
 				DriverConfig: &mount.Driver{Name: "local"},
 			},
 		})
@@ -146,13 +162,13 @@ func (r *Runtime) OneOffs(ctx context.Context, service string) ([]controller.Con
 	defer cancel()
 	list, err := r.api.ServiceList(ctx, swarm.ServiceListOptions{Filters: oneOffFilter(service)})
 	if err != nil {
-		return nil, wrapErr("list one-offs of "+service, err)
+		return nil, engine.WrapErr("list one-offs of "+service, err)
 	}
 	out := make([]controller.Container, 0, len(list))
 	for _, s := range list {
 		ctr := controller.Container{
 			ID: s.ID, Name: s.Spec.Name,
-			Service: s.Spec.Labels[LabelService], Deployment: s.Spec.Labels[LabelDeployment],
+			Service: s.Spec.Labels[workload.LabelService], Deployment: s.Spec.Labels[workload.LabelDeployment],
 			State: "job",
 		}
 		if cs := s.Spec.TaskTemplate.ContainerSpec; cs != nil {

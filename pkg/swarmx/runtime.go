@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
@@ -44,6 +43,12 @@ type Engine interface {
 	TaskInspectWithRaw(ctx context.Context, id string) (swarm.Task, []byte, error)
 	NodeList(ctx context.Context, opts swarm.NodeListOptions) ([]swarm.Node, error)
 	NetworkInspect(ctx context.Context, id string, opts network.InspectOptions) (network.Inspect, error)
+	// ContainerInspect reads a task's container where it runs on this
+	// node, for its HEALTHCHECK's last output.
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+	// ContainerRemove removes a finished job's container on this node
+	// (see removeQuietly).
+	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
 }
 
 var _ Engine = (*client.Client)(nil)
@@ -59,6 +64,10 @@ type Runtime struct {
 	// sets serialises the create-or-scale of one set's service: the
 	// controller starts a set's replicas in parallel.
 	sets map[string]*sync.Mutex
+	// nodes are the swarm's node names by ID as listed at nodesAt (see
+	// nodeName).
+	nodes   map[string]string
+	nodesAt time.Time
 }
 
 // taskRef is a task's set service and slot.
@@ -112,24 +121,19 @@ func (r *Runtime) setLock(name string) *sync.Mutex {
 	return m
 }
 
-// wrapErr adds op to err and maps the engine's error classes onto the
-// controller's sentinels.
-func wrapErr(op string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case client.IsErrConnectionFailed(err):
-		return fmt.Errorf("%s: %w: %w", op, controller.ErrUnavailable, err)
-	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("%s: %w: %w", op, controller.ErrNotFound, err)
-	default:
-		return fmt.Errorf("%s: %w", op, err)
-	}
-}
+// patientAfter is how long a wait for a task polls every pollInterval;
+// after it the polls are spaced out, up to maxPollInterval apart.
+const (
+	patientAfter    = 2 * time.Second
+	maxPollInterval = 2 * time.Second
+)
 
 // sleepPoll waits pollInterval or until ctx ends.
-func sleepPoll(ctx context.Context) error {
-	t := time.NewTimer(pollInterval)
+func sleepPoll(ctx context.Context) error { return sleepFor(ctx, pollInterval) }
+
+// sleepFor waits d or until ctx ends.
+func sleepFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -11,7 +11,9 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // task inspects a task; a missing one wraps controller.ErrNotFound.
@@ -20,7 +22,7 @@ func (r *Runtime) task(ctx context.Context, id string) (swarm.Task, error) {
 	defer cancel()
 	t, _, err := r.api.TaskInspectWithRaw(ctx, id)
 	if err != nil {
-		return swarm.Task{}, wrapErr("inspect task "+id, err)
+		return swarm.Task{}, engine.WrapErr("inspect task "+id, err)
 	}
 	return t, nil
 }
@@ -40,7 +42,7 @@ func (r *Runtime) InspectContainer(ctx context.Context, id string) (controller.C
 	if err != nil {
 		return controller.Container{}, err
 	}
-	return r.toContainer(ctx, svc, t, tasks, nodeNames{}), nil
+	return r.toContainer(ctx, svc, t, tasks), nil
 }
 
 // Containers lists the tasks that Swarm wants running of every set
@@ -50,15 +52,14 @@ func (r *Runtime) InspectContainer(ctx context.Context, id string) (controller.C
 // controller does with stopped containers on a single host.
 func (r *Runtime) Containers(ctx context.Context, service string) ([]controller.Container, error) {
 	lctx, cancel := context.WithTimeout(ctx, callTimeout)
-	list, err := r.api.ServiceList(lctx, swarm.ServiceListOptions{Filters: serviceFilter(service)})
+	list, err := r.api.ServiceList(lctx, swarm.ServiceListOptions{Filters: workload.Filter(service)})
 	cancel()
 	if err != nil {
-		return nil, wrapErr("list services of "+service, err)
+		return nil, engine.WrapErr("list services of "+service, err)
 	}
-	nodes := nodeNames{}
 	var out []controller.Container
 	for _, svc := range list {
-		if isOneOff(svc.Spec.Labels) {
+		if workload.IsOneOff(svc.Spec.Labels) {
 			continue
 		}
 		if replicasOf(svc) == 0 {
@@ -76,7 +77,7 @@ func (r *Runtime) Containers(ctx context.Context, service string) ([]controller.
 			if t.DesiredState != swarm.TaskStateRunning {
 				continue
 			}
-			out = append(out, r.toContainer(ctx, svc, t, tasks, nodes))
+			out = append(out, r.toContainer(ctx, svc, t, tasks))
 		}
 	}
 	return out, nil
@@ -161,9 +162,9 @@ func stoppedSlots(svc swarm.Service) []controller.Container {
 		out = append(out, controller.Container{
 			ID:         stoppedPrefix + svc.ID + "-" + strconv.Itoa(slot),
 			Name:       prefix + "-" + strconv.Itoa(slot),
-			Service:    l[LabelService],
-			Color:      controller.Color(l[LabelColor]),
-			Deployment: l[LabelDeployment],
+			Service:    l[workload.LabelService],
+			Color:      controller.Color(l[workload.LabelColor]),
+			Deployment: l[workload.LabelDeployment],
 			Image:      image,
 			State:      "exited",
 		})
@@ -241,13 +242,13 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", id, err)
 	}
-	if svc.Spec.Labels[LabelManaged] != "true" {
+	if svc.Spec.Labels[workload.LabelManaged] != "true" {
 		return fmt.Errorf("remove %s: service %s is not deployd's", id, svc.Spec.Name)
 	}
 	rctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	if err := r.api.ServiceRemove(rctx, svc.ID); err != nil && !errors.Is(wrapErr("", err), controller.ErrNotFound) {
-		return wrapErr("remove service "+svc.Spec.Name, err)
+	if err := r.api.ServiceRemove(rctx, svc.ID); err != nil && !errors.Is(engine.WrapErr("", err), controller.ErrNotFound) {
+		return engine.WrapErr("remove service "+svc.Spec.Name, err)
 	}
 	r.mu.Lock()
 	delete(r.sets, svc.Spec.Name)
@@ -276,7 +277,7 @@ func (r *Runtime) LastExitCode(ctx context.Context, id string) (int, error) {
 
 // oneOffFilter selects a service's one-off job services.
 func oneOffFilter(service string) filters.Args {
-	f := serviceFilter(service)
-	f.Add("label", LabelOneOff+"=true")
+	f := workload.Filter(service)
+	f.Add("label", workload.LabelOneOff+"=true")
 	return f
 }

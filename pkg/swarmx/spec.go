@@ -9,6 +9,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
 )
 
@@ -133,7 +134,7 @@ func (r *Runtime) checkNetwork(ctx context.Context, name string) error {
 	defer cancel()
 	n, err := r.api.NetworkInspect(ctx, name, network.InspectOptions{})
 	if err != nil {
-		return wrapErr("network "+name, err)
+		return engine.WrapErr("network "+name, err)
 	}
 	if n.Scope != "swarm" {
 		return fmt.Errorf("network %s is %s-scoped (driver %s): swarm tasks need an overlay network", name, n.Scope, n.Driver)

@@ -6,6 +6,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 func TestSetName_CarriesColorAndDeploymentTail(t *testing.T) {
@@ -54,7 +55,7 @@ func TestSetSpec_LabelsPlacementAndResources(t *testing.T) {
 		t.Errorf("replicas = %d, want 3", got)
 	}
 	for _, l := range []map[string]string{ss.Labels, ss.TaskTemplate.ContainerSpec.Labels} {
-		if l[LabelReplicas] != "3" || l[LabelName] != "web-blue-abc123" || l[LabelColor] != "blue" || l[LabelPort] != "8000" {
+		if l[LabelReplicas] != "3" || l[LabelName] != "web-blue-abc123" || l[workload.LabelColor] != "blue" || l[workload.LabelPort] != "8000" {
 			t.Errorf("labels = %v", l)
 		}
 	}

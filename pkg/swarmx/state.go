@@ -10,7 +10,9 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // The state mirror's labels on set services (see MirrorState).
@@ -87,17 +89,17 @@ func (r *Runtime) MirroredState(ctx context.Context, service string) (controller
 	stamp := active.Spec.Labels[LabelStateUpdated]
 	st := controller.ServiceState{
 		Name:             service,
-		ActiveColor:      controller.Color(active.Spec.Labels[LabelColor]),
+		ActiveColor:      controller.Color(active.Spec.Labels[workload.LabelColor]),
 		ActiveImage:      imageOf(*active),
-		ActiveDeployment: active.Spec.Labels[LabelDeployment],
+		ActiveDeployment: active.Spec.Labels[workload.LabelDeployment],
 		UpdatedAt:        stampOf(*active),
 	}
 	for _, svc := range sets {
 		l := svc.Spec.Labels
 		if l[LabelRole] == RoleStandby && l[LabelStateUpdated] == stamp {
-			st.StandbyColor = controller.Color(l[LabelColor])
+			st.StandbyColor = controller.Color(l[workload.LabelColor])
 			st.StandbyImage = imageOf(svc)
-			st.StandbyDeployment = l[LabelDeployment]
+			st.StandbyDeployment = l[workload.LabelDeployment]
 		}
 	}
 	return st, true, nil
@@ -107,13 +109,13 @@ func (r *Runtime) MirroredState(ctx context.Context, service string) (controller
 func (r *Runtime) setServices(ctx context.Context, service string) ([]swarm.Service, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	list, err := r.api.ServiceList(ctx, swarm.ServiceListOptions{Filters: serviceFilter(service)})
+	list, err := r.api.ServiceList(ctx, swarm.ServiceListOptions{Filters: workload.Filter(service)})
 	if err != nil {
-		return nil, wrapErr("list services of "+service, err)
+		return nil, engine.WrapErr("list services of "+service, err)
 	}
 	out := list[:0]
 	for _, svc := range list {
-		if !isOneOff(svc.Spec.Labels) {
+		if !workload.IsOneOff(svc.Spec.Labels) {
 			out = append(out, svc)
 		}
 	}
@@ -122,7 +124,7 @@ func (r *Runtime) setServices(ctx context.Context, service string) ([]swarm.Serv
 
 // roleIn is the role of the set labelled l in st, or "".
 func roleIn(st controller.ServiceState, l map[string]string) string {
-	color, dep := controller.Color(l[LabelColor]), l[LabelDeployment]
+	color, dep := controller.Color(l[workload.LabelColor]), l[workload.LabelDeployment]
 	switch {
 	case st.ActiveColor.Valid() && color == st.ActiveColor && dep == st.ActiveDeployment:
 		return RoleActive
@@ -172,7 +174,7 @@ func (r *Runtime) relabel(ctx context.Context, id, role, stamp string) error {
 			continue
 		}
 		if err != nil {
-			return wrapErr("label service "+svc.Spec.Name, err)
+			return engine.WrapErr("label service "+svc.Spec.Name, err)
 		}
 		r.log.WithField("container", svc.Spec.Name).WithField("role", role).Debug("set relabelled")
 		return nil

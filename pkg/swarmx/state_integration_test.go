@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // setOf is e.spec for replica n of another color and deployment.
@@ -28,7 +29,7 @@ func (e env) setOf(color controller.Color, deployment string, replicas int) func
 // a restart would add tasks.
 func (e env) taskIDs(ctx context.Context, t *testing.T) []string {
 	t.Helper()
-	tasks, err := e.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelService+"="+e.svc))})
+	tasks, err := e.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("label", workload.LabelService+"="+e.svc))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func (e env) taskIDs(ctx context.Context, t *testing.T) []string {
 // roles maps each set service's name to its deployd.role ("" for none).
 func (e env) roles(ctx context.Context, t *testing.T) map[string]string {
 	t.Helper()
-	list, err := e.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: serviceFilter(e.svc)})
+	list, err := e.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: workload.Filter(e.svc)})
 	if err != nil {
 		t.Fatal(err)
 	}

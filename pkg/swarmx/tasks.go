@@ -10,11 +10,14 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/sirupsen/logrus"
 
+	"github.com/deployd/deployd/internal/engine"
 	"github.com/deployd/deployd/pkg/controller"
+	"github.com/deployd/deployd/pkg/workload"
 )
 
 // StartContainer runs replica n of spec's set, n being the number that
@@ -69,7 +72,7 @@ func (r *Runtime) ensureSet(ctx context.Context, spec controller.ContainerSpec, 
 		resp, err := r.api.ServiceCreate(cctx, ss, swarm.ServiceCreateOptions{})
 		cancel()
 		if err != nil {
-			return swarm.Service{}, wrapErr("create service "+ss.Name, err)
+			return swarm.Service{}, engine.WrapErr("create service "+ss.Name, err)
 		}
 		for _, w := range resp.Warnings {
 			log.Warn("swarm: " + w)
@@ -97,7 +100,7 @@ func (r *Runtime) inspectService(ctx context.Context, id string) (swarm.Service,
 	defer cancel()
 	svc, _, err := r.api.ServiceInspectWithRaw(ctx, id, swarm.ServiceInspectOptions{})
 	if err != nil {
-		return swarm.Service{}, wrapErr("inspect service "+id, err)
+		return swarm.Service{}, engine.WrapErr("inspect service "+id, err)
 	}
 	return svc, nil
 }
@@ -132,7 +135,7 @@ func (r *Runtime) scale(ctx context.Context, id string, replicas uint64, grace t
 			continue
 		}
 		if err != nil {
-			return swarm.Service{}, wrapErr("scale service "+svc.Spec.Name, err)
+			return swarm.Service{}, engine.WrapErr("scale service "+svc.Spec.Name, err)
 		}
 		return r.inspectService(ctx, id)
 	}
@@ -140,57 +143,124 @@ func (r *Runtime) scale(ctx context.Context, id string, replicas uint64, grace t
 
 // waitSlot polls svc's tasks until the one of slot runs and returns it,
 // or fails at once when a task created for the service's current version
-// was rejected, failed or cannot be scheduled.
+// was rejected, failed, ended or cannot be scheduled. Swarm reports a task
+// whose image has a HEALTHCHECK as running only once it is healthy, so
+// this waits for that too; when ctx ends first, the error says what the
+// slot's task was doing.
 func (r *Runtime) waitSlot(ctx context.Context, svc swarm.Service, slot int) (controller.Container, error) {
+	var last swarm.Task
+	// A task usually runs, or is rejected, within a couple of seconds;
+	// past that it is being pulled or started, and in a burst of deploys
+	// every replica's polling adds to the manager's load: the wait grows.
+	began, wait := time.Now(), pollInterval
 	for {
 		tasks, err := r.tasks(ctx, svc.ID)
 		if err != nil {
+			if ctx.Err() != nil && last.ID != "" {
+				return controller.Container{}, fmt.Errorf("set %s: slot %d not running: %w (%s)", svc.Spec.Name, slot, ctx.Err(), r.taskReport(context.WithoutCancel(ctx), last))
+			}
 			return controller.Container{}, err
 		}
-		if err := setFailure(svc, tasks); err != nil {
-			return controller.Container{}, fmt.Errorf("set %s: %w", svc.Spec.Name, err)
+		if t, ok := setFailure(svc, tasks); ok {
+			return controller.Container{}, fmt.Errorf("set %s: %w: %s", svc.Spec.Name, errTask, r.taskReport(ctx, t))
 		}
 		for _, t := range tasks {
-			if t.Slot == slot && t.DesiredState == swarm.TaskStateRunning && t.Status.State == swarm.TaskStateRunning {
-				nodes := nodeNames{}
-				return r.toContainer(ctx, svc, t, tasks, nodes), nil
+			if t.Slot != slot || t.DesiredState != swarm.TaskStateRunning {
+				continue
 			}
+			if t.Status.State == swarm.TaskStateRunning {
+				return r.toContainer(ctx, svc, t, tasks), nil
+			}
+			last = t
 		}
-		if err := sleepPoll(ctx); err != nil {
-			return controller.Container{}, fmt.Errorf("set %s: slot %d not running: %w", svc.Spec.Name, slot, err)
+		err = sleepFor(ctx, wait)
+		if time.Since(began) > patientAfter {
+			wait = min(wait*3/2, maxPollInterval)
+		}
+		if err != nil {
+			report := "no task yet"
+			if last.ID != "" {
+				report = r.taskReport(context.WithoutCancel(ctx), last)
+			}
+			return controller.Container{}, fmt.Errorf("set %s: slot %d not running: %w (%s)", svc.Spec.Name, slot, err, report)
 		}
 	}
 }
 
-// errTask says a set's task was rejected, failed or cannot be placed.
+// errTask says a set's task was rejected, failed, ended or cannot be
+// placed.
 var errTask = errors.New("task failed")
 
-// setFailure returns an error quoting the first task of svc, created
-// since the service was last updated, that Swarm rejected, that failed,
-// or that waits with a scheduler error ("no suitable node ...").
-func setFailure(svc swarm.Service, tasks []swarm.Task) error {
+// setFailure returns the first task of svc, created since the service was
+// last updated, that Swarm rejected, that failed, that ended (a replica
+// that ends before deployd stops it has failed, whatever its exit code: a
+// task whose HEALTHCHECK failed is stopped by Swarm and may exit 0), or
+// that waits with a scheduler error ("no suitable node ...").
+func setFailure(svc swarm.Service, tasks []swarm.Task) (swarm.Task, bool) {
 	for _, t := range tasks {
 		if t.CreatedAt.Before(svc.UpdatedAt) {
 			continue // from before the last create or scale
 		}
-		st := t.Status
-		switch {
-		case st.State == swarm.TaskStateRejected, st.State == swarm.TaskStateFailed:
+		switch st := t.Status; {
+		case st.State == swarm.TaskStateRejected, st.State == swarm.TaskStateFailed,
+			st.State == swarm.TaskStateComplete, st.State == swarm.TaskStateShutdown:
+			return t, true
 		case st.State == swarm.TaskStatePending && st.Err != "":
-		default:
-			continue
+			return t, true
 		}
-		where := ""
-		if t.NodeID != "" {
-			where = " on node " + t.NodeID
-		}
-		msg := st.Err
-		if msg == "" {
-			msg = st.Message
-		}
-		return fmt.Errorf("%w: task %s (slot %d) %s%s: %s", errTask, shortID(t.ID), t.Slot, st.State, where, msg)
 	}
-	return nil
+	return swarm.Task{}, false
+}
+
+// taskReport says what became of task t: its state, node, Swarm's error
+// or message, the exit code of an ended one, and, when its container is
+// on this node and has a HEALTHCHECK that is not passing, the check's
+// status and last output.
+func (r *Runtime) taskReport(ctx context.Context, t swarm.Task) string {
+	st := t.Status
+	var b strings.Builder
+	fmt.Fprintf(&b, "task %s (slot %d) %s", shortID(t.ID), t.Slot, st.State)
+	if t.NodeID != "" {
+		fmt.Fprintf(&b, " on node %s", t.NodeID)
+	}
+	msg := st.Err
+	if msg == "" {
+		msg = st.Message
+	}
+	fmt.Fprintf(&b, ": %s", msg)
+	cs := st.ContainerStatus
+	if cs == nil || cs.ContainerID == "" {
+		return b.String()
+	}
+	switch st.State {
+	case swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed:
+		fmt.Fprintf(&b, " (exit code %d)", cs.ExitCode)
+	}
+	ictx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	c, err := r.api.ContainerInspect(ictx, cs.ContainerID)
+	if err != nil || c.State == nil || c.State.Health == nil || c.State.Health.Status == container.Healthy {
+		// On another node, gone already, or no HEALTHCHECK to blame.
+		return b.String()
+	}
+	h := c.State.Health
+	fmt.Fprintf(&b, "; its HEALTHCHECK: %s", h.Status)
+	if n := len(h.Log); n > 0 {
+		if out := strings.TrimSpace(h.Log[n-1].Output); out != "" {
+			fmt.Fprintf(&b, " (%s)", truncate(out, maxHealthOutput))
+		}
+	}
+	return b.String()
+}
+
+// maxHealthOutput bounds the HEALTHCHECK output quoted in an error.
+const maxHealthOutput = 200
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func (r *Runtime) tasks(ctx context.Context, serviceID string) ([]swarm.Task, error) {
@@ -198,31 +268,47 @@ func (r *Runtime) tasks(ctx context.Context, serviceID string) ([]swarm.Task, er
 	defer cancel()
 	ts, err := r.api.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", serviceID))})
 	if err != nil {
-		return nil, wrapErr("list tasks of "+serviceID, err)
+		return nil, engine.WrapErr("list tasks of "+serviceID, err)
 	}
 	return ts, nil
 }
 
-// nodeNames caches node id → hostname for one call.
-type nodeNames map[string]string
+// nodeNamesTTL is how long node names are reused before NodeList is
+// asked again: every listing names each task's node, and a node's
+// hostname hardly ever changes. A node not in the cache asks at once.
+const nodeNamesTTL = 30 * time.Second
 
-func (r *Runtime) nodeName(ctx context.Context, nodes nodeNames, id string) string {
+// nodeName returns the hostname of node id, or id when it cannot be
+// told.
+func (r *Runtime) nodeName(ctx context.Context, id string) string {
 	if id == "" {
 		return ""
 	}
-	if len(nodes) == 0 {
-		lctx, cancel := context.WithTimeout(ctx, callTimeout)
-		list, err := r.api.NodeList(lctx, swarm.NodeListOptions{})
-		cancel()
-		if err != nil {
-			r.log.WithError(err).Warn("list swarm nodes")
-			return id
-		}
-		for _, n := range list {
-			nodes[n.ID] = n.Description.Hostname
-		}
+	r.mu.Lock()
+	name, ok := r.nodes[id]
+	fresh := time.Since(r.nodesAt) < nodeNamesTTL
+	r.mu.Unlock()
+	if ok && fresh {
+		return name
 	}
-	if name, ok := nodes[id]; ok && name != "" {
+	lctx, cancel := context.WithTimeout(ctx, callTimeout)
+	list, err := r.api.NodeList(lctx, swarm.NodeListOptions{})
+	cancel()
+	if err != nil {
+		r.log.WithError(err).Warn("list swarm nodes")
+		if ok {
+			return name
+		}
+		return id
+	}
+	nodes := make(map[string]string, len(list))
+	for _, n := range list {
+		nodes[n.ID] = n.Description.Hostname
+	}
+	r.mu.Lock()
+	r.nodes, r.nodesAt = nodes, time.Now()
+	r.mu.Unlock()
+	if name := nodes[id]; name != "" {
 		return name
 	}
 	return id
@@ -230,16 +316,16 @@ func (r *Runtime) nodeName(ctx context.Context, nodes nodeNames, id string) stri
 
 // toContainer turns task t of set svc into a Container; all are the set's
 // tasks (for the slot's restarts).
-func (r *Runtime) toContainer(ctx context.Context, svc swarm.Service, t swarm.Task, all []swarm.Task, nodes nodeNames) controller.Container {
+func (r *Runtime) toContainer(ctx context.Context, svc swarm.Service, t swarm.Task, all []swarm.Task) controller.Container {
 	l := svc.Spec.Labels
 	ctr := controller.Container{
 		ID:         t.ID,
 		Name:       l[LabelName] + "-" + strconv.Itoa(t.Slot),
-		Service:    l[LabelService],
-		Color:      controller.Color(l[LabelColor]),
-		Deployment: l[LabelDeployment],
+		Service:    l[workload.LabelService],
+		Color:      controller.Color(l[workload.LabelColor]),
+		Deployment: l[workload.LabelDeployment],
 		State:      string(t.Status.State),
-		Node:       r.nodeName(ctx, nodes, t.NodeID),
+		Node:       r.nodeName(ctx, t.NodeID),
 	}
 	if l[LabelName] == "" {
 		ctr.Name = svc.Spec.Name + "-" + strconv.Itoa(t.Slot)
@@ -252,7 +338,7 @@ func (r *Runtime) toContainer(ctx context.Context, svc swarm.Service, t swarm.Ta
 	}
 	if t.Status.State == swarm.TaskStateRunning {
 		ctr.StartedAt = t.Status.Timestamp
-		ctr.Address = taskAddress(t, l[LabelNetwork], l[LabelPort])
+		ctr.Address = taskAddress(t, l[LabelNetwork], l[workload.LabelPort])
 	}
 	for _, o := range all {
 		if o.Slot == t.Slot && o.ID != t.ID && o.Status.State == swarm.TaskStateFailed && o.CreatedAt.Before(t.CreatedAt) {

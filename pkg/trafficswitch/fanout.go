@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/proto"
 )
 
 // Edge is one switch among those traffic enters a cluster through: one
@@ -53,7 +57,10 @@ type Fanout struct {
 	log            logrus.FieldLogger
 }
 
-var _ Plane = (*Fanout)(nil)
+var (
+	_ Plane               = (*Fanout)(nil)
+	_ prometheus.Gatherer = (*Fanout)(nil)
+)
 
 const defaultEdgeTimeout = 5 * time.Second
 
@@ -519,4 +526,74 @@ func (f *Fanout) Maintenance(ctx context.Context, service string, on bool, messa
 		what = "maintenance on for " + service + " on the edges"
 	}
 	return failedEdges(what, edges, errs, edgeErrors(back, rerrs, nil))
+}
+
+// edgeLabel names the label Gather adds to every edge's series.
+const edgeLabel = "edge"
+
+// Gather gathers every edge's own metrics (from each edge whose Plane is
+// a prometheus.Gatherer, as a Client is), each series labelled
+// edge="<name>" so that the same series of two edges do not collide, and
+// deployd_switchd_edge_up, 1 for an edge that answered and 0 for one that
+// did not. The failed edges' errors come back beside the rest, which
+// prometheus.Gatherers under ContinueOnError serves anyway. Gatherer has
+// no context: gatherTimeout bounds the discovery and each edge.
+func (f *Fanout) Gather() ([]*dto.MetricFamily, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), gatherTimeout)
+	defer cancel()
+	edges, err := f.edges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fams, errs := each(ctx, edges, gatherTimeout, func(_ context.Context, _ int, p Plane) ([]*dto.MetricFamily, error) {
+		g, ok := p.(prometheus.Gatherer)
+		if !ok {
+			return nil, nil
+		}
+		return g.Gather()
+	})
+	up := &dto.MetricFamily{
+		Name: proto.String("deployd_switchd_edge_up"),
+		Help: proto.String("Whether the edge switch answered the last scrape (1) or not (0)."),
+		Type: dto.MetricType_GAUGE.Enum(),
+	}
+	merged := map[string]*dto.MetricFamily{}
+	for i, e := range edges {
+		answered := 1.0
+		if errs[i] != nil {
+			answered = 0
+		}
+		up.Metric = append(up.Metric, &dto.Metric{
+			Label: []*dto.LabelPair{{Name: proto.String(edgeLabel), Value: proto.String(e.Name)}},
+			Gauge: &dto.Gauge{Value: proto.Float64(answered)},
+		})
+		for _, mf := range fams[i] {
+			into := merged[mf.GetName()]
+			if into == nil {
+				into = &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type}
+				merged[mf.GetName()] = into
+			} else if into.GetType() != mf.GetType() {
+				errs[i] = errors.Join(errs[i], fmt.Errorf("metric %s is a %s here and a %s on another edge", mf.GetName(), mf.GetType(), into.GetType()))
+				continue
+			}
+			for _, m := range mf.Metric {
+				m.Label = withLabel(m.Label, edgeLabel, e.Name)
+				into.Metric = append(into.Metric, m)
+			}
+		}
+	}
+	out := append(make([]*dto.MetricFamily, 0, len(merged)+1), up)
+	for _, mf := range merged {
+		out = append(out, mf)
+	}
+	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out, edgeErrors(edges, errs, nil)
+}
+
+// withLabel adds name=value to labels, kept sorted by name as the
+// exposition expects.
+func withLabel(labels []*dto.LabelPair, name, value string) []*dto.LabelPair {
+	pair := &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)}
+	i, _ := slices.BinarySearchFunc(labels, name, func(l *dto.LabelPair, n string) int { return strings.Compare(l.GetName(), n) })
+	return slices.Insert(labels, i, pair)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/deployd/deployd/pkg/controller"
@@ -51,7 +52,8 @@ type edgeFailure struct {
 func newEdgeSwitch(t *testing.T, name, token string) *edgeSwitch {
 	t.Helper()
 	logger, _ := test.NewNullLogger()
-	sw, err := New(Options{Logger: logger, Registerer: prometheus.NewRegistry()})
+	reg := prometheus.NewRegistry()
+	sw, err := New(Options{Logger: logger, Registerer: reg})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -66,7 +68,7 @@ func newEdgeSwitch(t *testing.T, name, token string) *edgeSwitch {
 		t.Fatalf("Listen: %v", err)
 	}
 	e := &edgeSwitch{name: name, sw: sw}
-	api := NewControlHandler(ServerOptions{Switch: sw, Token: []byte(token)})
+	api := NewControlHandler(ServerOptions{Switch: sw, Token: []byte(token), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f := e.fail.Load(); f != nil && r.Method == f.method && strings.HasSuffix(r.URL.Path, f.suffix) {
 			if f.drop {
@@ -488,4 +490,62 @@ func TestFanout_HungEdgeFailsWithinItsTimeoutAndTheOthersGoBack(t *testing.T) {
 	}
 	h := &fanoutHarness{t: t}
 	h.wantEdges(switches[:2], "blue", "10.0.0.1:80")
+}
+
+func TestFanout_GatherLabelsEachEdgesSeriesAndSaysWhichAnswered(t *testing.T) {
+	h := newFanoutHarness(t, 2)
+	h.switchTo("blue", "10.0.0.1:80")
+	f, err := NewFanout(FanoutOptions{Discover: h.set.discover})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the daemon serves them: beside its own registry, whose series
+	// must not collide with the edges'.
+	daemon := prometheus.NewRegistry()
+	daemon.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "deployd_switchd_up", Help: "up"}))
+	scrape := func() string {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		promhttp.HandlerFor(prometheus.Gatherers{daemon, f}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).
+			ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("/metrics answered %d: %s", rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+
+	body := scrape()
+	for _, want := range []string{
+		`deployd_switch_paused{edge="edge-a",service="web"} 0`,
+		`deployd_switch_paused{edge="edge-b",service="web"} 0`,
+		`deployd_switchd_edge_up{edge="edge-a"} 1`,
+		`deployd_switchd_edge_up{edge="edge-b"} 1`,
+		"deployd_switchd_up 0",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+
+	h.edges[1].srv.Close()
+	fams, err := f.Gather()
+	if err == nil || !strings.Contains(err.Error(), "edge-b") {
+		t.Errorf("Gather with edge-b down: error %v, want one naming edge-b", err)
+	}
+	body = scrape()
+	for _, want := range []string{
+		`deployd_switch_paused{edge="edge-a",service="web"} 0`,
+		`deployd_switchd_edge_up{edge="edge-a"} 1`,
+		`deployd_switchd_edge_up{edge="edge-b"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics with edge-b down lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `deployd_switch_paused{edge="edge-b"`) {
+		t.Errorf("/metrics shows series of edge-b, which did not answer:\n%s", body)
+	}
+	if len(fams) < 2 {
+		t.Errorf("Gather with edge-b down returned %d families, want edge-a's and edge_up", len(fams))
+	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -129,10 +131,19 @@ func (r *Router) EnsurePlaceholder(ctx context.Context, service string) error {
 	return err
 }
 
+// batchEdge is an edge that can point several upstreams with one reload
+// (nginxconf.Router).
+type batchEdge interface {
+	SwitchEach(ctx context.Context, want map[string][]string) (changed []string, err error)
+}
+
 // ensureEdge asks the edge to point the service's upstream at the switch
-// unless it does already; the edge reloads nginx only then. Without an
-// edge there is nothing to point, and it only checks the service is one
-// the Router routes.
+// unless it does already; the edge reloads nginx only then. An edge that
+// can take several at once gets every service whose upstream does not
+// point at the switch, in one reload: when nginx first answers after
+// deployd started, each service's pass would otherwise reload it once,
+// one after the other. Without an edge there is nothing to point, and it
+// only checks the service is one the Router routes.
 func (r *Router) ensureEdge(ctx context.Context, service string) error {
 	up, err := r.upstream(service)
 	if err != nil || r.edge == nil {
@@ -145,10 +156,40 @@ func (r *Router) ensureEdge(ctx context.Context, service string) error {
 	if ok {
 		return nil
 	}
-	if err := r.edge.Switch(ctx, service, edgeColor, up); err != nil {
-		return fmt.Errorf("point nginx upstream of %s at the traffic switch %s: %w", service, up[0], err)
+	want := map[string][]string{service: up}
+	changed := []string{service}
+	if batch, can := r.edge.(batchEdge); can {
+		if err := r.addOutOfStep(ctx, want); err != nil {
+			return err
+		}
+		changed, err = batch.SwitchEach(ctx, want)
+	} else {
+		err = r.edge.Switch(ctx, service, edgeColor, up)
 	}
-	r.log.WithFields(logrus.Fields{"service": service, "addr": up[0]}).Info("nginx upstream points at the traffic switch")
+	if err != nil {
+		return fmt.Errorf("point nginx upstreams of %s at the traffic switch: %w", strings.Join(slices.Sorted(maps.Keys(want)), ", "), err)
+	}
+	for _, s := range changed {
+		r.log.WithFields(logrus.Fields{"service": s, "addr": want[s][0]}).Info("nginx upstream points at the traffic switch")
+	}
+	return nil
+}
+
+// addOutOfStep adds to want every other service whose nginx upstream does
+// not point at the switch.
+func (r *Router) addOutOfStep(ctx context.Context, want map[string][]string) error {
+	for s, addr := range r.upstreams {
+		if _, ok := want[s]; ok {
+			continue
+		}
+		ok, err := r.edge.InSync(ctx, s, edgeColor, []string{addr})
+		if err != nil {
+			return fmt.Errorf("compare nginx upstream of %s: %w", s, err)
+		}
+		if !ok {
+			want[s] = []string{addr}
+		}
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -339,5 +340,65 @@ func TestRouter_UnknownServiceIsAnError(t *testing.T) {
 	h := newRouterHarness(t)
 	if err := h.r.Switch(context.Background(), "other", controller.Blue, []string{"127.0.0.1:9"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Switch of a service without an upstream = %v, want ErrNotFound", err)
+	}
+}
+
+// batchFakeEdge is fakeEdge that also points several upstreams in one
+// reload, as nginxconf.Router does.
+type batchFakeEdge struct{ *fakeEdge }
+
+func (f batchFakeEdge) SwitchEach(_ context.Context, want map[string][]string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.switches++
+	var changed []string
+	for _, service := range slices.Sorted(maps.Keys(want)) {
+		if cur, ok := f.files[service]; ok && slices.Equal(cur, want[service]) {
+			continue
+		}
+		f.files[service] = slices.Clone(want[service])
+		changed = append(changed, service)
+	}
+	if len(changed) > 0 {
+		f.reloads++
+	}
+	return changed, nil
+}
+
+// nginx answering only after deployd started: every service's upstream is
+// still the edge's placeholder, and every service's reconciler pass finds
+// it so at once. One reload points them all at the switch, instead of one
+// reload per service, one after the other.
+func TestRouter_OutOfStepUpstreamsArePointedAtTheSwitchInOneReload(t *testing.T) {
+	h := newHarness(t, Options{})
+	edge := batchFakeEdge{newFakeEdge()}
+	services := []string{"api", "web", "worker", "admin", "jobs"}
+	ups := map[string]string{}
+	for i, s := range services {
+		ups[s] = fmt.Sprintf("127.0.0.1:%d", 7501+i)
+		edge.files[s] = []string{} // the edge's placeholder
+	}
+	r, err := NewRouter(RouterOptions{Plane: Local(h.sw), Edge: edge, Upstreams: ups})
+	if err != nil {
+		t.Fatalf("NewRouter: %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(services))
+	for i, s := range services {
+		wg.Go(func() { errs[i] = r.Switch(context.Background(), s, controller.NoColor, nil) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Switch %s: %v", services[i], err)
+		}
+	}
+	for _, s := range services {
+		if got := edge.files[s]; !slices.Equal(got, []string{ups[s]}) {
+			t.Errorf("edge upstream of %s = %v, want [%s]", s, got, ups[s])
+		}
+	}
+	if got := edge.reloadCount(); got != 1 {
+		t.Fatalf("edge reloads = %d, want 1 for all %d services", got, len(services))
 	}
 }
