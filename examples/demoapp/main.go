@@ -54,8 +54,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return showMigrations(cfg, stdout)
 		case "backup-fake":
 			return backupFake(getenv, stderr)
+		case "healthcheck":
+			return healthcheck(ctx, cfg.Port, stderr)
 		default:
-			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command, migrate, showmigrations or backup-fake)\n", args[0])
+			fmt.Fprintf(stderr, "demoapp: unknown command %q (want no command, migrate, showmigrations, backup-fake or healthcheck)\n", args[0])
 			return 2
 		}
 	}
@@ -195,4 +197,34 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// healthcheckTimeout bounds the healthcheck command's request: Docker's
+// HEALTHCHECK has its own timeout, and a check that hangs past it is
+// counted as a failure anyway.
+const healthcheckTimeout = 2 * time.Second
+
+// healthcheck asks the app on port for /health, as an image's HEALTHCHECK
+// runs it inside the container (a FROM scratch image has no curl): 0 when
+// it answers 200, else 1 with the reason on stderr.
+func healthcheck(ctx context.Context, port int, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
+	defer cancel()
+	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/health"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return 1
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return 1
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "healthcheck: GET %s: %s\n", url, res.Status)
+		return 1
+	}
+	return 0
 }

@@ -293,3 +293,50 @@ func TestShowMigrations_PrintsTheVersionsPlanAllApplied(t *testing.T) {
 		})
 	}
 }
+
+func TestRun_HealthcheckExitsByTheAppsHealth(t *testing.T) {
+	tests := []struct {
+		name       string
+		healthMode string
+		want       int
+	}{
+		{"healthy", "", 0},
+		{"failing", "failing", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			if tt.healthMode != "" {
+				cfg.HealthMode = tt.healthMode
+			}
+			addr, _ := startServe(t, context.Background(), cfg)
+			_, port, _ := net.SplitHostPort(addr)
+			env := map[string]string{"PORT": port, "HEALTH_MODE": tt.healthMode}
+			var stderr bytes.Buffer
+			if got := run(context.Background(), []string{"healthcheck"}, func(k string) string { return env[k] }, io.Discard, &stderr); got != tt.want {
+				t.Errorf("healthcheck exit = %d (%s), want %d", got, stderr.String(), tt.want)
+			}
+		})
+	}
+	// Nothing listening: the check fails, naming why.
+	port := freePort(t)
+	var stderr bytes.Buffer
+	env := map[string]string{"PORT": port}
+	if got := run(context.Background(), []string{"healthcheck"}, func(k string) string { return env[k] }, io.Discard, &stderr); got != 1 || !strings.Contains(stderr.String(), "healthcheck:") {
+		t.Errorf("healthcheck with nothing listening: exit %d, stderr %q; want 1 and a reason", got, stderr.String())
+	}
+}
+
+// freePort returns a loopback port nothing listens on (just released).
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}

@@ -219,10 +219,17 @@ func (d *Daemon) healthy(ctx context.Context) bool {
 // cannot make (streams, cookies, custom headers).
 func (d *Daemon) Client() *http.Client { return d.client }
 
-// Do sends one API request and returns the status and the whole body. A
-// non-nil body is sent as JSON; token, when set, as a bearer token. Any
-// status is a success here: judging it is the caller's business.
+// Do sends one API request and returns the status and the whole body (see
+// DoJSON).
 func (d *Daemon) Do(ctx context.Context, method, path string, body any, token string) (int, []byte, error) {
+	return DoJSON(ctx, d.client, d.URL, method, path, body, token)
+}
+
+// DoJSON sends one request to deployd's API at baseURL and returns the
+// status and the whole body. A non-nil body is sent as JSON; token, when
+// set, as a bearer token. Any status is a success here: judging it is the
+// caller's business.
+func DoJSON(ctx context.Context, hc *http.Client, baseURL, method, path string, body any, token string) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -231,7 +238,7 @@ func (d *Daemon) Do(ctx context.Context, method, path string, body any, token st
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, d.URL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, baseURL+path, rd)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -241,7 +248,7 @@ func (d *Daemon) Do(ctx context.Context, method, path string, body any, token st
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := d.client.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -1,6 +1,8 @@
 // Package lab sets up what deployd's integration tests and its benchmark
 // both need on a real host: the demo app's binary and images built through
-// the Engine API, a private nginx on loopback, and free ports.
+// the Engine API, deployd's FROM scratch image, a private nginx and a
+// private registry on loopback, free ports, and the local engine as a
+// single-node swarm shared under one lock.
 //
 // Nothing here calls testing.T: internal/testenv wraps it for tests (with
 // skips, fatals and cleanups), and the benchmark program uses it directly.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deployd/deployd/internal/lab"
 )
 
 // The images DeploydImage and NginxImage build; a test that runs deployd
@@ -21,29 +23,15 @@ const (
 )
 
 // DeploydImage builds deployd statically from the repository and wraps it
-// in a FROM scratch image laid out like the shipped Dockerfile's (same
-// user, same directories owned by it): the multi-stage build needs a
-// registry. It returns DeploydImageRef.
+// in a FROM scratch image laid out like the shipped Dockerfile's (see
+// lab.BuildDeploydImage). It returns DeploydImageRef.
 func DeploydImage(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	runTool(t, repoRoot(t), []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath",
-		"-ldflags", "-s -w -X main.version=ci", "-o", filepath.Join(dir, "deployd"), "./cmd/deployd")
-	// COPY of a directory copies its contents; a marker file makes sure the
-	// directory itself is created even by builders that skip empty ones.
-	for _, d := range []string{"data", "upstreams"} {
-		writeFile(t, filepath.Join(dir, d, ".keep"), "", 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := lab.BuildDeploydImage(ctx, repoRoot(t), t.TempDir(), DeploydImageRef); err != nil {
+		t.Fatalf("%v", err)
 	}
-	writeFile(t, filepath.Join(dir, "Dockerfile"), `FROM scratch
-COPY deployd /deployd
-COPY --chown=65532:65532 data/ /var/lib/deployd/
-COPY --chown=65532:65532 upstreams/ /etc/nginx/deployd/
-USER 65532:65532
-ENV DEPLOYD_CONFIG=/etc/deployd/deployd.yml
-ENTRYPOINT ["/deployd"]
-CMD ["serve"]
-`, 0o644)
-	runTool(t, dir, nil, "docker", "build", "-q", "-t", DeploydImageRef, dir)
 	return DeploydImageRef
 }
 

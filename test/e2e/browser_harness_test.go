@@ -151,6 +151,33 @@ func (b *browser) waitTrue(what, expr string, timeout time.Duration) {
 	}
 }
 
+// stampWhen makes the page note the time (its own clock, in ms since the
+// epoch) at which a JavaScript expression first turns truthy, checked on
+// every change of the DOM; stampedAt waits for that time and returns it.
+// Install it before the action whose effect it times: it measures when the
+// page showed the change, not when a poll from the test saw it, so the
+// harness's own round trips to the browser do not count.
+func (b *browser) stampWhen(name, expr string) {
+	b.t.Helper()
+	eval[bool](b, fmt.Sprintf(`(() => {
+		const stamps = window.__stamps = window.__stamps || {};
+		const key = %s;
+		delete stamps[key];
+		const check = () => { if (!(key in stamps) && (%s)) { stamps[key] = Date.now(); obs.disconnect(); } };
+		const obs = new MutationObserver(check);
+		obs.observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+		check();
+		return true;
+	})()`, jsString(name), expr))
+}
+
+func (b *browser) stampedAt(name string, timeout time.Duration) time.Time {
+	b.t.Helper()
+	key := fmt.Sprintf("window.__stamps?.[%s]", jsString(name))
+	b.waitTrue(name, key+" > 0", timeout)
+	return time.UnixMilli(eval[int64](b, key))
+}
+
 // text returns the visible text of the first element matching the CSS
 // selector, trimmed, once the element is there. It finds and reads the
 // element in one script run: the page swaps in fresh cards as events

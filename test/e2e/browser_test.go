@@ -475,7 +475,7 @@ func TestBrowser_PageShowsFailedDeployError(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "v1", "v2-fail")
 	cfg := defaultSvc()
-	cfg.StartTimeout = 3 * time.Second
+	cfg.StartTimeout = failFastStartTimeout
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
 	good := d.mustSucceed("v1")
 	failed := d.waitDeployment(d.deploy("v2-fail").ID)

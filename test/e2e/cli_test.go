@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/deployd/deployd/api"
 	"github.com/deployd/deployd/pkg/controller"
@@ -67,7 +67,7 @@ func TestCLI_DeployWaitFailingImageExitsNonZeroWithReason(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "v1", "v2", "v2-fail")
 	cfg := defaultSvc()
-	cfg.StartTimeout = 3 * time.Second
+	cfg.StartTimeout = failFastStartTimeout
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
 
 	res := d.cli("deploy", "--service", e.svc, "--image", "v1", "--wait")
@@ -82,15 +82,16 @@ func TestCLI_DeployWaitFailingImageExitsNonZeroWithReason(t *testing.T) {
 	upstream := e.upstream()
 
 	res = d.cli("deploy", "--service", e.svc, "--image", "v2-fail", "--wait")
+	notHealthy := fmt.Sprintf("not healthy within %s", failFastStartTimeout)
 	if res.code != 1 {
 		t.Fatalf("deploy v2-fail --wait: exit code = %d, want 1; stdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
 	if !strings.Contains(res.stderr, "failed") || !strings.Contains(res.stderr, "health") ||
-		!strings.Contains(res.stderr, "not healthy within 3s") {
-		t.Fatalf("deploy v2-fail --wait: stderr = %q, want the failure and its reason (health, not healthy within 3s)", res.stderr)
+		!strings.Contains(res.stderr, notHealthy) {
+		t.Fatalf("deploy v2-fail --wait: stderr = %q, want the failure and its reason (health, %s)", res.stderr, notHealthy)
 	}
 	assertStepLines(t, res.stdout, controller.StepPull, controller.StepStart, controller.StepHealth)
-	if !regexp.MustCompile(`(?m)^\s+health\s+failed: not healthy within 3s`).MatchString(res.stdout) ||
+	if !regexp.MustCompile(`(?m)^\s+health\s+failed: `+notHealthy).MatchString(res.stdout) ||
 		!strings.Contains(res.stdout, "not healthy: GET /health") {
 		t.Fatalf("deploy v2-fail --wait: stdout lacks the health probes' lines or the step's failure; stdout:\n%s", res.stdout)
 	}

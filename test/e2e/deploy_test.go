@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -161,7 +162,7 @@ func TestDeploy_FailingHealthLeavesActiveColor(t *testing.T) {
 func testDeployFailingHealthLeavesActiveColor(t *testing.T, mode string) {
 	e := newEnv(t, "v1", "v2-fail")
 	cfg := defaultSvc()
-	cfg.StartTimeout = 3 * time.Second
+	cfg.StartTimeout = failFastStartTimeout
 	cfg.Traffic = mode
 	d, v1, upstream := activeV1(e, cfg)
 
@@ -172,7 +173,7 @@ func testDeployFailingHealthLeavesActiveColor(t *testing.T, mode string) {
 	if s := lastStep(dep); s == nil || s.Name != controller.StepHealth || s.Status != controller.StepFailed {
 		t.Fatalf("steps = %s, want the health step last and failed", stepSummary(dep))
 	}
-	if !strings.Contains(dep.Error, "health") || !strings.Contains(dep.Error, "not healthy within 3s") {
+	if !strings.Contains(dep.Error, "health") || !strings.Contains(dep.Error, fmt.Sprintf("not healthy within %s", failFastStartTimeout)) {
 		t.Fatalf("error = %q, want it to name the health check and its timeout", dep.Error)
 	}
 	assertUntouched(e, v1, upstream, dep.ID)
@@ -377,7 +378,7 @@ func TestRollback_AfterFailedDeployIsStillWarm(t *testing.T) {
 func testRollbackAfterFailedDeployIsStillWarm(t *testing.T, mode string) {
 	e := newEnv(t, "v1", "v2", "v2-fail")
 	cfg := defaultSvc()
-	cfg.StartTimeout = 3 * time.Second
+	cfg.StartTimeout = failFastStartTimeout
 	cfg.Traffic = mode
 	d := e.startDaemon("main", e.writeConfig("deployd.yml", cfg))
 	v1 := d.mustSucceed("v1")

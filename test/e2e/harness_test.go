@@ -176,6 +176,12 @@ func eachTrafficMode(t *testing.T, fn func(t *testing.T, mode string)) {
 	}
 }
 
+// failFastStartTimeout is start_timeout for tests whose new color never
+// turns healthy: short, since their health step waits that long, but not
+// too short for a loaded engine, since it bounds the start step too (a
+// container start took over 3 s in a CI run with the suites side by side).
+const failFastStartTimeout = 8 * time.Second
+
 func defaultSvc() svcConfig {
 	return svcConfig{Replicas: 1, StartTimeout: 20 * time.Second, Drain: 200 * time.Millisecond}
 }

@@ -18,6 +18,9 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/pkg/stdcopy"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/deployd/deployd/internal/testenv"
 	"github.com/deployd/deployd/pkg/controller"
@@ -32,8 +35,6 @@ const (
 	// control API (deployd).
 	edgeServicePort = "7501"
 	edgeControlPort = "7600"
-	// reconcileInterval is the stack's reconcile.interval.
-	reconcileInterval = 5 * time.Second
 )
 
 // Traffic moves through three edge switches (replicas of one Swarm
@@ -75,6 +76,7 @@ func TestSwarmEdges_EverySwitchMovesEveryEdgeAndTheReconcilerRepairsANewOne(t *t
 	}
 	t.Logf("v2 deployed in %s and rolled back in %s under load through %d edges: %d POSTs, none failed",
 		v2.FinishedAt.Sub(v2.CreatedAt).Round(time.Millisecond), rb.FinishedAt.Sub(rb.CreatedAt).Round(time.Millisecond), s.opts.edges, sent)
+	s.assertEdgeMetrics(sent)
 
 	// One edge dies: Swarm starts another task, whose switch knows no
 	// target; the reconciler's next pass finds the edges apart and sets
@@ -198,6 +200,23 @@ func (s *stack) startEdges(reg *testenv.Registry, deploydImage string, n int) {
 		defer cancel()
 		if err := s.cli.ServiceRemove(ctx, created.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove the edge switches' service: %v", err)
+			return
+		}
+		// The engine removes the tasks' containers after the service;
+		// the pushed image's references, removed next, are in use
+		// until then.
+		byService := filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.id="+created.ID))
+		for {
+			left, err := s.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: byService})
+			if err == nil && len(left) == 0 {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Errorf("the edge switches' containers are still there a minute after their service's removal: %d (%v)", len(left), err)
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	})
 	deadline := time.Now().Add(time.Minute)
@@ -355,4 +374,53 @@ func (s *stack) edgeLogs() {
 	var out bytes.Buffer
 	_, _ = stdcopy.StdCopy(&out, &out, rc)
 	s.t.Logf("%s log (tail):\n%s", s.edgeService, s.redact(out.String()))
+}
+
+// assertEdgeMetrics checks deployd's /metrics: every edge answered the
+// scrape, and the requests the edges forwarded for the service, each
+// series labelled with its edge, add up to at least the load's.
+func (s *stack) assertEdgeMetrics(atLeast int64) {
+	t := s.t
+	t.Helper()
+	code, body := s.request(http.MethodGet, "/metrics", nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", code, body)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	label := func(m *dto.Metric, name string) string {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == name {
+				return l.GetValue()
+			}
+		}
+		return ""
+	}
+	up := map[string]float64{}
+	for _, m := range fams["deployd_switchd_edge_up"].GetMetric() {
+		up[label(m, "edge")] = m.GetGauge().GetValue()
+	}
+	answered := 0
+	for _, v := range up {
+		if v == 1 {
+			answered++
+		}
+	}
+	if answered != s.opts.edges || len(up) != s.opts.edges {
+		t.Errorf("deployd_switchd_edge_up = %v, want %d edges each 1", up, s.opts.edges)
+	}
+	forwarded, perEdge := 0.0, map[string]float64{}
+	for _, m := range fams["deployd_switch_requests_total"].GetMetric() {
+		if label(m, "service") == s.svc {
+			forwarded += m.GetCounter().GetValue()
+			perEdge[label(m, "edge")] += m.GetCounter().GetValue()
+		}
+	}
+	if forwarded < float64(atLeast) || len(perEdge) != s.opts.edges {
+		t.Errorf("deployd_switch_requests_total of %s: %v by edge, %.0f in all; want %d edges and at least %d", s.svc, perEdge, forwarded, s.opts.edges, atLeast)
+	}
+	t.Logf("deployd's /metrics: %d edges answered, requests forwarded by edge %v", answered, perEdge)
 }

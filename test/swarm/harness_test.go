@@ -38,6 +38,10 @@ func TestMain(m *testing.M) { os.Exit(testenv.SwarmMain(m)) }
 const (
 	apiTimeout        = 10 * time.Second
 	deploymentTimeout = 2 * time.Minute
+	// The stack's deployd runs its watchdog and reconciler on these
+	// intervals (writeConfig).
+	watchInterval     = time.Second
+	reconcileInterval = 5 * time.Second
 )
 
 // stack is deployd, its switch and nginx on one swarm manager, driving
@@ -48,6 +52,7 @@ type stack struct {
 	svc      string
 	net      string
 	repo     string // the service's repository in the test registry
+	reg      *testenv.Registry
 	digests  map[string]string
 	token    string
 	apiURL   string // deployd's API, published on loopback
@@ -57,6 +62,9 @@ type stack struct {
 	http     *http.Client
 	uniqueID string
 	opts     stackOptions
+	// services are the configured services' names with
+	// stackOptions.services; nil otherwise (the one service is svc).
+	services []string
 	// switchdToken is the edge switches' control token, with
 	// stackOptions.edges; never logged.
 	switchdToken string
@@ -73,6 +81,16 @@ type stackOptions struct {
 	// alone holds the test swarm exclusively (testenv.SwarmAlone), for a
 	// test that disturbs every task on it.
 	alone bool
+	// services, when above 0, configures that many services instead of
+	// the one named stack.svc: stack.services, all of the same demo
+	// image, each with the harness's health settings. nginx routes
+	// /<service>/ to each (stack.serviceURL).
+	services int
+	// replicas per service; 0 is the harness's 2.
+	replicas int
+	// startTimeout is every service's health.start_timeout, which bounds
+	// its start step too; "" is the harness's 20s.
+	startTimeout string
 }
 
 // newStack starts the registry, pushes the demo app's versions, and runs
@@ -94,12 +112,25 @@ func newStackWith(t *testing.T, extra string, opts stackOptions) *stack {
 	s := &stack{t: t, cli: cli, svc: testenv.UniqueService(t), digests: map[string]string{}, token: randomHex(t),
 		http: &http.Client{Timeout: apiTimeout, Transport: &http.Transport{Proxy: nil}}, opts: opts}
 	s.uniqueID = s.svc
+	for i := range opts.services {
+		s.services = append(s.services, fmt.Sprintf("%s-%03d", s.svc, i))
+	}
 	s.net = testenv.OverlayNetwork(t, cli)
 	// Runs after deployd's container is gone (cleanups run last first), so
 	// nothing starts the sets again; before the overlay, which they hold.
-	t.Cleanup(func() { testenv.RemoveSwarmServices(t, cli, s.svc) })
+	t.Cleanup(func() {
+		testenv.RemoveSwarmServices(t, cli, s.svc)
+		// At once: each waits for its tasks to end, which Swarm does in
+		// parallel.
+		var wg sync.WaitGroup
+		for _, name := range s.services {
+			wg.Go(func() { testenv.RemoveSwarmServices(t, cli, name) })
+		}
+		wg.Wait()
+	})
 
 	reg := testenv.StartRegistry(t)
+	s.reg = reg
 	s.repo = reg.Addr() + "/" + s.svc + "/demoapp"
 	for tag, args := range map[string]map[string]string{
 		"v1":        {"APP_VERSION": "v1"},
@@ -146,10 +177,19 @@ func newStackWith(t *testing.T, extra string, opts stackOptions) *stack {
 	s.waitAPI()
 
 	site := filepath.Join(dir, "nginx.conf")
+	locations := "    location / {\n      proxy_pass http://" + s.svc + ";\n" +
+		"      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n"
+	if len(s.services) > 0 {
+		locations = ""
+		for _, name := range s.services {
+			// The trailing slashes strip the prefix: the app sees /.
+			locations += "    location /" + name + "/ {\n      proxy_pass http://" + name + "/;\n" +
+				"      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n"
+		}
+	}
 	writeFile(t, site, "user nginx;\nworker_processes 2;\npid /run/nginx.pid;\nerror_log /dev/stderr warn;\nevents {}\n"+
 		"http {\n  access_log off;\n  include /etc/nginx/deployd/*.conf;\n"+
-		"  server {\n    listen 80;\n    location / {\n      proxy_pass http://"+s.svc+";\n"+
-		"      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n}\n", 0o644)
+		"  server {\n    listen 80;\n"+locations+"  }\n}\n", 0o644)
 	s.run(container.Config{
 		Image: nginxImage, ExposedPorts: nat.PortSet{"80/tcp": {}}, Labels: map[string]string{"deployd.test": s.svc},
 	}, container.HostConfig{
@@ -168,28 +208,44 @@ func (s *stack) writeConfig(extra string) {
 	if s.opts.edges > 0 {
 		traffic, extra = s.edgesConfig(), s.edgesSwitchConfig()+extra
 	}
+	replicas := s.opts.replicas
+	if replicas == 0 {
+		replicas = 2
+	}
+	startTimeout := s.opts.startTimeout
+	if startTimeout == "" {
+		startTimeout = "20s"
+	}
+	names := s.services
+	if names == nil {
+		names = []string{s.svc}
+	}
+	var services strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&services, `  %[1]s:
+    image: %[2]s
+    runtime: swarm
+    network: %[3]s
+    replicas: %[5]d
+    port: 8000
+    pull: always
+    health: {path: /health, interval: 250ms, timeout: 2s, healthy_threshold: 2, start_timeout: %[6]s}
+    drain: 1s
+%[4]s`, name, s.repo, s.net, extra, replicas, startTimeout)
+	}
 	writeFile(s.t, s.cfgPath, fmt.Sprintf(`listen: 0.0.0.0:7400
 data_dir: /var/lib/deployd
 auth:
   tokens:
     - {name: e2e, role: operator, token_env: DEPLOYD_TOKEN}
-%[5]snginx:
+%[2]snginx:
   mode: docker
   container: %[1]s-nginx
   upstream_dir: /etc/nginx/deployd
-watch: {interval: 1s, unhealthy_threshold: 3}
-reconcile: {interval: 5s}
+watch: {interval: %[3]s, unhealthy_threshold: 3}
+reconcile: {interval: %[4]s}
 services:
-  %[1]s:
-    image: %[2]s
-    runtime: swarm
-    network: %[3]s
-    replicas: 2
-    port: 8000
-    pull: always
-    health: {path: /health, interval: 250ms, timeout: 2s, healthy_threshold: 2, start_timeout: 20s}
-    drain: 1s
-%[4]s`, s.svc, s.repo, s.net, extra, traffic), 0o644)
+%[5]s`, s.svc, traffic, watchInterval, reconcileInterval, services.String()), 0o644)
 }
 
 func (s *stack) volume(name string) string {
@@ -392,7 +448,12 @@ func (s *stack) service() api.Service {
 
 // appVersion asks the app through nginx which version and color answer.
 func (s *stack) appVersion() (version, color string, err error) {
-	resp, err := s.http.Get(s.appURL + "/")
+	return s.appVersionAt(s.appURL + "/")
+}
+
+// appVersionAt asks the app at URL u which version and color answer.
+func (s *stack) appVersionAt(u string) (version, color string, err error) {
+	resp, err := s.http.Get(u)
 	if err != nil {
 		return "", "", err
 	}
@@ -402,11 +463,11 @@ func (s *stack) appVersion() (version, color string, err error) {
 		return "", "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("GET / = %d %s", resp.StatusCode, b)
+		return "", "", fmt.Errorf("GET %s = %d %s", u, resp.StatusCode, b)
 	}
 	var got struct{ Version, Color string }
 	if err := json.Unmarshal(b, &got); err != nil {
-		return "", "", fmt.Errorf("GET / = %s: %w", b, err)
+		return "", "", fmt.Errorf("GET %s = %s: %w", u, b, err)
 	}
 	return got.Version, got.Color, nil
 }
