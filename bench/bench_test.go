@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
@@ -22,8 +27,9 @@ import (
 // TestBenchShort runs the whole benchmark, every strategy under both
 // loads, with K=1, short cycles and each resilience event once, so the
 // harness cannot rot. It asserts that the harness works, never on timings:
-// setup succeeds, every phase records requests, both deployds report their
-// footprint (switchd's too in switch mode), every resilience event
+// setup succeeds, every phase records requests, every deployd reports its
+// footprint (switchd's too in switch mode, and on swarm the app's tasks),
+// nothing of the swarm strategy is left behind, every resilience event
 // replaces the process it acts on (and a daemon's restart leaves switchd
 // alone), no switchd outlives the run, the goals are evaluated, the JSON
 // and SVG are written, and recreate and the kill -9 of switchd show
@@ -57,7 +63,9 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 
 	log, _ := logtest.NewNullLogger()
 	log.SetLevel(logrus.WarnLevel)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// The swarm strategy's setup (a static build of deployd, its image, a
+	// registry and the pushes) and its Swarm services add a minute or so.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	var table strings.Builder
 	res, err := run(ctx, opts, log, &table)
@@ -69,6 +77,9 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 	}
 	if left := switchdsUnder(opts.TempDir); len(left) > 0 {
 		t.Errorf("switchd processes %v outlive the run (err %v): the bench must stop them", left, err)
+	}
+	if left := swarmLeftovers(t, opts.Service+"sm"); len(left) > 0 {
+		t.Errorf("the swarm strategy left %v behind (err %v): the bench must remove them", left, err)
 	}
 	if err != nil {
 		t.Fatalf("run: %v", err)
@@ -94,7 +105,8 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 			}
 			continue
 		}
-		if s.Name == strategyDeploydSwitch && s.VsReloadPath == nil {
+		switchMode := s.Name == strategyDeploydSwitch || s.Name == strategyDeploydSwarm
+		if switchMode && s.VsReloadPath == nil {
 			t.Errorf("%s (%s): no comparison with the reload path", s.Name, s.Load)
 		}
 		if s.Requests == 0 {
@@ -106,10 +118,10 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 		if s.Name == strategyRecreate && s.Failures.Total == 0 {
 			t.Errorf("recreate: failed requests = 0, want some: the harness does not see downtime")
 		}
-		if (s.Name == strategyDeployd || s.Name == strategyDeploydSwitch) && s.Footprint == nil {
+		if (s.Name == strategyDeployd || switchMode) && s.Footprint == nil {
 			t.Errorf("%s (%s): no footprint recorded", s.Name, s.Load)
 		}
-		if f := s.Footprint; s.Name == strategyDeploydSwitch && f != nil {
+		if f := s.Footprint; switchMode && f != nil {
 			if f.Switchd == nil || f.Switchd.PID == 0 || f.Switchd.CPUSeconds <= 0 || f.Switchd.PeakRSS == 0 {
 				t.Errorf("%s (%s): switchd's footprint = %+v, want its pid, CPU time and RSS", s.Name, s.Load, f.Switchd)
 			} else if f.CPUSeconds != f.Daemon.CPUSeconds+f.Switchd.CPUSeconds {
@@ -119,10 +131,13 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 		if f := s.Footprint; s.Name == strategyDeployd && f != nil && f.Switchd != nil {
 			t.Errorf("%s (%s): a switchd footprint in reload mode", s.Name, s.Load)
 		}
-		if s.Name == strategyDeploydSwitch && s.FirstNew.N == 0 {
+		if f := s.Footprint; s.Name == strategyDeploydSwarm && f != nil && f.AppTasks < 1 {
+			t.Errorf("%s (%s): app tasks = %d, want the running ones counted", s.Name, s.Load, f.AppTasks)
+		}
+		if switchMode && s.FirstNew.N == 0 {
 			t.Errorf("%s (%s): no switch → first new-color response measured", s.Name, s.Load)
 		}
-		if s.Name == strategyDeploydSwitch && s.Load == loadPOST && s.Failures.sum(s.Failures.GET) > 0 {
+		if switchMode && s.Load == loadPOST && s.Failures.sum(s.Failures.GET) > 0 {
 			t.Errorf("%s (%s): failed GETs in a POST-only load", s.Name, s.Load)
 		}
 	}
@@ -166,7 +181,7 @@ func TestBenchShort_HarnessRunsAndCatchesDowntime(t *testing.T) {
 			t.Errorf("result %s is empty", p)
 		}
 	}
-	for _, name := range []string{strategyRecreate, strategyDeploydSwitch, "load " + loadPOST, eventUpgradeSwitchd} {
+	for _, name := range []string{strategyRecreate, strategyDeploydSwitch, strategyDeploydSwarm, "load " + loadPOST, eventUpgradeSwitchd} {
 		if !strings.Contains(table.String(), name) {
 			t.Errorf("table does not name %q:\n%s", name, table.String())
 		}
@@ -215,4 +230,49 @@ func removeLeftovers(t *testing.T, svc, tmp string) {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
+}
+
+// swarmLeftovers lists what of the swarm strategy's service svc is still
+// there: swarm services and their task containers, deployd's container,
+// its volume and its overlay network.
+func swarmLeftovers(t *testing.T, svc string) []string {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil // no engine: nothing can be left over
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	var left []string
+	// A swarm the bench left is no error: then it has no services either.
+	if list, err := cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", "deployd.service="+svc))}); err == nil {
+		for _, s := range list {
+			left = append(left, "service "+s.Spec.Name)
+		}
+	}
+	for _, label := range []string{"deployd.service=" + svc, swarmLabel + "=" + svc} {
+		list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", label))})
+		if err != nil {
+			t.Errorf("list containers: %v", err)
+		}
+		for _, c := range list {
+			left = append(left, "container "+strings.Join(c.Names, ","))
+		}
+	}
+	vols, err := cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", swarmLabel+"="+svc))})
+	if err != nil {
+		t.Errorf("list volumes: %v", err)
+	}
+	for _, v := range vols.Volumes {
+		left = append(left, "volume "+v.Name)
+	}
+	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", swarmLabel+"="+svc))})
+	if err != nil {
+		t.Errorf("list networks: %v", err)
+	}
+	for _, n := range nets {
+		left = append(left, "network "+n.Name)
+	}
+	return left
 }

@@ -40,11 +40,35 @@ func randomHex(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+// apiClient calls one deployd's API about the benchmark's service, with
+// the operator token.
+type apiClient struct {
+	svc   string
+	token string
+	// do sends one request (see lab.Daemon.Do).
+	do func(ctx context.Context, method, path string, body any, token string) (int, []byte, error)
+}
+
+// deploydUnderTest is a deployd whose deploys runDeployd times and whose
+// processes it measures: a subprocess (daemon) or a container on the
+// swarm (swarmDeployd).
+type deploydUnderTest interface {
+	client() *apiClient
+	// daemonPID is the host pid of `deployd serve`.
+	daemonPID(ctx context.Context) (int, error)
+	// hasSwitchd says that it runs a switchd (traffic.mode switch).
+	hasSwitchd() bool
+	// switchdPID waits until a live switchd other than not (0: any) runs
+	// and returns its host pid.
+	switchdPID(ctx context.Context, not int) (int, error)
+	// failureLog is the end of its log, tokens scrubbed, for an error.
+	failureLog(ctx context.Context) string
+}
+
 // daemon is a running deployd subprocess serving the benchmark's service.
 type daemon struct {
 	*lab.Daemon
-	svc     string
-	token   string
+	apiClient
 	logPath string
 	// bin, config and dataDir are what again starts the next process with.
 	bin, config, dataDir string
@@ -90,8 +114,14 @@ func startDaemon(ctx context.Context, d daemon) (*daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w:\n%s", err, d.logTail())
 	}
+	d.do = d.Daemon.Do
 	return &d, nil
 }
+
+func (d *daemon) client() *apiClient                     { return &d.apiClient }
+func (d *daemon) daemonPID(context.Context) (int, error) { return d.PID(), nil }
+func (d *daemon) hasSwitchd() bool                       { return d.switchMode }
+func (d *daemon) failureLog(context.Context) string      { return d.logTail() }
 
 // again starts the next deployd from d's binary, configuration and data
 // dir, once d has ended, and waits until it is healthy.
@@ -137,10 +167,10 @@ func (d *daemon) logTail() string {
 
 // call does an API request and decodes a JSON answer into out, failing on
 // any status but want.
-func (d *daemon) call(ctx context.Context, method, path string, body any, want int, out any) error {
+func (d *apiClient) call(ctx context.Context, method, path string, body any, want int, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	status, b, err := d.Do(ctx, method, path, body, d.token)
+	status, b, err := d.do(ctx, method, path, body, d.token)
 	if err != nil {
 		return err
 	}
@@ -176,7 +206,7 @@ type deployment struct {
 }
 
 // deploy asks for tag and returns the accepted deployment's id.
-func (d *daemon) deploy(ctx context.Context, tag string) (string, error) {
+func (d *apiClient) deploy(ctx context.Context, tag string) (string, error) {
 	var dep deployment
 	err := d.call(ctx, http.MethodPost, "/api/v1/services/"+d.svc+"/deployments",
 		map[string]string{"image": tag, "actor": "bench"}, http.StatusAccepted, &dep)
@@ -184,7 +214,7 @@ func (d *daemon) deploy(ctx context.Context, tag string) (string, error) {
 }
 
 // rollback asks for a rollback and returns the accepted deployment's id.
-func (d *daemon) rollback(ctx context.Context) (string, error) {
+func (d *apiClient) rollback(ctx context.Context) (string, error) {
 	var dep deployment
 	err := d.call(ctx, http.MethodPost, "/api/v1/services/"+d.svc+"/rollback", nil, http.StatusAccepted, &dep)
 	return dep.ID, err
@@ -192,7 +222,7 @@ func (d *daemon) rollback(ctx context.Context) (string, error) {
 
 // waitSucceeded polls a deployment until it is done and fails unless it
 // succeeded.
-func (d *daemon) waitSucceeded(ctx context.Context, id string) (deployment, error) {
+func (d *apiClient) waitSucceeded(ctx context.Context, id string) (deployment, error) {
 	deadline := time.Now().Add(deploymentLimit)
 	for {
 		var dep deployment

@@ -34,6 +34,9 @@ type footprint struct {
 	CPUSeconds float64   `json:"cpu_seconds"`
 	Daemon     procCost  `json:"daemon"`
 	Switchd    *procCost `json:"switchd,omitempty"`
+	// AppTasks is how many tasks of the service Swarm runs at the phase's
+	// end, both colors (deployd-swarm only).
+	AppTasks int `json:"app_tasks,omitempty"`
 	// Deployments, StatusLatMs and StatusErrs are the daemon's API work.
 	Deployments int       `json:"deployments"`
 	StatusLatMs []float64 `json:"-"`
@@ -43,10 +46,14 @@ type footprint struct {
 }
 
 // newFootprint measures d's processes: the daemon and, in switch mode, the
-// switchd its pid file names now.
-func newFootprint(ctx context.Context, d *daemon) (*footprint, error) {
-	fp := &footprint{Daemon: procCost{PID: d.PID()}}
-	if d.switchMode {
+// switchd that runs now.
+func newFootprint(ctx context.Context, d deploydUnderTest) (*footprint, error) {
+	pid, err := d.daemonPID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fp := &footprint{Daemon: procCost{PID: pid}}
+	if d.hasSwitchd() {
 		pid, err := d.switchdPID(ctx, 0)
 		if err != nil {
 			return nil, err

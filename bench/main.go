@@ -8,6 +8,9 @@
 //   - deployd-switch: the same through a second deployd in traffic.mode
 //     switch: nginx's upstream points at deployd's switch, which changes
 //     its targets without a reload;
+//   - deployd-swarm: the same as deployd-switch with the service on
+//     runtime: swarm, the local engine made a single-node swarm, deployd
+//     in a container on the service's overlay network (see swarm.go);
 //   - recreate: stop, remove and start the app's one container on the same
 //     port, like `docker compose up -d` of a new image;
 //   - reload: no change at all, only `nginx -s reload` at the same cadence,
@@ -99,7 +102,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.Settle, "settle", o.Settle, "least time after a switch ends before the next starts")
 	fs.StringVar(&o.Name, "name", o.Name, "result name: writes <out>/<name>.json and <out>/<name>.svg")
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "result directory")
-	strategies := fs.String("strategies", strings.Join(o.Strategies, ","), "comma-separated strategies to run, in order: deployd, deployd-switch, recreate, reload, resilience")
+	strategies := fs.String("strategies", strings.Join(o.Strategies, ","), "comma-separated strategies to run, in order: deployd, deployd-switch, deployd-swarm, recreate, reload, resilience")
 	fs.IntVar(&o.ResilienceN, "resilience-n", o.ResilienceN, "times the resilience strategy does each of its events per load (0: max(k, 3))")
 	loads := fs.String("loads", strings.Join(o.Loads, ","), "comma-separated loads, each runs every strategy: mixed (1 in -post-every a POST), post (every request a POST)")
 	fs.IntVar(&o.NginxWorkers, "nginx-workers", o.NginxWorkers, "nginx worker_processes")

@@ -10,8 +10,11 @@ import (
 const (
 	strategyDeployd       = "deployd"        // traffic.mode reload
 	strategyDeploydSwitch = "deployd-switch" // traffic.mode switch
-	strategyRecreate      = "recreate"
-	strategyReload        = "reload"
+	// strategyDeploydSwarm is traffic.mode switch with the service on
+	// runtime: swarm (see swarm.go).
+	strategyDeploydSwarm = "deployd-swarm"
+	strategyRecreate     = "recreate"
+	strategyReload       = "reload"
 	// strategyResilience is no way of switching: it kills, restarts and
 	// upgrades deployd's processes under load (see resilience.go).
 	strategyResilience = "resilience"
@@ -56,7 +59,8 @@ type options struct {
 	// MaxRecords bounds the memory of one phase's results.
 	MaxRecords int `json:"max_records"`
 	// Service names deployd's service; the recreate strategy's container
-	// is Service+"rc". Empty means a random name.
+	// is Service+"rc", the swarm strategy's service Service+"sm". Empty
+	// means a random name.
 	Service string `json:"-"`
 	// TempDir is where the run's temp directory is made; empty means
 	// os.TempDir(). (Unix socket paths under it must stay short.)
@@ -73,7 +77,7 @@ func defaultOptions() options {
 		PerCycle:     fullCycle,
 		Name:         "full",
 		OutDir:       "bench/results",
-		Strategies:   []string{strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload, strategyResilience},
+		Strategies:   []string{strategyDeployd, strategyDeploydSwitch, strategyDeploydSwarm, strategyRecreate, strategyReload, strategyResilience},
 		Loads:        []string{loadMixed, loadPOST},
 		NginxWorkers: 2,
 		Tail:         1500 * time.Millisecond,
@@ -109,9 +113,9 @@ func (o options) validate() error {
 	}
 	for _, s := range o.Strategies {
 		switch s {
-		case strategyDeployd, strategyDeploydSwitch, strategyRecreate, strategyReload, strategyResilience:
+		case strategyDeployd, strategyDeploydSwitch, strategyDeploydSwarm, strategyRecreate, strategyReload, strategyResilience:
 		default:
-			return fmt.Errorf("-strategies: unknown strategy %q (want deployd, deployd-switch, recreate, reload, resilience)", s)
+			return fmt.Errorf("-strategies: unknown strategy %q (want deployd, deployd-switch, deployd-swarm, recreate, reload, resilience)", s)
 		}
 	}
 	for _, l := range o.Loads {

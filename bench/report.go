@@ -98,7 +98,8 @@ func printTable(out io.Writer, res *result) {
 	fmt.Fprintln(out, "\nfailed = conn/reset/timeout/non2xx.")
 	if switches {
 		fmt.Fprintln(out, "vs reload path = RPS ratio, p50 difference, against deployd in reload mode under the same load;")
-		fmt.Fprintln(out, "deployd CPU and RSS = the daemon's, plus switchd's in switch mode (RSS: sum of readings taken together).")
+		fmt.Fprintln(out, "deployd CPU and RSS = the daemon's, plus switchd's in switch mode (RSS: sum of readings taken together);")
+		fmt.Fprintln(out, "deployd-swarm's are those of the two processes in deployd's container.")
 	}
 	for _, s := range res.Strategies {
 		name := s.Name + " (" + s.Load + ")"
@@ -121,6 +122,9 @@ func printTable(out io.Writer, res *result) {
 				f.CPUSeconds, f.CPUPer1kRequests, f.CPUPerDeploy, f.Deployments, f.StatusAPI.P50, f.StatusAPI.P99, f.StatusAPI.N, f.StatusErrs)
 			if f.Switchd != nil {
 				fmt.Fprintf(out, "    of which daemon %s; switchd %s\n", procText(f.Daemon), procText(*f.Switchd))
+			}
+			if f.AppTasks > 0 {
+				fmt.Fprintf(out, "    app tasks Swarm runs at the phase's end, both colors: %d\n", f.AppTasks)
 			}
 		}
 	}

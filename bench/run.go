@@ -86,13 +86,15 @@ type world struct {
 	log     logrus.FieldLogger
 	cli     *client.Client
 	ng      *lab.Nginx
-	d       *daemon // traffic.mode reload
-	sw      *daemon // traffic.mode switch; nil unless its strategy or resilience runs
-	swData  string  // sw's data dir, set before sw starts: teardown stops its switchd
-	bin     string  // the deployd binary
-	svc     string  // d's service
-	swSvc   string  // sw's service
-	rcSvc   string  // the recreate strategy's upstream and container label
+	d       *daemon     // traffic.mode reload
+	sw      *daemon     // traffic.mode switch; nil unless its strategy or resilience runs
+	swData  string      // sw's data dir, set before sw starts: teardown stops its switchd
+	bin     string      // the deployd binary
+	svc     string      // d's service
+	swSvc   string      // sw's service
+	rcSvc   string      // the recreate strategy's upstream and container label
+	smSvc   string      // the swarm strategy's service
+	sm      *swarmSetup // the swarm strategy's; nil unless it runs
 	rcPort  int
 	rcID    string // the recreate container now running
 	rcColor uint8
@@ -113,7 +115,7 @@ func run(ctx context.Context, opts options, log logrus.FieldLogger, out io.Write
 		}
 		w.svc = "zb" + h
 	}
-	w.swSvc, w.rcSvc = w.svc+"sw", w.svc+"rc"
+	w.swSvc, w.rcSvc, w.smSvc = w.svc+"sw", w.svc+"rc", w.svc+"sm"
 	defer w.teardown()
 	if err := w.setup(ctx); err != nil {
 		return nil, err
@@ -163,6 +165,13 @@ func (w *world) setup(ctx context.Context) error {
 	if w.tmp, err = os.MkdirTemp(w.opts.TempDir, "deployd-bench-"); err != nil {
 		return fmt.Errorf("temp dir: %w", err)
 	}
+	// Before any of the bench's containers start: a swarm init disturbs
+	// running containers' networking.
+	if w.opts.has(strategyDeploydSwarm) {
+		if err := w.joinSwarm(ctx); err != nil {
+			return err
+		}
+	}
 	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	root, err := lab.ModuleRoot(bctx)
@@ -170,13 +179,28 @@ func (w *world) setup(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("building deployd and the demo images")
-	var binErr error
+	var binErr, swarmErr error
 	var wg sync.WaitGroup
 	if w.opts.has(strategyDeployd) || w.opts.has(strategyDeploydSwitch) || w.opts.has(strategyResilience) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			w.bin, binErr = lab.BuildDeployd(bctx, root, w.tmp, w.opts.Race)
+		}()
+	}
+	if w.sm != nil {
+		// The swarm strategy's deployd image (its own static build) and
+		// its registry.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dir := filepath.Join(w.tmp, "deployd-image")
+			if swarmErr = os.Mkdir(dir, 0o755); swarmErr != nil {
+				return
+			}
+			if swarmErr = lab.BuildDeploydImage(bctx, root, dir, swarmDeploydImage); swarmErr == nil {
+				swarmErr = w.startRegistry(bctx)
+			}
 		}()
 	}
 	app, err := lab.BuildDemoApp(bctx)
@@ -188,8 +212,13 @@ func (w *world) setup(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	if err = errors.Join(err, binErr); err != nil {
+	if err = errors.Join(err, binErr, swarmErr); err != nil {
 		return err
+	}
+	if w.sm != nil {
+		if err := w.pushDemoImages(ctx); err != nil {
+			return err
+		}
 	}
 
 	prefix := filepath.Join(w.tmp, "nginx")
@@ -199,7 +228,7 @@ func (w *world) setup(ctx context.Context) error {
 	// Every strategy's load goes through a /<service>/ location, so that
 	// nginx's own work is the same for all of them.
 	w.ng, err = lab.StartNginx(ctx, prefix, lab.NginxConfig{
-		Services:          []string{w.svc, w.swSvc, w.rcSvc},
+		Services:          []string{w.svc, w.swSvc, w.rcSvc, w.smSvc},
 		PrefixedOnly:      true,
 		WorkerProcesses:   w.opts.NginxWorkers,
 		WorkerConnections: 1024,
@@ -230,6 +259,11 @@ func (w *world) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	if w.sm != nil {
+		if err := w.startSwarmDeployd(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -242,7 +276,7 @@ func (w *world) startDeployd(ctx context.Context, svc, mode string) (*daemon, er
 		return nil, fmt.Errorf("deployd dir: %w", err)
 	}
 	spec := daemon{
-		svc: svc, logPath: filepath.Join(dir, "deployd.log"),
+		apiClient: apiClient{svc: svc}, logPath: filepath.Join(dir, "deployd.log"),
 		bin: w.bin, dataDir: filepath.Join(dir, "data"), switchMode: mode == config.TrafficModeSwitch,
 	}
 	conf, err := writeDaemonConfig(dir, spec.dataDir, svc, w.ng, mode)
@@ -304,6 +338,9 @@ func (w *world) teardown() {
 		}
 		cancel()
 	}
+	if w.sm != nil {
+		w.teardownSwarm()
+	}
 	if w.ng != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := w.ng.Stop(ctx); err != nil {
@@ -351,6 +388,8 @@ func (w *world) runStrategy(ctx context.Context, strategy, load string) ([]*phas
 		return one(func() (*phase, error) { return w.runDeployd(ctx, strategy, load, w.d) })
 	case strategyDeploydSwitch:
 		return one(func() (*phase, error) { return w.runDeployd(ctx, strategy, load, w.sw) })
+	case strategyDeploydSwarm:
+		return one(func() (*phase, error) { return w.runDeployd(ctx, strategy, load, w.sm.d) })
 	case strategyRecreate:
 		return one(func() (*phase, error) { return w.runRecreate(ctx, load) })
 	case strategyReload:

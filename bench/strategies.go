@@ -25,8 +25,9 @@ import (
 // the switch mode's deployd), while sampling the memory and CPU of d's
 // processes (the daemon, and switchd in switch mode) over the whole phase
 // and timing GET /api/v1/services/{name} during the switches.
-func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon) (*phase, error) {
-	fp, err := newFootprint(ctx, d)
+func (w *world) runDeployd(ctx context.Context, strategy, load string, dut deploydUnderTest) (*phase, error) {
+	d := dut.client()
+	fp, err := newFootprint(ctx, dut)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,7 @@ func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon
 		}
 		dep, err := d.waitSucceeded(ctx, id)
 		if err != nil {
-			return ev, fmt.Errorf("%w\ndeployd log:\n%s", err, d.logTail())
+			return ev, fmt.Errorf("%w\ndeployd log:\n%s", err, dut.failureLog(ctx))
 		}
 		fp.Deployments++
 		ev.DeploymentID = dep.ID
@@ -120,8 +121,15 @@ func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon
 	if fp.Switchd != nil {
 		// After an upgrade the old switchd lives on for its handoff, so
 		// end reads its CPU time; the new one's would be missing.
-		if pid, err := d.switchdPID(ctx, 0); err != nil || pid != fp.Switchd.PID {
+		if pid, err := dut.switchdPID(ctx, 0); err != nil || pid != fp.Switchd.PID {
 			return nil, fmt.Errorf("switchd pid %d at the phase's start, %d (%v) at its end: it was restarted during the phase", fp.Switchd.PID, pid, err)
+		}
+	}
+	if tc, ok := dut.(interface {
+		appTasks(ctx context.Context) (int, error)
+	}); ok {
+		if fp.AppTasks, err = tc.appTasks(ctx); err != nil {
+			return nil, err
 		}
 	}
 	p.Footprint = fp
@@ -130,7 +138,7 @@ func (w *world) runDeployd(ctx context.Context, strategy, load string, d *daemon
 
 // pollStatus times GET /api/v1/services/{name} every sampleEvery, like a
 // status page or a script watching a deploy would.
-func pollStatus(ctx context.Context, d *daemon, fp *footprint) {
+func pollStatus(ctx context.Context, d *apiClient, fp *footprint) {
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
