@@ -8,11 +8,12 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/deployd ./cmd/deployd
 
-# The packages whose tests turn the engine into a swarm (and leave it).
+# The packages whose tests turn the engine into a swarm (and leave it);
+# the benchmark's test does too, for its deployd-swarm strategy.
 # They run after the others: a swarm initialised or left while other
 # packages' containers run can break those containers' name resolution
 # for a moment, which their tests would take for a failure.
-SWARM_PKGS := ./internal/testenv/ ./pkg/swarmx/ ./test/swarm/
+SWARM_PKGS := ./internal/testenv/ ./pkg/swarmx/ ./test/swarm/ ./bench/
 
 # The test command: unit tests, integration tests on the real Docker engine
 # and a private nginx, all under the race detector, then the swarm tests.
@@ -25,8 +26,10 @@ test:
 	$(GO) test -race -count=1 -timeout 15m $(SWARM_PKGS)
 
 # The zero-downtime benchmark (real Docker engine and nginx): deployd's
-# blue-green switch in both traffic modes (reload, switch) against recreate
-# and a bare nginx reload, under a mixed and an all-POST load.
+# blue-green switch in both traffic modes (reload, switch), the switch with
+# the service on a single-node swarm (the engine joins or inits one, under
+# the swarm tests' lock), against recreate and a bare nginx reload, under a
+# mixed and an all-POST load.
 # Writes bench/results/<name>.json and .svg.
 BENCH_DATE ?= $(shell date -u +%Y-%m-%d)
 bench:
