@@ -8,22 +8,18 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/deployd ./cmd/deployd
 
-# The packages whose tests turn the engine into a swarm (and leave it);
-# the benchmark's test does too, for its deployd-swarm strategy.
-# They run after the others: a swarm initialised or left while other
-# packages' containers run can break those containers' name resolution
-# for a moment, which their tests would take for a failure.
-SWARM_PKGS := ./internal/testenv/ ./pkg/swarmx/ ./test/swarm/ ./bench/
-
 # The test command: unit tests, integration tests on the real Docker engine
-# and a private nginx, all under the race detector, then the swarm tests.
-# The end-to-end package, by far the longest, is named first so that it
-# starts first and the rest run beside it.
+# and a private nginx, and the Swarm tests, all under the race detector.
+# The engine is made a single-node swarm before the first test starts and
+# left after the last one (with-test-swarm): a swarm set up or left while
+# other packages' containers run can break their name resolution for a
+# moment. The longest packages are named first so that they start first
+# and the rest fill in beside them.
+LONG_PKGS := ./test/e2e/ ./test/swarm/ ./test/compose/ ./bench/ ./pkg/swarmx/
 test:
 	bash scripts/ensure-deps.sh
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./test/e2e/ $$($(GO) list ./... | grep -v -x -F $(foreach p,$(SWARM_PKGS),-e github.com/deployd/deployd/$(patsubst ./%/,%,$(p))))
-	$(GO) test -race -count=1 -timeout 15m $(SWARM_PKGS)
+	$(GO) run ./internal/lab/cmd/with-test-swarm $(GO) test -race -count=1 -timeout 20m $(LONG_PKGS) ./...
 
 # The zero-downtime benchmark (real Docker engine and nginx): deployd's
 # blue-green switch in both traffic modes (reload, switch), the switch with

@@ -245,10 +245,56 @@ func requireManager(ctx context.Context, cli *client.Client) error {
 	return nil
 }
 
+// swarmKeepPath is the lock a KeepSwarm holds shared for a whole run of
+// several processes (make test): while anyone holds it, LeaveSwarmIfLast
+// leaves nothing. It is not the swarm lock itself, so that a user who
+// needs the swarm alone is not kept waiting by the keeper.
+func swarmKeepPath() string { return SwarmLockPath() + ".keep" }
+
+// SwarmKeep is a hold that keeps the swarm up between its users.
+type SwarmKeep struct{ f *os.File }
+
+// KeepSwarm makes sure the engine behind cli is a swarm manager, as
+// JoinSwarm does, and keeps it one until Release: the test packages that
+// use the swarm then find it there and none of them leaves it, so no
+// swarm is set up or left while other packages' containers run (an init
+// or a leave can break their name resolution for a moment). Errors about
+// the engine wrap ErrSwarmUnavailable.
+func KeepSwarm(ctx context.Context, cli *client.Client) (*SwarmKeep, error) {
+	f, err := openLockFile(swarmKeepPath())
+	if err != nil {
+		return nil, err
+	}
+	// Held before the swarm is joined: a user leaving meanwhile sees it.
+	if err := flockWait(ctx, f, lockShared); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	lease, err := JoinSwarm(ctx, cli, false)
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	if err := lease.Release(); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return &SwarmKeep{f: f}, nil
+}
+
+// Release drops the hold and leaves the swarm if nobody else uses or
+// keeps it and it is the tests' own; it reports whether it left.
+func (k *SwarmKeep) Release(ctx context.Context, cli *client.Client) (bool, error) {
+	if err := k.f.Close(); err != nil {
+		return false, fmt.Errorf("release swarm keep: %w", err)
+	}
+	return LeaveSwarmIfLast(ctx, cli)
+}
+
 // LeaveSwarmIfLast leaves the swarm when no process holds the swarm lock
-// (the caller must have released its own) and the swarm carries
-// SwarmLabel. It reports whether it left. A swarm still in use, or one
-// that is not ours, is no error.
+// (the caller must have released its own) or keeps the swarm (KeepSwarm),
+// and the swarm carries SwarmLabel. It reports whether it left. A swarm
+// still in use, or one that is not ours, is no error.
 func LeaveSwarmIfLast(ctx context.Context, cli *client.Client) (bool, error) {
 	lease, err := OpenSwarmLock()
 	if err != nil {
@@ -258,6 +304,17 @@ func LeaveSwarmIfLast(ctx context.Context, cli *client.Client) (bool, error) {
 	if err := lease.TryExclusive(); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return false, nil // another process still uses it; the last one leaves
+		}
+		return false, err
+	}
+	keep, err := openLockFile(swarmKeepPath())
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = keep.Close() }()
+	if err := flockNow(keep, lockExclusive); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, nil // kept for a run; its keeper leaves
 		}
 		return false, err
 	}
