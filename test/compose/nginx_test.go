@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +142,12 @@ func TestNginxSites_LimitLoginAndWebhookPerClient(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, nginx, "-p", prefix+"/", "-c", conf, "-e", prefix+"/logs/error.log", "-g", "daemon off;")
+	// A SIGKILL to the master (CommandContext's default) leaves its workers
+	// running and listening: stop it as `nginx -s quit` does, and kill its
+	// process group only if it lingers.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatalf("start nginx: %v", err)
@@ -148,6 +155,7 @@ func TestNginxSites_LimitLoginAndWebhookPerClient(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		_ = cmd.Wait()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	})
 
 	get := func(method, path string) int {
